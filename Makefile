@@ -1,0 +1,43 @@
+# fwinspect: `make run` opens the app on a generated demo image; `make test` sets everything up
+# on a fresh Debian machine (Debian packages when root, a venv, real OVMF images) and runs the suite.
+PY      := .venv/bin/python
+DEBS    := qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-tools swtpm swtpm-tools hyperfine
+DEMO    := sample_images/out/demo-tdvf.fd
+
+.PHONY: run test venv debs images bench clean
+
+run: venv $(DEMO)
+	.venv/bin/fwinspect $(DEMO)
+
+test: debs venv images
+	$(PY) -m pytest -n 2 -q
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Installs the Debian packages the tests use, when running as root and any is missing.
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not root: tests needing $$missing will skip"; fi; \
+	fi
+
+images: venv
+	$(PY) -m sample_images.fetch
+	$(PY) -m sample_images.generate
+
+$(DEMO): venv
+	$(PY) -m sample_images.generate
+
+bench: venv images
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf .venv sample_images/out sample_images/real

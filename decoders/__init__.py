@@ -1,0 +1,1 @@
+"""Pure decoders: bytes or a Memory in, a Node tree out (DESIGN.md, "Layers")."""

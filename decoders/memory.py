@@ -1,0 +1,39 @@
+"""The Memory protocol pointer-chasing decoders read through (DESIGN.md, "Memory").
+
+Implementations: `BytesMemory` here (an image or blob at a base); ELF cores,
+live targets and virtual views live in inspector/ and decoders/paging.py.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class Unreadable(Exception):
+    """No memory at `address` (a hole in a dump, an unmapped page, a dead target)."""
+
+    def __init__(self, address: int, size: int = 0, why: str = "no memory here"):
+        self.address = address
+        self.size = size
+        super().__init__(f"cannot read {size} bytes at 0x{address:x}: {why}")
+
+
+@runtime_checkable
+class Memory(Protocol):
+    def read(self, address: int, size: int) -> bytes: ...
+
+
+class BytesMemory:
+    """A buffer mapped at `base`: an image whose last byte sits at 4 GiB - 1, a HOB blob, ..."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, base: int = 0):
+        self.data = data
+        self.base = base
+
+    def read(self, address: int, size: int) -> bytes:
+        start = address - self.base
+        if size < 0 or start < 0 or start + size > len(self.data):
+            raise Unreadable(address, size, f"outside 0x{self.base:x}..0x{self.base + len(self.data):x}")
+        return bytes(self.data[start:start + size])
+
+    def __repr__(self) -> str:
+        return f"BytesMemory(base=0x{self.base:x}, size=0x{len(self.data):x})"

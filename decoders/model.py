@@ -1,0 +1,193 @@
+"""The one Node model every decoder returns (DESIGN.md, "One model: the Node tree").
+
+A Node says what a structure is (`kind`, `title`), where its bytes are (`space`,
+`offset`, `size`), what it holds (`fields` with spec names, `children`) and what
+was wrong with it (`problems`, each located by an offset in the node's space).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterator
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(eq=False)
+class Space:
+    """A buffer or address space that nodes point into.
+
+    `data` holds the bytes (an image, a decompressed blob) or is None for an
+    address space read through a Memory. `base` is the address of `data[0]`
+    where the space is mapped (an image's last byte sits at 4 GiB - 1).
+    A decompressed blob's `parent` is the section node it came out of.
+    """
+
+    name: str
+    data: bytes | bytearray | memoryview | None = None
+    base: int | None = None
+    parent: "Node | None" = None
+
+    @property
+    def size(self) -> int:
+        return 0 if self.data is None else len(self.data)
+
+    def address_of(self, offset: int) -> int | None:
+        return None if self.base is None else self.base + offset
+
+
+@dataclass
+class Problem:
+    offset: int | None
+    severity: Severity
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"offset": self.offset, "severity": self.severity.value, "message": self.message}
+
+    def __str__(self) -> str:
+        where = f"0x{self.offset:x}: " if self.offset is not None else ""
+        return f"{self.severity.value}: {where}{self.message}"
+
+
+@dataclass
+class Field:
+    """One decoded field: its spec name, raw value, where it sits and how to show it."""
+
+    name: str
+    value: Any
+    offset: int | None = None
+    size: int | None = None
+    display: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.display if self.display is not None else format_value(self.value)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "value": json_value(self.value), "offset": self.offset, "size": self.size}
+        if self.display is not None:
+            out["display"] = self.display
+        return out
+
+
+@dataclass(eq=False)
+class Node:
+    kind: str
+    title: str
+    space: Space | None = None
+    offset: int = 0
+    size: int = 0
+    fields: list[Field] = field(default_factory=list)
+    children: list["Node"] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    # -- building -----------------------------------------------------------------
+    def add(self, name: str, value: Any, offset: int | None = None, size: int | None = None,
+            display: str | None = None) -> Field:
+        """Add a field; `offset` is absolute in this node's space."""
+        f = Field(name, value, offset, size, display)
+        self.fields.append(f)
+        return f
+
+    def problem(self, offset: int | None, message: str, severity: Severity = Severity.ERROR) -> Problem:
+        p = Problem(offset, severity, message)
+        self.problems.append(p)
+        return p
+
+    def warn(self, offset: int | None, message: str) -> Problem:
+        return self.problem(offset, message, Severity.WARNING)
+
+    def note(self, offset: int | None, message: str) -> Problem:
+        return self.problem(offset, message, Severity.INFO)
+
+    def append(self, child: "Node") -> "Node":
+        self.children.append(child)
+        return child
+
+    # -- reading ------------------------------------------------------------------
+    def field(self, name: str) -> Field | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        f = self.field(name)
+        return default if f is None else f.value
+
+    def walk(self) -> Iterator["Node"]:
+        """Depth-first, pre-order, iterative (trees from hostile input may be deep)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+    def find(self, kind: str) -> Iterator["Node"]:
+        return (n for n in self.walk() if n.kind == kind)
+
+    def all_problems(self) -> Iterator[tuple["Node", Problem]]:
+        for n in self.walk():
+            for p in n.problems:
+                yield n, p
+
+    @property
+    def address(self) -> int | None:
+        return None if self.space is None else self.space.address_of(self.offset)
+
+    @property
+    def bytes(self) -> bytes:
+        if self.space is None or self.space.data is None:
+            return b""
+        return bytes(self.space.data[self.offset:self.offset + self.size])
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "title": self.title,
+            "space": self.space.name if self.space else None,
+            "offset": self.offset,
+            "size": self.size,
+        }
+        if self.address is not None:
+            out["address"] = self.address
+        out["fields"] = [f.to_json() for f in self.fields]
+        out["problems"] = [p.to_json() for p in self.problems]
+        out["children"] = [c.to_json() for c in self.children]
+        return out
+
+
+def json_value(value: Any) -> Any:
+    """JSON form of a field value: GUIDs lowercase canonical, bytes as hex, enums by value."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, Enum):
+        return json_value(value.value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"0x{value:x}" if value > 9 else str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value).upper()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        b = bytes(value)
+        return b[:32].hex(" ") + (" …" if len(b) > 32 else "")
+    return str(value)

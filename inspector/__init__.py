@@ -1,0 +1,1 @@
+"""The engine: sources (image, dump, live), locating structures, the CLI and JSON export."""
