@@ -1,0 +1,61 @@
+"""Timing helpers: whole-process wall time and peak RSS, medians of several runs."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Timing:
+    label: str
+    median_s: float
+    runs: list[float]
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+    def row(self) -> str:
+        rss = f"{self.peak_rss_mib:7.1f} MiB" if self.peak_rss_mib is not None else "      -    "
+        return f"{self.label:<58} {self.median_s * 1000:9.1f} ms  {rss}  (n={len(self.runs)}) {self.note}"
+
+
+def run_process(label: str, argv: list[str], runs: int = 7, cwd: str | None = None, env=None,
+                ok_codes=(0, 1)) -> Timing:
+    """Median wall time and max peak RSS of a whole process (os.wait4 gives the child's rusage)."""
+    times, rss = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        times.append(time.perf_counter() - t0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode not in ok_codes:
+            return Timing(label, float("nan"), times, None, f"exit {proc.returncode}")
+        rss.append(usage.ru_maxrss / 1024)
+    return Timing(label, statistics.median(times), times, max(rss))
+
+
+def run_inprocess(label: str, fn, runs: int = 9, warmup: int = 1) -> Timing:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return Timing(label, statistics.median(times), times)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()} {os.cpu_count()} cores {cpu}, Python {platform.python_version()}"

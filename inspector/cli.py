@@ -1,0 +1,148 @@
+"""The `fwinspect` command (DESIGN.md, "The CLI").
+
+`fwinspect SOURCE` opens the app; subcommands print the same trees without it, with rich for
+people and --json for scripts. Exit status: 0 clean, 1 the input had problems (what was decoded is
+still printed), 2 usage errors (and files that cannot be read at all).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _load(path: str):
+    from inspector.image import ImageError, load_image
+
+    try:
+        return load_image(path)
+    except ImageError as e:
+        raise UsageError(str(e)) from None
+
+
+def _finish(root, args) -> int:
+    from inspector.render import has_problems, print_problems, print_tree, write_json
+
+    if args.json:
+        write_json(root)
+    else:
+        print_tree(root, fields=getattr(args, "fields", False))
+    if has_problems(root):
+        if args.json:
+            print_problems(root)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_fd(args) -> int:
+    img = _load(args.image)
+    return _finish(img.root, args)
+
+
+def cmd_mrtd(args) -> int:
+    from decoders.model import Node
+    from decoders.mrtd import compute_mrtd, mrtd_node
+    from decoders.ovmf.metadata import tdx_sections
+    from inspector.render import has_problems, print_tree, write_json
+
+    img = _load(args.image)
+    meta = img.tdx_metadata()
+    if meta is None:
+        print(f"{args.image}: no TDX metadata (not a TDVF image); no MRTD to compute", file=sys.stderr)
+        return EXIT_PROBLEMS
+    orders = ["per-page", "two-pass"] if args.order == "both" else [args.order]
+    results = [compute_mrtd(img.data, tdx_sections(meta), order=o) for o in orders]
+    if args.json:
+        root = Node("mrtd-report", f"MRTD of {img.path.name}")
+        root.children = [mrtd_node(r) for r in results]
+        root.problems = list(meta.problems)
+        write_json(root)
+    else:
+        for r in results:
+            print(f"{r.digest.hex()}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
+        for p in meta.problems:
+            print(p, file=sys.stderr)
+    return EXIT_PROBLEMS if has_problems(meta) else EXIT_OK
+
+
+def cmd_extract(args) -> int:
+    from inspector.extract import ExtractError, extract
+    from inspector.render import has_problems
+
+    img = _load(args.image)
+    try:
+        manifest = extract(img.root, args.dir)
+    except (ExtractError, OSError) as e:
+        print(f"{args.image}: {e}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{len(manifest)} items written to {args.dir} (see manifest.json)")
+    return EXIT_PROBLEMS if has_problems(img.root) else EXIT_OK
+
+
+def cmd_open(args) -> int:
+    img = _load(args.source)
+    from views.app import run_app
+
+    run_app(img.root, img.path.name)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fwinspect", description="Inspect VM firmware: images, HOBs, event logs, ACPI.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    fd = sub.add_parser("fd", help="print the flash layout of a firmware image")
+    fd.add_argument("image")
+    fd.add_argument("--json", action="store_true", help="print the Node tree as JSON")
+    fd.add_argument("--fields", action="store_true", help="print every field under its node")
+    fd.set_defaults(func=cmd_fd)
+
+    m = sub.add_parser("mrtd", help="compute the TDX MRTD a TDVF image produces")
+    m.add_argument("image")
+    m.add_argument("--order", choices=["per-page", "two-pass", "both"], default="per-page",
+                   help="per-page: PAGE.ADD then its MR.EXTENDs (td-shim, upstream QEMU); "
+                        "two-pass: all PAGE.ADDs first (QEMU 8.x TDX trees)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_mrtd)
+
+    x = sub.add_parser("extract", help="write every file, section and decompressed blob under DIR")
+    x.add_argument("image")
+    x.add_argument("dir")
+    x.set_defaults(func=cmd_extract)
+
+    o = sub.add_parser("open", help="open the app on a source (the default command)")
+    o.add_argument("source")
+    o.set_defaults(func=cmd_open)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse has no API)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        argv.insert(0, "open")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return EXIT_USAGE if e.code else EXIT_OK
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"fwinspect: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
