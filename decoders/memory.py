@@ -37,3 +37,20 @@ class BytesMemory:
 
     def __repr__(self) -> str:
         return f"BytesMemory(base=0x{self.base:x}, size=0x{len(self.data):x})"
+
+
+class RegionMemory:
+    """Several buffers at their addresses (tables from an acpidump, segments of a small dump)."""
+
+    def __init__(self, regions: list[tuple[int, bytes]] | None = None):
+        self.regions: list[tuple[int, bytes]] = sorted(regions or [])
+
+    def add(self, address: int, data: bytes) -> None:
+        self.regions.append((address, data))
+        self.regions.sort(key=lambda r: r[0])
+
+    def read(self, address: int, size: int) -> bytes:
+        for base, data in self.regions:
+            if base <= address and address + size <= base + len(data):
+                return bytes(data[address - base:address - base + size])
+        raise Unreadable(address, size, "not inside any region")

@@ -85,6 +85,19 @@ def cmd_extract(args) -> int:
     return EXIT_PROBLEMS if has_problems(img.root) else EXIT_OK
 
 
+def cmd_acpi(args) -> int:
+    from inspector.acpisource import decode_acpi_paths
+    from inspector.aml import attach_disassembly
+
+    for p in args.paths:
+        if not Path(p).exists():
+            raise UsageError(f"{p}: no such file or folder")
+    root = decode_acpi_paths(args.paths)
+    if args.aml:
+        attach_disassembly(root)
+    return _finish(root, args)
+
+
 def cmd_open(args) -> int:
     img = _load(args.source)
     from views.app import run_app
@@ -115,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("image")
     x.add_argument("dir")
     x.set_defaults(func=cmd_extract)
+
+    a = sub.add_parser("acpi", help="decode ACPI tables: files, folders, or acpidump text (followed from the RSDP)")
+    a.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--fields", action="store_true")
+    a.add_argument("--aml", action="store_true", help="disassemble DSDT/SSDT with iasl (acpica-tools)")
+    a.set_defaults(func=cmd_acpi)
 
     o = sub.add_parser("open", help="open the app on a source (the default command)")
     o.add_argument("source")

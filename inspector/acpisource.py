@@ -1,0 +1,92 @@
+"""ACPI inputs for `fwinspect acpi`: binary tables (files or a folder of them, as acpixtract or
+/sys/firmware/acpi/tables give), and the text of `acpidump` ("SIG @ 0xADDR" blocks of hex lines),
+which keeps each table's physical address, so the RSDP can be followed as firmware laid it out."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from decoders.acpi import decode_acpi_from_rsdp, decode_rsdp, decode_table
+from decoders.memory import RegionMemory
+from decoders.model import Node, Space
+
+HEADER_RE = re.compile(r"^\s*([A-Z0-9_!]{4}|RSD PTR|RSDP)\s*@\s*0x([0-9a-fA-F]+)\s*$")
+HEX_RE = re.compile(r"^\s*([0-9a-fA-F]{4,8}):((?:\s[0-9a-fA-F]{2}){1,16})")
+# Bounds for hostile text: a dump of a real machine has a few dozen tables of a few hundred KiB.
+MAX_DUMP_TABLES = 512
+MAX_DUMP_BYTES = 64 << 20
+TABLE_SUFFIXES = {".dat", ".aml", ".bin", ".AML", ""}
+
+
+def parse_acpidump(text: str) -> list[tuple[str, int, bytes]]:
+    tables: list[tuple[str, int, bytes]] = []
+    current: tuple[str, int, bytearray] | None = None
+    total = 0
+    for line in text.splitlines():
+        h = HEADER_RE.match(line)
+        if h:
+            if current:
+                tables.append((current[0], current[1], bytes(current[2])))
+            if len(tables) >= MAX_DUMP_TABLES:
+                break
+            current = (h.group(1), int(h.group(2), 16), bytearray())
+            continue
+        m = HEX_RE.match(line)
+        if m and current is not None and total < MAX_DUMP_BYTES:
+            chunk = bytes.fromhex(m.group(2).replace(" ", ""))
+            current[2].extend(chunk)
+            total += len(chunk)
+    if current:
+        tables.append((current[0], current[1], bytes(current[2])))
+    return tables
+
+
+def is_acpidump(path: Path) -> bool:
+    try:
+        head = path.read_bytes()[:4096].decode("ascii", errors="strict")
+    except (UnicodeDecodeError, OSError):
+        return False
+    return any(HEADER_RE.match(line) for line in head.splitlines()[:5])
+
+
+def decode_acpidump(path: Path) -> Node:
+    tables = parse_acpidump(path.read_text(errors="replace"))
+    mem = RegionMemory([(addr, data) for _, addr, data in tables])
+    rsdp = [(addr, data) for sig, addr, data in tables if data[:8] == b"RSD PTR "]
+    if rsdp:
+        root = decode_acpi_from_rsdp(mem, rsdp[0][0])
+        root.title = f"ACPI tables from {path.name} (RSDP at 0x{rsdp[0][0]:x})"
+        followed = {c.address for c in root.children}
+        for sig, addr, data in tables:
+            if addr not in followed:
+                n = root.append(_decode_blob(data, f"{sig}@0x{addr:x}", addr))
+                n.note(0, "not reached from the RSDP (listed by acpidump only)")
+        return root
+    root = Node("acpi", f"ACPI tables from {path.name} (no RSDP in the dump)")
+    for sig, addr, data in tables:
+        root.append(_decode_blob(data, f"{sig}@0x{addr:x}", addr))
+    return root
+
+
+def _decode_blob(data: bytes, name: str, base: int | None = None) -> Node:
+    space = Space(name, data, base)
+    if data[:8] == b"RSD PTR ":
+        return decode_rsdp(data, 0, space)
+    return decode_table(data, 0, space)
+
+
+def decode_acpi_paths(paths: list[str]) -> Node:
+    """Tables from files and folders; an acpidump text file is followed from its RSDP."""
+    root = Node("acpi", "ACPI tables")
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.iterdir()):
+                if f.is_file() and f.suffix in TABLE_SUFFIXES:
+                    root.append(_decode_blob(f.read_bytes(), f.name))
+        elif is_acpidump(p):
+            root.append(decode_acpidump(p))
+        else:
+            root.append(_decode_blob(p.read_bytes(), p.name))
+    if len(root.children) == 1:
+        return root.children[0]
+    return root

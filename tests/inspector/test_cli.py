@@ -1,0 +1,103 @@
+"""The CLI as a user and a script see it: exit codes, JSON shape, MRTD values, extraction safety."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import main
+from tests.realdata import bookworm
+
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# td-shim's td_shim_tee_info_hash.py gives this per-page MRTD for bookworm's OVMF.fd (issue 2).
+BOOKWORM_MRTD_PER_PAGE = ("4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057"
+                          "fb887fed0744d5631a212967fb231c47")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inspector.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+
+
+def walk(node: dict):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(n["children"])
+
+
+def test_fd_json_of_ovmf_has_volumes_files_sections_with_canonical_guids():
+    r = run_cli("fd", str(bookworm("OVMF.fd")), "--json")
+    assert r.returncode == 0, r.stderr
+    tree = json.loads(r.stdout)
+    nodes = list(walk(tree))
+    kinds = {n["kind"] for n in nodes}
+    assert {"fv", "ffs", "section", "tdx-section"} <= kinds
+    names = [f["value"] for n in nodes if n["kind"] == "ffs" for f in n["fields"] if f["name"] == "Name"]
+    assert names and all(GUID_RE.match(v) for v in names)
+    # DxeCore's file GUID (MdeModulePkg/Core/Dxe/DxeMain.inf), inside the LZMA-compressed DXEFV.
+    assert "d6a2cb7f-6a18-4e2f-b43b-9920a733700a" in names
+    tdx = [n for n in nodes if n["kind"] == "tdx-section"]
+    assert len(tdx) == 6  # OvmfPkg/ResetVector/X64/IntelTdxMetadata.nasm.inc, 2022.11
+
+
+def test_mrtd_of_bookworm_ovmf_matches_td_shim_reference():
+    r = run_cli("mrtd", str(bookworm("OVMF.fd")))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == BOOKWORM_MRTD_PER_PAGE
+    assert "per-page" in r.stdout
+
+
+def test_mrtd_json_names_the_order():
+    r = run_cli("mrtd", str(bookworm("OVMF.fd")), "--order", "both", "--json")
+    assert r.returncode == 0, r.stderr
+    tree = json.loads(r.stdout)
+    orders = {f["value"] for n in walk(tree) for f in n["fields"] if f["name"] == "Order"}
+    assert orders == {"per-page", "two-pass"}
+
+
+def test_mrtd_of_image_without_tdx_metadata_says_so():
+    r = run_cli("mrtd", str(bookworm("OVMF_CODE_4M.fd")))
+    assert r.returncode == 1
+    assert "no TDX metadata" in r.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert main([]) == 2
+    assert main(["fd"]) == 2
+    assert main(["fd", str(tmp_path / "nope.fd")]) == 2
+    empty = tmp_path / "empty.fd"
+    empty.write_bytes(b"")
+    assert main(["fd", str(empty)]) == 2
+
+
+def test_garbage_file_exits_1_with_located_problem(tmp_path, capsys):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 4096)
+    code = main(["fd", str(junk), "--json"])
+    out = capsys.readouterr()
+    assert code == 1
+    tree = json.loads(out.out)
+    assert tree["kind"] == "image"
+    assert any(p for n in walk(tree) for p in n["problems"])
+
+
+def test_extract_writes_decompressed_volumes_inside_dir(tmp_path):
+    out = tmp_path / "x"
+    r = run_cli("extract", str(bookworm("OVMF.fd")), str(out))
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    decompressed = [m for m in manifest if m["kind"] == "decompressed"]
+    assert decompressed, "the LZMA section's payload must be written"
+    for m in manifest:
+        p = (out / m["path"]).resolve()
+        assert p.is_relative_to(out.resolve())
+        assert p.stat().st_size == m["size"]
+    # The PEIFV+DXEFV payload of FVMAIN_COMPACT starts with sections holding FVs: _FVH inside it.
+    assert any(b"_FVH" in (out / m["path"]).read_bytes()[:0x100] for m in decompressed)
