@@ -1,10 +1,560 @@
-"""STUB, to be replaced: variable store, variables, signature lists, FTW blocks."""
+"""Decode the body of the NV variable FV (OVMF_VARS): variable store, NV event-log area, FTW blocks.
+
+Layout (FACTS A.10, `OvmfPkg/Include/Fdf/VarStore.fdf.inc`): after the FV header come the
+VARIABLE_STORE_HEADER and the variables up to the store's Size, then the (empty) NV event-log
+block, the FTW working block (EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER + write queue) and the
+FTW spare area to the end of the FV. Walk rules follow edk2
+`MdeModulePkg/Universal/Variable/RuntimeDxe/VariableParsing.c`; the working-block checks follow
+`MdeModulePkg/Universal/FaultTolerantWriteDxe/UpdateWorkingBlock.c` and `FtwMisc.c`.
+"""
 from __future__ import annotations
 
+import struct
+import zlib
+
+from decoders import guids
+from decoders.efisig import decode_signature_lists, efi_time_text, plain
+from decoders.errors import DecodeError, parse_at
 from decoders.model import Node, Space
+from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
+                                     EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
+                                     EFI_LOAD_OPTION, HEADER_ALIGNMENT, LOAD_OPTION_ATTRIBUTES,
+                                     LOAD_OPTION_CATEGORIES, LOAD_OPTION_CATEGORY_MASK, VAR_ADDED,
+                                     VAR_DELETED, VAR_HEADER_VALID_ONLY, VAR_IN_DELETED_TRANSITION,
+                                     VARIABLE_ATTRIBUTES, VARIABLE_DATA, VARIABLE_HEADER,
+                                     VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEADER,
+                                     VARIABLE_STORE_HEALTHY)
+
+# -- GUIDs (VariableFormat.h, SystemNvDataGuid.h, GlobalVariable.h, ImageAuthentication.h,
+#    SecurityPkg.dec, MdeModulePkg.dec, NetworkPkg) ------------------------------------------
+AUTH_VARIABLE_GUID = guids.register("aaf32c78-947b-439a-a180-2e144ec37792", "gEfiAuthenticatedVariableGuid")
+VARIABLE_GUID = guids.register("ddcf3616-3275-4164-98b6-fe85707ffe7d", "gEfiVariableGuid")
+WORKING_BLOCK_GUID = guids.register("9e58292b-7c68-497d-a0ce-6500fd9f1b95", "gEdkiiWorkingBlockSignatureGuid")
+SYSTEM_NV_DATA_FV_GUID = guids.register("fff12b8d-7696-4c8b-a985-2747075b4f50", "gEfiSystemNvDataFvGuid")
+GLOBAL_VARIABLE_GUID = guids.register("8be4df61-93ca-11d2-aa0d-00e098032b8c", "gEfiGlobalVariableGuid")
+IMAGE_SECURITY_DATABASE_GUID = guids.register("d719b2cb-3d3a-4596-a3bc-dad00e67656f",
+                                              "gEfiImageSecurityDatabaseGuid")
+SECURE_BOOT_ENABLE_GUID = guids.register("f0a30bc7-af08-4556-99c4-001009c93a44", "gEfiSecureBootEnableDisableGuid")
+CUSTOM_MODE_GUID = guids.register("c076ec0c-7028-4399-a072-71ee5c448b9f", "gEfiCustomModeEnableGuid")
+VENDOR_KEYS_NV_GUID = guids.register("9073e4e0-60ec-4b6e-9903-4c223c260f3c", "gEfiVendorKeysNvGuid")
+guids.register("d9bee56e-75dc-49d9-b4d7-b534210f637a", "gEfiCertDbGuid")
+MTC_VENDOR_GUID = guids.register("eb704011-1402-11d3-8e77-00a0c969723b", "gMtcVendorGuid")
+MEMORY_TYPE_INFO_GUID = guids.register("4c19049f-4137-4dd3-9c10-8b97a83ffdfa", "gEfiMemoryTypeInformationGuid")
+guids.register("04b37fe8-f6ae-480b-bdd5-37d98c5e89aa", "gEdkiiVarErrorFlagGuid")
+guids.register("59324945-ec44-4c0d-b1cd-9db139df070c", "gEfiIScsiInitiatorNameProtocolGuid")
+guids.register("4b47d616-a8d6-4552-9d44-ccad2e0f4cf9", "gIScsiConfigGuid")
+
+# -- bounds ----------------------------------------------------------------------------------
+# A variable is at least a 32-byte header, so a 256 KiB store holds at most ~8000; this cap only
+# matters for crafted input.
+MAX_VARIABLES = 16384
+# The write queue of a 4 KiB working block holds at most ~100 headers/records.
+MAX_FTW_WRITES = 1024
+MAX_FTW_RECORDS = 4096
+# Where to look for the working block signature after the store (aligned candidates only).
+MAX_SIGNATURE_CANDIDATES = 64
+MAX_NAME_CHARS = 1024  # display bound for a variable name
+
+# -- well-known variable data ----------------------------------------------------------------
+SIGNATURE_DB_NAMES = {"PK", "KEK", "db", "dbx", "dbt", "dbr", "PKDefault", "KEKDefault", "dbDefault",
+                      "dbxDefault", "dbtDefault", "dbrDefault"}
+# (vendor GUID, name) -> (struct format of one item, "scalar" | "list"), UEFI 2.10 §3.3 table 3-1.
+SCALARS = {
+    (GLOBAL_VARIABLE_GUID, "SecureBoot"): "<B", (GLOBAL_VARIABLE_GUID, "SetupMode"): "<B",
+    (GLOBAL_VARIABLE_GUID, "AuditMode"): "<B", (GLOBAL_VARIABLE_GUID, "DeployedMode"): "<B",
+    (GLOBAL_VARIABLE_GUID, "VendorKeys"): "<B", (SECURE_BOOT_ENABLE_GUID, "SecureBootEnable"): "<B",
+    (CUSTOM_MODE_GUID, "CustomMode"): "<B", (VENDOR_KEYS_NV_GUID, "VendorKeysNv"): "<B",
+    (GLOBAL_VARIABLE_GUID, "Timeout"): "<H", (GLOBAL_VARIABLE_GUID, "BootCurrent"): "<H",
+    (GLOBAL_VARIABLE_GUID, "BootNext"): "<H", (MTC_VENDOR_GUID, "MTC"): "<I",
+    (GLOBAL_VARIABLE_GUID, "OsIndications"): "<Q", (GLOBAL_VARIABLE_GUID, "OsIndicationsSupported"): "<Q",
+}
+ORDER_LISTS = {"BootOrder", "DriverOrder", "SysPrepOrder", "PlatformRecoveryOrder"}
+LOAD_OPTION_PREFIXES = ("Boot", "Driver", "SysPrep", "PlatformRecovery")
+ASCII_STRINGS = {"Lang", "PlatformLang", "LangCodes", "PlatformLangCodes"}
 
 
 def decode_nv_body(space: Space, offset: int, size: int) -> list[Node]:
     """Decode the body of an FV whose FileSystemGuid is gEfiSystemNvDataFvGuid: everything from
     the end of the FV header (`offset`) for `size` bytes (to the end of the FV)."""
-    return []
+    if space.data is None:  # an address space without bytes: nothing to walk
+        node = Node("variable-store", "Variable store (no data)", space, offset, size)
+        node.problem(offset, "the space holds no bytes to decode")
+        return [node]
+    data = space.data
+    end = min(offset + size, len(data))
+    nodes: list[Node] = []
+    store, store_end = _decode_store(space, offset, end)
+    if offset + size > len(data):
+        store.problem(offset, f"NV body of 0x{size:x} bytes runs past the end of the {len(data)}-byte buffer")
+    nodes.append(store)
+    ftw = _find_working_block(data, store_end, end)
+    if ftw is None:
+        if store_end < end:
+            rest = _erased_area(space, "nv-unknown", "Unrecognised NV area", store_end, end)
+            rest.warn(store_end, "no FTW working block signature (gEdkiiWorkingBlockSignatureGuid) found "
+                                 "after the variable store")
+            nodes.append(rest)
+        return nodes
+    if ftw > store_end:
+        nodes.append(_erased_area(space, "nv-event-log", "NV event-log area", store_end, ftw))
+    block, block_end = _decode_working_block(space, ftw, end)
+    nodes.append(block)
+    if block_end < end:
+        nodes.append(_erased_area(space, "ftw-spare", "FTW spare area", block_end, end))
+    return nodes
+
+
+# -- variable store ----------------------------------------------------------------------------
+
+def _align(value: int) -> int:
+    # VariableFormat.h HEADER_ALIGN
+    return (value + HEADER_ALIGNMENT - 1) & ~(HEADER_ALIGNMENT - 1)
+
+
+def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
+    """The VARIABLE_STORE_HEADER and its variables; returns the node and the store's end offset."""
+    data = space.data
+    node = Node("variable-store", "Variable store", space, offset, max(end - offset, 0))
+    try:
+        hdr = parse_at(VARIABLE_STORE_HEADER, data, offset, "VARIABLE_STORE_HEADER")
+    except DecodeError as e:
+        node.problem(offset, f"truncated VARIABLE_STORE_HEADER: {e.message}")
+        return node, end
+    sig = guids.from_bytes(hdr.Signature)
+    node.add("Signature", sig, offset, 16, guids.describe(sig))
+    node.add("Size", hdr.Size, offset + 16, 4)
+    node.add("Format", hdr.Format, offset + 20, 1,
+             f"0x{hdr.Format:02x}" + (" VARIABLE_STORE_FORMATTED" if hdr.Format == VARIABLE_STORE_FORMATTED else ""))
+    node.add("State", hdr.State, offset + 21, 1,
+             f"0x{hdr.State:02x}" + (" VARIABLE_STORE_HEALTHY" if hdr.State == VARIABLE_STORE_HEALTHY else ""))
+    node.add("Reserved", hdr.Reserved, offset + 22, 2)
+    node.add("Reserved1", hdr.Reserved1, offset + 24, 4)
+    header_size = VARIABLE_STORE_HEADER.sizeof()
+    # VariableParsing.c GetVariableStoreStatus: all-0xFF header = EfiRaw (never formatted).
+    if bytes(data[offset:offset + header_size]) == b"\xff" * header_size:
+        node.warn(offset, "variable store is raw (erased, never formatted)")
+        node.title = "Variable store (raw)"
+        return node, end
+    if sig not in (AUTH_VARIABLE_GUID, VARIABLE_GUID):
+        node.problem(offset, f"Signature {str(sig).upper()} is neither gEfiAuthenticatedVariableGuid nor "
+                             "gEfiVariableGuid")
+    if hdr.Format != VARIABLE_STORE_FORMATTED:
+        node.problem(offset + 20, f"Format 0x{hdr.Format:02x}, expected 0x5A (VARIABLE_STORE_FORMATTED)")
+    if hdr.State != VARIABLE_STORE_HEALTHY:
+        node.warn(offset + 21, f"State 0x{hdr.State:02x}, expected 0xFE (VARIABLE_STORE_HEALTHY)")
+    store_end = offset + hdr.Size
+    if hdr.Size < header_size:
+        node.problem(offset + 16, f"Size 0x{hdr.Size:x} is smaller than the {header_size}-byte header")
+        store_end = _find_working_block(data, offset + header_size, end) or end
+    elif store_end > end:
+        node.problem(offset + 16, f"Size 0x{hdr.Size:x} runs past the end of the FV "
+                                  f"(0x{end - offset:x} bytes left)")
+        store_end = _find_working_block(data, offset + header_size, end) or end
+    node.size = store_end - offset
+    auth = sig != VARIABLE_GUID  # VariableFormat.h: the authenticated header unless gEfiVariableGuid
+    _walk_variables(node, _align(offset + header_size), _align(store_end) if _align(store_end) <= end
+                    else store_end, auth)
+    variables = [c for c in node.children if c.kind == "variable"]
+    live = sum(1 for v in variables if v.get("State") in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION))
+    kind = "authenticated" if auth else "plain"
+    node.title = (f"Variable store ({kind}), {len(variables)} variable{'s' if len(variables) != 1 else ''}"
+                  f" ({live} live, {len(variables) - live} deleted)")
+    return node, store_end
+
+
+def _walk_variables(store: Node, pos: int, var_end: int, auth: bool) -> None:
+    """VariableParsing.c: IsValidVariableHeader / GetNextVariablePtr until StartId != 0x55AA."""
+    space, data = store.space, store.space.data
+    header = AUTHENTICATED_VARIABLE_HEADER if auth else VARIABLE_HEADER
+    hsize = header.sizeof()
+    count = 0
+    while pos + 2 <= var_end:
+        if struct.unpack_from("<H", data, pos)[0] != VARIABLE_DATA:
+            break
+        if count >= MAX_VARIABLES:
+            store.problem(pos, f"more than {MAX_VARIABLES} variables; rest not decoded")
+            return
+        if pos + hsize > var_end:
+            store.problem(pos, f"variable header at 0x{pos:x} is cut off by the store end 0x{var_end:x} "
+                               f"(needs {hsize} bytes)")
+            return
+        node, next_pos = _decode_variable(space, pos, var_end, header, auth)
+        store.append(node)
+        count += 1
+        if next_pos is None:
+            store.problem(pos, "variable sizes run past the store end; the walk stops here")
+            return
+        pos = next_pos
+    if pos < var_end:
+        store.append(_free_space(space, pos, var_end))
+
+
+def _state_text(state: int) -> tuple[str, str, bool]:
+    """(short name, full expression, live) for a variable State byte (VariableFormat.h)."""
+    live = state in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION)  # VariableParsing.c FindVariableEx
+    steps = []
+    if state & ~VAR_HEADER_VALID_ONLY & 0xFF == 0:
+        steps.append("VAR_HEADER_VALID_ONLY" if state & ~VAR_ADDED & 0xFF else "VAR_ADDED")
+    if state & ~VAR_IN_DELETED_TRANSITION & 0xFF == 0:
+        steps.append("VAR_IN_DELETED_TRANSITION")
+    if state & ~VAR_DELETED & 0xFF == 0:
+        steps.append("VAR_DELETED")
+    if not steps:
+        return "RAW" if state == 0xFF else "UNKNOWN", f"0x{state:02x}", live
+    if "VAR_DELETED" in steps:
+        short = "DELETED"
+    elif "VAR_IN_DELETED_TRANSITION" in steps:
+        short = "IN_DELETED_TRANSITION"
+    else:
+        short = steps[0][4:]
+    return short, " & ".join(steps), live
+
+
+def _attributes_text(attrs: int) -> tuple[str, str]:
+    """('NV+BS+RT+AT', 'NON_VOLATILE | ...') for EFI_VARIABLE_* bits; unknown bits shown in hex."""
+    shorts, longs = [], []
+    for bit, name, short in VARIABLE_ATTRIBUTES:
+        if attrs & bit:
+            shorts.append(short)
+            longs.append(f"EFI_VARIABLE_{name}")
+    unknown = attrs & ~sum(b for b, _, _ in VARIABLE_ATTRIBUTES) & 0xFFFFFFFF
+    if unknown:
+        shorts.append(f"0x{unknown:x}")
+        longs.append(f"0x{unknown:x}")
+    return "+".join(shorts) or "none", " | ".join(longs) or "0"
+
+
+def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -> tuple[Node, int | None]:
+    data = space.data
+    hsize = header.sizeof()
+    h = parse_at(header, data, pos, "AUTHENTICATED_VARIABLE_HEADER" if auth else "VARIABLE_HEADER")
+    node = Node("variable", "variable", space, pos, hsize)
+    short, full, live = _state_text(h.State)
+    attr_short, attr_long = _attributes_text(h.Attributes)
+    vendor = guids.from_bytes(h.VendorGuid)
+    node.add("StartId", h.StartId, pos, 2, "0x55AA VARIABLE_DATA")
+    node.add("State", h.State, pos + 2, 1, f"0x{h.State:02x} {full} ({'live' if live else 'not live'})")
+    node.add("Reserved", h.Reserved, pos + 3, 1)
+    node.add("Attributes", h.Attributes, pos + 4, 4, f"0x{h.Attributes:x} {attr_long}")
+    o = pos + 8
+    if auth:
+        node.add("MonotonicCount", h.MonotonicCount, o, 8)
+        node.add("TimeStamp", plain(h.TimeStamp), o + 8, 16, efi_time_text(h.TimeStamp))
+        node.add("PubKeyIndex", h.PubKeyIndex, o + 24, 4)
+        o += 28
+    node.add("NameSize", h.NameSize, o, 4)
+    node.add("DataSize", h.DataSize, o + 4, 4)
+    node.add("VendorGuid", vendor, o + 8, 16, guids.describe(vendor))
+    name_size, data_size = h.NameSize, h.DataSize
+    # VariableParsing.c NameSizeOfVariable/DataSizeOfVariable: an all-ones State, NameSize, DataSize
+    # or Attributes means the write was interrupted; edk2 then takes both sizes as 0.
+    if 0xFF == h.State or 0xFFFFFFFF in (name_size, data_size, h.Attributes):
+        node.warn(pos, "State, NameSize, DataSize or Attributes is all ones (interrupted write): edk2 "
+                       "treats the name and data as empty and steps over the header only")
+        name_size = data_size = 0
+    vendor_name = guids.name(vendor) or str(vendor).upper()
+    name_start = pos + hsize
+    if name_start + name_size > var_end or name_start + name_size + data_size > var_end:
+        which = "NameSize" if name_start + name_size > var_end else "DataSize"
+        node.problem(o if which == "NameSize" else o + 4,
+                     f"{which} runs past the store end 0x{var_end:x} (NameSize 0x{name_size:x}, "
+                     f"DataSize 0x{data_size:x})")
+        node.size = var_end - pos
+        node.title = f"? ({vendor_name}) {attr_short} 0x{h.State:02x} {short} (bad sizes)"
+        return node, None
+    name = _decode_name(node, name_start, name_size)
+    data_start = name_start + name_size  # GET_PAD_SIZE is 0 on IA32/X64 (ALIGNMENT 1)
+    raw = bytes(data[data_start:data_start + data_size])
+    node.add("Data", raw, data_start, data_size)
+    node.size = hsize + name_size + data_size
+    if data_size:
+        _decode_data(node, vendor, name, data_start, data_size)
+    mark = "" if live else (" (incomplete)" if short == "HEADER_VALID_ONLY" else " (deleted)")
+    node.title = f"{name} ({vendor_name}) {attr_short} 0x{h.State:02x} {short}{mark}"
+    return node, _align(data_start + data_size)
+
+
+def _decode_name(node: Node, start: int, size: int) -> str:
+    raw = bytes(node.space.data[start:start + size])
+    if size % 2:
+        node.warn(start, f"NameSize {size} is odd; a UCS-2 name has an even size")
+    text = raw[: size - size % 2].decode("utf-16-le", errors="replace")
+    if "\0" in text:
+        text = text[: text.index("\0")]
+    elif size:
+        node.warn(start, "variable name has no NUL terminator")
+    if len(text) > MAX_NAME_CHARS:
+        text = text[:MAX_NAME_CHARS] + "…"
+    node.add("Name", text, start, size)
+    return text
+
+
+def _decode_data(node: Node, vendor, name: str, start: int, size: int) -> None:
+    """Decode Data for well-known variables (UEFI 2.10 §3.3, §32.4; edk2 SecurityPkg)."""
+    space, data = node.space, node.space.data
+    raw = bytes(data[start:start + size])
+    if name in SIGNATURE_DB_NAMES and vendor in (GLOBAL_VARIABLE_GUID, IMAGE_SECURITY_DATABASE_GUID):
+        for child in decode_signature_lists(space, start, size):
+            node.append(child)
+        return
+    fmt = SCALARS.get((vendor, name))
+    if fmt is not None:
+        need = struct.calcsize(fmt)
+        if size != need:
+            node.warn(start, f"{name} should hold {need} byte(s), DataSize is {size}")
+        if size >= need:
+            value = struct.unpack_from(fmt, raw)[0]
+            node.add("Value", value, start, need, _scalar_text(name, value))
+        return
+    if vendor != GLOBAL_VARIABLE_GUID and vendor != MEMORY_TYPE_INFO_GUID:
+        return
+    if name in ORDER_LISTS:
+        if size % 2:
+            node.warn(start, f"{name} size {size} is odd; it is a list of UINT16")
+        items = list(struct.unpack_from(f"<{size // 2}H", raw))
+        node.add("Value", items, start, size, ", ".join(f"{i:04X}" for i in items))
+    elif name in ASCII_STRINGS:
+        text = raw.split(b"\0", 1)[0].decode("ascii", errors="replace")
+        node.add("Value", text, start, size, repr(text))
+    elif _is_load_option_name(name):
+        node.append(_decode_load_option(space, start, size))
+    elif name == "MemoryTypeInformation" and vendor == MEMORY_TYPE_INFO_GUID:
+        # MdeModulePkg/Include/Guid/MemoryTypeInformation.h: {UINT32 Type; UINT32 NumberOfPages}[]
+        pairs = [struct.unpack_from("<II", raw, i) for i in range(0, size - size % 8, 8)]
+        node.add("Value", pairs, start, size, ", ".join(f"type {t}: 0x{n:x} pages" for t, n in pairs))
+
+
+def _scalar_text(name: str, value: int) -> str:
+    if name in ("SecureBoot", "SetupMode", "AuditMode", "DeployedMode", "VendorKeys", "SecureBootEnable",
+                "VendorKeysNv"):
+        return f"{value} ({'enabled' if value == 1 else 'disabled' if value == 0 else 'reserved value'})"
+    if name == "CustomMode":
+        mode = {0: "STANDARD_SECURE_BOOT_MODE", 1: "CUSTOM_SECURE_BOOT_MODE"}.get(value, "reserved value")
+        return f"{value} ({mode})"
+    if name in ("BootCurrent", "BootNext"):
+        return f"Boot{value:04X}"
+    if name == "Timeout":
+        return f"{value} s"
+    return f"0x{value:x}"
+
+
+def _is_load_option_name(name: str) -> bool:
+    for prefix in LOAD_OPTION_PREFIXES:
+        rest = name[len(prefix):]
+        if name.startswith(prefix) and len(rest) == 4 and all(c in "0123456789ABCDEF" for c in rest):
+            return True
+    return False
+
+
+def _decode_load_option(space: Space, start: int, size: int) -> Node:
+    """UEFI 2.10 §3.1.3 EFI_LOAD_OPTION; the device path stays raw (a decoder comes later)."""
+    data = space.data
+    node = Node("load-option", "EFI_LOAD_OPTION", space, start, size)
+    end = start + size
+    try:
+        h = parse_at(EFI_LOAD_OPTION, data[:end], start, "EFI_LOAD_OPTION")
+    except DecodeError as e:
+        node.problem(start, f"truncated EFI_LOAD_OPTION: {e.message}")
+        return node
+    flags = [n for bit, n in LOAD_OPTION_ATTRIBUTES if h.Attributes & bit]
+    flags.append(LOAD_OPTION_CATEGORIES.get(h.Attributes & LOAD_OPTION_CATEGORY_MASK,
+                                            f"category 0x{h.Attributes & LOAD_OPTION_CATEGORY_MASK:x}"))
+    node.add("Attributes", h.Attributes, start, 4, f"0x{h.Attributes:x} {' | '.join(flags)}")
+    node.add("FilePathListLength", h.FilePathListLength, start + 4, 2)
+    # Description: CHAR16 string up to and including its NUL, found on 2-byte steps.
+    desc_start = pos = start + 6
+    while pos + 2 <= end and data[pos:pos + 2] != b"\0\0":
+        pos += 2
+    if pos + 2 > end:
+        node.problem(desc_start, "Description has no NUL terminator inside the variable data")
+        node.add("Description", bytes(data[desc_start:end]).decode("utf-16-le", errors="replace"),
+                 desc_start, end - desc_start)
+        return node
+    desc = bytes(data[desc_start:pos]).decode("utf-16-le", errors="replace")
+    node.add("Description", desc, desc_start, pos + 2 - desc_start, repr(desc))
+    fp = pos + 2
+    fp_len = h.FilePathListLength
+    if fp + fp_len > end:
+        node.problem(start + 4, f"FilePathListLength 0x{fp_len:x} runs past the variable data "
+                                f"(0x{end - fp:x} bytes left)")
+        fp_len = end - fp
+    node.add("FilePathList", bytes(data[fp:fp + fp_len]), fp, fp_len)
+    if fp + fp_len < end:
+        node.add("OptionalData", bytes(data[fp + fp_len:end]), fp + fp_len, end - fp - fp_len)
+    node.title = f"EFI_LOAD_OPTION {desc!r}"
+    return node
+
+
+# -- free space, erased areas --------------------------------------------------------------------
+
+def _first_not_erased(data, start: int, end: int) -> int | None:
+    chunk = bytes(data[start:end])
+    stripped = chunk.lstrip(b"\xff")
+    return None if not stripped else start + len(chunk) - len(stripped)
+
+
+def _free_space(space: Space, start: int, end: int) -> Node:
+    node = Node("free-space", f"Free space, 0x{end - start:x} bytes", space, start, end - start)
+    bad = _first_not_erased(space.data, start, end)
+    if bad is not None:
+        node.warn(bad, f"free space is not erased: byte 0x{space.data[bad]:02x} at 0x{bad:x} "
+                       "(0xFF expected after the last variable)")
+    return node
+
+
+def _erased_area(space: Space, kind: str, title: str, start: int, end: int) -> Node:
+    node = Node(kind, f"{title}, 0x{end - start:x} bytes", space, start, end - start)
+    bad = _first_not_erased(space.data, start, end)
+    if bad is None:
+        node.note(start, "all 0xFF (erased)")
+        node.title += " (empty)"
+    else:
+        node.note(bad, f"holds data: first non-0xFF byte at 0x{bad:x}")
+    return node
+
+
+# -- FTW working block ---------------------------------------------------------------------------
+
+def _find_working_block(data, start: int, end: int) -> int | None:
+    """First 8-byte-aligned EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER signature in [start, end).
+
+    SystemNvDataGuid.h: the signature is gEdkiiWorkingBlockSignatureGuid; older firmware used
+    gEfiSystemNvDataFvGuid, accepted as a fallback.
+    """
+    if start >= end:
+        return None
+    chunk = bytes(data[start:end])
+    for sig in (WORKING_BLOCK_GUID, SYSTEM_NV_DATA_FV_GUID):
+        needle = sig.bytes_le
+        at = chunk.find(needle)
+        for _ in range(MAX_SIGNATURE_CANDIDATES):
+            if at < 0:
+                break
+            if (start + at) % 8 == 0:
+                return start + at
+            at = chunk.find(needle, at + 1)
+    return None
+
+
+def working_block_crc(header: bytes) -> int:
+    """The Crc edk2 computes: CRC32 of the 32-byte header with Crc and the state byte as 0xFF.
+
+    UpdateWorkingBlock.c InitializeLocalWorkSpaceHeader fills the header with FTW_ERASED_BYTE,
+    sets Signature and WriteQueueSize, then CalculateCrc32 over the whole header; only then
+    WorkingBlockValid/Invalid are set.
+    """
+    h = bytearray(header[:32])
+    h[16:20] = b"\xff\xff\xff\xff"
+    h[20] = 0xFF
+    return zlib.crc32(bytes(h)) & 0xFFFFFFFF
+
+
+def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
+    data = space.data
+    node = Node("ftw-working-block", "FTW working block", space, pos, end - pos)
+    try:
+        h = parse_at(EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER, data[:end], pos,
+                     "EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER")
+    except DecodeError as e:
+        node.problem(pos, f"truncated working block header: {e.message}")
+        return node, end
+    hsize = EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.sizeof()
+    sig = guids.from_bytes(h.Signature)
+    crc = working_block_crc(bytes(data[pos:pos + hsize]))
+    bits = h.StateBits
+    node.add("Signature", sig, pos, 16, guids.describe(sig))
+    node.add("Crc", h.Crc, pos + 16, 4, f"0x{h.Crc:08x} ({'valid' if crc == h.Crc else f'computed 0x{crc:08x}'})")
+    # FTW_VALID_STATE is 0 and FTW_INVALID_STATE 1: bits are cleared to take effect.
+    node.add("WorkingBlockValid", int(bits.WorkingBlockValid), pos + 20, 1,
+             f"{int(bits.WorkingBlockValid)} ({'FTW_VALID_STATE' if not bits.WorkingBlockValid else 'not set'})")
+    node.add("WorkingBlockInvalid", int(bits.WorkingBlockInvalid), pos + 20, 1,
+             f"{int(bits.WorkingBlockInvalid)} "
+             f"({'not set' if bits.WorkingBlockInvalid else 'FTW_VALID_STATE: invalidated'})")
+    node.add("Reserved", bits.Reserved, pos + 20, 1)
+    node.add("Reserved3", bytes(h.Reserved3), pos + 21, 3)
+    node.add("WriteQueueSize", h.WriteQueueSize, pos + 24, 8)
+    if sig == SYSTEM_NV_DATA_FV_GUID:
+        node.warn(pos, "old signature gEfiSystemNvDataFvGuid: edk2 now expects gEdkiiWorkingBlockSignatureGuid "
+                       "and reinitialises this work space")
+    if crc != h.Crc:
+        node.problem(pos + 16, f"Crc 0x{h.Crc:08x} does not match the header (computed 0x{crc:08x})")
+    healthy = not bits.WorkingBlockValid and bits.WorkingBlockInvalid
+    if not healthy:
+        node.warn(pos + 20, "working block is not in the valid state (WorkingBlockValid=0, WorkingBlockInvalid=1); "
+                            "edk2 will recover it from the spare")
+    if bits.Reserved != 0x3F or bytes(h.Reserved3) != b"\xff\xff\xff":
+        node.warn(pos + 20, "reserved bits are not 0xFF: edk2's IsValidWorkSpace compares the whole header")
+    area_end = pos + hsize + h.WriteQueueSize
+    if area_end > end:
+        node.problem(pos + 24, f"WriteQueueSize 0x{h.WriteQueueSize:x} runs past the end of the FV "
+                               f"(0x{end - pos - hsize:x} bytes left)")
+        area_end = end
+    node.size = area_end - pos
+    _walk_write_queue(node, pos + hsize, area_end)
+    writes = sum(1 for c in node.children if c.kind == "ftw-write")
+    node.title = (f"FTW working block, {'valid' if healthy and crc == h.Crc else 'INVALID'}, "
+                  f"{writes} write{'s' if writes != 1 else ''} queued")
+    return node, area_end
+
+
+def _walk_write_queue(block: Node, pos: int, end: int) -> None:
+    """FtwMisc.c FtwGetLastWriteHeader: headers follow each other while HeaderAllocated is
+    FTW_VALID_STATE (0); each is followed by NumberOfWrites records of
+    sizeof(EFI_FAULT_TOLERANT_WRITE_RECORD) + PrivateDataSize bytes."""
+    space, data = block.space, block.space.data
+    wsize = EFI_FAULT_TOLERANT_WRITE_HEADER.sizeof()
+    rsize = EFI_FAULT_TOLERANT_WRITE_RECORD.sizeof()
+    records = 0
+    for _ in range(MAX_FTW_WRITES):
+        if pos + wsize > end:
+            break
+        h = parse_at(EFI_FAULT_TOLERANT_WRITE_HEADER, data, pos, "EFI_FAULT_TOLERANT_WRITE_HEADER")
+        if h.Flags.HeaderAllocated:  # still erased: the free part of the queue starts here
+            break
+        caller = guids.from_bytes(h.CallerId)
+        w = Node("ftw-write", "FTW write", space, pos, wsize)
+        block.append(w)
+        w.add("HeaderAllocated", int(h.Flags.HeaderAllocated), pos, 1)
+        w.add("WritesAllocated", int(h.Flags.WritesAllocated), pos, 1)
+        w.add("Complete", int(h.Flags.Complete), pos, 1)
+        w.add("CallerId", caller, pos + 4, 16, guids.describe(caller))
+        w.add("NumberOfWrites", h.NumberOfWrites, pos + 24, 8)
+        w.add("PrivateDataSize", h.PrivateDataSize, pos + 32, 8)
+        state = "complete" if not h.Flags.Complete else "in progress"
+        w.title = f"FTW write by {guids.name(caller) or str(caller).upper()}, {h.NumberOfWrites} record(s), {state}"
+        pos += wsize
+        one = rsize + h.PrivateDataSize
+        if h.NumberOfWrites * one > end - pos:
+            w.problem(pos - wsize + 24, f"NumberOfWrites {h.NumberOfWrites} x 0x{one:x} bytes runs past the "
+                                        "write queue")
+            w.size = end - w.offset
+            return
+        for i in range(h.NumberOfWrites):
+            if records >= MAX_FTW_RECORDS:
+                w.problem(pos, f"more than {MAX_FTW_RECORDS} write records; rest not decoded")
+                return
+            w.append(_decode_write_record(space, pos, one, h.PrivateDataSize, i))
+            records += 1
+            pos += one
+        w.size = pos - w.offset
+    if pos < end:
+        bad = _first_not_erased(data, pos, end)
+        if bad is not None:
+            block.warn(bad, f"write queue space after the last write is not erased (byte at 0x{bad:x})")
+
+
+def _decode_write_record(space: Space, pos: int, size: int, private: int, index: int) -> Node:
+    r = parse_at(EFI_FAULT_TOLERANT_WRITE_RECORD, space.data, pos, "EFI_FAULT_TOLERANT_WRITE_RECORD")
+    node = Node("ftw-write-record", f"FTW write record #{index}", space, pos, size)
+    node.add("BootBlockUpdate", int(r.Flags.BootBlockUpdate), pos, 1)
+    node.add("SpareComplete", int(r.Flags.SpareComplete), pos, 1)
+    node.add("DestinationComplete", int(r.Flags.DestinationComplete), pos, 1)
+    node.add("Lba", r.Lba, pos + 8, 8)
+    node.add("Offset", r.Offset, pos + 16, 8)
+    node.add("Length", r.Length, pos + 24, 8)
+    node.add("RelativeOffset", r.RelativeOffset, pos + 32, 8)
+    if private:
+        start = pos + EFI_FAULT_TOLERANT_WRITE_RECORD.sizeof()
+        node.add("PrivateData", bytes(space.data[start:start + private]), start, private)
+    node.title = f"FTW write record #{index}: LBA 0x{r.Lba:x} +0x{r.Offset:x}, 0x{r.Length:x} bytes"
+    return node

@@ -1,0 +1,143 @@
+"""Page-table walks over tables built here with struct (SDM vol. 3A ch. 4 layouts), including
+5-level paging, every leaf size, the TDX shared bit, loops and reserved bits. The walk of a real
+OVMF guest is compared with QEMU's `info tlb` in tests/live/test_pages_live.py."""
+from __future__ import annotations
+
+import struct
+import time
+
+from decoders.memory import BytesMemory
+from decoders.paging import (PagingConfig, VirtualMemory, merge, page_tables_node, translate, walk)
+
+P, RW, US, A, D, PS, G = 1, 2, 4, 0x20, 0x40, 0x80, 0x100
+NX = 1 << 63
+BASE = 0x100000
+
+
+class Tables:
+    """Page tables in one buffer at BASE; table(n) is the n-th 4 KiB table."""
+
+    def __init__(self, count: int):
+        self.buf = bytearray(0x1000 * count)
+
+    def table(self, n: int) -> int:
+        return BASE + 0x1000 * n
+
+    def set(self, table: int, index: int, value: int) -> None:
+        struct.pack_into("<Q", self.buf, table - BASE + index * 8, value)
+
+    def memory(self) -> BytesMemory:
+        return BytesMemory(bytes(self.buf), BASE)
+
+
+def test_four_level_leaves_of_every_size_with_effective_permissions():
+    t = Tables(5)
+    pml4, pdpt, pd, pt = t.table(0), t.table(1), t.table(2), t.table(3)
+    t.set(pml4, 0, pdpt | P | RW | US)
+    t.set(pml4, 511, pdpt | P)            # read-only, supervisor at the top: the kernel half
+    t.set(pdpt, 1, 0x40000000 | P | RW | PS | G)          # 1 GiB at VA 1 GiB
+    t.set(pdpt, 0, pd | P | RW | US)
+    t.set(pd, 0, pt | P | RW | US)
+    t.set(pd, 1, 0x00200000 | P | RW | PS | NX | D | A)   # 2 MiB at VA 2 MiB
+    t.set(pt, 0, 0x5000 | P | RW | US | A)               # 4 KiB at VA 0
+    t.set(pt, 1, 0x6000 | P | US | PS)                   # bit 7 is PAT in a PTE, not PS
+    r = walk(t.memory(), pml4 | 0x5)                     # low CR3 bits (PCID/PWT) are masked
+    assert not r.problems
+    m = list(r.mappings)
+    by_va = {x.va: x for x in m}
+    assert by_va[0].pa == 0x5000 and by_va[0].size == 0x1000 and by_va[0].user and by_va[0].writable
+    assert by_va[0x1000].flags()["PAT"] and not by_va[0x1000].writable
+    assert by_va[0x200000].size == 1 << 21 and by_va[0x200000].nx and by_va[0x200000].flags()["Dirty"]
+    assert by_va[0x40000000].size == 1 << 30 and by_va[0x40000000].flags()["Global"]
+    assert not by_va[0x40000000].user  # PDPTE has no U/S: supervisor only
+    # PML4[511] → canonical upper half, read-only by the PML4E even though the PDPTE says R/W.
+    top = [x for x in m if x.va >= 0xFFFF800000000000]
+    assert top and all(not x.writable and not x.user for x in top)
+    assert min(x.va for x in top) == 0xFFFFFF8000000000
+    assert r.tables_read == 4  # PML4, PDPT (reached twice, read once), PD, PT
+
+
+def test_qemu_info_tlb_flag_string():
+    t = Tables(3)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(1), 0, t.table(2) | P | RW)
+    t.set(t.table(2), 3, 0x600000 | P | RW | PS | A | D | NX)
+    (m,) = list(walk(t.memory(), t.table(0)).mappings)
+    # target/i386/monitor.c print_pte: X G P D A C T U W
+    assert m.qemu_tlb_flags() == "X-PDA---W"
+
+
+def test_five_level_walk_and_canonical_addresses():
+    t = Tables(6)
+    pml5, pml4, pdpt = t.table(0), t.table(1), t.table(2)
+    t.set(pml5, 0, pml4 | P | RW)
+    t.set(pml5, 256, pml4 | P | RW)       # VA bit 56 set → sign-extended to 0xFF00...
+    t.set(pml4, 0, pdpt | P | RW)
+    t.set(pdpt, 0, 0 | P | RW | PS)
+    r = walk(t.memory(), pml5, PagingConfig(la57=True))
+    vas = sorted(x.va for x in r.mappings)
+    assert vas == [0, 0xFF00000000000000]
+    assert translate(t.memory(), pml5, 0xFF00000000001234, PagingConfig(la57=True))[0] == 0x1234
+    # The same tables read as 4-level give other answers: the mode matters.
+    assert sorted(x.va for x in walk(t.memory(), pml5).mappings) != vas
+
+
+def test_tdx_shared_bit_is_masked_and_shown():
+    t = Tables(3)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(1), 0, t.table(2) | P | RW)
+    t.set(t.table(2), 0, (1 << 47) | 0x200000 | P | RW | PS)
+    t.set(t.table(2), 1, 0x400000 | P | RW | PS)
+    r = walk(t.memory(), t.table(0), PagingConfig(maxphyaddr=52, shared_bit=47))
+    a, b = list(r.mappings)
+    assert a.pa == 0x200000 and a.shared is True
+    assert b.shared is False
+    ranges = merge(r.mappings)
+    assert len(ranges) == 2  # shared and private never merge
+    node = page_tables_node(r)
+    assert node.get("TdxSharedBit") == 47
+
+
+def test_loop_reserved_bits_and_unreadable_tables_are_problems():
+    t = Tables(3)
+    pml4, pdpt, pd = t.table(0), t.table(1), t.table(2)
+    t.set(pml4, 0, pml4 | P | RW)              # PML4 pointing at itself
+    t.set(pml4, 1, pdpt | P | RW)
+    t.set(pml4, 2, 0x3FFF_0000_0000 | P)       # outside memory, below MAXPHYADDR
+    t.set(pdpt, 0, 0x40000000 | (1 << 20) | P | PS)  # reserved bit 20 in a 1 GiB leaf
+    t.set(pdpt, 1, pd | P | RW)
+    t.set(pd, 0, 0x200000 | P | PS)
+    r = walk(t.memory(), pml4, PagingConfig(maxphyaddr=46))
+    messages = " ".join(p.message for p in r.problems)
+    assert "loop" in messages and "reserved bits" in messages and "not readable" in messages
+    assert [x.va for x in r.mappings] == [(1 << 39) + (1 << 30)]
+
+
+def test_hostile_fanout_is_bounded():
+    # Every entry of one table points at the table below, which points at the same PD: the walk
+    # visits shared tables again but stops within MAX_TABLES and in bounded time.
+    t = Tables(3)
+    for i in range(512):
+        t.set(t.table(0), i, t.table(1) | P)
+        t.set(t.table(1), i, t.table(2) | P)
+        t.set(t.table(2), i, (i << 21) | P | PS)
+    start = time.perf_counter()
+    r = walk(t.memory(), t.table(0))
+    assert time.perf_counter() - start < 10
+    assert any("stopped" in p.message for p in r.problems)
+    assert len(r.mappings) <= (1 << 21) + 512
+
+
+def test_virtual_memory_reads_across_pages():
+    t = Tables(5)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(1), 0, t.table(2) | P | RW)
+    t.set(t.table(2), 0, t.table(3) | P | RW)
+    t.set(t.table(3), 0, t.table(4) | P | RW)        # VA 0x0000 → the 5th table's page
+    t.set(t.table(3), 1, t.table(2) | P | RW)        # VA 0x1000 → the PD's page
+    t.set(t.table(4), 511, 0x1122334455667788)
+    t.set(t.table(2), 0, t.table(3) | P | RW)
+    vm = VirtualMemory(t.memory(), t.table(0))
+    data = vm.read(0xFF8, 16)
+    assert data[:8] == struct.pack("<Q", 0x1122334455667788)
+    assert data[8:] == struct.pack("<Q", t.table(3) | P | RW)
