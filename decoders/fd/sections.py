@@ -1,0 +1,397 @@
+"""FFS section streams: leaf sections, encapsulation, and decompression into new Spaces.
+
+PI spec 1.8 vol 3 ch. 2.2.5 and 3.2.5; edk2 MdePkg/Include/Pi/PiFirmwareFile.h.
+GUIDed-section payload formats: FACTS A.3 (LzmaCustomDecompressLib, BrotliCustomDecompressLib,
+DxeCrc32GuidedSectionExtractLib, WinCertificate.h).
+
+Also home to the decode context and the limits every walk in decoders/fd obeys.
+"""
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass, field
+
+from construct import Struct
+
+from decoders import guids
+from decoders.errors import DecodeError, parse_at
+from decoders.fd import structs as S
+from decoders.fd.compression import (CompressionError, OverLimit, brotli_decompress, efi_decompress,
+                                     lzma_decompress, lzma_x86_decompress)
+from decoders.model import Node, Space
+
+# -- limits ----------------------------------------------------------------------------------
+# Nesting (FV -> file -> GUIDed section -> FV -> ...): OVMF uses 4 levels; 16 leaves room for
+# real vendor images while a crafted self-nesting volume stops quickly.
+MAX_DEPTH = 16
+# Sections in one section stream: edk2 drivers carry 3-6; a stream of 4-byte empty sections
+# could otherwise yield a node per 4 bytes.
+MAX_SECTIONS_PER_STREAM = 256
+# One decompressed blob: OVMF's biggest (FVMAIN_COMPACT) is 13.5 MiB (FACTS A.11).
+MAX_BLOB_SIZE = 64 << 20
+# All blobs of one image together: bounds time and memory against decompression bombs.
+MAX_TOTAL_DECOMPRESSED = 512 << 20
+# Nodes for one image: OVMF.fd makes ~1,300; this keeps a hostile image's tree in memory.
+MAX_NODES = 200_000
+# A UCS-2 name or version string longer than this is garbage, not a module name.
+MAX_STRING_CHARS = 1024
+
+
+@dataclass
+class Context:
+    """Budgets shared by one decode run (one image, or one decode_fv call)."""
+
+    decompressed: int = 0
+    nodes: int = 0
+    volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
+
+    def count(self, n: int = 1) -> bool:
+        """Account for n new nodes; False once the node budget is spent."""
+        self.nodes += n
+        return self.nodes <= MAX_NODES
+
+
+SECTION_NAME = S.EFI_SECTION_TYPE
+# Short labels for decompressed spaces' names ("image/lzma@0x20090").
+_GUIDED = {
+    uuid.UUID("ee4e5898-3914-4259-9d6e-dc7bd79403cf"): ("lzma", "LZMA", lzma_decompress),
+    uuid.UUID("d42ae6bd-1352-4bfb-909a-ca72a6eae889"): ("lzmaf86", "LZMA+x86 BCJ", lzma_x86_decompress),
+    uuid.UUID("3d532050-5cda-4fd0-879e-0f7f630d5afb"): ("brotli", "Brotli", brotli_decompress),
+}
+TIANO_GUID = uuid.UUID("a31280ad-481e-41b6-95e8-127f4c984779")
+CRC32_GUID = uuid.UUID("fc1bcdb0-7d31-49aa-936a-a4600d9dd083")
+SIGNED_GUID = uuid.UUID("0f9d89e8-9259-4f76-a5af-0c89e34023df")
+
+_GUIDED_FLAGS = {v: k for k, v in S.EFI_GUIDED_SECTION_ATTRIBUTES.flags.items()}
+_DEPEX_PHASE = {0x13: "dxe", 0x1B: "pei", 0x1C: "mm"}
+_LEAF_TITLES = {0x03: "Disposable", 0x16: "Compatibility16", 0x19: "Raw"}
+
+
+def align(value: int, to: int) -> int:
+    return (value + to - 1) & ~(to - 1)
+
+
+def add_struct(node: Node, parsed, struct, offset: int, prefix: str = "", displays: dict | None = None) -> None:
+    """Add every field of a fixed-size construct Struct as a located field (nested: dotted names)."""
+    rel = 0
+    for sub in struct.subcons:
+        size = sub.sizeof()
+        value = parsed[sub.name]
+        if isinstance(sub.subcon, Struct):
+            add_struct(node, value, sub.subcon, offset + rel, f"{prefix}{sub.name}.", displays)
+        else:
+            name = prefix + sub.name
+            if sub.subcon is S.GUID:
+                value = guids.from_bytes(value)
+                node.add(name, value, offset + rel, size, guids.describe(value))
+            else:
+                node.add(name, value, offset + rel, size, (displays or {}).get(name))
+        rel += size
+
+
+def flags_text(value: int, table: dict[int, str]) -> str:
+    names = [n for bit, n in table.items() if value & bit]
+    rest = value & ~sum(table)
+    if rest:
+        names.append(f"0x{rest:x}")
+    return f"0x{value:x}" + (f" ({' | '.join(names)})" if names else "")
+
+
+def ucs2(data, start: int, end: int) -> str:
+    """A NUL-terminated UCS-2 string from data[start:end], bounded by MAX_STRING_CHARS."""
+    raw = bytes(data[start:min(end, start + 2 * MAX_STRING_CHARS)])
+    raw = raw[:len(raw) & ~1]
+    text = raw.decode("utf-16-le", errors="replace")
+    nul = text.find("\0")
+    return text if nul < 0 else text[:nul]
+
+
+def ui_name(sections: list[Node]) -> str | None:
+    """The USER_INTERFACE string of a file, looking inside encapsulation sections only."""
+    stack = list(reversed(sections))
+    steps = 0
+    while stack and steps < MAX_SECTIONS_PER_STREAM * 4:
+        steps += 1
+        n = stack.pop()
+        if n.kind != "section":
+            continue
+        if n.get("Type") == 0x15:
+            return n.get("String")
+        stack.extend(reversed(n.children))
+    return None
+
+
+def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context, owner: Node) -> list[Node]:
+    """Decode the section stream space[start:end] (4-byte aligned from `start`).
+
+    A bad size ends the walk with a problem on the bad section; trailing bytes are reported
+    on `owner` (the file or encapsulating section).
+    """
+    data = space.data
+    out: list[Node] = []
+    pos = start
+    for _ in range(MAX_SECTIONS_PER_STREAM):
+        pos = start + align(pos - start, 4)
+        if pos >= end:
+            return out
+        if end - pos < S.SECTION_HEADER_SIZE:
+            owner.problem(pos, f"{end - pos} trailing bytes after the last section, too few for a section header")
+            return out
+        if not ctx.count():
+            owner.problem(pos, f"node budget ({MAX_NODES}) spent; sections from here not decoded")
+            return out
+        sec, ok = _decode_section(space, data, pos, end, depth, ctx)
+        out.append(sec)
+        if not ok:
+            return out
+        pos += sec.size
+    owner.problem(pos, f"more than {MAX_SECTIONS_PER_STREAM} sections; the rest not decoded")
+    return out
+
+
+def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Context) -> tuple[Node, bool]:
+    """One section; the flag is False when its size is unusable and the walk must stop."""
+    h = S.SECTION_HEADER_FAST.parse(bytes(data[pos:pos + 4]))
+    size, typ = h.Size, h.Type
+    tname = SECTION_NAME.get(typ, f"unknown 0x{typ:02x}")
+    node = Node("section", f"{tname} section", space, pos, 0)
+    node.add("Size", size, pos, 3)
+    node.add("Type", typ, pos + 3, 1, tname)
+    hdr = S.SECTION_HEADER_SIZE
+    if size == S.SECTION_SIZE_USE_EXTENDED:
+        # EFI_COMMON_SECTION_HEADER2: the real size follows as UINT32 ExtendedSize.
+        if end - pos < S.SECTION_HEADER2_SIZE:
+            node.size = end - pos
+            node.problem(pos, "section size 0xFFFFFF needs an ExtendedSize, but the stream ends first")
+            return node, False
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        node.add("ExtendedSize", size, pos + 4, 4)
+        hdr = S.SECTION_HEADER2_SIZE
+    if size < hdr:
+        node.size = min(hdr, end - pos)
+        node.problem(pos, f"section size 0x{size:x} is smaller than its 0x{hdr:x}-byte header")
+        return node, False
+    if size > end - pos:
+        node.size = end - pos
+        node.problem(pos, f"section size 0x{size:x} runs past the end of its container "
+                          f"(0x{end - pos:x} bytes left)")
+        return node, False
+    node.size = size
+    body, sec_end = pos + hdr, pos + size
+    handler = _HANDLERS.get(typ)
+    if handler is None:
+        node.note(pos + 3, f"unknown section type 0x{typ:02x}; shown raw")
+        return node, True
+    handler(node, space, data, pos, body, sec_end, depth, ctx)
+    return node, True
+
+
+# -- handlers: (node, space, data, section offset, body offset, section end, depth, ctx) ------
+
+def _tail(node: Node, struct, data, body: int, sec_end: int, size: int):
+    if sec_end - body < size:
+        node.problem(body, f"section too small for its {size}-byte type-specific header")
+        return None
+    try:
+        parsed = parse_at(struct, data, body)
+    except DecodeError as e:
+        node.problem(e.offset, e.message)
+        return None
+    add_struct(node, parsed, struct, body)
+    return parsed
+
+
+def _compression(node, space, data, pos, body, sec_end, depth, ctx):
+    t = _tail(node, S.EFI_COMPRESSION_SECTION_TAIL, data, body, sec_end, S.COMPRESSION_TAIL_SIZE)
+    if t is None:
+        return
+    node.fields[-1].display = S.EFI_COMPRESSION_TYPE.get(t.CompressionType, f"unknown {t.CompressionType}")
+    payload = body + S.COMPRESSION_TAIL_SIZE
+    if t.CompressionType == 0:
+        node.title = "COMPRESSION section (not compressed)"
+        _sub_stream(node, space, payload, sec_end, depth, ctx)
+    elif t.CompressionType == 1:
+        node.title = "COMPRESSION section (EFI standard)"
+        _inflate(node, space, data, pos, payload, sec_end, depth, ctx, "efi",
+                 lambda p, lim: efi_decompress(p, lim)[0], expected=t.UncompressedLength)
+    else:
+        node.problem(body + 4, f"unknown CompressionType {t.CompressionType}")
+
+
+def _guid_defined(node, space, data, pos, body, sec_end, depth, ctx):
+    t = _tail(node, S.EFI_GUID_DEFINED_SECTION_TAIL, data, body, sec_end, S.GUID_DEFINED_TAIL_SIZE)
+    if t is None:
+        return
+    guid = node.get("SectionDefinitionGuid")
+    attrs = t.Attributes
+    node.fields[-1].display = flags_text(attrs, _GUIDED_FLAGS)
+    min_off = body + S.GUID_DEFINED_TAIL_SIZE - pos
+    if t.DataOffset < min_off or t.DataOffset > sec_end - pos:
+        node.problem(body + 0x10, f"DataOffset 0x{t.DataOffset:x} outside 0x{min_off:x}..0x{sec_end - pos:x}")
+        return
+    payload = pos + t.DataOffset
+    known = _GUIDED.get(guid)
+    if known is not None:
+        label, what, fn = known
+        node.title = f"GUID_DEFINED section: {what}"
+        _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn)
+    elif guid == TIANO_GUID:
+        node.title = "GUID_DEFINED section: Tiano"
+        _inflate(node, space, data, pos, payload, sec_end, depth, ctx, "tiano",
+                 lambda p, lim: efi_decompress(p, lim, tiano_first=True)[0])
+    elif guid == CRC32_GUID:
+        node.title = "GUID_DEFINED section: CRC32"
+        crc_at = body + S.GUID_DEFINED_TAIL_SIZE
+        if payload - crc_at < 4:
+            node.problem(crc_at, "CRC32 section has no room for its CRC32Checksum before DataOffset")
+            return
+        stored = int.from_bytes(data[crc_at:crc_at + 4], "little")
+        node.add("CRC32Checksum", stored, crc_at, 4)
+        actual = zlib.crc32(memoryview(data)[payload:sec_end])
+        if actual != stored:
+            node.problem(crc_at, f"CRC32 mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
+        _sub_stream(node, space, payload, sec_end, depth, ctx)
+    elif guid == SIGNED_GUID:
+        node.title = "GUID_DEFINED section: FirmwareContentsSigned"
+        _signed(node, data, body + S.GUID_DEFINED_TAIL_SIZE, payload, sec_end, space)
+    else:
+        node.title = f"GUID_DEFINED section: {guids.describe(guid)}"
+        if attrs & S.EFI_GUIDED_SECTION_PROCESSING_REQUIRED:
+            node.note(body, "unknown GUIDed section format; payload shown raw")
+            node.append(Node("data", "GUIDed payload (not decoded)", space, payload, sec_end - payload))
+        else:
+            # PI vol 3 2.2.5: without PROCESSING_REQUIRED the data are sections usable as they are.
+            node.note(body, "unknown GUIDed section format; PROCESSING_REQUIRED clear, so decoded as sections")
+            _sub_stream(node, space, payload, sec_end, depth, ctx)
+
+
+def _signed(node, data, cert_at, payload, sec_end, space):
+    if payload - cert_at < S.WIN_CERTIFICATE_SIZE:
+        node.problem(cert_at, "FirmwareContentsSigned section has no room for its WIN_CERTIFICATE")
+        return
+    cert = parse_at(S.WIN_CERTIFICATE, data, cert_at)
+    add_struct(node, cert, S.WIN_CERTIFICATE, cert_at, "Certificate.")
+    node.fields[-1].display = S.WIN_CERT_TYPE.get(cert.wCertificateType)
+    if cert.wCertificateType == S.WIN_CERT_TYPE_EFI_GUID and payload - cert_at >= S.WIN_CERTIFICATE_SIZE + 16:
+        g = guids.from_bytes(data[cert_at + 8:cert_at + 24])
+        node.add("Certificate.CertType", g, cert_at + 8, 16, guids.describe(g))
+    if cert.dwLength > payload - cert_at:
+        node.problem(cert_at, f"WIN_CERTIFICATE dwLength 0x{cert.dwLength:x} runs past DataOffset")
+    node.append(Node("data", "signed contents (not decoded)", space, payload, sec_end - payload))
+
+
+def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, expected=None):
+    if depth + 1 > MAX_DEPTH:
+        node.problem(pos, f"nesting deeper than {MAX_DEPTH}; compressed payload not decoded")
+        return
+    limit = min(MAX_BLOB_SIZE, MAX_TOTAL_DECOMPRESSED - ctx.decompressed)
+    if limit <= 0:
+        node.problem(payload, f"total decompressed size for this image reached {MAX_TOTAL_DECOMPRESSED >> 20} MiB; "
+                              "payload not decompressed")
+        return
+    try:
+        blob = fn(memoryview(data)[payload:sec_end], limit)
+    except OverLimit as e:
+        if limit < MAX_BLOB_SIZE:
+            node.problem(payload, f"total decompressed size for this image would pass "
+                                  f"{MAX_TOTAL_DECOMPRESSED >> 20} MiB; {label} payload not decompressed ({e})")
+        else:
+            node.problem(payload, f"{label} payload not decompressed: {e}")
+        return
+    except CompressionError as e:
+        node.problem(payload, f"{label} payload not decompressed: {e}")
+        return
+    ctx.decompressed += len(blob)
+    node.add("DecompressedSize", len(blob), None, None)
+    if expected is not None and expected != len(blob):
+        node.problem(pos + S.SECTION_HEADER_SIZE,
+                     f"UncompressedLength 0x{expected:x} but the payload decompressed to 0x{len(blob):x}")
+    blob_space = Space(f"{space.name}/{label}@0x{pos:x}", blob, None, node)
+    node.children.extend(decode_sections(blob_space, 0, len(blob), depth + 1, ctx, node))
+
+
+def _sub_stream(node, space, start, sec_end, depth, ctx):
+    if depth + 1 > MAX_DEPTH:
+        node.problem(start, f"nesting deeper than {MAX_DEPTH}; encapsulated sections not decoded")
+        return
+    node.children.extend(decode_sections(space, start, sec_end, depth + 1, ctx, node))
+
+
+def _callout(node: Node, what: str, fn, *args) -> None:
+    """Run another engineer's decoder; its failure becomes a problem here, not a traceback."""
+    try:
+        result = fn(*args)
+    except Exception as e:  # noqa: BLE001 - a bug in a sub-decoder must not lose the whole tree
+        node.problem(args[1], f"{what} decoder failed: {e.__class__.__name__}: {e}")
+        return
+    if isinstance(result, Node):
+        node.append(result)
+    elif result:
+        node.children.extend(result)
+
+
+def _image(node, space, data, pos, body, sec_end, depth, ctx):
+    from decoders import pe  # late: the PE decoder is another module that may import more
+
+    typ = node.get("Type")
+    load = space.address_of(body) if space.base is not None else None
+    fn = pe.decode_te if typ == 0x12 else pe.decode_pe
+    _callout(node, "TE" if typ == 0x12 else "PE32", fn, space, body, sec_end - body, load)
+
+
+def _depex(node, space, data, pos, body, sec_end, depth, ctx):
+    from decoders import depex
+
+    _callout(node, "DEPEX", depex.decode_depex, space, body, sec_end - body, _DEPEX_PHASE[node.get("Type")])
+
+
+def _version(node, space, data, pos, body, sec_end, depth, ctx):
+    if _tail(node, S.EFI_VERSION_SECTION_TAIL, data, body, sec_end, 2) is None:
+        return
+    text = ucs2(data, body + 2, sec_end)
+    node.add("VersionString", text, body + 2, sec_end - body - 2, repr(text))
+    node.title = f"VERSION section \"{text}\""
+
+
+def _user_interface(node, space, data, pos, body, sec_end, depth, ctx):
+    text = ucs2(data, body, sec_end)
+    node.add("String", text, body, sec_end - body, repr(text))
+    node.title = f"USER_INTERFACE section \"{text}\""
+
+
+def _fv_image(node, space, data, pos, body, sec_end, depth, ctx):
+    from decoders.fd.decode import decode_fv  # decode.py imports this module
+
+    if depth + 1 > MAX_DEPTH:
+        node.problem(body, f"nesting deeper than {MAX_DEPTH}; volume not decoded")
+        return
+    node.append(decode_fv(space, body, depth + 1, end=sec_end, ctx=ctx))
+
+
+def _freeform(node, space, data, pos, body, sec_end, depth, ctx):
+    if _tail(node, S.EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL, data, body, sec_end, 16) is not None:
+        node.title = f"FREEFORM_SUBTYPE_GUID section {node.fields[-1].display}"
+
+
+def _leaf(node, space, data, pos, body, sec_end, depth, ctx):
+    node.title = f"{_LEAF_TITLES[node.get('Type')]} section"
+
+
+_HANDLERS = {
+    0x01: _compression,
+    0x02: _guid_defined,
+    0x03: _leaf,
+    0x10: _image,
+    0x11: _image,
+    0x12: _image,
+    0x13: _depex,
+    0x14: _version,
+    0x15: _user_interface,
+    0x16: _leaf,
+    0x17: _fv_image,
+    0x18: _freeform,
+    0x19: _leaf,
+    0x1B: _depex,
+    0x1C: _depex,
+}
