@@ -98,6 +98,47 @@ def cmd_acpi(args) -> int:
     return _finish(root, args)
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use 0x... for hex)") from None
+
+
+def _read_file(path: str, limit: int = 1 << 30) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file")
+    if p.stat().st_size > limit:
+        raise UsageError(f"{p}: larger than {limit} bytes")
+    return p.read_bytes()
+
+
+def hob_tree(data: bytes, name: str, base: int | None, td_profile: str | None = None):
+    """A HOB list file: the list, its memory map and, for a TD HOB, the TDVF lint and RTMR0 digest."""
+    from decoders.errors import DecodeError
+    from decoders.hob import decode_hob_list, lint_td_hob, memory_map, memory_map_node, td_hob_digest
+    from decoders.model import Space
+
+    space = Space(name, data, base)
+    root = decode_hob_list(space, base or 0)
+    root.append(memory_map_node(memory_map(root)))
+    if td_profile:
+        lint_td_hob(root, profile=td_profile)
+        try:
+            digest = td_hob_digest(data, 0)
+            root.add("TdHobDigest", digest, display=f"SHA-384 {digest.hex()} (extended into RTMR0 by TDVF)")
+        except DecodeError as e:
+            root.problem(e.offset, f"no TD HOB digest: {e.message}")
+    return root
+
+
+def cmd_hob(args) -> int:
+    data = _read_file(args.file)
+    root = hob_tree(data, Path(args.file).name, args.base, args.td_profile)
+    return _finish(root, args)
+
+
 def cmd_open(args) -> int:
     img = _load(args.source)
     from views.app import run_app
@@ -135,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--fields", action="store_true")
     a.add_argument("--aml", action="store_true", help="disassemble DSDT/SSDT with iasl (acpica-tools)")
     a.set_defaults(func=cmd_acpi)
+
+    h = sub.add_parser("hob", help="decode a HOB list file (PI HOB list or TD HOB)")
+    h.add_argument("file")
+    h.add_argument("--base", type=_int, default=None, help="address the list was at (default: offsets)")
+    h.add_argument("--td-profile", default="edk2-stable202408", choices=["edk2-stable202211", "edk2-stable202408"],
+                   help="lint as a TD HOB with the rules of this TDVF version (ValidateHobList)")
+    h.add_argument("--no-td", dest="td_profile", action="store_const", const=None,
+                   help="a PI HOB list, not a TD HOB: no lint, no RTMR0 digest")
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--fields", action="store_true")
+    h.set_defaults(func=cmd_hob)
 
     o = sub.add_parser("open", help="open the app on a source (the default command)")
     o.add_argument("source")

@@ -101,3 +101,24 @@ def test_extract_writes_decompressed_volumes_inside_dir(tmp_path):
         assert p.stat().st_size == m["size"]
     # The PEIFV+DXEFV payload of FVMAIN_COMPACT starts with sections holding FVs: _FVH inside it.
     assert any(b"_FVH" in (out / m["path"]).read_bytes()[:0x100] for m in decompressed)
+
+
+def test_hob_cli_on_td_shim_fixture_gives_memory_map_and_digest():
+    import hashlib
+
+    from tests.realdata import fixture
+
+    path = fixture("hob/td-shim/hob_buffer.bin")
+    r = run_cli("hob", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    tree = json.loads(r.stdout)
+    hobs = [n for n in tree["children"] if n["kind"] == "hob"]
+    assert [f["value"] for n in hobs for f in n["fields"] if f["name"] == "HobType"][0] == 1  # PHIT first
+    assert hobs[-1]["fields"][0]["value"] == 0xFFFF
+    digest = next(f["value"] for f in tree["fields"] if f["name"] == "TdHobDigest")
+    raw = path.read_bytes()
+    off = 0  # a plain walk by HobLength (PI vol 3 generic header) to the END HOB
+    while int.from_bytes(raw[off:off + 2], "little") != 0xFFFF:
+        off += int.from_bytes(raw[off + 2:off + 4], "little")
+    assert digest == hashlib.sha384(raw[:off]).hexdigest()
+    assert any(n["kind"] == "memory-map" for n in tree["children"])

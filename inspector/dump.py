@@ -1,0 +1,552 @@
+"""Memory-dump sources: QEMU `dump-guest-memory` ELF cores (ELF64 and ELF32) and raw `pmemsave`
+files, behind the one Memory protocol (DESIGN.md, "Memory"), plus the CPU state the dump carries.
+
+QEMU writes (target/i386/arch_dump.c, dump/dump.c; FACTS C.1.5):
+- ELF64/EM_X86_64 when the first CPU has EFER.LMA, else ELF32/EM_386 (ELF64/EM_386 when RAM ends
+  above 4 GiB);
+- per CPU a "CORE" NT_PRSTATUS note (the x86-64 or i386 user_regs layout), then, after all of them,
+  per CPU a "QEMU" note of type 0 holding QEMUCPUState: the only place a dump keeps segment
+  caches, GDT/IDT and CR0-CR4 (no EFER);
+- one PT_LOAD per guest RAM block, at its guest-physical address.
+
+The file is memory-mapped and never read whole: segment reads slice the mapping, so opening a
+1 GiB dump costs the ELF headers and the notes. ELF and program headers come from pyelftools;
+notes are walked here with bounds, because pyelftools' iter_notes trusts n_descsz (a lying note
+would make it read to the end of the file).
+"""
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Padding, Struct
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from decoders.errors import DecodeError, parse_at
+from decoders.memory import Unreadable
+from decoders.model import Node, Problem, Severity, Space
+from decoders.paging import PagingConfig, WalkResult, walk
+
+# QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
+MAX_SEGMENTS = 4096
+# Two notes per CPU and QEMU's largest machine has 4096 vCPUs (x86 max_cpus); more is a lie.
+MAX_NOTES = 2 * 4096
+MAX_NOTE_SEGMENT_BYTES = 16 << 20
+# Nothing in the decoders reads more than this in one call (ACPI tables, HOB lists, event logs are
+# all far smaller); a read this large comes from a corrupt length and is refused, not served.
+MAX_READ = 64 << 20
+MAX_PROBLEMS = 200
+
+ELF_MAGIC = b"\x7fELF"
+EM_386, EM_X86_64 = 3, 62
+NT_PRSTATUS = 1
+QEMU_NOTE_TYPE = 0
+
+# ELF gABI "Note Section": namesz, descsz, type, then name and desc, each padded to 4 bytes.
+Elf_Nhdr = Struct("n_namesz" / Int32ul, "n_descsz" / Int32ul, "n_type" / Int32ul)
+
+# target/i386/arch_dump.c (QEMUCPUSTATE_VERSION 1)
+QEMUCPUSegment = Struct("selector" / Int32ul, "limit" / Int32ul, "flags" / Int32ul, "pad" / Int32ul,
+                        "base" / Int64ul)
+SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt", "idt")
+GP_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+            "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
+QEMUCPUState = Struct(
+    "version" / Int32ul,
+    "size" / Int32ul,
+    *[n / Int64ul for n in GP_NAMES],
+    *[n / QEMUCPUSegment for n in SEGMENT_NAMES],
+    "cr" / Array(5, Int64ul),
+)
+# QEMU 7.x appends `uint64_t kernel_gs_base` (for win-dmp) without bumping the version: the
+# 7.2 dumps here have size 440 = 432 + 8. Read it when `size` says it is there.
+QEMUCPUState_kernel_gs_base = Struct("kernel_gs_base" / Int64ul)
+
+# arch_dump.c x86_64_user_regs_struct inside x86_64_elf_prstatus {pad1[32], pid, pad2[76], regs, pad3[8]}
+X64_REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+                 "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base",
+                 "ds", "es", "fs", "gs")
+x86_64_elf_prstatus = Struct(
+    Padding(32),
+    "pid" / Int32ul,
+    Padding(76),
+    "regs" / Struct(*[n / Int64ul for n in X64_REG_NAMES]),
+    Padding(8),
+)
+# arch_dump.c x86_user_regs_struct inside x86_elf_prstatus {pad1[24], pid, pad2[44], regs, pad3[4]}
+x86_elf_prstatus = Struct(
+    Padding(24),
+    "pid" / Int32ul,
+    Padding(44),
+    "regs" / Struct(
+        "ebx" / Int32ul, "ecx" / Int32ul, "edx" / Int32ul, "esi" / Int32ul, "edi" / Int32ul,
+        "ebp" / Int32ul, "eax" / Int32ul,
+        "ds" / Int16ul, Padding(2), "es" / Int16ul, Padding(2), "fs" / Int16ul, Padding(2),
+        "gs" / Int16ul, Padding(2),
+        "orig_eax" / Int32ul, "eip" / Int32ul, "cs" / Int16ul, Padding(2),
+        "eflags" / Int32ul, "esp" / Int32ul, "ss" / Int16ul, Padding(2),
+    ),
+    Padding(4),
+)
+PRSTATUS_LAYOUTS = {x86_64_elf_prstatus.sizeof(): ("x86_64", x86_64_elf_prstatus),
+                    x86_elf_prstatus.sizeof(): ("i386", x86_elf_prstatus)}
+
+# Control-register bits (Intel SDM vol. 3A 2.5; FACTS B.6)
+CR0_PG = 1 << 31
+CR4_PAE, CR4_LA57, CR4_PKE = 1 << 5, 1 << 12, 1 << 22
+
+
+@dataclass
+class SegmentCache:
+    selector: int
+    limit: int
+    flags: int
+    base: int
+
+
+@dataclass
+class CpuState:
+    index: int
+    registers: dict[str, int] = field(default_factory=dict)   # rax..r15, rip, rflags
+    segments: dict[str, SegmentCache] = field(default_factory=dict)
+    cr: list[int] = field(default_factory=list)                 # CR0..CR4, from the QEMU note
+    efer: int | None = None                                      # not in QEMUCPUState v1
+    kernel_gs_base: int | None = None
+    version: int | None = None
+    size: int | None = None
+    qemu_note_offset: int | None = None                          # file offsets of the descriptors
+    prstatus_offset: int | None = None
+    prstatus: dict[str, int] | None = None
+    prstatus_layout: str | None = None
+    pid: int | None = None
+
+    def _cr(self, n: int) -> int | None:
+        return self.cr[n] if len(self.cr) > n else None
+
+    @property
+    def cr0(self) -> int | None:
+        return self._cr(0)
+
+    @property
+    def cr3(self) -> int | None:
+        return self._cr(3)
+
+    @property
+    def cr4(self) -> int | None:
+        return self._cr(4)
+
+    @property
+    def rip(self) -> int | None:
+        return self.registers.get("rip")
+
+
+@dataclass
+class Segment:
+    index: int
+    paddr: int
+    memsz: int
+    offset: int
+    filesz: int        # bytes actually present in the file (clipped at EOF)
+
+
+class DumpMemory:
+    """Physical memory of a dump: sorted regions over the mapped file (and the flash image).
+    A read may span adjacent regions; holes raise Unreadable."""
+
+    def __init__(self):
+        self._starts: list[int] = []
+        self._regions: list[tuple[int, int, object, int, str]] = []  # start, size, buffer, offset, label
+
+    def add(self, start: int, size: int, buffer, offset: int, label: str) -> None:
+        if size <= 0:
+            return
+        i = bisect.bisect_right(self._starts, start)
+        self._starts.insert(i, start)
+        self._regions.insert(i, (start, size, buffer, offset, label))
+
+    def regions(self) -> list[tuple[int, int, str]]:
+        return [(s, n, label) for s, n, _b, _o, label in self._regions]
+
+    def covers(self, address: int, size: int) -> bool:
+        return self._find(address) is not None and self._find(address + size - 1) is not None
+
+    def _find(self, address: int):
+        i = bisect.bisect_right(self._starts, address) - 1
+        # regions may overlap (dump RAM over the flash image): the latest start that contains wins,
+        # else any earlier one that still reaches this far
+        while i >= 0:
+            start, size, buf, off, _label = self._regions[i]
+            if start <= address < start + size:
+                return self._regions[i]
+            i -= 1
+            if i >= 0 and address - self._regions[i][0] > (1 << 48):
+                break
+        return None
+
+    def read(self, address: int, size: int) -> bytes:
+        if size < 0 or size > MAX_READ:
+            raise Unreadable(address, size, f"read of {size} bytes refused (limit {MAX_READ})")
+        if size == 0:
+            return b""
+        out = []
+        addr, left = address, size
+        for _ in range(MAX_SEGMENTS + 2):
+            r = self._find(addr)
+            if r is None:
+                raise Unreadable(address, size, f"0x{addr:x} is not in the dump")
+            start, rsize, buf, off, _label = r
+            n = min(left, start + rsize - addr)
+            pos = off + addr - start
+            out.append(buf[pos:pos + n])
+            addr += n
+            left -= n
+            if not left:
+                return out[0] if len(out) == 1 else b"".join(out)
+        raise Unreadable(address, size, "read spans too many regions")
+
+
+@dataclass
+class Dump:
+    path: Path
+    kind: str                       # "elf64", "elf32", "raw"
+    memory: DumpMemory
+    cpus: list[CpuState] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    machine: int | None = None
+    file_size: int = 0
+    image_path: Path | None = None
+    image_base: int | None = None
+    _mmap: mmap.mmap | None = None
+    _file: object = None
+
+    def problem(self, offset: int | None, message: str, severity: Severity = Severity.ERROR) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(offset, severity, message))
+
+    @property
+    def space(self) -> Space:
+        """The file as a node space (data=None: node offsets are file offsets)."""
+        return Space(str(self.path.name), None, None)
+
+    def close(self) -> None:
+        # Buffers handed out by read() are copies (bytes slices), so closing is always safe.
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "Dump":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def node(self) -> Node:
+        return dump_node(self)
+
+
+def open_dump(path: str | Path, *, base: int | None = None, image: str | Path | None = None) -> Dump:
+    """Open a QEMU ELF core, or a raw physical-memory file at `base` (also used when the file is
+    not ELF), optionally with the firmware image mapped so its last byte is at 4 GiB - 1."""
+    p = Path(path)
+    f = p.open("rb")
+    size = os.fstat(f.fileno()).st_size
+    mem = DumpMemory()
+    dump = Dump(p, "raw", mem, file_size=size, _file=f)
+    if size == 0:
+        dump.problem(0, "the dump file is empty")
+    else:
+        dump._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        m = dump._mmap
+        if base is None and m[:4] == ELF_MAGIC:
+            _open_elf(dump, m)
+        else:
+            if base is None:
+                base = 0
+                if m[:4] != ELF_MAGIC:
+                    dump.problem(0, "not an ELF core (no \\x7fELF magic): read as raw physical memory at 0 "
+                                    "(give the pmemsave base)", Severity.WARNING)
+            dump.segments.append(Segment(0, base, size, 0, size))
+            mem.add(base, size, m, 0, "raw")
+    if image is not None:
+        _add_image(dump, Path(image))
+    return dump
+
+
+def _add_image(dump: Dump, image: Path) -> None:
+    from inspector.image import ImageError, read_image   # one-way import inside inspector/
+
+    try:
+        data = read_image(image)
+    except ImageError as e:
+        dump.problem(None, f"firmware image not mapped: {e}")
+        return
+    dump.image_path = image
+    dump.image_base = (1 << 32) - len(data)
+    overlap = any(s <= dump.image_base < s + n or dump.image_base <= s < 1 << 32
+                  for s, n, _l in dump.memory.regions())
+    # Dumps hold RAM (FACTS C.1.5); with -bios QEMU's ROM copy of the flash is in the dump too, and
+    # then the dump's bytes (the live state) are read first and the file only fills holes.
+    fill = DumpMemory()
+    for s, n, b, o, label in dump.memory._regions:
+        fill.add(s, n, b, o, label)
+    dump.memory._regions.insert(0, (dump.image_base, len(data), data, 0, f"image {image.name}"))
+    dump.memory._starts.insert(0, dump.image_base)
+    order = sorted(range(len(dump.memory._regions)),
+                   key=lambda i: (dump.memory._regions[i][0], 0 if dump.memory._regions[i][4].startswith("image") else 1))
+    dump.memory._regions = [dump.memory._regions[i] for i in order]
+    dump.memory._starts = [r[0] for r in dump.memory._regions]
+    if overlap:
+        dump.problem(None, f"the dump already holds memory in the flash range at 0x{dump.image_base:x}: "
+                           "the dump's bytes are read there, the image fills the rest", Severity.INFO)
+
+
+def _open_elf(dump: Dump, m: mmap.mmap) -> None:
+    try:
+        elf = ELFFile(m)
+        header = elf.header
+    except (ELFError, ValueError) as e:
+        cls = m[4] if len(m) > 4 else 0
+        dump.kind = {1: "elf32", 2: "elf64"}.get(cls, "elf")
+        dump.problem(0, f"ELF header not readable: {e}")
+        return
+    dump.kind = "elf64" if elf.elfclass == 64 else "elf32"
+    machine = header["e_machine"]
+    dump.machine = {"EM_386": EM_386, "EM_X86_64": EM_X86_64}.get(machine, machine if isinstance(machine, int) else None)
+    if header["e_type"] != "ET_CORE":
+        dump.problem(16, f"e_type is {header['e_type']}, not ET_CORE: not a dump-guest-memory core",
+                     Severity.WARNING)
+    if dump.machine not in (EM_386, EM_X86_64):
+        dump.problem(18, f"e_machine {machine} is not EM_386 or EM_X86_64", Severity.WARNING)
+    try:
+        count = elf.num_segments()
+    except ELFError as e:
+        dump.problem(header["e_phoff"], f"program header count not readable: {e}")
+        return
+    if count > MAX_SEGMENTS:
+        dump.problem(header["e_phoff"], f"{count} program headers: more than the {MAX_SEGMENTS} any dump has; "
+                                        f"reading the first {MAX_SEGMENTS}")
+        count = MAX_SEGMENTS
+    notes = []
+    phent = header["e_phentsize"]
+    for i in range(count):
+        where = header["e_phoff"] + i * phent
+        if where + phent > dump.file_size:
+            dump.problem(where, f"program header {i} at 0x{where:x} runs past the end of the file "
+                                f"(0x{dump.file_size:x} bytes): the dump is truncated; {i} of {count} read")
+            break
+        try:
+            ph = elf.get_segment(i).header
+        except ELFError as e:
+            dump.problem(where, f"program header {i}: {e}")
+            continue
+        if ph["p_type"] == "PT_NOTE":
+            notes.append((i, ph["p_offset"], ph["p_filesz"]))
+        elif ph["p_type"] == "PT_LOAD":
+            _add_load(dump, m, i, where, ph)
+    for i, off, size in notes:
+        _read_notes(dump, m, i, off, size)
+
+
+def _add_load(dump: Dump, m: mmap.mmap, i: int, where: int, ph) -> None:
+    paddr, off, filesz, memsz = ph["p_paddr"], ph["p_offset"], ph["p_filesz"], ph["p_memsz"]
+    avail = max(0, min(filesz, dump.file_size - off))
+    if avail < filesz:
+        dump.problem(where, f"PT_LOAD {i} (0x{paddr:x}, 0x{filesz:x} bytes at file offset 0x{off:x}) runs past the "
+                            f"end of the file (0x{dump.file_size:x}): 0x{filesz - avail:x} bytes missing, "
+                            "the dump is truncated")
+    if memsz > filesz:
+        dump.problem(where, f"PT_LOAD {i}: p_memsz 0x{memsz:x} > p_filesz 0x{filesz:x}; the rest is not in the "
+                            "file and reads as a hole", Severity.WARNING)
+    for s, n, label in dump.memory.regions():
+        if avail and s < paddr + avail and paddr < s + n:
+            dump.problem(where, f"PT_LOAD {i} at 0x{paddr:x} overlaps {label} at 0x{s:x}", Severity.WARNING)
+            break
+    dump.segments.append(Segment(i, paddr, memsz, off, avail))
+    dump.memory.add(paddr, avail, m, off, f"PT_LOAD {i}")
+
+
+def _read_notes(dump: Dump, m: mmap.mmap, seg: int, off: int, size: int) -> None:
+    end = min(off + size, dump.file_size)
+    if off + size > dump.file_size:
+        dump.problem(off, f"PT_NOTE {seg} (0x{size:x} bytes at 0x{off:x}) runs past the end of the file")
+    if size > MAX_NOTE_SEGMENT_BYTES:
+        dump.problem(off, f"PT_NOTE {seg} of 0x{size:x} bytes is larger than any dump's notes; "
+                          f"reading 0x{MAX_NOTE_SEGMENT_BYTES:x}")
+        end = min(end, off + MAX_NOTE_SEGMENT_BYTES)
+    data = m[off:end] if off < end else b""
+    prstatus: list[tuple[int, bytes]] = []
+    qemu: list[tuple[int, bytes]] = []
+    pos = 0
+    for _ in range(MAX_NOTES):
+        if pos + Elf_Nhdr.sizeof() > len(data):
+            if pos < len(data) and any(data[pos:]):
+                dump.problem(off + pos, f"{len(data) - pos} bytes after the last note are too short for a note header")
+            break
+        h = parse_at(Elf_Nhdr, data, pos)
+        name_end = pos + 12 + h.n_namesz
+        desc = pos + 12 + _align4(h.n_namesz)
+        desc_end = desc + h.n_descsz
+        if desc_end > len(data) or name_end > len(data):
+            dump.problem(off + pos, f"note at 0x{off + pos:x} (n_namesz {h.n_namesz}, n_descsz {h.n_descsz}) runs "
+                                    f"past the end of its PT_NOTE (0x{len(data) - pos:x} bytes left); notes stop here")
+            break
+        name = bytes(data[pos + 12:name_end]).rstrip(b"\0")
+        if name == b"CORE" and h.n_type == NT_PRSTATUS:
+            prstatus.append((off + desc, bytes(data[desc:desc_end])))
+        elif name == b"QEMU" and h.n_type == QEMU_NOTE_TYPE:
+            qemu.append((off + desc, bytes(data[desc:desc_end])))
+        pos = desc + _align4(h.n_descsz)
+    else:
+        dump.problem(off + pos, f"more than {MAX_NOTES} notes; the rest are not read")
+    if not qemu:
+        dump.problem(off, "no \"QEMU\" note: CR0-CR4 and segment bases are unknown (not a QEMU dump, or an "
+                          "old one)", Severity.WARNING)
+    if prstatus and qemu and len(prstatus) != len(qemu):
+        dump.problem(off, f"{len(prstatus)} NT_PRSTATUS notes but {len(qemu)} QEMU notes: CPUs paired in order",
+                     Severity.WARNING)
+    # dump/dump.c writes every CPU's PRSTATUS, then every CPU's QEMU note, in CPU order.
+    for k in range(max(len(prstatus), len(qemu))):
+        cpu = CpuState(len(dump.cpus))
+        if k < len(qemu):
+            _qemu_note(dump, cpu, *qemu[k])
+        if k < len(prstatus):
+            _prstatus(dump, cpu, *prstatus[k])
+        dump.cpus.append(cpu)
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _qemu_note(dump: Dump, cpu: CpuState, off: int, desc: bytes) -> None:
+    cpu.qemu_note_offset = off
+    try:
+        st = parse_at(QEMUCPUState, desc, 0, "QEMUCPUState")
+    except DecodeError as e:
+        dump.problem(off, f"CPU {cpu.index} QEMU note: {e.message} (descriptor is {len(desc)} bytes, "
+                          f"QEMUCPUState v1 needs {QEMUCPUState.sizeof()})")
+        return
+    cpu.version, cpu.size = st.version, st.size
+    if st.version != 1:
+        dump.problem(off, f"CPU {cpu.index} QEMU note: version {st.version} (this reader knows 1); "
+                          "fields read as version 1", Severity.WARNING)
+    if st.size > len(desc) or st.size < QEMUCPUState.sizeof():
+        dump.problem(off + 4, f"CPU {cpu.index} QEMU note: size field {st.size} disagrees with the "
+                              f"{len(desc)}-byte descriptor (QEMUCPUState v1 is {QEMUCPUState.sizeof()}+)")
+    cpu.registers = {n: st[n] for n in GP_NAMES}
+    cpu.segments = {n: SegmentCache(st[n].selector, st[n].limit, st[n].flags, st[n].base) for n in SEGMENT_NAMES}
+    cpu.cr = list(st.cr)
+    tail = QEMUCPUState.sizeof()
+    if min(st.size, len(desc)) >= tail + 8:
+        cpu.kernel_gs_base = parse_at(QEMUCPUState_kernel_gs_base, desc, tail).kernel_gs_base
+
+
+def _prstatus(dump: Dump, cpu: CpuState, off: int, desc: bytes) -> None:
+    cpu.prstatus_offset = off
+    layout = PRSTATUS_LAYOUTS.get(len(desc))
+    if layout is None:
+        dump.problem(off, f"CPU {cpu.index} NT_PRSTATUS of {len(desc)} bytes matches neither the x86-64 "
+                          f"({x86_64_elf_prstatus.sizeof()}) nor the i386 ({x86_elf_prstatus.sizeof()}) layout")
+        return
+    cpu.prstatus_layout, struct = layout
+    st = parse_at(struct, desc, 0, "elf_prstatus")
+    cpu.pid = st.pid
+    cpu.prstatus = {k: v for k, v in st.regs.items() if not k.startswith("_")}
+    if not cpu.registers:
+        # No QEMU note: the general registers come from PRSTATUS, named as in QEMUCPUState.
+        r = cpu.prstatus
+        if cpu.prstatus_layout == "x86_64":
+            cpu.registers = {n: r[n] for n in GP_NAMES if n in r}
+            cpu.registers["rflags"] = r["eflags"]
+        else:
+            cpu.registers = {"r" + n[1:]: r[n] for n in ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp")}
+            cpu.registers.update(rip=r["eip"], rflags=r["eflags"])
+
+
+# -- page tables of the dump ----------------------------------------------------------------------
+def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
+               config: PagingConfig | None = None) -> WalkResult:
+    """Walk the page tables of `cr3` (default: the first CPU's CR3 from its QEMU note); LA57 and
+    PKE from its CR4 unless given. EFER is not in the dump, so NXE is assumed set (OVMF sets it
+    whenever it maps NX pages; FACTS B.6 measured EFER 0xD00)."""
+    cfg = config or PagingConfig()
+    cpu = dump.cpus[0] if dump.cpus else None
+    if cr3 is None:
+        if cpu is None or cpu.cr3 is None:
+            result = WalkResult(0, cfg)
+            result.problem(None, "no CR3: the dump has no QEMU CPU note; give cr3")
+            from decoders.paging import Mappings
+            result.mappings = Mappings.empty(cfg)
+            return result
+        cr3 = cpu.cr3
+    if cpu is not None and cpu.cr4 is not None:
+        if la57 is None:
+            la57 = bool(cpu.cr4 & CR4_LA57)
+        if config is None:
+            cfg.pke = bool(cpu.cr4 & CR4_PKE)
+    if la57 is not None:
+        cfg.la57 = la57
+    result = walk(dump.memory, cr3, cfg)
+    if cpu is not None and cpu.cr0 is not None and not cpu.cr0 & CR0_PG:
+        result.problem(None, f"CR0 0x{cpu.cr0:x} has PG clear: paging was off when the dump was taken",
+                       Severity.WARNING)
+    return result
+
+
+# -- presentation ---------------------------------------------------------------------------------
+def cpu_node(cpu: CpuState, space: Space | None = None) -> Node:
+    n = Node("cpu", f"CPU {cpu.index}" + (f" RIP 0x{cpu.rip:x}" if cpu.rip is not None else ""),
+             space, cpu.qemu_note_offset or cpu.prstatus_offset or 0, cpu.size or 0)
+    for name, value in cpu.registers.items():
+        n.add(name.upper(), value, display=f"0x{value:016x}")
+    for i, value in enumerate(cpu.cr):
+        n.add(f"CR{i}", value, display=f"0x{value:x}")
+    if cpu.efer is not None:
+        n.add("EFER", cpu.efer)
+    if cpu.kernel_gs_base is not None:
+        n.add("KernelGsBase", cpu.kernel_gs_base)
+    for name, s in cpu.segments.items():
+        n.add(name.upper(), {"selector": s.selector, "limit": s.limit, "flags": s.flags, "base": s.base},
+              display=f"sel 0x{s.selector:04x} base 0x{s.base:x} limit 0x{s.limit:x} flags 0x{s.flags:x}")
+    if cpu.prstatus is not None:
+        n.add("PrStatusLayout", cpu.prstatus_layout)
+        n.add("Pid", cpu.pid)
+    if cpu.version is not None:
+        n.add("QemuCpuStateVersion", cpu.version)
+        n.add("QemuCpuStateSize", cpu.size)
+    return n
+
+
+def dump_node(dump: Dump) -> Node:
+    space = dump.space
+    root = Node("dump", f"{dump.path.name}: {dump.kind}, {len(dump.segments)} segments, {len(dump.cpus)} CPUs",
+                space, 0, dump.file_size)
+    root.add("Kind", dump.kind)
+    if dump.machine is not None:
+        root.add("Machine", dump.machine, display={EM_386: "EM_386", EM_X86_64: "EM_X86_64"}.get(dump.machine))
+    root.add("FileSize", dump.file_size)
+    ram = sum(s.filesz for s in dump.segments)
+    root.add("MemoryBytes", ram, display=f"0x{ram:x}")
+    if dump.image_path is not None:
+        root.add("Image", str(dump.image_path), display=f"{dump.image_path.name} at 0x{dump.image_base:x}")
+    segs = root.append(Node("dump-segments", f"{len(dump.segments)} memory segments", space))
+    for s in dump.segments:
+        sn = Node("dump-segment", f"0x{s.paddr:x}-0x{s.paddr + max(s.filesz, 1) - 1:x} ({s.filesz:#x} bytes)",
+                  space, s.offset, s.filesz)
+        sn.add("PhysicalAddress", s.paddr)
+        sn.add("FileOffset", s.offset)
+        sn.add("FileSize", s.filesz)
+        sn.add("MemSize", s.memsz)
+        segs.append(sn)
+    for cpu in dump.cpus:
+        root.append(cpu_node(cpu, space))
+    root.problems.extend(dump.problems)
+    return root

@@ -1,0 +1,290 @@
+"""The live Target: one interface over QEMU's gdbstub, two backends (rsp.py, gdbmi.py).
+
+The interface is synchronous. The app calls it from Textual worker threads (DESIGN.md "Live
+sessions"), scripts and tests call it directly; a sync API keeps both simple. The RSP backend
+runs its asyncio client on a private event loop in a daemon thread and waits on it with a
+timeout, so `interrupt()` may be called from another thread while `cont()` blocks.
+
+Every call has a timeout. A target whose connection closes (QEMU killed, gdb gone) raises
+TargetDead; a call that gets no answer in time raises TargetTimeout. Neither hangs.
+
+Facts used here: FACTS.md C.1.3 (register set, stop replies), C.1.4 (real mode, CS base at reset).
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from decoders.memory import Unreadable
+
+# Defaults for the per-call timeouts (seconds). A request to a paused QEMU answers in well under a
+# millisecond (FACTS D.4.3); these only bound a stuck or dead target.
+DEFAULT_TIMEOUT = 5.0
+# QEMU boots OVMF to the DXE core in ~2.5 s under TCG on this machine (FACTS C.2.2); a cont()
+# without an explicit timeout waits this long before raising TargetTimeout (the guest keeps running).
+DEFAULT_CONT_TIMEOUT = 60.0
+
+# x86 control-register bits (Intel SDM vol. 3A, 2.5 and 2.2.1).
+CR0_PE = 1 << 0
+CR0_PG = 1 << 31
+EFER_LME = 1 << 8
+EFER_LMA = 1 << 10
+# Segment descriptor flags as QEMU keeps them in SegmentCache.flags (target/i386/cpu.h DESC_*_MASK):
+# the descriptor's high dword, so L is bit 21 and D/B bit 22.
+DESC_L = 1 << 21
+DESC_B = 1 << 22
+
+SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
+
+
+class TargetError(Exception):
+    """The target refused a request (an `E..` reply, a gdb ^error)."""
+
+
+class TargetDead(TargetError):
+    """The connection to the target is gone: QEMU exited, the socket closed, gdb died."""
+
+
+class TargetTimeout(TargetError):
+    """No answer within the call's timeout (the target may still be running)."""
+
+
+class TargetRunning(TargetError):
+    """The call needs a stopped target (QEMU's gdbstub stops the VM on any byte it receives)."""
+
+
+@dataclass
+class Segment:
+    selector: int
+    base: int | None = None     # from the monitor's `info registers`; None when not read
+    limit: int | None = None
+    flags: int | None = None    # QEMU SegmentCache.flags (descriptor high dword bits)
+
+
+@dataclass
+class Registers:
+    """CPU state at a stop. `gpr` holds what the stub's register set names (rax..r15, rip, eflags,
+    fs_base, gs_base, k_gs_base, cr8, ...) by their target.xml names; the common ones are attributes."""
+
+    rip: int
+    rflags: int
+    cr0: int
+    cr2: int
+    cr3: int
+    cr4: int
+    efer: int
+    segments: dict[str, Segment]
+    gpr: dict[str, int] = field(default_factory=dict)
+    # Extra CPU state only the monitor knows (gdt/idt base+limit), by name.
+    tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> int:
+        return self.gpr[name]
+
+    @property
+    def cs(self) -> Segment:
+        return self.segments["cs"]
+
+    @property
+    def mode(self) -> str:
+        """`real`, `prot16`, `prot32` or `long64`, from CR0.PE, EFER.LMA and the CS descriptor.
+
+        gdb's `set architecture` cannot be trusted here (FACTS C.1.4): QEMU always reports the
+        x86-64 register set, also in real mode."""
+        if not self.cr0 & CR0_PE:
+            return "real"
+        flags = self.cs.flags
+        if flags is None:
+            # Without the descriptor, EFER.LMA + paging is the best guess (compatibility mode aside).
+            return "long64" if self.efer & EFER_LMA else "prot32"
+        if self.efer & EFER_LMA and flags & DESC_L:
+            return "long64"
+        return "prot32" if flags & DESC_B else "prot16"
+
+    @property
+    def cs_base(self) -> int:
+        base = self.cs.base
+        if base is None:
+            # Outside the monitor, real mode's usual rule; wrong right after reset (FACTS C.1.4),
+            # which is why both backends read `info registers`.
+            return (self.cs.selector << 4) if self.mode == "real" else 0
+        return base
+
+    @property
+    def pc(self) -> int:
+        """Linear address of the next instruction: CS.base + IP (0xFFFFFFF0 at reset, not CS*16+IP)."""
+        ip = self.rip
+        if self.mode == "real" or self.mode == "prot16":
+            ip &= 0xFFFF
+        elif self.mode == "prot32":
+            ip &= 0xFFFFFFFF
+        return (self.cs_base + ip) & (0xFFFFFFFFFFFFFFFF if self.mode == "long64" else 0xFFFFFFFF)
+
+
+@dataclass
+class StopEvent:
+    """Why the target stopped. reason: breakpoint, watchpoint, step, interrupt, signal, exited."""
+
+    reason: str
+    signal: int | None = None
+    address: int | None = None      # the watched address for a watchpoint stop
+    kind: str | None = None         # watch / rwatch / awatch
+    raw: str = ""
+
+
+# ---- `info registers` (HMP) -------------------------------------------------------------------
+# QEMU target/i386/cpu-dump.c x86_cpu_dump_seg_cache: "CS =f000 ffff0000 0000ffff 00009b00 ..."
+# (a 16-digit base in long mode), "GDT=     000f6000 00000037".
+_SEG_RE = re.compile(r"^(ES|CS|SS|DS|FS|GS|LDT|TR)\s*=\s*([0-9a-f]{4})\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)",
+                     re.M | re.I)
+_TABLE_RE = re.compile(r"^(GDT|IDT)\s*=\s*([0-9a-f]+)\s+([0-9a-f]+)", re.M | re.I)
+_CR_RE = re.compile(r"\b(CR0|CR2|CR3|CR4|EFER)=([0-9a-f]+)", re.I)
+
+
+@dataclass
+class MonitorRegisters:
+    segments: dict[str, Segment]
+    tables: dict[str, tuple[int, int]]
+    control: dict[str, int]
+
+
+def parse_info_registers(text: str) -> MonitorRegisters:
+    """Segment caches, GDT/IDT and control registers from HMP `info registers` text."""
+    segments = {m[1].lower(): Segment(int(m[2], 16), int(m[3], 16), int(m[4], 16), int(m[5], 16))
+                for m in _SEG_RE.finditer(text)}
+    tables = {m[1].lower(): (int(m[2], 16), int(m[3], 16)) for m in _TABLE_RE.finditer(text)}
+    control = {m[1].lower(): int(m[2], 16) for m in _CR_RE.finditer(text)}
+    return MonitorRegisters(segments, tables, control)
+
+
+def merge_registers(gpr: dict[str, int], mon: MonitorRegisters | None) -> Registers:
+    """Registers from the stub's register set, with segment bases/flags from the monitor."""
+    segs: dict[str, Segment] = {}
+    for name in SEGMENTS:
+        m = mon.segments.get(name) if mon else None
+        sel = gpr.get(name, m.selector if m else 0)
+        segs[name] = Segment(sel, m.base, m.limit, m.flags) if m else Segment(sel)
+    ctl = mon.control if mon else {}
+
+    def reg(name: str) -> int:
+        if name in gpr:
+            return gpr[name]
+        return ctl.get(name, 0)
+
+    return Registers(rip=gpr.get("rip", 0), rflags=gpr.get("eflags", 0), cr0=reg("cr0"), cr2=reg("cr2"),
+                     cr3=reg("cr3"), cr4=reg("cr4"), efer=reg("efer"), segments=segs, gpr=dict(gpr),
+                     tables=dict(mon.tables) if mon else {})
+
+
+class Target(ABC):
+    """A stopped-or-running guest CPU with memory, breakpoints and a monitor (DESIGN.md)."""
+
+    # The guest's QEMU process on this host, when known (enables hostmem's fast path).
+    qemu_pid: int | None = None
+
+    @abstractmethod
+    def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers: ...
+
+    # The fast path (hostmem.HostMemory) when QEMU runs on this host; set by use_host_memory().
+    hostmem = None
+
+    def read_physical(self, address: int, size: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+        """Guest-physical bytes: from the QEMU process when the fast path is on, else the stub.
+
+        Raises Unreadable when the stub answers with an error."""
+        if self.hostmem is not None:
+            data = self.hostmem.try_read(address, size)
+            if data is not None:
+                return data
+        return self._read_physical(address, size, timeout)
+
+    @abstractmethod
+    def _read_physical(self, address: int, size: int, timeout: float) -> bytes: ...
+
+    def use_host_memory(self, pid: int | None = None) -> bool:
+        """Read guest RAM from /proc/PID/mem (FACTS C.1.5, D.4.3); False when not possible here."""
+        from inspector.live.hostmem import HostMemory
+        pid = pid or self.qemu_pid
+        if pid is None:
+            return False
+        hm = HostMemory.open(pid, self.monitor)
+        if hm is None:
+            return False
+        self.hostmem = hm
+        return True
+
+    @abstractmethod
+    def read_virtual(self, address: int, size: int, timeout: float = DEFAULT_TIMEOUT) -> bytes: ...
+
+    @abstractmethod
+    def set_breakpoint(self, address: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """A hardware breakpoint (Z1) at a linear address."""
+
+    @abstractmethod
+    def remove_breakpoint(self, address: int, timeout: float = DEFAULT_TIMEOUT) -> None: ...
+
+    @abstractmethod
+    def set_watchpoint(self, address: int, size: int, kind: str = "write",
+                       timeout: float = DEFAULT_TIMEOUT) -> None:
+        """kind: write (Z2), read (Z3) or access (Z4)."""
+
+    @abstractmethod
+    def remove_watchpoint(self, address: int, size: int, kind: str = "write",
+                          timeout: float = DEFAULT_TIMEOUT) -> None: ...
+
+    @abstractmethod
+    def cont(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
+        """Resume; return when the target stops. TargetTimeout leaves it running (see interrupt)."""
+
+    @abstractmethod
+    def step(self, timeout: float = DEFAULT_TIMEOUT) -> StopEvent: ...
+
+    @abstractmethod
+    def interrupt(self, timeout: float = DEFAULT_TIMEOUT) -> StopEvent:
+        """Stop a running guest (0x03); safe to call from another thread while cont() waits."""
+
+    @abstractmethod
+    def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """An HMP command through the stub (qRcmd); returns its text output."""
+
+    @property
+    @abstractmethod
+    def running(self) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Remove our breakpoints and drop the connection; the guest stays paused. Idempotent."""
+
+    @abstractmethod
+    def detach(self) -> None:
+        """The stub's `D`: QEMU removes all breakpoints and resumes the guest; then close()."""
+
+    def __enter__(self) -> "Target":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def physical_memory(self) -> "TargetMemory":
+        return TargetMemory(self, physical=True)
+
+    def virtual_memory(self) -> "TargetMemory":
+        return TargetMemory(self, physical=False)
+
+
+class TargetMemory:
+    """The decoders' Memory protocol over a Target (decoders/memory.py)."""
+
+    def __init__(self, target: Target, physical: bool = True, timeout: float = DEFAULT_TIMEOUT):
+        self.target = target
+        self.physical = physical
+        self.timeout = timeout
+
+    def read(self, address: int, size: int) -> bytes:
+        try:
+            if self.physical:
+                return self.target.read_physical(address, size, self.timeout)
+            return self.target.read_virtual(address, size, self.timeout)
+        except TargetError as e:
+            raise Unreadable(address, size, str(e)) from e
