@@ -1,14 +1,481 @@
-"""STUB, to be replaced: PE32/PE32+ and TE decoding into Nodes."""
+"""PE32/PE32+ and TE images as Nodes (PE/COFF spec; edk2 MdePkg/Include/IndustryStandard/PeImage.h,
+MdePkg/Library/BasePeCoffLib/BasePeCoff.c for how edk2 maps RVAs and finds the CodeView record).
+
+`decode_pe` / `decode_te` read the image at space.data[offset:offset+size]. Malformed input becomes
+located problems on the returned node; nothing here raises for bad bytes.
+"""
 from __future__ import annotations
 
+from typing import Any
+
+from construct import Construct, Struct
+
+from decoders import guids
+from decoders.errors import DecodeError, parse_at
 from decoders.model import Node, Space
+from decoders.pe import structs as S
+
+# PE/COFF spec, "COFF File Header": "the Windows loader limits the number of sections to 96".
+# edk2 images have 3 to 6; more is treated as hostile and only the first MAX_SECTIONS are read.
+MAX_SECTIONS = 96
+# A debug directory is an array of 28-byte entries; linkers write one to four.
+MAX_DEBUG_ENTRIES = 16
+# CodeView PDB/DLL paths written by GenFw are build-tree paths (well under 1 KiB); bounded so a
+# missing NUL cannot make us scan a whole image.
+MAX_PDB_PATH = 1024
+TE_HEADER_SIZE = S.EFI_TE_IMAGE_HEADER.sizeof()  # 40
+DOS_HEADER_SIZE = S.EFI_IMAGE_DOS_HEADER.sizeof()  # 64
+FILE_HEADER_SIZE = S.EFI_IMAGE_FILE_HEADER.sizeof()  # 20
+DEBUG_ENTRY_SIZE = S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY.sizeof()  # 28
+
+# Short words for the title, by Subsystem (PeImage.h EFI_IMAGE_SUBSYSTEM_*).
+_ROLE = {
+    10: "UEFI application",
+    11: "boot-service driver",
+    12: "runtime driver",
+    13: "EFI ROM image",
+}
 
 
+# -- display helpers -----------------------------------------------------------------------------
+def enum_name(table: Any, value: int) -> str | None:
+    """The name of `value` in a construct Enum declared in structs.py, or None."""
+    return table.decmapping.get(value)
+
+
+def enum_text(table: Any, value: int) -> str:
+    name = enum_name(table, value)
+    return f"{name} (0x{value:x})" if name else f"unknown (0x{value:x})"
+
+
+def flags_text(table: Any, value: int, extra: list[str] | None = None, handled: int = 0) -> str:
+    """`A | B` for the set bits of a construct FlagsEnum; unnamed bits are shown raw. `extra` names
+    the bits in the `handled` mask, which the caller decoded itself."""
+    names, known = [], handled
+    for name, bit in table.flags.items():
+        known |= bit
+        if bit and value & bit == bit:
+            names.append(name)
+    names += extra or []
+    rest = value & ~known
+    if rest:
+        names.append(f"0x{rest:x}")
+    return f"0x{value:x}" + (f" ({' | '.join(names)})" if names else "")
+
+
+def section_characteristics_text(value: int) -> str:
+    extra = []
+    align = (value & S.SCN_ALIGN_MASK) >> S.SCN_ALIGN_SHIFT
+    if align:
+        extra.append(f"ALIGN_{1 << (align - 1)}BYTES")
+    return flags_text(S.SECTION_CHARACTERISTICS, value, extra, handled=S.SCN_ALIGN_MASK)
+
+
+def _field_layout(struct: Struct) -> list[tuple[str, int, int]]:
+    """(name, offset, size) of each named fixed-size field of a construct Struct."""
+    out, pos = [], 0
+    for sc in struct.subcons:
+        size = sc.sizeof()
+        if sc.name:
+            out.append((sc.name, pos, size))
+        pos += size
+    return out
+
+
+_LAYOUTS: dict[int, list[tuple[str, int, int]]] = {}
+
+
+def add_struct(node: Node, struct: Construct, parsed: Any, at: int, displays: dict[str, str] | None = None,
+               only: tuple[str, ...] | None = None) -> None:
+    """Add each field of `parsed` (a `struct` parsed at absolute offset `at`) to `node`."""
+    layout = _LAYOUTS.get(id(struct))
+    if layout is None:
+        layout = _LAYOUTS[id(struct)] = _field_layout(struct)
+    displays = displays or {}
+    for name, rel, size in layout:
+        if only is not None and name not in only:
+            continue
+        value = parsed[name]
+        if isinstance(value, list):
+            value = [dict(v) if isinstance(v, dict) else v for v in value]
+        node.add(name, value, at + rel, size, displays.get(name))
+
+
+# -- shared image model --------------------------------------------------------------------------
+class _Image:
+    """The bytes of one image and how its RVAs map to offsets in them.
+
+    `adjust` is 0 for PE and StrippedSize - sizeof(EFI_TE_IMAGE_HEADER) for TE: TE keeps the
+    original PE's RVAs and PointerToRawData, and the file is that many bytes shorter at the front
+    (BasePeCoff.c PeCoffLoaderAdjustOffsetForTeImage).
+    """
+
+    def __init__(self, node: Node, data: memoryview, base: int):
+        self.node = node
+        self.data = data
+        self.base = base  # offset of data[0] in node.space
+        self.adjust = 0
+        self.headers_size = 0  # bytes of headers mapped 1:1 at RVA 0 (PE only)
+        # (VirtualAddress, VirtualSize, SizeOfRawData, PointerToRawData) of each section
+        self.sections: list[tuple[int, int, int, int]] = []
+
+    def parse(self, struct: Construct, rel: int, what: str) -> Any:
+        """Parse at image-relative `rel`; a DecodeError carries the absolute offset."""
+        try:
+            return parse_at(struct, self.data, rel, what)
+        except DecodeError as e:
+            raise DecodeError(self.base + rel, e.message, e.path) from None
+
+    def rva_to_rel(self, rva: int) -> int | None:
+        """Image-relative offset of `rva`, or None when no section (or header) holds its bytes."""
+        for va, vsize, rawsize, rawptr in self.sections:
+            if va <= rva < va + max(vsize, rawsize) and rva - va < rawsize:
+                rel = rawptr + (rva - va) - self.adjust
+                return rel if 0 <= rel < len(self.data) else None
+        if self.adjust == 0 and rva < min(self.headers_size, len(self.data)):
+            return rva
+        return None
+
+
+def _space_bytes(node: Node, space: Space, offset: int, size: int) -> memoryview | None:
+    if space.data is None:
+        node.problem(offset, "no bytes to decode: this space is read through a Memory; pass the image's bytes")
+        return None
+    total = len(space.data)
+    if offset < 0 or offset > total:
+        node.problem(offset, f"image offset 0x{offset:x} is past the end of {space.name} (0x{total:x} bytes)")
+        return None
+    if size < 0 or offset + size > total:
+        node.problem(offset, f"image of 0x{size:x} bytes at 0x{offset:x} runs past the end of {space.name} "
+                             f"(0x{total:x} bytes); decoding what is there")
+        size = total - offset
+        node.size = size
+    return memoryview(space.data)[offset:offset + size]
+
+
+# -- sections ------------------------------------------------------------------------------------
+def _decode_sections(img: _Image, table_rel: int, count: int, what: str) -> None:
+    node = img.node
+    if count > MAX_SECTIONS:
+        node.problem(img.base + table_rel, f"NumberOfSections {count} is absurd (the PE/COFF loader limit is "
+                                           f"{MAX_SECTIONS}); reading the first {MAX_SECTIONS}")
+        count = MAX_SECTIONS
+    fits = max(0, (len(img.data) - table_rel) // S.EFI_IMAGE_SIZEOF_SECTION_HEADER)
+    if count > fits:
+        node.problem(img.base + table_rel, f"section table of {count} entries at 0x{img.base + table_rel:x} runs past "
+                                           f"the end of the {what} image (room for {fits})")
+        count = fits
+    for i in range(count):
+        rel = table_rel + i * S.EFI_IMAGE_SIZEOF_SECTION_HEADER
+        h = img.parse(S.EFI_IMAGE_SECTION_HEADER, rel, "EFI_IMAGE_SECTION_HEADER")
+        name = bytes(h.Name).split(b"\0", 1)[0].decode("ascii", "replace")
+        img.sections.append((h.VirtualAddress, h.VirtualSize, h.SizeOfRawData, h.PointerToRawData))
+        raw_rel = h.PointerToRawData - img.adjust
+        raw_size = h.SizeOfRawData
+        sec = Node("pe-section", f"{name or '(no name)'}  VA 0x{h.VirtualAddress:x}  size 0x{h.VirtualSize:x}",
+                   node.space, img.base + max(0, min(raw_rel, len(img.data))), 0)
+        add_struct(sec, S.EFI_IMAGE_SECTION_HEADER, h, img.base + rel,
+                   {"Characteristics": section_characteristics_text(h.Characteristics)})
+        sec.fields[0].value = name
+        sec.fields[0].display = name
+        if raw_size:
+            if raw_rel < 0 or raw_rel >= len(img.data):
+                sec.problem(img.base + rel + 20, f"PointerToRawData 0x{h.PointerToRawData:x} is outside the {what} "
+                                                 f"image (0x{len(img.data):x} bytes)")
+            else:
+                end = raw_rel + raw_size
+                if end > len(img.data):
+                    sec.problem(img.base + rel + 16, f"raw data 0x{raw_size:x} bytes at 0x{raw_rel:x} runs past the "
+                                                     f"end of the image (0x{len(img.data):x} bytes)")
+                    end = len(img.data)
+                sec.size = end - raw_rel
+        node.append(sec)
+
+
+# -- debug directory -----------------------------------------------------------------------------
+def _c_string(img: _Image, rel: int, limit: int) -> tuple[str | None, str | None]:
+    """A NUL-terminated string at `rel`, at most `limit` bytes: (text, problem)."""
+    limit = min(limit, MAX_PDB_PATH, len(img.data) - rel)
+    if limit <= 0:
+        return None, "path is past the end of the image"
+    raw = bytes(img.data[rel:rel + limit])
+    nul = raw.find(b"\0")
+    if nul < 0:
+        return raw.decode("utf-8", "replace"), f"path not NUL-terminated within {limit} bytes"
+    return raw[:nul].decode("utf-8", "replace"), None
+
+
+def _decode_codeview(img: _Image, entry: Node, rel: int, size: int) -> str | None:
+    sig = bytes(img.data[rel:rel + 4])
+    at = img.base + rel
+    choices = {
+        S.CODEVIEW_SIGNATURE_NB10: (S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY"),
+        S.CODEVIEW_SIGNATURE_RSDS: (S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY"),
+        S.CODEVIEW_SIGNATURE_MTOC: (S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY"),
+    }
+    if sig not in choices:
+        entry.problem(at, f"CodeView signature {sig!r} is none of NB10, RSDS, MTOC")
+        return None
+    struct, what = choices[sig]
+    cv = Node("pe-codeview", f"CodeView {sig.decode()}", img.node.space, at, size)
+    entry.append(cv)
+    try:
+        parsed = img.parse(struct, rel, what)
+    except DecodeError as e:
+        cv.problem(e.offset, str(e))
+        return None
+    displays = {"Signature": sig.decode()}
+    add_struct(cv, struct, parsed, at, displays)
+    for f in cv.fields:
+        if f.name in ("Guid", "MachOUuid"):
+            f.value = guids.from_bytes(f.value)
+            f.display = str(f.value).upper()
+    fixed = struct.sizeof()
+    if size and size <= fixed:
+        cv.problem(at, f"SizeOfData 0x{size:x} leaves no room for a path after the {fixed}-byte {what}")
+        return None
+    path, trouble = _c_string(img, rel + fixed, size - fixed if size else MAX_PDB_PATH)
+    if trouble:
+        cv.problem(at + fixed, trouble)
+    if path is not None:
+        cv.add("PdbPath", path, at + fixed, len(path.encode()) + (0 if trouble else 1))
+        cv.title = f"CodeView {sig.decode()} {path}"
+    return path
+
+
+def _decode_debug_directory(img: _Image, rva: int, size: int, dir_field_offset: int) -> None:
+    node = img.node
+    rel = img.rva_to_rel(rva)
+    if rel is None:
+        node.problem(dir_field_offset, f"debug directory RVA 0x{rva:x} is not mapped by any section of the image")
+        return
+    count = size // DEBUG_ENTRY_SIZE
+    if size % DEBUG_ENTRY_SIZE:
+        node.warn(dir_field_offset, f"debug directory size 0x{size:x} is not a multiple of {DEBUG_ENTRY_SIZE}")
+    if count > MAX_DEBUG_ENTRIES:
+        node.problem(dir_field_offset, f"debug directory claims {count} entries; reading the first {MAX_DEBUG_ENTRIES}")
+        count = MAX_DEBUG_ENTRIES
+    ddir = node.append(Node("pe-debug-directory", f"Debug directory ({count} entries)", node.space,
+                            img.base + rel, min(count * DEBUG_ENTRY_SIZE, len(img.data) - rel)))
+    for i in range(count):
+        erel = rel + i * DEBUG_ENTRY_SIZE
+        try:
+            d = img.parse(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, erel, "EFI_IMAGE_DEBUG_DIRECTORY_ENTRY")
+        except DecodeError as e:
+            ddir.problem(e.offset, str(e))
+            break
+        entry = ddir.append(Node("pe-debug-entry", f"{enum_name(S.DEBUG_TYPE, d.Type) or d.Type} debug data",
+                                 node.space, img.base + erel, DEBUG_ENTRY_SIZE))
+        add_struct(entry, S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, d, img.base + erel,
+                   {"Type": enum_text(S.DEBUG_TYPE, d.Type)})
+        if d.Type != S.EFI_IMAGE_DEBUG_TYPE_CODEVIEW:
+            continue
+        # BasePeCoff.c: the record is found by its RVA, or by FileOffset when RVA is 0.
+        if d.RVA:
+            data_rel = img.rva_to_rel(d.RVA)
+            if data_rel is None:
+                entry.problem(img.base + erel + 20, f"CodeView RVA 0x{d.RVA:x} is not mapped by any section")
+                continue
+        else:
+            data_rel = d.FileOffset - img.adjust
+            if not 0 <= data_rel < len(img.data):
+                entry.problem(img.base + erel + 24, f"CodeView FileOffset 0x{d.FileOffset:x} is outside the image")
+                continue
+        path = _decode_codeview(img, entry, data_rel, d.SizeOfData)
+        if path is not None and node.field("PdbPath") is None:
+            node.add("PdbPath", path, img.base + data_rel, None)
+
+
+# -- entry points ----------------------------------------------------------------------------------
+def _entry_fields(img: _Image, image_base: int, entry_rva: int, linked_at: int, load_address: int | None,
+                  field_offset: int) -> int:
+    """Add EntryPointAddress and XipEntryPoint; return the address to show in the title."""
+    node = img.node
+    node.add("EntryPointAddress", image_base + entry_rva, field_offset, 4,
+             f"0x{image_base + entry_rva:x} (ImageBase + AddressOfEntryPoint)")
+    if load_address is None:
+        return image_base + entry_rva
+    # `load_address` is where byte 0 of these bytes sits; for TE that is the header, which edk2
+    # places StrippedSize - 40 past the original image base (BasePeCoff.c PeCoffLoaderGetImageInfo).
+    xip = load_address + entry_rva - img.adjust
+    node.add("XipEntryPoint", xip, field_offset, 4, f"0x{xip:x} (load address + AddressOfEntryPoint)")
+    if linked_at != load_address:
+        node.note(img.base, f"image linked for 0x{linked_at:x} but sits at 0x{load_address:x}: not relocated for "
+                            f"where it is, so it must be loaded (relocated) before it runs")
+    return xip
+
+
+# -- PE ------------------------------------------------------------------------------------------
 def decode_pe(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
     """Decode the PE32/PE32+ image at space[offset:offset+size]. `load_address` is where an
     execute-in-place image runs (its bytes' absolute address), when known."""
-    return Node("pe", "PE32 image", space, offset, size)
+    node = Node("pe", "PE32 image", space, offset, size)
+    data = _space_bytes(node, space, offset, size)
+    if data is None:
+        return node
+    img = _Image(node, data, offset)
+    try:
+        _decode_pe(img, load_address)
+    except DecodeError as e:
+        node.problem(e.offset, str(e))
+    return node
 
 
+def _decode_pe(img: _Image, load_address: int | None) -> None:
+    node, base, data = img.node, img.base, img.data
+    if len(data) < DOS_HEADER_SIZE:
+        node.problem(base, f"truncated: EFI_IMAGE_DOS_HEADER needs {DOS_HEADER_SIZE} bytes, image has {len(data)}")
+        return
+    dos = img.parse(S.EFI_IMAGE_DOS_HEADER, 0, "EFI_IMAGE_DOS_HEADER")
+    add_struct(node, S.EFI_IMAGE_DOS_HEADER, dos, base, {"e_magic": "MZ" if dos.e_magic == S.EFI_IMAGE_DOS_SIGNATURE
+                                                         else f"0x{dos.e_magic:04x}"}, only=("e_magic", "e_lfanew"))
+    if dos.e_magic != S.EFI_IMAGE_DOS_SIGNATURE:
+        node.problem(base, f"e_magic is 0x{dos.e_magic:04x}, expected 0x5a4d ('MZ')")
+        return
+    lfanew = dos.e_lfanew
+    if lfanew + 4 + FILE_HEADER_SIZE > len(data):
+        node.problem(base + 0x3C, f"e_lfanew 0x{lfanew:x} points past the end of the image (0x{len(data):x} bytes) "
+                                  f"for the PE signature and file header")
+        return
+    sig = int.from_bytes(data[lfanew:lfanew + 4], "little")
+    node.add("Signature", sig, base + lfanew, 4, "PE\\0\\0" if sig == S.EFI_IMAGE_NT_SIGNATURE else f"0x{sig:08x}")
+    if sig != S.EFI_IMAGE_NT_SIGNATURE:
+        node.problem(base + lfanew, f"PE signature is 0x{sig:08x}, expected 0x00004550 ('PE\\0\\0')")
+        return
+    fh_rel = lfanew + 4
+    fh = img.parse(S.EFI_IMAGE_FILE_HEADER, fh_rel, "EFI_IMAGE_FILE_HEADER")
+    add_struct(node, S.EFI_IMAGE_FILE_HEADER, fh, base + fh_rel, {
+        "Machine": enum_text(S.MACHINE, fh.Machine),
+        "Characteristics": flags_text(S.FILE_CHARACTERISTICS, fh.Characteristics),
+    })
+    machine = enum_name(S.MACHINE, fh.Machine) or f"machine 0x{fh.Machine:x}"
+    if enum_name(S.MACHINE, fh.Machine) is None:
+        node.warn(base + fh_rel, f"unknown Machine 0x{fh.Machine:04x}")
+
+    oh_rel = fh_rel + FILE_HEADER_SIZE
+    if oh_rel + 2 > len(data):
+        node.problem(base + oh_rel, "optional header is past the end of the image")
+        return
+    magic = int.from_bytes(data[oh_rel:oh_rel + 2], "little")
+    if magic == S.EFI_IMAGE_NT_OPTIONAL_HDR32_MAGIC:
+        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER32, "PE32"
+    elif magic == S.EFI_IMAGE_NT_OPTIONAL_HDR64_MAGIC:
+        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER64, "PE32+"
+    else:
+        node.problem(base + oh_rel, f"optional header Magic 0x{magic:x}, expected 0x10b (PE32) or 0x20b (PE32+)")
+        return
+    fixed = ohs.sizeof()
+    if fh.SizeOfOptionalHeader < fixed:
+        node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{fh.SizeOfOptionalHeader:x} is smaller than the "
+                                         f"{fixed}-byte {kind} optional header")
+    oh = img.parse(ohs, oh_rel, "EFI_IMAGE_OPTIONAL_HEADER32" if kind == "PE32" else "EFI_IMAGE_OPTIONAL_HEADER64")
+    add_struct(node, ohs, oh, base + oh_rel, {
+        "Magic": f"0x{magic:x} ({kind})",
+        "Subsystem": enum_text(S.SUBSYSTEM, oh.Subsystem),
+        "DllCharacteristics": flags_text(S.DLL_CHARACTERISTICS, oh.DllCharacteristics),
+        "ImageBase": f"0x{oh.ImageBase:x}",
+        "AddressOfEntryPoint": f"0x{oh.AddressOfEntryPoint:x}",
+    })
+    img.headers_size = oh.SizeOfHeaders
+    if oh.SizeOfHeaders > len(data):
+        node.warn(base + oh_rel + 60, f"SizeOfHeaders 0x{oh.SizeOfHeaders:x} is larger than the image "
+                                      f"(0x{len(data):x} bytes)")
+
+    # Data directories: NumberOfRvaAndSizes entries, never more than 16 nor than fit in the header.
+    dd_rel = oh_rel + fixed
+    count = oh.NumberOfRvaAndSizes
+    if count > S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES:
+        node.warn(base + dd_rel - 4, f"NumberOfRvaAndSizes {count} is more than "
+                                     f"{S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES}; reading 16")
+        count = S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES
+    room = max(0, (fh.SizeOfOptionalHeader - fixed) // 8)
+    if count > room:
+        node.problem(base + dd_rel - 4, f"NumberOfRvaAndSizes {count} does not fit in SizeOfOptionalHeader "
+                                        f"0x{fh.SizeOfOptionalHeader:x}; reading {room}")
+        count = room
+    directories: dict[int, tuple[int, int, int]] = {}
+    for i in range(count):
+        rel = dd_rel + 8 * i
+        try:
+            d = img.parse(S.EFI_IMAGE_DATA_DIRECTORY, rel, "EFI_IMAGE_DATA_DIRECTORY")
+        except DecodeError as e:
+            node.problem(e.offset, str(e))
+            break
+        directories[i] = (d.VirtualAddress, d.Size, base + rel)
+        node.add(f"DataDirectory.{S.DIRECTORY_NAMES[i]}", {"VirtualAddress": d.VirtualAddress, "Size": d.Size},
+                 base + rel, 8, f"RVA 0x{d.VirtualAddress:x}, size 0x{d.Size:x}" if d.Size or d.VirtualAddress
+                 else "none")
+
+    _decode_sections(img, oh_rel + fh.SizeOfOptionalHeader, fh.NumberOfSections, kind)
+
+    if oh.AddressOfEntryPoint >= oh.SizeOfImage:
+        node.warn(base + oh_rel + 16, f"AddressOfEntryPoint 0x{oh.AddressOfEntryPoint:x} is outside SizeOfImage "
+                                      f"0x{oh.SizeOfImage:x}")
+    shown = _entry_fields(img, oh.ImageBase, oh.AddressOfEntryPoint, oh.ImageBase, load_address, base + oh_rel + 16)
+
+    dbg = directories.get(S.EFI_IMAGE_DIRECTORY_ENTRY_DEBUG)
+    if dbg and dbg[0] and dbg[1]:
+        _decode_debug_directory(img, dbg[0], dbg[1], dbg[2])
+
+    role = _ROLE.get(oh.Subsystem, enum_name(S.SUBSYSTEM, oh.Subsystem) or f"subsystem {oh.Subsystem}")
+    node.title = f"{kind} {machine} {role}, entry 0x{shown:x}"
+
+
+# -- TE ------------------------------------------------------------------------------------------
 def decode_te(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
-    return Node("te", "TE image", space, offset, size)
+    """Decode the TE image (PI spec vol 1, "TE image") at space[offset:offset+size];
+    `load_address` is the absolute address of its TE header when it runs in place."""
+    node = Node("te", "TE image", space, offset, size)
+    data = _space_bytes(node, space, offset, size)
+    if data is None:
+        return node
+    img = _Image(node, data, offset)
+    try:
+        _decode_te(img, load_address)
+    except DecodeError as e:
+        node.problem(e.offset, str(e))
+    return node
+
+
+def _decode_te(img: _Image, load_address: int | None) -> None:
+    node, base, data = img.node, img.base, img.data
+    if len(data) < TE_HEADER_SIZE:
+        node.problem(base, f"truncated: EFI_TE_IMAGE_HEADER needs {TE_HEADER_SIZE} bytes, image has {len(data)}")
+        return
+    te = img.parse(S.EFI_TE_IMAGE_HEADER, 0, "EFI_TE_IMAGE_HEADER")
+    add_struct(node, S.EFI_TE_IMAGE_HEADER, te, base, {
+        "Signature": "VZ" if te.Signature == S.EFI_TE_IMAGE_HEADER_SIGNATURE else f"0x{te.Signature:04x}",
+        "Machine": enum_text(S.MACHINE, te.Machine),
+        "Subsystem": enum_text(S.SUBSYSTEM, te.Subsystem),
+        "ImageBase": f"0x{te.ImageBase:x}",
+        "AddressOfEntryPoint": f"0x{te.AddressOfEntryPoint:x}",
+    }, only=("Signature", "Machine", "NumberOfSections", "Subsystem", "StrippedSize", "AddressOfEntryPoint",
+             "BaseOfCode", "ImageBase"))
+    if te.Signature != S.EFI_TE_IMAGE_HEADER_SIGNATURE:
+        node.problem(base, f"TE Signature is 0x{te.Signature:04x}, expected 0x5a56 ('VZ')")
+        return
+    for i, name in enumerate(("DataDirectory.BASERELOC", "DataDirectory.DEBUG")):
+        d = te.DataDirectory[i]
+        node.add(name, {"VirtualAddress": d.VirtualAddress, "Size": d.Size}, base + 0x18 + 8 * i, 8,
+                 f"RVA 0x{d.VirtualAddress:x}, size 0x{d.Size:x}" if d.Size or d.VirtualAddress else "none")
+    # BasePeCoff.c PeCoffLoaderGetPeHeader: StrippedSize must exceed the TE header it was replaced by.
+    if te.StrippedSize <= TE_HEADER_SIZE:
+        node.problem(base + 6, f"StrippedSize 0x{te.StrippedSize:x} is not larger than the {TE_HEADER_SIZE}-byte "
+                               f"TE header")
+    img.adjust = te.StrippedSize - TE_HEADER_SIZE
+    node.add("RvaAdjust", img.adjust, base + 6, 2, f"0x{img.adjust:x} (StrippedSize - {TE_HEADER_SIZE}: "
+                                                   f"file offset = RVA - this)")
+    machine = enum_name(S.MACHINE, te.Machine) or f"machine 0x{te.Machine:x}"
+    if enum_name(S.MACHINE, te.Machine) is None:
+        node.warn(base + 2, f"unknown Machine 0x{te.Machine:04x}")
+
+    _decode_sections(img, TE_HEADER_SIZE, te.NumberOfSections, "TE")
+    linked_at = te.ImageBase + img.adjust  # where the TE header sits when the image is at ImageBase
+    shown = _entry_fields(img, te.ImageBase, te.AddressOfEntryPoint, linked_at, load_address, base + 8)
+
+    dbg = te.DataDirectory[S.EFI_TE_IMAGE_DIRECTORY_ENTRY_DEBUG]
+    if dbg.VirtualAddress and dbg.Size:
+        _decode_debug_directory(img, dbg.VirtualAddress, dbg.Size, base + 0x20)
+
+    role = _ROLE.get(te.Subsystem, enum_name(S.SUBSYSTEM, te.Subsystem) or f"subsystem {te.Subsystem}")
+    node.title = f"TE {machine} {role}, entry 0x{shown:x}"
