@@ -17,6 +17,21 @@ class DecodeError(Exception):
         self.message = message
 
 
+_SIZES: dict[int, int | None] = {}
+
+
+def static_size(struct: construct.Construct) -> int | None:
+    """The struct's fixed size, or None when it depends on the data; cached, because construct
+    recomputes it on every call (a third of a firmware decode's time when it was not cached)."""
+    key = id(struct)
+    if key not in _SIZES:
+        try:
+            _SIZES[key] = struct.sizeof()
+        except construct.SizeofError:
+            _SIZES[key] = None
+    return _SIZES[key]
+
+
 def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, offset: int,
              what: str | None = None) -> Any:
     """Parse `struct` from `data[offset:]`, raising DecodeError(offset, ...) on any failure.
@@ -27,10 +42,7 @@ def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, 
     name = what or getattr(struct, "name", None) or type(struct).__name__
     if offset < 0 or offset > len(data):
         raise DecodeError(offset, f"{name}: offset past the end of a {len(data)}-byte buffer")
-    try:
-        size = struct.sizeof()
-    except construct.SizeofError:
-        size = None
+    size = static_size(struct)
     if size is not None:
         chunk = bytes(data[offset:offset + size])
         if len(chunk) < size:
