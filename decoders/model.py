@@ -188,6 +188,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return str(value).upper()
     if isinstance(value, (bytes, bytearray, memoryview)):
-        b = bytes(value)
-        return b[:32].hex(" ") + (" …" if len(b) > 32 else "")
+        head = bytes(value[:33])  # never copy a whole blob to show 32 bytes of it
+        return head[:32].hex(" ") + (" …" if len(head) > 32 else "")
     return str(value)

@@ -140,10 +140,17 @@ def cmd_hob(args) -> int:
 
 
 def cmd_open(args) -> int:
-    img = _load(args.source)
+    from inspector.image import read_image
+
+    path = Path(args.source)
+    try:
+        read_image(path)  # usage errors (missing, empty, huge) before the app starts
+    except Exception as e:  # noqa: BLE001 - ImageError and OSError alike are usage errors here
+        raise UsageError(str(e)) from None
     from views.app import run_app
 
-    run_app(img.root, img.path.name)
+    # The app shows its first frame at once and decodes in a worker (views.app loader).
+    run_app(None, path.name, loader=lambda: _load(str(path)).root)
     return EXIT_OK
 
 
