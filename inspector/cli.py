@@ -140,17 +140,17 @@ def cmd_hob(args) -> int:
 
 
 def cmd_open(args) -> int:
-    from inspector.image import read_image
-
     path = Path(args.source)
-    try:
-        read_image(path)  # usage errors (missing, empty, huge) before the app starts
-    except Exception as e:  # noqa: BLE001 - ImageError and OSError alike are usage errors here
-        raise UsageError(str(e)) from None
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UsageError(f"{path}: empty file")
+    from inspector.sources import load_source
     from views.app import run_app
 
-    # The app shows its first frame at once and decodes in a worker (views.app loader).
-    run_app(None, path.name, loader=lambda: _load(str(path)).root)
+    # The app shows its first frame at once and decodes in a worker (views.app loader): any
+    # source fwinspect knows (image, event log, HOB list, ACPI, quote) is recognised by content.
+    run_app(None, path.name, loader=lambda: load_source(path)[1])
     return EXIT_OK
 
 

@@ -40,6 +40,7 @@ MAX_NOTE_SEGMENT_BYTES = 16 << 20
 # all far smaller); a read this large comes from a corrupt length and is refused, not served.
 MAX_READ = 64 << 20
 MAX_PROBLEMS = 200
+OVERLAP_LOOKBACK = 8
 
 ELF_MAGIC = b"\x7fELF"
 EM_386, EM_X86_64 = 3, 62
@@ -160,6 +161,7 @@ class DumpMemory:
     def __init__(self):
         self._starts: list[int] = []
         self._regions: list[tuple[int, int, object, int, str]] = []  # start, size, buffer, offset, label
+        self.fallback: DumpMemory | None = None   # the flash image: read where the dump has nothing
 
     def add(self, start: int, size: int, buffer, offset: int, label: str) -> None:
         if size <= 0:
@@ -169,25 +171,27 @@ class DumpMemory:
         self._regions.insert(i, (start, size, buffer, offset, label))
 
     def regions(self) -> list[tuple[int, int, str]]:
-        return [(s, n, label) for s, n, _b, _o, label in self._regions]
-
-    def covers(self, address: int, size: int) -> bool:
-        return self._find(address) is not None and self._find(address + size - 1) is not None
+        out = [(s, n, label) for s, n, _b, _o, label in self._regions]
+        return out + (self.fallback.regions() if self.fallback is not None else [])
 
     def _find(self, address: int):
         i = bisect.bisect_right(self._starts, address) - 1
-        # regions may overlap (dump RAM over the flash image): the latest start that contains wins,
-        # else any earlier one that still reaches this far
-        while i >= 0:
-            start, size, buf, off, _label = self._regions[i]
+        # Overlapping PT_LOADs are reported when the dump is opened; look a few regions back for them.
+        for j in range(i, max(-1, i - OVERLAP_LOOKBACK), -1):
+            start, size = self._regions[j][0], self._regions[j][1]
             if start <= address < start + size:
-                return self._regions[i]
-            i -= 1
-            if i >= 0 and address - self._regions[i][0] > (1 << 48):
-                break
+                return self._regions[j]
         return None
 
     def read(self, address: int, size: int) -> bytes:
+        try:
+            return self._read(address, size)
+        except Unreadable:
+            if self.fallback is None:
+                raise
+            return self.fallback.read(address, size)
+
+    def _read(self, address: int, size: int) -> bytes:
         if size < 0 or size > MAX_READ:
             raise Unreadable(address, size, f"read of {size} bytes refused (limit {MAX_READ})")
         if size == 0:
@@ -290,19 +294,11 @@ def _add_image(dump: Dump, image: Path) -> None:
         return
     dump.image_path = image
     dump.image_base = (1 << 32) - len(data)
-    overlap = any(s <= dump.image_base < s + n or dump.image_base <= s < 1 << 32
-                  for s, n, _l in dump.memory.regions())
-    # Dumps hold RAM (FACTS C.1.5); with -bios QEMU's ROM copy of the flash is in the dump too, and
-    # then the dump's bytes (the live state) are read first and the file only fills holes.
-    fill = DumpMemory()
-    for s, n, b, o, label in dump.memory._regions:
-        fill.add(s, n, b, o, label)
-    dump.memory._regions.insert(0, (dump.image_base, len(data), data, 0, f"image {image.name}"))
-    dump.memory._starts.insert(0, dump.image_base)
-    order = sorted(range(len(dump.memory._regions)),
-                   key=lambda i: (dump.memory._regions[i][0], 0 if dump.memory._regions[i][4].startswith("image") else 1))
-    dump.memory._regions = [dump.memory._regions[i] for i in order]
-    dump.memory._starts = [r[0] for r in dump.memory._regions]
+    overlap = any(s < 1 << 32 and dump.image_base < s + n for s, n, _l in dump.memory.regions())
+    # Dumps hold RAM (FACTS C.1.5), but with -bios QEMU's ROM copy of the flash is in the dump too:
+    # the dump's bytes (the live state) are read first and the image only fills holes.
+    dump.memory.fallback = DumpMemory()
+    dump.memory.fallback.add(dump.image_base, len(data), data, 0, f"image {image.name}")
     if overlap:
         dump.problem(None, f"the dump already holds memory in the flash range at 0x{dump.image_base:x}: "
                            "the dump's bytes are read there, the image fills the rest", Severity.INFO)

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import socket
 import threading
-import xml.etree.ElementTree as ET
+import re
 from dataclasses import dataclass, field
 
 from decoders.memory import Unreadable
@@ -59,6 +59,9 @@ FALLBACK_LAYOUT: list[tuple[str, int]] = (
     + [(f, 32) for f in ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop")]
     + [(f"xmm{i}", 128) for i in range(16)] + [("mxcsr", 32)])
 
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+_TAG_RE = re.compile(r"<\s*([\w:]+)([^>]*)>")
+_ATTR_RE = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
 _WATCH_KIND = {"write": "2", "read": "3", "access": "4"}
 
 
@@ -384,16 +387,19 @@ class RspTarget(Target):
             name = files.pop(0)
             seen += 1
             text = await self._xfer_features(name, timeout)
-            root = ET.fromstring(text)
+            # QEMU's target.xml uses `xi:include` without declaring the xi namespace, which an XML
+            # parser rejects; the tags are simple enough to pick out with regular expressions.
             # Includes are expanded in document order, which is the register order.
+            # QEMU's i386-64bit.xml keeps cs_base/ss_base/... inside <!-- --> (not in `g`).
+            text = _COMMENT_RE.sub("", text)
             pos = 0
-            for el in root.iter():
-                tag = el.tag.rsplit("}", 1)[-1]
-                if tag == "include" and el.get("href"):
-                    files.insert(pos, el.get("href"))
+            for m in _TAG_RE.finditer(text):
+                attrs = dict(_ATTR_RE.findall(m[2]))
+                if m[1].endswith("include") and "href" in attrs:
+                    files.insert(pos, attrs["href"])
                     pos += 1
-                elif tag == "reg":
-                    regs.append((el.get("name"), int(el.get("bitsize", "0"))))
+                elif m[1] == "reg" and "name" in attrs:
+                    regs.append((attrs["name"], int(attrs.get("bitsize", "0"))))
         return _Layout(regs or list(FALLBACK_LAYOUT))
 
     async def _xfer_features(self, annex: str, timeout: float) -> str:

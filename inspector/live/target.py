@@ -202,13 +202,16 @@ class Target(ABC):
     @abstractmethod
     def _read_physical(self, address: int, size: int, timeout: float) -> bytes: ...
 
-    def use_host_memory(self, pid: int | None = None) -> bool:
-        """Read guest RAM from /proc/PID/mem (FACTS C.1.5, D.4.3); False when not possible here."""
+    def use_host_memory(self, pid: int | None = None, monitor=None) -> bool:
+        """Read guest RAM from /proc/PID/mem (FACTS C.1.5, D.4.3); False when not possible here.
+
+        monitor: an HMP callable for `info mtree`/`gpa2hva` (QMP works while the guest runs);
+        defaults to this target's monitor() through the stub."""
         from inspector.live.hostmem import HostMemory
         pid = pid or self.qemu_pid
         if pid is None:
             return False
-        hm = HostMemory.open(pid, self.monitor)
+        hm = HostMemory.open(pid, monitor or self.monitor)
         if hm is None:
             return False
         self.hostmem = hm

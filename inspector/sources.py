@@ -1,0 +1,77 @@
+"""What a file given to `fwinspect FILE` is, and its Node tree for the app.
+
+Recognised by content, not by name: a firmware image (a `_FVH` volume or an OVMF reset-vector
+table), a TCG or CC event log (Spec ID event), a HOB list (PHIT first), ACPI tables (a table
+header whose Length fits, an RSDP, or acpidump text), a TDX quote. Anything else is opened as an
+image, whose decoder reports what it could not find.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from decoders.model import Node
+
+# A file opened in the app is read whole: bound it (dumps go through inspector.dump, mmapped).
+MAX_SOURCE_SIZE = 256 << 20
+
+
+def sniff(data: bytes, path: Path) -> str:
+    if data[:4] == b"\x7fELF":
+        return "dump"
+    if len(data) >= 48 and data[4:8] == b"\x03\x00\x00\x00" and data[32:47] in (b"Spec ID Event03", b"Spec ID Event02"):
+        return "eventlog"
+    if len(data) >= 56 and data[:2] == b"\x01\x00" and data[2:4] == b"\x38\x00" and data[4:8] == b"\0\0\0\0":
+        return "hob"
+    if data[:8] == b"RSD PTR ":
+        return "acpi"
+    if len(data) >= 36 and data[:4].isalnum() and data[:4].isupper() and \
+            int.from_bytes(data[4:8], "little") == len(data) and b"_FVH" not in data[:0x100]:
+        return "acpi"
+    if len(data) >= 48 and data[:2] == b"\x04\x00" and data[4:8] == b"\x81\x00\x00\x00":
+        return "tdx-quote"
+    try:
+        from inspector.acpisource import is_acpidump
+        if is_acpidump(path):
+            return "acpi"
+    except OSError:
+        pass
+    return "image"
+
+
+def eventlog_tree(data: bytes, name: str) -> Node:
+    from decoders.eventlog import decode_event_log
+    from decoders.eventlog.replay import check_digests, replay
+
+    root = decode_event_log(data, space_name=name)
+    rp = replay(root)
+    root.append(rp.to_node())
+    check_digests(root)
+    return root
+
+
+def load_source(path: str | Path) -> tuple[str, Node]:
+    p = Path(path)
+    if p.is_dir():
+        from inspector.acpisource import decode_acpi_paths
+        return "acpi", decode_acpi_paths([str(p)])
+    size = p.stat().st_size
+    with p.open("rb") as f:
+        head = f.read(4096)
+    kind = sniff(head if size > 4096 else p.read_bytes(), p)
+    if kind == "image" or size > MAX_SOURCE_SIZE:
+        from inspector.image import load_image
+        return "image", load_image(p).root
+    data = p.read_bytes()
+    if kind == "eventlog":
+        return kind, eventlog_tree(data, p.name)
+    if kind == "hob":
+        from inspector.cli import hob_tree
+        return kind, hob_tree(data, p.name, None)
+    if kind == "acpi":
+        from inspector.acpisource import decode_acpi_paths
+        return kind, decode_acpi_paths([str(p)])
+    if kind == "tdx-quote":
+        from decoders.eventlog.quote import decode_tdx_quote
+        return kind, decode_tdx_quote(data, p.name)
+    from inspector.image import load_image
+    return "image", load_image(p).root
