@@ -1,0 +1,87 @@
+"""TDX quote v4: header and TD quote body (Intel TDX DCAP Quoting Library API, "Quote Format";
+FACTS B.4 offsets, verified on cc-trusted-api quote.bin and go-tdx-guest cos-113-tdx-quote.dat).
+
+Only the header and body are decoded; the signature data (ECDSA quote signature, QE report,
+certification data) is shown raw with its length.
+"""
+from __future__ import annotations
+
+from decoders.errors import DecodeError, parse_at
+from decoders.eventlog import structs as S
+from decoders.model import Node, Space
+
+HEADER_SIZE = 48
+BODY_SIZE = 584
+TEE_TYPE_TDX = 0x81
+TEE_TYPE_SGX = 0x00
+ATT_KEY_TYPES = {2: "ECDSA-256-with-P-256", 3: "ECDSA-384-with-P-384"}
+
+_BODY_FIELDS = [("TEE_TCB_SVN", 16), ("MRSEAM", 48), ("MRSIGNERSEAM", 48), ("SEAMATTRIBUTES", 8),
+                ("TDATTRIBUTES", 8), ("XFAM", 8), ("MRTD", 48), ("MRCONFIGID", 48), ("MROWNER", 48),
+                ("MROWNERCONFIG", 48), ("RTMR0", 48), ("RTMR1", 48), ("RTMR2", 48), ("RTMR3", 48),
+                ("REPORTDATA", 64)]
+
+
+def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
+    """A `tdx-quote` Node: `tdx-quote-header` and `td-quote-body` children with the spec's field names."""
+    space = Space(space_name, bytes(data))
+    buf = space.data
+    root = Node("tdx-quote", "TDX quote", space, 0, len(buf))
+    try:
+        h = parse_at(S.TDX_QUOTE_HEADER_V4, buf, 0, "TDX quote header")
+    except DecodeError as e:
+        root.problem(e.offset, e.message)
+        return root
+    hdr = Node("tdx-quote-header", "quote header", space, 0, HEADER_SIZE)
+    hdr.add("Version", h.Version, 0, 2)
+    hdr.add("AttestationKeyType", h.AttestationKeyType, 2, 2, ATT_KEY_TYPES.get(h.AttestationKeyType))
+    hdr.add("TeeType", h.TeeType, 4, 4, {TEE_TYPE_TDX: "TDX", TEE_TYPE_SGX: "SGX"}.get(h.TeeType))
+    hdr.add("QeSvn", h.QeSvn, 8, 2)
+    hdr.add("PceSvn", h.PceSvn, 10, 2)
+    hdr.add("QeVendorId", bytes(h.QeVendorId), 12, 16)
+    hdr.add("UserData", bytes(h.UserData), 28, 20)
+    root.append(hdr)
+    if h.Version != 4:
+        hdr.problem(0, f"quote Version {h.Version}; this decoder knows version 4 (TD quote body v1.0)")
+    if h.TeeType != TEE_TYPE_TDX:
+        hdr.problem(4, f"TeeType 0x{h.TeeType:x} is not TDX (0x81)")
+    try:
+        b = parse_at(S.TD_QUOTE_BODY_V4, buf, HEADER_SIZE, "TD quote body")
+    except DecodeError as e:
+        root.problem(e.offset, e.message)
+        return root
+    body = Node("td-quote-body", "TD quote body", space, HEADER_SIZE, BODY_SIZE)
+    o = HEADER_SIZE
+    values = dict(b)
+    for i in range(4):
+        values[f"RTMR{i}"] = b.RTMR[i]
+    for name, size in _BODY_FIELDS:
+        v = bytes(values[name])
+        body.add(name, v, o, size, v.hex())
+        o += size
+    root.append(body)
+    p = HEADER_SIZE + BODY_SIZE
+    if p + 4 <= len(buf):
+        n = int.from_bytes(buf[p:p + 4], "little")
+        sig = Node("tdx-quote-signature", "quote signature data", space, p, min(4 + n, len(buf) - p))
+        sig.add("SignatureDataLength", n, p, 4)
+        if p + 4 + n > len(buf):
+            sig.problem(p, f"SignatureDataLength {n} runs past the end of the quote ({len(buf) - p - 4} bytes left)")
+        else:
+            sig.add("SignatureData", bytes(buf[p + 4:p + 4 + n]), p + 4, n)
+        root.append(sig)
+    else:
+        root.warn(p, "quote ends before SignatureDataLength")
+    root.title = f"TDX quote v{h.Version}: MRTD {bytes(b.MRTD).hex()[:16]}…"
+    return root
+
+
+def quote_rtmrs(data: bytes) -> list[bytes]:
+    """RTMR0-3 from a TDX quote v4 (raises DecodeError when the body is not there)."""
+    b = parse_at(S.TD_QUOTE_BODY_V4, data, HEADER_SIZE, "TD quote body")
+    return [bytes(r) for r in b.RTMR]
+
+
+def quote_expected(data: bytes) -> dict[str, bytes]:
+    """{"RTMR0": ..., "RTMR3": ...} for replay.compare()."""
+    return {f"RTMR{i}": v for i, v in enumerate(quote_rtmrs(data))}
