@@ -139,6 +139,53 @@ def cmd_hob(args) -> int:
     return _finish(root, args)
 
 
+def _expected_values(args) -> dict:
+    """--expect-quote QUOTE gives RTMR0-3 from a TDX quote v4; --expect NAME=HEX adds registers."""
+    expected: dict = {}
+    if args.expect_quote:
+        from decoders.eventlog.quote import quote_expected
+
+        expected.update(quote_expected(_read_file(args.expect_quote, 1 << 20)))
+    for item in args.expect or []:
+        name, _, value = item.partition("=")
+        try:
+            expected[name.strip().upper()] = bytes.fromhex(value.strip())
+        except ValueError:
+            raise UsageError(f"--expect {item!r}: want NAME=HEX, e.g. PCR7=ab12...") from None
+    return expected
+
+
+def cmd_eventlog(args) -> int:
+    from decoders.eventlog import decode_event_log
+    from decoders.eventlog.replay import QUIRKS_TPM2_TOOLS_54, check_digests, compare, replay
+    from decoders.eventlog.yaml_export import to_tpm2_eventlog_yaml
+    from inspector.render import has_problems
+
+    data = _read_file(args.file)
+    root = decode_event_log(data, kind=args.kind, space_name=Path(args.file).name)
+    check_digests(root)
+    if args.yaml:
+        rp = replay(root, quirks=QUIRKS_TPM2_TOOLS_54 if args.tpm2_tools_54 else None)
+        sys.stdout.write(to_tpm2_eventlog_yaml(root, rp, device_paths=args.device_paths))
+        return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
+    rp = replay(root)
+    expected = _expected_values(args)
+    if args.replay or expected:
+        root.append(rp.to_node())
+    mismatch = False
+    if expected:
+        cmp = compare(rp, expected)
+        root.append(cmp.to_node())
+        mismatch = not cmp.matches
+        if not args.json:
+            print(cmp.summary())
+            if cmp.first_event is not None:
+                print(f"replay and expectation part at event #{cmp.first_event}")
+    code = _finish(root, args) if (args.json or not expected or args.tree) else (
+        EXIT_PROBLEMS if has_problems(root) else EXIT_OK)
+    return EXIT_PROBLEMS if mismatch else code
+
+
 def cmd_open(args) -> int:
     path = Path(args.source)
     if not path.exists():
@@ -194,6 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true")
     h.add_argument("--fields", action="store_true")
     h.set_defaults(func=cmd_hob)
+
+    e = sub.add_parser("eventlog", help="decode a TCG or CC (TDX) event log; replay PCRs/RTMRs")
+    e.add_argument("file")
+    e.add_argument("--kind", choices=["auto", "tcg", "cc"], default="auto")
+    e.add_argument("--replay", action="store_true", help="add the replayed PCRs / RTMRs to the tree")
+    e.add_argument("--expect-quote", metavar="QUOTE", help="compare RTMR0-3 with a TDX quote v4")
+    e.add_argument("--expect", action="append", metavar="NAME=HEX", help="compare a register, e.g. PCR7=...")
+    e.add_argument("--yaml", action="store_true", help="print the YAML tpm2_eventlog prints")
+    e.add_argument("--tpm2-tools-54", action="store_true",
+                   help="with --yaml: replay as tpm2_eventlog 5.4 does (it extends EV_NO_ACTION events)")
+    e.add_argument("--device-paths", choices=["hex", "text"], default="hex", help="with --yaml")
+    e.add_argument("--tree", action="store_true", help="with --expect*: print the tree too")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--fields", action="store_true")
+    e.set_defaults(func=cmd_eventlog)
 
     o = sub.add_parser("open", help="open the app on a source (the default command)")
     o.add_argument("source")

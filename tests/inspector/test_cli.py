@@ -122,3 +122,30 @@ def test_hob_cli_on_td_shim_fixture_gives_memory_map_and_digest():
         off += int.from_bytes(raw[off + 2:off + 4], "little")
     assert digest == hashlib.sha384(raw[:off]).hexdigest()
     assert any(n["kind"] == "memory-map" for n in tree["children"])
+
+
+def test_eventlog_cli_matches_quote_and_flags_tampered_log():
+    from tests.realdata import fixture
+
+    log = fixture("ccel/go-tdx-guest/ccel_data.DERIVED-first-18101-bytes.bin")
+    quote = fixture("ccel/go-tdx-guest/cos-113-tdx-quote.dat")
+    ok = run_cli("eventlog", str(log), "--expect-quote", str(quote))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count("match") == 4 and "MISMATCH" not in ok.stdout
+    bad = run_cli("eventlog", str(fixture("ccel/go-eventlog/cos-113-intel-tdx-dupe-separator-unpadded.bin")),
+                  "--expect-quote", str(quote))
+    assert bad.returncode == 1
+    assert "RTMR1: MISMATCH" in bad.stdout and "part at event #" in bad.stdout
+
+
+def test_eventlog_yaml_parses_like_tpm2_eventlog_output():
+    import yaml
+
+    from tests.realdata import fixture
+
+    path = fixture("eventlog/tpm2-tools/event-arch-linux.bin")
+    r = run_cli("eventlog", str(path), "--yaml", "--tpm2-tools-54")
+    ours = yaml.safe_load(r.stdout)
+    oracle = yaml.safe_load((path.parent / (path.name + ".tpm2_eventlog-5.4.yaml")).read_text())
+    assert ours["pcrs"] == oracle["pcrs"]
+    assert len(ours["events"]) == len(oracle["events"])

@@ -1,0 +1,386 @@
+"""The gdb backend: gdb 13 driven through pygdbmi (for gdb's symbols and a gdb console pane).
+
+gdb runs as `gdb --interpreter=mi3 -nx -q`. Every command carries an MI token and waits for the
+result record with that token (gdb manual, "GDB/MI Command Syntax"); pygdbmi's own reading waits
+200 ms after any output (FACTS D.4.1), so a reader thread calls get_gdb_response with a tiny quiet
+window and hands records to waiters. That keeps a request at ~1.4 ms instead of ~201 ms (FACTS D.4.3).
+
+gdb itself steps off breakpoints before resuming and removes them at every stop, so the
+z1 → s → Z1 dance of rsp.py is gdb's job here. Things gdb's x86 model lacks come from QEMU's
+monitor through `monitor info registers` (segment bases, CS descriptor flags; FACTS C.1.4), and
+physical reads from `maint packet Qqemu.PhyMemMode:1` (FACTS C.1.3).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import subprocess
+import threading
+import time
+
+from decoders.memory import Unreadable
+from inspector.live.rsp import FALLBACK_LAYOUT
+from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, Registers, StopEvent, Target,
+                                   TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
+                                   parse_info_registers)
+
+GDB = "gdb"
+# After output arrives, pygdbmi waits this long for more before returning (its default is 0.2 s).
+QUIET_WINDOW = 0.0002
+# How long the reader thread blocks in select() when gdb is silent; only bounds close() latency.
+READ_POLL = 0.05
+# `-target-select remote` took ~300 ms here (FACTS D.4.3); a slow 2-core machine needs more.
+CONNECT_TIMEOUT = 10.0
+# Result records kept for tokens nobody waits for any more (timed-out calls); older ones dropped.
+MAX_STALE_RESULTS = 256
+# One read returns at most this much (bounds memory as in rsp.py).
+MAX_READ = 64 << 20
+# gdb answers reads in pieces; one MI request per this many bytes keeps each reply modest.
+MI_READ_CHUNK = 64 << 10
+# gdb error texts that mean the remote side is gone (gdb/remote.c, gdb/infcmd.c).
+DEAD_MARKERS = ("Remote connection closed", "Remote communication error", "not being run",
+                "Connection reset", "Broken pipe", "The program has no registers")
+
+# The integer registers we read by name (the stub's x86-64 set; FACTS C.1.3).
+_INT_REGS = {name for name, bits in FALLBACK_LAYOUT if bits <= 64}
+_WATCH_FLAG = {"write": "", "read": "-r ", "access": "-a "}
+_WATCH_TYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
+
+
+def mi_quote(text: str) -> str:
+    """An MI c-string (backslash escapes, double quotes)."""
+    return json.dumps(text)
+
+
+class GdbTarget(Target):
+    def __init__(self, address: str | tuple[str, int], qemu_pid: int | None = None, gdb: str = GDB,
+                 timeout: float = CONNECT_TIMEOUT):
+        from pygdbmi.gdbcontroller import GdbController
+        if shutil.which(gdb) is None:
+            raise TargetError(f"`{gdb}` not found: install Debian's `gdb`")
+        self.qemu_pid = qemu_pid
+        self.address = address
+        self._ctl = GdbController(command=[gdb, "--interpreter=mi3", "-nx", "-q"],
+                                  time_to_check_for_additional_output_sec=QUIET_WINDOW)
+        self._proc: subprocess.Popen = self._ctl.gdb_process
+        self._cv = threading.Condition()
+        self._write_lock = threading.Lock()
+        self._token = 0
+        self._results: dict[int, dict] = {}
+        self._streams: dict[int, list[str]] = {}
+        self._current: int | None = None       # token whose stream output we are collecting
+        self._stops: collections.deque[dict] = collections.deque(maxlen=64)
+        self._stop_count = 0
+        self._running = False
+        self._dead: str | None = None
+        self._closed = False
+        self._phys_mode: int | None = None
+        self._reg_numbers: dict[str, int] | None = None
+        self._breakpoints: dict[int, str] = {}
+        self._watchpoints: dict[tuple[int, int, str], str] = {}
+        self._reader = threading.Thread(target=self._read_loop, name="fwinspect-gdbmi", daemon=True)
+        self._reader.start()
+        try:
+            for cmd in ("-gdb-set mi-async on", "-gdb-set pagination off", "-gdb-set confirm off",
+                        "-gdb-set stack-cache off", "-gdb-set code-cache off",
+                        "-interpreter-exec console \"set debuginfod enabled off\""):
+                self._command(cmd, timeout)
+            where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+            self._command(f"-target-select remote {where}", timeout)
+        except BaseException:
+            self._end_gdb()
+            raise
+
+    # ---- the reader thread and token matching
+    def _read_loop(self) -> None:
+        from pygdbmi.constants import GdbTimeoutError
+        while not self._closed:
+            if self._proc.poll() is not None:
+                self._die(f"gdb exited with {self._proc.returncode}")
+                return
+            try:
+                records = self._ctl.get_gdb_response(timeout_sec=READ_POLL, raise_error_on_timeout=False)
+            except (OSError, ValueError, GdbTimeoutError) as e:
+                self._die(f"gdb pipe: {e}")
+                return
+            if records:
+                with self._cv:
+                    for r in records:
+                        self._record(r)
+                    self._cv.notify_all()
+
+    def _record(self, r: dict) -> None:
+        kind, msg, token = r.get("type"), r.get("message"), r.get("token")
+        if kind == "result" and token is not None:
+            self._results[token] = r
+            if msg == "running":
+                self._running = True
+            if len(self._results) > MAX_STALE_RESULTS:
+                for t in sorted(self._results)[:len(self._results) - MAX_STALE_RESULTS]:
+                    del self._results[t]
+        elif kind == "notify" and msg == "running":
+            self._running = True
+        elif kind == "notify" and msg == "stopped":
+            self._running = False
+            self._stops.append(r.get("payload") or {})
+            self._stop_count += 1
+        elif kind == "notify" and msg == "thread-group-exited":
+            # The remote side went away (QEMU killed): gdb drops the inferior.
+            self._dead = self._dead or "the target exited (thread-group-exited)"
+        elif kind in ("console", "target", "output") and self._current is not None:
+            payload = r.get("payload")
+            if isinstance(payload, str):
+                self._streams.setdefault(self._current, []).append(payload)
+
+    def _die(self, why: str) -> None:
+        with self._cv:
+            self._dead = self._dead or why
+            self._cv.notify_all()
+
+    def _command(self, cmd: str, timeout: float) -> dict:
+        """Send `cmd` with a fresh token; return its result record (payload) or raise."""
+        if self._closed:
+            raise TargetDead("target closed")
+        if self._proc.poll() is not None:
+            raise TargetDead(self._dead or "gdb exited")
+        with self._write_lock:
+            with self._cv:
+                self._token += 1
+                token = self._token
+                self._current = token
+            try:
+                self._ctl.write(f"{token}{cmd}", timeout_sec=timeout, read_response=False)
+            except (OSError, ValueError) as e:
+                raise TargetDead(f"gdb pipe: {e}") from None
+            deadline = time.monotonic() + timeout
+            with self._cv:
+                while token not in self._results:
+                    left = deadline - time.monotonic()
+                    if self._dead and self._proc.poll() is not None:
+                        raise TargetDead(self._dead)
+                    if left <= 0:
+                        raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
+                    self._cv.wait(left)
+                r = self._results.pop(token)
+                self._current = None
+                stream = "".join(self._streams.pop(token, []))
+        if r.get("message") == "error":
+            text = (r.get("payload") or {}).get("msg", "error")
+            if any(m in text for m in DEAD_MARKERS):
+                self._dead = text
+                raise TargetDead(f"gdb: {text}")
+            raise TargetError(f"gdb: {cmd[:60]}: {text}")
+        r["stream"] = stream
+        return r
+
+    def _console(self, line: str, timeout: float) -> str:
+        return self._command(f"-interpreter-exec console {mi_quote(line)}", timeout)["stream"]
+
+    def _stopped(self):
+        if self._running:
+            raise TargetRunning("the guest is running; interrupt() it first")
+        if self._dead:
+            raise TargetDead(self._dead)
+
+    # ---- registers, monitor
+    def _numbers(self, timeout: float) -> dict[str, int]:
+        if self._reg_numbers is None:
+            names = self._command("-data-list-register-names", timeout)["payload"]["register-names"]
+            self._reg_numbers = {n: i for i, n in enumerate(names) if n in _INT_REGS}
+        return self._reg_numbers
+
+    def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers:
+        self._stopped()
+        numbers = self._numbers(timeout)
+        by_number = {i: n for n, i in numbers.items()}
+        r = self._command("-data-list-register-values --skip-unavailable x "
+                          + " ".join(str(i) for i in sorted(by_number)), timeout)
+        gpr: dict[str, int] = {}
+        for item in r["payload"].get("register-values", []):
+            name = by_number.get(int(item["number"]))
+            try:
+                gpr[name] = int(item["value"], 0)
+            except (TypeError, ValueError):
+                continue        # a structured value (flags view) gdb could not print as one number
+        mon = parse_info_registers(self.monitor("info registers", timeout))
+        return merge_registers(gpr, mon)
+
+    def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        self._stopped()
+        return self._console(f"monitor {command}", timeout)
+
+    # ---- memory
+    def _set_phys(self, mode: int, timeout: float) -> None:
+        if self._phys_mode != mode:
+            out = self._console(f"maint packet Qqemu.PhyMemMode:{mode}", timeout)
+            if "OK" not in out:
+                raise TargetError(f"Qqemu.PhyMemMode:{mode}: {out.strip()!r}")
+            self._phys_mode = mode
+
+    def _read(self, address: int, size: int, phys: int, timeout: float) -> bytes:
+        self._stopped()
+        if size < 0 or size > MAX_READ:
+            raise Unreadable(address, size, f"size must be 0..{MAX_READ}")
+        self._set_phys(phys, timeout)
+        out = bytearray()
+        for a in range(address, address + size, MI_READ_CHUNK):
+            n = min(MI_READ_CHUNK, address + size - a)
+            try:
+                r = self._command(f"-data-read-memory-bytes 0x{a:x} {n}", timeout)
+            except TargetDead:
+                raise
+            except TargetError as e:
+                raise Unreadable(a, n, str(e)) from None
+            got = bytearray()
+            for block in r["payload"].get("memory", []):
+                if int(block["begin"], 16) != a + len(got):
+                    break
+                got += bytes.fromhex(block["contents"])
+            if len(got) != n:
+                raise Unreadable(a + len(got), n - len(got), "gdb returned a partial read")
+            out += got
+        return bytes(out)
+
+    def _read_physical(self, address: int, size: int, timeout: float) -> bytes:
+        return self._read(address, size, 1, timeout)
+
+    def read_virtual(self, address: int, size: int, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+        return self._read(address, size, 0, timeout)
+
+    # ---- breakpoints and watchpoints
+    def set_breakpoint(self, address: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._stopped()
+        if address in self._breakpoints:
+            return
+        r = self._command(f"-break-insert -h *0x{address:x}", timeout)
+        self._breakpoints[address] = r["payload"]["bkpt"]["number"]
+
+    def remove_breakpoint(self, address: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._stopped()
+        number = self._breakpoints.pop(address, None)
+        if number is not None:
+            self._command(f"-break-delete {number}", timeout)
+
+    def set_watchpoint(self, address: int, size: int, kind: str = "write", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._stopped()
+        ctype = _WATCH_TYPE.get(size)
+        expr = f"*({ctype} *)0x{address:x}" if ctype else f"*(unsigned char (*)[{size}])0x{address:x}"
+        r = self._command(f"-break-watch {_WATCH_FLAG[kind]}{mi_quote(expr)}", timeout)
+        wpt = next(v for k, v in r["payload"].items() if k.endswith("wpt"))
+        self._watchpoints[(address, size, kind)] = wpt["number"]
+
+    def remove_watchpoint(self, address: int, size: int, kind: str = "write", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._stopped()
+        number = self._watchpoints.pop((address, size, kind), None)
+        if number is not None:
+            self._command(f"-break-delete {number}", timeout)
+
+    # ---- run control
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def _stop_event(self, payload: dict, stepping: bool) -> StopEvent:
+        reason = payload.get("reason", "")
+        if reason == "breakpoint-hit":
+            return StopEvent("breakpoint", 5, raw=reason)
+        if reason.endswith("watchpoint-trigger") or reason.endswith("watchpoint-scope"):
+            number = (payload.get("wpt") or payload.get("hw-rwpt") or payload.get("hw-awpt") or {}).get("number")
+            for (addr, _size, kind), n in self._watchpoints.items():
+                if n == number:
+                    return StopEvent("watchpoint", 5, addr, {"write": "watch", "read": "rwatch"}.get(kind, "awatch"),
+                                     reason)
+            return StopEvent("watchpoint", 5, raw=reason)
+        if reason == "end-stepping-range" or (stepping and not reason):
+            return StopEvent("step", 5, raw=reason)
+        if reason == "signal-received":
+            name = payload.get("signal-name", "")
+            return StopEvent("interrupt" if name in ("SIGINT", "0") else "signal", 2 if name == "SIGINT" else None,
+                             raw=name)
+        if reason.startswith("exited"):
+            return StopEvent("exited", raw=reason)
+        return StopEvent("signal", raw=reason)
+
+    def _wait_stop(self, since: int, timeout: float, stepping: bool = False) -> StopEvent:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._stop_count <= since:
+                left = deadline - time.monotonic()
+                if self._dead:
+                    raise TargetDead(self._dead)
+                if left <= 0:
+                    raise TargetTimeout(f"gdb: no stop within {timeout} s (still running)")
+                self._cv.wait(left)
+            payload = self._stops[-1]
+        return self._stop_event(payload, stepping)
+
+    def resume(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if self._running:
+            return
+        self._stopped()
+        self._resume_count = self._stop_count
+        self._command("-exec-continue", timeout)
+
+    def wait_stop(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
+        return self._wait_stop(getattr(self, "_resume_count", self._stop_count), timeout)
+
+    def cont(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
+        self.resume(min(timeout, DEFAULT_TIMEOUT))
+        return self.wait_stop(timeout)
+
+    def step(self, timeout: float = DEFAULT_TIMEOUT) -> StopEvent:
+        self._stopped()
+        since = self._stop_count
+        self._command("-exec-step-instruction", timeout)
+        return self._wait_stop(since, timeout, stepping=True)
+
+    def interrupt(self, timeout: float = DEFAULT_TIMEOUT) -> StopEvent:
+        if not self._running:
+            return StopEvent("interrupt", 2, raw="already stopped")
+        since = getattr(self, "_resume_count", self._stop_count)
+        self._command("-exec-interrupt", timeout)
+        return self._wait_stop(since, timeout)
+
+    # ---- teardown
+    def _end_gdb(self) -> None:
+        self._closed = True
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(2.0)
+        for f in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if f:
+                f.close()
+        self._reader.join(1.0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if not self._dead:
+                if self._running:
+                    self.interrupt(2.0)
+                # gdb removes its breakpoints from the target at every stop; `disconnect` leaves
+                # QEMU paused where it is (unlike detach, which resumes it).
+                self._console("disconnect", 2.0)
+        except TargetError:
+            pass        # dead or wedged: nothing left to clean on the stub side
+        finally:
+            self._end_gdb()
+
+    def detach(self) -> None:
+        if self._closed:
+            return
+        try:
+            if not self._dead:
+                if self._running:
+                    self.interrupt(2.0)
+                self._command("-target-detach", 2.0)
+        except TargetError:
+            pass        # already gone: detaching is moot
+        finally:
+            self._end_gdb()
