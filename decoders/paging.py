@@ -240,9 +240,13 @@ def walk(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> WalkResult:
         top = u64(56 if cfg.la57 else 47)
         sign = ((va >> top) & u64(1)) != 0
         va = np.where(sign, va | ~((u64(1) << (top + u64(1))) - u64(1)), va)
-        result.mappings = Mappings(va, np.concatenate(cols["entry"]), np.concatenate(cols["level"]),
-                                   np.concatenate(cols["addr"]), np.concatenate(cols["rw"]),
-                                   np.concatenate(cols["us"]), np.concatenate(cols["nx"]), cfg)
+        # Leaves of a table come before those of the tables it points to: sort by address, so the
+        # list reads in VA order as `info tlb` prints it and merge() sees neighbours side by side.
+        order = np.argsort(va, kind="stable")
+        result.mappings = Mappings(va[order], np.concatenate(cols["entry"])[order],
+                                   np.concatenate(cols["level"])[order], np.concatenate(cols["addr"])[order],
+                                   np.concatenate(cols["rw"])[order], np.concatenate(cols["us"])[order],
+                                   np.concatenate(cols["nx"])[order], cfg)
     else:
         result.mappings = Mappings.empty(cfg)
     return result
