@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError, parse_at, static_size
 from decoders.eventlog import structs as S
 from decoders.eventlog.events import decode_event_data
 from decoders.model import Node, Space
@@ -70,7 +70,7 @@ def decode_event_log(data: bytes, *, kind: str = "auto", space_name: str = "even
     space = Space(space_name, bytes(data))
     buf = space.data
     root = Node("event-log", "event log", space, 0, len(buf))
-    if len(buf) < S.TCG_PCR_EVENT_HDR.sizeof():
+    if len(buf) < static_size(S.TCG_PCR_EVENT_HDR):
         root.problem(0, f"log is {len(buf)} bytes, shorter than the 32-byte TCG_PCR_EVENT header")
         root.add("Format", "unknown")
         root.title = "event log (empty or truncated)"

@@ -11,7 +11,7 @@ import struct
 
 from decoders import guids
 from decoders.devicepath import decode_device_path, decode_device_path_list
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError, parse_at, static_size
 from decoders.eventlog import structs as S
 from decoders.model import Node, Space
 
@@ -214,7 +214,7 @@ def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> N
 
 def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_PARTITION_TABLE_HEADER, raw, 0, "UEFI_PARTITION_TABLE_HEADER")
-    hs = S.UEFI_PARTITION_TABLE_HEADER.sizeof()
+    hs = static_size(S.UEFI_PARTITION_TABLE_HEADER)
     hdr = Node("gpt-header", "UEFI_PARTITION_TABLE_HEADER", node.space, off, hs)
     o = off
     for name, size in (("Signature", 8), ("Revision", 4), ("HeaderSize", 4), ("HeaderCRC32", 4),

@@ -15,13 +15,14 @@ from decoders import guids
 from decoders.hob import structs as s
 from decoders.hob.guid_payloads import add_struct_fields, decode_guid_data, enum_name, size_text
 from decoders.memory import BytesMemory, Memory, Unreadable
+from decoders.errors import static_size
 from decoders.model import Node, Space
 
 # A real OVMF DXE HOB list has ~100-200 HOBs in ~13 KiB (FACTS B.1); a PEI list with pool HOBs a few
 # hundred KiB. These caps stop a hostile or corrupt chain long before it costs memory or time.
 MAX_HOBS = 16384
 MAX_HOB_LIST_BYTES = 4 << 20
-HEADER_SIZE = s.EFI_HOB_GENERIC_HEADER.sizeof()
+HEADER_SIZE = static_size(s.EFI_HOB_GENERIC_HEADER)
 HOB_ALIGNMENT = 8  # MdeModulePkg/Core/Pei/Hob/Hob.c rounds HobLength up to 8
 
 END_OF_HOB_LIST = 0xFFFF
@@ -147,9 +148,9 @@ def walk(memory: Memory, address: int, limit: int = MAX_HOB_LIST_BYTES, max_hobs
             stop = "HobLength is 0: the list is corrupt here, walk stopped"
         elif hlen < HEADER_SIZE:
             stop = f"HobLength {hlen} is shorter than the 8-byte EFI_HOB_GENERIC_HEADER, walk stopped"
-        elif htype in TYPE_STRUCTS and hlen < TYPE_STRUCTS[htype][1].sizeof():
+        elif htype in TYPE_STRUCTS and hlen < static_size(TYPE_STRUCTS[htype][1]):
             name, st = TYPE_STRUCTS[htype]
-            stop = f"HobLength {hlen} is shorter than {name} ({st.sizeof()} bytes), walk stopped"
+            stop = f"HobLength {hlen} is shorter than {name} ({static_size(st)} bytes), walk stopped"
         elif total + hlen > limit:
             stop = f"HOB of {hlen} bytes would take the list past the {limit}-byte limit, walk stopped"
         if stop is not None:
@@ -208,7 +209,7 @@ def _raw_data(node: Node, raw: bytes, start: int) -> None:
 
 
 def _fields(node: Node, struct: Struct, raw: bytes, **kw):
-    parsed = struct.parse(raw[:struct.sizeof()])  # the walk checked HobLength >= sizeof
+    parsed = struct.parse(raw[:static_size(struct)])  # the walk checked HobLength >= sizeof
     add_struct_fields(node, struct, parsed, node.offset, **kw)
     return parsed
 
@@ -224,9 +225,9 @@ def _memory_allocation(node: Node, raw: bytes) -> None:
     name = uuid.UUID(bytes_le=raw[8:24])
     module = name == s.gEfiHobMemoryAllocModuleGuid
     struct = s.EFI_HOB_MEMORY_ALLOCATION_MODULE if module else s.EFI_HOB_MEMORY_ALLOCATION
-    if module and len(raw) < struct.sizeof():
+    if module and len(raw) < static_size(struct):
         node.problem(node.offset + 2, f"MODULE allocation HOB of {len(raw)} bytes is shorter than "
-                                      f"EFI_HOB_MEMORY_ALLOCATION_MODULE ({struct.sizeof()} bytes)")
+                                      f"EFI_HOB_MEMORY_ALLOCATION_MODULE ({static_size(struct)} bytes)")
         struct, module = s.EFI_HOB_MEMORY_ALLOCATION, False
     kind = ALLOCATION_NAMES.get(name)
     p = _fields(node, struct, raw,
@@ -238,8 +239,8 @@ def _memory_allocation(node: Node, raw: bytes) -> None:
     node.title = " ".join(parts)
     if module:
         node.title += f" entry 0x{p.EntryPoint:x}"
-    if len(raw) > struct.sizeof():
-        _raw_data(node, raw, struct.sizeof())
+    if len(raw) > static_size(struct):
+        _raw_data(node, raw, static_size(struct))
 
 
 def _resource(node: Node, raw: bytes) -> None:
@@ -255,11 +256,11 @@ def _resource(node: Node, raw: bytes) -> None:
 
 def _guid(node: Node, raw: bytes) -> None:
     p = _fields(node, s.EFI_HOB_GUID_TYPE, raw)
-    data = raw[s.EFI_HOB_GUID_TYPE.sizeof():]
+    data = raw[static_size(s.EFI_HOB_GUID_TYPE):]
     label = guids.name(p.Name) or str(p.Name).upper()
     node.title = f"GUID_EXTENSION {label} ({len(data)} bytes)"
-    if not decode_guid_data(node, p.Name, data, node.offset + s.EFI_HOB_GUID_TYPE.sizeof()):
-        _raw_data(node, raw, s.EFI_HOB_GUID_TYPE.sizeof())
+    if not decode_guid_data(node, p.Name, data, node.offset + static_size(s.EFI_HOB_GUID_TYPE)):
+        _raw_data(node, raw, static_size(s.EFI_HOB_GUID_TYPE))
 
 
 def _volume(struct: Struct, label: str):
@@ -268,8 +269,8 @@ def _volume(struct: Struct, label: str):
         node.title = f"{label} {range_text(p.BaseAddress, p.Length)}"
         if "FvName" in p:
             node.title += f" {guids.name(p.FvName) or str(p.FvName).upper()}"
-        if len(raw) > struct.sizeof():
-            _raw_data(node, raw, struct.sizeof())
+        if len(raw) > static_size(struct):
+            _raw_data(node, raw, static_size(struct))
     return decode
 
 

@@ -13,7 +13,7 @@ import construct
 from construct import Enum, Struct
 
 from decoders import guids
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError, parse_at, static_size
 from decoders.hob import structs as s
 from decoders.model import Node
 
@@ -103,7 +103,7 @@ def add_struct_fields(node: Node, struct: Struct, parsed: Any, offset: int, *,
     the offset past the struct. Field names stay the spec names of the declaration."""
     pos = offset
     for sc in struct.subcons:
-        size = sc.sizeof()
+        size = static_size(sc)
         name = sc.name
         inner = getattr(sc, "subcon", sc)
         if name is None or name in skip:
@@ -153,7 +153,7 @@ def printable(raw: bytes) -> str | None:
 
 def _memory_type_information(node: Node, data: bytes, offset: int) -> None:
     """MdeModulePkg/Include/Guid/MemoryTypeInformation.h: {Type, NumberOfPages}[] to EfiMaxMemoryType."""
-    entry = s.EFI_MEMORY_TYPE_INFORMATION.sizeof()
+    entry = static_size(s.EFI_MEMORY_TYPE_INFORMATION)
     for i in range(min(len(data) // entry, MAX_ARRAY_ENTRIES)):
         rel = i * entry
         parsed = s.EFI_MEMORY_TYPE_INFORMATION.parse(data[rel:rel + entry])
@@ -172,7 +172,7 @@ def _platform_info(node: Node, data: bytes, offset: int) -> None:
     """OvmfPkg EFI_HOB_PLATFORM_INFO. Its layout changes between edk2 releases and the HOB has no
     version field, so fields are decoded only when the size fits the 2022.11 layout exactly
     (HOB data rounded up to 8); other sizes are shown raw."""
-    size = s.EFI_HOB_PLATFORM_INFO_202211.sizeof()
+    size = static_size(s.EFI_HOB_PLATFORM_INFO_202211)
     if not size <= len(data) < size + 8:
         node.note(offset, f"EFI_HOB_PLATFORM_INFO of {len(data)} bytes: layout of this edk2 version "
                           f"not known (2022.11 is {size} bytes), shown raw")
@@ -230,7 +230,7 @@ def _tcg_event2(node: Node, data: bytes, offset: int, start: Struct = s.TCG_PCR_
         return
     add_struct_fields(node, start, parsed, offset,
                       display={"EventType": lambda v: EVENT_TYPES.get(v, f"0x{v:x}")})
-    rel = _digests(node, data, start.sizeof(), offset, parsed.count)
+    rel = _digests(node, data, static_size(start), offset, parsed.count)
     if rel is not None:
         _event_body(node, data, rel, offset)
 
@@ -247,7 +247,7 @@ def _tcg_event(node: Node, data: bytes, offset: int) -> None:
     add_struct_fields(node, s.TCG_PCR_EVENT_HDR, parsed, offset, skip=("EventSize",),
                       display={"EventType": lambda v: EVENT_TYPES.get(v, f"0x{v:x}"),
                                "Digest": lambda v: v.hex()})
-    _event_body(node, data, s.TCG_PCR_EVENT_HDR.sizeof() - 4, offset)
+    _event_body(node, data, static_size(s.TCG_PCR_EVENT_HDR) - 4, offset)
 
 
 def _simple(struct: Struct, what: str, display: dict | None = None):
@@ -274,7 +274,7 @@ def _acpi_table(node: Node, data: bytes, offset: int) -> None:
 
 def _e820(node: Node, data: bytes, offset: int) -> None:
     """td-shim / TDVF E820 table HOB: packed {Address u64, Length u64, Type u32} entries."""
-    entry = s.EFI_E820_ENTRY64.sizeof()
+    entry = static_size(s.EFI_E820_ENTRY64)
     for i in range(min(len(data) // entry, MAX_ARRAY_ENTRIES)):
         rel = i * entry
         parsed = s.EFI_E820_ENTRY64.parse(data[rel:rel + entry])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from decoders.errors import DecodeError
+from decoders.errors import DecodeError, static_size
 from decoders.hob import structs as s
 from decoders.hob.decode import (CPU, END_OF_HOB_LIST, FV, FV2, FV3, GUID_EXTENSION, HANDOFF, MAX_HOB_LIST_BYTES,
                                  MAX_HOBS, RESOURCE_DESCRIPTOR, as_memory, attribute_names, hob_type_name, walk)
@@ -89,7 +89,7 @@ def lint_td_hob(hob_list: Node, *, profile: str = "edk2-stable202408", td_hob_si
                            "HANDOFF, RESOURCE_DESCRIPTOR, GUID_EXTENSION, FV, FV2, FV3 and CPU")
             continue
         struct, exact = ACCEPTED[htype]
-        size = struct.sizeof()
+        size = static_size(struct)
         if (hlen != size) if exact else (hlen < size):
             want = f"exactly {size}" if exact else f"at least {size}"
             flag(hob, off + 2, f"{name}: HobLength {hlen}, must be {want} {WHERE}")

@@ -11,7 +11,7 @@ from typing import Any
 from construct import Construct, Struct
 
 from decoders import guids
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError, parse_at, static_size
 from decoders.model import Node, Space
 from decoders.pe import structs as S
 
@@ -23,10 +23,10 @@ MAX_DEBUG_ENTRIES = 16
 # CodeView PDB/DLL paths written by GenFw are build-tree paths (well under 1 KiB); bounded so a
 # missing NUL cannot make us scan a whole image.
 MAX_PDB_PATH = 1024
-TE_HEADER_SIZE = S.EFI_TE_IMAGE_HEADER.sizeof()  # 40
-DOS_HEADER_SIZE = S.EFI_IMAGE_DOS_HEADER.sizeof()  # 64
-FILE_HEADER_SIZE = S.EFI_IMAGE_FILE_HEADER.sizeof()  # 20
-DEBUG_ENTRY_SIZE = S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY.sizeof()  # 28
+TE_HEADER_SIZE = static_size(S.EFI_TE_IMAGE_HEADER)  # 40
+DOS_HEADER_SIZE = static_size(S.EFI_IMAGE_DOS_HEADER)  # 64
+FILE_HEADER_SIZE = static_size(S.EFI_IMAGE_FILE_HEADER)  # 20
+DEBUG_ENTRY_SIZE = static_size(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY)  # 28
 
 # Short words for the title, by Subsystem (PeImage.h EFI_IMAGE_SUBSYSTEM_*).
 _ROLE = {
@@ -75,7 +75,7 @@ def _field_layout(struct: Struct) -> list[tuple[str, int, int]]:
     """(name, offset, size) of each named fixed-size field of a construct Struct."""
     out, pos = [], 0
     for sc in struct.subcons:
-        size = sc.sizeof()
+        size = static_size(sc)
         if sc.name:
             out.append((sc.name, pos, size))
         pos += size
@@ -230,7 +230,7 @@ def _decode_codeview(img: _Image, entry: Node, rel: int, size: int) -> str | Non
         if f.name in ("Guid", "MachOUuid"):
             f.value = guids.from_bytes(f.value)
             f.display = str(f.value).upper()
-    fixed = struct.sizeof()
+    fixed = static_size(struct)
     if size and size <= fixed:
         cv.problem(at, f"SizeOfData 0x{size:x} leaves no room for a path after the {fixed}-byte {what}")
         return None
@@ -364,7 +364,7 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     else:
         node.problem(base + oh_rel, f"optional header Magic 0x{magic:x}, expected 0x10b (PE32) or 0x20b (PE32+)")
         return
-    fixed = ohs.sizeof()
+    fixed = static_size(ohs)
     if fh.SizeOfOptionalHeader < fixed:
         node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{fh.SizeOfOptionalHeader:x} is smaller than the "
                                          f"{fixed}-byte {kind} optional header")
