@@ -94,6 +94,12 @@ def decode_reset_vector_table(space: Space) -> Node | None:
         pos -= tail.Length
         left -= tail.Length
 
+    if left > 0:
+        # The entries did not tile the table: the length itself is as suspect as the entry, and
+        # QEMU (pc_system_ovmf_table_find) trusts it, so say so at the field.
+        node.problem(footer_at, f"TableLength 0x{length:x} is not tiled by whole entries: {len(node.children)} "
+                                f"entries cover 0x{body - left:x} of its 0x{body:x} bytes")
+
     present = {c.get("Guid") for c in node.children}
     if not present & {TDX_METADATA_OFFSET_GUID, SEV_METADATA_GUID, IGVM_METADATA_GUID}:
         node.note(footer_at, "no TDX, SEV or IGVM metadata entries (an IA32 reset vector or an older build)")
