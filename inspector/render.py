@@ -9,6 +9,8 @@ from decoders.model import Node, Severity
 
 # A rich tree of a whole OVMF image has ~3,000 rows; deeper nesting than this is shown collapsed.
 MAX_PRINT_DEPTH = 64
+# Summaries whose fields are the point: printed even without --fields.
+SUMMARY_KINDS = {"image-info", "mrtd", "replay-bank", "comparison", "memory-map"}
 
 
 def has_problems(root: Node, include_info: bool = False) -> bool:
@@ -40,7 +42,7 @@ def _label(node: Node, fields: bool):
     for p in node.problems:
         style = {"error": "red", "warning": "yellow", "info": "cyan"}[p.severity.value]
         t.append(f"\n{p}", style=style)
-    if fields:
+    if fields or node.kind in SUMMARY_KINDS:
         for f in node.fields:
             t.append(f"\n  {f.name} = ", style="green")
             t.append(f.text)
