@@ -49,6 +49,22 @@ def eventlog_tree(data: bytes, name: str) -> Node:
     return root
 
 
+def image_tree(path: Path) -> Node:
+    """An image for the app: its tree, plus the MRTD in both page orders under its TDX metadata
+    (what a TDX VMM measures; the CLI computes it only when asked, with `fwinspect mrtd`)."""
+    from decoders.mrtd import compute_mrtd, mrtd_node
+    from decoders.ovmf.metadata import tdx_sections
+    from inspector.image import load_image
+
+    img = load_image(path)
+    meta = img.tdx_metadata()
+    if meta is not None:
+        sections = tdx_sections(meta)
+        for order in ("per-page", "two-pass"):
+            meta.append(mrtd_node(compute_mrtd(img.data, sections, order=order)))
+    return img.root
+
+
 def load_source(path: str | Path) -> tuple[str, Node]:
     p = Path(path)
     if p.is_dir():
@@ -59,8 +75,7 @@ def load_source(path: str | Path) -> tuple[str, Node]:
         head = f.read(4096)
     kind = sniff(head if size > 4096 else p.read_bytes(), p)
     if kind == "image" or size > MAX_SOURCE_SIZE:
-        from inspector.image import load_image
-        return "image", load_image(p).root
+        return "image", image_tree(p)
     data = p.read_bytes()
     if kind == "eventlog":
         return kind, eventlog_tree(data, p.name)
@@ -73,5 +88,4 @@ def load_source(path: str | Path) -> tuple[str, Node]:
     if kind == "tdx-quote":
         from decoders.eventlog.quote import decode_tdx_quote
         return kind, decode_tdx_quote(data, p.name)
-    from inspector.image import load_image
-    return "image", load_image(p).root
+    return "image", image_tree(p)

@@ -34,3 +34,11 @@ def test_images_open_as_images():
     kind, root = load_source(bookworm("OVMF.fd"))
     assert kind == "image" and root.kind == "image"
     assert next(root.find("image-info")).get("TDX") is True
+
+
+def test_app_image_tree_shows_mrtd_in_both_orders():
+    _, root = load_source(bookworm("OVMF.fd"))
+    mrtds = {n.get("Order"): n.get("MRTD") for n in root.find("mrtd")}
+    assert set(mrtds) == {"per-page", "two-pass"}
+    # td-shim's reference tool value (issue 2)
+    assert mrtds["per-page"].hex().startswith("4c7206f0f483c524")
