@@ -22,14 +22,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Padding, Struct
+import numpy as np
+from construct import Array, Int16ul, Int32ul, Int64ul, Padding, Struct
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from decoders.errors import DecodeError, parse_at
 from decoders.memory import Unreadable
 from decoders.model import Node, Problem, Severity, Space
-from decoders.paging import PagingConfig, WalkResult, walk
+from decoders.paging import Mappings, PagingConfig, WalkResult, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
@@ -41,6 +42,10 @@ MAX_NOTE_SEGMENT_BYTES = 16 << 20
 MAX_READ = 64 << 20
 MAX_PROBLEMS = 200
 OVERLAP_LOOKBACK = 8
+# Pages of the mapped file that a read touches count in the process RSS until unmapped; a scan of a
+# 1 GiB dump through slices would leave RSS at 1 GiB. Large reads use pread (the page cache is not
+# our RSS), small ones slice the mapping (no syscall).
+PREAD_MIN = 256 << 10
 
 ELF_MAGIC = b"\x7fELF"
 EM_386, EM_X86_64 = 3, 62
@@ -162,6 +167,8 @@ class DumpMemory:
         self._starts: list[int] = []
         self._regions: list[tuple[int, int, object, int, str]] = []  # start, size, buffer, offset, label
         self.fallback: DumpMemory | None = None   # the flash image: read where the dump has nothing
+        self.fd: int | None = None                  # the dump file, for large reads (see PREAD_MIN)
+        self.closed = False
 
     def add(self, start: int, size: int, buffer, offset: int, label: str) -> None:
         if size <= 0:
@@ -192,6 +199,8 @@ class DumpMemory:
             return self.fallback.read(address, size)
 
     def _read(self, address: int, size: int) -> bytes:
+        if self.closed:
+            raise Unreadable(address, size, "the dump is closed")
         if size < 0 or size > MAX_READ:
             raise Unreadable(address, size, f"read of {size} bytes refused (limit {MAX_READ})")
         if size == 0:
@@ -205,7 +214,10 @@ class DumpMemory:
             start, rsize, buf, off, _label = r
             n = min(left, start + rsize - addr)
             pos = off + addr - start
-            out.append(buf[pos:pos + n])
+            if n >= PREAD_MIN and self.fd is not None and isinstance(buf, mmap.mmap):
+                out.append(os.pread(self.fd, n, pos))
+            else:
+                out.append(buf[pos:pos + n])
             addr += n
             left -= n
             if not left:
@@ -239,6 +251,8 @@ class Dump:
 
     def close(self) -> None:
         # Buffers handed out by read() are copies (bytes slices), so closing is always safe.
+        self.memory.fd = None
+        self.memory.closed = True
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None
@@ -268,6 +282,7 @@ def open_dump(path: str | Path, *, base: int | None = None, image: str | Path | 
         dump.problem(0, "the dump file is empty")
     else:
         dump._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mem.fd = f.fileno()
         m = dump._mmap
         if base is None and m[:4] == ELF_MAGIC:
             _open_elf(dump, m)
@@ -315,7 +330,9 @@ def _open_elf(dump: Dump, m: mmap.mmap) -> None:
         return
     dump.kind = "elf64" if elf.elfclass == 64 else "elf32"
     machine = header["e_machine"]
-    dump.machine = {"EM_386": EM_386, "EM_X86_64": EM_X86_64}.get(machine, machine if isinstance(machine, int) else None)
+    # pyelftools names known machines ("EM_X86_64") and leaves unknown ones as numbers
+    dump.machine = {"EM_386": EM_386, "EM_X86_64": EM_X86_64}.get(machine,
+                                                                  machine if isinstance(machine, int) else None)
     if header["e_type"] != "ET_CORE":
         dump.problem(16, f"e_type is {header['e_type']}, not ET_CORE: not a dump-guest-memory core",
                      Severity.WARNING)
@@ -479,7 +496,6 @@ def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
         if cpu is None or cpu.cr3 is None:
             result = WalkResult(0, cfg)
             result.problem(None, "no CR3: the dump has no QEMU CPU note; give cr3")
-            from decoders.paging import Mappings
             result.mappings = Mappings.empty(cfg)
             return result
         cr3 = cpu.cr3

@@ -72,6 +72,7 @@ def locate(dump: Dump, *, image=None) -> Node:
         hob = root.append(decode_hob_list(mem, by_guid[GUID_HOB_LIST]))
         hob.title = "HOB list (config table gEfiHobListGuid): " + hob.title
         found.append("HOB list")
+        _phit_note(hob)
     else:
         root.note(None, "HOB list: no gEfiHobListGuid configuration table" +
                   ("" if st is not None else " (no system table)"))
@@ -117,6 +118,19 @@ def _system_table(root: Node, dump: Dump) -> Node | None:
         root.add("SystemTable", base)
         return st if st.space is not None else None
     return None
+
+
+def _phit_note(hob: Node) -> None:
+    """FACTS B.1: DxeCore copies the HOB list into pool memory (MdeModulePkg/Core/Dxe/Gcd/Gcd.c,
+    "Relocate HOB List to an allocated pool buffer"); the PHIT keeps the PEI-time addresses."""
+    phit = next((h for h in hob.children if h.get("HobType") == 1), None)
+    end = phit.get("EfiEndOfHobList") if phit is not None else None
+    start = hob.address
+    if end is None or start is None:
+        return
+    if not start <= end <= start + hob.size:
+        phit.note(phit.offset, f"EfiEndOfHobList 0x{end:x} is outside this list (0x{start:x}, {hob.size} bytes): "
+                               "the PHIT still describes the PEI-time copy; DxeCore relocated the list")
 
 
 def _acpi(root: Node, dump: Dump, by_guid: dict[uuid.UUID, int]) -> Node | None:

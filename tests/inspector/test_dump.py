@@ -119,7 +119,8 @@ def test_elf64_core_gives_memory_and_qemu_cpu_state(tmp_path):
 
 def test_elf32_core_reads_i386_prstatus_and_qemu_note(tmp_path):
     # QEMU writes ELF32/EM_386 before long mode (FACTS C.1.5), with Elf32 note headers.
-    notes = note(b"CORE", 1, prstatus32(eip=0xFFF0, eax=0x600)) + note(b"QEMU", 0, qemu_cpu_state(cr0=0x60000010, cr3=0, cr4=0, size=432))
+    state = qemu_cpu_state(cr0=0x60000010, cr3=0, cr4=0, size=432)
+    notes = note(b"CORE", 1, prstatus32(eip=0xFFF0, eax=0x600)) + note(b"QEMU", 0, state)
     p = write(tmp_path, build_elf([(0, PATTERN)], notes, cls=32, machine=EM_386))
     with open_dump(p) as d:
         assert d.kind == "elf32" and d.machine == EM_386
@@ -340,7 +341,9 @@ def test_locate_follows_the_system_table_to_hobs_acpi_cc_log_and_images(tmp_path
 def test_tpm_log_found_by_scan_when_the_tpm2_lasa_area_is_empty(tmp_path):
     # FACTS B.3: QEMU's TPM2 table (rev 4, CRB, LAML 0x10000) pointed at zeros; the log was in BS data.
     log = fixture("eventlog/tpm2-tools/event-gce-ubuntu-2104-log.bin").read_bytes()
-    tpm2 = acpi_table(b"TPM2", struct.pack("<IQI", 0, 0xFED40000, 7) + b"\0" * 12 + struct.pack("<IQ", 0x10000, 0x700000), rev=4)
+    # Tpm2Acpi.h rev 4: Flags, ControlArea, StartMethod 7 (CRB), 12 bytes of parameters, LAML, LASA
+    body = struct.pack("<IQI", 0, 0xFED40000, 7) + b"\0" * 12 + struct.pack("<IQ", 0x10000, 0x700000)
+    tpm2 = acpi_table(b"TPM2", body, rev=4)
     ram = firmware_ram([tpm2])
     ram[LOG_AT:LOG_AT + len(log)] = log
     p = write(tmp_path, build_elf([(0, bytes(ram))], note(b"QEMU", 0, qemu_cpu_state())))
