@@ -186,6 +186,84 @@ def cmd_eventlog(args) -> int:
     return EXIT_PROBLEMS if mismatch else code
 
 
+def _open_dump(args):
+    from inspector.dump import open_dump
+
+    p = Path(args.dump)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file")
+    if getattr(args, "image", None) and not Path(args.image).is_file():
+        raise UsageError(f"{args.image}: no such file")
+    return open_dump(p, base=args.base, image=getattr(args, "image", None))
+
+
+def cmd_dump(args) -> int:
+    from inspector.locate import locate
+
+    with _open_dump(args) as dump:
+        return _finish(locate(dump), args)
+
+
+def _paging_config(args):
+    from decoders.paging import PagingConfig
+
+    cfg = PagingConfig(maxphyaddr=args.maxphyaddr, shared_bit=args.tdx_shared_bit, c_bit=args.sev_c_bit,
+                       nxe=not args.no_nxe)
+    return cfg
+
+
+def cmd_pages(args) -> int:
+    import json
+
+    from decoders.paging import mapping_node, merge, page_tables_node, range_node
+    from inspector.dump import dump_pages
+    from inspector.render import has_problems
+
+    with _open_dump(args) as dump:
+        cfg = _paging_config(args)
+        result = dump_pages(dump, args.cr3, args.la57, config=cfg)
+    root = page_tables_node(result)
+    if args.json:
+        # Every leaf as a "mapping" node (or every merged range): streamed, because OVMF's identity
+        # map alone is 524,288 leaves.
+        head = root.to_json()
+        head["children"] = []
+        text = json.dumps(head, separators=(",", ":"))
+        out = sys.stdout
+        out.write(text[:-2])  # up to the empty children list's "["
+        items = (range_node(r) for r in merge(result.mappings)) if args.merged else \
+            (mapping_node(m) for m in result.mappings)
+        for i, node in enumerate(items):
+            out.write(("," if i else "") + json.dumps(node.to_json(), separators=(",", ":")))
+        out.write("]}\n")
+    else:
+        if args.leaves:
+            root.children = [mapping_node(m) for m in result.mappings]
+        _finish(root, argparse.Namespace(json=False, fields=False))
+    return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
+
+
+def cmd_translate(args) -> int:
+    from decoders.paging import translate
+    from inspector.dump import CR4_LA57
+
+    with _open_dump(args) as dump:
+        cpu = dump.cpus[0] if dump.cpus else None
+        cr3 = args.cr3 if args.cr3 is not None else (cpu.cr3 if cpu else None)
+        if cr3 is None:
+            raise UsageError("the dump has no CPU note with CR3: give --cr3")
+        cfg = _paging_config(args)
+        cfg.la57 = args.la57 if args.la57 is not None else bool(cpu and cpu.cr4 and cpu.cr4 & CR4_LA57)
+        pa, steps = translate(dump.memory, cr3, args.va, cfg)
+    for line in steps:
+        print(line)
+    if pa is None:
+        print(f"0x{args.va:x}: not mapped")
+        return EXIT_PROBLEMS
+    print(f"0x{args.va:x} -> 0x{pa:x}")
+    return EXIT_OK
+
+
 def cmd_open(args) -> int:
     path = Path(args.source)
     if not path.exists():
@@ -256,6 +334,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--fields", action="store_true")
     e.set_defaults(func=cmd_eventlog)
+
+    def dump_args(p):
+        p.add_argument("dump", help="QEMU dump-guest-memory ELF, or a raw pmemsave file with --base")
+        p.add_argument("--base", type=_int, default=None, help="physical address of a raw file's first byte")
+
+    def paging_args(p):
+        p.add_argument("--cr3", type=_int, default=None, help="default: the first CPU's CR3 from the dump")
+        p.add_argument("--la57", dest="la57", action="store_true", default=None, help="5-level paging")
+        p.add_argument("--no-la57", dest="la57", action="store_false", help="4-level paging")
+        p.add_argument("--maxphyaddr", type=int, default=52)
+        p.add_argument("--tdx-shared-bit", type=int, default=None, metavar="BIT", help="GPAW-1: 47 or 51")
+        p.add_argument("--sev-c-bit", type=int, default=None, metavar="BIT", help="CPUID 0x8000001F EBX[5:0]")
+        p.add_argument("--no-nxe", action="store_true", help="EFER.NXE clear: bit 63 is reserved")
+
+    d = sub.add_parser("dump", help="find and decode the firmware's structures in a memory dump")
+    dump_args(d)
+    d.add_argument("--image", help="the firmware image (flash is not in a dump; names loaded images)")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--fields", action="store_true")
+    d.set_defaults(func=cmd_dump)
+
+    pg = sub.add_parser("pages", help="walk the page tables in a memory dump")
+    dump_args(pg)
+    paging_args(pg)
+    pg.add_argument("--merged", action="store_true", help="with --json: ranges instead of every leaf")
+    pg.add_argument("--leaves", action="store_true", help="print every leaf instead of merged ranges")
+    pg.add_argument("--json", action="store_true")
+    pg.set_defaults(func=cmd_pages)
+
+    t = sub.add_parser("translate", help="translate a virtual address through a dump's page tables")
+    dump_args(t)
+    t.add_argument("va", type=_int)
+    paging_args(t)
+    t.set_defaults(func=cmd_translate)
 
     o = sub.add_parser("open", help="open the app on a source (the default command)")
     o.add_argument("source")

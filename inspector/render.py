@@ -33,7 +33,10 @@ def _label(node: Node, fields: bool):
 
     t = Text()
     t.append(node.title, style="bold" if node.children else "")
-    where = f"  [{node.kind} @0x{node.offset:x}+0x{node.size:x}"
+    if node.space is None:
+        where = f"  [{node.kind}"  # a computed node (a merged range, a replay): no bytes of its own
+    else:
+        where = f"  [{node.kind} @0x{node.offset:x}+0x{node.size:x}"
     if node.address is not None and node.address != node.offset:
         where += f" addr 0x{node.address:x}"
     if node.space is not None and node.space.parent is not None:

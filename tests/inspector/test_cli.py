@@ -149,3 +149,30 @@ def test_eventlog_yaml_parses_like_tpm2_eventlog_output():
     oracle = yaml.safe_load((path.parent / (path.name + ".tpm2_eventlog-5.4.yaml")).read_text())
     assert ours["pcrs"] == oracle["pcrs"]
     assert len(ours["events"]) == len(oracle["events"])
+
+
+def test_pages_json_lists_every_leaf_as_a_mapping_node(tmp_path):
+    """A raw physical-memory file (as pmemsave writes) with page tables built here (SDM layouts)."""
+    import struct
+
+    base, pml4, pdpt, pd, pt = 0x100000, 0x100000, 0x101000, 0x102000, 0x103000
+    buf = bytearray(0x4000)
+    struct.pack_into("<Q", buf, pml4 - base, pdpt | 0x7)
+    struct.pack_into("<Q", buf, pdpt - base, pd | 0x7)
+    struct.pack_into("<Q", buf, pd - base, pt | 0x7)
+    struct.pack_into("<Q", buf, pd - base + 8, 0x200000 | 0x83 | (1 << 63))  # 2 MiB, NX, supervisor
+    struct.pack_into("<Q", buf, pt - base + 5 * 8, 0x5000 | 0x67)            # 4 KiB, U, W, A, D
+    raw = tmp_path / "ram.bin"
+    raw.write_bytes(bytes(buf))
+    r = run_cli("pages", str(raw), "--base", hex(base), "--cr3", hex(pml4), "--json")
+    assert r.returncode == 0, r.stderr
+    tree = json.loads(r.stdout)
+    leaves = [{f["name"]: f["value"] for f in c["fields"]} for c in tree["children"]]
+    assert [c["kind"] for c in tree["children"]] == ["mapping", "mapping"]
+    small, large = leaves
+    assert (small["VirtualAddress"], small["PhysicalAddress"], small["Size"], small["Level"]) == (0x5000, 0x5000, 0x1000, 1)
+    assert small["User"] and small["Writable"] and small["Dirty"] and small["Accessed"] and not small["NX"]
+    assert (large["VirtualAddress"], large["Size"], large["Level"]) == (0x200000, 0x200000, 2)
+    assert large["NX"] and not large["User"]
+    t = run_cli("translate", str(raw), "--base", hex(base), "--cr3", hex(pml4), "0x5123")
+    assert t.stdout.strip().endswith("0x5123 -> 0x5123")

@@ -5,6 +5,7 @@ state and the page tables, iasl for the ACPI bytes, the PE header in RAM for the
 One boot for the whole module; QEMU is killed by PID when the fixture ends."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -26,6 +27,11 @@ DXE_CORE = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Addresses to translate with both QEMU's gva2gpa and `fwinspect translate`: low RAM, the DXE
+# area near the top of 256 MiB, the flash, and an address past the 1 TiB identity map.
+TRANSLATE_VAS = (0x1234, 0xF000123, 0xFFFFFFF0, 0x20000000000)
+
+
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     tool("qemu-system-x86_64", "qemu-system-x86")
@@ -40,7 +46,8 @@ def guest(tmp_path_factory):
         g.dump_elf(out / "guest.elf")
         g.pmemsave(out / "ram.bin", 0, RAM)
         info = {c: g.hmp(c) for c in ("info registers", "info tlb", "info mem")}
-    return {"image": image, "elf": out / "guest.elf", "raw": out / "ram.bin", "dir": out, **info}
+        gva = {va: g.hmp(f"gva2gpa 0x{va:x}") for va in TRANSLATE_VAS}
+    return {"image": image, "elf": out / "guest.elf", "raw": out / "ram.bin", "dir": out, "gva2gpa": gva, **info}
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +239,48 @@ def test_reset_vector_dump_is_em386_with_real_mode_state(tmp_path, name, pflash,
             assert d.memory.read((1 << 32) - 16, 16) == flash[-16:]
     with open_dump(tmp_path / "reset.elf", image=image) as d:
         assert d.memory.read((1 << 32) - 16, 16) == flash[-16:]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inspector.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def test_cli_dump_overview_json(guest):
+    r = run_cli("dump", str(guest["elf"]), "--image", str(guest["image"]), "--json")
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    tree = json.loads(r.stdout)
+    assert tree["kind"] == "dump-overview"
+    found = next(f["value"] for f in tree["fields"] if f["name"] == "Found")
+    assert {"system table", "HOB list", "ACPI"} <= set(found)
+
+
+def test_cli_pages_merged_json_equals_info_mem(guest):
+    r = run_cli("pages", str(guest["elf"]), "--json", "--merged")
+    assert r.returncode == 0, r.stderr[-2000:]
+    tree = json.loads(r.stdout)
+    assert tree["kind"] == "page-tables"
+    ranges = [{f["name"]: f["value"] for f in c["fields"]} for c in tree["children"]]
+    assert all(c["kind"] == "page-range" for c in tree["children"])
+    # info mem merges by U/S and R/W only; ours also splits on NX: every info mem range must be a
+    # union of consecutive ranges of ours with the same U/S and R/W.
+    ours = [(r["VirtualAddress"], r["VirtualAddress"] + r["Size"], r["User"], r["Writable"]) for r in ranges]
+    for line in guest["info mem"].splitlines():
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ([0-9a-f]+) ([u-])r([w-])", line.strip())
+        if not m:
+            continue
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        inside = [o for o in ours if start <= o[0] < end]
+        assert inside and inside[0][0] == start and inside[-1][1] == end, line
+        assert all(o[2] == (m.group(4) == "u") and o[3] == (m.group(5) == "w") for o in inside), line
+
+
+def test_cli_translate_agrees_with_gva2gpa(guest):
+    for va, text in guest["gva2gpa"].items():
+        r = run_cli("translate", str(guest["elf"]), hex(va))
+        m = re.search(r"gpa: 0x([0-9a-f]+)", text)
+        if m:
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert r.stdout.strip().splitlines()[-1] == f"0x{va:x} -> 0x{int(m.group(1), 16):x}"
+        else:  # QEMU: "Unmapped"
+            assert r.returncode == 1 and "not mapped" in r.stdout, (text, r.stdout)
