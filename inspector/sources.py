@@ -65,6 +65,19 @@ def image_tree(path: Path) -> Node:
     return img.root
 
 
+def dump_tree(path: Path) -> Node:
+    """A memory dump for the app: what was found in it, and its page tables as merged ranges."""
+    from decoders.paging import page_tables_node
+    from inspector.dump import dump_pages, open_dump
+    from inspector.locate import locate
+
+    with open_dump(path) as dump:
+        root = locate(dump)
+        if dump.cpus and dump.cpus[0].cr3:
+            root.append(page_tables_node(dump_pages(dump)))
+    return root
+
+
 def load_source(path: str | Path) -> tuple[str, Node]:
     p = Path(path)
     if p.is_dir():
@@ -74,6 +87,8 @@ def load_source(path: str | Path) -> tuple[str, Node]:
     with p.open("rb") as f:
         head = f.read(4096)
     kind = sniff(head if size > 4096 else p.read_bytes(), p)
+    if kind == "dump":
+        return kind, dump_tree(p)  # memory-mapped, never read whole
     if kind == "image" or size > MAX_SOURCE_SIZE:
         return "image", image_tree(p)
     data = p.read_bytes()

@@ -284,3 +284,12 @@ def test_cli_translate_agrees_with_gva2gpa(guest):
             assert r.stdout.strip().splitlines()[-1] == f"0x{va:x} -> 0x{int(m.group(1), 16):x}"
         else:  # QEMU: "Unmapped"
             assert r.returncode == 1 and "not mapped" in r.stdout, (text, r.stdout)
+
+
+def test_app_source_for_a_dump_has_overview_and_page_ranges(guest):
+    from inspector.sources import load_source
+
+    kind, root = load_source(guest["elf"])
+    assert kind == "dump" and root.kind == "dump-overview"
+    pages = next(root.find("page-tables"))
+    assert pages.get("Leaves") == sum(1 for line in guest["info tlb"].splitlines() if ": " in line)
