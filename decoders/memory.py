@@ -54,3 +54,30 @@ class RegionMemory:
             if base <= address and address + size <= base + len(data):
                 return bytes(data[address - base:address - base + size])
         raise Unreadable(address, size, "not inside any region")
+
+
+class MemoryBytes:
+    """A read-only bytes-like window of `size` bytes of a Memory from `start`, for a Space: the hex
+    view slices it like bytes. A slice that touches a hole comes back empty (shown blank), never
+    raises, so a dump's holes do not break a view."""
+
+    def __init__(self, memory: Memory, start: int, size: int, owner: object = None):
+        self.memory, self.start, self.size = memory, start, size
+        self.owner = owner  # what must stay alive (open) while this is read: a dump file, a target
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            chunk = self[key:key + 1]
+            if not chunk:
+                raise IndexError(key)
+            return chunk[0]
+        begin, end, step = key.indices(self.size)
+        if step != 1 or end <= begin:
+            return b""
+        try:
+            return self.memory.read(self.start + begin, end - begin)
+        except Unreadable:
+            return b""

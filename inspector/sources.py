@@ -71,10 +71,20 @@ def dump_tree(path: Path) -> Node:
     from inspector.dump import dump_pages, open_dump
     from inspector.locate import locate
 
-    with open_dump(path) as dump:
-        root = locate(dump)
-        if dump.cpus and dump.cpus[0].cr3:
-            root.append(page_tables_node(dump_pages(dump)))
+    from decoders.memory import MemoryBytes
+    from decoders.model import Space
+
+    dump = open_dump(path)  # stays open: the physical-memory space below reads through it
+    root = locate(dump)
+    if dump.cpus and dump.cpus[0].cr3:
+        root.append(page_tables_node(dump_pages(dump)))
+    top = max((s.paddr + s.memsz for s in dump.segments), default=0)
+    if top:
+        space = Space("physical memory", MemoryBytes(dump.memory, 0, top, owner=dump), 0)
+        phys = root.append(Node("memory", f"Physical memory 0x0-0x{top - 1:x} (g goes to an address)",
+                                space, 0, top))
+        phys.add("Segments", len(dump.segments))
+        phys.note(None, "holes between the dump's segments show blank")
     return root
 
 
