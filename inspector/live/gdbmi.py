@@ -20,9 +20,8 @@ import threading
 import time
 
 from decoders.memory import Unreadable
-from inspector.live.rsp import FALLBACK_LAYOUT
-from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, Registers, StopEvent, Target,
-                                   TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
+from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, X86_64_REGISTERS, Registers, StopEvent,
+                                   Target, TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
                                    parse_info_registers)
 
 GDB = "gdb"
@@ -43,7 +42,7 @@ DEAD_MARKERS = ("Remote connection closed", "Remote communication error", "not b
                 "Connection reset", "Broken pipe", "The program has no registers")
 
 # The integer registers we read by name (the stub's x86-64 set; FACTS C.1.3).
-_INT_REGS = {name for name, bits in FALLBACK_LAYOUT if bits <= 64}
+_INT_REGS = {name for name, bits in X86_64_REGISTERS if bits <= 64}
 _WATCH_FLAG = {"write": "", "read": "-r ", "access": "-a "}
 _WATCH_TYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
 
@@ -84,10 +83,15 @@ class GdbTarget(Target):
         try:
             for cmd in ("-gdb-set mi-async on", "-gdb-set pagination off", "-gdb-set confirm off",
                         "-gdb-set stack-cache off", "-gdb-set code-cache off",
-                        "-interpreter-exec console \"set debuginfod enabled off\""):
+                        "-interpreter-exec console \"set debuginfod enabled off\"",
+                        # gdb retries a refused connection for 15 s by default; fail at once instead.
+                        "-interpreter-exec console \"set tcp auto-retry off\""):
                 self._command(cmd, timeout)
             where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
-            self._command(f"-target-select remote {where}", timeout)
+            try:
+                self._command(f"-target-select remote {where}", timeout)
+            except TargetError as e:
+                raise TargetDead(f"cannot connect to {where}: {e}") from None
         except BaseException:
             self._end_gdb()
             raise
@@ -155,16 +159,18 @@ class GdbTarget(Target):
                 raise TargetDead(f"gdb pipe: {e}") from None
             deadline = time.monotonic() + timeout
             with self._cv:
-                while token not in self._results:
-                    left = deadline - time.monotonic()
-                    if self._dead and self._proc.poll() is not None:
-                        raise TargetDead(self._dead)
-                    if left <= 0:
-                        raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
-                    self._cv.wait(left)
-                r = self._results.pop(token)
-                self._current = None
-                stream = "".join(self._streams.pop(token, []))
+                try:
+                    while token not in self._results:
+                        left = deadline - time.monotonic()
+                        if self._dead and self._proc.poll() is not None:
+                            raise TargetDead(self._dead)
+                        if left <= 0:
+                            raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
+                        self._cv.wait(left)
+                    r = self._results.pop(token)
+                finally:
+                    self._current = None
+                    stream = "".join(self._streams.pop(token, []))
         if r.get("message") == "error":
             text = (r.get("payload") or {}).get("msg", "error")
             if any(m in text for m in DEAD_MARKERS):
@@ -203,7 +209,12 @@ class GdbTarget(Target):
                 gpr[name] = int(item["value"], 0)
             except (TypeError, ValueError):
                 continue        # a structured value (flags view) gdb could not print as one number
-        mon = parse_info_registers(self.monitor("info registers", timeout))
+        try:
+            mon = parse_info_registers(self.monitor("info registers", timeout))
+        except (TargetDead, TargetTimeout):
+            raise
+        except TargetError:
+            mon = None      # a remote without QEMU's monitor: selectors only, bases guessed
         return merge_registers(gpr, mon)
 
     def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -320,6 +331,7 @@ class GdbTarget(Target):
             return
         self._stopped()
         self._resume_count = self._stop_count
+        self.generation += 1
         self._command("-exec-continue", timeout)
 
     def wait_stop(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
@@ -332,6 +344,7 @@ class GdbTarget(Target):
     def step(self, timeout: float = DEFAULT_TIMEOUT) -> StopEvent:
         self._stopped()
         since = self._stop_count
+        self.generation += 1
         self._command("-exec-step-instruction", timeout)
         return self._wait_stop(since, timeout, stepping=True)
 

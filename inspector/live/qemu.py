@@ -25,7 +25,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import weakref
 from pathlib import Path
 
 QEMU = "qemu-system-x86_64"
@@ -105,7 +104,8 @@ class Qmp:
         self.sock.close()
 
 
-_live: "weakref.WeakSet[QemuProcess]" = weakref.WeakSet()
+# Strong references on purpose: a QemuProcess dropped without close() must still be ended at exit.
+_live: "set[QemuProcess]" = set()
 
 
 @atexit.register
@@ -255,17 +255,8 @@ class QemuProcess:
     # ---- attaching
     def attach(self, backend: str = "rsp", fast_path: bool = True):
         """A Target on this QEMU's gdbstub: backend "rsp" (default) or "gdb"."""
-        if backend == "rsp":
-            from inspector.live.rsp import RspTarget
-            target = RspTarget(self.gdb_address, qemu_pid=self.pid)
-        elif backend == "gdb":
-            from inspector.live.gdbmi import GdbTarget
-            target = GdbTarget(self.gdb_address, qemu_pid=self.pid)
-        else:
-            raise ValueError(f"unknown backend {backend!r} (rsp or gdb)")
-        if fast_path:
-            target.use_host_memory(self.pid, self.hmp)
-        return target
+        from inspector.live import attach
+        return attach(self.gdb_address, backend, self.pid, self.hmp, fast_path)
 
     # ---- ending
     @staticmethod

@@ -37,6 +37,25 @@ DESC_B = 1 << 22
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr")
 
+# Register layout of QEMU's i386-64bit.xml (gdbstub/gdb-xml), the `g` order; rsp.py
+# uses it when qXfer:features is absent, gdbmi.py to pick the integer registers by name.
+X86_64_REGISTERS: list[tuple[str, int]] = (
+    [(r, 64) for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+                       "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip")]
+    + [("eflags", 32)] + [(s, 32) for s in ("cs", "ss", "ds", "es", "fs", "gs")]
+    + [("fs_base", 64), ("gs_base", 64), ("k_gs_base", 64)]
+    + [(c, 64) for c in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer")]
+    + [(f"st{i}", 80) for i in range(8)]
+    + [(f, 32) for f in ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop")]
+    + [(f"xmm{i}", 128) for i in range(16)] + [("mxcsr", 32)])
+
+
+# TargetMemory's cache: 4 KiB pages, at most 16 MiB of them, for reads up to 1 MiB (larger reads
+# go straight to the target: they are bulk copies, not field-by-field decoding).
+PAGE = 0x1000
+CACHE_MAX_PAGES = 4096
+CACHE_MAX_READ = 1 << 20
+
 
 class TargetError(Exception):
     """The target refused a request (an `E..` reply, a gdb ^error)."""
@@ -182,6 +201,8 @@ class Target(ABC):
 
     # The guest's QEMU process on this host, when known (enables hostmem's fast path).
     qemu_pid: int | None = None
+    # Bumped whenever the guest may have run (resume, step): memory caches compare it.
+    generation: int = 0
 
     @abstractmethod
     def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers: ...
@@ -237,6 +258,14 @@ class Target(ABC):
                           timeout: float = DEFAULT_TIMEOUT) -> None: ...
 
     @abstractmethod
+    def resume(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Start the guest (stepping off a breakpoint first) and return at once."""
+
+    @abstractmethod
+    def wait_stop(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
+        """Wait for the stop after resume(); TargetTimeout leaves the guest running."""
+
+    @abstractmethod
     def cont(self, timeout: float = DEFAULT_CONT_TIMEOUT) -> StopEvent:
         """Resume; return when the target stops. TargetTimeout leaves it running (see interrupt)."""
 
@@ -277,17 +306,46 @@ class Target(ABC):
 
 
 class TargetMemory:
-    """The decoders' Memory protocol over a Target (decoders/memory.py)."""
+    """The decoders' Memory protocol over a Target (decoders/memory.py, DESIGN.md "Memory").
 
-    def __init__(self, target: Target, physical: bool = True, timeout: float = DEFAULT_TIMEOUT):
+    Reads are fetched in whole pages and cached until the guest runs again (Target.generation
+    changes on every resume or step), so a decoder walking a HOB list field by field costs one
+    stub round trip per page, not per field."""
+
+    def __init__(self, target: Target, physical: bool = True, timeout: float = DEFAULT_TIMEOUT,
+                 cache: bool = True):
         self.target = target
         self.physical = physical
         self.timeout = timeout
+        self.cache = cache
+        self._pages: dict[int, bytes] = {}
+        self._generation = target.generation
 
-    def read(self, address: int, size: int) -> bytes:
+    def _fetch(self, address: int, size: int) -> bytes:
         try:
             if self.physical:
                 return self.target.read_physical(address, size, self.timeout)
             return self.target.read_virtual(address, size, self.timeout)
         except TargetError as e:
             raise Unreadable(address, size, str(e)) from e
+
+    def read(self, address: int, size: int) -> bytes:
+        if not self.cache or size <= 0 or size > CACHE_MAX_READ:
+            return self._fetch(address, size)
+        if self._generation != self.target.generation or len(self._pages) > CACHE_MAX_PAGES:
+            self._pages.clear()
+            self._generation = self.target.generation
+        first, last = address // PAGE, (address + size - 1) // PAGE
+        missing = [p for p in range(first, last + 1) if p not in self._pages]
+        if missing:
+            try:
+                # One pipelined request for the run of pages the cache lacks.
+                lo, hi = missing[0], missing[-1]
+                data = self._fetch(lo * PAGE, (hi - lo + 1) * PAGE)
+            except Unreadable:
+                return self._fetch(address, size)      # a hole or device page nearby: no caching
+            for i, p in enumerate(range(lo, hi + 1)):
+                self._pages.setdefault(p, data[i * PAGE:(i + 1) * PAGE])
+        blob = b"".join(self._pages[p] for p in range(first, last + 1))
+        start = address - first * PAGE
+        return blob[start:start + size]
