@@ -1,0 +1,62 @@
+"""What the live screen and scripts need from a session, live or replayed (DESIGN.md, "Live
+sessions and the boot phases"). `inspector.live.session.Session` drives a real target;
+`inspector.live.record.ReplaySession` plays a recorded one back. Both produce `Stop`s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from decoders.model import Node
+
+# The boot phases in order, by their scriptable names (issue 5: --until PHASE).
+PHASES = ("reset", "sec", "pei-core", "dxe-ipl", "dxe-core", "bds")
+
+
+@dataclass
+class Stop:
+    """One stop of the guest, with everything decoded at it."""
+
+    index: int                      # 0, 1, 2 ... in the session
+    reason: str                     # "reset", "breakpoint", "watchpoint", "step", "interrupt", "handoff"
+    phase: str                      # one of PHASES, or "unknown"
+    mode: str                       # "real", "prot16", "prot32", "long64"
+    linear_rip: int                 # CS base + RIP
+    registers: dict[str, int]       # name -> value, incl. cr0-cr4, efer, segment selectors and bases
+    module: str | None = None       # the module RIP is in (UI name or GUID), when known
+    handoff: str | None = None      # the handoff this stop is ("sec", "pei-core", ...), if it is one
+    tree: Node | None = None        # what was decoded here: handed-over structures, HOBs, page tables...
+    disassembly: list[tuple[int, str]] = field(default_factory=list)  # (linear address, text) at RIP
+    log: str = ""                   # debugcon output up to this stop
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index, "reason": self.reason, "phase": self.phase, "mode": self.mode,
+            "linear_rip": self.linear_rip, "module": self.module, "handoff": self.handoff,
+            "registers": self.registers,
+            "disassembly": [{"address": a, "text": t} for a, t in self.disassembly],
+            "tree": self.tree.to_json() if self.tree is not None else None,
+            "problems": self.problems,
+        }
+
+
+class SessionLike(Protocol):
+    """The calls the live screen makes, from a worker thread; each returns the new Stop."""
+
+    @property
+    def live(self) -> bool: ...          # False for a replay: run control is prev/next only
+
+    def current(self) -> Stop: ...
+
+    def next_handoff(self, timeout: float = 60.0) -> Stop: ...
+
+    def run_to(self, phase: str, timeout: float = 120.0) -> Stop: ...
+
+    def step(self) -> Stop: ...
+
+    def cont(self, timeout: float = 60.0) -> Stop: ...
+
+    def interrupt(self) -> Stop: ...
+
+    def close(self) -> None: ...
