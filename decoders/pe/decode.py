@@ -6,6 +6,7 @@ located problems on the returned node; nothing here raises for bad bytes.
 """
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from construct import Construct, Struct
@@ -27,6 +28,8 @@ TE_HEADER_SIZE = static_size(S.EFI_TE_IMAGE_HEADER)  # 40
 DOS_HEADER_SIZE = static_size(S.EFI_IMAGE_DOS_HEADER)  # 64
 FILE_HEADER_SIZE = static_size(S.EFI_IMAGE_FILE_HEADER)  # 20
 DEBUG_ENTRY_SIZE = static_size(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY)  # 28
+_DIRECTORY = struct.Struct("<II")  # EFI_IMAGE_DATA_DIRECTORY
+assert _DIRECTORY.size == static_size(S.EFI_IMAGE_DATA_DIRECTORY)
 
 # Short words for the title, by Subsystem (PeImage.h EFI_IMAGE_SUBSYSTEM_*).
 _ROLE = {
@@ -394,17 +397,16 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
                                         f"0x{fh.SizeOfOptionalHeader:x}; reading {room}")
         count = room
     directories: dict[int, tuple[int, int, int]] = {}
-    for i in range(count):
+    fit = max(0, min(count, (len(data) - dd_rel) // 8))
+    if fit < count:
+        node.problem(base + dd_rel + 8 * fit, f"EFI_IMAGE_DATA_DIRECTORY[{fit}]: past the end of the image")
+    # The directories are an array of EFI_IMAGE_DATA_DIRECTORY {u32 VirtualAddress, u32 Size}; one
+    # unpack of the checked span instead of a construct parse each (16 per image, ~2,000 per OVMF).
+    for i, (va, size) in enumerate(_DIRECTORY.iter_unpack(bytes(data[dd_rel:dd_rel + 8 * fit]))):
         rel = dd_rel + 8 * i
-        try:
-            d = img.parse(S.EFI_IMAGE_DATA_DIRECTORY, rel, "EFI_IMAGE_DATA_DIRECTORY")
-        except DecodeError as e:
-            node.problem(e.offset, str(e))
-            break
-        directories[i] = (d.VirtualAddress, d.Size, base + rel)
-        node.add(f"DataDirectory.{S.DIRECTORY_NAMES[i]}", {"VirtualAddress": d.VirtualAddress, "Size": d.Size},
-                 base + rel, 8, f"RVA 0x{d.VirtualAddress:x}, size 0x{d.Size:x}" if d.Size or d.VirtualAddress
-                 else "none")
+        directories[i] = (va, size, base + rel)
+        node.add(f"DataDirectory.{S.DIRECTORY_NAMES[i]}", {"VirtualAddress": va, "Size": size},
+                 base + rel, 8, f"RVA 0x{va:x}, size 0x{size:x}" if size or va else "none")
 
     _decode_sections(img, oh_rel + fh.SizeOfOptionalHeader, fh.NumberOfSections, kind)
 
