@@ -15,7 +15,7 @@ from construct import Enum, Struct
 from decoders import guids
 from decoders.errors import DecodeError, parse_at, static_size
 from decoders.hob import structs as s
-from decoders.model import Node
+from decoders.model import Node, Space
 
 # TPM 2.0 has at most a handful of PCR banks (SHA-1, SHA-256, SHA-384, SHA-512, SM3); a count above
 # this is a lie that would otherwise drive a long loop over garbage.
@@ -259,16 +259,18 @@ def _simple(struct: Struct, what: str, display: dict | None = None):
 
 
 def _acpi_table(node: Node, data: bytes, offset: int) -> None:
-    """gUefiOvmfPkgTdxAcpiHobGuid: one ACPI table from the VMM; its header is shown here (the ACPI
-    decoder does the body)."""
-    parsed = parse_or_problem(node, s.EFI_ACPI_DESCRIPTION_HEADER, data, 0, offset, "ACPI table header")
-    if parsed is None:
-        return
-    text = {k: (lambda v: v.decode("ascii", "replace"))
-            for k in ("Signature", "OemId", "OemTableId", "CreatorId")}
-    add_struct_fields(node, s.EFI_ACPI_DESCRIPTION_HEADER, parsed, offset, display=text)
-    if parsed.Length > len(data):
-        node.problem(offset + 4, f"ACPI table Length {parsed.Length} is past the end of the HOB "
+    """gUefiOvmfPkgTdxAcpiHobGuid: one ACPI table from the VMM, decoded whole by the ACPI decoder
+    (header, checksum, body) in the HOB's own space, so its offsets point into the HOB list."""
+    from decoders.acpi import decode_table
+
+    space = node.space
+    if space is not None and space.data is not None and bytes(space.data[offset:offset + len(data)]) == data:
+        table = decode_table(space.data[:offset + len(data)], offset, space)
+    else:
+        table = decode_table(data, 0, Space(f"{space.name if space else 'hob'}/acpi@0x{offset:x}", data))
+    node.append(table)
+    if table.get("Length") is not None and table.get("Length") > len(data):
+        node.problem(offset + 4, f"ACPI table Length {table.get('Length')} is past the end of the HOB "
                                  f"({len(data)} bytes)")
 
 

@@ -309,18 +309,6 @@ EDKII_MIGRATED_FV_INFO = Struct(
     "FvLength" / Int32ul,
 )
 
-# MdePkg/Include/IndustryStandard/Acpi10.h EFI_ACPI_DESCRIPTION_HEADER (first fields).
-EFI_ACPI_DESCRIPTION_HEADER = Struct(
-    "Signature" / Bytes(4),
-    "Length" / Int32ul,
-    "Revision" / Int8ul,
-    "Checksum" / Int8ul,
-    "OemId" / Bytes(6),
-    "OemTableId" / Bytes(8),
-    "OemRevision" / Int32ul,
-    "CreatorId" / Bytes(4),
-    "CreatorRevision" / Int32ul,
-)
 
 # MdePkg/Include/IndustryStandard/E820.h EFI_E820_ENTRY64 (packed, 20 bytes); td-shim's E820 HOB
 # uses the same {addr, size, type} entry.

@@ -417,7 +417,10 @@ def test_hob_guid_payload_e820_acpi_migrated_fv():
     table = b"CCEL" + struct.pack("<IBB6s8sI4sI", 56, 1, 0, b"INTEL ", b"EDK2    ", 2, b"INTL", 0) + bytes(20)
     blob = insert(qemu_td_hob(), guid_hob("6A0C5870-D4ED-44F4-A135-DD238B6F0C8D", table))
     hob = decode_hob_list(blob).children[1]
-    assert hob.field("Signature").display == "CCEL" and hob.get("Length") == 56 and not hob.problems
+    (acpi,) = hob.children  # the table, decoded whole by the ACPI decoder
+    assert acpi.get("Signature") == "CCEL" and acpi.get("Length") == 56 and not hob.problems
+    assert acpi.get("Laml") == 0 and acpi.offset == hob.offset + 24
+    assert any("Checksum" in p.message for p in acpi.problems)  # built above without a checksum
     fv = struct.pack("<IIII", 0xFFC84000, 0x7F000000, 0x7E000000, 0x348000)
     blob = insert(qemu_td_hob(), guid_hob("C1AB12F7-74AA-408D-A2F4-C6CEFD179871", fv))
     hob = decode_hob_list(blob).children[1]
