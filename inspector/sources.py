@@ -44,7 +44,8 @@ def eventlog_tree(data: bytes, name: str) -> Node:
 
     root = decode_event_log(data, space_name=name)
     rp = replay(root)
-    root.append(rp.to_node())
+    sizes = {ev.offset: ev.size for ev in root.children if ev.kind == "event"}
+    root.append(rp.to_node(root.space, sizes))  # the replay table, each extension pointing at its event
     check_digests(root)
     return root
 

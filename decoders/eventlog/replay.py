@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from decoders.eventlog import structs as S
 from decoders.eventlog.decode import event_digests, log_events, mr_name
-from decoders.model import Node, Problem, Severity
+from decoders.model import Node, Problem, Severity, Space
 
 # hashlib names of the banks we can compute (sm3 only when OpenSSL provides it)
 _HASHLIB = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512", "sm3_256": "sm3"}
@@ -78,14 +78,31 @@ class Replay:
         """The events that built a register, in order."""
         return self.contributions.get((bank, index), [])
 
-    def to_node(self) -> Node:
+    def to_node(self, space: Space | None = None, sizes: dict[int, int] | None = None) -> Node:
+        """The replay table: per bank, each register's final value as a field, and as a child node
+        listing the events that built it, in order. With the log's `space` (and each event's size by
+        offset), every event row points at the event's bytes, so a view can show them."""
         root = Node("replay", f"replay ({'RTMR' if self.kind == 'cc' else 'PCR'})")
+        sizes = sizes or {}
         for bank in sorted(self.banks):
             b = Node("replay-bank", bank)
             for idx in sorted(self.banks[bank]):
                 v = self.banks[bank][idx]
-                n = len(self.events_for(bank, idx))
-                b.add(self.register_name(idx), v, display=f"{v.hex()} ({n} events)")
+                events = self.events_for(bank, idx)
+                name = self.register_name(idx)
+                b.add(name, v, display=f"{v.hex()} ({len(events)} events)")
+                reg = b.append(Node("replay-register", f"{name} ({bank}) = {v.hex()[:16]}…, {len(events)} events"))
+                reg.add("Value", v, display=v.hex())
+                initial = self.initial.get((bank, idx))
+                if initial is not None:
+                    reg.add("Initial", initial, display=initial.hex())
+                for c in events:
+                    ev = reg.append(Node("replay-extend", f"event #{c.event_index} {S.event_type_name(c.event_type) or hex(c.event_type)}",
+                                         space, c.event_offset, sizes.get(c.event_offset, 0)))
+                    ev.add("EventIndex", c.event_index)
+                    ev.add("EventType", c.event_type, display=S.event_type_name(c.event_type))
+                    ev.add("Digest", c.digest, display=c.digest.hex())
+                    ev.add("ValueAfter", c.value_after, display=c.value_after.hex())
             root.append(b)
         root.problems.extend(self.problems)
         return root

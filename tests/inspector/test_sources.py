@@ -42,3 +42,16 @@ def test_app_image_tree_shows_mrtd_in_both_orders():
     assert set(mrtds) == {"per-page", "two-pass"}
     # td-shim's reference tool value (issue 2)
     assert mrtds["per-page"].hex().startswith("4c7206f0f483c524")
+
+
+def test_replay_table_lists_the_events_that_built_each_register():
+    _, root = load_source(fixture("ccel/cc-trusted-api/ccel_data.bin"))
+    bank = next(c for c in next(root.find("replay")).children if c.title == "sha384")
+    rtmr0 = next(c for c in bank.children if c.kind == "replay-register" and c.title.startswith("RTMR0"))
+    extends = rtmr0.children
+    assert extends and extends[-1].get("ValueAfter") == rtmr0.get("Value")
+    events = {e.offset: e for e in root.children if e.kind == "event"}
+    for ext in extends:  # each row points at its event's bytes in the log
+        ev = events[ext.offset]
+        assert ext.space is root.space and ext.size == ev.size
+        assert ev.get("MrIndex") == 1  # RTMR0 is CC MR index 1 (UEFI 2.10 §38.4.1)
