@@ -16,6 +16,8 @@ HEX_RE = re.compile(r"^\s*([0-9a-fA-F]{4,8}):((?:\s[0-9a-fA-F]{2}){1,16})")
 MAX_DUMP_TABLES = 512
 MAX_DUMP_BYTES = 64 << 20
 TABLE_SUFFIXES = {".dat", ".aml", ".bin", ".AML", ""}
+# A table file larger than this is not an ACPI table (the decoder caps a table at 16 MiB too).
+MAX_TABLE_FILE = 64 << 20
 
 
 def parse_acpidump(text: str) -> list[tuple[str, int, bytes]]:
@@ -50,7 +52,9 @@ def is_acpidump(path: Path) -> bool:
 
 
 def decode_acpidump(path: Path) -> Node:
-    tables = parse_acpidump(path.read_text(errors="replace"))
+    with path.open(errors="replace") as f:
+        text = f.read(MAX_DUMP_BYTES * 4)  # hex text is ~4 characters a byte; the parser bounds the rest
+    tables = parse_acpidump(text)
     mem = RegionMemory([(addr, data) for _, addr, data in tables])
     rsdp = [(addr, data) for sig, addr, data in tables if data[:8] == b"RSD PTR "]
     if rsdp:
@@ -68,6 +72,15 @@ def decode_acpidump(path: Path) -> Node:
     return root
 
 
+def _read_table_file(p: Path) -> Node:
+    size = p.stat().st_size
+    if size > MAX_TABLE_FILE:
+        n = Node("acpi-table", f"{p.name}: not decoded", None, 0, 0)
+        n.problem(None, f"{p.name} is {size} bytes, more than any ACPI table ({MAX_TABLE_FILE}); not read")
+        return n
+    return _decode_blob(p.read_bytes(), p.name)
+
+
 def _decode_blob(data: bytes, name: str, base: int | None = None) -> Node:
     space = Space(name, data, base)
     if data[:8] == b"RSD PTR ":
@@ -82,11 +95,11 @@ def decode_acpi_paths(paths: list[str]) -> Node:
         if p.is_dir():
             for f in sorted(p.iterdir()):
                 if f.is_file() and f.suffix in TABLE_SUFFIXES:
-                    root.append(_decode_blob(f.read_bytes(), f.name))
+                    root.append(_read_table_file(f))
         elif is_acpidump(p):
             root.append(decode_acpidump(p))
         else:
-            root.append(_decode_blob(p.read_bytes(), p.name))
+            root.append(_read_table_file(p))
     if len(root.children) == 1:
         return root.children[0]
     return root

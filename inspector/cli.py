@@ -7,6 +7,7 @@ still printed), 2 usage errors (and files that cannot be read at all).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -107,8 +108,10 @@ def _int(text: str) -> int:
 
 def _read_file(path: str, limit: int = 1 << 30) -> bytes:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"{p}: no such file")
+    if not p.is_file():
+        raise UsageError(f"{p}: not a regular file")
     if p.stat().st_size > limit:
         raise UsageError(f"{p}: larger than {limit} bytes")
     return p.read_bytes()
@@ -395,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:
+        print(f"fwinspect: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one line for users, the traceback on request
+        if os.environ.get("FWINSPECT_DEBUG"):
+            raise
+        print(f"fwinspect: internal error ({e.__class__.__name__}: {e}); FWINSPECT_DEBUG=1 shows the "
+              f"traceback: please report it with the input", file=sys.stderr)
+        return EXIT_PROBLEMS
 
 
 if __name__ == "__main__":
