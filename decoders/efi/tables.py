@@ -11,12 +11,11 @@ import struct as _struct
 import uuid
 import zlib
 
-from construct import Container
-
 from decoders import guids
 from decoders.devicepath import decode_device_path, walk as dp_walk
 from decoders.efi import structs as S
 from decoders.errors import parse_at
+from decoders.fields import add_fields
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
@@ -49,16 +48,7 @@ def _space(kind: str, address: int, raw: bytes) -> Space:
 
 def _add_fields(node: Node, parsed, struct, prefix: str = "", base: int = 0) -> None:
     """One field per struct member, at its offset in the node's space (padding skipped)."""
-    off = base
-    for sc in struct.subcons:
-        size = sc.sizeof()
-        if sc.name is not None:
-            value = parsed[sc.name]
-            if isinstance(value, Container):
-                _add_fields(node, value, sc.subcon, prefix + sc.name + ".", off)
-            else:
-                node.add(prefix + sc.name, value, off, size)
-        off += size
+    add_fields(node, struct, parsed, base, prefix=prefix)
 
 
 def crc32_with_zeroed(raw: bytes, crc_offset: int) -> int:

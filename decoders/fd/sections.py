@@ -12,10 +12,9 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 
-from construct import Struct
-
 from decoders import guids
 from decoders.errors import DecodeError, parse_at
+from decoders.fields import add_fields
 from decoders.fd import structs as S
 from decoders.fd.compression import (CompressionError, OverLimit, brotli_decompress, efi_decompress,
                                      lzma_decompress, lzma_x86_decompress)
@@ -72,22 +71,17 @@ def align(value: int, to: int) -> int:
     return (value + to - 1) & ~(to - 1)
 
 
+def _guid_value(member, value):
+    """GUID members (S.GUID) as UUIDs with their registry names."""
+    if member is S.GUID:
+        guid = guids.from_bytes(value)
+        return guid, guids.describe(guid)
+    return value, None
+
+
 def add_struct(node: Node, parsed, struct, offset: int, prefix: str = "", displays: dict | None = None) -> None:
     """Add every field of a fixed-size construct Struct as a located field (nested: dotted names)."""
-    rel = 0
-    for sub in struct.subcons:
-        size = sub.sizeof()
-        value = parsed[sub.name]
-        if isinstance(sub.subcon, Struct):
-            add_struct(node, value, sub.subcon, offset + rel, f"{prefix}{sub.name}.", displays)
-        else:
-            name = prefix + sub.name
-            if sub.subcon is S.GUID:
-                value = guids.from_bytes(value)
-                node.add(name, value, offset + rel, size, guids.describe(value))
-            else:
-                node.add(name, value, offset + rel, size, (displays or {}).get(name))
-        rel += size
+    add_fields(node, struct, parsed, offset, prefix=prefix, displays=displays, convert=_guid_value)
 
 
 def flags_text(value: int, table: dict[int, str]) -> str:

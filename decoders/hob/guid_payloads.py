@@ -14,6 +14,7 @@ from construct import Enum, Struct
 
 from decoders import guids
 from decoders.errors import DecodeError, parse_at, static_size
+from decoders.fields import add_fields
 from decoders.hob import structs as s
 from decoders.model import Node, Space
 
@@ -101,24 +102,7 @@ def add_struct_fields(node: Node, struct: Struct, parsed: Any, offset: int, *,
                       display: dict[str, Callable[[Any], str]] | None = None) -> int:
     """Add every named field of `struct` (nested structs flattened) at absolute `offset`; returns
     the offset past the struct. Field names stay the spec names of the declaration."""
-    pos = offset
-    for sc in struct.subcons:
-        size = static_size(sc)
-        name = sc.name
-        inner = getattr(sc, "subcon", sc)
-        if name is None or name in skip:
-            pos += size
-            continue
-        if isinstance(inner, Struct):
-            add_struct_fields(node, inner, parsed[name], pos, skip=skip, display=display)
-            pos += size
-            continue
-        raw, text = display_for(inner, parsed[name])
-        if display and name in display:
-            text = display[name](raw)
-        node.add(name, raw, pos, size, text)
-        pos += size
-    return pos
+    return add_fields(node, struct, parsed, offset, flatten=True, skip=skip, displays=display, convert=display_for)
 
 
 def parse_or_problem(node: Node, struct: Struct, data: bytes, rel: int, offset: int, what: str) -> Any:

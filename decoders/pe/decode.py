@@ -9,10 +9,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from construct import Construct, Struct
+from construct import Construct
 
 from decoders import guids
 from decoders.errors import DecodeError, parse_at, static_size
+from decoders.fields import add_fields
 from decoders.model import Node, Space
 from decoders.pe import structs as S
 
@@ -74,34 +75,10 @@ def section_characteristics_text(value: int) -> str:
     return flags_text(S.SECTION_CHARACTERISTICS, value, extra, handled=S.SCN_ALIGN_MASK)
 
 
-def _field_layout(struct: Struct) -> list[tuple[str, int, int]]:
-    """(name, offset, size) of each named fixed-size field of a construct Struct."""
-    out, pos = [], 0
-    for sc in struct.subcons:
-        size = static_size(sc)
-        if sc.name:
-            out.append((sc.name, pos, size))
-        pos += size
-    return out
-
-
-_LAYOUTS: dict[int, list[tuple[str, int, int]]] = {}
-
-
 def add_struct(node: Node, struct: Construct, parsed: Any, at: int, displays: dict[str, str] | None = None,
                only: tuple[str, ...] | None = None) -> None:
     """Add each field of `parsed` (a `struct` parsed at absolute offset `at`) to `node`."""
-    layout = _LAYOUTS.get(id(struct))
-    if layout is None:
-        layout = _LAYOUTS[id(struct)] = _field_layout(struct)
-    displays = displays or {}
-    for name, rel, size in layout:
-        if only is not None and name not in only:
-            continue
-        value = parsed[name]
-        if isinstance(value, list):
-            value = [dict(v) if isinstance(v, dict) else v for v in value]
-        node.add(name, value, at + rel, size, displays.get(name))
+    add_fields(node, struct, parsed, at, displays=displays, only=only)
 
 
 # -- shared image model --------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""Parsed construct Structs as located Node fields: the one place that walks a Struct's layout.
+
+Every decoder that parses a fixed-size header turns it into fields the same way: one field per
+named member, at its absolute offset in the node's space, with its size and display text. Nested
+Structs give dotted names (`Certificate.dwLength`), or their own names when flattened (a HOB's
+body after its generic header).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import construct
+
+from decoders.errors import static_size
+from decoders.model import Node
+
+Display = str | Callable[[Any], str]
+Convert = Callable[[construct.Construct, Any], tuple[Any, str | None]]
+
+# (name, offset in the struct, size, the member's construct without its name): per struct, once.
+_LAYOUTS: dict[int, tuple[tuple[str | None, int, int, construct.Construct], ...]] = {}
+
+
+def layout(struct: construct.Construct) -> tuple[tuple[str | None, int, int, construct.Construct], ...]:
+    key = id(struct)
+    found = _LAYOUTS.get(key)
+    if found is None:
+        out, pos = [], 0
+        for sc in struct.subcons:
+            size = static_size(sc)
+            out.append((sc.name, pos, size, sc.subcon if isinstance(sc, construct.Renamed) else sc))
+            pos += size
+        found = _LAYOUTS[key] = tuple(out)
+    return found
+
+
+def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int, *, prefix: str = "",
+               flatten: bool = False, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+               displays: dict[str, Display] | None = None, convert: Convert | None = None) -> int:
+    """Add the members of `parsed` (`struct` parsed at absolute `offset`) to `node`; returns the
+    offset just past the struct. Unnamed members (padding) and `skip`ped ones are left out; with
+    `only`, just those names. `convert(member, value)` may turn a value into (value, display), e.g.
+    GUID bytes into a UUID and its name; a `displays` entry (text, or a function of the value) wins."""
+    end = offset
+    for name, rel, size, inner in layout(struct):
+        end = offset + rel + size
+        if name is None or name in skip:
+            continue
+        value = parsed[name]
+        if isinstance(inner, construct.Struct):
+            add_fields(node, inner, value, offset + rel, prefix="" if flatten else f"{prefix}{name}.",
+                       flatten=flatten, skip=skip, only=only, displays=displays, convert=convert)
+            continue
+        full = prefix + name
+        if only is not None and full not in only:
+            continue
+        text = None
+        if convert is not None:
+            value, text = convert(inner, value)
+        shown = displays.get(full) if displays else None
+        if shown is not None:
+            text = shown(value) if callable(shown) else shown
+        if isinstance(value, list):  # construct ListContainers of Containers: plain lists of dicts
+            value = [dict(v) if isinstance(v, dict) else v for v in value]
+        node.add(full, value, offset + rel, size, text)
+    return end
