@@ -1,0 +1,440 @@
+"""Record a live session's stops to a file, and play them back without QEMU (issue 5, item 7).
+
+`Recorder(session, path)` is a SessionLike that forwards every call to `session` and appends each
+new Stop it returns to `path`. `ReplaySession(path)` is a read-only SessionLike over the recorded
+stops (live=False): next_handoff/cont/step move to the next stop, `previous()` goes back.
+`load_recording(path)` rebuilds the Stops, their Node trees and the bytes of the spaces the
+nodes point into, so a replay shows the same tree, fields and hex as the live session did.
+
+The file is JSON lines (the Dolphie pattern of per-refresh snapshots, FACTS D.3.4, without the
+database): a header line, then `blob` lines (a space's bytes, base64, written once per distinct
+content and referenced by SHA-256) and `stop` lines. A tree is stored flat, nodes in pre-order
+each naming its parent's index, so neither writing nor reading recurses on a deep tree. Field
+values go through `json_value` (GUIDs become strings, fine for display) and keep their display
+text, so the field table reads the same. The debugcon log is stored as the part added since
+the previous stop.
+
+Reading is bounded (line length, stop, node and byte counts are capped below): a truncated,
+hostile or foreign file raises RecordingError naming the line and what was expected.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from decoders.model import Field, Node, Problem, Severity, Space, json_value
+from inspector.live.session_api import SessionLike, Stop
+
+FORMAT = "fwinspect-recording"
+VERSION = 1
+
+# A space's bytes are kept up to this size; a larger space (a whole guest RAM view) keeps its
+# first bytes, and the replayed tree carries a note saying so. 4 MiB holds a whole OVMF image.
+MAX_SPACE_BYTES = 4 << 20
+# Spaces with bytes per stop: more (a hostile tree with one space per node) are kept without bytes.
+MAX_SPACES_PER_STOP = 64
+# Nodes kept per stop tree. Decoders cap their own trees well below this.
+MAX_NODES = 200_000
+# Reading: one line (a stop or a base64 blob) at most this long, at most this many stops, and at
+# most this many blob bytes in all; past any of these the file is refused, not half-read.
+MAX_LINE_BYTES = 64 << 20
+MAX_STOPS = 100_000
+MAX_TOTAL_BLOB_BYTES = 1 << 30
+# Text cut on reading (a hostile file's titles are shown in the UI).
+MAX_TEXT_CHARS = 4096
+
+
+class RecordingError(ValueError):
+    """The recording cannot be read: `line` is the 1-based line number (0 for the file itself)."""
+
+    def __init__(self, path: Path | str, line: int, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{path}: line {line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def _space_data(space: Space) -> bytes | None:
+    if space.data is None:
+        return None
+    return bytes(space.data[:MAX_SPACE_BYTES])
+
+
+def tree_record(root: Node, blobs: dict[str, bytes]) -> dict[str, Any]:
+    """The flat JSON form of the tree under `root`; each space's (bounded) bytes go into `blobs`
+    by their SHA-256, for the caller to write once."""
+    nodes: list[dict[str, Any]] = []
+    spaces: list[dict[str, Any]] = []
+    node_index: dict[int, int] = {}
+    space_index: dict[int, int] = {}
+    space_objs: list[Space] = []
+    stack: list[tuple[Node, int]] = [(root, -1)]
+    left_out = 0
+    while stack:
+        node, parent = stack.pop()
+        if id(node) in node_index:      # listed twice (a cycle or a decoder bug): keep it once
+            continue
+        if len(nodes) >= MAX_NODES:
+            left_out += 1
+            continue
+        node_index[id(node)] = len(nodes)
+        sidx = None
+        if node.space is not None:
+            sidx = space_index.get(id(node.space))
+            if sidx is None:
+                sidx = space_index[id(node.space)] = len(space_objs)
+                space_objs.append(node.space)
+        nodes.append({
+            "parent": parent, "kind": node.kind, "title": node.title, "space": sidx,
+            "offset": node.offset, "size": node.size,
+            "fields": [{"name": f.name, "value": json_value(f.value), "offset": f.offset, "size": f.size,
+                        "display": f.text} for f in node.fields],
+            "problems": [p.to_json() for p in node.problems],
+        })
+        me = len(nodes) - 1
+        stack.extend((child, me) for child in reversed(node.children))
+    for i, space in enumerate(space_objs):
+        data = _space_data(space) if i < MAX_SPACES_PER_STOP else None
+        digest = None
+        if data is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            blobs.setdefault(digest, data)
+        parent = None if space.parent is None else node_index.get(id(space.parent))
+        spaces.append({"name": space.name, "base": space.base, "size": space.size, "blob": digest,
+                       "recorded": 0 if data is None else len(data), "parent": parent})
+    return {"nodes": nodes, "spaces": spaces, "nodes_left_out": left_out}
+
+
+class Recorder:
+    """A SessionLike that forwards to `session` and appends each new Stop to `path`.
+
+    The file is created (or emptied) at once; every stop is flushed as it comes, so a session
+    that dies mid-way leaves a readable recording of the stops before. Thread-safe: the live
+    screen calls `interrupt()` from one worker while `cont()` blocks in another.
+    """
+
+    def __init__(self, session: SessionLike, path: Path | str):
+        self.session = session
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._blobs_written: set[str] = set()
+        self._indices: set[int] = set()
+        self._last_log = ""
+        self.count = 0
+        self._file = self.path.open("w", encoding="utf-8")
+        self._write({"format": FORMAT, "version": VERSION})
+
+    @property
+    def live(self) -> bool:
+        return self.session.live
+
+    def _write(self, obj: dict) -> None:
+        self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def record(self, stop: Stop) -> Stop:
+        """Append `stop` unless a stop with its index is already recorded; returns it."""
+        with self._lock:
+            if stop.index in self._indices or self._file.closed:
+                return stop
+            blobs: dict[str, bytes] = {}
+            data = dataclasses.replace(stop, tree=None).to_json()
+            data["tree"] = None if stop.tree is None else tree_record(stop.tree, blobs)
+            # The log only grows during a boot: store what this stop added.
+            log = stop.log or ""
+            prefix = len(self._last_log) if log.startswith(self._last_log) else 0
+            data["log_prefix"], data["log"] = prefix, log[prefix:]
+            for digest, raw in blobs.items():
+                if digest not in self._blobs_written:
+                    self._write({"blob": digest, "size": len(raw), "data": base64.b64encode(raw).decode()})
+                    self._blobs_written.add(digest)
+            self._write({"stop": data})
+            self._file.flush()
+            self._indices.add(stop.index)
+            self._last_log = log
+            self.count += 1
+        return stop
+
+    # -- SessionLike ------------------------------------------------------------------
+    def current(self) -> Stop:
+        return self.record(self.session.current())
+
+    def next_handoff(self, timeout: float = 60.0) -> Stop:
+        return self.record(self.session.next_handoff(timeout))
+
+    def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
+        return self.record(self.session.run_to(phase, timeout))
+
+    def step(self) -> Stop:
+        return self.record(self.session.step())
+
+    def cont(self, timeout: float = 60.0) -> Stop:
+        return self.record(self.session.cont(timeout))
+
+    def interrupt(self) -> Stop:
+        return self.record(self.session.interrupt())
+
+    def close(self) -> None:
+        try:
+            self.session.close()
+        finally:
+            with self._lock:
+                self._file.close()
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+class _Checker:
+    """Type checks with messages that name the file, the line and the key."""
+
+    def __init__(self, path: Path | str):
+        self.path = path
+        self.line = 0
+
+    def fail(self, message: str) -> RecordingError:
+        return RecordingError(self.path, self.line, message)
+
+    def get(self, obj: dict, key: str, types: type | tuple, where: str, optional: bool = False) -> Any:
+        value = obj.get(key)
+        if value is None and optional:
+            return None
+        # bool is an int in Python; a true/false where a number belongs is a bad file.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            names = "/".join(t.__name__ for t in _as_tuple(types))
+            raise self.fail(f"{where}.{key}: expected {names}, found {type(value).__name__}")
+        return value
+
+    def text(self, obj: dict, key: str, where: str, optional: bool = False) -> str | None:
+        value = self.get(obj, key, str, where, optional)
+        return None if value is None else value[:MAX_TEXT_CHARS]
+
+    def int(self, obj: dict, key: str, where: str, optional: bool = False) -> int | None:
+        return self.get(obj, key, int, where, optional)
+
+    def list(self, obj: dict, key: str, where: str) -> list:
+        return self.get(obj, key, list, where)
+
+    def dict(self, obj: Any, where: str) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(f"{where}: expected an object, found {type(obj).__name__}")
+        return obj
+
+
+def _as_tuple(types: type | tuple) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
+    nodes_json = c.list(rec, "nodes", "stop.tree")
+    spaces_json = c.list(rec, "spaces", "stop.tree")
+    if not nodes_json:
+        raise c.fail("stop.tree.nodes: expected at least the root node")
+    if len(nodes_json) > MAX_NODES or len(spaces_json) > MAX_NODES:
+        raise c.fail(f"stop.tree: more than {MAX_NODES} nodes or spaces")
+    spaces: list[Space] = []
+    space_parents: list[int | None] = []
+    notes: list[str] = []
+    for i, s in enumerate(spaces_json):
+        where = f"stop.tree.spaces[{i}]"
+        s = c.dict(s, where)
+        name = c.text(s, "name", where)
+        size = c.int(s, "size", where)
+        digest = c.text(s, "blob", where, optional=True)
+        data = None
+        if digest is not None:
+            if digest not in blobs:
+                raise c.fail(f"{where}.blob: no blob {digest[:16]}… earlier in the file")
+            data = blobs[digest]
+            if len(data) < size:
+                notes.append(f"space {name!r}: the recording kept the first 0x{len(data):x} of "
+                             f"0x{size:x} bytes")
+        spaces.append(Space(name, data, c.int(s, "base", where, optional=True)))
+        space_parents.append(c.int(s, "parent", where, optional=True))
+    nodes: list[Node] = []
+    for i, n in enumerate(nodes_json):
+        where = f"stop.tree.nodes[{i}]"
+        n = c.dict(n, where)
+        parent = c.int(n, "parent", where)
+        if (i == 0) != (parent == -1) or parent >= i:
+            raise c.fail(f"{where}.parent: expected -1 for the root, else an earlier node's index")
+        sidx = c.int(n, "space", where, optional=True)
+        if sidx is not None and not 0 <= sidx < len(spaces):
+            raise c.fail(f"{where}.space: {sidx} is not one of the {len(spaces)} spaces")
+        node = Node(c.text(n, "kind", where), c.text(n, "title", where),
+                    None if sidx is None else spaces[sidx], c.int(n, "offset", where), c.int(n, "size", where))
+        for j, f in enumerate(c.list(n, "fields", where)):
+            fw = f"{where}.fields[{j}]"
+            f = c.dict(f, fw)
+            node.fields.append(Field(c.text(f, "name", fw), f.get("value"), c.int(f, "offset", fw, True),
+                                     c.int(f, "size", fw, True), c.text(f, "display", fw, True)))
+        for j, p in enumerate(c.list(n, "problems", where)):
+            pw = f"{where}.problems[{j}]"
+            p = c.dict(p, pw)
+            try:
+                severity = Severity(p.get("severity"))
+            except ValueError:
+                raise c.fail(f"{pw}.severity: expected error/warning/info") from None
+            node.problems.append(Problem(c.int(p, "offset", pw, True), severity, c.text(p, "message", pw)))
+        if parent >= 0:
+            nodes[parent].children.append(node)
+        nodes.append(node)
+    for space, parent in zip(spaces, space_parents):
+        if parent is not None and 0 <= parent < len(nodes):
+            space.parent = nodes[parent]
+    root = nodes[0]
+    left_out = rec.get("nodes_left_out")
+    if isinstance(left_out, int) and not isinstance(left_out, bool) and left_out > 0:
+        notes.append(f"the recording left out {left_out} nodes past {MAX_NODES}")
+    for note in notes:
+        root.note(None, note)
+    return root
+
+
+def _read_stop(c: _Checker, obj: Any, blobs: dict[str, bytes], previous_log: str) -> Stop:
+    s = c.dict(obj, "stop")
+    registers = c.dict(s.get("registers"), "stop.registers")
+    for name, value in registers.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise c.fail(f"stop.registers.{name[:40]}: expected an integer")
+    disassembly = []
+    for i, line in enumerate(c.list(s, "disassembly", "stop")):
+        line = c.dict(line, f"stop.disassembly[{i}]")
+        disassembly.append((c.int(line, "address", f"stop.disassembly[{i}]"),
+                            c.text(line, "text", f"stop.disassembly[{i}]")))
+    problems = c.list(s, "problems", "stop")
+    if not all(isinstance(p, str) for p in problems):
+        raise c.fail("stop.problems: expected a list of strings")
+    prefix = c.int(s, "log_prefix", "stop", optional=True) or 0
+    if not 0 <= prefix <= len(previous_log):
+        raise c.fail(f"stop.log_prefix: {prefix} is past the previous stop's log ({len(previous_log)} chars)")
+    log = previous_log[:prefix] + (c.get(s, "log", str, "stop", optional=True) or "")
+    tree = s.get("tree")
+    return Stop(
+        index=c.int(s, "index", "stop"), reason=c.text(s, "reason", "stop"), phase=c.text(s, "phase", "stop"),
+        mode=c.text(s, "mode", "stop"), linear_rip=c.int(s, "linear_rip", "stop"),
+        registers=dict(registers), module=c.text(s, "module", "stop", optional=True),
+        handoff=c.text(s, "handoff", "stop", optional=True),
+        tree=None if tree is None else _read_tree(c, c.dict(tree, "stop.tree"), blobs),
+        disassembly=disassembly, log=log, problems=[p[:MAX_TEXT_CHARS] for p in problems])
+
+
+def load_recording(path: Path | str) -> list[Stop]:
+    """The Stops recorded in `path`, with their trees and space bytes rebuilt.
+
+    Raises RecordingError (a ValueError) for a file that is not a recording, is truncated or
+    malformed, or exceeds the reading bounds; OSError when it cannot be opened."""
+    c = _Checker(path)
+    stops: list[Stop] = []
+    blobs: dict[str, bytes] = {}
+    blob_bytes = 0
+    log = ""
+    with Path(path).open("rb") as f:
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                break
+            c.line += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise c.fail(f"line longer than {MAX_LINE_BYTES} bytes")
+            if not raw.endswith(b"\n"):
+                raise c.fail("the line is cut short (the file ends without a newline: truncated?)")
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError) as e:
+                raise c.fail(f"not JSON: {str(e)[:120]}") from None
+            obj = c.dict(obj, "line")
+            if c.line == 1:
+                if obj.get("format") != FORMAT:
+                    raise c.fail(f"not an fwinspect recording (expected a header with format {FORMAT!r})")
+                if obj.get("version") != VERSION:
+                    raise c.fail(f"recording version {obj.get('version')!r}; this fwinspect reads {VERSION}")
+                continue
+            if "blob" in obj:
+                digest = c.text(obj, "blob", "blob")
+                try:
+                    data = base64.b64decode(c.get(obj, "data", str, "blob"), validate=True)
+                except (binascii.Error, ValueError):
+                    raise c.fail("blob.data: expected base64") from None
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise c.fail("blob: the bytes do not match their SHA-256 (corrupted file)")
+                blob_bytes += len(data)
+                if blob_bytes > MAX_TOTAL_BLOB_BYTES:
+                    raise c.fail(f"more than {MAX_TOTAL_BLOB_BYTES} bytes of recorded memory")
+                blobs[digest] = data
+            elif "stop" in obj:
+                if len(stops) >= MAX_STOPS:
+                    raise c.fail(f"more than {MAX_STOPS} stops")
+                stop = _read_stop(c, obj["stop"], blobs, log)
+                log = stop.log
+                stops.append(stop)
+            else:
+                raise c.fail("expected a 'blob' or 'stop' line")
+    if c.line == 0:
+        raise RecordingError(path, 0, "empty file: not an fwinspect recording")
+    return stops
+
+
+class ReplaySession:
+    """SessionLike over a recording: read-only, `live` is False.
+
+    next_handoff, cont and step move to the next recorded stop (at the last one they stay there);
+    `previous()` moves back; run_to(phase) moves to the next stop in that phase."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.stops = load_recording(path)
+        if not self.stops:
+            raise RecordingError(path, 0, "the recording holds no stops")
+        self.position = 0
+
+    @property
+    def live(self) -> bool:
+        return False
+
+    @property
+    def count(self) -> int:
+        return len(self.stops)
+
+    def current(self) -> Stop:
+        return self.stops[self.position]
+
+    def _move(self, delta: int) -> Stop:
+        self.position = max(0, min(len(self.stops) - 1, self.position + delta))
+        return self.current()
+
+    def next(self) -> Stop:
+        return self._move(+1)
+
+    def previous(self) -> Stop:
+        return self._move(-1)
+
+    def next_handoff(self, timeout: float = 60.0) -> Stop:
+        return self._move(+1)
+
+    def cont(self, timeout: float = 60.0) -> Stop:
+        return self._move(+1)
+
+    def step(self) -> Stop:
+        return self._move(+1)
+
+    def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
+        for i in range(self.position + 1, len(self.stops)):
+            if self.stops[i].phase == phase:
+                self.position = i
+                return self.current()
+        raise ValueError(f"no recorded stop after this one is in phase {phase!r}")
+
+    def interrupt(self) -> Stop:
+        return self.current()
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["Recorder", "ReplaySession", "RecordingError", "load_recording", "tree_record"]

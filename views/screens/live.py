@@ -1,0 +1,442 @@
+"""LiveScreen: a guest paused at a stop, and the gdb-like keys that move it (DESIGN.md "Views").
+
+Top: the phase bar. Then registers (changes since the previous stop in red), disassembly at RIP
+with the module name, and the debugcon log. Below: the tree decoded at the stop, with the
+selected node's fields and bytes (NodeTree, FieldTable and HexView, as on the inspect screen).
+
+The screen talks only to a SessionLike (inspector/live/session_api.py), and only from thread
+workers (`@work(thread=True, exclusive=True)`; FACTS D.3.1 "Textual itself", Harlequin's query
+runners): the UI thread never waits on the target. Run control (c, s, n, r) is one worker group;
+interrupt is another, so it can be sent while `cont()` blocks. A call that raises is shown in the
+status line and as a notification and the screen stays usable; after TargetDead, the keys that
+need a target say so instead of calling it. A replay (`session.live` False) is read-only: n / p
+move through the recorded stops and the run-control keys say "replay: read-only".
+"""
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from decoders.model import Node
+from inspector.live.session_api import PHASES, SessionLike, Stop
+from inspector.live.target import TargetDead
+from views.index import TreeIndex
+from views.screens.inspect import describe_node
+from views.screens.prompt import PromptScreen
+from views.widgets.disassembly import DisassemblyView
+from views.widgets.field_table import FieldTable
+from views.widgets.hex_view import HexView
+from views.widgets.log_pane import LogPane
+from views.widgets.node_tree import NodeTree, clean_text
+from views.widgets.phase_bar import LABELS, PhaseBar
+from views.widgets.registers import RegistersView
+
+RUN_GROUP = "run-control"
+INTERRUPT_GROUP = "interrupt"
+READ_ONLY = "replay: read-only (n / p move through the recorded stops)"
+# Replay moves (n / p) queued while one is under way; more presses than this are dropped.
+MAX_PENDING_MOVES = 32
+# Error text shown in the status line is cut here (a backend can put a whole reply in it).
+MAX_ERROR_CHARS = 300
+
+
+def empty_tree(stop: Stop) -> Node:
+    return Node("stop", f"stop {stop.index}: nothing decoded here")
+
+
+class LiveScreen(Screen):
+    DEFAULT_CSS = """
+    LiveScreen #live-top { height: 19; }
+    LiveScreen #registers-box {
+        width: 52; height: 1fr;
+        border: round $foreground 30%; background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    LiveScreen #disassembly-box {
+        width: 1fr; height: 1fr;
+        border: round $foreground 30%; background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    LiveScreen #disassembly { text-wrap: nowrap; text-overflow: ellipsis; }
+    LiveScreen #log {
+        width: 1fr; height: 1fr;
+        border: round $foreground 30%;
+    }
+    LiveScreen #live-status { height: 1; padding: 0 1; background: $boost; }
+    LiveScreen #live-status.running { background: $warning 40%; }
+    LiveScreen #live-status.error { background: $error 40%; }
+    """
+
+    # Live and replay bindings share keys; check_action enables the set for this session, and a
+    # key whose action is off falls through to the next binding of that key (App._check_bindings).
+    BINDINGS = [
+        Binding("c", "cont", "Continue", id="live-continue"),
+        Binding("s", "step", "Step", id="live-step"),
+        Binding("n", "next", "Next handoff", id="live-next"),
+        Binding("i", "interrupt", "Interrupt", id="live-interrupt"),
+        # priority: Screen binds ctrl+c to copy-text, and gdb users press ctrl+c to interrupt.
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True, id="live-interrupt-ctrl-c"),
+        Binding("r", "run_to", "Run to phase", id="live-run-to"),
+        Binding("n", "next_stop", "Next stop", id="replay-next"),
+        Binding("p", "previous", "Previous stop", id="replay-previous"),
+        Binding("c,s,i,r", "read_only", "Run control (read-only in a replay)", show=False, id="replay-read-only"),
+    ]
+    LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to"})
+    REPLAY_ACTIONS = frozenset({"next_stop", "previous", "read_only"})
+
+    def __init__(self, session: SessionLike, title: str):
+        super().__init__()
+        self.session = session
+        self.source_title = title
+        self.live = bool(session.live)
+        self.stop: Stop | None = None
+        self.root: Node | None = None
+        self.current: Node | None = None
+        self.reached: set[str] = set()
+        self.running: str | None = None     # the run-control call under way
+        self.dead: str | None = None        # why the target is gone, after TargetDead
+        self.error: str | None = None       # the last call's error, until the next stop
+        self._pending: list[str] = []       # replay moves pressed while one was under way
+        self.quitting = False               # the app is exiting: results are no longer shown
+        self.stops_shown = 0
+        self._status_text = ""
+        # perf_counter at each run-control key and after each stop's first frame: key-to-redraw.
+        self.key_times: list[tuple[str, float]] = []
+        self.redraw_times: list[float] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield PhaseBar(id="phase-bar")
+        with Horizontal(id="live-top"):
+            with VerticalScroll(id="registers-box"):
+                yield RegistersView(id="registers")
+            with VerticalScroll(id="disassembly-box"):
+                yield DisassemblyView(id="disassembly")
+            yield LogPane(id="log")
+        with Horizontal(id="panes"):
+            yield Static("waiting for the first stop…", id="tree")
+            with Vertical(id="details"):
+                yield Static(id="node-info")
+                yield FieldTable(id="fields")
+                yield HexView(id="hex")
+        yield Static("", id="live-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#registers-box").border_title = "Registers"
+        self.query_one("#disassembly-box").border_title = "Disassembly"
+        self.query_one(LogPane).border_title = "Debug console"
+        self.query_one("#tree").border_title = "Decoded at this stop"
+        self.fields.border_title = "Fields"
+        self.hex_view.border_title = "Bytes"
+        self.set_status("attaching…" if self.live else "loading the recording…")
+        self._run("current")
+
+    # -- widgets ------------------------------------------------------------------
+    @property
+    def phase_bar(self) -> PhaseBar:
+        return self.query_one(PhaseBar)
+
+    @property
+    def registers(self) -> RegistersView:
+        return self.query_one(RegistersView)
+
+    @property
+    def disassembly(self) -> DisassemblyView:
+        return self.query_one(DisassemblyView)
+
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    @property
+    def node_tree(self) -> NodeTree | None:
+        found = self.query(NodeTree)
+        return found.first() if found else None
+
+    @property
+    def fields(self) -> FieldTable:
+        return self.query_one(FieldTable)
+
+    @property
+    def hex_view(self) -> HexView:
+        return self.query_one(HexView)
+
+    @property
+    def status(self) -> Static:
+        return self.query_one("#live-status", Static)
+
+    @property
+    def status_text(self) -> str:
+        return self._status_text
+
+    def set_status(self, text: str, kind: str = "") -> None:
+        self._status_text = text
+        status = self.status
+        status.set_class(kind == "running", "running")
+        status.set_class(kind == "error", "error")
+        status.update(Text(text))
+
+    # -- workers ------------------------------------------------------------------
+    def _run(self, action: str, *args) -> None:
+        self.running = action
+        if action != "current" and self.live:
+            self.set_status(f"running… ({action.replace('_', ' ')}; i or ctrl+c interrupts)", "running")
+        self._call(action, args)
+
+    @work(thread=True, exclusive=True, group=RUN_GROUP, exit_on_error=False)
+    def _call(self, action: str, args: tuple) -> tuple[Stop, TreeIndex]:
+        stop = getattr(self.session, action)(*args)
+        # The index walks the whole tree: build it here, not on the UI thread.
+        return stop, TreeIndex(stop.tree if stop.tree is not None else empty_tree(stop))
+
+    @work(thread=True, exclusive=True, group=INTERRUPT_GROUP, exit_on_error=False)
+    def _interrupt(self) -> tuple[Stop, TreeIndex]:
+        stop = self.session.interrupt()
+        return stop, TreeIndex(stop.tree if stop.tree is not None else empty_tree(stop))
+
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group not in (RUN_GROUP, INTERRUPT_GROUP) or self.quitting:
+            return
+        if event.state == WorkerState.SUCCESS:
+            if worker.group == RUN_GROUP:
+                self.running = None
+            stop, index = worker.result
+            await self.show_stop(stop, index)
+        elif event.state == WorkerState.ERROR:
+            if worker.group == RUN_GROUP:
+                self.running = None
+                self._pending.clear()
+            self.failed(worker.error)
+        elif event.state == WorkerState.CANCELLED and worker.group == RUN_GROUP:
+            self.running = None
+        if self.running is None and self._pending:
+            self._replay_move(self._pending.pop(0))
+
+    def failed(self, error: BaseException | None) -> None:
+        message = clean_text(f"{type(error).__name__}: {error}", MAX_ERROR_CHARS)
+        if isinstance(error, TargetDead):
+            self.dead = message
+            message = f"target gone: {message} — run control disabled; q quits"
+        self.error = message
+        self.set_status(f"error: {message}", "error")
+        self.notify(message, title="Target", severity="error", markup=False)
+
+    # -- a stop -------------------------------------------------------------------
+    async def show_stop(self, stop: Stop, index: TreeIndex) -> None:
+        """Fill every pane from `stop`; changed registers are those that differ from the stop
+        shown before it."""
+        if self.stop is not None and stop is self.stop:
+            # A replay at its last (or first) stop, or an interrupt answered with the stop shown.
+            self.set_status(self.describe_stop(stop) + self._edge_note(), "error" if self.error else "")
+            return
+        if self.live and self.stop is not None and stop.index < self.stop.index:
+            return  # an interrupt's answer that a later stop has overtaken
+        # One repaint for the whole stop, not one per pane (Memray's tui.py pattern, FACTS D.3.4).
+        with self.app.batch_update():
+            await self._apply(stop, index)
+        self.call_after_refresh(lambda: self.redraw_times.append(time.perf_counter()))
+
+    async def _apply(self, stop: Stop, index: TreeIndex) -> None:
+        before = None if self.stop is None else self.stop.registers
+        self.error = None
+        self.stops_shown += 1
+        if stop.phase in PHASES:
+            # Everything up to the current phase was passed through on the way.
+            self.reached.update(PHASES[:PHASES.index(stop.phase) + 1])
+        self.phase_bar.show(stop.phase, self.reached)
+        self.registers.show(stop.registers, before, stop.mode, stop.linear_rip)
+        box = self.query_one("#disassembly-box")
+        box.border_title = clean_text(f"Disassembly: {stop.module or 'unknown module'}", 60)
+        self.disassembly.show(stop.disassembly, stop.linear_rip)
+        self.log_pane.show(stop.log)
+        await self._show_tree(index)
+        # Last: tests and the status line read `self.stop` as "this stop is fully shown".
+        self.stop = stop
+        self.set_status(self.describe_stop(stop) + self._edge_note())
+
+    def _edge_note(self) -> str:
+        if self.live:
+            return ""
+        position, count = getattr(self.session, "position", None), getattr(self.session, "count", None)
+        if position is None or count is None:
+            return ""
+        if position == count - 1:
+            return "  (last recorded stop)"
+        return "  (first recorded stop)" if position == 0 else ""
+
+    def describe_stop(self, stop: Stop) -> str:
+        parts = [f"stop {stop.index}", stop.reason, LABELS.get(stop.phase, stop.phase), stop.mode,
+                 f"RIP 0x{stop.linear_rip:x}"]
+        if stop.handoff:
+            parts.append(f"handoff {LABELS.get(stop.handoff, stop.handoff)}")
+        if stop.module:
+            parts.append(stop.module)
+        if stop.problems:
+            parts.append(f"{len(stop.problems)} problem(s): {stop.problems[0]}")
+        if not self.live:
+            position, count = getattr(self.session, "position", None), getattr(self.session, "count", None)
+            parts.insert(0, "replay" if position is None else f"replay {position + 1}/{count}")
+        return clean_text(" · ".join(parts), 400)
+
+    async def _show_tree(self, index: TreeIndex) -> None:
+        if self.root is index.root:
+            return
+        old = self.query_one("#tree")
+        had_focus = self.focused is None or self.focused is old
+        await old.remove()
+        tree = NodeTree(index, id="tree")
+        tree.border_title = "Decoded at this stop"
+        await self.query_one("#panes").mount(tree, before=self.query_one("#details"))
+        self.root = index.root
+        self.current = None
+        self.show_node(index.root)
+        if had_focus:
+            tree.focus()
+
+    # -- tree, fields, bytes (as InspectScreen) ---------------------------------------
+    @on(NodeTree.NodeSelected)
+    def _node_selected(self, event: NodeTree.NodeSelected) -> None:
+        if event.node is not self.current:
+            self.show_node(event.node)
+
+    def show_node(self, node: Node) -> None:
+        self.current = node
+        self.query_one("#node-info", Static).update(describe_node(node), layout=False)
+        self.fields.node = node
+        hex_view = self.hex_view
+        if hex_view.space is not node.space:
+            hex_view.space = node.space
+        hex_view.mark = hex_view.cursor = None
+        hex_view.span = (node.offset, node.offset + node.size) if node.size > 0 else None
+        space = node.space
+        hex_view.border_title = "Bytes" if space is None else clean_text(f"Bytes: {space.name}", 60)
+        if space is not None and space.data is not None:
+            hex_view.scroll_to_offset(node.offset)
+
+    @on(FieldTable.FieldSelected)
+    def _field_selected(self, event: FieldTable.FieldSelected) -> None:
+        hex_view = self.hex_view
+        if event.offset is None or event.node is not self.current:
+            hex_view.mark = None
+            return
+        hex_view.mark = (event.offset, event.offset + max(1, event.size or 1))
+        hex_view.scroll_to_offset(event.offset, only_if_hidden=True)
+
+    # -- actions ------------------------------------------------------------------
+    def _can_run(self, what: str) -> bool:
+        """True when a run-control call may start now; else says why."""
+        if self.dead is not None:
+            self.notify(f"{what}: the target is gone ({self.dead}); q quits", severity="error", markup=False)
+            return False
+        if self.running is not None:
+            self.notify(f"{what}: the target is running ({self.running}); i or ctrl+c interrupts",
+                        severity="warning", markup=False)
+            return False
+        return True
+
+    def _live_only(self, what: str) -> bool:
+        if not self.live:
+            self.notify(f"{what}: {READ_ONLY}", severity="warning", markup=False)
+            return False
+        return self._can_run(what)
+
+    def _mark_key(self, action: str) -> None:
+        self.key_times.append((action, time.perf_counter()))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.LIVE_ACTIONS:
+            return self.live
+        if action in self.REPLAY_ACTIONS:
+            return not self.live
+        return True
+
+    def action_read_only(self) -> None:
+        self.notify(READ_ONLY, severity="warning")
+
+    def action_next_stop(self) -> None:
+        self.action_next()
+
+    def action_cont(self) -> None:
+        if self._live_only("continue"):
+            self._mark_key("cont")
+            self._run("cont")
+
+    def action_step(self) -> None:
+        if self._live_only("step"):
+            self._mark_key("step")
+            self._run("step")
+
+    def _replay_move(self, action: str) -> None:
+        """Replay moves are queued while one is under way, so n n n moves three stops."""
+        if self.running is not None:
+            if len(self._pending) < MAX_PENDING_MOVES:
+                self._pending.append(action)
+            return
+        self._mark_key(action)
+        self._run(action)
+
+    def action_next(self) -> None:
+        """Live: run to the next handoff. Replay: the next recorded stop."""
+        if not self.live:
+            self._replay_move("next_handoff")
+        elif self._can_run("next"):
+            self._mark_key("next_handoff")
+            self._run("next_handoff")
+
+    def action_previous(self) -> None:
+        if self.live or not hasattr(self.session, "previous"):
+            self.notify("p (previous stop) works in a replay; a live guest cannot run backwards",
+                        severity="warning")
+            return
+        self._replay_move("previous")
+
+    def action_interrupt(self) -> None:
+        if not self.live:
+            self.notify(f"interrupt: {READ_ONLY}", severity="warning", markup=False)
+            return
+        if self.dead is not None:
+            self.notify(f"interrupt: the target is gone ({self.dead})", severity="error", markup=False)
+            return
+        if self.running is None:
+            self.notify("interrupt: the target is already stopped", severity="information")
+            return
+        self.set_status("interrupting…", "running")
+        self._interrupt()
+
+    def interrupt_for_quit(self) -> Worker | None:
+        """Send interrupt() if a run-control call is under way (the app is quitting); returns
+        the worker to wait for, or None."""
+        self.quitting = True
+        if self.live and self.running is not None and self.dead is None:
+            self._pending.clear()
+            return self._interrupt()
+        return None
+
+    def action_run_to(self) -> None:
+        if not self._live_only("run to"):
+            return
+
+        def done(text: str | None) -> None:
+            phase = (text or "").strip().lower()
+            if not phase:
+                return
+            if phase not in PHASES:
+                self.notify(f"{phase!r} is not a phase; one of {', '.join(PHASES)}", severity="error",
+                            markup=False)
+                return
+            if self._can_run("run to"):
+                self._mark_key("run_to")
+                self._run("run_to", phase)
+
+        self.app.push_screen(PromptScreen("Run to phase", placeholder="dxe-core",
+                                          hint="one of: " + ", ".join(PHASES)), done)
