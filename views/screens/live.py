@@ -17,11 +17,10 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
@@ -29,7 +28,7 @@ from decoders.model import Node
 from inspector.live.session_api import PHASES, SessionLike, Stop
 from inspector.live.target import TargetDead
 from views.index import TreeIndex
-from views.screens.inspect import describe_node
+from views.screens.node_screen import NodeScreen
 from views.screens.prompt import PromptScreen
 from views.widgets.disassembly import DisassemblyView
 from views.widgets.field_table import FieldTable
@@ -52,7 +51,7 @@ def empty_tree(stop: Stop) -> Node:
     return Node("stop", f"stop {stop.index}: nothing decoded here")
 
 
-class LiveScreen(Screen):
+class LiveScreen(NodeScreen):
     DEFAULT_CSS = """
     LiveScreen #live-top { height: 19; }
     LiveScreen #registers-box {
@@ -161,14 +160,6 @@ class LiveScreen(Screen):
     def node_tree(self) -> NodeTree | None:
         found = self.query(NodeTree)
         return found.first() if found else None
-
-    @property
-    def fields(self) -> FieldTable:
-        return self.query_one(FieldTable)
-
-    @property
-    def hex_view(self) -> HexView:
-        return self.query_one(HexView)
 
     @property
     def status(self) -> Static:
@@ -302,35 +293,6 @@ class LiveScreen(Screen):
         self.show_node(index.root)
         if had_focus:
             tree.focus()
-
-    # -- tree, fields, bytes (as InspectScreen) ---------------------------------------
-    @on(NodeTree.NodeSelected)
-    def _node_selected(self, event: NodeTree.NodeSelected) -> None:
-        if event.node is not self.current:
-            self.show_node(event.node)
-
-    def show_node(self, node: Node) -> None:
-        self.current = node
-        self.query_one("#node-info", Static).update(describe_node(node), layout=False)
-        self.fields.node = node
-        hex_view = self.hex_view
-        if hex_view.space is not node.space:
-            hex_view.space = node.space
-        hex_view.mark = hex_view.cursor = None
-        hex_view.span = (node.offset, node.offset + node.size) if node.size > 0 else None
-        space = node.space
-        hex_view.border_title = "Bytes" if space is None else clean_text(f"Bytes: {space.name}", 60)
-        if space is not None and space.data is not None:
-            hex_view.scroll_to_offset(node.offset)
-
-    @on(FieldTable.FieldSelected)
-    def _field_selected(self, event: FieldTable.FieldSelected) -> None:
-        hex_view = self.hex_view
-        if event.offset is None or event.node is not self.current:
-            hex_view.mark = None
-            return
-        hex_view.mark = (event.offset, event.offset + max(1, event.size or 1))
-        hex_view.scroll_to_offset(event.offset, only_if_hidden=True)
 
     # -- actions ------------------------------------------------------------------
     def _can_run(self, what: str) -> bool:
