@@ -267,6 +267,28 @@ def cmd_translate(args) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args) -> int:
+    if not Path(args.file).is_file():
+        raise UsageError(f"{args.file}: no such file")
+    if args.json:
+        # The recorded stops as JSON lines, without the app (for scripts and diffing sessions).
+        import json
+
+        from inspector.live.record import RecordingError, load_recording
+
+        try:
+            stops = load_recording(args.file)
+        except RecordingError as e:
+            print(f"fwinspect replay: {e}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        for stop in stops:
+            sys.stdout.write(json.dumps(stop.to_json(), separators=(",", ":")) + "\n")
+        return EXIT_OK
+    from views.live_app import replay_main
+
+    return replay_main(args.file)
+
+
 def cmd_open(args) -> int:
     path = Path(args.source)
     if not path.exists():
@@ -371,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("va", type=_int)
     paging_args(t)
     t.set_defaults(func=cmd_translate)
+
+    rp = sub.add_parser("replay", help="show a recorded live session (fwinspect qemu --record FILE) offline")
+    rp.add_argument("file")
+    rp.add_argument("--json", action="store_true", help="print the recorded stops as JSON lines, no app")
+    rp.set_defaults(func=cmd_replay)
 
     o = sub.add_parser("open", help="open the app on a source (the default command)")
     o.add_argument("source")

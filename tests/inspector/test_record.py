@@ -224,3 +224,17 @@ class TestBadRecordings:
         assert "bad.fwrec: line 1: not JSON" in err
         assert replay_main(tmp_path / "missing.fwrec") == 1
         assert "No such file" in capsys.readouterr().err
+
+
+def test_cli_replay_json_prints_the_recorded_stops(recording, stops):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([sys.executable, "-m", "inspector.cli", "replay", str(recording), "--json"],
+                       capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["phase"] for s in lines] == [s.phase for s in stops]
+    assert [s["linear_rip"] for s in lines] == [s.linear_rip for s in stops]
