@@ -227,7 +227,7 @@ def _media(sub: int, d: bytes, style: str) -> str | None:
         part, start, size = _u("<IQQ", d)
         if len(d) < 38:
             raise _Short(f"HD node needs 38 bytes of data, has {len(d)}")
-        sig, mbr_type, sig_type = d[20:36], d[36], d[37]
+        sig, sig_type = d[20:36], d[37]  # d[36] is MBRType (1 MBR, 2 GPT), implied by sig_type
         if sig_type == 1:
             sig_text = f"MBR,0x{struct.unpack_from('<I', sig)[0]:08x}"
         elif sig_type == 2:

@@ -29,9 +29,9 @@ class Space:
     """
 
     name: str
-    data: bytes | bytearray | memoryview | None = None
+    data: bytes | bytearray | memoryview | None = field(default=None, repr=False)  # MiB: never in a repr
     base: int | None = None
-    parent: "Node | None" = None
+    parent: "Node | None" = field(default=None, repr=False)
 
     @property
     def size(self) -> int:

@@ -276,7 +276,6 @@ def merge(m: Mappings, *, contiguous_pa: bool = False, nx: bool = True) -> list[
     n = len(m)
     if n == 0:
         return []
-    u64 = np.uint64
     key = m.writable.astype(np.uint8) | (m.user.astype(np.uint8) << 1)
     if nx:
         key |= m.nx.astype(np.uint8) << 2

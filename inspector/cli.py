@@ -50,7 +50,7 @@ def cmd_mrtd(args) -> int:
     from decoders.model import Node
     from decoders.mrtd import compute_mrtd, mrtd_node
     from decoders.ovmf.metadata import tdx_sections
-    from inspector.render import has_problems, print_tree, write_json
+    from inspector.render import has_problems, write_json
 
     img = _load(args.image)
     meta = img.tdx_metadata()
@@ -393,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("va", type=_int)
     paging_args(t)
     t.set_defaults(func=cmd_translate)
+
+    from inspector.live.script import add_live_arguments
+
+    add_live_arguments(sub)  # qemu IMAGE ..., attach HOST:PORT --image IMAGE ...
 
     rp = sub.add_parser("replay", help="show a recorded live session (fwinspect qemu --record FILE) offline")
     rp.add_argument("file")

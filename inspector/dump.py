@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from construct import Array, Int16ul, Int32ul, Int64ul, Padding, Struct
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile

@@ -102,7 +102,7 @@ def _event_lines(ev, etype: int, raw: bytes, device_paths: str) -> list[str]:
 
 def _specid_lines(ev) -> list[str]:
     sid = ev.children[0] if ev.children else None
-    out = [f"- EventNum: 0", "  PCRIndex: 0", "  EventType: EV_NO_ACTION",
+    out = ["- EventNum: 0", "  PCRIndex: 0", "  EventType: EV_NO_ACTION",
            f'  Digest: "{ev.get("Digest").hex()}"', f"  EventSize: {ev.get('EventSize')}"]
     if sid is None or sid.field("signature") is None:
         return out

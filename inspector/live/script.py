@@ -1,0 +1,241 @@
+"""`fwinspect qemu` and `fwinspect attach`: live sessions from the command line (issue 5).
+
+    fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
+                   [-- QEMU-ARGS...]
+    fwinspect attach HOST:PORT --image IMAGE [--backend rsp|gdb] [--until PHASE] [--json]
+
+With --until the session runs to that boot phase (inspector.live.session), prints the Stop (JSON
+with --json: phase, mode, linear_rip, registers, disassembly and the decoded handoff tree) and
+exits, ending the QEMU it started. Without it, the live screen opens (views.app.run_live) when it
+exists, else the current stop is printed. Exit status (DESIGN.md "The CLI"): 0 success, 1 the phase
+was not reached or the target died, 2 usage errors.
+
+inspector/cli.py wires these in with `add_live_arguments(sub)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inspector.live.session_api import PHASES, Stop
+
+# Run-to-phase budget: DXE core is ~2.5 s and BDS ~5 s into a TCG boot here (FACTS C.2.2); a loaded
+# 2-core machine, a TPM or a 4 MiB Secure Boot image take longer.
+DEFAULT_UNTIL_TIMEOUT = 120.0
+
+
+def add_qemu_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="firmware image (OVMF.fd, OVMF_CODE*.fd)")
+    p.add_argument("--vars", help="VARS template for a split CODE image (a private copy is used)")
+    p.add_argument("--memory", default="256M", help="guest RAM, QEMU's -m (default 256M)")
+    p.add_argument("--tpm", action="store_true", help="attach a swtpm TPM 2.0 (tpm-crb)")
+    _common(p)
+    # REMAINDER takes everything after IMAGE (argparse cannot mix a `--` tail with options that
+    # follow a positional); run_qemu parses our options out of it and keeps what follows `--`.
+    p.add_argument("qemu_args", nargs=argparse.REMAINDER, help="after --: extra qemu-system-x86_64 arguments")
+    p.set_defaults(func=run_qemu)
+
+
+_FLAGS = {"--tpm", "--json"}
+_OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--until", "--timeout", "--record"}
+
+
+def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Move our options that argparse left in the REMAINDER back into `args`; the rest after `--`
+    becomes args.qemu_args. Raises ValueError on a bad option."""
+    rest = list(getattr(args, "qemu_args", None) or [])
+    if "--" in rest:
+        cut = rest.index("--")
+        ours, extra = rest[:cut], rest[cut + 1:]
+    else:
+        # argparse drops a `--` that directly follows IMAGE: then our options come first and the
+        # first token that is not one of them starts the QEMU arguments.
+        cut, i = len(rest), 0
+        while i < len(rest):
+            name = rest[i].split("=", 1)[0]
+            if name not in _OUR_OPTIONS:
+                cut = i
+                break
+            i += 1 if name in _FLAGS or "=" in rest[i] else 2
+        ours, extra = rest[:cut], rest[cut:]
+    if ours:
+        p = argparse.ArgumentParser(prog="fwinspect qemu", add_help=False, exit_on_error=False)
+        p.add_argument("--vars")
+        p.add_argument("--memory")
+        p.add_argument("--tpm", action="store_true", default=None)
+        _common(p)
+        for action in p._actions:          # noqa: SLF001 (defaults must not override what was given)
+            if action.dest != "help":
+                action.default = None
+        try:
+            parsed, unknown = p.parse_known_args(ours)
+        except argparse.ArgumentError as e:
+            raise ValueError(str(e)) from None
+        if unknown:
+            raise ValueError(f"unrecognized arguments: {' '.join(unknown)} (QEMU arguments go after --)")
+        for k, v in vars(parsed).items():
+            if v is not None:
+                setattr(args, k, v)
+    args.qemu_args = extra
+    return args
+
+
+def add_attach_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("address", help="HOST:PORT of a gdbstub (QEMU -gdb tcp::PORT), or a unix socket path")
+    p.add_argument("--image", required=True, help="the firmware image the guest runs (for the handoff points)")
+    _common(p)
+    p.set_defaults(func=run_attach)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("rsp", "gdb"), default="rsp", help="gdbstub client (default rsp)")
+    p.add_argument("--until", choices=PHASES, metavar="PHASE",
+                   help=f"run to this boot phase, print the stop and exit ({', '.join(PHASES)})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_UNTIL_TIMEOUT, help="seconds allowed for --until")
+    p.add_argument("--json", action="store_true", help="print the stop as JSON")
+    p.add_argument("--record", metavar="FILE",
+                   help="keep every stop (registers, decoded trees and their bytes) for `fwinspect replay FILE`")
+
+
+def add_live_arguments(sub) -> None:
+    """Add the `qemu` and `attach` subcommands to an argparse subparsers object."""
+    add_qemu_arguments(sub.add_parser("qemu", help="boot an image in QEMU paused at reset and debug it by phase"))
+    add_attach_arguments(sub.add_parser("attach", help="debug a guest on a running gdbstub by phase"))
+
+
+# ---- running ---------------------------------------------------------------------------------------
+
+def _err(msg: str) -> None:
+    print(f"fwinspect: {msg}", file=sys.stderr)
+
+
+def _load(path: str):
+    from inspector.image import ImageError, load_image
+    try:
+        return load_image(path)
+    except ImageError as e:
+        _err(str(e))
+        return None
+
+
+def run_qemu(args: argparse.Namespace) -> int:
+    from inspector.live.qemu import QemuError, QemuProcess
+    from inspector.live.target import TargetError
+    try:
+        split_qemu_args(args)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    image = _load(args.image)
+    if image is None:
+        return 2
+    qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
+    try:
+        qemu.start()
+    except QemuError as e:
+        _err(str(e))
+        return 1
+    try:
+        target = qemu.attach(args.backend)
+    except (TargetError, OSError) as e:
+        qemu.close()
+        _err(f"attaching to QEMU's gdbstub failed: {e}")
+        return 1
+    return _drive(target, image, qemu, args)
+
+
+def parse_address(text: str) -> tuple[str, int] | str:
+    """HOST:PORT (or :PORT for localhost) -> (host, port); anything else is a unix socket path."""
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit():
+        return (host or "127.0.0.1", int(port))
+    if "/" in text:
+        return text
+    raise ValueError(f"{text!r} is not HOST:PORT or a socket path")
+
+
+def run_attach(args: argparse.Namespace) -> int:
+    from inspector.live import attach
+    from inspector.live.target import TargetError
+    try:
+        address = parse_address(args.address)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    image = _load(args.image)
+    if image is None:
+        return 2
+    try:
+        target = attach(address, args.backend)
+    except (TargetError, OSError) as e:
+        _err(f"attaching to {args.address} failed: {e}")
+        return 1
+    return _drive(target, image, None, args)
+
+
+def _drive(target, image, qemu, args) -> int:
+    from inspector.live.session import Session
+    session = Session(target, image, qemu)
+    if getattr(args, "record", None):
+        from inspector.live.record import Recorder
+
+        session = Recorder(session, args.record)
+    try:
+        if args.until and getattr(args, "record", None):
+            # Recording: stop at every handoff on the way, so the replay walks the boot phase by phase.
+            import time
+
+            deadline = time.monotonic() + args.timeout
+            stop = session.current()
+            for _ in PHASES:
+                if stop.handoff == args.until or stop.phase == args.until or stop.problems:
+                    break
+                stop = session.next_handoff(timeout=max(1.0, deadline - time.monotonic()))
+            if stop.handoff != args.until:
+                stop = session.run_to(args.until, timeout=max(1.0, deadline - time.monotonic()))
+            _print(stop, args.json)
+            reached = stop.handoff == args.until and not _dead(session)
+            if not reached:
+                _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
+            return 0 if reached else 1
+        if args.until:
+            stop = session.run_to(args.until, timeout=args.timeout)
+            _print(stop, args.json)
+            reached = stop.handoff == args.until and not _dead(session)
+            if not reached:
+                _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
+            return 0 if reached else 1
+        if args.json:  # a script: no app, just where the guest is
+            _print(session.current(), True)
+            return 1 if _dead(session) else 0
+        from views.live_app import run_live
+
+        run_live(session, f"{Path(args.image).name if getattr(args, 'image', None) else 'guest'} (live)")
+        return 1 if _dead(session) else 0
+    finally:
+        session.close()
+
+
+def _dead(session) -> bool:
+    return bool(getattr(session, "dead", False) or getattr(getattr(session, "session", None), "dead", False))
+
+
+def _print(stop: Stop, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(stop.to_json(), separators=(",", ":")) + "\n")
+        return
+    from inspector.render import print_tree
+    print(f"stop {stop.index} ({stop.reason}): phase {stop.phase}, {stop.mode}, RIP 0x{stop.linear_rip:x}"
+          + (f" in {stop.module}" if stop.module else ""))
+    regs = stop.registers
+    names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "eflags", "cr0", "cr3", "cr4", "efer",
+             "cs", "cs_base"]
+    print("  " + "  ".join(f"{n}={regs[n]:#x}" for n in names if n in regs))
+    for addr, text in stop.disassembly:
+        print(f"  {addr:#x}: {text}")
+    for p in stop.problems:
+        print(f"  problem: {p}")
+    if stop.tree is not None:
+        print_tree(stop.tree)
