@@ -82,10 +82,14 @@ MAX_SIGNATURE_LISTS = 1024
 MAX_SIGNATURES_PER_LIST = 8192
 MAX_SIGNATURES_TOTAL = 16384
 
-try:  # `cryptography` is a project dependency; guard only so decoding still works without it.
-    from cryptography import x509 as _x509
-except ImportError:  # pragma: no cover - exercised only in a broken install
-    _x509 = None
+def _x509_module():
+    """cryptography's x509, imported on the first certificate (it costs ~20 ms at start-up, and
+    most images hold no certificate); None when the package is missing."""
+    try:  # `cryptography` is a project dependency; guard only so decoding still works without it.
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - exercised only in a broken install
+        return None
+    return x509
 
 
 def efi_time_text(t) -> str:
@@ -231,6 +235,7 @@ def _decode_signature(space: Space, sig_type: uuid.UUID, pos: int, size: int, in
 def _decode_x509(node: Node, der: bytes, start: int) -> None:
     node.add("SignatureData", der, start, len(der), f"X.509 certificate, {len(der)} bytes")
     node.add("SHA256", hashlib.sha256(der).digest(), start, len(der), hashlib.sha256(der).hexdigest())
+    _x509 = _x509_module()
     if _x509 is None:
         node.warn(start, "the `cryptography` package is missing: certificate not decoded")
         return

@@ -9,23 +9,35 @@
 
 The backends are imported lazily, so importing this package needs neither gdb nor pygdbmi.
 """
-from inspector.live.qemu import QemuError, QemuProcess
-from inspector.live.target import (Registers, Segment, StopEvent, Target, TargetDead, TargetError, TargetMemory,
-                                   TargetRunning, TargetTimeout)
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {"QemuError": "qemu", "QemuProcess": "qemu", "Registers": "target", "Segment": "target",
+         "StopEvent": "target", "Target": "target", "TargetDead": "target", "TargetError": "target",
+         "TargetMemory": "target", "TargetRunning": "target", "TargetTimeout": "target"}
+
+
+def __getattr__(name: str):
+    """The package's names, imported on first use (PEP 562): the CLI imports inspector.live.* for
+    its argument parser on every run, and a file decode should not pay for the live backends."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"inspector.live.{_LAZY[name]}"), name)
+    raise AttributeError(name)
 
 __all__ = ["QemuError", "QemuProcess", "Registers", "Segment", "StopEvent", "Target", "TargetDead", "TargetError",
            "TargetMemory", "TargetRunning", "TargetTimeout", "attach"]
 
 
 def attach(address: str | tuple[str, int], backend: str = "rsp", qemu_pid: int | None = None,
-           monitor=None, fast_path: bool = True) -> Target:
+           monitor=None, fast_path: bool = True):
     """A Target on a gdbstub: "host:port", (host, port) or a unix-socket path.
 
     With qemu_pid (QEMU on this host) and fast_path, guest RAM is read through /proc/PID/mem when
     permitted; `monitor` (an HMP callable, e.g. QemuProcess.hmp over QMP) maps it, else qRcmd."""
     if backend == "rsp":
         from inspector.live.rsp import RspTarget
-        target: Target = RspTarget(address, qemu_pid=qemu_pid)
+        target = RspTarget(address, qemu_pid=qemu_pid)
     elif backend == "gdb":
         from inspector.live.gdbmi import GdbTarget
         target = GdbTarget(address, qemu_pid=qemu_pid)
