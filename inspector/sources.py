@@ -78,7 +78,18 @@ def dump_tree(path: Path) -> Node:
     dump = open_dump(path)  # stays open: the physical-memory space below reads through it
     root = locate(dump)
     if dump.cpus and dump.cpus[0].cr3:
-        root.append(page_tables_node(dump_pages(dump)))
+        result = dump_pages(dump)
+        root.append(page_tables_node(result))
+        from decoders.paging import VirtualMemory
+
+        # The lower canonical half (VA 0 .. 2^47 or 2^56) through CR3: `g` goes to a virtual
+        # address; unmapped pages show blank.
+        half = 1 << (56 if result.config.la57 else 47)
+        vspace = Space(f"virtual memory (CR3 0x{result.cr3:x})",
+                       MemoryBytes(VirtualMemory(dump.memory, result.cr3, result.config), 0, half, owner=dump), 0)
+        virt = root.append(Node("memory", f"Virtual memory through CR3 0x{result.cr3:x}, lower half "
+                                          f"(g goes to an address)", vspace, 0, half))
+        virt.note(None, "unmapped pages show blank; the upper canonical half is not shown")
     top = max((s.paddr + s.memsz for s in dump.segments), default=0)
     if top:
         space = Space("physical memory", MemoryBytes(dump.memory, 0, top, owner=dump), 0)

@@ -293,3 +293,11 @@ def test_app_source_for_a_dump_has_overview_and_page_ranges(guest):
     assert kind == "dump" and root.kind == "dump-overview"
     pages = next(root.find("page-tables"))
     assert pages.get("Leaves") == sum(1 for line in guest["info tlb"].splitlines() if ": " in line)
+    # The hex spaces: physical memory, and virtual memory through CR3 (identity-mapped by OVMF, so
+    # both read the system table pointer's signature at the address QEMU's gva2gpa agrees on).
+    phys, virt = (n for n in root.find("memory") if "Physical" in n.title), \
+        (n for n in root.find("memory") if "Virtual" in n.title)
+    phys, virt = next(phys), next(virt)
+    st = next(root.find("efi-system-table-pointer")).address
+    assert phys.space.data[st:st + 8] == b"IBI SYST" == virt.space.data[st:st + 8]
+    assert virt.space.data[1 << 46:(1 << 46) + 16] == b""  # not mapped: blank, no exception
