@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from decoders.memory import Memory, Unreadable
-from decoders.model import Node, Problem, Severity
+from decoders.model import Node, Problem, Severity, Space
 
 PAGE = 4096
 ENTRIES = 512
@@ -430,3 +430,77 @@ def iter_mapping_dicts(result: WalkResult) -> Iterator[dict]:
     """JSON of every leaf without building 260k Nodes first (the `pages --json` stream)."""
     for m in result.mappings:
         yield mapping_node(m).to_json()
+
+
+# -- drill-down: the tables themselves ---------------------------------------------------------------
+# Entries shown as fields per table: every pointer to a table below, but only the first few of a
+# table of leaves (OVMF's identity map has 1,024 PD tables of 512 leaves each); the table's bytes,
+# in its own space, show all of them in the hex view.
+MAX_LEAF_FIELDS = 8
+
+
+def _entry_text(entry: int, level: int, leaf: bool, cfg: PagingConfig) -> str:
+    perms = ("w" if entry & RW else "-") + ("u" if entry & US else "-") + ("x" if not (cfg.nxe and entry & NX) else "-")
+    if leaf:
+        size = {3: "1 GiB", 2: "2 MiB", 1: "4 KiB"}[level]
+        return f"{size} page 0x{entry & cfg.address_mask & ~((LEAF_SIZES[level]) - 1):x} {perms}"
+    return f"-> {LEVEL_NAMES[level - 1]} table 0x{entry & cfg.address_mask:x} {perms}"
+
+
+def table_tree_node(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> Node:
+    """The page tables as a tree of tables, from CR3 down: each table a node whose space holds its
+    4 KiB (so a view shows the raw entries), its present entries as fields, and the tables it
+    points to as children. Bounded like walk(); a loop is a problem, not a hang."""
+    cfg = cfg or PagingConfig()
+    root_addr = cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
+    top = Node("page-table-tree", f"Tables from CR3 0x{cr3:x} ({cfg.levels}-level)")
+    visits = 0
+    # (table address, level, VA prefix, parent node, ancestors)
+    stack = [(root_addr, cfg.levels, 0, top, (root_addr,))]
+    while stack:
+        addr, level, va_base, parent, path = stack.pop()
+        visits += 1
+        if visits > MAX_TABLES:
+            top.problem(addr, f"stopped after {MAX_TABLES} tables")
+            break
+        try:
+            raw = mem.read(addr, PAGE)
+        except Unreadable as e:
+            parent.problem(addr, f"{LEVEL_NAMES[level]} table at 0x{addr:x} is not readable ({e})")
+            continue
+        entries = np.frombuffer(raw, dtype="<u8")
+        present = np.flatnonzero(entries & np.uint64(P))
+        shift = 12 + 9 * (level - 1)
+        node = parent.append(Node("page-table", "", Space(f"{LEVEL_NAMES[level]} table@0x{addr:x}", raw, addr),
+                                  0, PAGE))
+        values = entries[present]
+        if level == 1:
+            is_leaf = np.ones(len(present), dtype=bool)
+        elif level in (2, 3):
+            is_leaf = (values & np.uint64(PS)) != 0
+        else:
+            is_leaf = np.zeros(len(present), dtype=bool)
+        leaf_idx, table_idx = present[is_leaf], present[~is_leaf]
+        leaves, tables = len(leaf_idx), len(table_idx)
+        shown = min(leaves, MAX_LEAF_FIELDS)
+        children = []
+        # Fields in entry order: the table pointers and the first few leaves.
+        for i in sorted(table_idx.tolist() + leaf_idx[:shown].tolist()):
+            e = int(entries[i])
+            leaf = level == 1 or (level in (2, 3) and bool(e & PS))
+            va = canonical(va_base | i << shift, cfg.la57)
+            node.add(f"{LEVEL_NAMES[level]}[{i}]", e, i * 8, 8, f"VA 0x{va:x}: {_entry_text(e, level, leaf, cfg)}")
+            if leaf:
+                continue
+            nxt = e & cfg.address_mask
+            if nxt in path:
+                node.problem(i * 8, f"entry {i} points back to the table at 0x{nxt:x} above it: a loop")
+                continue
+            children.append((nxt, level - 1, va_base | i << shift, node, path + (nxt,)))
+        if leaves > shown:
+            node.note(None, f"{leaves - shown} more leaf entries: in the bytes of this table")
+        node.title = (f"{LEVEL_NAMES[level]} table at 0x{addr:x} (VA 0x{canonical(va_base, cfg.la57):x}): "
+                      f"{len(present)} present" + (f", {tables} tables" if tables else "")
+                      + (f", {leaves} leaves" if leaves else ""))
+        stack.extend(reversed(children))
+    return top

@@ -242,6 +242,11 @@ def cmd_pages(args) -> int:
     else:
         if args.leaves:
             root.children = [mapping_node(m) for m in result.mappings]
+        if args.tables:
+            from decoders.paging import table_tree_node
+
+            with _open_dump(args) as dump:
+                root.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
         _finish(root, argparse.Namespace(json=False, fields=False))
     return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
 
@@ -385,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     paging_args(pg)
     pg.add_argument("--merged", action="store_true", help="with --json: ranges instead of every leaf")
     pg.add_argument("--leaves", action="store_true", help="print every leaf instead of merged ranges")
+    pg.add_argument("--tables", action="store_true", help="also print the tables themselves, level by level")
     pg.add_argument("--json", action="store_true")
     pg.set_defaults(func=cmd_pages)
 

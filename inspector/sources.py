@@ -79,7 +79,10 @@ def dump_tree(path: Path) -> Node:
     root = locate(dump)
     if dump.cpus and dump.cpus[0].cr3:
         result = dump_pages(dump)
-        root.append(page_tables_node(result))
+        pages = root.append(page_tables_node(result))
+        # Drill down: PML4 -> PDPT -> PD -> PT, each table with its bytes and entries.
+        from decoders.paging import table_tree_node
+        pages.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
         from decoders.paging import VirtualMemory
 
         # The lower canonical half (VA 0 .. 2^47 or 2^56) through CR3: `g` goes to a virtual

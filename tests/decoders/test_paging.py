@@ -141,3 +141,25 @@ def test_virtual_memory_reads_across_pages():
     data = vm.read(0xFF8, 16)
     assert data[:8] == struct.pack("<Q", 0x1122334455667788)
     assert data[8:] == struct.pack("<Q", t.table(3) | P | RW)
+
+
+def test_table_tree_drills_down_level_by_level_with_each_tables_bytes():
+    from decoders.paging import table_tree_node
+
+    t = Tables(4)
+    pml4, pdpt, pd = t.table(0), t.table(1), t.table(2)
+    t.set(pml4, 0, pdpt | P | RW)
+    t.set(pml4, 1, pml4 | P | RW)              # a loop back to the top
+    t.set(pdpt, 3, pd | P | RW)
+    for i in range(20):
+        t.set(pd, i, (i << 21) | P | PS)
+    tree = table_tree_node(t.memory(), pml4)
+    (top,) = tree.children
+    assert top.space.base == pml4 and top.space.data[:8] == struct.pack("<Q", pdpt | P | RW)
+    assert [f.name for f in top.fields] == ["PML4E[0]", "PML4E[1]"]
+    assert any("loop" in p.message for p in top.problems)
+    (pdpt_node,) = top.children
+    (pd_node,) = pdpt_node.children
+    assert pd_node.title.startswith(f"PDE table at 0x{pd:x} (VA 0xc0000000): 20 present")
+    assert len(pd_node.fields) == 8 and pd_node.fields[0].offset == 0 and pd_node.fields[0].size == 8
+    assert any("12 more leaf entries" in p.message for p in pd_node.problems)
