@@ -349,9 +349,77 @@ def decode_ppi_list(mem: Memory, address: int, width: int, max_ppis: int = MAX_P
     return root
 
 
+# ---- breakpoints by module (issue 5 item 3: "breakpoints by address or by module + offset") ------
+
+@dataclass
+class Breakpoint:
+    """`spec` is "0xADDR", "MODULE+OFFSET" or "MODULE" (= its entry point); MODULE is an FFS UI name
+    ("PlatformPei", "DxeCore") or a file GUID. OFFSET counts from the image base (ImageBase + OFFSET,
+    as gdb's add-symbol-file addresses do). `address` is None while the module is not loaded."""
+
+    spec: str
+    module: str | None = None
+    guid: uuid.UUID | None = None
+    offset: int = 0
+    address: int | None = None
+    where: str = ""                 # how the address was found ("XIP in PEIFV", "loaded at 0x...")
+
+    @property
+    def pending(self) -> bool:
+        return self.address is None
+
+    def matches(self, name: str | None, guid: uuid.UUID | None) -> bool:
+        return (guid is not None and guid == self.guid) or (name is not None and self.module is not None
+                                                           and name.lower() == self.module.lower())
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+def parse_breakpoint(spec: str, root: Node, image_size: int) -> Breakpoint:
+    """Resolve a breakpoint spec against the image. XIP modules get their address now: SECFV files
+    run from flash (4 GiB - image size + offset), PEIFV files are build-time relocated (their PE
+    ImageBase; only PEIMs dispatched before memory discovery run there, FACTS C.2.2). Modules with
+    ImageBase 0 (DXEFV) stay pending until loaded. Raises ValueError for an unknown module."""
+    text = spec.strip()
+    address = _int(text)
+    if address is not None:
+        return Breakpoint(spec, address=address, where="address")
+    name, plus, off = text.partition("+")
+    name = name.strip()
+    offset = _int(off.strip()) if plus else None
+    if plus and offset is None:
+        raise ValueError(f"{spec!r}: offset {off!r} is not a number")
+    try:
+        guid = uuid.UUID(name)
+    except ValueError:
+        guid = None
+    flash_base = FOUR_GIB - image_size
+    for ffs in root.find("ffs"):
+        ui, fguid = ffs.get("UI"), ffs.get("Name")
+        if not ((guid is not None and fguid == guid) or (guid is None and ui and ui.lower() == name.lower())):
+            continue
+        pe = next((c for c in ffs.walk() if c.kind == "pe"), None)
+        if pe is None:
+            continue
+        bp = Breakpoint(spec, ui or str(fguid).upper(), fguid,
+                        offset if offset is not None else (pe.get("AddressOfEntryPoint") or 0))
+        if ffs.space is root.space:
+            base = flash_base + pe.offset
+            bp.address, bp.where = base + bp.offset, "XIP in flash"
+        elif pe.get("ImageBase"):
+            bp.address, bp.where = pe.get("ImageBase") + bp.offset, "XIP at its build-time ImageBase"
+        return bp
+    raise ValueError(f"{spec!r}: no module named {name!r} (an FFS UI name or file GUID) with a PE image")
+
+
 def read_uintn(mem: Memory, address: int, width: int) -> int:
     return int.from_bytes(mem.read(address, width), "little")
 
 
-__all__ = ["Handoffs", "Module", "compute_handoffs", "classify", "mode_of", "decode_sec_pei_handoff",
+__all__ = ["Breakpoint", "parse_breakpoint", "Handoffs", "Module", "compute_handoffs", "classify", "mode_of", "decode_sec_pei_handoff",
            "decode_ppi_list", "EFI_SEC_PEI_HAND_OFF", "EFI_PEI_PPI_DESCRIPTOR"]

@@ -1,8 +1,13 @@
 """`fwinspect qemu` and `fwinspect attach`: live sessions from the command line (issue 5).
 
     fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
-                   [-- QEMU-ARGS...]
-    fwinspect attach HOST:PORT --image IMAGE [--backend rsp|gdb] [--until PHASE] [--json]
+                   [--break SPEC]... [--symbols BUILD_DIR] [--gdb-script FILE] [-- QEMU-ARGS...]
+    fwinspect attach HOST:PORT --image IMAGE [--backend rsp|gdb] [--until PHASE] [--json] [--break SPEC]...
+
+--break SPEC (0xADDR, MODULE or MODULE+OFFSET; MODULE an FFS UI name or file GUID) sets breakpoints
+first; without --until the session continues to the first one and prints that stop. --symbols
+names function and line at every stop from an edk2 build's .debug files; --gdb-script writes
+`add-symbol-file` lines for the loaded images when the session ends.
 
 With --until the session runs to that boot phase (inspector.live.session), prints the Stop (JSON
 with --json: phase, mode, linear_rip, registers, disassembly and the decoded handoff tree) and
@@ -39,7 +44,8 @@ def add_qemu_arguments(p: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = {"--tpm", "--json"}
-_OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--until", "--timeout", "--record"}
+_OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--until", "--timeout", "--record", "--break",
+                         "--symbols", "--gdb-script"}
 
 
 def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -97,6 +103,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the stop as JSON")
     p.add_argument("--record", metavar="FILE",
                    help="keep every stop (registers, decoded trees and their bytes) for `fwinspect replay FILE`")
+    p.add_argument("--break", dest="breaks", action="append", metavar="SPEC",
+                   help="breakpoint: 0xADDR, MODULE or MODULE+OFFSET (FFS UI name or file GUID; repeatable)")
+    p.add_argument("--symbols", metavar="BUILD_DIR", help="edk2 build output with DEBUG/*.debug ELF files")
+    p.add_argument("--gdb-script", metavar="FILE", help="write add-symbol-file lines for the loaded images at exit")
 
 
 def add_live_arguments(sub) -> None:
@@ -177,45 +187,86 @@ def run_attach(args: argparse.Namespace) -> int:
 
 def _drive(target, image, qemu, args) -> int:
     from inspector.live.session import Session
-    session = Session(target, image, qemu)
+    from inspector.live.target import TargetError
+    symbols = None
+    if getattr(args, "symbols", None):
+        from inspector.live.symbols import SymbolIndex
+
+        if not Path(args.symbols).is_dir():
+            _err(f"--symbols {args.symbols}: not a directory")
+            target.close()
+            if qemu is not None:
+                qemu.close()
+            return 2
+        symbols = SymbolIndex(args.symbols)
+    live = Session(target, image, qemu, symbols=symbols)
+    session = live
     if getattr(args, "record", None):
         from inspector.live.record import Recorder
 
         session = Recorder(session, args.record)
     try:
-        if args.until and getattr(args, "record", None):
-            # Recording: stop at every handoff on the way, so the replay walks the boot phase by phase.
-            import time
-
-            deadline = time.monotonic() + args.timeout
-            stop = session.current()
-            for _ in PHASES:
-                if stop.handoff == args.until or stop.phase == args.until or stop.problems:
-                    break
-                stop = session.next_handoff(timeout=max(1.0, deadline - time.monotonic()))
-            if stop.handoff != args.until:
-                stop = session.run_to(args.until, timeout=max(1.0, deadline - time.monotonic()))
+        for spec in getattr(args, "breaks", None) or ():
+            try:
+                bp = live.add_breakpoint(spec)
+            except ValueError as e:
+                _err(str(e))
+                return 2
+            except TargetError as e:
+                _err(f"breakpoint {spec}: the target refused it: {e}")
+                return 1
+            if bp.pending:
+                print(f"breakpoint {spec}: pending until {bp.module} is loaded", file=sys.stderr)
+        if getattr(args, "breaks", None) and not args.until:
+            session.current()
+            stop = session.cont(timeout=args.timeout)
             _print(stop, args.json)
-            reached = stop.handoff == args.until and not _dead(session)
-            if not reached:
-                _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
-            return 0 if reached else 1
-        if args.until:
-            stop = session.run_to(args.until, timeout=args.timeout)
-            _print(stop, args.json)
-            reached = stop.handoff == args.until and not _dead(session)
-            if not reached:
-                _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
-            return 0 if reached else 1
-        if args.json:  # a script: no app, just where the guest is
-            _print(session.current(), True)
-            return 1 if _dead(session) else 0
-        from views.live_app import run_live
-
-        run_live(session, f"{Path(args.image).name if getattr(args, 'image', None) else 'guest'} (live)")
-        return 1 if _dead(session) else 0
+            hit = stop.reason == "breakpoint" and not _dead(session)
+            if not hit:
+                _err("no breakpoint hit: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
+            return 0 if hit else 1
+        return _run(session, args)
     finally:
+        if getattr(args, "gdb_script", None) and not live.dead:
+            try:
+                Path(args.gdb_script).write_text(live.gdb_script())
+            except (OSError, TargetError) as e:
+                _err(f"--gdb-script {args.gdb_script}: {e}")
         session.close()
+
+
+def _run(session, args) -> int:
+    if args.until and getattr(args, "record", None):
+        # Recording: stop at every handoff on the way, so the replay walks the boot phase by phase.
+        import time
+
+        deadline = time.monotonic() + args.timeout
+        stop = session.current()
+        for _ in PHASES:
+            if stop.handoff == args.until or stop.phase == args.until or stop.problems:
+                break
+            stop = session.next_handoff(timeout=max(1.0, deadline - time.monotonic()))
+        if stop.handoff != args.until:
+            stop = session.run_to(args.until, timeout=max(1.0, deadline - time.monotonic()))
+        _print(stop, args.json)
+        reached = stop.handoff == args.until and not _dead(session)
+        if not reached:
+            _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
+        return 0 if reached else 1
+    if args.until:
+        stop = session.run_to(args.until, timeout=args.timeout)
+        _print(stop, args.json)
+        reached = stop.handoff == args.until and not _dead(session)
+        if not reached:
+            _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
+        return 0 if reached else 1
+    if args.json:  # a script: no app, just where the guest is
+        _print(session.current(), True)
+        return 1 if _dead(session) else 0
+    from views.live_app import run_live
+
+    run_live(session, f"{Path(args.image).name if getattr(args, 'image', None) else 'guest'} (live)")
+    return 1 if _dead(session) else 0
 
 
 def _dead(session) -> bool:

@@ -15,6 +15,16 @@ at every handoff (DESIGN.md "Live sessions and the boot phases"; FACTS C.1.3, C.
   At DXE core entry RCX is the HOB list (X64 MS ABI; DxeLoad.c HandOffToDxeCore -> SwitchStack),
   which is checked to start with a PHIT.
 
+Breakpoints by address or by module (FFS UI name or file GUID) + offset (`add_breakpoint`): XIP
+modules (SECFV, PEIFV) are armed at once; DXE modules are pending until loaded. Image loads are
+seen without symbols (FACTS C.2.2 "Image-load events"): once DxeCore has made the debug image info
+table (found through the EFI_SYSTEM_TABLE_POINTER; a read watchpoint on DXEFV's '_FVH' stops the
+guest once DxeCore dispatches), a write watchpoint on its UpdateStatus stops at every update; when
+the update is complete the new entries are read, named by their FvFile's UI section, and pending
+breakpoints are armed at ImageBase + offset. cont() takes these stops transparently. Once DXE is
+up every stop also shows the system table, ACPI, the TPM/CC event logs and the loaded images; with
+a SymbolIndex (symbols.py) the function and line at RIP.
+
 "bds" is the BdsDxe driver's entry point (BdsDxeEntry, which installs the BDS arch protocol); the
 BDS phase proper starts when DxeCore calls gBds->Entry once dispatch is done.
 
@@ -27,17 +37,16 @@ import struct
 import time
 import uuid
 
-from decoders.efi.tables import (config_tables, decode_debug_image_info, decode_system_table,
-                                 decode_system_table_pointer, scan_system_table_pointer)
 from decoders.errors import DecodeError
 from decoders.hob.decode import decode_hob_list
 from decoders.memory import Unreadable
 from decoders.model import Node, Space
 from decoders.paging import PagingConfig, page_tables_node, walk
 from inspector.live.disasm import disassemble_at
-from inspector.live.phases import (ADDRESS_MASK, RESET_VECTOR, Module, classify, compute_handoffs,
+from inspector.live.phases import (ADDRESS_MASK, RESET_VECTOR, Breakpoint, Module, classify, compute_handoffs,
                                    decode_ppi_list, decode_sec_pei_handoff, phase_index, read_uintn)
 from inspector.live.session_api import PHASES, Stop
+from inspector.live.symbols import ModuleTracking, SymbolIndex, symbolize
 from inspector.live.target import (DEFAULT_TIMEOUT, SEGMENTS, X86_64_REGISTERS, Registers, StopEvent, Target,
                                    TargetDead, TargetError, TargetTimeout)
 
@@ -59,9 +68,6 @@ MAX_WINDOW_BYTES = 16 << 20
 # FACTS C.2.1): the scan for an FV header looks this low, at these alignments.
 FV_SCAN_TOP = 128 << 20
 FV_SCAN_COARSE, FV_SCAN_FINE, FV_SCAN_FINE_TOP = 0x10000, 0x1000, 32 << 20
-# RAM scanned for the EFI_SYSTEM_TABLE_POINTER when the HOBs did not say where RAM is: below the
-# q35/i440fx PCI hole (reading MMIO through the stub could touch devices).
-DEFAULT_RAM = [(0, 0x80000000)]
 # debugcon text kept in a Stop.
 MAX_LOG = 64 << 10
 
@@ -71,14 +77,14 @@ INT_REGISTERS = {n for n, bits in X86_64_REGISTERS if bits <= 64}
 CR4_LA57 = 1 << 12
 EFER_NXE = 1 << 11
 HOB_HANDOFF = 1
-DEBUG_IMAGE_INFO_TABLE_GUID = uuid.UUID("49152e77-1ada-4764-b7a2-7afefed95e8b")   # gEfiDebugImageInfoTableGuid
 EFI_RESOURCE_SYSTEM_MEMORY = 0
 
 
-class Session:
+class Session(ModuleTracking):
     """Run control by boot phase; every call returns a Stop (session_api.Stop)."""
 
-    def __init__(self, target: Target, image, qemu=None, call_timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, target: Target, image, qemu=None, call_timeout: float = DEFAULT_TIMEOUT,
+                 symbols: SymbolIndex | None = None):
         self.target = target
         self.image = image                  # inspector.image.LoadedImage
         self.qemu = qemu                    # inspector.live.qemu.QemuProcess, when we started it
@@ -102,6 +108,16 @@ class Session:
         self.virt = target.virtual_memory()
         self._stop: Stop | None = None
         self._generation: int | None = None
+        self.symbols = symbols
+        self.breakpoints: dict[str, Breakpoint] = {}
+        # Loaded images learnt from the debug image info table: ImageBase -> (name, guid, size).
+        self.loaded: dict[int, tuple[str, uuid.UUID | None, int]] = {}
+        self._debug_header: int | None = None        # &mDebugInfoTableHeader, once DXE made it
+        self._load_watch: int | None = None          # its UpdateStatus, write-watched
+        self._debug_entries: set[int] = set()        # EFI_DEBUG_IMAGE_INFO_NORMAL pointers seen
+        self._debug_size: int | None = None
+        self._logs: dict[str, int] = {}              # event-log format -> address, once found
+        self.load_events = 0
 
     # ---- SessionLike ---------------------------------------------------------------------------
     @property
@@ -117,13 +133,9 @@ class Session:
         return self._guard(lambda: self._after(self.target.step(self.call_timeout), "step"))
 
     def cont(self, timeout: float = 60.0) -> Stop:
-        def run():
-            try:
-                ev = self.target.cont(timeout)
-            except TargetTimeout:
-                return self._timed_out(f"no stop within {timeout} s")
-            return self._after(ev, None)
-        return self._guard(run)
+        """Run until a stop the user asked for: handoffs on the way to DXE and image-load events
+        (which arm pending breakpoints) are taken transparently."""
+        return self._guard(lambda: self._cont(time.monotonic() + timeout, timeout))
 
     def interrupt(self) -> Stop:
         return self._guard(lambda: self._after(self.target.interrupt(self.call_timeout), "interrupt"))
@@ -246,6 +258,23 @@ class Session:
                 if isinstance(e, TargetDead):
                     raise
                 stop.problems.append(f"decoding the {handoff} handoff failed: {e}")
+        if handoff is None and phase_index(self.reached or "") >= phase_index("dxe-core") \
+                and self.find_debug_header() is not None:
+            # Once DXE made its tables, every stop shows them (ACPI, event logs, loaded images).
+            stop.tree = Node("dxe-state", f"DXE state at 0x{pc:x}")
+            try:
+                self._dxe_tables(stop.tree)
+            except (DecodeError, Unreadable, TargetError) as e:
+                if isinstance(e, TargetDead):
+                    raise
+                stop.problems.append(f"decoding the DXE tables failed: {e}")
+        if self.symbols is not None:
+            sym = symbolize(self.symbols, self.images(), self.phys, pc)
+            if sym is not None:
+                if stop.tree is None:
+                    stop.tree = Node("stop", f"stop at 0x{pc:x}")
+                stop.tree.append(sym)
+                stop.module = sym.title
         if self.qemu is not None:
             stop.log = self.qemu.debug_log()[-MAX_LOG:]
         self._stop, self._generation = stop, self.target.generation
@@ -325,30 +354,6 @@ class Session:
         cfg = PagingConfig(la57=bool(regs.cr4 & CR4_LA57), nxe=bool(regs.efer & EFER_NXE))
         node.append(page_tables_node(walk(self.phys, regs.cr3, cfg)))
 
-    def _dxe_tables(self, node: Node) -> None:
-        """System table, configuration tables and loaded images, once DXE is up (FACTS C.2.2)."""
-        hits = scan_system_table_pointer(self.phys, self.ram or DEFAULT_RAM)
-        if not hits:
-            node.note(None, "no EFI_SYSTEM_TABLE_POINTER yet ('IBI SYST' on a 4 MiB boundary)")
-            return
-        ptr = node.append(decode_system_table_pointer(self.phys, hits[0]))
-        st = node.append(decode_system_table(self.phys, ptr.get("EfiSystemTableBase")))
-        width = st.get("PointerSize", 8)
-        for g, addr in config_tables(st):
-            if g == DEBUG_IMAGE_INFO_TABLE_GUID:
-                dbg = node.append(decode_debug_image_info(self.phys, addr, width))
-                for img in dbg.children:
-                    # Name images by the FFS UI section of their FvFile (FACTS C.2.3, "Naming without
-                    # CodeView"), and teach the classifier their ranges.
-                    fv_file, base, size = img.get("FvFileName"), img.get("ImageBase"), img.get("ImageSize")
-                    name = self.ui_names.get(fv_file)
-                    if name and base is not None:
-                        img.add("Name", name, display=f"{name} (FFS UI section)")
-                        img.title = f"{name} at 0x{base:x} +0x{size:x}"
-                    if base and size and not any(r[0] == base for r in self.ranges):
-                        self.ranges.append((base, base + size, name or str(fv_file or "?").upper(),
-                                            "dxe-core"))
-
     # ---- run control by phase --------------------------------------------------------------------
     def _next_handoff(self, deadline: float) -> Stop:
         order = self.handoffs.phases()
@@ -369,7 +374,8 @@ class Session:
 
     def _run_to_address(self, address: int, phase: str, deadline: float) -> Stop:
         t = self.target
-        t.set_breakpoint(address, self.call_timeout)
+        if address not in self._user_addresses():
+            t.set_breakpoint(address, self.call_timeout)
         try:
             ev = t.cont(self._remaining(deadline))
         except TargetTimeout:
@@ -382,7 +388,10 @@ class Session:
         return stop
 
     def _cleanup(self, breakpoints: list[int], watches: list[int]) -> None:
+        users = self._user_addresses()      # a handoff at a user's breakpoint: theirs stays set
         for a in breakpoints:
+            if a in users:
+                continue
             try:
                 self.target.remove_breakpoint(a, self.call_timeout)
             except TargetDead:
@@ -447,7 +456,8 @@ class Session:
         def add(base: int, pinned: bool = False) -> None:
             known.add(base)
             entry = base + m.entry_rva
-            t.set_breakpoint(entry, self.call_timeout)
+            if entry not in self._user_addresses():
+                t.set_breakpoint(entry, self.call_timeout)
             entries[entry] = base
             if entry not in watches:
                 t.set_watchpoint(entry, WATCH_SIZE, "read", self.call_timeout)
@@ -468,6 +478,9 @@ class Session:
                 if ev.reason == "exited":
                     stop = self._after(ev, None)
                     break
+                if self._is_load_event(ev):
+                    self._on_load_event()
+                    continue
                 regs = t.read_registers(self.call_timeout)
                 if regs.pc in entries:
                     reached = regs.pc

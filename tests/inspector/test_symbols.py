@@ -1,0 +1,179 @@
+"""--symbols without an edk2 build: a small ELF compiled here with gcc -g, checked against binutils'
+addr2line/nm/objdump on the same file; the PE side is Debian's real BdsDxe image (its .text
+VirtualAddress read from its section table with `struct`, PE/COFF spec 3.3 and 4)."""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from decoders.memory import BytesMemory
+from inspector.image import load_image
+from inspector.live.symbols import LoadedModule, ModuleSymbols, SymbolIndex, gdb_script, pe_text_rva, symbolize
+from tests.realdata import bookworm, tool
+
+SOURCE = """\
+int counter;
+
+int first(int a)
+{
+    return a * 3 + 1;
+}
+
+int second(int b)
+{
+    int x = b;
+    x += first(b);
+    counter += x;
+    return x * 2;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def elf(tmp_path_factory):
+    tool("gcc", "gcc")
+    tool("addr2line", "binutils")
+    d = tmp_path_factory.mktemp("elf")
+    (d / "mod.c").write_text(SOURCE)
+    out = d / "mod.so"
+    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", str(out), str(d / "mod.c")], check=True,
+                   timeout=60)
+    return out
+
+
+def nm_address(path, name: str) -> int:
+    out = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True, timeout=30).stdout
+    return next(int(line.split()[0], 16) for line in out.splitlines() if line.split()[-1] == name)
+
+
+def addr2line(path, address: int) -> tuple[str, str, int]:
+    out = subprocess.run(["addr2line", "-f", "-e", str(path), f"0x{address:x}"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout.splitlines()
+    file, _, line = out[1].rpartition(":")
+    return out[0], file, int(line.split()[0])
+
+
+def objdump_text_vma(path) -> int:
+    out = subprocess.run(["objdump", "-h", str(path)], capture_output=True, text=True, check=True, timeout=30).stdout
+    return next(int(line.split()[3], 16) for line in out.splitlines() if line.split()[1:2] == [".text"])
+
+
+def test_function_and_line_match_addr2line(elf):
+    second = nm_address(elf, "second")
+    syms = ModuleSymbols(elf)
+    for addr in (second, second + 8, second + 20, nm_address(elf, "first") + 4):
+        func, file, line = addr2line(elf, addr)
+        s = syms.lookup(addr)
+        assert s.function == func
+        assert s.file.endswith(file.rsplit("/", 1)[-1])
+        assert s.line == line
+    assert syms.lookup(second + 8).function_offset == 8
+
+
+def test_address_outside_any_function_has_no_function(elf):
+    s = ModuleSymbols(elf).lookup(0x10)       # inside the ELF header, not code
+    assert s.function is None
+
+
+def test_missing_or_corrupt_debug_file_is_a_problem_not_a_crash(tmp_path):
+    bad = tmp_path / "Bad.debug"
+    bad.write_bytes(b"\x7fELF" + b"\0" * 12)
+    s = ModuleSymbols(bad)
+    assert s.lookup(0x1000).function is None
+    assert s.problems
+    assert ModuleSymbols(tmp_path / "absent.debug").lookup(0).function is None
+
+
+@pytest.fixture(scope="module")
+def bds_pe():
+    img = load_image(bookworm("OVMF.fd"))
+    ffs = next(f for f in img.root.find("ffs") if f.get("UI") == "BdsDxe")
+    pe = next(c for c in ffs.walk() if c.kind == "pe")
+    return bytes(pe.bytes)
+
+
+def text_va_by_struct(raw: bytes) -> int:
+    lfanew = struct.unpack_from("<I", raw, 0x3C)[0]
+    nsec, opt_size = struct.unpack_from("<HH", raw, lfanew + 4 + 2)[0], struct.unpack_from("<H", raw, lfanew + 20)[0]
+    at = lfanew + 24 + opt_size
+    for i in range(nsec):
+        name, _vsize, va = struct.unpack_from("<8sII", raw, at + 40 * i)
+        if name.rstrip(b"\0") == b".text":
+            return va
+    raise AssertionError("no .text")
+
+
+def test_pe_text_rva_reads_the_section_table_in_memory(bds_pe):
+    base = 0x1E000000
+    mem = BytesMemory(bds_pe + bytes(0x1000), base)
+    assert pe_text_rva(mem, base) == text_va_by_struct(bds_pe)
+    assert pe_text_rva(BytesMemory(bytes(0x2000), base), base) is None
+
+
+def test_symbolize_and_gdb_script_use_imagebase_plus_text(tmp_path, elf, bds_pe):
+    build = tmp_path / "Build" / "OvmfX64" / "DEBUG_GCC5" / "X64" / "MdeModulePkg" / "BdsDxe" / "DEBUG"
+    build.mkdir(parents=True)
+    shutil.copyfile(elf, build / "BdsDxe.debug")
+    index = SymbolIndex(tmp_path / "Build")
+    base = 0x1E000000
+    mem = BytesMemory(bds_pe + bytes(0x1000), base)
+    images = [LoadedModule("BdsDxe", base, len(bds_pe)), LoadedModule("NoSymbols", base + 0x100000, 0x1000)]
+    text_addr = base + text_va_by_struct(bds_pe)
+    script = gdb_script(index, images, mem)
+    assert f"add-symbol-file {build / 'BdsDxe.debug'} 0x{text_addr:x}" in script.splitlines()
+    assert "NoSymbols" not in script
+    # An address in the loaded image maps to the ELF through the two .text starts.
+    elf_addr = nm_address(elf, "second") + 8
+    pc = text_addr + (elf_addr - objdump_text_vma(elf))
+    node = symbolize(index, images, mem, pc)
+    func, file, line = addr2line(elf, elf_addr)
+    assert (node.get("Function"), node.get("Line"), node.get("Module")) == (func, line, "BdsDxe")
+    assert node.title.startswith("BdsDxe!second+0x8")
+    assert symbolize(index, images, mem, base - 1) is None
+    assert symbolize(index, images, mem, base + 0x100010).get("Function") is None
+
+
+# ---- breakpoint specs (inspector.live.phases.parse_breakpoint) on Debian's real image ------------
+
+def test_breakpoint_specs_resolve_xip_modules_and_leave_dxe_ones_pending():
+    from inspector.live.phases import parse_breakpoint
+    img = load_image(bookworm("OVMF.fd"))
+    size = len(img.data)
+    peim = next(f for f in img.root.find("ffs") if f.get("UI") == "PlatformPei")
+    raw = bytes(next(c for c in peim.walk() if c.kind == "pe").bytes)
+    lfanew = struct.unpack_from("<I", raw, 0x3C)[0]
+    entry = struct.unpack_from("<I", raw, lfanew + 24 + 16)[0]
+    image_base = struct.unpack_from("<Q", raw, lfanew + 24 + 24)[0]        # PE32+ ImageBase
+    assert parse_breakpoint("PlatformPei", img.root, size).address == image_base + entry
+    assert parse_breakpoint("platformpei+0x10", img.root, size).address == image_base + 0x10
+    by_guid = parse_breakpoint(f"{str(peim.get('Name')).upper()}+4", img.root, size)
+    assert (by_guid.module, by_guid.address) == ("PlatformPei", image_base + 4)
+    bds = parse_breakpoint("BdsDxe+0", img.root, size)
+    assert bds.pending and bds.offset == 0 and bds.module == "BdsDxe"
+    assert parse_breakpoint("0xfffceb84", img.root, size).address == 0xFFFCEB84
+    for bad in ("NoSuchModule", "BdsDxe+zz"):
+        with pytest.raises(ValueError):
+            parse_breakpoint(bad, img.root, size)
+
+
+# ---- Session breakpoints over the fake target of test_phases (no QEMU) -----------------------------
+
+def test_session_breakpoint_at_a_handoff_survives_next_handoff_and_pending_ones_wait():
+    from inspector.live.session import Session
+    from tests.inspector.test_phases import FakeTarget
+    img = load_image(bookworm("OVMF_CODE_4M.fd"))
+    t = FakeTarget(bytes(img.data))
+    s = Session(t, img)
+    s.current()
+    sec = s.add_breakpoint("0xfffceb84")                  # FACTS C.2.2: the SEC entry of this image
+    bds = s.add_breakpoint("BdsDxe")
+    assert not sec.pending and bds.pending and t.bps == {0xFFFCEB84}
+    stop = s.next_handoff(5.0)
+    assert stop.handoff == "sec" and 0xFFFCEB84 in t.bps  # the handoff did not remove the user's
+    s.remove_breakpoint("0xfffceb84")
+    assert t.bps == set()
+    t.dead = True
+    assert any("target died" in p for p in s.cont(1.0).problems)
