@@ -83,7 +83,7 @@ def locate(dump: Dump, *, image=None) -> Node:
         found.append("ACPI")
 
     # -- event logs ------------------------------------------------------------------------------
-    found += _event_logs(root, dump, acpi, by_guid)
+    found += event_logs(root, dump, acpi, by_guid)
 
     # -- loaded images ---------------------------------------------------------------------------
     if GUID_DEBUG_IMAGE_INFO in by_guid:
@@ -165,7 +165,7 @@ def _acpi_table(acpi: Node | None, *signatures: str) -> Node | None:
     return None
 
 
-def _event_logs(root: Node, dump: Dump, acpi: Node | None, by_guid: dict[uuid.UUID, int]) -> list[str]:
+def event_logs(root: Node, dump: Dump, acpi: Node | None, by_guid: dict[uuid.UUID, int]) -> list[str]:
     found = []
     tpm2 = _acpi_table(acpi, "TPM2", "TCPA")
     cc = _acpi_table(acpi, "CCEL", "TDEL")
@@ -186,7 +186,7 @@ def _event_logs(root: Node, dump: Dump, acpi: Node | None, by_guid: dict[uuid.UU
             # FACTS B.3: on OVMF the TPM2 LASA area stays zero; the log lives in BS data.
             root.note(None, f"{sig} LASA area at 0x{lasa:x} (0x{laml:x} bytes) is empty; scanning for the log")
             continue
-        log = root.append(_log_node(data, kind, lasa, f"{sig} LASA"))
+        log = root.append(log_node(data, kind, lasa, f"{sig} LASA"))
         found.append(f"{'TPM' if kind == 'tcg' else 'CC'} event log")
     tpm_expected = tpm2 is not None or GUID_TCG2_FINAL_EVENTS in by_guid
     cc_expected = cc is not None or GUID_CC_FINAL_EVENTS in by_guid
@@ -198,10 +198,10 @@ def _event_logs(root: Node, dump: Dump, acpi: Node | None, by_guid: dict[uuid.UU
                             "config table says there should be a log")
         for addr in hits:
             try:
-                data = _read_upto(dump, addr, SCANNED_LOG_BYTES)
+                data = read_upto(dump, addr, SCANNED_LOG_BYTES)
             except Unreadable:
                 continue
-            log = _log_node(data, "auto", addr, "'Spec ID Event03' scan")
+            log = log_node(data, "auto", addr, "'Spec ID Event03' scan")
             fmt = log.get("Format")
             if fmt in have:
                 root.note(addr, f"another {fmt} event log header at 0x{addr:x} (a copy); not decoded")
@@ -215,7 +215,7 @@ def _event_logs(root: Node, dump: Dump, acpi: Node | None, by_guid: dict[uuid.UU
     return found
 
 
-def _read_upto(dump: Dump, addr: int, size: int) -> bytes:
+def read_upto(dump: Dump, addr: int, size: int) -> bytes:
     """`size` bytes at addr, or as many as the memory holds there (halving down to 4 KiB)."""
     while True:
         try:
@@ -226,7 +226,7 @@ def _read_upto(dump: Dump, addr: int, size: int) -> bytes:
             size //= 2
 
 
-def _log_node(data: bytes, kind: str, address: int, source: str) -> Node:
+def log_node(data: bytes, kind: str, address: int, source: str) -> Node:
     log = decode_event_log(data, kind=kind, space_name=f"eventlog@0x{address:x}")
     log.space.base = address
     log.add("Address", address, display=f"0x{address:x} ({source})")

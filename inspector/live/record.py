@@ -168,6 +168,12 @@ class Recorder:
     def next_handoff(self, timeout: float = 60.0) -> Stop:
         return self.record(self.session.next_handoff(timeout))
 
+    def add_breakpoint(self, spec: str):
+        raise ValueError("replay: read-only, breakpoints cannot be set")
+
+    def remove_breakpoint(self, spec: str) -> None:
+        raise ValueError("replay: read-only")
+
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         return self.record(self.session.run_to(phase, timeout))
 
@@ -179,6 +185,12 @@ class Recorder:
 
     def interrupt(self) -> Stop:
         return self.record(self.session.interrupt())
+
+    def add_breakpoint(self, spec: str):
+        return self.session.add_breakpoint(spec)
+
+    def remove_breakpoint(self, spec: str) -> None:
+        self.session.remove_breakpoint(spec)
 
     def close(self) -> None:
         try:

@@ -513,13 +513,13 @@ class ModuleTracking:
         if self._logs:
             for fmt, addr in self._logs.items():
                 try:
-                    node.append(locate._log_node(locate._read_upto(ram, addr, locate.SCANNED_LOG_BYTES), "auto",
+                    node.append(locate.log_node(locate.read_upto(ram, addr, locate.SCANNED_LOG_BYTES), "auto",
                                                  addr, "address found at an earlier stop"))
                 except Unreadable as e:
                     node.problem(None, f"{fmt} event log at 0x{addr:x} not readable: {e}")
             return
         before = len(node.children)
-        locate._event_logs(node, ram, acpi, by_guid)       # noqa: SLF001 (the dump route, reused)
+        locate.event_logs(node, ram, acpi, by_guid)        # the dump route, reused
         for log in node.children[before:]:
             if log.kind == "event-log" and log.get("Address") is not None:
                 self._logs[log.get("Format")] = log.get("Address")

@@ -135,6 +135,16 @@ class FakeSession:
             return stop
         return self.next_handoff()
 
+    def add_breakpoint(self, spec: str):
+        self._call("add_breakpoint")
+        if not spec.startswith("0x") and "+" not in spec and spec != "BdsDxe":
+            raise ValueError(f"no module named {spec!r}")
+        self.breakpoints = getattr(self, "breakpoints", []) + [spec]
+        return type("Bp", (), {"where": int(spec, 16) if spec.startswith("0x") else "pending"})()
+
+    def remove_breakpoint(self, spec: str) -> None:
+        self._call("remove_breakpoint")
+
     def interrupt(self) -> Stop:
         self._call("interrupt")
         self.released.set()
@@ -372,6 +382,19 @@ class TestKeys:
             await pilot.press("r", *"dxe-core", "enter")
             await wait_for(pilot, lambda: shown_index(app) == 2)
             assert session.calls[-1][0] == "run_to" and app.live_screen.phase_bar.current == "dxe-core"
+
+    async def test_b_sets_a_breakpoint_in_a_worker_and_reports_bad_specs(self, stops):
+        session = FakeSession(stops)
+        app = LiveApp(session, "fake")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: shown_index(app) == 0)
+            await pilot.press("b", *"0xfffceb84", "enter")
+            await wait_for(pilot, lambda: "0xfffceb84" in app.live_screen.status_text)
+            assert session.breakpoints == ["0xfffceb84"]
+            assert [t for n, t in session.calls if n == "add_breakpoint"][0] is not threading.main_thread()
+            await pilot.press("b", *"Nowhere", "enter")
+            await wait_for(pilot, lambda: any("no module named" in str(n.message) for n in app._notifications))
+            assert app.is_running
 
     async def test_help_and_palette_list_the_run_control(self, stops):
         app = LiveApp(FakeSession(stops), "fake")

@@ -84,11 +84,12 @@ class LiveScreen(NodeScreen):
         # priority: Screen binds ctrl+c to copy-text, and gdb users press ctrl+c to interrupt.
         Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True, id="live-interrupt-ctrl-c"),
         Binding("r", "run_to", "Run to phase", id="live-run-to"),
+        Binding("b", "breakpoint", "Breakpoint", id="live-breakpoint"),
         Binding("n", "next_stop", "Next stop", id="replay-next"),
         Binding("p", "previous", "Previous stop", id="replay-previous"),
         Binding("c,s,i,r", "read_only", "Run control (read-only in a replay)", show=False, id="replay-read-only"),
     ]
-    LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to"})
+    LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint"})
     REPLAY_ACTIONS = frozenset({"next_stop", "previous", "read_only"})
 
     def __init__(self, session: SessionLike, title: str):
@@ -383,6 +384,32 @@ class LiveScreen(NodeScreen):
             self._pending.clear()
             return self._interrupt()
         return None
+
+    def action_breakpoint(self) -> None:
+        """Set a breakpoint by address or by module (UI name or file GUID) + offset; a module not
+        loaded yet gets it when it loads (the session watches image loads)."""
+        if not self._live_only("breakpoint") or not self._can_run("breakpoint"):
+            return
+
+        def done(text: str | None) -> None:
+            spec = (text or "").strip()
+            if spec:
+                self._set_breakpoint(spec)
+
+        self.app.push_screen(PromptScreen("Breakpoint", placeholder="BdsDxe+0x1a0 or 0xfffceb84",
+                                          hint="an address, or MODULE[+OFFSET]: a UI name or file GUID "
+                                               "(no offset: its entry point)"), done)
+
+    @work(thread=True, group="breakpoint", exit_on_error=False)
+    def _set_breakpoint(self, spec: str) -> None:
+        try:
+            bp = self.session.add_breakpoint(spec)
+        except Exception as e:  # noqa: BLE001 - a bad spec or a dead target: shown, never fatal
+            self.app.call_from_thread(self.notify, f"breakpoint {spec}: {e}", severity="error", markup=False)
+            return
+        where = getattr(bp, "where", None) or getattr(bp, "address", None)
+        text = f"breakpoint {spec}: " + (f"0x{where:x}" if isinstance(where, int) else str(where or "pending"))
+        self.app.call_from_thread(self.set_status, text)
 
     def action_run_to(self) -> None:
         if not self._live_only("run to"):
