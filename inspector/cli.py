@@ -446,5 +446,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PROBLEMS
 
 
+# Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
+ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "acpi", "dump", "pages", "translate"}
+
+
+def run() -> None:
+    """The console script. For a one-shot decode: main() without the garbage collector and without
+    the interpreter's teardown; a decoded image is tens of thousands of objects, and collecting
+    while building them and freeing them one by one at exit cost ~10 % of `fwinspect fd`
+    (measured). The app and live sessions (long-running, with child processes and atexit
+    clean-ups) exit normally."""
+    one_shot = len(sys.argv) > 1 and sys.argv[1] in ONE_SHOT
+    if not one_shot:
+        sys.exit(main())
+    import gc
+
+    gc.disable()
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
     sys.exit(main())

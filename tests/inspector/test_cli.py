@@ -176,3 +176,20 @@ def test_pages_json_lists_every_leaf_as_a_mapping_node(tmp_path):
     assert large["NX"] and not large["User"]
     t = run_cli("translate", str(raw), "--base", hex(base), "--cr3", hex(pml4), "0x5123")
     assert t.stdout.strip().endswith("0x5123 -> 0x5123")
+
+
+def test_console_script_one_shot_path_flushes_output_and_keeps_exit_codes(tmp_path):
+    """run() skips the GC and the interpreter's teardown for one-shot commands: the JSON must still
+    be complete and the exit status unchanged."""
+    code = "import sys; from inspector.cli import run; sys.argv = ['fwinspect'] + sys.argv[1:]; run()"
+    ok = subprocess.run([sys.executable, "-c", code, "fd", str(bookworm("OVMF.fd")), "--json"],
+                        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert ok.returncode == 0 and json.loads(ok.stdout)["kind"] == "image"
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 64)
+    bad = subprocess.run([sys.executable, "-c", code, "fd", str(junk)], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert bad.returncode == 1 and "no firmware volume" in bad.stdout + bad.stderr
+    usage = subprocess.run([sys.executable, "-c", code, "fd", str(tmp_path / "missing")], capture_output=True,
+                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert usage.returncode == 2
