@@ -1,12 +1,13 @@
 # fwinspect: `make run` opens the app on a generated demo image; `make test` sets everything up
 # on a fresh Debian machine (Debian packages when root, a venv, real OVMF images) and runs the suite.
 PY      := .venv/bin/python
-DEBS    := qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-tools swtpm swtpm-tools hyperfine
+BASE_DEBS := python3-venv
+DEBS    := $(BASE_DEBS) qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-tools swtpm swtpm-tools hyperfine
 DEMO    := sample_images/out/demo-tdvf.fd
 
-.PHONY: run test venv debs images bench clean
+.PHONY: run test venv debs base-debs install-debs images bench clean
 
-run: venv $(DEMO)
+run: base-debs venv $(DEMO)
 	.venv/bin/fwinspect $(DEMO)
 
 test: debs venv images
@@ -19,9 +20,16 @@ venv: .venv/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Installs the Debian packages the tests use, when running as root and any is missing.
+# Installs Debian packages when running as root and any is missing: python3-venv for `run`,
+# everything the tests use for `test`.
+base-debs:
+	@$(MAKE) --no-print-directory install-debs PKGS="$(BASE_DEBS)"
+
 debs:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS)"
+
+install-debs:
+	@missing=$$(for p in $(PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:" $$missing; \
