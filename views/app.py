@@ -18,6 +18,7 @@ from views.index import TreeIndex
 from views.screens.help import HelpScreen, Section
 from views.screens.inspect import InspectScreen
 from views.screens.loading import LoadingScreen
+from views.screens.node_screen import NodeScreen
 from views.widgets.search_bar import SearchBar
 
 
@@ -82,7 +83,7 @@ class FwInspectApp(App[None]):
                 ("ctrl+p", "Command palette: every action by name"),
                 ("tab / shift+tab", "Move between tree, fields and bytes"),
             ]),
-            ("Inspector", rows(InspectScreen.BINDINGS)),
+            ("Inspector", rows(InspectScreen.BINDINGS + NodeScreen.BINDINGS)),
             ("Tree", [
                 ("up / down", "Move; the fields and bytes follow"),
                 ("enter / space", "Expand or collapse"),

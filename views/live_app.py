@@ -19,6 +19,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 from inspector.live.session_api import SessionLike
 from views.screens.help import HelpScreen, Section
 from views.screens.live import LiveScreen
+from views.screens.node_screen import NodeScreen
 
 
 # Quitting while the guest runs: how long to wait for the interrupt before leaving anyway.
@@ -63,6 +64,7 @@ class LiveApp(App[None]):
                 ("enter / space", "Expand or collapse"),
             ]),
             ("Fields", [("up / down", "Select a field: its bytes are marked in the hex view")]),
+            ("Tree, fields and bytes", rows(NodeScreen.BINDINGS)),
         ]
 
     async def action_quit(self) -> None:

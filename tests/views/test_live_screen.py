@@ -458,3 +458,22 @@ class TestSnapshot:
 
         assert snap_compare(LiveApp(FakeSession(stops), "fake session"), terminal_size=SIZE,
                             run_before=run_before)
+
+
+@pytest.mark.asyncio
+async def test_live_screen_goes_to_addresses_and_exports_the_stop_tree(stops, tmp_path, monkeypatch):
+    """`g` and `x` work on the live screen as on the inspect screen (both are NodeScreens)."""
+    import json as _json
+
+    monkeypatch.chdir(tmp_path)
+    session = FakeSession(stops)
+    app = LiveApp(session, "fake")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: shown_index(app) == 0)
+        await pilot.press("n", "n")
+        await wait_for(pilot, lambda: shown_index(app) == 2)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*-stop.json")))
+        await pilot.pause(0.2)
+        (written,) = tmp_path.glob("*-stop.json")
+        assert _json.loads(written.read_text())["kind"] == app.live_screen.root.kind

@@ -6,10 +6,7 @@ here too, so the app class stays small (Posting's 1,674-line app.py is the thing
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -18,18 +15,10 @@ from textual.widgets import Footer, Header, Static
 from decoders.model import Node
 from views.index import TreeIndex, parse_number
 from views.screens.node_screen import NodeScreen
-from views.screens.prompt import PromptScreen
 from views.widgets.field_table import FieldTable
 from views.widgets.hex_view import HexView
 from views.widgets.node_tree import NodeTree
 from views.widgets.search_bar import SearchBar
-
-
-def export_json(root: Node, path: Path) -> int:
-    """Write `root.to_json()` to `path`; returns the number of bytes written."""
-    text = json.dumps(root.to_json(), indent=1)
-    path.write_text(text, encoding="utf-8")
-    return len(text.encode())
 
 
 class InspectScreen(NodeScreen):
@@ -37,10 +26,7 @@ class InspectScreen(NodeScreen):
         Binding("slash", "search", "Search", id="search"),
         Binding("n", "next_match", "Next match", show=False, id="next-match"),
         Binding("N", "previous_match", "Previous match", show=False, id="previous-match"),
-        Binding("g", "goto", "Go to offset/address", id="goto"),
         Binding("p", "parent_space", "Bytes of the enclosing space", show=False, id="parent-space"),
-        Binding("x", "export", "Export JSON", id="export"),
-        Binding("X", "export_as", "Export JSON to…", show=False, id="export-as"),
     ]
 
     def __init__(self, root: Node, source_name: str, index: TreeIndex | None = None):
@@ -128,66 +114,3 @@ class InspectScreen(NodeScreen):
 
     def action_previous_match(self) -> None:
         self.step_match(-1)
-
-    # -- go to --------------------------------------------------------------------
-    def action_goto(self) -> None:
-        def done(text: str | None) -> None:
-            if text:
-                self.goto(text)
-
-        self.app.push_screen(PromptScreen("Go to offset or address in the hex view (hex)",
-                                          placeholder="0x20000 or 0xffe20000"), done)
-
-    def goto(self, text: str) -> int | None:
-        """Scroll the hex view to an offset of its space, or an address when the space has a base.
-        Returns the offset gone to."""
-        value = parse_number(text)
-        hex_view = self.hex_view
-        space = hex_view.space
-        if value is None:
-            self.notify(f"{text!r} is not a hex number", severity="error", markup=False)
-            return None
-        if space is None or space.data is None:
-            self.notify("the hex view has no bytes to go to", severity="warning")
-            return None
-        size = len(space.data)
-        if value < size:
-            offset = value
-        elif space.base is not None and space.base <= value < space.base + size:
-            offset = value - space.base
-        else:
-            end = "" if space.base is None else f", addresses 0x{space.base:x}..0x{space.base + size:x}"
-            self.notify(f"0x{value:x} is outside {space.name} (offsets 0..0x{size:x}{end})", severity="error",
-                        markup=False)
-            return None
-        hex_view.cursor = offset
-        hex_view.scroll_to_offset(offset)
-        hex_view.focus()
-        return offset
-
-    # -- export -------------------------------------------------------------------
-    def default_export_path(self) -> Path:
-        return Path.cwd() / f"{Path(self.source_name).name or 'fwinspect'}.json"
-
-    def action_export(self) -> None:
-        self.export(self.default_export_path())
-
-    def action_export_as(self) -> None:
-        def done(text: str | None) -> None:
-            if text:
-                self.export(Path(text).expanduser())
-
-        self.app.push_screen(PromptScreen("Export the tree as JSON to", value=str(self.default_export_path())),
-                             done)
-
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export(self, path: Path) -> None:
-        # to_json of a big tree and the write are slow enough to run off the UI thread.
-        try:
-            written = export_json(self.root, path)
-        except OSError as e:
-            self.app.call_from_thread(self.notify, f"export failed: {path}: {e.strerror}", severity="error",
-                                      markup=False)
-            return
-        self.app.call_from_thread(self.notify, f"wrote {path} ({written} bytes)", title="Exported JSON",
-                                  markup=False)

@@ -96,6 +96,8 @@ class LiveScreen(NodeScreen):
         super().__init__()
         self.session = session
         self.source_title = title
+        # `x` writes the tree of the stop shown to <name>-stop.json in the current folder.
+        self.source_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in title.split(" (")[0])[:60] + "-stop"
         self.live = bool(session.live)
         self.stop: Stop | None = None
         self.root: Node | None = None

@@ -6,16 +6,30 @@ screen both build on it, so a node looks the same wherever it is shown.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from rich.text import Text
-from textual import on
+from textual import on, work
+from textual.binding import Binding
 from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Static
 
 from decoders.model import Node
+from views.index import parse_number
+from views.screens.prompt import PromptScreen
 from views.widgets.field_table import FieldTable
 from views.widgets.hex_view import HexView
 from views.widgets.node_tree import MAX_LABEL_CHARS, NodeTree, clean_text
+
+
+def export_json(root: Node, path: Path) -> int:
+    """Write `root.to_json()` to `path`; returns the number of bytes written."""
+    text = json.dumps(root.to_json(), indent=1)
+    path.write_text(text, encoding="utf-8")
+    return len(text.encode())
+
 
 
 def describe_node(node: Node) -> Text:
@@ -36,9 +50,17 @@ def describe_node(node: Node) -> Text:
 
 
 class NodeScreen(Screen):
-    """A screen with a NodeTree, a FieldTable, a HexView and a `#node-info` Static."""
+    """A screen with a NodeTree, a FieldTable, a HexView and a `#node-info` Static; `g` goes to
+    an offset or address in the bytes, `x`/`X` export the tree shown as JSON."""
 
+    BINDINGS = [
+        Binding("g", "goto", "Go to offset/address", id="goto"),
+        Binding("x", "export", "Export JSON", id="export"),
+        Binding("X", "export_as", "Export JSON to…", show=False, id="export-as"),
+    ]
     current: Node | None = None
+    root: Node | None = None
+    source_name: str = "fwinspect"
 
     @property
     def fields(self) -> FieldTable:
@@ -107,3 +129,68 @@ class NodeScreen(Screen):
         # A field of size 0 or unknown size still marks the byte it starts at.
         hex_view.mark = (event.offset, event.offset + max(1, event.size or 1))
         hex_view.scroll_to_offset(event.offset, only_if_hidden=True)
+
+    # -- go to --------------------------------------------------------------------
+    def action_goto(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.goto(text)
+
+        self.app.push_screen(PromptScreen("Go to offset or address in the hex view (hex)",
+                                          placeholder="0x20000 or 0xffe20000"), done)
+
+    def goto(self, text: str) -> int | None:
+        """Scroll the hex view to an offset of its space, or an address when the space has a base.
+        Returns the offset gone to."""
+        value = parse_number(text)
+        hex_view = self.hex_view
+        space = hex_view.space
+        if value is None:
+            self.notify(f"{text!r} is not a hex number", severity="error", markup=False)
+            return None
+        if space is None or space.data is None:
+            self.notify("the hex view has no bytes to go to", severity="warning")
+            return None
+        size = len(space.data)
+        if value < size:
+            offset = value
+        elif space.base is not None and space.base <= value < space.base + size:
+            offset = value - space.base
+        else:
+            end = "" if space.base is None else f", addresses 0x{space.base:x}..0x{space.base + size:x}"
+            self.notify(f"0x{value:x} is outside {space.name} (offsets 0..0x{size:x}{end})", severity="error",
+                        markup=False)
+            return None
+        hex_view.cursor = offset
+        hex_view.scroll_to_offset(offset)
+        hex_view.focus()
+        return offset
+
+    # -- export -------------------------------------------------------------------
+    def default_export_path(self) -> Path:
+        return Path.cwd() / f"{Path(self.source_name).name or 'fwinspect'}.json"
+
+    def action_export(self) -> None:
+        self.export(self.default_export_path())
+
+    def action_export_as(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.export(Path(text).expanduser())
+
+        self.app.push_screen(PromptScreen("Export the tree as JSON to", value=str(self.default_export_path())),
+                             done)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export(self, path: Path) -> None:
+        if self.root is None:
+            return
+        # to_json of a big tree and the write are slow enough to run off the UI thread.
+        try:
+            written = export_json(self.root, path)
+        except OSError as e:
+            self.app.call_from_thread(self.notify, f"export failed: {path}: {e.strerror}", severity="error",
+                                      markup=False)
+            return
+        self.app.call_from_thread(self.notify, f"wrote {path} ({written} bytes)", title="Exported JSON",
+                                  markup=False)
