@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 from sample_images import OUT
-from sample_images.build import images, malformed, tdhob
+from sample_images.build import images, malformed, paging5, tdhob
 
 SOURCES = [Path(__file__)] + sorted((Path(__file__).parent / "build").glob("*.py"))
 GOOD = ["demo-tdvf.fd", "ffsv3-large.fd", "compressed-sections.fd", "nested-fv.fd", "td-hob.bin",
-        "erase-polarity-0.fd"]
+        "erase-polarity-0.fd", "la57-pages.bin", "la57-pages.json"]
 MALFORMED_DIR = "malformed"
 MANIFEST = "MANIFEST.json"
 SPARSE_BLOCK = 1 << 16  # runs of this many zero bytes become holes in the output file
@@ -77,6 +77,9 @@ def build_all(out: Path) -> list[Path]:
         "td-hob.bin": tdhob.td_hob(),
         "erase-polarity-0.fd": images.erase_polarity_0(),
     }
+    la57_memory, la57_facts = paging5.build()
+    good["la57-pages.bin"] = la57_memory
+    good["la57-pages.json"] = (json.dumps(la57_facts, indent=1) + "\n").encode()
     written = []
     for name, data in good.items():
         _write(out / name, data)

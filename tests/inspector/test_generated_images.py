@@ -98,3 +98,23 @@ def test_td_hob_as_qemu_builds_it():
     assert 7 in types  # unaccepted memory (QEMU hw/i386/tdvf-hob.c)
     assert not [p for _, p in root.all_problems() if p.severity.value == "error"]
     assert root.get("TdHobDigest") is not None
+
+
+def test_five_level_tables_of_the_generator_walk_to_the_leaves_it_describes():
+    import json as _json
+
+    facts = _json.loads(sample_images.generated("la57-pages.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "inspector.cli", "pages", str(sample_images.generated("la57-pages.bin")),
+                        "--base", "0", "--cr3", hex(facts["cr3"]), "--la57", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    leaves = [{f["name"]: f["value"] for f in c["fields"]} for c in _json.loads(r.stdout)["children"]]
+    got = [{"va": m["VirtualAddress"], "pa": m["PhysicalAddress"], "size": m["Size"], "level": m["Level"],
+            "writable": m["Writable"], "user": m["User"], "nx": m["NX"]} for m in leaves]
+    assert got == facts["leaves"]
+    # The same tables read as 4-level miss the upper half: the mode matters.
+    four = subprocess.run([sys.executable, "-m", "inspector.cli", "pages", str(sample_images.generated("la57-pages.bin")),
+                           "--base", "0", "--cr3", hex(facts["cr3"]), "--no-la57", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    vas = {c["fields"][0]["value"] for c in _json.loads(four.stdout)["children"]}
+    assert not vas & {m["va"] for m in facts["leaves"] if m["va"] >= 1 << 63}
