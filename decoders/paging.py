@@ -234,6 +234,11 @@ def walk(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> WalkResult:
                 continue
             children.append((nxt, level - 1, va_base | i << shift, rw and bool(e & RW), us and bool(e & US),
                              nx or bool(e & nx_mask), path + (nxt,)))
+        prefetch = getattr(mem, "prefetch", None)
+        if prefetch is not None and len(children) > 1:
+            # A live target's Memory reads the next level's tables in a few pipelined requests
+            # rather than one round trip each (DESIGN.md: one read per table page, batched).
+            prefetch([c[0] for c in children])
         stack.extend(reversed(children))
     if cols["va"]:
         va = np.concatenate(cols["va"])

@@ -55,6 +55,8 @@ X86_64_REGISTERS: list[tuple[str, int]] = (
 PAGE = 0x1000
 CACHE_MAX_PAGES = 4096
 CACHE_MAX_READ = 1 << 20
+# Pages skipped inside one prefetch run: reading them is cheaper than a separate request.
+PREFETCH_MAX_GAP = 4
 
 
 class TargetError(Exception):
@@ -328,6 +330,34 @@ class TargetMemory:
             return self.target.read_virtual(address, size, self.timeout)
         except TargetError as e:
             raise Unreadable(address, size, str(e)) from e
+
+    def prefetch(self, addresses) -> None:
+        """Fetch the pages holding `addresses` ahead of the reads that will follow (a page-table
+        walk's next level): runs of nearby pages become one pipelined read each instead of one
+        round trip per page. Pages that cannot be read are simply left for read() to report."""
+        if not self.cache:
+            return
+        if self._generation != self.target.generation:
+            self._pages.clear()
+            self._generation = self.target.generation
+        pages = sorted({a // PAGE for a in addresses} - self._pages.keys())
+        if not pages or len(self._pages) + len(pages) > CACHE_MAX_PAGES:
+            return
+        runs, start, prev = [], pages[0], pages[0]
+        for p in pages[1:]:
+            # A few unwanted pages in a gap cost less than another round trip.
+            if p - prev > PREFETCH_MAX_GAP or (p - start + 1) * PAGE > CACHE_MAX_READ:
+                runs.append((start, prev))
+                start = p
+            prev = p
+        runs.append((start, prev))
+        for lo, hi in runs:
+            try:
+                data = self._fetch(lo * PAGE, (hi - lo + 1) * PAGE)
+            except Unreadable:
+                continue
+            for i, p in enumerate(range(lo, hi + 1)):
+                self._pages.setdefault(p, data[i * PAGE:(i + 1) * PAGE])
 
     def read(self, address: int, size: int) -> bytes:
         if not self.cache or size <= 0 or size > CACHE_MAX_READ:
