@@ -221,6 +221,11 @@ class GdbTarget(Target):
         self._stopped()
         return self._console(f"monitor {command}", timeout)
 
+    def console(self, line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """A gdb CLI command (`info registers rip`, `x/4i $pc`, `p $cr0`), its console output."""
+        self._stopped()
+        return self._console(line, timeout)
+
     # ---- memory
     def _set_phys(self, mode: int, timeout: float) -> None:
         if self._phys_mode != mode:

@@ -174,6 +174,9 @@ class Recorder:
     def remove_breakpoint(self, spec: str) -> None:
         raise ValueError("replay: read-only")
 
+    def console(self, line: str) -> str:
+        raise ValueError("replay: read-only, no target to send commands to")
+
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         return self.record(self.session.run_to(phase, timeout))
 
@@ -191,6 +194,9 @@ class Recorder:
 
     def remove_breakpoint(self, spec: str) -> None:
         self.session.remove_breakpoint(spec)
+
+    def console(self, line: str) -> str:
+        return self.session.console(line)
 
     def close(self) -> None:
         try:

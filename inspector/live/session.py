@@ -140,6 +140,14 @@ class Session(ModuleTracking):
     def interrupt(self) -> Stop:
         return self._guard(lambda: self._after(self.target.interrupt(self.call_timeout), "interrupt"))
 
+    def console(self, line: str) -> str:
+        """A command typed in the app's console: gdb's CLI on the gdb backend (which has one),
+        QEMU's monitor through qRcmd on the RSP backend. Raises TargetError as the target does."""
+        console = getattr(self.target, "console", None)
+        if console is not None:
+            return console(line, self.call_timeout)
+        return self.target.monitor(line, self.call_timeout)
+
     def next_handoff(self, timeout: float = 60.0) -> Stop:
         return self._guard(lambda: self._next_handoff(time.monotonic() + timeout))
 

@@ -63,4 +63,6 @@ class SessionLike(Protocol):
 
     def remove_breakpoint(self, spec: str) -> None: ...
 
+    def console(self, line: str) -> str: ...   # gdb's CLI on the gdb backend; QEMU's monitor on RSP
+
     def close(self) -> None: ...

@@ -201,6 +201,13 @@ def test_debugcon_bytes_written_to_port_0x402_appear_in_stop_log(run):
 
 
 @pytest.mark.live
+def test_console_on_rsp_is_qemus_monitor(run):
+    """On the RSP backend the app's console goes to QEMU's monitor (qRcmd)."""
+    answer = run.session.console("info registers")
+    assert "CS =" in answer and "CR0=" in answer
+
+
+@pytest.mark.live
 def test_gdb_script_has_bds_dxe_at_image_base_plus_text_rva(run):
     text = pe_fields(run.bds_header)["text"]
     assert f"add-symbol-file BdsDxe.debug 0x{run.bds_base + text:x}" in run.script.splitlines()
@@ -258,6 +265,9 @@ def test_pending_breakpoint_by_guid_works_over_the_gdb_backend():
         header = s.target.read_physical(stop.linear_rip - entry, 0x400)
         assert (stop.reason, stop.module, bp.module) == ("breakpoint", "BdsDxe", "BdsDxe")
         assert pe_fields(header)["header"][:24] == pe_fields(module_pe(img, "BdsDxe"))["header"][:24]
+        # The app's console on this backend is gdb's CLI: it agrees with the stop's registers.
+        answer = s.console("info registers rip")
+        assert f"0x{stop.linear_rip:x}" in answer
     finally:
         if s is not None:
             s.close()

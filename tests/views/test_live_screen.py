@@ -145,6 +145,12 @@ class FakeSession:
     def remove_breakpoint(self, spec: str) -> None:
         self._call("remove_breakpoint")
 
+    def console(self, line: str) -> str:
+        self._call("console")
+        if line == "boom":
+            raise RuntimeError("E14")
+        return f"answer to {line}\nsecond line"
+
     def interrupt(self) -> Stop:
         self._call("interrupt")
         self.released.set()
@@ -394,6 +400,18 @@ class TestKeys:
             assert [t for n, t in session.calls if n == "add_breakpoint"][0] is not threading.main_thread()
             await pilot.press("b", *"Nowhere", "enter")
             await wait_for(pilot, lambda: any("no module named" in str(n.message) for n in app._notifications))
+            assert app.is_running
+
+    async def test_colon_sends_a_console_command_and_shows_the_answer(self, stops):
+        session = FakeSession(stops)
+        app = LiveApp(session, "fake")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: shown_index(app) == 0)
+            await pilot.press("colon", *"info registers", "enter")
+            await wait_for(pilot, lambda: "answer to info registers" in app.live_screen.log_pane.text)
+            assert "» info registers" in app.live_screen.log_pane.text
+            await pilot.press("colon", *"boom", "enter")
+            await wait_for(pilot, lambda: "error: RuntimeError: E14" in app.live_screen.log_pane.text)
             assert app.is_running
 
     async def test_help_and_palette_list_the_run_control(self, stops):

@@ -85,11 +85,12 @@ class LiveScreen(NodeScreen):
         Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True, id="live-interrupt-ctrl-c"),
         Binding("r", "run_to", "Run to phase", id="live-run-to"),
         Binding("b", "breakpoint", "Breakpoint", id="live-breakpoint"),
+        Binding("colon", "console", "Console", id="live-console"),
         Binding("n", "next_stop", "Next stop", id="replay-next"),
         Binding("p", "previous", "Previous stop", id="replay-previous"),
         Binding("c,s,i,r", "read_only", "Run control (read-only in a replay)", show=False, id="replay-read-only"),
     ]
-    LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint"})
+    LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint", "console"})
     REPLAY_ACTIONS = frozenset({"next_stop", "previous", "read_only"})
 
     def __init__(self, session: SessionLike, title: str):
@@ -412,6 +413,29 @@ class LiveScreen(NodeScreen):
         where = getattr(bp, "where", None) or getattr(bp, "address", None)
         text = f"breakpoint {spec}: " + (f"0x{where:x}" if isinstance(where, int) else str(where or "pending"))
         self.app.call_from_thread(self.set_status, text)
+
+    def action_console(self) -> None:
+        """`:` sends a command to the target's console (gdb's CLI on the gdb backend, QEMU's monitor
+        on RSP); the answer goes to the log pane."""
+        if not self._live_only("console") or not self._can_run("console"):
+            return
+
+        def done(text: str | None) -> None:
+            line = (text or "").strip()
+            if line:
+                self._console(line)
+
+        self.app.push_screen(PromptScreen("Console command", placeholder="info registers",
+                                          hint="gdb backend: any gdb command; RSP backend: a QEMU monitor command"),
+                             done)
+
+    @work(thread=True, group="console", exit_on_error=False)
+    def _console(self, line: str) -> None:
+        try:
+            answer = self.session.console(line)
+        except Exception as e:  # noqa: BLE001 - a refused or failed command is shown, never fatal
+            answer = f"error: {type(e).__name__}: {e}"
+        self.app.call_from_thread(self.log_pane.write_console, line, answer)
 
     def action_run_to(self) -> None:
         if not self._live_only("run to"):

@@ -49,6 +49,12 @@ class LogPane(Log):
             # write() continues a partial last line, so a line split across two stops joins up.
             self.write("\n".join(clean_line(line) for line in new.replace("\r", "").split("\n")))
 
+    def write_console(self, command: str, answer: str) -> None:
+        """A console command and its answer, after whatever the log shows (the debugcon text that
+        follows later is appended below it)."""
+        lines = [f"» {clean_line(command)}"] + [clean_line(line) for line in answer.replace("\r", "").rstrip("\n").split("\n")]
+        self.write(("\n" if self.lines and str(self.lines[-1]) else "") + "\n".join(lines) + "\n")
+
     @property
     def text(self) -> str:
         return "\n".join(str(line) for line in self.lines)
