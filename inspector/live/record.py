@@ -168,15 +168,6 @@ class Recorder:
     def next_handoff(self, timeout: float = 60.0) -> Stop:
         return self.record(self.session.next_handoff(timeout))
 
-    def add_breakpoint(self, spec: str):
-        raise ValueError("replay: read-only, breakpoints cannot be set")
-
-    def remove_breakpoint(self, spec: str) -> None:
-        raise ValueError("replay: read-only")
-
-    def console(self, line: str) -> str:
-        raise ValueError("replay: read-only, no target to send commands to")
-
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         return self.record(self.session.run_to(phase, timeout))
 
@@ -440,6 +431,15 @@ class ReplaySession:
 
     def step(self) -> Stop:
         return self._move(+1)
+
+    def add_breakpoint(self, spec: str):
+        raise ValueError("replay: read-only, breakpoints cannot be set")
+
+    def remove_breakpoint(self, spec: str) -> None:
+        raise ValueError("replay: read-only")
+
+    def console(self, line: str) -> str:
+        raise ValueError("replay: read-only, no target to send commands to")
 
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         for i in range(self.position + 1, len(self.stops)):

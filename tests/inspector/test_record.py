@@ -238,3 +238,10 @@ def test_cli_replay_json_prints_the_recorded_stops(recording, stops):
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [s["phase"] for s in lines] == [s.phase for s in stops]
     assert [s["linear_rip"] for s in lines] == [s.linear_rip for s in stops]
+
+
+def test_replay_refuses_breakpoints_and_console_commands(recording):
+    replay = ReplaySession(recording)
+    for call in (lambda: replay.add_breakpoint("0x1000"), lambda: replay.console("info registers")):
+        with pytest.raises(ValueError, match="read-only"):
+            call()
