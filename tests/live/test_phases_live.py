@@ -43,9 +43,11 @@ TEMP_RAM_SUPPORT_PPI = uuid.UUID("dbe23aa9-a345-4b97-85b6-b226f1617389")
 
 # (dist, image, backend, tpm). With a TPM, Tcg2Pei hashes DXEFV before DxeIpl copies DxeCore out of
 # it: the copy-following must not mistake the hash's reads for the loader's.
-CONFIGS = [("bookworm", "OVMF.fd", "rsp", False), ("bookworm", "OVMF_CODE_4M.fd", "rsp", False),
-           ("trixie", "OVMF.fd", "rsp", False), ("bookworm", "OVMF.fd", "gdb", False),
-           ("bookworm", "OVMF_CODE_4M.fd", "rsp", True)]
+# Every image of the issue with both backends (the 4 MiB CODE images with their VARS), and once
+# with a TPM, whose PEI module reads DXEFV while the handoff watches sit on it.
+CONFIGS = [(dist, name, backend, False) for dist in ("bookworm", "trixie")
+           for name in ("OVMF.fd", "OVMF_CODE_4M.fd") for backend in ("rsp", "gdb")] + \
+          [("bookworm", "OVMF_CODE_4M.fd", "rsp", True)]
 
 
 def image_path(dist: str, name: str):
