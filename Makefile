@@ -2,7 +2,8 @@
 # on a fresh Debian machine (Debian packages when root, a venv, real OVMF images) and runs the suite.
 PY      := .venv/bin/python
 BASE_DEBS := python3-venv
-DEBS    := $(BASE_DEBS) qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-tools swtpm swtpm-tools hyperfine
+DEBS    := $(BASE_DEBS) qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-tools swtpm swtpm-tools hyperfine \
+           binutils gcc openssl
 DEMO    := sample_images/out/demo-tdvf.fd
 
 .PHONY: run test venv debs base-debs install-debs images bench clean
