@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import weakref
+
 import construct
 
 
@@ -17,19 +19,24 @@ class DecodeError(Exception):
         self.message = message
 
 
-_SIZES: dict[int, int | None] = {}
+# Keyed by the struct object, weakly: a struct built per call (one per pointer width) leaves the
+# cache when it is freed, and a new struct can never inherit an old one's size through a reused id().
+_SIZES: "weakref.WeakKeyDictionary[construct.Construct, int | None]" = weakref.WeakKeyDictionary()
 
 
 def static_size(struct: construct.Construct) -> int | None:
     """The struct's fixed size, or None when it depends on the data; cached, because construct
     recomputes it on every call (a third of a firmware decode's time when it was not cached)."""
-    key = id(struct)
-    if key not in _SIZES:
-        try:
-            _SIZES[key] = struct.sizeof()
-        except construct.SizeofError:
-            _SIZES[key] = None
-    return _SIZES[key]
+    try:
+        return _SIZES[struct]
+    except KeyError:
+        pass
+    try:
+        size = struct.sizeof()
+    except construct.SizeofError:
+        size = None
+    _SIZES[struct] = size
+    return size
 
 
 def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, offset: int,

@@ -7,30 +7,32 @@ body after its generic header).
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import construct
 
-from decoders.errors import static_size
-from decoders.model import Node
+from decoders.errors import parse_at, static_size
+from decoders.memory import Memory, Unreadable
+from decoders.model import Node, Space
 
 Display = str | Callable[[Any], str]
 Convert = Callable[[construct.Construct, Any], tuple[Any, str | None]]
 
-# (name, offset in the struct, size, the member's construct without its name): per struct, once.
-_LAYOUTS: dict[int, tuple[tuple[str | None, int, int, construct.Construct], ...]] = {}
+# (name, offset in the struct, size, the member's construct without its name): per struct, once;
+# weakly keyed by the struct itself, like errors.static_size.
+_LAYOUTS: "weakref.WeakKeyDictionary[construct.Construct, tuple]" = weakref.WeakKeyDictionary()
 
 
 def layout(struct: construct.Construct) -> tuple[tuple[str | None, int, int, construct.Construct], ...]:
-    key = id(struct)
-    found = _LAYOUTS.get(key)
+    found = _LAYOUTS.get(struct)
     if found is None:
         out, pos = [], 0
         for sc in struct.subcons:
             size = static_size(sc)
             out.append((sc.name, pos, size, sc.subcon if isinstance(sc, construct.Renamed) else sc))
             pos += size
-        found = _LAYOUTS[key] = tuple(out)
+        found = _LAYOUTS[struct] = tuple(out)
     return found
 
 
@@ -64,3 +66,21 @@ def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int
             value = [dict(v) if isinstance(v, dict) else v for v in value]
         node.add(full, value, offset + rel, size, text)
     return end
+
+
+def read_fields(node: Node, memory: Memory, address: int, struct: construct.Construct, label: str,
+                **options) -> Any:
+    """Read a fixed-size `struct` at `address` through `memory` into `node`: the node's space becomes
+    the bytes read (named `label@address`, based there) and its fields the struct's members
+    (`options` as for add_fields). Returns the parsed struct, or None with a located problem when
+    the memory is not readable."""
+    size = static_size(struct)
+    try:
+        raw = memory.read(address, size)
+    except Unreadable as e:
+        node.problem(None, f"{label} at 0x{address:x} not readable: {e}")
+        return None
+    node.space, node.offset, node.size = Space(f"{label}@0x{address:x}", raw, address), 0, len(raw)
+    parsed = parse_at(struct, raw, 0, label)
+    add_fields(node, struct, parsed, 0, **options)
+    return parsed

@@ -15,7 +15,7 @@ from decoders import guids
 from decoders.devicepath import decode_device_path, walk as dp_walk
 from decoders.efi import structs as S
 from decoders.errors import parse_at
-from decoders.fields import add_fields
+from decoders.fields import add_fields, read_fields
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
@@ -84,17 +84,12 @@ def read_ucs2(mem: Memory, address: int, max_chars: int = MAX_VENDOR_CHARS) -> t
 # -- EFI_SYSTEM_TABLE_POINTER ----------------------------------------------------------------------
 def decode_system_table_pointer(mem: Memory, address: int) -> Node:
     node = Node("efi-system-table-pointer", f"EFI_SYSTEM_TABLE_POINTER at 0x{address:x}")
-    try:
-        raw = mem.read(address, S.EFI_SYSTEM_TABLE_POINTER.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"not readable: {e}")
+    p = read_fields(node, mem, address, S.EFI_SYSTEM_TABLE_POINTER, "EFI_SYSTEM_TABLE_POINTER")
+    if p is None:
         return node
-    node.space, node.size = _space("EFI_SYSTEM_TABLE_POINTER", address, raw), len(raw)
-    p = parse_at(S.EFI_SYSTEM_TABLE_POINTER, raw, 0)
-    _add_fields(node, p, S.EFI_SYSTEM_TABLE_POINTER)
     if p.Signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
         node.problem(0, f"Signature {p.Signature!r} is not 'IBI SYST'")
-    crc = crc32_with_zeroed(raw, 16)
+    crc = crc32_with_zeroed(node.space.data, 16)
     node.field("Crc32").display = f"0x{p.Crc32:08x} ({'valid' if crc == p.Crc32 else f'computed 0x{crc:08x}'})"
     if crc != p.Crc32:
         # DxeCore fills the CRC only once the runtime arch protocol is up (DebugImageInfo.c
@@ -142,19 +137,14 @@ def decode_system_table(mem: Memory, address: int) -> Node:
         node.problem(12, f"HeaderSize {hdr.HeaderSize} is neither 120 (X64) nor 72 (IA32): not a system table")
         return node
     st_struct = S.EFI_SYSTEM_TABLE(width)
-    try:
-        raw = mem.read(address, st_struct.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"system table body not readable: {e}")
+    st = read_fields(node, mem, address, st_struct, "EFI_SYSTEM_TABLE")
+    if st is None:
         return node
-    node.space, node.size = _space("EFI_SYSTEM_TABLE", address, raw), len(raw)
-    st = parse_at(st_struct, raw, 0)
-    _add_fields(node, st, st_struct)
     node.add("PointerSize", width, display="X64 (8)" if width == 8 else "IA32 (4)")
     if st.Hdr.Signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
         node.problem(0, f"Hdr.Signature {st.Hdr.Signature!r} is not 'IBI SYST'")
     node.field("Hdr.Revision").display = f"0x{st.Hdr.Revision:x} (UEFI {revision_text(st.Hdr.Revision)})"
-    crc = crc32_with_zeroed(raw, 16)
+    crc = crc32_with_zeroed(node.space.data, 16)
     node.field("Hdr.CRC32").display = f"0x{st.Hdr.CRC32:08x} ({'valid' if crc == st.Hdr.CRC32 else 'bad'})"
     if crc != st.Hdr.CRC32:
         node.problem(16, f"Hdr.CRC32 0x{st.Hdr.CRC32:08x} does not match the computed 0x{crc:08x}")
@@ -209,14 +199,9 @@ def decode_debug_image_info(mem: Memory, address: int, width: int = 8) -> Node:
     kind "loaded-image")."""
     hs = S.EFI_DEBUG_IMAGE_INFO_TABLE_HEADER(width)
     node = Node("efi-debug-image-info-table", f"EFI_DEBUG_IMAGE_INFO_TABLE_HEADER at 0x{address:x}")
-    try:
-        raw = mem.read(address, hs.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"not readable: {e}")
+    h = read_fields(node, mem, address, hs, "EFI_DEBUG_IMAGE_INFO_TABLE_HEADER")
+    if h is None:
         return node
-    node.space, node.size = _space("EFI_DEBUG_IMAGE_INFO_TABLE_HEADER", address, raw), len(raw)
-    h = parse_at(hs, raw, 0)
-    _add_fields(node, h, hs)
     flags = [n for bit, n in ((1, "UPDATE_IN_PROGRESS"), (2, "TABLE_MODIFIED")) if h.UpdateStatus & bit]
     node.field("UpdateStatus").display = f"0x{h.UpdateStatus:x} ({', '.join(flags) or 'none'})"
     if h.UpdateStatus & S.EFI_DEBUG_IMAGE_INFO_UPDATE_IN_PROGRESS:
@@ -252,14 +237,9 @@ def decode_debug_image_info(mem: Memory, address: int, width: int = 8) -> Node:
 def decode_debug_image_entry(mem: Memory, address: int, width: int = 8) -> Node:
     ns = S.EFI_DEBUG_IMAGE_INFO_NORMAL(width)
     node = Node("loaded-image", f"image (EFI_DEBUG_IMAGE_INFO_NORMAL at 0x{address:x})")
-    try:
-        raw = mem.read(address, ns.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"EFI_DEBUG_IMAGE_INFO_NORMAL at 0x{address:x} not readable: {e}")
+    e = read_fields(node, mem, address, ns, "EFI_DEBUG_IMAGE_INFO_NORMAL")
+    if e is None:
         return node
-    node.space, node.size = _space("EFI_DEBUG_IMAGE_INFO_NORMAL", address, raw), len(raw)
-    e = parse_at(ns, raw, 0)
-    _add_fields(node, e, ns)
     if e.ImageInfoType != S.EFI_DEBUG_IMAGE_INFO_TYPE_NORMAL:
         node.problem(0, f"ImageInfoType {e.ImageInfoType} is not EFI_DEBUG_IMAGE_INFO_TYPE_NORMAL (1)")
         return node
@@ -279,14 +259,9 @@ def decode_debug_image_entry(mem: Memory, address: int, width: int = 8) -> Node:
 def decode_loaded_image(mem: Memory, address: int, width: int = 8) -> Node:
     ls = S.EFI_LOADED_IMAGE_PROTOCOL(width)
     node = Node("efi-loaded-image-protocol", f"EFI_LOADED_IMAGE_PROTOCOL at 0x{address:x}")
-    try:
-        raw = mem.read(address, ls.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"LoadedImageProtocolInstance 0x{address:x} not readable: {e}")
+    li = read_fields(node, mem, address, ls, "EFI_LOADED_IMAGE_PROTOCOL")
+    if li is None:
         return node
-    node.space, node.size = _space("EFI_LOADED_IMAGE_PROTOCOL", address, raw), len(raw)
-    li = parse_at(ls, raw, 0)
-    _add_fields(node, li, ls)
     for name in ("ImageCodeType", "ImageDataType"):
         v = li[name]
         node.field(name).display = MEMORY_TYPES[v] if v < len(MEMORY_TYPES) else f"0x{v:x}"

@@ -23,12 +23,13 @@ from __future__ import annotations
 import struct
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from construct import Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from decoders import guids
 from decoders.errors import parse_at
-from decoders.fields import add_fields
+from decoders.fields import add_fields, read_fields
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 from inspector.live.session_api import PHASES
@@ -252,6 +253,7 @@ def _uintn(width: int):
     return Int64ul if width == 8 else Int32ul
 
 
+@lru_cache(maxsize=None)
 def EFI_SEC_PEI_HAND_OFF(width: int) -> Struct:
     """PI spec vol. 1, 6.3 (MdePkg/Include/Pi/PiPeiCis.h): DataSize is a UINT16, the pointers and
     sizes that follow are UINTN-aligned (36 bytes on IA32, 72 on X64)."""
@@ -270,6 +272,7 @@ def EFI_SEC_PEI_HAND_OFF(width: int) -> Struct:
     )
 
 
+@lru_cache(maxsize=None)
 def EFI_PEI_PPI_DESCRIPTOR(width: int) -> Struct:
     """PiPeiCis.h: UINTN Flags; EFI_GUID *Guid; VOID *Ppi."""
     u = _uintn(width)
@@ -284,17 +287,11 @@ def decode_sec_pei_handoff(mem: Memory, address: int, width: int) -> Node:
     """EFI_SEC_PEI_HAND_OFF at `address` (kind "sec-pei-handoff")."""
     st = EFI_SEC_PEI_HAND_OFF(width)
     node = Node("sec-pei-handoff", f"EFI_SEC_PEI_HAND_OFF at 0x{address:x}")
-    try:
-        raw = mem.read(address, st.sizeof())
-    except Unreadable as e:
-        node.problem(None, f"EFI_SEC_PEI_HAND_OFF at 0x{address:x} not readable: {e}")
+    hex_fields = ("BootFirmwareVolumeBase", "BootFirmwareVolumeSize", "TemporaryRamBase", "TemporaryRamSize",
+                  "PeiTemporaryRamBase", "PeiTemporaryRamSize", "StackBase", "StackSize")
+    p = read_fields(node, mem, address, st, "EFI_SEC_PEI_HAND_OFF", displays=dict.fromkeys(hex_fields, _hex))
+    if p is None:
         return node
-    node.space, node.size = Space(f"EFI_SEC_PEI_HAND_OFF@0x{address:x}", raw, address), len(raw)
-    p = parse_at(st, raw, 0)
-    add_fields(node, st, p, 0, displays={k: _hex for k in ("BootFirmwareVolumeBase", "BootFirmwareVolumeSize",
-                                                            "TemporaryRamBase", "TemporaryRamSize",
-                                                            "PeiTemporaryRamBase", "PeiTemporaryRamSize",
-                                                            "StackBase", "StackSize")})
     if p.DataSize != st.sizeof():
         node.warn(0, f"DataSize {p.DataSize}, sizeof(EFI_SEC_PEI_HAND_OFF) is {st.sizeof()} with "
                      f"{width * 8}-bit pointers")
