@@ -222,9 +222,12 @@ def cmd_pages(args) -> int:
     from inspector.dump import dump_pages
     from inspector.render import has_problems
 
+    from decoders.paging import table_tree_node
+
     with _open_dump(args) as dump:
         cfg = _paging_config(args)
         result = dump_pages(dump, args.cr3, args.la57, config=cfg)
+        tables = table_tree_node(dump.memory, result.cr3, result.config) if args.tables and not args.json else None
     root = page_tables_node(result)
     if args.json:
         # Every leaf as a "mapping" node (or every merged range): streamed, because OVMF's identity
@@ -242,11 +245,8 @@ def cmd_pages(args) -> int:
     else:
         if args.leaves:
             root.children = [mapping_node(m) for m in result.mappings]
-        if args.tables:
-            from decoders.paging import table_tree_node
-
-            with _open_dump(args) as dump:
-                root.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
+        if tables is not None:
+            root.children.insert(0, tables)
         _finish(root, argparse.Namespace(json=False, fields=False))
     return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
 
