@@ -1,0 +1,81 @@
+"""Run one fwinspect command on one hostile input as a whole process, and say how it ended.
+
+The budget every command holds on any input up to 64 MiB (DESIGN.md, "Budgets"): exit status 0, 1
+or 2 (3 is an internal error, a bug), peak RSS (the kernel's ru_maxrss, which is VmHWM) at most
+256 MiB, and at most 10 s. Tests assert the exit status and the memory; the time is only a hang
+detector here (a generous timeout, because the suite runs beside other work on 2 cores); the
+10 s figure is measured in `benchmarks/hostile.py`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PEAK_RSS_LIMIT = 256 << 20
+HANG_TIMEOUT = 120.0  # seconds; a hang, not a budget (see the module docstring)
+ALLOWED_EXITS = (0, 1, 2)
+
+# The console script's entry, so one-shot commands run exactly as a user's `fwinspect` does.
+_ENTRY = "import sys; sys.argv[0] = 'fwinspect'; from inspector.cli import run; run()"
+
+
+@dataclass
+class Outcome:
+    args: list[str]
+    returncode: int | None  # None: killed after HANG_TIMEOUT
+    seconds: float
+    peak_rss: int  # bytes
+    stdout: bytes
+    stderr: bytes
+
+    def describe(self) -> str:
+        tail = self.stderr.decode(errors="replace")[-2000:]
+        return (f"fwinspect {' '.join(self.args)}: exit {self.returncode}, {self.seconds:.1f} s, "
+                f"peak {self.peak_rss >> 20} MiB\n{tail}")
+
+    def check(self) -> None:
+        """Assert the hostile-input contract: ended, a documented exit status, bounded memory."""
+        assert self.returncode is not None, f"hung: {self.describe()}"
+        assert self.returncode in ALLOWED_EXITS, f"bad exit: {self.describe()}"
+        assert b"Traceback" not in self.stderr, f"traceback: {self.describe()}"
+        assert self.peak_rss <= PEAK_RSS_LIMIT, f"memory: {self.describe()}"
+
+
+def run_fwinspect(args: list[str | os.PathLike], timeout: float = HANG_TIMEOUT, cwd: Path | None = None,
+                  stdout_to: Path | None = None) -> Outcome:
+    """Run `fwinspect ARGS` in a child process and reap it with wait4, whose rusage gives this one
+    child's peak RSS. Output goes to files (no pipe to drain while waiting); stdout is read back
+    unless `stdout_to` names where to keep it (for commands whose output is large by design)."""
+    import tempfile
+
+    argv = [str(a) for a in args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("FWINSPECT_DEBUG", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(stdout_to) if stdout_to else Path(tmp) / "stdout"
+        err_path = Path(tmp) / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-c", _ENTRY, *argv], stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, cwd=cwd or ROOT, env=env)
+            returncode: int | None = None
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    returncode = os.waitstatus_to_exitcode(status)
+                    break
+                if time.monotonic() - start > timeout:
+                    proc.kill()
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.01)
+            proc.returncode = returncode if returncode is not None else -9  # reaped here, not by Popen
+            seconds = time.monotonic() - start
+        stdout = b"" if stdout_to else out_path.read_bytes()
+        stderr = err_path.read_bytes()
+    return Outcome(argv, returncode, seconds, usage.ru_maxrss * 1024, stdout, stderr)
