@@ -66,10 +66,11 @@ def cmd_mrtd(args) -> int:
         write_json(root)
     else:
         for r in results:
-            print(f"{r.digest.hex()}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
-        for p in meta.problems:
+            print(f"{r.hex or 'not computed'}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
+        for p in [*meta.problems, *(p for r in results for p in r.problems)]:
             print(p, file=sys.stderr)
-    return EXIT_PROBLEMS if has_problems(meta) else EXIT_OK
+    refused = any(r.problems for r in results)
+    return EXIT_PROBLEMS if refused or has_problems(meta) else EXIT_OK
 
 
 def cmd_extract(args) -> int:
