@@ -1,7 +1,9 @@
-"""Real data for tests: Debian's OVMF images, the shared fixtures, and the anchor tools.
+"""Real data for tests: Debian's OVMF images, the third-party fixtures, our edk2 builds, the anchor tools.
 
-A missing component skips the test with a reason naming the Debian package; under CI (CI=true)
-it fails instead, because CI installs everything (DESIGN.md, "Real components").
+A missing component skips the test with a reason naming what provides it (a Debian package, `make
+firmware`); under CI (CI=true) it fails instead, because CI installs everything (DESIGN.md, "Real
+components"). The third-party fixtures are in the repository (tests/data/, README there); only the
+edk2 builds live outside it.
 """
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ import pytest
 
 import sample_images
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+# Event logs, CCEL logs with their TDX quotes, the TD HOB, ACPI tables and each reference tool's
+# output: tests/data/README.md gives every file's origin, licence and how its oracle output was made.
+FIXTURES = DATA = ROOT / "tests" / "data"
+# edk2 builds too big for the repository (TDVF Config-B, a DEBUG OvmfPkgX64 with its .debug files):
+# read in place beside the checkout, else from the cache `make firmware` fills with the same layout.
+SHARED_FIRMWARE = ROOT.parent / "shared" / "firmware"
+FIRMWARE_CACHE = ROOT / ".cache" / "firmware"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -41,14 +50,34 @@ def trixie(name: str) -> Path:
 
 
 def fixture(rel: str) -> Path:
-    p = FIXTURES / rel
+    """tests/data/REL. A file missing from a source folder that is there is a broken checkout (fail);
+    a whole source folder removed on purpose (say acpi/fwts, the GPL-2 data) is a missing component."""
+    p = DATA / rel
     if not p.exists():
-        # The fixtures live beside the checkout, not in it; their absence is a skip even in CI only
-        # when the whole folder is gone.
-        if not FIXTURES.is_dir():
-            pytest.skip(f"../shared/fixtures is absent ({FIXTURES})")
-        pytest.fail(f"fixture {rel} missing from {FIXTURES}")
+        folder = DATA.joinpath(*Path(rel).parts[:2])
+        if not folder.is_dir():
+            missing(f"tests/data/{Path(rel).parts[0]}/{folder.name} is absent (see tests/data/README.md)")
+        pytest.fail(f"fixture {rel} missing from {DATA}")
     return p
+
+
+def firmware(rel: str) -> Path:
+    """One of our edk2 builds, e.g. `firmware("ovmf-debug/OVMF.fd")`: ../shared/firmware/REL, else
+    .cache/firmware/REL as built by `make firmware`."""
+    for base in (SHARED_FIRMWARE, FIRMWARE_CACHE):
+        if (base / rel).is_file():
+            return base / rel
+    missing(f"edk2 build {rel} not found in {SHARED_FIRMWARE} or {FIRMWARE_CACHE}: run `make firmware` "
+            "(builds it from Debian's edk2 source, about 30 minutes)")
+
+
+def params(values, what: str, argcount: int = 1) -> list:
+    """A parametrisation list that is never silently empty: when `values` is empty, one parameter
+    set (of `argcount` Nones) that skips (outside CI) or fails (CI) saying that `what` is missing."""
+    values = list(values)
+    if values:
+        return values
+    return [pytest.param(*[None] * argcount, marks=pytest.mark.missing_resource(f"no {what}"), id="missing")]
 
 
 def tool(name: str, package: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from decoders.acpi import decode_acpi_from_rsdp, decode_rsdp, decode_table, find_rsdp
 from decoders.memory import Unreadable
-from tests.realdata import FIXTURES, fixture
+from tests.realdata import FIXTURES, fixture, params
 
 IASL_LINE = re.compile(r"^\[([0-9A-F]+)h (\d+)\s+(\d+)\]\s+(.*?) : (.*)$")
 GAS_PARTS = [(0, 1, "AddressSpaceId"), (1, 1, "RegisterBitWidth"), (2, 1, "RegisterBitOffset"),
@@ -52,7 +52,7 @@ def norm(value):
     return value
 
 
-@pytest.mark.parametrize("table,dsl", table_pairs())
+@pytest.mark.parametrize("table,dsl", params(table_pairs(), "ACPI tables with iasl output in tests/data/acpi", 2))
 def test_every_iasl_field_matches_ours(table, dsl):
     node = decode_table(table.read_bytes(), name=table.name)
     ours = our_fields(node)

@@ -23,7 +23,7 @@ def mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
     return bytes(b[:cut]) if cut is not None else bytes(b)
 
 
-@pytest.mark.skipif(not TABLES, reason="../shared/fixtures/acpi is absent")
+@pytest.mark.skipif(not TABLES, reason="tests/data/acpi is absent")
 @settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(index=st.integers(min_value=0, max_value=max(len(TABLES) - 1, 0)),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=8),

@@ -3,7 +3,7 @@
 Oracles: the text forms of the UEFI spec §10.6 as edk2 prints them (OVMF's boot messages, e.g.
 `PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x1,0xFFFF,0x0)`, and FACTS B.3's `-kernel` path), and the device
 paths that upstream tpm2-tools (built with libefivar) printed for the fixtures' image-load and
-Boot#### events (../shared/fixtures/eventlog/tpm2-tools/upstream-expected-yaml, README).
+Boot#### events (tests/data/eventlog/tpm2-tools/upstream-expected-yaml, tests/data/README.md).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from decoders.devicepath import MAX_DEVICE_PATH_NODES, decode_device_path, devic
 from decoders.eventlog import decode_event_log
 from decoders.model import Space
 from tests.decoders.test_eventlog_tpm import load_oracle
-from tests.realdata import FIXTURES, fixture
+from tests.realdata import FIXTURES, fixture, params
 
 END = bytes.fromhex("7fff0400")
 
@@ -133,11 +133,11 @@ def _upstream_paths():
     for y in UPSTREAM:
         rel = "eventlog/tpm2-tools/" + y.name[:-len(".yaml")]
         ref = load_oracle(y.read_text())["events"]
-        out.append((rel, ref))
-    return out
+        out.append(pytest.param(rel, ref, id=y.name))
+    return params(out, "upstream tpm2-tools YAML in tests/data/eventlog", 2)
 
 
-@pytest.mark.parametrize("rel,ref", _upstream_paths(), ids=[y.name for y in UPSTREAM])
+@pytest.mark.parametrize("rel,ref", _upstream_paths())
 def test_device_paths_match_upstream_tpm2_tools_with_libefivar(rel, ref):
     log = decode_event_log(fixture(rel).read_bytes())
     events = log.children

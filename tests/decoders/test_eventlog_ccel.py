@@ -1,6 +1,6 @@
 """CC (TDX) event logs: decode, RTMR replay and comparison with the TDX quotes from the same TDs.
 
-Oracles (../shared/fixtures/README.md, "Cross-checked oracles"): the RTMRs in quote.bin and
+Oracles (tests/data/README.md, "Cross-checked oracles"): the RTMRs in quote.bin and
 cos-113-tdx-quote.dat at the quote-body offsets of FACTS B.4, cc-trusted-api's own decode of the
 quote (formated_quote.txt) and of the log (formated_el.txt), the IMA boot_aggregate line in
 ima_log.bin, and tpm2_eventlog 5.4's YAML for the DERIVED-hdr-pcr0 copies.

@@ -1,7 +1,7 @@
 """TCG (TPM) event logs: decode, replay, digest checks and YAML, against tpm2_eventlog 5.4's output.
 
-Oracles: the *.tpm2_eventlog-5.4.yaml beside each of the 28 TPM logs in ../shared/fixtures/eventlog
-(tpm2-tools 5.4 run on the same bytes, README "Layout and provenance"), its *.stderr warnings, and
+Oracles: the *.tpm2_eventlog-5.4.yaml beside each of the 28 TPM logs in tests/data/eventlog
+(tpm2-tools 5.4 run on the same bytes, tests/data/README.md "Layout and provenance"), its *.stderr warnings, and
 the PARTIAL output it printed before crashing on the option-ROM log.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from decoders.eventlog import check_digests, compare, decode_event_log, replay, 
 from decoders.eventlog import structs as S
 from decoders.eventlog.decode import event_digests
 from decoders.eventlog.replay import QUIRKS_TPM2_TOOLS_54
-from tests.realdata import FIXTURES, fixture
+from tests.realdata import FIXTURES, fixture, params
 
 TPM_LOGS = sorted(str(p.relative_to(FIXTURES)) for p in (FIXTURES / "eventlog").glob("*/*.bin")) \
     if (FIXTURES / "eventlog").is_dir() else []
@@ -58,12 +58,10 @@ def _decode(rel: str):
 
 
 def test_there_are_28_tpm_logs():
-    if not TPM_LOGS:
-        pytest.skip("../shared/fixtures is absent")
     assert len(TPM_LOGS) == 28
 
 
-@pytest.mark.parametrize("rel", TPM_LOGS)
+@pytest.mark.parametrize("rel", params(TPM_LOGS, "TPM event logs in tests/data/eventlog"))
 def test_every_tpm_log_decodes_replays_and_exports(rel):
     log = _decode(rel)
     assert log.kind == "event-log"
@@ -78,7 +76,7 @@ def test_every_tpm_log_decodes_replays_and_exports(rel):
         assert problem.message and (problem.offset is None or 0 <= problem.offset <= len(log.space.data))
 
 
-@pytest.mark.parametrize("rel", WITH_ORACLE)
+@pytest.mark.parametrize("rel", params(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"))
 def test_events_match_tpm2_eventlog(rel):
     """Event count, per-event PCRIndex, EventType and digests, read from our Nodes."""
     log = _decode(rel)
@@ -109,7 +107,7 @@ def test_events_match_tpm2_eventlog(rel):
             assert ev.get("Digest").hex() == r["Digests"][0]["Digest"], i
 
 
-@pytest.mark.parametrize("rel", WITH_ORACLE)
+@pytest.mark.parametrize("rel", params(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"))
 def test_yaml_export_matches_tpm2_eventlog_key_for_key(rel):
     """The whole YAML structure, events and pcrs:, equals tpm2_eventlog's (with its 5.4 replay)."""
     log = _decode(rel)
@@ -124,7 +122,7 @@ def test_yaml_export_matches_tpm2_eventlog_key_for_key(rel):
     assert ours["pcrs"] == ref["pcrs"]
 
 
-@pytest.mark.parametrize("rel", WITH_ORACLE)
+@pytest.mark.parametrize("rel", params(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"))
 def test_replay_equals_tpm2_eventlog_pcrs_except_its_pcr0_quirks(rel):
     log = _decode(rel)
     rp = replay(log)
@@ -217,7 +215,8 @@ def test_digest_checks_agree_with_tpm2_eventlog_warnings():
     assert not [c for c in check_digests(log) if c.matches is False]
 
 
-@pytest.mark.parametrize("rel", [p for p in WITH_ORACLE if not (FIXTURES / (p + ".tpm2_eventlog-5.4.stderr")).exists()])
+@pytest.mark.parametrize("rel", params([p for p in WITH_ORACLE if not (FIXTURES / (p + ".tpm2_eventlog-5.4.stderr")).exists()],
+                                       "TPM event logs with a tpm2_eventlog oracle"))
 def test_logs_tpm2_eventlog_did_not_warn_about_have_no_digest_mismatch(rel):
     log = _decode(rel)
     checks = check_digests(log)
@@ -242,9 +241,8 @@ def test_decode_and_replay_of_largest_log_is_faster_than_tpm2_eventlog_process()
     """DESIGN budget: decode + replay of the largest fixture <= tpm2_eventlog's whole-process time.
     The largest file (option_rom_eventlog.bin) crashes tpm2_eventlog within milliseconds, so the
     comparison uses the largest log it can parse (binary_measurements_hcrtm.bin, 53 KiB)."""
-    largest = max(WITH_ORACLE, key=lambda p: (FIXTURES / p).stat().st_size) if WITH_ORACLE else None
-    if largest is None:
-        pytest.skip("../shared/fixtures is absent")
+    assert WITH_ORACLE, "no TPM event log with a tpm2_eventlog oracle in tests/data/eventlog"
+    largest = max(WITH_ORACLE, key=lambda p: (FIXTURES / p).stat().st_size)
     raw = (FIXTURES / largest).read_bytes()
     decode_event_log(raw)
     best = min(_timed(lambda: replay(decode_event_log(raw))) for _ in range(5))
@@ -268,7 +266,7 @@ def _timed(fn) -> float:
 V2_ORACLE = [p for p in WITH_ORACLE if (FIXTURES / (p + ".tpm2_eventlog-5.4.v2.yaml")).exists()]
 
 
-@pytest.mark.parametrize("rel", V2_ORACLE)
+@pytest.mark.parametrize("rel", params(V2_ORACLE, "TPM event logs with a tpm2_eventlog v2 oracle"))
 def test_event_data_matches_tpm2_eventlog_v2(rel):
     """tpm2_eventlog --eventlog-version=2 decodes GPT events, BootOrder, Boot####, SecureBoot and
     StartupLocality; our event-data children must say the same."""
@@ -276,6 +274,7 @@ def test_event_data_matches_tpm2_eventlog_v2(rel):
 
 
 def test_v2_comparison_covers_every_kind_of_event_data():
+    assert V2_ORACLE, "no TPM event log with a tpm2_eventlog v2 oracle in tests/data/eventlog"
     kinds = set()
     for rel in V2_ORACLE:
         kinds |= _check_v2(rel)
@@ -361,7 +360,7 @@ def test_compare_with_expected_pcrs_names_where_replay_and_expectation_part():
     assert f"sha256:PCR{pcr}: MISMATCH" in cmp.summary()
 
 
-@pytest.mark.parametrize("rel", WITH_ORACLE)
+@pytest.mark.parametrize("rel", params(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"))
 def test_yaml_export_is_byte_identical_for_crypto_agile_logs(rel):
     log = _decode(rel)
     if log.get("Format") == "tcg1.2":

@@ -1,6 +1,6 @@
 """HOB list decode, memory map, TD HOB lint and digest (FACTS B.1, B.2).
 
-Evidence: the td-shim TD HOB fuzz seed (../shared/fixtures/hob/td-shim), read here with plain
+Evidence: the td-shim TD HOB fuzz seed (tests/data/hob/td-shim), read here with plain
 struct.unpack and an independent walk; a TD HOB laid out as QEMU's hw/i386/tdvf-hob.c builds it;
 and (live) the DXE HOB list of Debian's OVMF booted under QEMU.
 """

@@ -1,4 +1,4 @@
-"""Hostile HOB lists: mutations of the td-shim TD HOB fuzz seed (../shared/fixtures/hob/td-shim).
+"""Hostile HOB lists: mutations of the td-shim TD HOB fuzz seed (tests/data/hob/td-shim).
 
 Whatever the mutation (zero, huge or overlong HobLength, chains past the buffer, flipped types,
 truncation, garbage payloads), decoding gives located problems, never an exception, in bounded time.

@@ -3,7 +3,7 @@
 The fake's stops carry real data: registers measured on QEMU 7.2 + Debian OVMF at reset, SEC
 entry and DXE core entry (FACTS C.1.4, C.2.2), disassembly made with capstone from the real
 OVMF_CODE_4M.fd bytes at those addresses, and the decoded TD HOB fixture
-(../shared/fixtures/hob/td-shim/hob_buffer.bin). Expected values are read from those sources
+(tests/data/hob/td-shim/hob_buffer.bin). Expected values are read from those sources
 (the image bytes, the fixture bytes parsed here with `struct`), never from what the app printed.
 """
 from __future__ import annotations
