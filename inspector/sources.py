@@ -50,6 +50,25 @@ def eventlog_tree(data: bytes, name: str) -> Node:
     return root
 
 
+def hob_tree(data: bytes, name: str, base: int | None, td_profile: str | None = None) -> Node:
+    """A HOB list file: the list, its memory map and, for a TD HOB, the TDVF lint and RTMR0 digest."""
+    from decoders.errors import DecodeError
+    from decoders.hob import decode_hob_list, lint_td_hob, memory_map, memory_map_node, td_hob_digest
+    from decoders.model import Space
+
+    space = Space(name, data, base)
+    root = decode_hob_list(space, base or 0)
+    root.append(memory_map_node(memory_map(root)))
+    if td_profile:
+        lint_td_hob(root, profile=td_profile)
+        try:
+            digest = td_hob_digest(data, 0)
+            root.add("TdHobDigest", digest, display=f"SHA-384 {digest.hex()} (extended into RTMR0 by TDVF)")
+        except DecodeError as e:
+            root.problem(e.offset, f"no TD HOB digest: {e.message}")
+    return root
+
+
 def image_tree(path: Path) -> Node:
     """An image for the app: its tree, plus the MRTD in both page orders under its TDX metadata
     (what a TDX VMM measures; the CLI computes it only when asked, with `fwinspect mrtd`)."""
@@ -70,13 +89,13 @@ def dump_tree(path: Path) -> Node:
     """A memory dump for the app: what was found in it, and its page tables as merged ranges."""
     from decoders.paging import page_tables_node
     from inspector.dump import dump_pages, open_dump
-    from inspector.locate import locate
+    from inspector.locate import dump_overview
 
     from decoders.memory import MemoryBytes
     from decoders.model import Space
 
     dump = open_dump(path)  # stays open: the physical-memory space below reads through it
-    root = locate(dump)
+    root = dump_overview(dump)
     if dump.cpus and dump.cpus[0].cr3:
         result = dump_pages(dump)
         pages = root.append(page_tables_node(result))
@@ -120,7 +139,6 @@ def load_source(path: str | Path) -> tuple[str, Node]:
     if kind == "eventlog":
         return kind, eventlog_tree(data, p.name)
     if kind == "hob":
-        from inspector.cli import hob_tree
         return kind, hob_tree(data, p.name, None)
     if kind == "acpi":
         from inspector.acpisource import decode_acpi_paths

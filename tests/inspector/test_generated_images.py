@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import sample_images
-from inspector.cli import hob_tree
+from inspector.sources import hob_tree
 from inspector.image import load_image
 from sample_images.build import images as I
 
