@@ -7,11 +7,13 @@ body after its generic header).
 """
 from __future__ import annotations
 
+import uuid
 import weakref
 from typing import Any, Callable
 
 import construct
 
+from decoders import guids
 from decoders.errors import parse_at, static_size
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
@@ -36,13 +38,25 @@ def layout(struct: construct.Construct) -> tuple[tuple[str | None, int, int, con
     return found
 
 
+def spec_value(member: construct.Construct, value: Any) -> tuple[Any, str | None]:
+    """(value, display) of a parsed member as every decoder shows it: an EFI_GUID with its name,
+    an Enum member as its int with its label (an unknown one in hex)."""
+    if isinstance(value, uuid.UUID):
+        return value, guids.describe(value)
+    if isinstance(value, construct.EnumIntegerString):
+        return int(value), str(value)
+    if isinstance(member, construct.Enum) and isinstance(value, int):
+        return value, f"0x{value:x} (unknown)"
+    return value, None
+
+
 def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int, *, prefix: str = "",
                flatten: bool = False, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
-               displays: dict[str, Display] | None = None, convert: Convert | None = None) -> int:
+               displays: dict[str, Display] | None = None, convert: Convert = spec_value) -> int:
     """Add the members of `parsed` (`struct` parsed at absolute `offset`) to `node`; returns the
     offset just past the struct. Unnamed members (padding) and `skip`ped ones are left out; with
-    `only`, just those names. `convert(member, value)` may turn a value into (value, display), e.g.
-    GUID bytes into a UUID and its name; a `displays` entry (text, or a function of the value) wins."""
+    `only`, just those names. `convert(member, value)` turns a value into (value, display), by
+    default `spec_value`; a `displays` entry (text, or a function of the value) wins."""
     end = offset
     for name, rel, size, inner in layout(struct):
         end = offset + rel + size
@@ -56,9 +70,7 @@ def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int
         full = prefix + name
         if only is not None and full not in only:
             continue
-        text = None
-        if convert is not None:
-            value, text = convert(inner, value)
+        value, text = convert(inner, value)
         shown = displays.get(full) if displays else None
         if shown is not None:
             text = shown(value) if callable(shown) else shown

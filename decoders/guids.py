@@ -1,12 +1,17 @@
 """Registry of well-known edk2 / UEFI / PI GUID names.
 
-GUIDs are stored on the wire in EFI byte order (FACTS Part A: `uuid.UUID(bytes_le=...)`).
+On the wire an EFI_GUID is { UINT32 Data1; UINT16 Data2; UINT16 Data3; UINT8 Data4[8]; } (UEFI 2.10
+Appendix A, "EFI GUID Format"; edk2 MdePkg/Include/Uefi/UefiBaseType.h), every field little-endian
+on x86: the first three fields are byte-swapped against the string form, which is
+`uuid.UUID(bytes_le=...)`. `EFI_GUID` below is the one construct adapter for that; `from_bytes`
+the same for raw bytes.
 Names come from the edk2 package declarations ([Guids], [Protocols], [Ppis] of MdePkg.dec,
 MdeModulePkg.dec, UefiCpuPkg.dec, OvmfPkg.dec, SecurityPkg.dec, ...), kept verbatim in the data
 file `guid_names.txt` beside this module (generated from the .dec text of edk2 2022.11 and
 edk2-stable202502), plus the few names below that no .dec declares (FDF volume names).
 The table is read once, on the first look-up, so importing this module costs nothing.
 Other modules may add names with `register()`; the first name registered for a GUID wins.
+The GUIDs decoders dispatch on are the named constants at the end, each written once.
 """
 from __future__ import annotations
 
@@ -14,17 +19,39 @@ import threading
 import uuid
 from importlib import resources
 
+from construct import Adapter, Bytes
+
 _NAMES: dict[uuid.UUID, str] = {}
 _PENDING: dict[uuid.UUID, str] = {}  # register() calls made before the table was read
 _LOADED = False
 _LOCK = threading.Lock()
 
-# Names that are not .dec declarations: the FV names of OvmfPkg's FDF files (FACTS A.5).
+# Names that no .dec declares: the FV names of OvmfPkg's FDF files (OvmfPkg/OvmfPkgX64.fdf
+# FvNameGuid), the GUIDed table entries of OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm and
+# OvmfPkg/Include/WorkArea.h, C-file GUIDs of edk2 modules, shim's vendor GUID (shim lib/guid.c)
+# and GPT partition types (UEFI 2.10 §5.3.3 table 5-7; the Linux ones from the Discoverable
+# Partitions Specification).
 _TABLE = """
 763bed0d-de9f-48f5-81f1-3e90e1b1a015 SECFV
 48db5e17-707c-472d-91cd-1613e7ef51b0 FVMAIN_COMPACT
 6938079b-b503-4e3d-9d24-b28337a25806 PEIFV
 7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1 DXEFV
+96b582de-1fb2-45f7-baea-a366c55a082d OvmfTableFooterGuid
+00f771de-1a7e-4fcb-890e-68c77e2fb44e SevEsResetBlockGuid
+4c2eb361-7d9b-4cc3-8081-127c90d3d294 SevSecretBlockGuid
+7255371f-3a3b-4b04-927b-1da6efa8d454 SevFwHashBlockGuid
+dc886566-984a-4798-a75e-5585a7bf67cc OvmfSevMetadataOffsetGuid
+e47a6535-984a-4798-865e-4685a7bf8ec2 TdxMetadataOffsetGuid
+784fa70e-3176-4677-8a20-04b68699e374 IgvmMetadataOffsetGuid
+a789a612-0597-4c4b-a49f-cbb1fe9d1ddd SvsmInfoGuid
+e9eaf9f3-168e-44d5-a8eb-7f4d8738f6ae TdxMetadataGuid
+58eb6a19-3699-4c68-a836-dacd8edcad4a CPU_INIT_MP_LIB_HOB_GUID
+84681c08-6873-46f3-8bb7-ab661895a1b3 HASH_LIB_PEI_ROUTER_GUID
+a291ce0e-dc09-11ee-9edb-7349d792af51 gOvmfFwCfgInfoHobGuid
+8f8072ea-3486-4b47-86a7-2353b88a8773 TD_E820_TABLE_HOB_GUID
+605dab50-e046-4300-abb6-3dd810dd8b23 SHIM_LOCK_GUID
+0fc63daf-8483-4772-8e79-3d69d8477de4 Linux filesystem data
+21686148-6449-6e6f-744e-656564454649 BIOS boot partition
 """
 
 
@@ -86,3 +113,55 @@ def lookup(text: str) -> uuid.UUID | None:
         if n.lower() == low:
             return g
     return None
+
+
+class GuidAdapter(Adapter):
+    """EFI_GUID: its 16 wire bytes <-> uuid.UUID (representation only)."""
+
+    def _decode(self, obj, context, path):
+        return from_bytes(obj)
+
+    def _encode(self, obj, context, path):
+        return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
+
+
+EFI_GUID = GuidAdapter(Bytes(16))
+
+
+# -- GUIDs that decoders dispatch on, by their edk2 names (the names above give their text) -------
+# MdePkg.dec, MdeModulePkg.dec: volumes and the variable store
+gEfiFirmwareFileSystem2Guid = uuid.UUID("8c8ce578-8a3d-4f1c-9935-896185c32dd3")
+gEfiFirmwareFileSystem3Guid = uuid.UUID("5473c07a-3dcb-4dca-bd6f-1e9689e7349a")
+gEfiSystemNvDataFvGuid = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
+gEfiAuthenticatedVariableGuid = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")
+gEfiVariableGuid = uuid.UUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
+gEdkiiWorkingBlockSignatureGuid = uuid.UUID("9e58292b-7c68-497d-a0ce-6500fd9f1b95")
+# variable vendor GUIDs (UEFI 2.10 §3.3, §32.6.1; SecurityPkg.dec; MdeModulePkg.dec)
+gEfiGlobalVariableGuid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+gEfiImageSecurityDatabaseGuid = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
+gEfiSecureBootEnableDisableGuid = uuid.UUID("f0a30bc7-af08-4556-99c4-001009c93a44")
+gEfiCustomModeEnableGuid = uuid.UUID("c076ec0c-7028-4399-a072-71ee5c448b9f")
+gEfiVendorKeysNvGuid = uuid.UUID("9073e4e0-60ec-4b6e-9903-4c223c260f3c")
+gMtcVendorGuid = uuid.UUID("eb704011-1402-11d3-8e77-00a0c969723b")
+gEfiMemoryTypeInformationGuid = uuid.UUID("4c19049f-4137-4dd3-9c10-8b97a83ffdfa")
+SHIM_LOCK_GUID = uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23")
+# configuration tables (UEFI 2.10 §4.6; MdePkg.dec)
+gEfiHobListGuid = uuid.UUID("7739f24c-93d7-11d4-9a3a-0090273fc14d")
+gEfiAcpi20TableGuid = uuid.UUID("8868e871-e4f1-11d3-bc22-0080c73c8881")
+gEfiAcpi10TableGuid = uuid.UUID("eb9d2d30-2d88-11d3-9a16-0090273fc14d")
+gEfiDebugImageInfoTableGuid = uuid.UUID("49152e77-1ada-4764-b7a2-7afefed95e8b")
+gEfiTcg2FinalEventsTableGuid = uuid.UUID("1e2ed096-30e2-4254-bd89-863bbef82325")
+gEfiCcFinalEventsTableGuid = uuid.UUID("dd4a4648-2de7-4665-964d-21d9ef5fb446")
+# HOBs (MdePkg/Include/Guid/MemoryAllocationHob.h; the GUID HOBs OVMF and TDVF build)
+gEfiHobMemoryAllocStackGuid = uuid.UUID("4ed4bf27-4092-42e9-807d-527b1d00c9bd")
+gEfiHobMemoryAllocBspStoreGuid = uuid.UUID("564b33cd-c92a-4593-90bf-2473e43c6322")
+gEfiHobMemoryAllocModuleGuid = uuid.UUID("f8e21975-0899-4f58-a4be-5525a9c6d77a")
+gUefiOvmfPkgPlatformInfoGuid = uuid.UUID("dec9b486-1f16-47c7-8f68-df1a41888ba5")
+gTcgEventEntryHobGuid = uuid.UUID("2b9ffb52-1b13-416f-a87b-bc930def92a8")
+gTcgEvent2EntryHobGuid = uuid.UUID("d26c221e-2430-4c8a-9170-3fcb4500413f")
+gCcEventEntryHobGuid = uuid.UUID("20f8fd36-6d00-40fb-b704-d12c153c62eb")
+gEdkiiMigratedFvInfoGuid = uuid.UUID("c1ab12f7-74aa-408d-a2f4-c6cefd179871")
+gUefiOvmfPkgTdxAcpiHobGuid = uuid.UUID("6a0c5870-d4ed-44f4-a135-dd238b6f0c8d")
+gEfiSecPlatformInformation2PpiGuid = uuid.UUID("9e9f374b-8f16-4230-9824-5846ee766a97")
+gPcdDataBaseHobGuid = uuid.UUID("ea296d92-0b69-423c-8c28-33b4e0a91268")
+TD_E820_TABLE_HOB_GUID = uuid.UUID("8f8072ea-3486-4b47-86a7-2353b88a8773")

@@ -7,13 +7,14 @@ problem on a HobLength that is 0, shorter than its type's struct, or runs past r
 from __future__ import annotations
 
 import struct as _struct
-import uuid
 
 from construct import Struct
 
 from decoders import guids
 from decoders.hob import structs as s
-from decoders.hob.guid_payloads import add_struct_fields, decode_guid_data, enum_name, size_text
+from decoders.display import enum_name, flag_names
+from decoders.fields import add_fields
+from decoders.hob.guid_payloads import decode_guid_data, size_text
 from decoders.memory import BytesMemory, Memory, Unreadable
 from decoders.errors import static_size
 from decoders.model import Node, Space
@@ -68,14 +69,7 @@ def memory_type_name(value: int) -> str:
 
 def attribute_names(value: int) -> list[str]:
     """ResourceAttribute bits by name (PiHob.h EFI_RESOURCE_ATTRIBUTE_*), unknown bits as hex."""
-    names, rest = [], value
-    for name, bit in s.EFI_RESOURCE_ATTRIBUTE.flags.items():
-        if value & bit:
-            names.append(name.lstrip("_"))
-            rest &= ~bit
-    if rest:
-        names.append(f"0x{rest:x}")
-    return names
+    return flag_names(value, s.EFI_RESOURCE_ATTRIBUTE)
 
 
 def range_text(start: int, length: int) -> str:
@@ -210,7 +204,7 @@ def _raw_data(node: Node, raw: bytes, start: int) -> None:
 
 def _fields(node: Node, struct: Struct, raw: bytes, **kw):
     parsed = struct.parse(raw[:static_size(struct)])  # the walk checked HobLength >= sizeof
-    add_struct_fields(node, struct, parsed, node.offset, **kw)
+    add_fields(node, struct, parsed, node.offset, flatten=True, skip=("Header",), **kw)
     return parsed
 
 
@@ -222,7 +216,7 @@ def _handoff(node: Node, raw: bytes) -> None:
 
 
 def _memory_allocation(node: Node, raw: bytes) -> None:
-    name = uuid.UUID(bytes_le=raw[8:24])
+    name = guids.from_bytes(raw[8:24])
     module = name == s.gEfiHobMemoryAllocModuleGuid
     struct = s.EFI_HOB_MEMORY_ALLOCATION_MODULE if module else s.EFI_HOB_MEMORY_ALLOCATION
     if module and len(raw) < static_size(struct):
@@ -231,7 +225,7 @@ def _memory_allocation(node: Node, raw: bytes) -> None:
         struct, module = s.EFI_HOB_MEMORY_ALLOCATION, False
     kind = ALLOCATION_NAMES.get(name)
     p = _fields(node, struct, raw,
-                display={"Name": lambda g: f"{kind} ({guids.describe(g)})" if kind else guids.describe(g)})
+                displays={"Name": lambda g: f"{kind} ({guids.describe(g)})" if kind else guids.describe(g)})
     a = p.MemoryAllocationHeader if module else p.AllocDescriptor
     label = kind if kind and kind != "generic" else (None if kind else guids.describe(name))
     parts = ["MEMORY_ALLOCATION"] + ([label] if label else []) + [memory_type_name(int(a.MemoryType)),
@@ -245,7 +239,7 @@ def _memory_allocation(node: Node, raw: bytes) -> None:
 
 def _resource(node: Node, raw: bytes) -> None:
     p = _fields(node, s.EFI_HOB_RESOURCE_DESCRIPTOR, raw,
-                display={"ResourceAttribute": lambda v: "|".join(attribute_names(v)) or "0"})
+                displays={"ResourceAttribute": lambda v: "|".join(attribute_names(v)) or "0"})
     rtype = resource_type_name(int(p.ResourceType))
     rng = range_text(p.PhysicalStart, p.ResourceLength)
     node.add("Range", (p.PhysicalStart, p.PhysicalStart + p.ResourceLength), None, None, rng)

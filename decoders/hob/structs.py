@@ -1,28 +1,17 @@
 """HOB wire layouts, as declared in edk2 `MdePkg/Include/Pi/PiHob.h` (PI spec vol. 3, chapter 5).
 
 Construct declarations only (STYLE.md "Three layers per format"); decode.py reads them.
-All fields little-endian, offsets from the start of the HOB (FACTS B.1).
+All fields little-endian, offsets from the start of the HOB.
 """
 from __future__ import annotations
 
 import uuid
 
-from construct import Adapter, Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
+from construct import Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
-from decoders import guids
+from decoders.guids import (EFI_GUID, gEfiHobMemoryAllocBspStoreGuid, gEfiHobMemoryAllocModuleGuid,  # noqa: F401
+                            gEfiHobMemoryAllocStackGuid)
 
-
-class GuidAdapter(Adapter):
-    """EFI_GUID: 16 bytes in EFI byte order <-> uuid.UUID (representation only)."""
-
-    def _decode(self, obj, context, path):
-        return guids.from_bytes(obj)
-
-    def _encode(self, obj, context, path):
-        return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
-
-
-EFI_GUID = GuidAdapter(Bytes(16))
 EFI_PHYSICAL_ADDRESS = Int64ul
 
 # PiHob.h: HobType of EFI_HOB_GENERIC_HEADER.
@@ -43,7 +32,7 @@ EFI_HOB_TYPE = Enum(
     END_OF_HOB_LIST=0xFFFF,
 )
 
-# PiBootMode.h (FACTS B.1).
+# MdePkg/Include/Pi/PiBootMode.h.
 EFI_BOOT_MODE = Enum(
     Int32ul,
     BOOT_WITH_FULL_CONFIGURATION=0x00,
@@ -60,7 +49,7 @@ EFI_BOOT_MODE = Enum(
     BOOT_IN_RECOVERY_MODE=0x20,
 )
 
-# UefiMultiPhase.h EFI_MEMORY_TYPE; 15 = EfiUnacceptedMemoryType since edk2-stable202211 (FACTS B.1),
+# MdePkg/Include/Uefi/UefiMultiPhase.h EFI_MEMORY_TYPE; 15 = EfiUnacceptedMemoryType since edk2-stable202211,
 # so EfiMaxMemoryType (16) terminates the gEfiMemoryTypeInformationGuid array there.
 EFI_MEMORY_TYPE = Enum(
     Int32ul,
@@ -84,7 +73,7 @@ EFI_MEMORY_TYPE = Enum(
 )
 
 # PiHob.h EFI_RESOURCE_TYPE; 7 was BZ3937_EFI_RESOURCE_MEMORY_UNACCEPTED in PrePiHob.h (2022-11)
-# and became EFI_RESOURCE_MEMORY_UNACCEPTED in PI 1.8 / edk2 6fd2d58d5d (FACTS B.1).
+# and became EFI_RESOURCE_MEMORY_UNACCEPTED in PI 1.8 / edk2 6fd2d58d5d.
 EFI_RESOURCE_TYPE = Enum(
     Int32ul,
     SYSTEM_MEMORY=0,
@@ -204,7 +193,7 @@ EFI_HOB_FIRMWARE_VOLUME3 = Struct(
     "Length" / Int64ul,
     "AuthenticationStatus" / Int32ul,
     "ExtractedFv" / Int8ul,  # BOOLEAN
-    Padding(3),  # C struct padding: EFI_GUID is 4-byte aligned, so FvName sits at 32 (FACTS B.1)
+    Padding(3),  # C struct padding: EFI_GUID is 4-byte aligned (UINT32 Data1), so FvName sits at 32
     "FvName" / EFI_GUID,
     "FileName" / EFI_GUID,
 )
@@ -227,12 +216,6 @@ EFI_HOB_UEFI_CAPSULE = Struct(
     "Length" / Int64ul,
 )
 
-# Name GUIDs of the memory allocation HOB (MdePkg/Include/Guid/MemoryAllocationHob.h).
-gEfiHobMemoryAllocStackGuid = guids.register("4ED4BF27-4092-42E9-807D-527B1D00C9BD", "gEfiHobMemoryAllocStackGuid")
-gEfiHobMemoryAllocBspStoreGuid = guids.register("564B33CD-C92A-4593-90BF-2473E43C6322",
-                                                "gEfiHobMemoryAllocBspStoreGuid")
-gEfiHobMemoryAllocModuleGuid = guids.register("F8E21975-0899-4F58-A4BE-5525A9C6D77A",
-                                              "gEfiHobMemoryAllocModuleGuid")
 ZERO_GUID = uuid.UUID(int=0)
 
 
