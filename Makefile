@@ -6,7 +6,7 @@ DEBS    := $(BASE_DEBS) qemu-system-x86 ovmf gdb uefitool-cli tpm2-tools acpica-
            binutils gcc openssl
 DEMO    := sample_images/out/demo-tdvf.fd
 
-.PHONY: run test venv debs base-debs install-debs images bench clean
+.PHONY: run test venv debs base-debs install-debs images firmware bench clean
 
 run: base-debs venv $(DEMO)
 	.venv/bin/fwinspect $(DEMO)
@@ -44,6 +44,15 @@ images: venv
 
 $(DEMO): venv
 	$(PY) -m sample_images.generate
+
+# Optional: builds the edk2 images of ../shared/firmware (TDVF Config-B, a DEBUG OvmfPkgX64 with
+# its .debug files) from Debian 13's edk2 source into .cache/firmware; about 30 minutes on 2 cores.
+# Tests that need them look in ../shared/firmware, then there, and skip (CI: fail) without them.
+FIRMWARE_DEBS := nasm uuid-dev build-essential acpica-tools python3 patch xz-utils
+
+firmware: venv
+	@$(MAKE) --no-print-directory install-debs PKGS="$(FIRMWARE_DEBS)"
+	$(PY) -m sample_images.firmware
 
 bench: venv images
 	$(PY) -m benchmarks.run
