@@ -9,9 +9,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import uuid
+
 from construct import Construct
 
-from decoders import guids
+from decoders.display import enum_name, enum_text, flags_text
 from decoders.errors import DecodeError, parse_at, static_size
 from decoders.fields import add_fields
 from decoders.model import Node, Space
@@ -42,43 +44,12 @@ _ROLE = {
 
 
 # -- display helpers -----------------------------------------------------------------------------
-def enum_name(table: Any, value: int) -> str | None:
-    """The name of `value` in a construct Enum declared in structs.py, or None."""
-    return table.decmapping.get(value)
-
-
-def enum_text(table: Any, value: int) -> str:
-    name = enum_name(table, value)
-    return f"{name} (0x{value:x})" if name else f"unknown (0x{value:x})"
-
-
-def flags_text(table: Any, value: int, extra: list[str] | None = None, handled: int = 0) -> str:
-    """`A | B` for the set bits of a construct FlagsEnum; unnamed bits are shown raw. `extra` names
-    the bits in the `handled` mask, which the caller decoded itself."""
-    names, known = [], handled
-    for name, bit in table.flags.items():
-        known |= bit
-        if bit and value & bit == bit:
-            names.append(name)
-    names += extra or []
-    rest = value & ~known
-    if rest:
-        names.append(f"0x{rest:x}")
-    return f"0x{value:x}" + (f" ({' | '.join(names)})" if names else "")
-
-
 def section_characteristics_text(value: int) -> str:
     extra = []
     align = (value & S.SCN_ALIGN_MASK) >> S.SCN_ALIGN_SHIFT
     if align:
         extra.append(f"ALIGN_{1 << (align - 1)}BYTES")
-    return flags_text(S.SECTION_CHARACTERISTICS, value, extra, handled=S.SCN_ALIGN_MASK)
-
-
-def add_struct(node: Node, struct: Construct, parsed: Any, at: int, displays: dict[str, str] | None = None,
-               only: tuple[str, ...] | None = None) -> None:
-    """Add each field of `parsed` (a `struct` parsed at absolute offset `at`) to `node`."""
-    add_fields(node, struct, parsed, at, displays=displays, only=only)
+    return flags_text(value, S.SECTION_CHARACTERISTICS, extra=extra, handled=S.SCN_ALIGN_MASK)
 
 
 # -- shared image model --------------------------------------------------------------------------
@@ -154,8 +125,8 @@ def _decode_sections(img: _Image, table_rel: int, count: int, what: str) -> None
         raw_size = h.SizeOfRawData
         sec = Node("pe-section", f"{name or '(no name)'}  VA 0x{h.VirtualAddress:x}  size 0x{h.VirtualSize:x}",
                    node.space, img.base + max(0, min(raw_rel, len(img.data))), 0)
-        add_struct(sec, S.EFI_IMAGE_SECTION_HEADER, h, img.base + rel,
-                   {"Characteristics": section_characteristics_text(h.Characteristics)})
+        add_fields(sec, S.EFI_IMAGE_SECTION_HEADER, h, img.base + rel,
+                   displays={"Characteristics": section_characteristics_text(h.Characteristics)})
         sec.fields[0].value = name
         sec.fields[0].display = name
         if raw_size:
@@ -204,12 +175,11 @@ def _decode_codeview(img: _Image, entry: Node, rel: int, size: int) -> str | Non
     except DecodeError as e:
         cv.problem(e.offset, str(e))
         return None
-    displays = {"Signature": sig.decode()}
-    add_struct(cv, struct, parsed, at, displays)
-    for f in cv.fields:
-        if f.name in ("Guid", "MachOUuid"):
-            f.value = guids.from_bytes(f.value)
-            f.display = str(f.value).upper()
+    add_fields(cv, struct, parsed, at, displays={"Signature": sig.decode()})
+    mach = cv.field("MachOUuid")
+    if mach is not None:  # a Mach-O LC_UUID is 16 bytes in order (RFC 4122), not an EFI_GUID
+        mach.value = uuid.UUID(bytes=bytes(mach.value))
+        mach.display = str(mach.value).upper()
     fixed = static_size(struct)
     if size and size <= fixed:
         cv.problem(at, f"SizeOfData 0x{size:x} leaves no room for a path after the {fixed}-byte {what}")
@@ -246,8 +216,8 @@ def _decode_debug_directory(img: _Image, rva: int, size: int, dir_field_offset: 
             break
         entry = ddir.append(Node("pe-debug-entry", f"{enum_name(S.DEBUG_TYPE, d.Type) or d.Type} debug data",
                                  node.space, img.base + erel, DEBUG_ENTRY_SIZE))
-        add_struct(entry, S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, d, img.base + erel,
-                   {"Type": enum_text(S.DEBUG_TYPE, d.Type)})
+        add_fields(entry, S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, d, img.base + erel,
+                   displays={"Type": enum_text(S.DEBUG_TYPE, d.Type)})
         if d.Type != S.EFI_IMAGE_DEBUG_TYPE_CODEVIEW:
             continue
         # BasePeCoff.c: the record is found by its RVA, or by FileOffset when RVA is 0.
@@ -307,8 +277,8 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         node.problem(base, f"truncated: EFI_IMAGE_DOS_HEADER needs {DOS_HEADER_SIZE} bytes, image has {len(data)}")
         return
     dos = img.parse(S.EFI_IMAGE_DOS_HEADER, 0, "EFI_IMAGE_DOS_HEADER")
-    add_struct(node, S.EFI_IMAGE_DOS_HEADER, dos, base, {"e_magic": "MZ" if dos.e_magic == S.EFI_IMAGE_DOS_SIGNATURE
-                                                         else f"0x{dos.e_magic:04x}"}, only=("e_magic", "e_lfanew"))
+    magic = "MZ" if dos.e_magic == S.EFI_IMAGE_DOS_SIGNATURE else f"0x{dos.e_magic:04x}"
+    add_fields(node, S.EFI_IMAGE_DOS_HEADER, dos, base, displays={"e_magic": magic}, only=("e_magic", "e_lfanew"))
     if dos.e_magic != S.EFI_IMAGE_DOS_SIGNATURE:
         node.problem(base, f"e_magic is 0x{dos.e_magic:04x}, expected 0x5a4d ('MZ')")
         return
@@ -324,9 +294,9 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         return
     fh_rel = lfanew + 4
     fh = img.parse(S.EFI_IMAGE_FILE_HEADER, fh_rel, "EFI_IMAGE_FILE_HEADER")
-    add_struct(node, S.EFI_IMAGE_FILE_HEADER, fh, base + fh_rel, {
+    add_fields(node, S.EFI_IMAGE_FILE_HEADER, fh, base + fh_rel, displays={
         "Machine": enum_text(S.MACHINE, fh.Machine),
-        "Characteristics": flags_text(S.FILE_CHARACTERISTICS, fh.Characteristics),
+        "Characteristics": flags_text(fh.Characteristics, S.FILE_CHARACTERISTICS),
     })
     machine = enum_name(S.MACHINE, fh.Machine) or f"machine 0x{fh.Machine:x}"
     if enum_name(S.MACHINE, fh.Machine) is None:
@@ -349,10 +319,10 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{fh.SizeOfOptionalHeader:x} is smaller than the "
                                          f"{fixed}-byte {kind} optional header")
     oh = img.parse(ohs, oh_rel, "EFI_IMAGE_OPTIONAL_HEADER32" if kind == "PE32" else "EFI_IMAGE_OPTIONAL_HEADER64")
-    add_struct(node, ohs, oh, base + oh_rel, {
+    add_fields(node, ohs, oh, base + oh_rel, displays={
         "Magic": f"0x{magic:x} ({kind})",
         "Subsystem": enum_text(S.SUBSYSTEM, oh.Subsystem),
-        "DllCharacteristics": flags_text(S.DLL_CHARACTERISTICS, oh.DllCharacteristics),
+        "DllCharacteristics": flags_text(oh.DllCharacteristics, S.DLL_CHARACTERISTICS),
         "ImageBase": f"0x{oh.ImageBase:x}",
         "AddressOfEntryPoint": f"0x{oh.AddressOfEntryPoint:x}",
     })
@@ -422,7 +392,7 @@ def _decode_te(img: _Image, load_address: int | None) -> None:
         node.problem(base, f"truncated: EFI_TE_IMAGE_HEADER needs {TE_HEADER_SIZE} bytes, image has {len(data)}")
         return
     te = img.parse(S.EFI_TE_IMAGE_HEADER, 0, "EFI_TE_IMAGE_HEADER")
-    add_struct(node, S.EFI_TE_IMAGE_HEADER, te, base, {
+    add_fields(node, S.EFI_TE_IMAGE_HEADER, te, base, displays={
         "Signature": "VZ" if te.Signature == S.EFI_TE_IMAGE_HEADER_SIGNATURE else f"0x{te.Signature:04x}",
         "Machine": enum_text(S.MACHINE, te.Machine),
         "Subsystem": enum_text(S.SUBSYSTEM, te.Subsystem),

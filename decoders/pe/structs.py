@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from construct import Array, Bytes, Const, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
+from decoders.guids import EFI_GUID
+
 # PeImage.h: EFI_IMAGE_DOS_SIGNATURE 'MZ', EFI_IMAGE_NT_SIGNATURE 'PE\0\0', EFI_TE_IMAGE_HEADER_SIGNATURE 'VZ'.
 EFI_IMAGE_DOS_SIGNATURE = 0x5A4D
 EFI_IMAGE_NT_SIGNATURE = 0x00004550
@@ -178,7 +180,7 @@ EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY = Struct(
 # the PDB's GUID (16 bytes) and its age.
 EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY = Struct(
     "Signature" / Const(CODEVIEW_SIGNATURE_RSDS),
-    "Guid" / Bytes(16),
+    "Guid" / EFI_GUID,
     "Age" / Int32ul,
 )
 EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY = Struct(

@@ -295,8 +295,14 @@ def build_pe(*, machine=0x8664, pe32_plus=True, image_base=0x400000, entry=0x101
     return bytes(head + text)
 
 
-def rsds(path: bytes, age=1, guid=bytes(range(16))) -> bytes:
-    return S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY.build(dict(Guid=guid, Age=age)) + path
+# The PDB GUID of an RSDS record, written as the C struct EFI_GUID lays it out (UEFI 2.10 Appendix A:
+# Data1 UINT32, Data2 UINT16, Data3 UINT16 little-endian, then Data4[8] as is).
+PDB_GUID = struct.pack("<IHH8s", 0x12345678, 0x9ABC, 0xDEF0, bytes.fromhex("0123456789abcdef"))
+
+
+def rsds(path: bytes, age=1, guid=PDB_GUID) -> bytes:
+    # CodeView 7.0 "RSDS" record: signature, GUID, age, then the NUL-terminated path
+    return b"RSDS" + guid + struct.pack("<I", age) + path
 
 
 def decode(data: bytes, **kw) -> Node:
@@ -323,6 +329,7 @@ def test_hand_built_pe_is_what_objdump_reads(tmp_path):
     assert node.get("PdbPath") == "/build/X64/Hello.pdb"
     (cv,) = node.find("pe-codeview")
     assert cv.get("Age") == 1 and cv.get("PdbPath") == "/build/X64/Hello.pdb"
+    assert str(cv.get("Guid")) == "12345678-9abc-def0-0123-456789abcdef"
     assert "NX_COMPAT" in node.field("DllCharacteristics").text
     assert "EFI_APPLICATION" in node.field("Subsystem").text
     assert node.title == "PE32+ X64 UEFI application, entry 0x401010"
@@ -330,11 +337,13 @@ def test_hand_built_pe_is_what_objdump_reads(tmp_path):
 
 
 def test_pe32_ia32_with_nb10_and_mtoc_paths():
-    nb10 = S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY.build(dict(Unknown=0, Unknown2=0, Unknown3=0)) + b"a.dll\0"
+    nb10 = b"NB10" + struct.pack("<III", 0, 0, 0) + b"a.dll\0"  # signature, offset, time stamp, age
     node = decode(build_pe(machine=0x14C, pe32_plus=False, codeview=nb10))
     assert node.get("Magic") == 0x10B and node.get("Machine") == 0x14C and node.get("PdbPath") == "a.dll"
-    mtoc = S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY.build(dict(MachOUuid=bytes(16))) + b"b.dll\0"
-    assert decode(build_pe(codeview=mtoc)).get("PdbPath") == "b.dll"
+    mtoc = b"MTOC" + bytes(range(16)) + b"b.dll\0"  # signature, Mach-O LC_UUID (bytes in order), path
+    node = decode(build_pe(codeview=mtoc))
+    assert node.get("PdbPath") == "b.dll"
+    assert str(next(node.find("pe-codeview")).get("MachOUuid")) == "00010203-0405-0607-0809-0a0b0c0d0e0f"
 
 
 def test_pdb_path_not_nul_terminated_is_a_problem():
