@@ -171,11 +171,11 @@ def bench_dump(runs: int) -> list[Timing]:
     out[-1].note = "budget <= 1 s, RSS <= 100 MiB"
 
     from inspector.dump import dump_pages, open_dump
-    from inspector.locate import locate
+    from inspector.locate import dump_overview
 
     def open_locate():
         with open_dump(elf) as d:
-            locate(d)
+            dump_overview(d)
 
     out.append(run_inprocess("open + locate in process (1 GiB dump)", open_locate, runs))
     with open_dump(elf) as d:

@@ -202,10 +202,10 @@ def _open_dump(args):
 
 
 def cmd_dump(args) -> int:
-    from inspector.locate import locate
+    from inspector.locate import dump_overview
 
     with _open_dump(args) as dump:
-        return _finish(locate(dump), args)
+        return _finish(dump_overview(dump), args)
 
 
 def _paging_config(args):

@@ -27,10 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from decoders.acpi import decode_acpi_from_rsdp
-from decoders.efi.tables import (GUID_ACPI10, GUID_ACPI20, config_tables, decode_debug_image_entry,
-                                 decode_debug_image_info, decode_system_table, decode_system_table_pointer,
-                                 scan_system_table_pointer)
+from decoders.efi.tables import GUID_DEBUG_IMAGE_INFO, decode_debug_image_entry
 from decoders.errors import DecodeError, parse_at
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
@@ -285,7 +282,6 @@ FV_SIGNATURE_OFFSET = 0x28
 DEBUG_HEADER_SIZE = 16
 UPDATE_IN_PROGRESS = 1
 MAX_DEBUG_SLOTS = 4096
-DEBUG_IMAGE_INFO_TABLE_GUID = uuid.UUID("49152e77-1ada-4764-b7a2-7afefed95e8b")   # gEfiDebugImageInfoTableGuid
 
 
 class ModuleTracking:
@@ -362,16 +358,11 @@ class ModuleTracking:
     def find_debug_header(self) -> int | None:
         """&mDebugInfoTableHeader: the gEfiDebugImageInfoTableGuid configuration table, through the
         EFI_SYSTEM_TABLE_POINTER (DebugImageInfo.c CoreInitializeDebugImageInfoTable)."""
-        if self._debug_header is not None:
-            return self._debug_header
-        for addr in scan_system_table_pointer(self.phys, self.ram or DEFAULT_RAM):
-            ptr = decode_system_table_pointer(self.phys, addr)
-            st = decode_system_table(self.phys, ptr.get("EfiSystemTableBase") or 0)
-            for g, a in config_tables(st):
-                if g == DEBUG_IMAGE_INFO_TABLE_GUID:
-                    self._debug_header = a
-                    return a
-        return None
+        if self._debug_header is None:
+            from inspector.locate import config_table_addresses, system_table
+            st = system_table(self.phys, self.ram or DEFAULT_RAM)
+            self._debug_header = config_table_addresses(st).get(GUID_DEBUG_IMAGE_INFO)
+        return self._debug_header
 
     def _wait_for_debug_table(self, deadline: float) -> Stop | None:
         """Arm the UpdateStatus write watch; first, when DxeCore has not made the table yet, run to
@@ -468,61 +459,17 @@ class ModuleTracking:
         return gdb_script(self.symbols, self.images(), self.phys)
 
     def _dxe_tables(self, node: Node) -> None:
-        """System table, configuration tables and loaded images, once DXE is up (FACTS C.2.2)."""
-        hits = scan_system_table_pointer(self.phys, self.ram or DEFAULT_RAM)
-        if not hits:
-            node.note(None, "no EFI_SYSTEM_TABLE_POINTER yet ('IBI SYST' on a 4 MiB boundary)")
-            return
-        ptr = node.append(decode_system_table_pointer(self.phys, hits[0]))
-        st = node.append(decode_system_table(self.phys, ptr.get("EfiSystemTableBase")))
-        width = st.get("PointerSize", 8)
-        by_guid: dict[uuid.UUID, int] = {}
-        for g, addr in config_tables(st):
-            by_guid.setdefault(g, addr)
-        acpi = None
-        for g in (GUID_ACPI20, GUID_ACPI10):
-            if g in by_guid:
-                acpi = node.append(decode_acpi_from_rsdp(self.phys, by_guid[g]))
-                break
-        else:
-            node.note(None, "no ACPI configuration table yet (AcpiPlatformDxe has not installed the tables)")
-        self._event_logs(node, acpi, by_guid)
-        for g, addr in config_tables(st):
-            if g == DEBUG_IMAGE_INFO_TABLE_GUID:
-                dbg = node.append(decode_debug_image_info(self.phys, addr, width))
-                for img in dbg.children:
-                    # Name images by the FFS UI section of their FvFile (FACTS C.2.3, "Naming without
-                    # CodeView"), and teach the classifier their ranges.
-                    fv_file, base, size = img.get("FvFileName"), img.get("ImageBase"), img.get("ImageSize")
-                    name = self.ui_names.get(fv_file)
-                    if name and base is not None:
-                        img.add("Name", name, display=f"{name} (FFS UI section)")
-                        img.title = f"{name} at 0x{base:x} +0x{size:x}"
-                    if base:
-                        self._learn_image(base, size or 0, fv_file)
-
-    def _event_logs(self, node: Node, acpi: Node | None, by_guid: dict) -> None:
-        """The TPM and CC event logs as inspector.locate finds them in a dump (TPM2/CCEL LASA, else a
-        'Spec ID Event03' scan of RAM), over the target's memory. The scan runs once: the log does
-        not move, so later stops re-read it at the address found."""
-        from types import SimpleNamespace
-
-        from inspector import locate
-        ram = SimpleNamespace(memory=self.phys, segments=[SimpleNamespace(paddr=a, filesz=n)
-                                                          for a, n in (self.ram or DEFAULT_RAM)])
-        if self._logs:
-            for fmt, addr in self._logs.items():
-                try:
-                    node.append(locate.log_node(locate.read_upto(ram, addr, locate.SCANNED_LOG_BYTES), "auto",
-                                                 addr, "address found at an earlier stop"))
-                except Unreadable as e:
-                    node.problem(None, f"{fmt} event log at 0x{addr:x} not readable: {e}")
-            return
-        before = len(node.children)
-        locate.event_logs(node, ram, acpi, by_guid)        # the dump route, reused
-        for log in node.children[before:]:
-            if log.kind == "event-log" and log.get("Address") is not None:
-                self._logs[log.get("Format")] = log.get("Address")
+        """System table, HOB list, ACPI, event logs and loaded images, once DXE is up, by the route a
+        dump takes (inspector.locate); the loaded images teach the classifier their ranges."""
+        from inspector.locate import locate
+        locate(self.phys, self.ram or DEFAULT_RAM, self.ui_names, root=node, logs=self._logs)
+        for dbg in node.children:
+            if dbg.kind != "efi-debug-image-info-table":
+                continue
+            for img in dbg.children:
+                base, size = img.get("ImageBase"), img.get("ImageSize")
+                if base:
+                    self._learn_image(base, size or 0, img.get("FileGuid") or img.get("FvFileName"))
 
     def _user_addresses(self) -> set[int]:
         return {b.address for b in self.breakpoints.values() if b.address is not None}

@@ -14,7 +14,7 @@ import pytest
 
 from decoders.memory import Unreadable
 from inspector.dump import open_dump, dump_pages
-from inspector.locate import locate
+from inspector.locate import dump_overview
 from tests.realdata import bookworm, fixture
 
 EM_386, EM_X86_64 = 3, 62
@@ -314,7 +314,7 @@ def test_locate_follows_the_system_table_to_hobs_acpi_cc_log_and_images(tmp_path
     p = write(tmp_path, build_elf([(0, bytes(ram)), (lasa, area)], note(b"QEMU", 0, qemu_cpu_state())))
     t = time.monotonic()
     with open_dump(p, image=bookworm("OVMF.fd")) as d:
-        o = locate(d)
+        o = dump_overview(d)
     assert time.monotonic() - t < 5
     assert o.kind == "dump-overview" and o.get("SystemTablePointer") == ST_PTR and o.get("SystemTable") == ST
     st = next(o.find("efi-system-table"))
@@ -348,7 +348,7 @@ def test_tpm_log_found_by_scan_when_the_tpm2_lasa_area_is_empty(tmp_path):
     ram[LOG_AT:LOG_AT + len(log)] = log
     p = write(tmp_path, build_elf([(0, bytes(ram))], note(b"QEMU", 0, qemu_cpu_state())))
     with open_dump(p) as d:
-        o = locate(d)
+        o = dump_overview(d)
     assert any("LASA area at 0x700000" in x.message and "empty" in x.message for x in o.problems)
     logs = [n for n in o.children if n.kind == "event-log"]
     assert len(logs) == 1 and logs[0].get("Address") == LOG_AT and logs[0].get("Format") == "tcg"
@@ -360,7 +360,7 @@ def test_bad_crcs_and_missing_structures_are_reported_not_raised(tmp_path):
     ram = firmware_ram([], st_crc_ok=False, ptr_crc_ok=False)
     p = write(tmp_path, build_elf([(0, bytes(ram))]))
     with open_dump(p) as d:
-        o = locate(d)
+        o = dump_overview(d)
     ptr = next(o.find("efi-system-table-pointer"))
     assert any("Crc32" in x.message for x in ptr.problems)
     st = next(o.find("efi-system-table"))
@@ -368,7 +368,7 @@ def test_bad_crcs_and_missing_structures_are_reported_not_raised(tmp_path):
     # RAM with nothing in it: notes that say where we looked
     p = write(tmp_path, build_elf([(0, bytes(1 << 20))]), "empty.elf")
     with open_dump(p) as d:
-        o = locate(d)
+        o = dump_overview(d)
     assert o.kind == "dump-overview" and any("EFI_SYSTEM_TABLE_POINTER" in x.message for x in o.problems)
     assert any("0xe0000" in x.message for x in o.problems)
 
@@ -382,8 +382,53 @@ def test_hostile_pointers_stay_bounded(tmp_path):
     p = write(tmp_path, build_elf([(0, bytes(ram))]))
     t = time.monotonic()
     with open_dump(p) as d:
-        o = locate(d)
+        o = dump_overview(d)
     assert time.monotonic() - t < 5
     dbg = next(o.find("efi-debug-image-info-table"))
     assert any("10" in x.message and "8192" in x.message for x in dbg.problems)
     assert len(dbg.children) <= 8192 and all(c.problems for c in dbg.children)
+
+
+def test_locate_over_any_memory_names_images_and_caches_the_log_address():
+    """The one locate route over a plain Memory (what a live stop hands it): same structures as the
+    dump overview, images named through `names`, and a found log re-read from the cache."""
+    from decoders.memory import BytesMemory
+    from inspector.locate import locate
+
+    log = fixture("eventlog/tpm2-tools/event-gce-ubuntu-2104-log.bin").read_bytes()
+    body = struct.pack("<IQI", 0, 0xFED40000, 7) + b"\0" * 12 + struct.pack("<IQ", 0x10000, 0x700000)
+    ram = firmware_ram([acpi_table(b"TPM2", body, rev=4)])
+    ram[LOG_AT:LOG_AT + len(log)] = log
+    mem = BytesMemory(bytes(ram), 0)
+    cache: dict[str, int] = {}
+    o = locate(mem, [(0, len(ram))], {uuid.UUID(DXE_CORE): "MyDxeCore"}, logs=cache)
+    assert o.get("SystemTablePointer") == ST_PTR and o.get("SystemTable") == ST and o.get("Rsdp") == RSDP_AT
+    assert [c.kind for c in o.children] == ["efi-system-table-pointer", "efi-system-table", "hob-list", "acpi",
+                                            "event-log", "efi-debug-image-info-table"]
+    img = next(o.find("efi-debug-image-info-table")).children[0]
+    assert img.get("Name") == "MyDxeCore" and img.title == "MyDxeCore at 0xfefb000 +0x22000"
+    assert cache == {"tcg": LOG_AT}
+    # A later stop: the RAM scan is not repeated, the log is re-read where it was found.
+    ram[LOG_AT - 0x1000:LOG_AT] = b"\xEE" * 0x1000
+    again = locate(BytesMemory(bytes(ram), 0), [(0, len(ram))], logs=cache)
+    logs = [c for c in again.children if c.kind == "event-log"]
+    assert len(logs) == 1 and logs[0].get("Address") == LOG_AT and "earlier stop" in logs[0].title
+    assert "TPM event log" in again.get("Found")
+
+
+def test_elfcore_notes_decode_from_bytes_without_a_file():
+    """decoders.elfcore on a PT_NOTE's bytes alone: two CPUs paired in order (dump/dump.c writes all
+    PRSTATUS notes, then all QEMU notes), offsets in the file, a lying note a located problem."""
+    from decoders.elfcore import decode_notes
+
+    notes = (note(b"CORE", 1, prstatus64(rip=0x1000, pid=0)) + note(b"CORE", 1, prstatus64(rip=0x2000, pid=1))
+             + note(b"QEMU", 0, qemu_cpu_state(rip=0x1000, cr3=0xA000))
+             + note(b"QEMU", 0, qemu_cpu_state(rip=0x2000, cr3=0xB000)))
+    cpus, problems = decode_notes(notes, 0x300, first_index=4)
+    assert not problems
+    assert [(c.index, c.rip, c.cr3, c.pid) for c in cpus] == [(4, 0x1000, 0xA000, 0), (5, 0x2000, 0xB000, 1)]
+    # 12-byte header + "CORE\0" padded to 8: the first descriptor is at file offset 0x300 + 20
+    assert cpus[0].prstatus_offset == 0x300 + 20
+    lying = struct.pack("<III", 5, 0x10000, 1) + b"CORE\0\0\0\0" + bytes(16)
+    cpus, problems = decode_notes(lying, 0x40)
+    assert cpus == [] and problems[0].offset == 0x40 and "runs past the end" in problems[0].message

@@ -17,7 +17,7 @@ import pytest
 from decoders.memory import Unreadable
 from decoders.paging import merge
 from inspector.dump import dump_pages, open_dump
-from inspector.locate import locate
+from inspector.locate import dump_overview
 from tests.realdata import bookworm, tool
 
 pytestmark = pytest.mark.live
@@ -53,7 +53,7 @@ def guest(tmp_path_factory):
 @pytest.fixture(scope="module")
 def overview(guest):
     with open_dump(guest["elf"], image=guest["image"]) as d:
-        yield d, locate(d)
+        yield d, dump_overview(d)
 
 
 def test_dump_is_elf64_with_the_cpu_state_qemu_reports(guest):
@@ -101,7 +101,7 @@ def test_system_table_and_its_configuration_tables(overview):
 def test_raw_pmemsave_locates_the_same_tables(guest, overview):
     _d, o = overview
     with open_dump(guest["raw"], base=0) as raw:
-        r = locate(raw)
+        r = dump_overview(raw)
     assert r.get("SystemTable") == o.get("SystemTable") and r.get("Rsdp") == o.get("Rsdp")
 
 
@@ -149,9 +149,9 @@ def test_open_and_locate_budget(guest):
         "import sys, time; sys.path.insert(0, %r)\n"
         "def hwm():  # VmHWM: ru_maxrss would carry pytest's peak over fork+exec\n"
         "    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM'))\n"
-        "from inspector.dump import open_dump, dump_pages; from inspector.locate import locate\n"
+        "from inspector.dump import open_dump, dump_pages; from inspector.locate import dump_overview\n"
         "base = hwm()\n"
-        "t = time.perf_counter(); d = open_dump(%r); o = locate(d); t1 = time.perf_counter() - t\n"
+        "t = time.perf_counter(); d = open_dump(%r); o = dump_overview(d); t1 = time.perf_counter() - t\n"
         "rss = hwm()\n"
         "t = time.perf_counter(); r = dump_pages(d); t2 = time.perf_counter() - t\n"
         "print(t1, t2, base / 1024, rss / 1024, len(r.mappings), hwm() / 1024)\n"
@@ -189,7 +189,7 @@ def test_tcg2_log_is_found_in_bs_data_and_agrees_with_tpm2_eventlog(tpm_guest):
 
     exe = tool("tpm2_eventlog", "tpm2-tools")
     with open_dump(tpm_guest / "guest.elf") as d:
-        o = locate(d)
+        o = dump_overview(d)
         logs = [n for n in o.children if n.kind == "event-log"]
         assert any("LASA area" in p.message and "empty" in p.message for p in o.problems)
         assert len(logs) == 1 and logs[0].get("Format") == "tcg"
