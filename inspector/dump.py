@@ -1,18 +1,14 @@
 """Memory-dump sources: QEMU `dump-guest-memory` ELF cores (ELF64 and ELF32) and raw `pmemsave`
 files, behind the one Memory protocol (DESIGN.md, "Memory"), plus the CPU state the dump carries.
 
-QEMU writes (target/i386/arch_dump.c, dump/dump.c; FACTS C.1.5):
-- ELF64/EM_X86_64 when the first CPU has EFER.LMA, else ELF32/EM_386 (ELF64/EM_386 when RAM ends
-  above 4 GiB);
-- per CPU a "CORE" NT_PRSTATUS note (the x86-64 or i386 user_regs layout), then, after all of them,
-  per CPU a "QEMU" note of type 0 holding QEMUCPUState: the only place a dump keeps segment
-  caches, GDT/IDT and CR0-CR4 (no EFER);
-- one PT_LOAD per guest RAM block, at its guest-physical address.
+QEMU writes (target/i386/arch_dump.c, dump/dump.c) ELF64/EM_X86_64 when the first CPU has EFER.LMA,
+else ELF32/EM_386 (ELF64/EM_386 when RAM ends above 4 GiB); one PT_LOAD per guest RAM block, at its
+guest-physical address; and a PT_NOTE whose CPU notes decoders/elfcore.py decodes.
 
 The file is memory-mapped and never read whole: segment reads slice the mapping, so opening a
 1 GiB dump costs the ELF headers and the notes. ELF and program headers come from pyelftools;
-notes are walked here with bounds, because pyelftools' iter_notes trusts n_descsz (a lying note
-would make it read to the end of the file).
+the notes' bytes are bounded here before decoders.elfcore walks them, because pyelftools'
+iter_notes trusts n_descsz (a lying note would make it read to the end of the file).
 """
 from __future__ import annotations
 
@@ -22,19 +18,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from construct import Array, Int16ul, Int32ul, Int64ul, Padding, Struct
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from decoders.errors import DecodeError, parse_at
+from decoders.elfcore import CpuState, cpu_node, decode_notes
 from decoders.memory import Unreadable
 from decoders.model import Node, Problem, Severity, Space
 from decoders.paging import Mappings, PagingConfig, WalkResult, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
-# Two notes per CPU and QEMU's largest machine has 4096 vCPUs (x86 max_cpus); more is a lie.
-MAX_NOTES = 2 * 4096
 MAX_NOTE_SEGMENT_BYTES = 16 << 20
 # Nothing in the decoders reads more than this in one call (ACPI tables, HOB lists, event logs are
 # all far smaller); a read this large comes from a corrupt length and is refused, not served.
@@ -48,105 +41,10 @@ PREAD_MIN = 256 << 10
 
 ELF_MAGIC = b"\x7fELF"
 EM_386, EM_X86_64 = 3, 62
-NT_PRSTATUS = 1
-QEMU_NOTE_TYPE = 0
-
-# ELF gABI "Note Section": namesz, descsz, type, then name and desc, each padded to 4 bytes.
-Elf_Nhdr = Struct("n_namesz" / Int32ul, "n_descsz" / Int32ul, "n_type" / Int32ul)
-
-# target/i386/arch_dump.c (QEMUCPUSTATE_VERSION 1)
-QEMUCPUSegment = Struct("selector" / Int32ul, "limit" / Int32ul, "flags" / Int32ul, "pad" / Int32ul,
-                        "base" / Int64ul)
-SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt", "idt")
-GP_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-            "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
-QEMUCPUState = Struct(
-    "version" / Int32ul,
-    "size" / Int32ul,
-    *[n / Int64ul for n in GP_NAMES],
-    *[n / QEMUCPUSegment for n in SEGMENT_NAMES],
-    "cr" / Array(5, Int64ul),
-)
-# QEMU 7.x appends `uint64_t kernel_gs_base` (for win-dmp) without bumping the version: the
-# 7.2 dumps here have size 440 = 432 + 8. Read it when `size` says it is there.
-QEMUCPUState_kernel_gs_base = Struct("kernel_gs_base" / Int64ul)
-
-# arch_dump.c x86_64_user_regs_struct inside x86_64_elf_prstatus {pad1[32], pid, pad2[76], regs, pad3[8]}
-X64_REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
-                 "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base",
-                 "ds", "es", "fs", "gs")
-x86_64_elf_prstatus = Struct(
-    Padding(32),
-    "pid" / Int32ul,
-    Padding(76),
-    "regs" / Struct(*[n / Int64ul for n in X64_REG_NAMES]),
-    Padding(8),
-)
-# arch_dump.c x86_user_regs_struct inside x86_elf_prstatus {pad1[24], pid, pad2[44], regs, pad3[4]}
-x86_elf_prstatus = Struct(
-    Padding(24),
-    "pid" / Int32ul,
-    Padding(44),
-    "regs" / Struct(
-        "ebx" / Int32ul, "ecx" / Int32ul, "edx" / Int32ul, "esi" / Int32ul, "edi" / Int32ul,
-        "ebp" / Int32ul, "eax" / Int32ul,
-        "ds" / Int16ul, Padding(2), "es" / Int16ul, Padding(2), "fs" / Int16ul, Padding(2),
-        "gs" / Int16ul, Padding(2),
-        "orig_eax" / Int32ul, "eip" / Int32ul, "cs" / Int16ul, Padding(2),
-        "eflags" / Int32ul, "esp" / Int32ul, "ss" / Int16ul, Padding(2),
-    ),
-    Padding(4),
-)
-PRSTATUS_LAYOUTS = {x86_64_elf_prstatus.sizeof(): ("x86_64", x86_64_elf_prstatus),
-                    x86_elf_prstatus.sizeof(): ("i386", x86_elf_prstatus)}
 
 # Control-register bits (Intel SDM vol. 3A 2.5; FACTS B.6)
 CR0_PG = 1 << 31
 CR4_PAE, CR4_LA57, CR4_PKE = 1 << 5, 1 << 12, 1 << 22
-
-
-@dataclass
-class SegmentCache:
-    selector: int
-    limit: int
-    flags: int
-    base: int
-
-
-@dataclass
-class CpuState:
-    index: int
-    registers: dict[str, int] = field(default_factory=dict)   # rax..r15, rip, rflags
-    segments: dict[str, SegmentCache] = field(default_factory=dict)
-    cr: list[int] = field(default_factory=list)                 # CR0..CR4, from the QEMU note
-    efer: int | None = None                                      # not in QEMUCPUState v1
-    kernel_gs_base: int | None = None
-    version: int | None = None
-    size: int | None = None
-    qemu_note_offset: int | None = None                          # file offsets of the descriptors
-    prstatus_offset: int | None = None
-    prstatus: dict[str, int] | None = None
-    prstatus_layout: str | None = None
-    pid: int | None = None
-
-    def _cr(self, n: int) -> int | None:
-        return self.cr[n] if len(self.cr) > n else None
-
-    @property
-    def cr0(self) -> int | None:
-        return self._cr(0)
-
-    @property
-    def cr3(self) -> int | None:
-        return self._cr(3)
-
-    @property
-    def cr4(self) -> int | None:
-        return self._cr(4)
-
-    @property
-    def rip(self) -> int | None:
-        return self.registers.get("rip")
 
 
 @dataclass
@@ -394,93 +292,10 @@ def _read_notes(dump: Dump, m: mmap.mmap, seg: int, off: int, size: int) -> None
                           f"reading 0x{MAX_NOTE_SEGMENT_BYTES:x}")
         end = min(end, off + MAX_NOTE_SEGMENT_BYTES)
     data = m[off:end] if off < end else b""
-    prstatus: list[tuple[int, bytes]] = []
-    qemu: list[tuple[int, bytes]] = []
-    pos = 0
-    for _ in range(MAX_NOTES):
-        if pos + Elf_Nhdr.sizeof() > len(data):
-            if pos < len(data) and any(data[pos:]):
-                dump.problem(off + pos, f"{len(data) - pos} bytes after the last note are too short for a note header")
-            break
-        h = parse_at(Elf_Nhdr, data, pos)
-        name_end = pos + 12 + h.n_namesz
-        desc = pos + 12 + _align4(h.n_namesz)
-        desc_end = desc + h.n_descsz
-        if desc_end > len(data) or name_end > len(data):
-            dump.problem(off + pos, f"note at 0x{off + pos:x} (n_namesz {h.n_namesz}, n_descsz {h.n_descsz}) runs "
-                                    f"past the end of its PT_NOTE (0x{len(data) - pos:x} bytes left); notes stop here")
-            break
-        name = bytes(data[pos + 12:name_end]).rstrip(b"\0")
-        if name == b"CORE" and h.n_type == NT_PRSTATUS:
-            prstatus.append((off + desc, bytes(data[desc:desc_end])))
-        elif name == b"QEMU" and h.n_type == QEMU_NOTE_TYPE:
-            qemu.append((off + desc, bytes(data[desc:desc_end])))
-        pos = desc + _align4(h.n_descsz)
-    else:
-        dump.problem(off + pos, f"more than {MAX_NOTES} notes; the rest are not read")
-    if not qemu:
-        dump.problem(off, "no \"QEMU\" note: CR0-CR4 and segment bases are unknown (not a QEMU dump, or an "
-                          "old one)", Severity.WARNING)
-    if prstatus and qemu and len(prstatus) != len(qemu):
-        dump.problem(off, f"{len(prstatus)} NT_PRSTATUS notes but {len(qemu)} QEMU notes: CPUs paired in order",
-                     Severity.WARNING)
-    # dump/dump.c writes every CPU's PRSTATUS, then every CPU's QEMU note, in CPU order.
-    for k in range(max(len(prstatus), len(qemu))):
-        cpu = CpuState(len(dump.cpus))
-        if k < len(qemu):
-            _qemu_note(dump, cpu, *qemu[k])
-        if k < len(prstatus):
-            _prstatus(dump, cpu, *prstatus[k])
-        dump.cpus.append(cpu)
-
-
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def _qemu_note(dump: Dump, cpu: CpuState, off: int, desc: bytes) -> None:
-    cpu.qemu_note_offset = off
-    try:
-        st = parse_at(QEMUCPUState, desc, 0, "QEMUCPUState")
-    except DecodeError as e:
-        dump.problem(off, f"CPU {cpu.index} QEMU note: {e.message} (descriptor is {len(desc)} bytes, "
-                          f"QEMUCPUState v1 needs {QEMUCPUState.sizeof()})")
-        return
-    cpu.version, cpu.size = st.version, st.size
-    if st.version != 1:
-        dump.problem(off, f"CPU {cpu.index} QEMU note: version {st.version} (this reader knows 1); "
-                          "fields read as version 1", Severity.WARNING)
-    if st.size > len(desc) or st.size < QEMUCPUState.sizeof():
-        dump.problem(off + 4, f"CPU {cpu.index} QEMU note: size field {st.size} disagrees with the "
-                              f"{len(desc)}-byte descriptor (QEMUCPUState v1 is {QEMUCPUState.sizeof()}+)")
-    cpu.registers = {n: st[n] for n in GP_NAMES}
-    cpu.segments = {n: SegmentCache(st[n].selector, st[n].limit, st[n].flags, st[n].base) for n in SEGMENT_NAMES}
-    cpu.cr = list(st.cr)
-    tail = QEMUCPUState.sizeof()
-    if min(st.size, len(desc)) >= tail + 8:
-        cpu.kernel_gs_base = parse_at(QEMUCPUState_kernel_gs_base, desc, tail).kernel_gs_base
-
-
-def _prstatus(dump: Dump, cpu: CpuState, off: int, desc: bytes) -> None:
-    cpu.prstatus_offset = off
-    layout = PRSTATUS_LAYOUTS.get(len(desc))
-    if layout is None:
-        dump.problem(off, f"CPU {cpu.index} NT_PRSTATUS of {len(desc)} bytes matches neither the x86-64 "
-                          f"({x86_64_elf_prstatus.sizeof()}) nor the i386 ({x86_elf_prstatus.sizeof()}) layout")
-        return
-    cpu.prstatus_layout, struct = layout
-    st = parse_at(struct, desc, 0, "elf_prstatus")
-    cpu.pid = st.pid
-    cpu.prstatus = {k: v for k, v in st.regs.items() if not k.startswith("_")}
-    if not cpu.registers:
-        # No QEMU note: the general registers come from PRSTATUS, named as in QEMUCPUState.
-        r = cpu.prstatus
-        if cpu.prstatus_layout == "x86_64":
-            cpu.registers = {n: r[n] for n in GP_NAMES if n in r}
-            cpu.registers["rflags"] = r["eflags"]
-        else:
-            cpu.registers = {"r" + n[1:]: r[n] for n in ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp")}
-            cpu.registers.update(rip=r["eip"], rflags=r["eflags"])
+    cpus, problems = decode_notes(data, off, len(dump.cpus))
+    dump.cpus += cpus
+    for p in problems:
+        dump.problem(p.offset, p.message, p.severity)
 
 
 # -- page tables of the dump ----------------------------------------------------------------------
@@ -513,29 +328,6 @@ def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
 
 
 # -- presentation ---------------------------------------------------------------------------------
-def cpu_node(cpu: CpuState, space: Space | None = None) -> Node:
-    n = Node("cpu", f"CPU {cpu.index}" + (f" RIP 0x{cpu.rip:x}" if cpu.rip is not None else ""),
-             space, cpu.qemu_note_offset or cpu.prstatus_offset or 0, cpu.size or 0)
-    for name, value in cpu.registers.items():
-        n.add(name.upper(), value, display=f"0x{value:016x}")
-    for i, value in enumerate(cpu.cr):
-        n.add(f"CR{i}", value, display=f"0x{value:x}")
-    if cpu.efer is not None:
-        n.add("EFER", cpu.efer)
-    if cpu.kernel_gs_base is not None:
-        n.add("KernelGsBase", cpu.kernel_gs_base)
-    for name, s in cpu.segments.items():
-        n.add(name.upper(), {"selector": s.selector, "limit": s.limit, "flags": s.flags, "base": s.base},
-              display=f"sel 0x{s.selector:04x} base 0x{s.base:x} limit 0x{s.limit:x} flags 0x{s.flags:x}")
-    if cpu.prstatus is not None:
-        n.add("PrStatusLayout", cpu.prstatus_layout)
-        n.add("Pid", cpu.pid)
-    if cpu.version is not None:
-        n.add("QemuCpuStateVersion", cpu.version)
-        n.add("QemuCpuStateSize", cpu.size)
-    return n
-
-
 def dump_node(dump: Dump) -> Node:
     space = dump.space
     root = Node("dump", f"{dump.path.name}: {dump.kind}, {len(dump.segments)} segments, {len(dump.cpus)} CPUs",
