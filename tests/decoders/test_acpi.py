@@ -89,7 +89,8 @@ def test_cloud_hypervisor_madt_16_vcpus():
 
 
 def test_cloud_hypervisor_tpm2_rev4_laml_lasa():
-    # FACTS B.5 / fixtures README: TPM2 rev 4 with LAML 0x10000 and LASA 0xBFFF0000.
+    # edk2 MdePkg/Include/IndustryStandard/Tpm2Acpi.h, rev 4: LAML u32 @64, LASA u64 @68; this table
+    # (tests/data/README.md) has LAML 0x10000 and LASA 0xBFFF0000, as iasl shows.
     node = decode_table(fixture("acpi/igvm-tooling-cloud-hypervisor/1vcpu-tpm2.aml").read_bytes())
     assert node.get("Revision") == 4
     assert node.get("Laml") == 0x10000
@@ -134,7 +135,7 @@ def test_rsdp_checksums_and_find():
     node = decode_rsdp(raw)
     assert node.get("Revision") == 2 and not node.problems
     blob = b"\x00" * 13 + raw + b"\x00" * 7
-    assert find_rsdp(blob) == [13]  # not 16-byte aligned, as OVMF's 2.0 RSDP (FACTS B.5)
+    assert find_rsdp(blob) == [13]  # not 16-byte aligned: OVMF's 2.0 RSDP sat at 0xF77D014 in a QEMU dump-guest-memory
     bad = bytearray(raw)
     bad[32] ^= 1
     assert any("ExtendedChecksum" in p.message for p in decode_rsdp(bytes(bad)).problems)

@@ -1,7 +1,8 @@
 """UEFI device paths to text.
 
 Oracles: the text forms of the UEFI spec §10.6 as edk2 prints them (OVMF's boot messages, e.g.
-`PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x1,0xFFFF,0x0)`, and FACTS B.3's `-kernel` path), and the device
+`PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x1,0xFFFF,0x0)`, and the `-kernel` path of edk2's
+OvmfPkg/Include/Guid/QemuKernelLoaderFsMedia.h), and the device
 paths that upstream tpm2-tools (built with libefivar) printed for the fixtures' image-load and
 Boot#### events (tests/data/eventlog/tpm2-tools/upstream-expected-yaml, tests/data/README.md).
 """
@@ -50,7 +51,7 @@ CASES = [
     # OVMF's UiApp boot option
     (node(4, 7, guid("7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1")) + node(4, 6, guid("462caa21-7614-4503-836e-8ab6f4662331")) + END,
      "Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)/FvFile(462CAA21-7614-4503-836E-8AB6F4662331)"),
-    # FACTS B.3: OVMF -kernel (QemuKernelLoaderFsMedia)
+    # OVMF -kernel: edk2 OvmfPkg/Include/Guid/QemuKernelLoaderFsMedia.h
     (node(4, 3, guid("1428f772-b64a-441e-b8c3-9ebdd7f893c7")) + node(4, 4, ucs2("\\kernel")) + END,
      "VenMedia(1428F772-B64A-441E-B8C3-9EBDD7F893C7)/\\kernel"),
     # the serial console OVMF builds: Serial(0x0)/Uart(115200,8,N,1)/VenPcAnsi()

@@ -1,7 +1,8 @@
 """CC (TDX) event logs: decode, RTMR replay and comparison with the TDX quotes from the same TDs.
 
 Oracles (tests/data/README.md, "Cross-checked oracles"): the RTMRs in quote.bin and
-cos-113-tdx-quote.dat at the quote-body offsets of FACTS B.4, cc-trusted-api's own decode of the
+cos-113-tdx-quote.dat at the TD quote body offsets of Intel's TDX DCAP Quoting Library API
+(quote v4, TD report body), cc-trusted-api's own decode of the
 quote (formated_quote.txt) and of the log (formated_el.txt), the IMA boot_aggregate line in
 ima_log.bin, and tpm2_eventlog 5.4's YAML for the DERIVED-hdr-pcr0 copies.
 """
@@ -22,7 +23,7 @@ from tests.realdata import fixture
 CTA = "ccel/cc-trusted-api/"
 GTG = "ccel/go-tdx-guest/"
 GEL = "ccel/go-eventlog/"
-BODY = 48  # TDX quote v4 header size; RTMRn at BODY + 328 + 48n (FACTS B.4)
+BODY = 48  # TDX quote v4 header size; RTMRn at BODY + 328 + 48n (Intel TDX DCAP Quoting Library API)
 
 
 def _raw_rtmrs(quote: bytes) -> list[bytes]:
@@ -37,7 +38,7 @@ def test_tdvf_ccel_is_detected_as_cc_and_stops_at_the_ff_padding():
     raw = fixture(CTA + "ccel_data.bin").read_bytes()
     log = decode_event_log(raw)
     assert log.get("Format") == "cc"
-    assert log.children[0].get("PCRIndex") == 1          # TDVF's Spec ID header (FACTS B.4)
+    assert log.children[0].get("PCRIndex") == 1          # edk2 OvmfPkg/Tcg/TdTcg2Dxe/TdTcg2Dxe.c: SpecIdEvent.PCRIndex = 1
     end = len(raw.rstrip(b"\xff"))
     notes = [p for p in log.problems if "padding" in p.message]
     assert len(notes) == 1 and notes[0].offset == end

@@ -1,4 +1,5 @@
-"""HOB list decode, memory map, TD HOB lint and digest (FACTS B.1, B.2).
+"""HOB list decode, memory map, TD HOB lint and digest (PI spec vol. 3 ch. 5, edk2
+MdePkg/Include/Pi/PiHob.h; TDVF's ValidateHobList in edk2 OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c).
 
 Evidence: the td-shim TD HOB fuzz seed (tests/data/hob/td-shim), read here with plain
 struct.unpack and an independent walk; a TD HOB laid out as QEMU's hw/i386/tdvf-hob.c builds it;
@@ -25,7 +26,7 @@ from decoders.model import Severity, Space
 from tests.realdata import bookworm, fixture, tool
 
 TD_SHIM = "hob/td-shim/hob_buffer.bin"
-ENCRYPTED_PIT = 0x04000007  # ENCRYPTED|TESTED|INITIALIZED|PRESENT, FACTS B.2
+ENCRYPTED_PIT = 0x04000007  # ENCRYPTED|TESTED|INITIALIZED|PRESENT, as in td-shim's hob_buffer.bin
 MMIO_ATTR = 0x403  # UNCACHEABLE|INITIALIZED|PRESENT
 
 
@@ -71,7 +72,7 @@ def test_hob_td_shim_phit_fields_match_bytes(td_shim):
     names = ["EfiMemoryTop", "EfiMemoryBottom", "EfiFreeMemoryTop", "EfiFreeMemoryBottom", "EfiEndOfHobList"]
     assert [phit.get(n) for n in names] == addrs
     assert phit.field("EfiEndOfHobList").offset == 48
-    # FACTS B.2: EfiEndOfHobList points just past END, i.e. at the list's (page-aligned) base + size.
+    # QEMU hw/i386/tdvf-hob.c: EfiEndOfHobList points just past END, i.e. at the list's (page-aligned) base + size.
     assert (addrs[-1] - len(td_shim)) % 0x1000 == 0
 
 
@@ -150,7 +151,7 @@ def test_hob_td_shim_memory_map(td_shim):
 
 # ---- TD HOB as QEMU builds it (hw/i386/tdvf-hob.c) -----------------------------------------------------
 
-TD_HOB_ADDRESS = 0x809000  # PcdOvmfSecGhcbBase in IntelTdx (FACTS B.2)
+TD_HOB_ADDRESS = 0x809000  # PcdOvmfSecGhcbBase in edk2 OvmfPkg/IntelTdx/IntelTdxX64.fdf
 TDVF_PRIVATE = 0x7  # EFI_RESOURCE_ATTRIBUTE_TDVF_PRIVATE / _UNACCEPTED in QEMU: PRESENT|INITIALIZED|TESTED
 RAM = [  # (address, length, unaccepted?) in the order QEMU's tdx ram_entries list them
     (0x0, 0x800000, True),
@@ -359,7 +360,7 @@ def test_hob_unreadable_memory_stops_with_problem():
 def test_hob_fv_cpu_and_module_allocation_fields_by_spec_offset():
     fv_name, file_name, module = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     fv2 = struct.pack("<HHIQQ16s16s", 9, 56, 0, 0x900000, 0xC00000, fv_name.bytes_le, file_name.bytes_le)
-    # FV3: FvName at 32 after 3 bytes of C padding (FACTS B.1)
+    # FV3: FvName at 32 after 3 bytes of C padding (edk2 MdePkg/Include/Pi/PiHob.h, EFI_HOB_FIRMWARE_VOLUME3)
     fv3 = struct.pack("<HHIQQIB3x16s16s", 0xC, 64, 0, 0x900000, 0xC00000, 1, 1, fv_name.bytes_le, file_name.bytes_le)
     cpu = struct.pack("<HHIBB6s", 6, 16, 0, 48, 16, bytes(6))
     stack_guid = uuid.UUID("4ED4BF27-4092-42E9-807D-527B1D00C9BD").bytes_le
@@ -530,7 +531,8 @@ def test_hob_live_ovmf_dxe_hob_list(ovmf_ram):
     expected = plain_walk(block)
     assert [(c.offset, c.get("HobType"), c.get("HobLength")) for c in root.children] == expected
     assert root.children[-1].title == "END_OF_HOB_LIST"
-    # FACTS B.1 pitfall: DXE relocated the list into pool; the PHIT keeps the PEI-time pointers.
+    # edk2 MdeModulePkg/Core/Dxe/Gcd/Gcd.c, "Relocate HOB List to an allocated pool buffer": DXE
+    # relocated the list into pool; the PHIT keeps the PEI-time pointers.
     assert not address <= root.children[0].get("EfiEndOfHobList") < address + root.size
 
     # System memory: all 256 MiB but the legacy VGA/option-ROM hole 0xA0000-0xFFFFF, which OVMF
@@ -575,7 +577,8 @@ def test_hob_live_ovmf_platform_info_agrees_with_resource_hobs(ovmf_ram):
 
 @pytest.mark.live
 def test_hob_live_ovmf_tpm_event_hobs_digest_their_data(ovmf_tpm_ram):
-    """With swtpm attached, PEI leaves TCG_PCR_EVENT / TCG_PCR_EVENT2 HOBs (FACTS B.2). Each digest
+    """With swtpm attached, PEI leaves TCG_PCR_EVENT / TCG_PCR_EVENT2 HOBs (edk2
+    SecurityPkg/Tcg/Tcg2Pei/Tcg2Pei.c, gTcgEventEntryHobGuid / gTcgEvent2EntryHobGuid). Each digest
     we decode must be the hash of what was measured: the event data for EV_S_CRTM_VERSION, the FV
     bytes at BlobBase/BlobLength (still in RAM) for EV_EFI_PLATFORM_FIRMWARE_BLOB."""
     ram = ovmf_tpm_ram
