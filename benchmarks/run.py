@@ -136,7 +136,8 @@ def bench_paging(runs: int) -> list[Timing]:
     from decoders.memory import BytesMemory
     from decoders.paging import merge, walk
 
-    # OVMF's DXE identity map: 0-1 TiB in 2 MiB pages (FACTS B.6), 1 PML4 + 2 PDPT + 1024 PD.
+    # OVMF's DXE identity map: 0-1 TiB in 2 MiB pages (MdeModulePkg/Core/DxeIplPeim/X64/
+    # VirtualMemory.c), 1 PML4 + 2 PDPT + 1024 PD.
     base = 0x100000
     buf = bytearray(0x1000 * 1027)
     for i in range(2):

@@ -1,8 +1,13 @@
 """The `fwinspect` command (DESIGN.md, "The CLI").
 
-`fwinspect SOURCE` opens the app; subcommands print the same trees without it, with rich for
-people and --json for scripts. Exit status: 0 clean, 1 the input had problems (what was decoded is
-still printed), 2 usage errors (and files that cannot be read at all).
+`fwinspect SOURCE` opens the app; subcommands print the same trees without it, as a text tree for
+people and JSON (--json) for scripts. One table, COMMANDS, names every subcommand, its help and the
+functions that add its arguments and run it; only the chosen command's arguments are built, so an
+offline command imports nothing of the live session or the app.
+
+Exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a comparison
+failed; 2 usage errors and input that cannot be read at all; 3 an internal error (a bug of ours:
+one line, the traceback with FWINSPECT_DEBUG=1).
 """
 from __future__ import annotations
 
@@ -11,12 +16,106 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class UsageError(Exception):
-    pass
+    """A usage error or an input that cannot be read at all: one line, exit 2."""
 
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line naming the command and the option (argparse's default adds the usage block)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (--help for usage)\n")
+
+
+class _Version(argparse.Action):
+    """--version, read from the installed distribution only when asked (importlib.metadata is not
+    cheap to import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("fwinspect")
+        except PackageNotFoundError:
+            text = "unknown (not installed)"
+        parser.exit(EXIT_OK, f"fwinspect {text}\n")
+
+
+# ---- option values (argparse types: a bad value is a usage error naming the option) --------------
+
+def number(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use 0x... for hex)") from None
+
+
+def ranged(lo: int, hi: int, what: str):
+    """An argparse type: an integer (decimal or 0x...) from lo to hi inclusive."""
+    def parse(text: str) -> int:
+        value = number(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is not {what} ({lo:#x}-{hi:#x})" if hi > 0xFFFF
+                                             else f"{text} is not {what} ({lo}-{hi})")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+# x86-64 addresses and CR3 are 64-bit (Intel SDM vol. 3A, 4.5).
+address = ranged(0, (1 << 64) - 1, "an address below 2^64")
+# A PTE bit position (the TDX shared bit, the SEV C-bit): SDM vol. 3A, table 4-19; AMD APM vol. 2, 15.34.1.
+bit = ranged(0, 63, "a bit position")
+# CPUID 0x80000008 EAX[7:0]; 36 is the oldest x86-64 parts' width, 52 the architectural maximum
+# (SDM vol. 3A, 4.1.4).
+maxphyaddr = ranged(36, 52, "a MAXPHYADDR")
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text} seconds: want more than 0 and at most a day")
+    return value
+
+
+# TCG PC Client PFP 1.05, 3.3.4: PCRs 0-23; Intel TDX module ABI: RTMR0-3 (SHA-384).
+_DIGEST_SIZES = {20: "SHA-1", 32: "SHA-256", 48: "SHA-384", 64: "SHA-512"}
+
+
+def expectation(text: str) -> tuple[str, bytes]:
+    """--expect NAME=HEX: PCR0-23 with a SHA-1/256/384/512 digest, or RTMR0-3 with a SHA-384 one."""
+    name, eq, value = text.partition("=")
+    name, value = name.strip().upper(), value.strip()
+    want = "want PCRn=HEX (n 0-23) or RTMRn=HEX (n 0-3), e.g. PCR7=ab12..."
+    if not eq or not name or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: {want}")
+    for prefix, count in (("RTMR", 4), ("PCR", 24)):
+        if name.startswith(prefix):
+            index = name[len(prefix):]
+            if not (index.isdigit() and int(index) < count):
+                raise argparse.ArgumentTypeError(f"{text!r}: {name} is not a register; {want}")
+            break
+    else:
+        raise argparse.ArgumentTypeError(f"{text!r}: {name} is not a register; {want}")
+    try:
+        digest = bytes.fromhex(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value[:20]!r} is not hex") from None
+    if name.startswith("RTMR") and len(digest) != 48 or len(digest) not in _DIGEST_SIZES:
+        sizes = "48 bytes (SHA-384)" if name.startswith("RTMR") else "20, 32, 48 or 64 bytes"
+        raise argparse.ArgumentTypeError(f"{text!r}: a {len(digest)}-byte value; {name} holds {sizes}")
+    return name, digest
+
+
+# ---- reading inputs ----------------------------------------------------------------------------
 
 def _load(path: str):
     from inspector.image import ImageError, load_image
@@ -27,19 +126,35 @@ def _load(path: str):
         raise UsageError(str(e)) from None
 
 
-def _finish(root, args) -> int:
+def _read_file(path: str, limit: int = 1 << 30, what: str = "") -> bytes:
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    if not p.exists():
+        raise UsageError(f"{label}: no such file")
+    if not p.is_file():
+        raise UsageError(f"{label}: not a regular file")
+    if p.stat().st_size > limit:
+        raise UsageError(f"{label}: larger than {limit:,} bytes")
+    return p.read_bytes()
+
+
+def _finish(root, args, children=None) -> int:
+    """Print `root` (text, or JSON with --json), streamed; 1 when it holds problems or the output
+    budget cut it short."""
     from inspector.render import has_problems, print_problems, print_tree, write_json
 
     if args.json:
-        write_json(root)
+        complete = write_json(root, children=children)
     else:
-        print_tree(root, fields=getattr(args, "fields", False))
+        complete = print_tree(root, fields=getattr(args, "fields", False), children=children)
     if has_problems(root):
         if args.json:
             print_problems(root)
         return EXIT_PROBLEMS
-    return EXIT_OK
+    return EXIT_OK if complete else EXIT_PROBLEMS
 
+
+# ---- the commands ------------------------------------------------------------------------------
 
 def cmd_fd(args) -> int:
     img = _load(args.image)
@@ -50,7 +165,7 @@ def cmd_mrtd(args) -> int:
     from decoders.model import Node
     from decoders.mrtd import compute_mrtd, mrtd_node
     from decoders.ovmf.metadata import tdx_sections
-    from inspector.render import has_problems, write_json
+    from inspector.render import has_problems, print_problems, write_json
 
     img = _load(args.image)
     meta = img.tdx_metadata()
@@ -66,11 +181,9 @@ def cmd_mrtd(args) -> int:
         write_json(root)
     else:
         for r in results:
-            print(f"{r.hex or 'not computed'}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
-        for p in [*meta.problems, *(p for r in results for p in r.problems)]:
-            print(p, file=sys.stderr)
-    refused = any(r.problems for r in results)
-    return EXIT_PROBLEMS if refused or has_problems(meta) else EXIT_OK
+            print(f"{r.digest.hex()}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
+        print_problems(meta)
+    return EXIT_PROBLEMS if has_problems(meta) else EXIT_OK
 
 
 def cmd_extract(args) -> int:
@@ -100,94 +213,61 @@ def cmd_acpi(args) -> int:
     return _finish(root, args)
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use 0x... for hex)") from None
-
-
-def _read_file(path: str, limit: int = 1 << 30) -> bytes:
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{p}: no such file")
-    if not p.is_file():
-        raise UsageError(f"{p}: not a regular file")
-    if p.stat().st_size > limit:
-        raise UsageError(f"{p}: larger than {limit} bytes")
-    return p.read_bytes()
-
-
-def hob_tree(data: bytes, name: str, base: int | None, td_profile: str | None = None):
-    """A HOB list file: the list, its memory map and, for a TD HOB, the TDVF lint and RTMR0 digest."""
-    from decoders.errors import DecodeError
-    from decoders.hob import decode_hob_list, lint_td_hob, memory_map, memory_map_node, td_hob_digest
-    from decoders.model import Space
-
-    space = Space(name, data, base)
-    root = decode_hob_list(space, base or 0)
-    root.append(memory_map_node(memory_map(root)))
-    if td_profile:
-        lint_td_hob(root, profile=td_profile)
-        try:
-            digest = td_hob_digest(data, 0)
-            root.add("TdHobDigest", digest, display=f"SHA-384 {digest.hex()} (extended into RTMR0 by TDVF)")
-        except DecodeError as e:
-            root.problem(e.offset, f"no TD HOB digest: {e.message}")
-    return root
-
-
 def cmd_hob(args) -> int:
+    from inspector.sources import hob_tree
+
     data = _read_file(args.file)
     root = hob_tree(data, Path(args.file).name, args.base, args.td_profile)
     return _finish(root, args)
 
 
-def _expected_values(args) -> dict:
-    """--expect-quote QUOTE gives RTMR0-3 from a TDX quote v4; --expect NAME=HEX adds registers."""
-    expected: dict = {}
-    if args.expect_quote:
-        from decoders.eventlog.quote import quote_expected
-
-        expected.update(quote_expected(_read_file(args.expect_quote, 1 << 20)))
-    for item in args.expect or []:
-        name, _, value = item.partition("=")
-        try:
-            expected[name.strip().upper()] = bytes.fromhex(value.strip())
-        except ValueError:
-            raise UsageError(f"--expect {item!r}: want NAME=HEX, e.g. PCR7=ab12...") from None
-    return expected
-
-
 def cmd_eventlog(args) -> int:
     from decoders.eventlog import decode_event_log
     from decoders.eventlog.replay import QUIRKS_TPM2_TOOLS_54, check_digests, compare, replay
-    from decoders.eventlog.yaml_export import to_tpm2_eventlog_yaml
-    from inspector.render import has_problems
+    from inspector.render import has_problems, print_problems
 
     data = _read_file(args.file)
     root = decode_event_log(data, kind=args.kind, space_name=Path(args.file).name)
     check_digests(root)
     if args.yaml:
+        from decoders.eventlog.yaml_export import to_tpm2_eventlog_yaml
+
         rp = replay(root, quirks=QUIRKS_TPM2_TOOLS_54 if args.tpm2_tools_54 else None)
         sys.stdout.write(to_tpm2_eventlog_yaml(root, rp, device_paths=args.device_paths))
         return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
     rp = replay(root)
-    expected = _expected_values(args)
-    if args.replay or expected:
+    # What to compare with: RTMR0-3 of a TDX quote, then each --expect NAME=HEX (checked by
+    # `expectation` when the options were parsed).
+    expected: dict[str, bytes] = {}
+    quote = None
+    if args.expect_quote:
+        from decoders.eventlog.quote import quote_expectation
+
+        raw = _read_file(args.expect_quote, 1 << 20, "--expect-quote")
+        quote, expected = quote_expectation(raw, Path(args.expect_quote).name)
+    expected.update(args.expect or [])
+    comparing = bool(args.expect_quote or args.expect)
+    if args.replay or comparing:
         root.append(rp.to_node())
-    mismatch = False
-    if expected:
+    failed = False
+    if comparing:
         cmp = compare(rp, expected)
-        root.append(cmp.to_node())
-        mismatch = not cmp.matches
+        node = root.append(cmp.to_node())
+        if quote is not None:
+            node.append(quote)  # the quote as read, its problems located in its own bytes
+        failed = not cmp.matches or (quote is not None and has_problems(quote))
         if not args.json:
-            print(cmp.summary())
+            if cmp.registers:
+                print(cmp.summary())
             if cmp.first_event is not None:
                 print(f"replay and expectation part at event #{cmp.first_event}")
-    code = _finish(root, args) if (args.json or not expected or args.tree) else (
-        EXIT_PROBLEMS if has_problems(root) else EXIT_OK)
-    return EXIT_PROBLEMS if mismatch else code
+            if quote is not None and not args.tree:
+                print_problems(quote)
+    if args.json or not comparing or args.tree:
+        code = _finish(root, args)
+    else:
+        code = EXIT_PROBLEMS if has_problems(root) else EXIT_OK
+    return EXIT_PROBLEMS if failed else code
 
 
 def _open_dump(args):
@@ -217,7 +297,7 @@ def _paging_config(args):
 
 
 def cmd_pages(args) -> int:
-    import json
+    import itertools
 
     from decoders.paging import mapping_node, merge, page_tables_node, range_node
     from inspector.dump import dump_pages
@@ -230,26 +310,19 @@ def cmd_pages(args) -> int:
         result = dump_pages(dump, args.cr3, args.la57, config=cfg)
         tables = table_tree_node(dump.memory, result.cr3, result.config) if args.tables and not args.json else None
     root = page_tables_node(result)
+    children = None
     if args.json:
         # Every leaf as a "mapping" node (or every merged range): streamed, because OVMF's identity
         # map alone is 524,288 leaves.
-        head = root.to_json()
-        head["children"] = []
-        text = json.dumps(head, separators=(",", ":"))
-        out = sys.stdout
-        out.write(text[:-2])  # up to the empty children list's "["
-        items = (range_node(r) for r in merge(result.mappings)) if args.merged else \
+        children = (range_node(r) for r in merge(result.mappings)) if args.merged else \
             (mapping_node(m) for m in result.mappings)
-        for i, node in enumerate(items):
-            out.write(("," if i else "") + json.dumps(node.to_json(), separators=(",", ":")))
-        out.write("]}\n")
     else:
         if args.leaves:
-            root.children = [mapping_node(m) for m in result.mappings]
+            children = (mapping_node(m) for m in result.mappings)
         if tables is not None:
-            root.children.insert(0, tables)
-        _finish(root, argparse.Namespace(json=False, fields=False))
-    return EXIT_PROBLEMS if has_problems(root) else EXIT_OK
+            children = itertools.chain([tables], children if children is not None else root.children)
+    code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)
+    return EXIT_PROBLEMS if has_problems(root) else code
 
 
 def cmd_translate(args) -> int:
@@ -276,23 +349,27 @@ def cmd_translate(args) -> int:
 def cmd_replay(args) -> int:
     if not Path(args.file).is_file():
         raise UsageError(f"{args.file}: no such file")
-    if args.json:
-        # The recorded stops as JSON lines, without the app (for scripts and diffing sessions).
-        import json
+    if not args.json:
+        return start_app("replay", args.file)
+    # The recorded stops as JSON lines, without the app (for scripts and diffing sessions), one stop
+    # read and written at a time.
+    from inspector.live.record import RecordingError, iter_recording
+    from inspector.live.script import write_stop_json
+    from inspector.render import Sink
 
-        from inspector.live.record import RecordingError, load_recording
-
-        try:
-            stops = load_recording(args.file)
-        except RecordingError as e:
-            print(f"fwinspect replay: {e}", file=sys.stderr)
-            return EXIT_PROBLEMS
-        for stop in stops:
-            sys.stdout.write(json.dumps(stop.to_json(), separators=(",", ":")) + "\n")
-        return EXIT_OK
-    from views.live_app import replay_main
-
-    return replay_main(args.file)
+    sink = Sink()
+    try:
+        for stop in iter_recording(args.file):
+            write_stop_json(stop, sink)
+            if sink.cut:
+                break
+    except RecordingError as e:
+        sink.close()
+        print(f"fwinspect replay: {e}", file=sys.stderr)
+        # Not a recording at all: unreadable input; cut short or malformed later: what was read is out.
+        return EXIT_USAGE if e.line <= 1 else EXIT_PROBLEMS
+    sink.close()
+    return EXIT_PROBLEMS if sink.cut else EXIT_OK
 
 
 def cmd_open(args) -> int:
@@ -302,139 +379,227 @@ def cmd_open(args) -> int:
     if path.is_file() and path.stat().st_size == 0:
         raise UsageError(f"{path}: empty file")
     from inspector.sources import load_source
-    from views.app import run_app
 
     # The app shows its first frame at once and decodes in a worker (views.app loader): any
     # source fwinspect knows (image, event log, HOB list, ACPI, quote) is recognised by content.
-    run_app(None, path.name, loader=lambda: load_source(path)[1])
+    return start_app("open", path.name, lambda: load_source(path)[1])
+
+
+def start_app(kind: str, *args) -> int:
+    """The one place the engine starts the Textual app (DESIGN.md, "Layers"): `open` a source,
+    `replay` a recording, or drive a `live` session."""
+    if kind == "open":
+        from views.app import run_app
+
+        name, loader = args
+        run_app(None, name, loader=loader)
+        return EXIT_OK
+    if kind == "replay":
+        from views.live_app import replay_main
+
+        return replay_main(*args)
+    from views.live_app import run_live
+
+    run_live(*args)
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fwinspect", description="Inspect VM firmware: images, HOBs, event logs, ACPI.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+# ---- the command table -------------------------------------------------------------------------
 
-    fd = sub.add_parser("fd", help="print the flash layout of a firmware image")
-    fd.add_argument("image")
-    fd.add_argument("--json", action="store_true", help="print the Node tree as JSON")
-    fd.add_argument("--fields", action="store_true", help="print every field under its node")
-    fd.set_defaults(func=cmd_fd)
+def _args_fd(p) -> None:
+    p.add_argument("image")
+    p.set_defaults(func=cmd_fd)
 
-    m = sub.add_parser("mrtd", help="compute the TDX MRTD a TDVF image produces")
-    m.add_argument("image")
-    m.add_argument("--order", choices=["per-page", "two-pass", "both"], default="per-page",
+
+def _args_mrtd(p) -> None:
+    p.add_argument("image")
+    p.add_argument("--order", choices=["per-page", "two-pass", "both"], default="per-page",
                    help="per-page: PAGE.ADD then its MR.EXTENDs (td-shim, upstream QEMU); "
                         "two-pass: all PAGE.ADDs first (QEMU 8.x TDX trees)")
-    m.add_argument("--json", action="store_true")
-    m.set_defaults(func=cmd_mrtd)
+    p.set_defaults(func=cmd_mrtd)
 
-    x = sub.add_parser("extract", help="write every file, section and decompressed blob under DIR")
-    x.add_argument("image")
-    x.add_argument("dir")
-    x.set_defaults(func=cmd_extract)
 
-    a = sub.add_parser("acpi", help="decode ACPI tables: files, folders, or acpidump text (followed from the RSDP)")
-    a.add_argument("paths", nargs="+", metavar="FILE|DIR")
-    a.add_argument("--json", action="store_true")
-    a.add_argument("--fields", action="store_true")
-    a.add_argument("--aml", action="store_true", help="disassemble DSDT/SSDT with iasl (acpica-tools)")
-    a.set_defaults(func=cmd_acpi)
+def _args_extract(p) -> None:
+    p.add_argument("image")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_extract)
 
-    h = sub.add_parser("hob", help="decode a HOB list file (PI HOB list or TD HOB)")
-    h.add_argument("file")
-    h.add_argument("--base", type=_int, default=None, help="address the list was at (default: offsets)")
-    h.add_argument("--td-profile", default="edk2-stable202408", choices=["edk2-stable202211", "edk2-stable202408"],
+
+def _args_acpi(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--aml", action="store_true", help="disassemble DSDT/SSDT with iasl (acpica-tools)")
+    p.set_defaults(func=cmd_acpi)
+
+
+def _args_hob(p) -> None:
+    p.add_argument("file")
+    p.add_argument("--base", type=address, default=None, help="address the list was at (default: offsets)")
+    p.add_argument("--td-profile", default="edk2-stable202408", choices=["edk2-stable202211", "edk2-stable202408"],
                    help="lint as a TD HOB with the rules of this TDVF version (ValidateHobList)")
-    h.add_argument("--no-td", dest="td_profile", action="store_const", const=None,
+    p.add_argument("--no-td", dest="td_profile", action="store_const", const=None,
                    help="a PI HOB list, not a TD HOB: no lint, no RTMR0 digest")
-    h.add_argument("--json", action="store_true")
-    h.add_argument("--fields", action="store_true")
-    h.set_defaults(func=cmd_hob)
+    p.set_defaults(func=cmd_hob)
 
-    e = sub.add_parser("eventlog", help="decode a TCG or CC (TDX) event log; replay PCRs/RTMRs")
-    e.add_argument("file")
-    e.add_argument("--kind", choices=["auto", "tcg", "cc"], default="auto")
-    e.add_argument("--replay", action="store_true", help="add the replayed PCRs / RTMRs to the tree")
-    e.add_argument("--expect-quote", metavar="QUOTE", help="compare RTMR0-3 with a TDX quote v4")
-    e.add_argument("--expect", action="append", metavar="NAME=HEX", help="compare a register, e.g. PCR7=...")
-    e.add_argument("--yaml", action="store_true", help="print the YAML tpm2_eventlog prints")
-    e.add_argument("--tpm2-tools-54", action="store_true",
+
+def _args_eventlog(p) -> None:
+    p.add_argument("file")
+    p.add_argument("--kind", choices=["auto", "tcg", "cc"], default="auto")
+    p.add_argument("--replay", action="store_true", help="add the replayed PCRs / RTMRs to the tree")
+    p.add_argument("--expect-quote", metavar="QUOTE", help="compare RTMR0-3 with a TDX quote v4")
+    p.add_argument("--expect", action="append", type=expectation, metavar="NAME=HEX",
+                   help="compare a register: PCR0-23 or RTMR0-3, e.g. PCR7=ab12...")
+    p.add_argument("--yaml", action="store_true", help="print the YAML tpm2_eventlog prints")
+    p.add_argument("--tpm2-tools-54", action="store_true",
                    help="with --yaml: replay as tpm2_eventlog 5.4 does (it extends EV_NO_ACTION events)")
-    e.add_argument("--device-paths", choices=["hex", "text"], default="hex", help="with --yaml")
-    e.add_argument("--tree", action="store_true", help="with --expect*: print the tree too")
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--fields", action="store_true")
-    e.set_defaults(func=cmd_eventlog)
+    p.add_argument("--device-paths", choices=["hex", "text"], default="hex", help="with --yaml")
+    p.add_argument("--tree", action="store_true", help="with --expect*: print the tree too")
+    p.set_defaults(func=cmd_eventlog)
 
-    def dump_args(p):
-        p.add_argument("dump", help="QEMU dump-guest-memory ELF, or a raw pmemsave file with --base")
-        p.add_argument("--base", type=_int, default=None, help="physical address of a raw file's first byte")
 
-    def paging_args(p):
-        p.add_argument("--cr3", type=_int, default=None, help="default: the first CPU's CR3 from the dump")
-        p.add_argument("--la57", dest="la57", action="store_true", default=None, help="5-level paging")
-        p.add_argument("--no-la57", dest="la57", action="store_false", help="4-level paging")
-        p.add_argument("--maxphyaddr", type=int, default=52)
-        p.add_argument("--tdx-shared-bit", type=int, default=None, metavar="BIT", help="GPAW-1: 47 or 51")
-        p.add_argument("--sev-c-bit", type=int, default=None, metavar="BIT", help="CPUID 0x8000001F EBX[5:0]")
-        p.add_argument("--no-nxe", action="store_true", help="EFER.NXE clear: bit 63 is reserved")
+def _dump_args(p) -> None:
+    p.add_argument("dump", help="QEMU dump-guest-memory ELF, or a raw pmemsave file with --base")
+    p.add_argument("--base", type=address, default=None, help="physical address of a raw file's first byte")
 
-    d = sub.add_parser("dump", help="find and decode the firmware's structures in a memory dump")
-    dump_args(d)
-    d.add_argument("--image", help="the firmware image (flash is not in a dump; names loaded images)")
-    d.add_argument("--json", action="store_true")
-    d.add_argument("--fields", action="store_true")
-    d.set_defaults(func=cmd_dump)
 
-    pg = sub.add_parser("pages", help="walk the page tables in a memory dump")
-    dump_args(pg)
-    paging_args(pg)
-    pg.add_argument("--merged", action="store_true", help="with --json: ranges instead of every leaf")
-    pg.add_argument("--leaves", action="store_true", help="print every leaf instead of merged ranges")
-    pg.add_argument("--tables", action="store_true", help="also print the tables themselves, level by level")
-    pg.add_argument("--json", action="store_true")
-    pg.set_defaults(func=cmd_pages)
+def _paging_args(p) -> None:
+    p.add_argument("--cr3", type=address, default=None, help="default: the first CPU's CR3 from the dump")
+    p.add_argument("--la57", dest="la57", action="store_true", default=None, help="5-level paging")
+    p.add_argument("--no-la57", dest="la57", action="store_false", help="4-level paging")
+    p.add_argument("--maxphyaddr", type=maxphyaddr, default=52, help="physical address width, 36-52 (default 52)")
+    p.add_argument("--tdx-shared-bit", type=bit, default=None, metavar="BIT", help="GPAW-1: 47 or 51")
+    p.add_argument("--sev-c-bit", type=bit, default=None, metavar="BIT", help="CPUID 0x8000001F EBX[5:0]")
+    p.add_argument("--no-nxe", action="store_true", help="EFER.NXE clear: bit 63 is reserved")
 
-    t = sub.add_parser("translate", help="translate a virtual address through a dump's page tables")
-    dump_args(t)
-    t.add_argument("va", type=_int)
-    paging_args(t)
-    t.set_defaults(func=cmd_translate)
 
-    from inspector.live.script import add_live_arguments
+def _args_dump(p) -> None:
+    _dump_args(p)
+    p.add_argument("--image", help="the firmware image (flash is not in a dump; names loaded images)")
+    p.set_defaults(func=cmd_dump)
 
-    add_live_arguments(sub)  # qemu IMAGE ..., attach HOST:PORT --image IMAGE ...
 
-    rp = sub.add_parser("replay", help="show a recorded live session (fwinspect qemu --record FILE) offline")
-    rp.add_argument("file")
-    rp.add_argument("--json", action="store_true", help="print the recorded stops as JSON lines, no app")
-    rp.set_defaults(func=cmd_replay)
+def _args_pages(p) -> None:
+    _dump_args(p)
+    _paging_args(p)
+    p.add_argument("--merged", action="store_true", help="with --json: ranges instead of every leaf")
+    p.add_argument("--leaves", action="store_true", help="print every leaf instead of merged ranges")
+    p.add_argument("--tables", action="store_true", help="also print the tables themselves, level by level")
+    p.set_defaults(func=cmd_pages)
 
-    o = sub.add_parser("open", help="open the app on a source (the default command)")
-    o.add_argument("source")
-    o.set_defaults(func=cmd_open)
+
+def _args_translate(p) -> None:
+    _dump_args(p)
+    p.add_argument("va", type=address, help="the virtual address")
+    _paging_args(p)
+    p.set_defaults(func=cmd_translate)
+
+
+def _args_replay(p) -> None:
+    p.add_argument("file")
+    p.set_defaults(func=cmd_replay)
+
+
+def _args_open(p) -> None:
+    p.add_argument("source")
+    p.set_defaults(func=cmd_open)
+
+
+def _parent_json() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    p.add_argument("--json", action="store_true", help="print JSON (the Node tree) for scripts")
+    return p
+
+
+def _parent_fields() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    p.add_argument("--fields", action="store_true", help="print every field under its node")
+    return p
+
+
+def _parent_version() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    p.add_argument("--version", action=_Version, help="print fwinspect's version and exit")
+    return p
+
+
+PARENTS = {"json": _parent_json, "fields": _parent_fields}
+
+# name: (help, how its arguments are added, its parent parsers). A string names a function in a
+# module imported only when that command is chosen (the live session's modules).
+COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
+    "fd": ("print the flash layout of a firmware image", _args_fd, ("json", "fields")),
+    "mrtd": ("compute the TDX MRTD a TDVF image produces", _args_mrtd, ("json",)),
+    "extract": ("write every file, section and decompressed blob under DIR", _args_extract, ()),
+    "acpi": ("decode ACPI tables: files, folders, or acpidump text (followed from the RSDP)", _args_acpi,
+             ("json", "fields")),
+    "hob": ("decode a HOB list file (PI HOB list or TD HOB)", _args_hob, ("json", "fields")),
+    "eventlog": ("decode a TCG or CC (TDX) event log; replay PCRs/RTMRs", _args_eventlog, ("json", "fields")),
+    "dump": ("find and decode the firmware's structures in a memory dump", _args_dump, ("json", "fields")),
+    "pages": ("walk the page tables in a memory dump", _args_pages, ("json",)),
+    "translate": ("translate a virtual address through a dump's page tables", _args_translate, ()),
+    "qemu": ("boot an image in QEMU paused at reset and debug it by phase",
+             "inspector.live.script:add_qemu_arguments", ()),
+    "attach": ("debug a guest on a running gdbstub by phase", "inspector.live.script:add_attach_arguments", ()),
+    "replay": ("show a recorded live session (fwinspect qemu --record FILE) offline", _args_replay, ("json",)),
+    "open": ("open the app on a source (the default command)", _args_open, ()),
+}
+# Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
+ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "acpi", "dump", "pages", "translate"}
+
+EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
+          "comparison failed; 2 usage errors or unreadable input; 3 an internal error")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s arguments are added (every command's when None: for --help)."""
+    p = Parser(prog="fwinspect", description="Inspect VM firmware: images, HOBs, event logs, ACPI, dumps, "
+               "live QEMU boots. `fwinspect SOURCE` opens the app.", epilog=EPILOG,
+               parents=[_parent_version()])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (text, setup, parents) in COMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(name, help=text)
+            continue
+        sp = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+                            parents=[_parent_version()] + [PARENTS[x]() for x in parents])
+        if isinstance(setup, str):
+            import importlib
+
+            module, _, function = setup.partition(":")
+            setup = getattr(importlib.import_module(module), function)
+        setup(sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse has no API)
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(command if command is not None else "")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
-        return EXIT_USAGE if e.code else EXIT_OK
-    if not getattr(args, "func", None):
-        parser.print_help()
+        return e.code if isinstance(e.code, int) else (EXIT_USAGE if e.code else EXIT_OK)
+    if command is None:
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return dispatch(args.func, args)
+
+
+def dispatch(func, args) -> int:
+    """Run one command under one budget (decoders.budget) and turn what it raises into the exit
+    status: UsageError and OSError 2, a bug of ours 3."""
+    from decoders.budget import scope
+
     try:
-        return args.func(args)
+        with scope():
+            return func(args)
     except UsageError as e:
         print(f"fwinspect: {e}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and let nothing flush into the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except OSError as e:
         print(f"fwinspect: {e}", file=sys.stderr)
@@ -442,13 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug of ours: one line for users, the traceback on request
         if os.environ.get("FWINSPECT_DEBUG"):
             raise
-        print(f"fwinspect: internal error ({e.__class__.__name__}: {e}); FWINSPECT_DEBUG=1 shows the "
-              f"traceback: please report it with the input", file=sys.stderr)
-        return EXIT_PROBLEMS
-
-
-# Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "acpi", "dump", "pages", "translate"}
+        print(f"fwinspect: internal error ({e.__class__.__name__}: {str(e)[:200]}); FWINSPECT_DEBUG=1 shows "
+              f"the traceback: please report it with the input", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def run() -> None:

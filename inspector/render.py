@@ -70,13 +70,14 @@ class Sink:
         self.written = 0
         self.cut = False
 
-    def write(self, text: str) -> bool:
+    def write(self, text: str, force: bool = False) -> bool:
         """Queue `text` whole, or (when it would pass the budget) nothing: output is cut between
-        pieces, never inside one. False once the budget is spent."""
-        if self.cut:
+        pieces, never inside one. False once the budget is spent. `force` writes past the budget
+        (closing brackets, the line saying where output stopped)."""
+        if self.cut and not force:
             return False
         # Characters stand for bytes here (JSON is ASCII; titles nearly so); `written` is exact.
-        if self.written + self._pending + len(text) > self.limit:
+        if not force and self.written + self._pending + len(text) > self.limit:
             self.cut = True
             return False
         self._parts.append(text)
@@ -102,12 +103,8 @@ class Sink:
     def close(self, tail: str = "") -> None:
         """Write what is queued, then `tail` (closing brackets, the budget line) past the budget:
         a cut output must still end well-formed."""
+        self.write(tail, force=True)
         self._drain()
-        if tail:
-            if self._binary is not None:
-                self._binary.write(tail.encode())
-            else:
-                self._text.write(tail)
         (self._binary or self._text).flush()
 
 
@@ -122,11 +119,14 @@ def _head_json(node: Node) -> str:
 
 
 def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Node] | None = None,
-               limit: int | None = None) -> bool:
-    """Write `root` as JSON (the shape of Node.to_json) and a newline; False when the output budget
-    cut it short (the JSON is still complete: every open bracket is closed)."""
-    sink = Sink(out, limit)
-    sink.write(_head_json(root))
+               limit: int | None = None, sink: Sink | None = None, end: str = "\n") -> bool:
+    """Write `root` as JSON (the shape of Node.to_json), then `end`; False when the output budget
+    cut it short (the JSON is still complete: every open bracket is closed). Given a `sink`, the
+    tree goes into it (one budget across several trees) and the caller closes it."""
+    own = sink is None
+    sink = sink or Sink(out, limit)
+    if not sink.write(_head_json(root)):
+        return False
     # One iterator per open node; the top one's next child is written next.
     stack: list[Iterator[Node]] = [iter(root.children if children is None else children)]
     first = [True]
@@ -147,8 +147,11 @@ def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Nod
         elif not sink.write(comma + json.dumps(child.to_json(), separators=(",", ":"))):
             break
         first[-2 if child.children else -1] = False
-    sink.close("]}" * len(stack) + "\n")
-    if sink.cut:
+    if own:
+        sink.close("]}" * len(stack) + end)
+    else:
+        sink.write("]}" * len(stack) + end, force=True)
+    if sink.cut and own:
         print(f"fwinspect: {_budget_note(sink)}", file=sys.stderr)
     return not sink.cut
 

@@ -1,5 +1,5 @@
 """TDX quote v4: header and TD quote body (Intel TDX DCAP Quoting Library API, "Quote Format";
-FACTS B.4 offsets, verified on cc-trusted-api quote.bin and go-tdx-guest cos-113-tdx-quote.dat).
+offsets verified on cc-trusted-api quote.bin and go-tdx-guest cos-113-tdx-quote.dat).
 
 Only the header and body are decoded; the signature data (ECDSA quote signature, QE report,
 certification data) is shown raw with its length.
@@ -85,3 +85,21 @@ def quote_rtmrs(data: bytes) -> list[bytes]:
 def quote_expected(data: bytes) -> dict[str, bytes]:
     """{"RTMR0": ..., "RTMR3": ...} for replay.compare()."""
     return {f"RTMR{i}": v for i, v in enumerate(quote_rtmrs(data))}
+
+
+def quote_expectation(data: bytes, space_name: str = "quote") -> tuple[Node, dict[str, bytes]]:
+    """The quote as a Node and its RTMR0-3 for replay.compare().
+
+    A quote that is cut short, or is not a TDX quote v4 (an SGX quote, another version), gives no
+    values: its registers are not RTMRs, or are not there. The node then carries a located problem
+    saying what was not compared, beside the decoder's own problems."""
+    root = decode_tdx_quote(data, space_name)
+    body = next(root.find("td-quote-body"), None)
+    header = next(root.find("tdx-quote-header"), None)
+    foreign = header is not None and any(p.severity.value == "error" for p in header.problems)
+    if body is None or foreign:
+        why = "not a TDX quote v4" if foreign else f"it ends at 0x{len(data):x}, before the TD quote body's end " \
+              f"(0x{HEADER_SIZE + BODY_SIZE:x})"
+        root.problem(len(data) if body is None and not foreign else 0, f"RTMR0-3 not compared: {why}")
+        return root, {}
+    return root, {f"RTMR{i}": body.get(f"RTMR{i}") for i in range(4)}

@@ -1,4 +1,4 @@
-"""Record a live session's stops to a file, and play them back without QEMU (issue 5, item 7).
+"""Record a live session's stops to a file, and play them back without QEMU.
 
 `Recorder(session, path)` is a SessionLike that forwards every call to `session` and appends each
 new Stop it returns to `path`. `ReplaySession(path)` is a read-only SessionLike over the recorded
@@ -6,16 +6,20 @@ stops (live=False): next_handoff/cont/step move to the next stop, `previous()` g
 `load_recording(path)` rebuilds the Stops, their Node trees and the bytes of the spaces the
 nodes point into, so a replay shows the same tree, fields and hex as the live session did.
 
-The file is JSON lines (the Dolphie pattern of per-refresh snapshots, FACTS D.3.4, without the
-database): a header line, then `blob` lines (a space's bytes, base64, written once per distinct
+The file is JSON lines (per-refresh snapshots, as Dolphie (charles-001/dolphie) replays them, without
+the database): a header line, then `blob` lines (a space's bytes, base64, written once per distinct
 content and referenced by SHA-256) and `stop` lines. A tree is stored flat, nodes in pre-order
 each naming its parent's index, so neither writing nor reading recurses on a deep tree. Field
 values go through `json_value` (GUIDs become strings, fine for display) and keep their display
 text, so the field table reads the same. The debugcon log is stored as the part added since
 the previous stop.
 
-Reading is bounded (line length, stop, node and byte counts are capped below): a truncated,
-hostile or foreign file raises RecordingError naming the line and what was expected.
+Reading is bounded and iterative: file size, line length, the objects and values one line may
+hold (checked on the raw bytes before json.loads builds them), stops, blob bytes, the depth of
+the tree (deeper nodes are left out with a note), fields per node and the nesting of a field's
+value (deeper values are replaced by a note) are all capped below. A truncated, hostile or
+foreign file raises RecordingError naming the line and what was expected. `iter_recording` gives
+the stops one at a time (`fwinspect replay --json` holds one stop at a time).
 """
 from __future__ import annotations
 
@@ -24,9 +28,10 @@ import binascii
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from decoders.model import Field, Node, Problem, Severity, Space, json_value
 from inspector.live.session_api import SessionLike, Stop
@@ -41,11 +46,25 @@ MAX_SPACE_BYTES = 4 << 20
 MAX_SPACES_PER_STOP = 64
 # Nodes kept per stop tree. Decoders cap their own trees well below this.
 MAX_NODES = 200_000
-# Reading: one line (a stop or a base64 blob) at most this long, at most this many stops, and at
-# most this many blob bytes in all; past any of these the file is refused, not half-read.
-MAX_LINE_BYTES = 64 << 20
+# Reading: past any of these the file is refused, not half-read. The whole-process budget is
+# 256 MiB of RSS on any input (DESIGN.md "Budgets"); json.loads builds about 400 bytes per small
+# object, so what one line may hold is counted on its raw bytes first: `{` bounds the objects and
+# `,` the values (both over-count, never under-count, when strings hold them).
+MAX_FILE_BYTES = 1 << 30
+# A blob line holds a MAX_SPACE_BYTES space in base64 (5.6 MiB); a real stop line is well under.
+MAX_LINE_BYTES = 16 << 20
+MAX_OBJECTS_PER_LINE = 200_000     # a real OVMF tree with its fields: about 25,000
+MAX_VALUES_PER_LINE = 2_000_000
+# What load_recording keeps in all (the app holds every stop): objects, as counted above.
+MAX_TOTAL_OBJECTS = 400_000
 MAX_STOPS = 100_000
-MAX_TOTAL_BLOB_BYTES = 1 << 30
+# Recorded bytes held in all: the decompressed-bytes budget every decode runs under.
+MAX_TOTAL_BLOB_BYTES = 64 << 20
+# Tree depth kept (the text writer prints 64 levels; edk2's deepest tree is about 10).
+MAX_TREE_DEPTH = 64
+MAX_FIELDS_PER_NODE = 10_000
+# Nesting kept inside a field value (decoders store flat values, lists of them at most).
+MAX_VALUE_DEPTH = 8
 # Text cut on reading (a hostile file's titles are shown in the UI).
 MAX_TEXT_CHARS = 4096
 
@@ -265,22 +284,36 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
                              f"0x{size:x} bytes")
         spaces.append(Space(name, data, c.int(s, "base", where, optional=True)))
         space_parents.append(c.int(s, "parent", where, optional=True))
-    nodes: list[Node] = []
+    nodes: list[Node | None] = []
+    depths: list[int] = []
+    too_deep = fields_cut = values_cut = 0
     for i, n in enumerate(nodes_json):
         where = f"stop.tree.nodes[{i}]"
         n = c.dict(n, where)
         parent = c.int(n, "parent", where)
         if (i == 0) != (parent == -1) or parent >= i:
             raise c.fail(f"{where}.parent: expected -1 for the root, else an earlier node's index")
+        depth = 0 if parent < 0 else depths[parent] + 1
+        depths.append(depth)
+        if depth > MAX_TREE_DEPTH or (parent >= 0 and nodes[parent] is None):
+            nodes.append(None)  # under a node left out: left out too
+            too_deep += 1
+            continue
         sidx = c.int(n, "space", where, optional=True)
         if sidx is not None and not 0 <= sidx < len(spaces):
             raise c.fail(f"{where}.space: {sidx} is not one of the {len(spaces)} spaces")
         node = Node(c.text(n, "kind", where), c.text(n, "title", where),
                     None if sidx is None else spaces[sidx], c.int(n, "offset", where), c.int(n, "size", where))
-        for j, f in enumerate(c.list(n, "fields", where)):
+        fields = c.list(n, "fields", where)
+        fields_cut += max(0, len(fields) - MAX_FIELDS_PER_NODE)
+        for j, f in enumerate(fields[:MAX_FIELDS_PER_NODE]):
             fw = f"{where}.fields[{j}]"
             f = c.dict(f, fw)
-            node.fields.append(Field(c.text(f, "name", fw), f.get("value"), c.int(f, "offset", fw, True),
+            value = f.get("value")
+            if isinstance(value, (list, dict)) and _nesting(value) > MAX_VALUE_DEPTH:
+                value = f"(a value nested deeper than {MAX_VALUE_DEPTH} levels, not kept)"
+                values_cut += 1
+            node.fields.append(Field(c.text(f, "name", fw), value, c.int(f, "offset", fw, True),
                                      c.int(f, "size", fw, True), c.text(f, "display", fw, True)))
         for j, p in enumerate(c.list(n, "problems", where)):
             pw = f"{where}.problems[{j}]"
@@ -294,15 +327,36 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
             nodes[parent].children.append(node)
         nodes.append(node)
     for space, parent in zip(spaces, space_parents):
-        if parent is not None and 0 <= parent < len(nodes):
+        if parent is not None and 0 <= parent < len(nodes) and nodes[parent] is not None:
             space.parent = nodes[parent]
     root = nodes[0]
+    assert root is not None  # depth 0 is never left out
+    if too_deep:
+        notes.append(f"{too_deep} nodes deeper than {MAX_TREE_DEPTH} levels were not read")
+    if fields_cut:
+        notes.append(f"{fields_cut} fields past {MAX_FIELDS_PER_NODE} on one node were not read")
+    if values_cut:
+        notes.append(f"{values_cut} field values nested deeper than {MAX_VALUE_DEPTH} levels were not read")
     left_out = rec.get("nodes_left_out")
     if isinstance(left_out, int) and not isinstance(left_out, bool) and left_out > 0:
         notes.append(f"the recording left out {left_out} nodes past {MAX_NODES}")
     for note in notes:
         root.note(None, note)
     return root
+
+
+def _nesting(value: Any) -> int:
+    """How deep lists and dicts nest in a JSON value, counted without recursion (stops counting
+    past MAX_VALUE_DEPTH)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            return depth
+        deepest = max(deepest, depth)
+        items = v.values() if isinstance(v, dict) else v
+        stack.extend((x, depth + 1) for x in items if isinstance(x, (list, dict)))
+    return deepest
 
 
 def _read_stop(c: _Checker, obj: Any, blobs: dict[str, bytes], previous_log: str) -> Stop:
@@ -338,55 +392,94 @@ def load_recording(path: Path | str) -> list[Stop]:
 
     Raises RecordingError (a ValueError) for a file that is not a recording, is truncated or
     malformed, or exceeds the reading bounds; OSError when it cannot be opened."""
-    c = _Checker(path)
     stops: list[Stop] = []
-    blobs: dict[str, bytes] = {}
-    blob_bytes = 0
-    log = ""
-    with Path(path).open("rb") as f:
-        while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                break
-            c.line += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise c.fail(f"line longer than {MAX_LINE_BYTES} bytes")
-            if not raw.endswith(b"\n"):
-                raise c.fail("the line is cut short (the file ends without a newline: truncated?)")
-            try:
-                obj = json.loads(raw)
-            except (ValueError, RecursionError) as e:
-                raise c.fail(f"not JSON: {str(e)[:120]}") from None
-            obj = c.dict(obj, "line")
-            if c.line == 1:
-                if obj.get("format") != FORMAT:
-                    raise c.fail(f"not an fwinspect recording (expected a header with format {FORMAT!r})")
-                if obj.get("version") != VERSION:
-                    raise c.fail(f"recording version {obj.get('version')!r}; this fwinspect reads {VERSION}")
-                continue
-            if "blob" in obj:
-                digest = c.text(obj, "blob", "blob")
-                try:
-                    data = base64.b64decode(c.get(obj, "data", str, "blob"), validate=True)
-                except (binascii.Error, ValueError):
-                    raise c.fail("blob.data: expected base64") from None
-                if hashlib.sha256(data).hexdigest() != digest:
-                    raise c.fail("blob: the bytes do not match their SHA-256 (corrupted file)")
-                blob_bytes += len(data)
-                if blob_bytes > MAX_TOTAL_BLOB_BYTES:
-                    raise c.fail(f"more than {MAX_TOTAL_BLOB_BYTES} bytes of recorded memory")
-                blobs[digest] = data
-            elif "stop" in obj:
-                if len(stops) >= MAX_STOPS:
-                    raise c.fail(f"more than {MAX_STOPS} stops")
-                stop = _read_stop(c, obj["stop"], blobs, log)
-                log = stop.log
-                stops.append(stop)
-            else:
-                raise c.fail("expected a 'blob' or 'stop' line")
-    if c.line == 0:
-        raise RecordingError(path, 0, "empty file: not an fwinspect recording")
+    reader = _Reader(path)
+    for stop in reader:
+        if reader.objects > MAX_TOTAL_OBJECTS:
+            raise reader.c.fail(f"more than {MAX_TOTAL_OBJECTS:,} objects in the stops so far: too large "
+                                f"to hold at once (`fwinspect replay --json` reads one stop at a time)")
+        stops.append(stop)
     return stops
+
+
+def iter_recording(path: Path | str) -> Iterator[Stop]:
+    """The Stops recorded in `path`, one at a time (raises as load_recording does, at the line
+    where the file goes wrong, after the stops before it)."""
+    return iter(_Reader(path))
+
+
+class _Reader:
+    """One pass over a recording's lines; `objects` counts what the stops read so far hold."""
+
+    def __init__(self, path: Path | str):
+        self.path = path
+        self.c = _Checker(path)
+        self.objects = 0
+
+    def __iter__(self) -> Iterator[Stop]:
+        c, path = self.c, self.path
+        stops = 0
+        blobs: dict[str, bytes] = {}
+        blob_bytes = 0
+        log = ""
+        with Path(path).open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise RecordingError(path, 0, f"{size:,} bytes: larger than any recording read here "
+                                              f"({MAX_FILE_BYTES:,})")
+            while True:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    break
+                c.line += 1
+                obj = self._parse(raw)
+                if c.line == 1:
+                    if obj.get("format") != FORMAT:
+                        raise c.fail(f"not an fwinspect recording (expected a header with format {FORMAT!r})")
+                    if obj.get("version") != VERSION:
+                        raise c.fail(f"recording version {obj.get('version')!r}; this fwinspect reads {VERSION}")
+                    continue
+                if "blob" in obj:
+                    digest = c.text(obj, "blob", "blob")
+                    try:
+                        data = base64.b64decode(c.get(obj, "data", str, "blob"), validate=True)
+                    except (binascii.Error, ValueError):
+                        raise c.fail("blob.data: expected base64") from None
+                    if hashlib.sha256(data).hexdigest() != digest:
+                        raise c.fail("blob: the bytes do not match their SHA-256 (corrupted file)")
+                    blob_bytes += len(data)
+                    if blob_bytes > MAX_TOTAL_BLOB_BYTES:
+                        raise c.fail(f"more than {MAX_TOTAL_BLOB_BYTES:,} bytes of recorded memory")
+                    blobs[digest] = data
+                elif "stop" in obj:
+                    if stops >= MAX_STOPS:
+                        raise c.fail(f"more than {MAX_STOPS} stops")
+                    stop = _read_stop(c, obj["stop"], blobs, log)
+                    del obj
+                    log = stop.log
+                    stops += 1
+                    yield stop
+                else:
+                    raise c.fail("expected a 'blob' or 'stop' line")
+        if c.line == 0:
+            raise RecordingError(path, 0, "empty file: not an fwinspect recording")
+
+    def _parse(self, raw: bytes) -> dict:
+        c = self.c
+        if len(raw) > MAX_LINE_BYTES:
+            raise c.fail(f"line longer than {MAX_LINE_BYTES:,} bytes")
+        if not raw.endswith(b"\n"):
+            raise c.fail("the line is cut short (the file ends without a newline: truncated?)")
+        objects, values = raw.count(b"{"), raw.count(b",")
+        if objects > MAX_OBJECTS_PER_LINE or values > MAX_VALUES_PER_LINE:
+            raise c.fail(f"{objects:,} objects and {values:,} values on one line: more than one stop is read "
+                         f"with ({MAX_OBJECTS_PER_LINE:,} objects, {MAX_VALUES_PER_LINE:,} values)")
+        self.objects += objects
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise c.fail(f"not JSON: {str(e)[:120]}") from None
+        return c.dict(obj, "line")
 
 
 class ReplaySession:
@@ -455,4 +548,4 @@ class ReplaySession:
         pass
 
 
-__all__ = ["Recorder", "ReplaySession", "RecordingError", "load_recording", "tree_record"]
+__all__ = ["Recorder", "ReplaySession", "RecordingError", "iter_recording", "load_recording", "tree_record"]

@@ -1,4 +1,4 @@
-"""`fwinspect qemu` and `fwinspect attach`: live sessions from the command line (issue 5).
+"""`fwinspect qemu` and `fwinspect attach`: live sessions from the command line.
 
     fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
                    [--break SPEC]... [--symbols BUILD_DIR] [--gdb-script FILE] [-- QEMU-ARGS...]
@@ -12,10 +12,11 @@ names function and line at every stop from an edk2 build's .debug files; --gdb-s
 With --until the session runs to that boot phase (inspector.live.session), prints the Stop (JSON
 with --json: phase, mode, linear_rip, registers, disassembly and the decoded handoff tree) and
 exits, ending the QEMU it started. Without it, the live screen opens (views.app.run_live) when it
-exists, else the current stop is printed. Exit status (DESIGN.md "The CLI"): 0 success, 1 the phase
-was not reached or the target died, 2 usage errors.
+exists, else the current stop is printed. Exit status (inspector.cli): 0 success, 1 the phase
+was not reached or the target died, 2 usage errors, 3 an internal error; errors are reported by
+the CLI's one handler (`inspector.cli.dispatch`).
 
-inspector/cli.py wires these in with `add_live_arguments(sub)`.
+inspector/cli.py's command table adds these with add_qemu_arguments and add_attach_arguments.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ import json
 import sys
 from pathlib import Path
 
+from inspector.cli import EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, positive_seconds
 from inspector.live.session_api import PHASES, Stop
 
-# Run-to-phase budget: DXE core is ~2.5 s and BDS ~5 s into a TCG boot here (FACTS C.2.2); a loaded
-# 2-core machine, a TPM or a 4 MiB Secure Boot image take longer.
+# Run-to-phase budget: DXE core is ~2.5 s and BDS ~5 s into a TCG boot of OVMF 2022.11 under QEMU 7.2
+# (measured here); a loaded 2-core machine, a TPM or a 4 MiB Secure Boot image take longer.
 DEFAULT_UNTIL_TIMEOUT = 120.0
 
 
@@ -67,14 +69,13 @@ def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
             i += 1 if name in _FLAGS or "=" in rest[i] else 2
         ours, extra = rest[:cut], rest[cut:]
     if ours:
-        p = argparse.ArgumentParser(prog="fwinspect qemu", add_help=False, exit_on_error=False)
+        # SUPPRESS: an option not given stays out of the namespace, so no default overrides `args`.
+        p = Parser(prog="fwinspect qemu", add_help=False, exit_on_error=False,
+                   argument_default=argparse.SUPPRESS)
         p.add_argument("--vars")
         p.add_argument("--memory")
-        p.add_argument("--tpm", action="store_true", default=None)
+        p.add_argument("--tpm", action="store_true")
         _common(p)
-        for action in p._actions:          # noqa: SLF001 (defaults must not override what was given)
-            if action.dest != "help":
-                action.default = None
         try:
             parsed, unknown = p.parse_known_args(ours)
         except argparse.ArgumentError as e:
@@ -97,9 +98,11 @@ def add_attach_arguments(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("rsp", "gdb"), default="rsp", help="gdbstub client (default rsp)")
-    p.add_argument("--until", choices=PHASES, metavar="PHASE",
-                   help=f"run to this boot phase, print the stop and exit ({', '.join(PHASES)})")
-    p.add_argument("--timeout", type=float, default=DEFAULT_UNTIL_TIMEOUT, help="seconds allowed for --until")
+    names = [getattr(phase, "value", phase) for phase in PHASES]
+    p.add_argument("--until", choices=names, metavar="PHASE",
+                   help=f"run to this boot phase, print the stop and exit ({', '.join(names)})")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_UNTIL_TIMEOUT,
+                   help="seconds allowed for --until")
     p.add_argument("--json", action="store_true", help="print the stop as JSON")
     p.add_argument("--record", metavar="FILE",
                    help="keep every stop (registers, decoded trees and their bytes) for `fwinspect replay FILE`")
@@ -110,7 +113,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_live_arguments(sub) -> None:
-    """Add the `qemu` and `attach` subcommands to an argparse subparsers object."""
+    """Add the `qemu` and `attach` subcommands to an argparse subparsers object (for callers that
+    build their own parser; the CLI adds each from its command table)."""
     add_qemu_arguments(sub.add_parser("qemu", help="boot an image in QEMU paused at reset and debug it by phase"))
     add_attach_arguments(sub.add_parser("attach", help="debug a guest on a running gdbstub by phase"))
 
@@ -126,33 +130,33 @@ def _load(path: str):
     try:
         return load_image(path)
     except ImageError as e:
-        _err(str(e))
-        return None
+        raise UsageError(str(e)) from None
 
 
 def run_qemu(args: argparse.Namespace) -> int:
+    return dispatch(_run_qemu, args)
+
+
+def _run_qemu(args: argparse.Namespace) -> int:
     from inspector.live.qemu import QemuError, QemuProcess
     from inspector.live.target import TargetError
     try:
         split_qemu_args(args)
     except ValueError as e:
-        _err(str(e))
-        return 2
+        raise UsageError(str(e)) from None
     image = _load(args.image)
-    if image is None:
-        return 2
     qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
     try:
         qemu.start()
     except QemuError as e:
         _err(str(e))
-        return 1
+        return EXIT_PROBLEMS
     try:
         target = qemu.attach(args.backend)
     except (TargetError, OSError) as e:
         qemu.close()
         _err(f"attaching to QEMU's gdbstub failed: {e}")
-        return 1
+        return EXIT_PROBLEMS
     return _drive(target, image, qemu, args)
 
 
@@ -167,21 +171,22 @@ def parse_address(text: str) -> tuple[str, int] | str:
 
 
 def run_attach(args: argparse.Namespace) -> int:
+    return dispatch(_run_attach, args)
+
+
+def _run_attach(args: argparse.Namespace) -> int:
     from inspector.live import attach
     from inspector.live.target import TargetError
     try:
         address = parse_address(args.address)
     except ValueError as e:
-        _err(str(e))
-        return 2
+        raise UsageError(str(e)) from None
     image = _load(args.image)
-    if image is None:
-        return 2
     try:
         target = attach(address, args.backend)
     except (TargetError, OSError) as e:
         _err(f"attaching to {args.address} failed: {e}")
-        return 1
+        return EXIT_PROBLEMS
     return _drive(target, image, None, args)
 
 
@@ -193,11 +198,10 @@ def _drive(target, image, qemu, args) -> int:
         from inspector.live.symbols import SymbolIndex
 
         if not Path(args.symbols).is_dir():
-            _err(f"--symbols {args.symbols}: not a directory")
             target.close()
             if qemu is not None:
                 qemu.close()
-            return 2
+            raise UsageError(f"--symbols {args.symbols}: not a directory")
         symbols = SymbolIndex(args.symbols)
     live = Session(target, image, qemu, symbols=symbols)
     session = live
@@ -210,11 +214,10 @@ def _drive(target, image, qemu, args) -> int:
             try:
                 bp = live.add_breakpoint(spec)
             except ValueError as e:
-                _err(str(e))
-                return 2
+                raise UsageError(str(e)) from None
             except TargetError as e:
                 _err(f"breakpoint {spec}: the target refused it: {e}")
-                return 1
+                return EXIT_PROBLEMS
             if bp.pending:
                 print(f"breakpoint {spec}: pending until {bp.module} is loaded", file=sys.stderr)
         if getattr(args, "breaks", None) and not args.until:
@@ -224,7 +227,7 @@ def _drive(target, image, qemu, args) -> int:
             hit = stop.reason == "breakpoint" and not _dead(session)
             if not hit:
                 _err("no breakpoint hit: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
-            return 0 if hit else 1
+            return EXIT_OK if hit else EXIT_PROBLEMS
         return _run(session, args)
     finally:
         if getattr(args, "gdb_script", None) and not live.dead:
@@ -252,21 +255,21 @@ def _run(session, args) -> int:
         reached = stop.handoff == args.until and not _dead(session)
         if not reached:
             _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
-        return 0 if reached else 1
+        return EXIT_OK if reached else EXIT_PROBLEMS
     if args.until:
         stop = session.run_to(args.until, timeout=args.timeout)
         _print(stop, args.json)
         reached = stop.handoff == args.until and not _dead(session)
         if not reached:
             _err(f"{args.until} not reached: " + ("; ".join(stop.problems) or f"stopped in {stop.phase}"))
-        return 0 if reached else 1
+        return EXIT_OK if reached else EXIT_PROBLEMS
     if args.json:  # a script: no app, just where the guest is
         _print(session.current(), True)
-        return 1 if _dead(session) else 0
-    from views.live_app import run_live
+        return EXIT_PROBLEMS if _dead(session) else EXIT_OK
+    from inspector.cli import start_app
 
-    run_live(session, f"{Path(args.image).name if getattr(args, 'image', None) else 'guest'} (live)")
-    return 1 if _dead(session) else 0
+    start_app("live", session, f"{Path(args.image).name if getattr(args, 'image', None) else 'guest'} (live)")
+    return EXIT_PROBLEMS if _dead(session) else EXIT_OK
 
 
 def _dead(session) -> bool:
@@ -275,7 +278,7 @@ def _dead(session) -> bool:
 
 def _print(stop: Stop, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(stop.to_json(), separators=(",", ":")) + "\n")
+        write_stop_json(stop)
         return
     from inspector.render import print_tree
     print(f"stop {stop.index} ({stop.reason}): phase {stop.phase}, {stop.mode}, RIP 0x{stop.linear_rip:x}"
@@ -290,3 +293,23 @@ def _print(stop: Stop, as_json: bool) -> None:
         print(f"  problem: {p}")
     if stop.tree is not None:
         print_tree(stop.tree)
+
+
+def write_stop_json(stop: Stop, sink=None) -> None:
+    """One stop as one JSON line (Stop.to_json's shape), its tree streamed by the JSON writer
+    (iterative: a recorded tree can nest deep). Into `sink` when given (the caller closes it)."""
+    import dataclasses
+
+    from inspector.render import Sink, write_json
+
+    own = sink is None
+    sink = sink or Sink()
+    head = json.dumps(dataclasses.replace(stop, tree=None).to_json(), separators=(",", ":"))
+    if stop.tree is None:
+        sink.write(head + "\n")
+    else:
+        cut = head.rindex('"tree":null') + len('"tree":')  # to_json puts "problems" after "tree"
+        if sink.write(head[:cut]):
+            write_json(stop.tree, sink=sink, end=head[cut + len("null"):] + "\n")
+    if own:
+        sink.close()

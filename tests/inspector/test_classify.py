@@ -1,5 +1,5 @@
 """What kind of image it is, on Debian's real images; expectations from the edk2 build files
-(OvmfPkgX64.fdf / OvmfPkgIa32X64.fdf layouts, FACTS A.5-A.8) and the Debian package contents."""
+(OvmfPkgX64.fdf / OvmfPkgIa32X64.fdf layouts) and the Debian package contents."""
 from __future__ import annotations
 
 from inspector.image import load_image
@@ -22,7 +22,7 @@ def test_bookworm_unified_x64_is_tdx_config_a_with_sev():
 def test_bookworm_code_4m_is_ia32x64_without_cc_metadata():
     i = info(bookworm("OVMF_CODE_4M.fd"))
     assert i.get("Layout").startswith("CODE only")
-    assert i.get("Architecture") == "IA32X64"  # SEC is IA32 (FACTS C.2.1), DXE X64
+    assert i.get("Architecture") == "IA32X64"  # SEC is IA32 (OvmfPkgIa32X64.dsc: [Components.IA32]), DXE X64
     assert i.get("TDX") is False
 
 

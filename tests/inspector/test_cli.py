@@ -14,7 +14,8 @@ from tests.realdata import bookworm
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-# td-shim's td_shim_tee_info_hash.py gives this per-page MRTD for bookworm's OVMF.fd (issue 2).
+# td-shim's td_shim_tee_info_hash.py gives this per-page MRTD for bookworm's OVMF.fd
+# (confidential-containers/td-shim, td-shim-tools/src/bin/td-shim-tee-info-hash).
 BOOKWORM_MRTD_PER_PAGE = ("4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057"
                           "fb887fed0744d5631a212967fb231c47")
 

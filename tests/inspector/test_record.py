@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from decoders.model import Node, Space
-from inspector.live.record import (MAX_SPACE_BYTES, Recorder, RecordingError, ReplaySession, load_recording,
+from inspector.live.record import (MAX_SPACE_BYTES, MAX_TREE_DEPTH, Recorder, RecordingError, ReplaySession, load_recording,
                                    tree_record)
 from inspector.live.session_api import Stop
 from tests.realdata import bookworm, fixture
@@ -100,7 +100,7 @@ class TestRecorder:
         note = f"kept the first 0x{MAX_SPACE_BYTES:x} of 0x{len(big):x} bytes"
         assert any(note in p.message for p in tree.problems)
 
-    def test_deep_tree_records_without_recursion(self, tmp_path):
+    def test_deep_tree_records_without_recursion_and_loads_to_the_depth_bound(self, tmp_path):
         root = node = Node("n", "0")
         for i in range(1, 5000):
             node = node.append(Node("n", str(i)))
@@ -111,8 +111,10 @@ class TestRecorder:
         r = Recorder(FakeSession([Stop(0, "step", "sec", "prot32", 0, {}, tree=root)]), path)
         r.current()
         r.close()
-        deepest = list(load_recording(path)[0].tree.walk())[-1]
-        assert deepest.title == "4999"
+        tree = load_recording(path)[0].tree
+        assert list(tree.walk())[-1].title == str(MAX_TREE_DEPTH)
+        assert [p.message for p in tree.problems] == [f"{4999 - MAX_TREE_DEPTH} nodes deeper than "
+                                                      f"{MAX_TREE_DEPTH} levels were not read"]
 
 
 class TestReplaySession:

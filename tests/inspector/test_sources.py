@@ -40,7 +40,7 @@ def test_app_image_tree_shows_mrtd_in_both_orders():
     _, root = load_source(bookworm("OVMF.fd"))
     mrtds = {n.get("Order"): n.get("MRTD") for n in root.find("mrtd")}
     assert set(mrtds) == {"per-page", "two-pass"}
-    # td-shim's reference tool value (issue 2)
+    # td-shim's reference tool value (td-shim-tools td-shim-tee-info-hash)
     assert mrtds["per-page"].hex().startswith("4c7206f0f483c524")
 
 
