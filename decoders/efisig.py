@@ -16,15 +16,14 @@ import hashlib
 import uuid
 import warnings
 
-from construct import Bytes, Int8ul, Int16sl, Int16ul, Int32ul, Struct
+from construct import Int8ul, Int16sl, Int16ul, Int32ul, Struct
 
 from decoders import guids
 from decoders.errors import DecodeError, parse_at
+from decoders.guids import EFI_GUID
 from decoders.model import Node, Space
 
 # -- wire structs ----------------------------------------------------------------------------
-
-EFI_GUID = Bytes(16)
 
 # UEFI 2.10 §8.3, EFI_TIME (16 bytes). Also the TimeStamp of AUTHENTICATED_VARIABLE_HEADER.
 EFI_TIME = Struct(
@@ -51,30 +50,14 @@ EFI_SIGNATURE_LIST = Struct(
 SIGNATURE_LIST_HEADER_SIZE = EFI_SIGNATURE_LIST.sizeof()
 SIGNATURE_OWNER_SIZE = 16  # EFI_SIGNATURE_DATA.SignatureOwner
 
-# -- GUIDs (ImageAuthentication.h; UEFI 2.10 §32.4.1) -----------------------------------------
-
-CERT_SHA256 = guids.register("c1c41626-504c-4092-aca9-41f936934328", "gEfiCertSha256Guid")
-CERT_RSA2048 = guids.register("3c5766e8-269c-4e34-aa14-ed776e85b3b6", "gEfiCertRsa2048Guid")
-CERT_RSA2048_SHA256 = guids.register("e2b36190-879b-4a3d-ad8d-f2e7bba32784", "gEfiCertRsa2048Sha256Guid")
-CERT_SHA1 = guids.register("826ca512-cf10-4ac9-b187-be01496631bd", "gEfiCertSha1Guid")
-CERT_RSA2048_SHA1 = guids.register("67f8444f-8743-48f1-a328-1eaab8736080", "gEfiCertRsa2048Sha1Guid")
-CERT_X509 = guids.register("a5c059a1-94e4-4aa7-87b5-ab155c2bf072", "gEfiCertX509Guid")
-CERT_SHA224 = guids.register("0b6e5233-a65c-44c9-9407-d9ab83bfc8bd", "gEfiCertSha224Guid")
-CERT_SHA384 = guids.register("ff3e5307-9fd0-48c9-85f1-8ad56c701e01", "gEfiCertSha384Guid")
-CERT_SHA512 = guids.register("093e0fae-a6c4-4f50-9f1b-d41e2b89c19a", "gEfiCertSha512Guid")
-CERT_X509_SHA256 = guids.register("3bd2a492-96c0-4079-b420-fcf98ef103ed", "gEfiCertX509Sha256Guid")
-CERT_X509_SHA384 = guids.register("7076876e-80c2-4ee6-aad2-28b349a6865b", "gEfiCertX509Sha384Guid")
-CERT_X509_SHA512 = guids.register("446dbf63-2502-4cda-bcfa-2465d2b0fe9d", "gEfiCertX509Sha512Guid")
-CERT_TYPE_PKCS7 = guids.register("4aafd29d-68df-49ee-8aa9-347d375665a7", "gEfiCertPkcs7Guid")
-# Signature owners seen in real databases (OvmfPkg/Include/Guid/MicrosoftVendor.h).
-guids.register("77fa9abd-0359-4d32-bd60-28f4e78f784b", "gMicrosoftVendorGuid")
-
 # Data bytes after SignatureOwner for fixed-size types (the header comments in
 # ImageAuthentication.h: "SignatureSize shall always be 16 + N").
-HASH_SIZES = {CERT_SHA1: 20, CERT_SHA224: 28, CERT_SHA256: 32, CERT_SHA384: 48, CERT_SHA512: 64,
-              CERT_RSA2048: 256, CERT_RSA2048_SHA256: 256, CERT_RSA2048_SHA1: 256}
+HASH_SIZES = {guids.gEfiCertSha1Guid: 20, guids.gEfiCertSha224Guid: 28, guids.gEfiCertSha256Guid: 32,
+              guids.gEfiCertSha384Guid: 48, guids.gEfiCertSha512Guid: 64, guids.gEfiCertRsa2048Guid: 256,
+              guids.gEfiCertRsa2048Sha256Guid: 256, guids.gEfiCertRsa2048Sha1Guid: 256}
 # EFI_CERT_X509_SHAxxx: ToBeSignedHash followed by EFI_TIME TimeOfRevocation.
-X509_HASH_SIZES = {CERT_X509_SHA256: 32, CERT_X509_SHA384: 48, CERT_X509_SHA512: 64}
+X509_HASH_SIZES = {guids.gEfiCertX509Sha256Guid: 32, guids.gEfiCertX509Sha384Guid: 48,
+                   guids.gEfiCertX509Sha512Guid: 64}
 
 # Bounds for hostile input. A real dbx (2024) holds ~430 SHA-256 entries in one list and a db a
 # handful of certificates; these caps are far above that and keep a crafted blob cheap.
@@ -153,7 +136,7 @@ def decode_signature_lists(space: Space, offset: int, size: int) -> list[Node]:
 
 def _decode_list(node: Node, hdr, pos: int, end: int, budget: int) -> int:
     """Fill a signature-list node; returns the number of signatures decoded."""
-    sig_type = guids.from_bytes(hdr.SignatureType)
+    sig_type = hdr.SignatureType
     node.add("SignatureType", sig_type, pos, 16, guids.describe(sig_type))
     node.add("SignatureListSize", hdr.SignatureListSize, pos + 16, 4)
     node.add("SignatureHeaderSize", hdr.SignatureHeaderSize, pos + 20, 4)
@@ -213,11 +196,11 @@ def _decode_signature(space: Space, sig_type: uuid.UUID, pos: int, size: int, in
     node.add("SignatureOwner", owner, pos, 16, guids.describe(owner))
     start, length = pos + 16, size - 16
     raw = bytes(data[start:start + length])
-    if sig_type == CERT_X509:
+    if sig_type == guids.gEfiCertX509Guid:
         _decode_x509(node, raw, start)
     elif sig_type in HASH_SIZES:
-        field = "RsaModulus" if length == 256 and sig_type in (CERT_RSA2048, CERT_RSA2048_SHA1,
-                                                                  CERT_RSA2048_SHA256) else "Hash"
+        rsa = (guids.gEfiCertRsa2048Guid, guids.gEfiCertRsa2048Sha1Guid, guids.gEfiCertRsa2048Sha256Guid)
+        field = "RsaModulus" if length == 256 and sig_type in rsa else "Hash"
         node.add(field, raw, start, length, raw.hex())
         node.title = f"{guids.name(sig_type)} {raw[:8].hex()}…" if len(raw) > 8 else raw.hex()
     elif sig_type in X509_HASH_SIZES:

@@ -10,37 +10,17 @@ import re
 import struct
 
 from decoders import guids
-from decoders.devicepath import decode_device_path, decode_device_path_list
+from decoders.devicepath import decode_device_path
 from decoders.errors import DecodeError, parse_at, static_size
 from decoders.eventlog import structs as S
 from decoders.model import Node, Space
+from decoders.uefivar import decode_variable_data
 
 # A GPT event lists the disk's partitions (128 entries at most on a standard disk); a handoff
 # table event a few configuration tables; the caps bound hostile counts.
 MAX_GPT_PARTITIONS = 1024
 MAX_HANDOFF_TABLES = 1024
 MAX_TAGGED_EVENTS = 64
-MAX_BOOT_ORDER = 4096
-
-# Names and GUIDs of variables whose data is EFI_SIGNATURE_LISTs (UEFI 2.10 §32.4.1; shim MokList*)
-_SIG_LIST_VARS = {"PK", "KEK", "db", "dbx", "dbt", "dbr", "PKDefault", "KEKDefault", "dbDefault",
-                  "dbxDefault", "MokList", "MokListX", "MokListRT", "MokListXRT"}
-
-for _g, _n in (
-    ("8be4df61-93ca-11d2-aa0d-00e098032b8c", "gEfiGlobalVariableGuid"),
-    ("d719b2cb-3d3a-4596-a3bc-dad00e67656f", "gEfiImageSecurityDatabaseGuid"),
-    ("605dab50-e046-4300-abb6-3dd810dd8b23", "SHIM_LOCK_GUID"),
-    ("eb9d2d30-2d88-11d3-9a16-0090273fc14d", "gEfiAcpi10TableGuid"),
-    ("8868e871-e4f1-11d3-bc22-0080c73c8881", "gEfiAcpi20TableGuid"),
-    ("eb9d2d31-2d88-11d3-9a16-0090273fc14d", "gEfiSmbiosTableGuid"),
-    ("f2fd1544-9794-4a2c-992e-e5bbcf20e394", "gEfiSmbios3TableGuid"),
-    ("b122a263-3661-4f68-9929-78f8b0d62180", "gEfiSystemResourceTableGuid"),
-    ("dcfa911d-26eb-469f-a220-38b7dc461220", "gEfiMemoryAttributesTableGuid"),
-    ("c12a7328-f81f-11d2-ba4b-00a0c93ec93b", "EFI System Partition"),
-    ("0fc63daf-8483-4772-8e79-3d69d8477de4", "Linux filesystem data"),
-    ("21686148-6449-6e6f-744e-656564454649", "BIOS boot partition"),
-):
-    guids.register(_g, _n)
 
 
 def _type_name(t: int) -> str:
@@ -182,7 +162,7 @@ def _handoff(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0, desc: b
         count = min(count, (len(raw) - p) // 24, MAX_HANDOFF_TABLES)
     for i in range(count):
         t = parse_at(S.EFI_CONFIGURATION_TABLE, raw, p)
-        g = guids.from_bytes(t.VendorGuid)
+        g = t.VendorGuid
         node.add(f"TableEntry[{i}].VendorGuid", g, off + p, 16, guids.describe(g))
         node.add(f"TableEntry[{i}].VendorTable", t.VendorTable, off + p + 16, 8, f"0x{t.VendorTable:x}")
         p += 24
@@ -224,7 +204,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
                        ("PartitionEntryArrayCRC32", 4)):
         v = h[name]
         if name == "DiskGUID":
-            g = guids.from_bytes(v)
+            g = v
             hdr.add(name, g, o, size, str(g))
         else:
             hdr.add(name, v, o, size)
@@ -248,7 +228,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
         e = parse_at(S.UEFI_PARTITION_ENTRY, raw, p)
         name = e.PartitionName.decode("utf-16-le", errors="replace").split("\0")[0]
         part = Node("gpt-partition", f"partition {i}: {name}", node.space, off + p, esize)
-        tg, ug = guids.from_bytes(e.PartitionTypeGUID), guids.from_bytes(e.UniquePartitionGUID)
+        tg, ug = e.PartitionTypeGUID, e.UniquePartitionGUID
         part.add("PartitionTypeGUID", tg, off + p, 16, guids.describe(tg))
         part.add("UniquePartitionGUID", ug, off + p + 16, 16, str(ug))
         part.add("StartingLBA", e.StartingLBA, off + p + 32, 8)
@@ -259,7 +239,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
         p += esize
     if p != len(raw):
         node.warn(off + p, f"{len(raw) - p} bytes follow the partition entries")
-    node.title = f"GPT {guids.from_bytes(h.DiskGUID)}: {count} partition(s)"
+    node.title = f"GPT {h.DiskGUID}: {count} partition(s)"
 
 
 def _tagged(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
@@ -370,7 +350,7 @@ def _sp800_155(node: Node, raw: bytes, off: int) -> None:
 
 def _variable(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_VARIABLE_DATA_HDR, raw, 0, "UEFI_VARIABLE_DATA")
-    g = guids.from_bytes(h.VariableName)
+    g = h.VariableName
     node.kind = "uefi-variable-data"
     node.add("VariableName", g, off, 16, guids.describe(g))
     node.add("UnicodeNameLength", h.UnicodeNameLength, off + 16, 8)
@@ -391,10 +371,10 @@ def _variable(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     vdata = raw[p:p + dlen]
     node.add("VariableData", vdata, off + p, dlen)
     node.title = f"{name} ({guids.name(g) or g})"
-    _variable_payload(node, name, vdata, off + p, etype)
+    _variable_payload(node, name, g, vdata, off + p, etype)
 
 
-def _variable_payload(node: Node, name: str, vdata: bytes, off: int, etype: int) -> None:
+def _variable_payload(node: Node, name: str, vendor, vdata: bytes, off: int, etype: int) -> None:
     if not vdata:
         return
     if etype == S.EV_EFI_VARIABLE_AUTHORITY and name not in ("MokListTrusted", "SbatLevel"):
@@ -405,62 +385,7 @@ def _variable_payload(node: Node, name: str, vdata: bytes, off: int, etype: int)
             node.add("SignatureOwner", g, off, 16, guids.describe(g))
             node.add("SignatureData", vdata[16:], off + 16, len(vdata) - 16)
         return
-    if name in _SIG_LIST_VARS:
-        try:
-            from decoders.efisig import decode_signature_lists
-        except ImportError:  # efisig.py is optional; the data stays raw without it
-            return
-        for child in decode_signature_lists(node.space, off, len(vdata)):
-            node.append(child)
-    elif name == "BootOrder":
-        if len(vdata) % 2:
-            node.problem(off, f"BootOrder is {len(vdata)} bytes, not a whole number of UINT16s")
-        order = [v for (v,) in struct.iter_unpack("<H", vdata[:len(vdata) // 2 * 2][:2 * MAX_BOOT_ORDER])]
-        node.add("BootOrder", order, off, len(vdata), ",".join(f"Boot{v:04X}" for v in order))
-    elif len(name) == 8 and name.startswith("Boot") and all(c in "0123456789abcdefABCDEF" for c in name[4:]):
-        _load_option(node, vdata, off)
-    elif name in ("SecureBoot", "SetupMode", "AuditMode", "DeployedMode", "MokListTrusted", "MokSBState"):
-        node.add(name, vdata[0], off, 1, "enabled" if vdata[0] else "disabled")
-        if len(vdata) != 1:
-            node.warn(off, f"{name} is {len(vdata)} bytes, expected 1")
-    elif name in ("SbatLevel",):
-        node.add("SbatLevel", vdata.decode("ascii", errors="replace"), off, len(vdata))
-
-
-def _load_option(node: Node, vdata: bytes, off: int) -> None:
-    """EFI_LOAD_OPTION (UEFI 2.10 §3.1.3)."""
-    opt = Node("load-option", "EFI_LOAD_OPTION", node.space, off, len(vdata))
-    node.append(opt)
-    if len(vdata) < 6:
-        opt.problem(off, f"EFI_LOAD_OPTION needs 6 bytes, has {len(vdata)}")
-        return
-    h = parse_at(S.EFI_LOAD_OPTION_HDR, vdata, 0)
-    attrs = [n for bit, n in ((1, "ACTIVE"), (2, "FORCE_RECONNECT"), (8, "HIDDEN")) if h.Attributes & bit]
-    opt.add("Attributes", h.Attributes, off, 4, f"0x{h.Attributes:x} " + "|".join(attrs))
-    opt.add("FilePathListLength", h.FilePathListLength, off + 4, 2)
-    p = 6
-    end = p
-    while end + 1 < len(vdata) and vdata[end:end + 2] != b"\0\0":
-        end += 2
-    if end + 1 >= len(vdata):
-        opt.problem(off + p, "Description has no NUL terminator")
-        return
-    desc = vdata[p:end].decode("utf-16-le", errors="replace")
-    opt.add("Description", desc, off + p, end + 2 - p)
-    p = end + 2
-    n = h.FilePathListLength
-    if p + n > len(vdata):
-        opt.problem(off + 4, f"FilePathListLength {n} exceeds the {len(vdata) - p} bytes left")
-        n = len(vdata) - p
-    paths = decode_device_path_list(node.space, off + p, n)
-    dp = paths[0] if paths else decode_device_path(node.space, off + p, 0)
-    opt.add("FilePathList", [x.get("DevicePath") for x in paths], off + p, n,
-            " ".join(x.get("DevicePath") for x in paths))
-    for x in paths or [dp]:
-        opt.append(x)
-    if p + n < len(vdata):
-        opt.add("OptionalData", vdata[p + n:], off + p + n, len(vdata) - p - n)
-    opt.title = f"{desc}: {dp.get('DevicePath')}"
+    decode_variable_data(node, name, vendor, off, len(vdata))
 
 
 _DECODERS = {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
+from decoders.guids import EFI_GUID
+
 # -- algorithm ids (edk2 MdePkg/Include/IndustryStandard/Tpm20.h, TPM_ALG_*) ---------------------
 TPM_ALG_SHA1 = 0x0004
 TPM_ALG_SHA256 = 0x000B
@@ -125,7 +127,7 @@ EVENT_SIZE = Struct("EventSize" / Int32ul)
 
 # -- event data structures (PFP §10.2 / UefiTcgPlatform.h) --------------------------------------
 UEFI_VARIABLE_DATA_HDR = Struct(
-    "VariableName" / Bytes(16),
+    "VariableName" / EFI_GUID,
     "UnicodeNameLength" / Int64ul,   # in CHAR16, no NUL
     "VariableDataLength" / Int64ul,
 )
@@ -141,7 +143,7 @@ UEFI_PLATFORM_FIRMWARE_BLOB = Struct(
 )
 UEFI_HANDOFF_TABLE_POINTERS_HDR = Struct("NumberOfTables" / Int64ul)
 EFI_CONFIGURATION_TABLE = Struct(
-    "VendorGuid" / Bytes(16),
+    "VendorGuid" / EFI_GUID,
     "VendorTable" / Int64ul,
 )
 # TCG_PCClientTaggedEvent (PFP §10.4.2.1)
@@ -160,30 +162,25 @@ UEFI_PARTITION_TABLE_HEADER = Struct(
     "AlternateLBA" / Int64ul,
     "FirstUsableLBA" / Int64ul,
     "LastUsableLBA" / Int64ul,
-    "DiskGUID" / Bytes(16),
+    "DiskGUID" / EFI_GUID,
     "PartitionEntryLBA" / Int64ul,
     "NumberOfPartitionEntries" / Int32ul,
     "SizeOfPartitionEntry" / Int32ul,
     "PartitionEntryArrayCRC32" / Int32ul,
 )
 UEFI_PARTITION_ENTRY = Struct(
-    "PartitionTypeGUID" / Bytes(16),
-    "UniquePartitionGUID" / Bytes(16),
+    "PartitionTypeGUID" / EFI_GUID,
+    "UniquePartitionGUID" / EFI_GUID,
     "StartingLBA" / Int64ul,
     "EndingLBA" / Int64ul,
     "Attributes" / Int64ul,
     "PartitionName" / Bytes(72),
 )
-# EFI_LOAD_OPTION (UEFI spec §3.1.3), fixed part
-EFI_LOAD_OPTION_HDR = Struct(
-    "Attributes" / Int32ul,
-    "FilePathListLength" / Int16ul,
-)
 # SP800-155 Event (PFP §10.4.5.3 TCG_Sp800_155_PlatformId_Event), fixed head
 TCG_Sp800_155_PlatformId_Event_HDR = Struct(
     "Signature" / Bytes(16),
     "VendorId" / Int32ul,
-    "ReferenceManifestGuid" / Bytes(16),
+    "ReferenceManifestGuid" / EFI_GUID,
 )
 
 # TDX quote v4 (Intel TDX DCAP Quoting Library API, "Quote Format" / sgx_quote4_header_t) ---------

@@ -1,6 +1,6 @@
 """Decode the body of the NV variable FV (OVMF_VARS): variable store, NV event-log area, FTW blocks.
 
-Layout (FACTS A.10, `OvmfPkg/Include/Fdf/VarStore.fdf.inc`): after the FV header come the
+Layout (`OvmfPkg/Include/Fdf/VarStore.fdf.inc`): after the FV header come the
 VARIABLE_STORE_HEADER and the variables up to the store's Size, then the (empty) NV event-log
 block, the FTW working block (EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER + write queue) and the
 FTW spare area to the end of the FV. Walk rules follow edk2
@@ -13,36 +13,22 @@ import struct
 import zlib
 
 from decoders import guids
-from decoders.efisig import decode_signature_lists, efi_time_text, plain
+from decoders.display import flag_names
+from decoders.efisig import efi_time_text, plain
 from decoders.errors import DecodeError, parse_at
 from decoders.model import Node, Space
 from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
                                      EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
-                                     EFI_LOAD_OPTION, HEADER_ALIGNMENT, LOAD_OPTION_ATTRIBUTES,
-                                     LOAD_OPTION_CATEGORIES, LOAD_OPTION_CATEGORY_MASK, VAR_ADDED,
-                                     VAR_DELETED, VAR_HEADER_VALID_ONLY, VAR_IN_DELETED_TRANSITION,
-                                     VARIABLE_ATTRIBUTES, VARIABLE_DATA, VARIABLE_HEADER,
-                                     VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEADER,
+                                     HEADER_ALIGNMENT, VAR_ADDED, VAR_DELETED, VAR_HEADER_VALID_ONLY,
+                                     VAR_IN_DELETED_TRANSITION, VARIABLE_ATTRIBUTES, VARIABLE_DATA,
+                                     VARIABLE_HEADER, VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEADER,
                                      VARIABLE_STORE_HEALTHY)
+from decoders.uefivar import decode_variable_data
 
-# -- GUIDs (VariableFormat.h, SystemNvDataGuid.h, GlobalVariable.h, ImageAuthentication.h,
-#    SecurityPkg.dec, MdeModulePkg.dec, NetworkPkg) ------------------------------------------
-AUTH_VARIABLE_GUID = guids.register("aaf32c78-947b-439a-a180-2e144ec37792", "gEfiAuthenticatedVariableGuid")
-VARIABLE_GUID = guids.register("ddcf3616-3275-4164-98b6-fe85707ffe7d", "gEfiVariableGuid")
-WORKING_BLOCK_GUID = guids.register("9e58292b-7c68-497d-a0ce-6500fd9f1b95", "gEdkiiWorkingBlockSignatureGuid")
-SYSTEM_NV_DATA_FV_GUID = guids.register("fff12b8d-7696-4c8b-a985-2747075b4f50", "gEfiSystemNvDataFvGuid")
-GLOBAL_VARIABLE_GUID = guids.register("8be4df61-93ca-11d2-aa0d-00e098032b8c", "gEfiGlobalVariableGuid")
-IMAGE_SECURITY_DATABASE_GUID = guids.register("d719b2cb-3d3a-4596-a3bc-dad00e67656f",
-                                              "gEfiImageSecurityDatabaseGuid")
-SECURE_BOOT_ENABLE_GUID = guids.register("f0a30bc7-af08-4556-99c4-001009c93a44", "gEfiSecureBootEnableDisableGuid")
-CUSTOM_MODE_GUID = guids.register("c076ec0c-7028-4399-a072-71ee5c448b9f", "gEfiCustomModeEnableGuid")
-VENDOR_KEYS_NV_GUID = guids.register("9073e4e0-60ec-4b6e-9903-4c223c260f3c", "gEfiVendorKeysNvGuid")
-guids.register("d9bee56e-75dc-49d9-b4d7-b534210f637a", "gEfiCertDbGuid")
-MTC_VENDOR_GUID = guids.register("eb704011-1402-11d3-8e77-00a0c969723b", "gMtcVendorGuid")
-MEMORY_TYPE_INFO_GUID = guids.register("4c19049f-4137-4dd3-9c10-8b97a83ffdfa", "gEfiMemoryTypeInformationGuid")
-guids.register("04b37fe8-f6ae-480b-bdd5-37d98c5e89aa", "gEdkiiVarErrorFlagGuid")
-guids.register("59324945-ec44-4c0d-b1cd-9db139df070c", "gEfiIScsiInitiatorNameProtocolGuid")
-guids.register("4b47d616-a8d6-4552-9d44-ccad2e0f4cf9", "gIScsiConfigGuid")
+AUTH_VARIABLE_GUID = guids.gEfiAuthenticatedVariableGuid
+VARIABLE_GUID = guids.gEfiVariableGuid
+WORKING_BLOCK_GUID = guids.gEdkiiWorkingBlockSignatureGuid
+SYSTEM_NV_DATA_FV_GUID = guids.gEfiSystemNvDataFvGuid
 
 # -- bounds ----------------------------------------------------------------------------------
 # A variable is at least a 32-byte header, so a 256 KiB store holds at most ~8000; this cap only
@@ -55,22 +41,9 @@ MAX_FTW_RECORDS = 4096
 MAX_SIGNATURE_CANDIDATES = 64
 MAX_NAME_CHARS = 1024  # display bound for a variable name
 
-# -- well-known variable data ----------------------------------------------------------------
-SIGNATURE_DB_NAMES = {"PK", "KEK", "db", "dbx", "dbt", "dbr", "PKDefault", "KEKDefault", "dbDefault",
-                      "dbxDefault", "dbtDefault", "dbrDefault"}
-# (vendor GUID, name) -> (struct format of one item, "scalar" | "list"), UEFI 2.10 §3.3 table 3-1.
-SCALARS = {
-    (GLOBAL_VARIABLE_GUID, "SecureBoot"): "<B", (GLOBAL_VARIABLE_GUID, "SetupMode"): "<B",
-    (GLOBAL_VARIABLE_GUID, "AuditMode"): "<B", (GLOBAL_VARIABLE_GUID, "DeployedMode"): "<B",
-    (GLOBAL_VARIABLE_GUID, "VendorKeys"): "<B", (SECURE_BOOT_ENABLE_GUID, "SecureBootEnable"): "<B",
-    (CUSTOM_MODE_GUID, "CustomMode"): "<B", (VENDOR_KEYS_NV_GUID, "VendorKeysNv"): "<B",
-    (GLOBAL_VARIABLE_GUID, "Timeout"): "<H", (GLOBAL_VARIABLE_GUID, "BootCurrent"): "<H",
-    (GLOBAL_VARIABLE_GUID, "BootNext"): "<H", (MTC_VENDOR_GUID, "MTC"): "<I",
-    (GLOBAL_VARIABLE_GUID, "OsIndications"): "<Q", (GLOBAL_VARIABLE_GUID, "OsIndicationsSupported"): "<Q",
-}
-ORDER_LISTS = {"BootOrder", "DriverOrder", "SysPrepOrder", "PlatformRecoveryOrder"}
-LOAD_OPTION_PREFIXES = ("Boot", "Driver", "SysPrep", "PlatformRecovery")
-ASCII_STRINGS = {"Lang", "PlatformLang", "LangCodes", "PlatformLangCodes"}
+# EFI_VARIABLE_* attribute names, long (UefiMultiPhase.h) and short (as UEFITool prints them).
+_ATTRIBUTE_NAMES = {bit: f"EFI_VARIABLE_{name}" for bit, name, _ in VARIABLE_ATTRIBUTES}
+_ATTRIBUTE_SHORT = {bit: short for bit, _, short in VARIABLE_ATTRIBUTES}
 
 
 def decode_nv_body(space: Space, offset: int, size: int) -> list[Node]:
@@ -120,7 +93,7 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
     except DecodeError as e:
         node.problem(offset, f"truncated VARIABLE_STORE_HEADER: {e.message}")
         return node, end
-    sig = guids.from_bytes(hdr.Signature)
+    sig = hdr.Signature
     node.add("Signature", sig, offset, 16, guids.describe(sig))
     node.add("Size", hdr.Size, offset + 16, 4)
     node.add("Format", hdr.Format, offset + 20, 1,
@@ -211,17 +184,9 @@ def _state_text(state: int) -> tuple[str, str, bool]:
 
 
 def _attributes_text(attrs: int) -> tuple[str, str]:
-    """('NV+BS+RT+AT', 'NON_VOLATILE | ...') for EFI_VARIABLE_* bits; unknown bits shown in hex."""
-    shorts, longs = [], []
-    for bit, name, short in VARIABLE_ATTRIBUTES:
-        if attrs & bit:
-            shorts.append(short)
-            longs.append(f"EFI_VARIABLE_{name}")
-    unknown = attrs & ~sum(b for b, _, _ in VARIABLE_ATTRIBUTES) & 0xFFFFFFFF
-    if unknown:
-        shorts.append(f"0x{unknown:x}")
-        longs.append(f"0x{unknown:x}")
-    return "+".join(shorts) or "none", " | ".join(longs) or "0"
+    """('NV+BS+RT+AT', 'EFI_VARIABLE_NON_VOLATILE | ...') for EFI_VARIABLE_* bits; unknown bits in hex."""
+    return ("+".join(flag_names(attrs, _ATTRIBUTE_SHORT)) or "none",
+            " | ".join(flag_names(attrs, _ATTRIBUTE_NAMES)) or "0")
 
 
 def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -> tuple[Node, int | None]:
@@ -231,7 +196,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -
     node = Node("variable", "variable", space, pos, hsize)
     short, full, live = _state_text(h.State)
     attr_short, attr_long = _attributes_text(h.Attributes)
-    vendor = guids.from_bytes(h.VendorGuid)
+    vendor = h.VendorGuid
     node.add("StartId", h.StartId, pos, 2, "0x55AA VARIABLE_DATA")
     node.add("State", h.State, pos + 2, 1, f"0x{h.State:02x} {full} ({'live' if live else 'not live'})")
     node.add("Reserved", h.Reserved, pos + 3, 1)
@@ -268,7 +233,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -
     node.add("Data", raw, data_start, data_size)
     node.size = hsize + name_size + data_size
     if data_size:
-        _decode_data(node, vendor, name, data_start, data_size)
+        decode_variable_data(node, name, vendor, data_start, data_size)
     mark = "" if live else (" (incomplete)" if short == "HEADER_VALID_ONLY" else " (deleted)")
     node.title = f"{name} ({vendor_name}) {attr_short} 0x{h.State:02x} {short}{mark}"
     return node, _align(data_start + data_size)
@@ -287,102 +252,6 @@ def _decode_name(node: Node, start: int, size: int) -> str:
         text = text[:MAX_NAME_CHARS] + "…"
     node.add("Name", text, start, size)
     return text
-
-
-def _decode_data(node: Node, vendor, name: str, start: int, size: int) -> None:
-    """Decode Data for well-known variables (UEFI 2.10 §3.3, §32.4; edk2 SecurityPkg)."""
-    space, data = node.space, node.space.data
-    raw = bytes(data[start:start + size])
-    if name in SIGNATURE_DB_NAMES and vendor in (GLOBAL_VARIABLE_GUID, IMAGE_SECURITY_DATABASE_GUID):
-        for child in decode_signature_lists(space, start, size):
-            node.append(child)
-        return
-    fmt = SCALARS.get((vendor, name))
-    if fmt is not None:
-        need = struct.calcsize(fmt)
-        if size != need:
-            node.warn(start, f"{name} should hold {need} byte(s), DataSize is {size}")
-        if size >= need:
-            value = struct.unpack_from(fmt, raw)[0]
-            node.add("Value", value, start, need, _scalar_text(name, value))
-        return
-    if vendor != GLOBAL_VARIABLE_GUID and vendor != MEMORY_TYPE_INFO_GUID:
-        return
-    if name in ORDER_LISTS:
-        if size % 2:
-            node.warn(start, f"{name} size {size} is odd; it is a list of UINT16")
-        items = list(struct.unpack_from(f"<{size // 2}H", raw))
-        node.add("Value", items, start, size, ", ".join(f"{i:04X}" for i in items))
-    elif name in ASCII_STRINGS:
-        text = raw.split(b"\0", 1)[0].decode("ascii", errors="replace")
-        node.add("Value", text, start, size, repr(text))
-    elif _is_load_option_name(name):
-        node.append(_decode_load_option(space, start, size))
-    elif name == "MemoryTypeInformation" and vendor == MEMORY_TYPE_INFO_GUID:
-        # MdeModulePkg/Include/Guid/MemoryTypeInformation.h: {UINT32 Type; UINT32 NumberOfPages}[]
-        pairs = [struct.unpack_from("<II", raw, i) for i in range(0, size - size % 8, 8)]
-        node.add("Value", pairs, start, size, ", ".join(f"type {t}: 0x{n:x} pages" for t, n in pairs))
-
-
-def _scalar_text(name: str, value: int) -> str:
-    if name in ("SecureBoot", "SetupMode", "AuditMode", "DeployedMode", "VendorKeys", "SecureBootEnable",
-                "VendorKeysNv"):
-        return f"{value} ({'enabled' if value == 1 else 'disabled' if value == 0 else 'reserved value'})"
-    if name == "CustomMode":
-        mode = {0: "STANDARD_SECURE_BOOT_MODE", 1: "CUSTOM_SECURE_BOOT_MODE"}.get(value, "reserved value")
-        return f"{value} ({mode})"
-    if name in ("BootCurrent", "BootNext"):
-        return f"Boot{value:04X}"
-    if name == "Timeout":
-        return f"{value} s"
-    return f"0x{value:x}"
-
-
-def _is_load_option_name(name: str) -> bool:
-    for prefix in LOAD_OPTION_PREFIXES:
-        rest = name[len(prefix):]
-        if name.startswith(prefix) and len(rest) == 4 and all(c in "0123456789ABCDEF" for c in rest):
-            return True
-    return False
-
-
-def _decode_load_option(space: Space, start: int, size: int) -> Node:
-    """UEFI 2.10 §3.1.3 EFI_LOAD_OPTION; the device path stays raw (a decoder comes later)."""
-    data = space.data
-    node = Node("load-option", "EFI_LOAD_OPTION", space, start, size)
-    end = start + size
-    try:
-        h = parse_at(EFI_LOAD_OPTION, data[:end], start, "EFI_LOAD_OPTION")
-    except DecodeError as e:
-        node.problem(start, f"truncated EFI_LOAD_OPTION: {e.message}")
-        return node
-    flags = [n for bit, n in LOAD_OPTION_ATTRIBUTES if h.Attributes & bit]
-    flags.append(LOAD_OPTION_CATEGORIES.get(h.Attributes & LOAD_OPTION_CATEGORY_MASK,
-                                            f"category 0x{h.Attributes & LOAD_OPTION_CATEGORY_MASK:x}"))
-    node.add("Attributes", h.Attributes, start, 4, f"0x{h.Attributes:x} {' | '.join(flags)}")
-    node.add("FilePathListLength", h.FilePathListLength, start + 4, 2)
-    # Description: CHAR16 string up to and including its NUL, found on 2-byte steps.
-    desc_start = pos = start + 6
-    while pos + 2 <= end and data[pos:pos + 2] != b"\0\0":
-        pos += 2
-    if pos + 2 > end:
-        node.problem(desc_start, "Description has no NUL terminator inside the variable data")
-        node.add("Description", bytes(data[desc_start:end]).decode("utf-16-le", errors="replace"),
-                 desc_start, end - desc_start)
-        return node
-    desc = bytes(data[desc_start:pos]).decode("utf-16-le", errors="replace")
-    node.add("Description", desc, desc_start, pos + 2 - desc_start, repr(desc))
-    fp = pos + 2
-    fp_len = h.FilePathListLength
-    if fp + fp_len > end:
-        node.problem(start + 4, f"FilePathListLength 0x{fp_len:x} runs past the variable data "
-                                f"(0x{end - fp:x} bytes left)")
-        fp_len = end - fp
-    node.add("FilePathList", bytes(data[fp:fp + fp_len]), fp, fp_len)
-    if fp + fp_len < end:
-        node.add("OptionalData", bytes(data[fp + fp_len:end]), fp + fp_len, end - fp - fp_len)
-    node.title = f"EFI_LOAD_OPTION {desc!r}"
-    return node
 
 
 # -- free space, erased areas --------------------------------------------------------------------
@@ -459,7 +328,7 @@ def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
         node.problem(pos, f"truncated working block header: {e.message}")
         return node, end
     hsize = EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.sizeof()
-    sig = guids.from_bytes(h.Signature)
+    sig = h.Signature
     crc = working_block_crc(bytes(data[pos:pos + hsize]))
     bits = h.StateBits
     node.add("Signature", sig, pos, 16, guids.describe(sig))
@@ -511,7 +380,7 @@ def _walk_write_queue(block: Node, pos: int, end: int) -> None:
         h = parse_at(EFI_FAULT_TOLERANT_WRITE_HEADER, data, pos, "EFI_FAULT_TOLERANT_WRITE_HEADER")
         if h.Flags.HeaderAllocated:  # still erased: the free part of the queue starts here
             break
-        caller = guids.from_bytes(h.CallerId)
+        caller = h.CallerId
         w = Node("ftw-write", "FTW write", space, pos, wsize)
         block.append(w)
         w.add("HeaderAllocated", int(h.Flags.HeaderAllocated), pos, 1)

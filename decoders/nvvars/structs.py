@@ -8,14 +8,14 @@ Sources (edk2):
   queue structs use natural (x64) alignment: a 1-byte bit field, then the GUID at 4, UINT64s at
   8-byte boundaries (40 bytes each).
 - `MdePkg/Include/Uefi/UefiMultiPhase.h`: EFI_VARIABLE_* attribute bits.
-- UEFI 2.10 §3.1.3: EFI_LOAD_OPTION.
 """
 from __future__ import annotations
 
 from construct import (BitsInteger, BitStruct, Bytes, Flag, Int8ul, Int16ul, Int32ul,
                        Int64sl, Int64ul, Padding, Struct)
 
-from decoders.efisig import EFI_GUID, EFI_TIME
+from decoders.efisig import EFI_TIME
+from decoders.guids import EFI_GUID
 
 VARIABLE_STORE_HEADER = Struct(
     "Signature" / EFI_GUID,
@@ -92,13 +92,6 @@ EFI_FAULT_TOLERANT_WRITE_RECORD = Struct(
     # then UINT8 PrivateData[PrivateDataSize]
 )
 
-# UEFI 2.10 §3.1.3 EFI_LOAD_OPTION: fixed part; Description (CHAR16, NUL-terminated),
-# FilePathList[FilePathListLength] and OptionalData follow.
-EFI_LOAD_OPTION = Struct(
-    "Attributes" / Int32ul,
-    "FilePathListLength" / Int16ul,
-)
-
 # -- constants -------------------------------------------------------------------------------
 
 VARIABLE_DATA = 0x55AA
@@ -124,12 +117,3 @@ VARIABLE_ATTRIBUTES = [
     (0x40, "APPEND_WRITE", "AP"),
     (0x80, "ENHANCED_AUTHENTICATED_ACCESS", "EA"),
 ]
-
-# UEFI 2.10 §3.1.3 load option attributes.
-LOAD_OPTION_ATTRIBUTES = [
-    (0x1, "LOAD_OPTION_ACTIVE"),
-    (0x2, "LOAD_OPTION_FORCE_RECONNECT"),
-    (0x8, "LOAD_OPTION_HIDDEN"),
-]
-LOAD_OPTION_CATEGORY_MASK = 0x1F00
-LOAD_OPTION_CATEGORIES = {0x0000: "LOAD_OPTION_CATEGORY_BOOT", 0x0100: "LOAD_OPTION_CATEGORY_APP"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import subprocess
 import uuid
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from decoders.efisig import EFI_SIGNATURE_LIST, decode_signature_lists
+from decoders.efisig import decode_signature_lists
 from decoders.model import Node, Space
 from decoders.nvvars import decode_nv_body
 from tests.realdata import bookworm, tool, trixie
@@ -112,13 +113,19 @@ def test_dbx_hash_entries():
 
 # -- crafted lists ------------------------------------------------------------------------------
 
+def efi_guid(g: uuid.UUID) -> bytes:
+    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
+    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
+
+
 def sig_list(sig_type: uuid.UUID, entries: list[bytes], sig_size: int | None = None,
              list_size: int | None = None, header: bytes = b"") -> bytes:
+    """EFI_SIGNATURE_LIST (ImageAuthentication.h, packed): SignatureType, SignatureListSize,
+    SignatureHeaderSize, SignatureSize, the header, then EFI_SIGNATURE_DATA {SignatureOwner, data}."""
     size = sig_size if sig_size is not None else (16 + len(entries[0]) if entries else 16)
-    body = b"".join(OWNER.bytes_le + e for e in entries)
+    body = b"".join(efi_guid(OWNER) + e for e in entries)
     total = list_size if list_size is not None else 28 + len(header) + len(body)
-    return EFI_SIGNATURE_LIST.build(dict(SignatureType=sig_type.bytes_le, SignatureListSize=total,
-                                         SignatureHeaderSize=len(header), SignatureSize=size)) + header + body
+    return efi_guid(sig_type) + struct.pack("<III", total, len(header), size) + header + body
 
 
 def decode(blob: bytes) -> list[Node]:
@@ -131,6 +138,9 @@ def test_sha256_list_and_two_lists():
     lists = decode(blob)
     assert [len(l.children) for l in lists] == [2, 1]
     assert [s.get("Hash") for s in lists[0].children] == [h1, h2]
+    assert lists[0].get("SignatureType") == SHA256 and lists[0].field("SignatureType").display.startswith(
+        "gEfiCertSha256Guid")
+    assert [s.get("SignatureOwner") for s in lists[0].children] == [OWNER, OWNER]
     assert lists[1].offset == 28 + 2 * 48
     assert not any(l.problems for l in lists)
 

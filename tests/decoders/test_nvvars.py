@@ -1,5 +1,6 @@
-"""NV variable store of OVMF_VARS (FACTS A.10): checked against UEFIExtract on the same real images,
-and against crafted malformed stores built with the structs."""
+"""NV variable store of OVMF_VARS: checked against UEFIExtract on the same real images, and against
+crafted stores packed with `struct` from the edk2 headers (MdeModulePkg/Include/Guid/VariableFormat.h,
+MdeModulePkg/Include/Guid/SystemNvDataGuid.h)."""
 from __future__ import annotations
 
 import struct
@@ -13,12 +14,9 @@ from hypothesis import strategies as st
 from decoders.model import Node, Space
 from decoders.nvvars import decode_nv_body
 from decoders.nvvars.decode import working_block_crc
-from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
-                                     EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
-                                     VARIABLE_HEADER, VARIABLE_STORE_HEADER)
 from tests.realdata import bookworm, trixie, uefiextract_report
 
-FV_HEADER = 0x48  # OVMF's NV FV header length (FACTS A.10)
+FV_HEADER = 0x48  # OVMF's NV FV header: 56-byte EFI_FIRMWARE_VOLUME_HEADER + a 2-entry block map
 AUTH_SIG = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")
 PLAIN_SIG = uuid.UUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
 GLOBAL = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
@@ -120,7 +118,7 @@ def test_ms_vars_load_options_and_secure_boot_data():
         assert fp.size == opt.get("FilePathListLength")
         assert data[fp.offset + fp.size - 4:fp.offset + fp.size] == b"\x7f\xff\x04\x00"
     sbe = vs["SecureBootEnable"]
-    assert sbe.get("Value") == data[sbe.field("Data").offset]
+    assert sbe.get("SecureBootEnable") == data[sbe.field("Data").offset]
     assert all(sig.kind == "signature-list" for name in ("PK", "KEK", "db", "dbx")
                for sig in vs[name].children)
 
@@ -139,21 +137,29 @@ def test_ftw_working_block_crc_matches_edk2(get):
 
 # -- crafted input ------------------------------------------------------------------------------
 
+def efi_guid(g: uuid.UUID) -> bytes:
+    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2 and Data3 UINT16, all
+    little-endian, then Data4[8] as it stands in the text form."""
+    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
+
+
 def store_blob(body: bytes, size: int | None = None, sig: uuid.UUID = AUTH_SIG, total: int = 0x2000) -> bytes:
-    hdr = VARIABLE_STORE_HEADER.build(dict(Signature=sig.bytes_le, Size=size if size is not None else total,
-                                           Format=0x5A, State=0xFE, Reserved=0, Reserved1=0))
+    # VARIABLE_STORE_HEADER: Signature, Size, Format (FORMATTED 0x5A), State (HEALTHY 0xFE), Reserved, Reserved1
+    hdr = efi_guid(sig) + struct.pack("<IBBHI", size if size is not None else total, 0x5A, 0xFE, 0, 0)
     blob = hdr + body
     return blob + b"\xff" * (total - len(blob))
 
 
 def auth_var(name: str, data: bytes, state=0x3F, attrs=0x7, name_size=None, data_size=None) -> bytes:
     n = (name + "\0").encode("utf-16-le")
-    hdr = AUTHENTICATED_VARIABLE_HEADER.build(dict(
-        StartId=0x55AA, State=state, Reserved=0, Attributes=attrs, MonotonicCount=0,
-        TimeStamp=dict(Year=2024, Month=1, Day=2, Hour=3, Minute=4, Second=5, Pad1=0, Nanosecond=0,
-                       TimeZone=0, Daylight=0, Pad2=0),
-        PubKeyIndex=0, NameSize=len(n) if name_size is None else name_size,
-        DataSize=len(data) if data_size is None else data_size, VendorGuid=GLOBAL.bytes_le))
+    # AUTHENTICATED_VARIABLE_HEADER (#pragma pack(1)): StartId, State, Reserved, Attributes,
+    # MonotonicCount, TimeStamp (EFI_TIME: Year, Month, Day, Hour, Minute, Second, Pad1, Nanosecond,
+    # TimeZone, Daylight, Pad2), PubKeyIndex, NameSize, DataSize, VendorGuid
+    hdr = struct.pack("<HBBIQ", 0x55AA, state, 0, attrs, 0)
+    hdr += struct.pack("<HBBBBBBIhBB", 2024, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0)
+    hdr += struct.pack("<III", 0, len(n) if name_size is None else name_size,
+                       len(data) if data_size is None else data_size) + efi_guid(GLOBAL)
+    assert len(hdr) == 60
     rec = hdr + n + data
     return rec + b"\xff" * (-len(rec) % 4)
 
@@ -168,18 +174,19 @@ def test_crafted_store_walk_and_alignment():
     vs = variables(nodes)
     # Timeout's record is 78 bytes; HEADER_ALIGN puts the next header at +80.
     assert [(v.get("Name"), v.offset) for v in vs] == [("Timeout", 28), ("BootOrder", 28 + 80)]
-    assert vs[0].get("Value") == 5 and vs[0].get("TimeStamp")["Year"] == 2024
-    assert vs[1].get("Value") == [1, 0] and vs[1].title.endswith("(deleted)")
+    assert vs[0].get("Timeout") == 5 and vs[0].get("TimeStamp")["Year"] == 2024
+    assert vs[1].get("BootOrder") == [1, 0] and vs[1].title.endswith("(deleted)")
     assert nodes[0].children[-1].kind == "free-space"
     assert not all_problems(nodes) and len(nodes) == 1  # the store fills the whole body
 
 
 def test_plain_store_uses_variable_header():
     n = "Lang\0".encode("utf-16-le")
-    var = VARIABLE_HEADER.build(dict(StartId=0x55AA, State=0x3F, Reserved=0, Attributes=7, NameSize=len(n),
-                                     DataSize=4, VendorGuid=GLOBAL.bytes_le)) + n + b"eng\0"
+    # VARIABLE_HEADER: StartId, State, Reserved, Attributes, NameSize, DataSize, VendorGuid
+    var = struct.pack("<HBBIII", 0x55AA, 0x3F, 0, 7, len(n), 4) + efi_guid(GLOBAL) + n + b"eng\0"
     vs = variables(decode_blob(store_blob(var, sig=PLAIN_SIG)))
-    assert len(vs) == 1 and vs[0].get("Value") == "eng" and vs[0].field("MonotonicCount") is None
+    assert len(vs) == 1 and vs[0].get("Lang") == "eng" and vs[0].field("MonotonicCount") is None
+    assert vs[0].get("VendorGuid") == GLOBAL and vs[0].offset == 28
 
 
 def test_store_size_past_end_is_a_problem():
@@ -219,32 +226,62 @@ def test_dirty_free_space_is_reported():
 
 
 def working_block(queue: bytes, size: int = 0x1000, crc: int | None = None) -> bytes:
-    hdr = bytearray(EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.build(dict(
-        Signature=FTW_SIG.bytes_le, Crc=0xFFFFFFFF,
-        StateBits=dict(Reserved=0x3F, WorkingBlockInvalid=True, WorkingBlockValid=False),
-        Reserved3=b"\xff\xff\xff", WriteQueueSize=size - 32)))
+    # EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER: Signature, Crc, a byte of bit fields (bit 0
+    # WorkingBlockValid = FTW_VALID_STATE 0, bit 1 WorkingBlockInvalid = 1, Reserved bits 2-7 = 1),
+    # Reserved3[3], WriteQueueSize
+    hdr = bytearray(efi_guid(FTW_SIG) + struct.pack("<IB3sQ", 0xFFFFFFFF, 0xFE, b"\xff" * 3, size - 32))
     hdr[16:20] = struct.pack("<I", working_block_crc(bytes(hdr)) if crc is None else crc)
     return bytes(hdr) + queue + b"\xff" * (size - 32 - len(queue))
 
 
+def ftw_write_header(caller: uuid.UUID, writes: int, private: int, flags: int = 0xF8) -> bytes:
+    """EFI_FAULT_TOLERANT_WRITE_HEADER. SystemNvDataGuid.h has no #pragma pack, so the C compiler
+    aligns: the bit-field byte (bit 0 HeaderAllocated, 1 WritesAllocated, 2 Complete; 0 = set), 3
+    bytes to CallerId's 4-byte alignment, 4 bytes to NumberOfWrites' 8: 40 bytes."""
+    return struct.pack("<B3x", flags) + efi_guid(caller) + struct.pack("<4xQQ", writes, private)
+
+
+def ftw_write_record(lba: int, offset: int, length: int, relative: int, private: bytes, flags: int) -> bytes:
+    """EFI_FAULT_TOLERANT_WRITE_RECORD: the bit-field byte (bit 0 BootBlockUpdate, 1 SpareComplete,
+    2 DestinationComplete), 7 bytes to Lba's 8-byte alignment, Lba, Offset, Length, RelativeOffset
+    (40 bytes), then PrivateData[PrivateDataSize] with no padding after it: FTW_RECORD_SIZE is
+    sizeof (EFI_FAULT_TOLERANT_WRITE_RECORD) + PrivateDataSize."""
+    return struct.pack("<B7xQQQq", flags, lba, offset, length, relative) + private
+
+
 def test_ftw_write_queue_records():
-    caller = uuid.UUID("12345678-1234-1234-1234-123456789abc")
-    whdr = EFI_FAULT_TOLERANT_WRITE_HEADER.build(dict(
-        Flags=dict(Reserved=0x1F, Complete=False, WritesAllocated=False, HeaderAllocated=False),
-        CallerId=caller.bytes_le, NumberOfWrites=1, PrivateDataSize=4))
-    rec = EFI_FAULT_TOLERANT_WRITE_RECORD.build(dict(
-        Flags=dict(Reserved=0x1F, DestinationComplete=True, SpareComplete=False, BootBlockUpdate=True),
-        Lba=2, Offset=0x10, Length=0x200, RelativeOffset=-0x1000)) + b"priv"
-    blob = store_blob(b"", total=0x100) + working_block(whdr + rec) + b"\xff" * 0x1000
+    """Two writes, the first with two records of 3 bytes of PrivateData each: every record and the
+    second header start exactly where FTW_RECORD_SIZE / FTW_WRITE_TOTAL_SIZE put them."""
+    caller = uuid.UUID("12345678-9abc-def0-0123-456789abcdef")
+    caller2 = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    queue = ftw_write_header(caller, 2, 3)
+    queue += ftw_write_record(2, 0x10, 0x200, -0x1000, b"pr1", flags=0xF8 | 0b101)
+    queue += ftw_write_record(0x1234567890, 0x20, 0x400, 0x2000, b"pr2", flags=0xF8 | 0b010)
+    queue += ftw_write_header(caller2, 1, 0, flags=0xF8 | 0b100)
+    queue += ftw_write_record(7, 0, 0x1000, 0, b"", flags=0xF8 | 0b110)
+    store = store_blob(b"", total=0x100)
+    blob = store + working_block(queue) + b"\xff" * 0x1000
     nodes = decode_blob(blob)
     block = next(n for n in nodes if n.kind == "ftw-working-block")
     assert not block.problems
-    write = block.children[0]
-    assert write.get("CallerId") == caller and write.get("NumberOfWrites") == 1
-    r = write.children[0]
-    assert (r.get("Lba"), r.get("Offset"), r.get("Length"), r.get("RelativeOffset")) == (2, 0x10, 0x200, -0x1000)
-    assert r.get("PrivateData") == b"priv" and r.get("BootBlockUpdate") == 1
-    assert (r.get("SpareComplete"), r.get("DestinationComplete")) == (0, 1)
+    q = 0x100 + 32  # the write queue follows the 32-byte working block header
+    w1, w2 = block.children
+    assert (w1.offset, w1.size) == (q, 40 + 2 * 43)
+    assert (w1.get("CallerId"), w1.get("NumberOfWrites"), w1.get("PrivateDataSize")) == (caller, 2, 3)
+    assert (w1.get("HeaderAllocated"), w1.get("WritesAllocated"), w1.get("Complete")) == (0, 0, 0)
+    r1, r2 = w1.children
+    assert [(r.offset, r.size) for r in (r1, r2)] == [(q + 40, 43), (q + 83, 43)]
+    assert (r1.get("Lba"), r1.get("Offset"), r1.get("Length"), r1.get("RelativeOffset")) == (2, 0x10, 0x200, -0x1000)
+    assert (r1.get("BootBlockUpdate"), r1.get("SpareComplete"), r1.get("DestinationComplete")) == (1, 0, 1)
+    assert r1.get("PrivateData") == b"pr1" and r1.field("PrivateData").offset == q + 80
+    assert (r2.get("Lba"), r2.get("Offset"), r2.get("Length"), r2.get("RelativeOffset")) == \
+        (0x1234567890, 0x20, 0x400, 0x2000)
+    assert (r2.get("BootBlockUpdate"), r2.get("SpareComplete"), r2.get("DestinationComplete")) == (0, 1, 0)
+    assert r2.get("PrivateData") == b"pr2"
+    assert (w2.offset, w2.get("CallerId"), w2.get("NumberOfWrites"), w2.get("Complete")) == (q + 126, caller2, 1, 1)
+    (r3,) = w2.children
+    assert (r3.offset, r3.size, r3.get("Lba"), r3.get("Length")) == (q + 166, 40, 7, 0x1000)
+    assert r3.field("PrivateData") is None
     assert nodes[-1].kind == "ftw-spare"
 
 
