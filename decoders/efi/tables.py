@@ -13,13 +13,15 @@ import zlib
 
 from decoders import guids
 from decoders.devicepath import decode_device_path, walk as dp_walk
+from decoders.display import enum_name
 from decoders.efi import structs as S
 from decoders.errors import parse_at
 from decoders.fields import add_fields, read_fields
+from decoders.hob.structs import EFI_MEMORY_TYPE  # MdePkg/Include/Uefi/UefiMultiPhase.h
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
-# Config tables: OVMF has ~11 (FACTS C.2.2); UEFI firmware with many drivers a few dozen.
+# Config tables: OVMF has ~11; UEFI firmware with many drivers a few dozen.
 MAX_CONFIG_TABLES = 256
 # Debug image info slots: DxeCore grows the array one page (512 pointers) at a time; OVMF at the
 # shell has ~100 images. Slots past TableSize may be NULL holes left by unloaded images.
@@ -28,27 +30,16 @@ MAX_VENDOR_CHARS = 256
 MAX_DEVICE_PATH_BYTES = 4096
 END_TYPE = 0x7F
 
-GUID_HOB_LIST = uuid.UUID("7739f24c-93d7-11d4-9a3a-0090273fc14d")
-GUID_ACPI20 = uuid.UUID("8868e871-e4f1-11d3-bc22-0080c73c8881")
-GUID_ACPI10 = uuid.UUID("eb9d2d30-2d88-11d3-9a16-0090273fc14d")
-GUID_DEBUG_IMAGE_INFO = uuid.UUID("49152e77-1ada-4764-b7a2-7afefed95e8b")
-GUID_TCG2_FINAL_EVENTS = uuid.UUID("1e2ed096-30e2-4254-bd89-863bbef82325")
-GUID_CC_FINAL_EVENTS = uuid.UUID("dd4a4648-2de7-4665-964d-21d9ef5fb446")
-
-MEMORY_TYPES = ("EfiReservedMemoryType", "EfiLoaderCode", "EfiLoaderData", "EfiBootServicesCode",
-                "EfiBootServicesData", "EfiRuntimeServicesCode", "EfiRuntimeServicesData",
-                "EfiConventionalMemory", "EfiUnusableMemory", "EfiACPIReclaimMemory", "EfiACPIMemoryNVS",
-                "EfiMemoryMappedIO", "EfiMemoryMappedIOPortSpace", "EfiPalCode", "EfiPersistentMemory",
-                "EfiUnacceptedMemoryType")
-
+# The configuration tables the locator follows (their GUIDs are named once, in decoders/guids.py).
+GUID_HOB_LIST = guids.gEfiHobListGuid
+GUID_ACPI20 = guids.gEfiAcpi20TableGuid
+GUID_ACPI10 = guids.gEfiAcpi10TableGuid
+GUID_DEBUG_IMAGE_INFO = guids.gEfiDebugImageInfoTableGuid
+GUID_TCG2_FINAL_EVENTS = guids.gEfiTcg2FinalEventsTableGuid
+GUID_CC_FINAL_EVENTS = guids.gEfiCcFinalEventsTableGuid
 
 def _space(kind: str, address: int, raw: bytes) -> Space:
     return Space(f"{kind}@0x{address:x}", raw, address)
-
-
-def _add_fields(node: Node, parsed, struct, prefix: str = "", base: int = 0) -> None:
-    """One field per struct member, at its offset in the node's space (padding skipped)."""
-    add_fields(node, struct, parsed, base, prefix=prefix)
 
 
 def crc32_with_zeroed(raw: bytes, crc_offset: int) -> int:
@@ -133,7 +124,7 @@ def decode_system_table(mem: Memory, address: int) -> Node:
     width = {S.EFI_SYSTEM_TABLE(8).sizeof(): 8, S.EFI_SYSTEM_TABLE(4).sizeof(): 4}.get(hdr.HeaderSize)
     if width is None:
         node.space, node.size = _space("EFI_SYSTEM_TABLE", address, head), len(head)
-        _add_fields(node, hdr, S.EFI_TABLE_HEADER, "Hdr.")
+        add_fields(node, S.EFI_TABLE_HEADER, hdr, 0, prefix="Hdr.")
         node.problem(12, f"HeaderSize {hdr.HeaderSize} is neither 120 (X64) nor 72 (IA32): not a system table")
         return node
     st_struct = S.EFI_SYSTEM_TABLE(width)
@@ -264,7 +255,7 @@ def decode_loaded_image(mem: Memory, address: int, width: int = 8) -> Node:
         return node
     for name in ("ImageCodeType", "ImageDataType"):
         v = li[name]
-        node.field(name).display = MEMORY_TYPES[v] if v < len(MEMORY_TYPES) else f"0x{v:x}"
+        node.field(name).display = enum_name(EFI_MEMORY_TYPE, v) or f"0x{v:x}"
     node.field("ImageBase").display = f"0x{li.ImageBase:x}"
     node.field("ImageSize").display = f"0x{li.ImageSize:x}"
     if li.FilePath:

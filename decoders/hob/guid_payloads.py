@@ -14,7 +14,6 @@ from construct import Struct
 from decoders import guids
 from decoders.display import enum_name
 from decoders.errors import DecodeError, parse_at, static_size
-from decoders.eventlog.structs import ALGORITHMS, EVENT_TYPE_NAMES
 from decoders.fields import add_fields
 from decoders.hob import structs as s
 from decoders.model import Node, Space
@@ -32,8 +31,15 @@ E820_TYPES = {1: "RAM", 2: "RESERVED", 3: "ACPI", 4: "NVS", 5: "UNUSABLE", 6: "D
 
 # ---- shared helpers (decode.py uses them too) --------------------------------------------------
 
+def _tcg():
+    """The event-log structs module, imported on the first TCG event HOB: importing the event-log
+    package costs ~50 ms that a HOB list without measurements should not pay."""
+    from decoders.eventlog import structs
+    return structs
+
+
 def _event_type_text(value: int) -> str:
-    return EVENT_TYPE_NAMES.get(value, f"0x{value:x}")
+    return _tcg().event_type_name(value) or f"0x{value:x}"
 
 
 def parse_or_problem(node: Node, struct: Struct, data: bytes, rel: int, offset: int, what: str) -> Any:
@@ -107,10 +113,10 @@ def _digests(node: Node, data: bytes, rel: int, offset: int, count: int) -> int 
             node.problem(offset + rel, "TPMT_HA: hashAlg past the end of the HOB")
             return None
         alg = int.from_bytes(data[rel:rel + 2], "little")
-        if alg not in ALGORITHMS:
+        if alg not in _tcg().ALGORITHMS:
             node.problem(offset + rel, f"TPMT_HA: unknown hashAlg 0x{alg:04x}, digest size unknown")
             return None
-        name, dsize = ALGORITHMS[alg]
+        name, dsize = _tcg().ALGORITHMS[alg]
         if rel + 2 + dsize > len(data):
             node.problem(offset + rel, f"TPMT_HA {name}: digest past the end of the HOB")
             return None
