@@ -32,7 +32,7 @@ SPEC = {
     "gEfiHobMemoryAllocModuleGuid": "f8e21975-0899-4f58-a4be-5525a9c6d77a",  # PI vol 3
     "gEfiPeiMemoryDiscoveredPpiGuid": "f894643d-c449-42d1-8ea8-85bdd8c65bde",  # PI vol 1
     "gEfiFirmwareFileSystem2Guid": "8c8ce578-8a3d-4f1c-9935-896185c32dd3",  # PI vol 3
-    "gLzmaCustomDecompressGuid": "ee4e5898-3914-4259-9d6e-dc7bd79403cf",  # FACTS A.3
+    "gLzmaCustomDecompressGuid": "ee4e5898-3914-4259-9d6e-dc7bd79403cf",  # MdeModulePkg.dec, LzmaDecompress.h
 }
 
 
@@ -70,6 +70,16 @@ def test_describe_lookup_register():
     assert guids.name(uuid.UUID("7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1")) == "DXEFV"
 
 
+def test_named_constants_are_the_guids_their_names_say():
+    """guids.py names each GUID a decoder dispatches on once; the constant's name is the name the
+    table gives that GUID, and no two constants share a value."""
+    named = {k: v for k, v in vars(guids).items() if isinstance(v, uuid.UUID)}
+    assert len(named) >= 40 and len(set(named.values())) == len(named)
+    assert {k: guids.name(v) for k, v in named.items()} == {k: k for k in named}
+    for name, value in SPEC.items():
+        assert named.get(name, uuid.UUID(value)) == uuid.UUID(value), name
+
+
 def test_import_does_not_load_the_table():
     code = ("import uuid, decoders.guids as g; g.register('8868e871-e4f1-11d3-bc22-0080c73c8881', 'Early');"
             "g.register('0badc0de-0000-4000-8000-000000000002', 'EarlyOnly'); assert not g._LOADED;"
@@ -83,7 +93,7 @@ def test_guids_found_in_real_images_have_names():
     """Wire bytes in Debian's images: the FFS2 file-system GUID of the FV header (FvHeader +0x10),
     and in the Secure Boot variable store the global-variable / db vendor GUIDs and the X.509
     signature type."""
-    # OVMF.fd starts with the variable store FV (FACTS A.10), OVMF_CODE_4M with FVMAIN_COMPACT (A.5).
+    # OVMF.fd starts with the variable store FV, OVMF_CODE_4M with FVMAIN_COMPACT (OvmfPkg/OvmfPkgX64.fdf).
     fd = bookworm("OVMF.fd").read_bytes()
     assert guids.name(guids.from_bytes(fd[0x10:0x20])) == "gEfiSystemNvDataFvGuid"
     code = bookworm("OVMF_CODE_4M.fd").read_bytes()
