@@ -80,6 +80,15 @@ def params(values, what: str, argcount: int = 1) -> list:
     return [pytest.param(*[None] * argcount, marks=pytest.mark.missing_resource(f"no {what}"), id="missing")]
 
 
+def require(values, what: str) -> list:
+    """`values` as a list; when empty, skip (outside CI) or fail (CI) saying that `what` is missing.
+    For tests that go over a whole collection (counts, coverage, the largest file)."""
+    values = list(values)
+    if not values:
+        missing(f"no {what}")
+    return values
+
+
 def tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:

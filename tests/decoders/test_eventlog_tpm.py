@@ -20,7 +20,7 @@ from decoders.eventlog import check_digests, compare, decode_event_log, replay, 
 from decoders.eventlog import structs as S
 from decoders.eventlog.decode import event_digests
 from decoders.eventlog.replay import QUIRKS_TPM2_TOOLS_54
-from tests.realdata import FIXTURES, fixture, params
+from tests.realdata import FIXTURES, fixture, params, require
 
 TPM_LOGS = sorted(str(p.relative_to(FIXTURES)) for p in (FIXTURES / "eventlog").glob("*/*.bin")) \
     if (FIXTURES / "eventlog").is_dir() else []
@@ -58,7 +58,7 @@ def _decode(rel: str):
 
 
 def test_there_are_28_tpm_logs():
-    assert len(TPM_LOGS) == 28
+    assert len(require(TPM_LOGS, "TPM event logs in tests/data/eventlog")) == 28
 
 
 @pytest.mark.parametrize("rel", params(TPM_LOGS, "TPM event logs in tests/data/eventlog"))
@@ -241,8 +241,7 @@ def test_decode_and_replay_of_largest_log_is_faster_than_tpm2_eventlog_process()
     """DESIGN budget: decode + replay of the largest fixture <= tpm2_eventlog's whole-process time.
     The largest file (option_rom_eventlog.bin) crashes tpm2_eventlog within milliseconds, so the
     comparison uses the largest log it can parse (binary_measurements_hcrtm.bin, 53 KiB)."""
-    assert WITH_ORACLE, "no TPM event log with a tpm2_eventlog oracle in tests/data/eventlog"
-    largest = max(WITH_ORACLE, key=lambda p: (FIXTURES / p).stat().st_size)
+    largest = max(require(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"), key=lambda p: (FIXTURES / p).stat().st_size)
     raw = (FIXTURES / largest).read_bytes()
     decode_event_log(raw)
     best = min(_timed(lambda: replay(decode_event_log(raw))) for _ in range(5))
@@ -274,9 +273,8 @@ def test_event_data_matches_tpm2_eventlog_v2(rel):
 
 
 def test_v2_comparison_covers_every_kind_of_event_data():
-    assert V2_ORACLE, "no TPM event log with a tpm2_eventlog v2 oracle in tests/data/eventlog"
     kinds = set()
-    for rel in V2_ORACLE:
+    for rel in require(V2_ORACLE, "TPM event logs with a tpm2_eventlog v2 oracle"):
         kinds |= _check_v2(rel)
     assert kinds >= {"gpt", "locality", "bootorder", "loadoption", "secureboot", "siglists"}
 
