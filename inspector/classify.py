@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 
+from decoders import guids
 from decoders.model import Node
 
-NV_FV = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")       # gEfiSystemNvDataFvGuid
+NV_FV = guids.gEfiSystemNvDataFvGuid
 PEIFV = uuid.UUID("6938079b-b503-4e3d-9d24-b28337a25806")       # OvmfPkgX64.fdf [FV.PEIFV]
 DXE_CORE = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")    # MdeModulePkg/Core/Dxe/DxeMain.inf
 FILE_TYPES = {0x03: "SEC_CORE", 0x04: "PEI_CORE", 0x05: "DXE_CORE", 0x0D: "MM_CORE"}

@@ -11,10 +11,11 @@ import re
 import uuid
 
 from decoders import guids
+from decoders.display import flags_text
 from decoders.errors import parse_at
 from decoders.fd import structs as S
 from decoders.fd.sections import (MAX_DEPTH, MAX_NODES, Context, add_struct, align, decode_sections,
-                                  flags_text, ui_name)
+                                  ui_name)
 from decoders.model import Node, Space
 
 # -- limits ----------------------------------------------------------------------------------
@@ -28,10 +29,10 @@ MAX_BLOCK_MAP_ENTRIES = 64
 # Entries in one FV extended header: GenFv writes at most a few.
 MAX_EXT_ENTRIES = 64
 
-FFS2_GUID = uuid.UUID("8c8ce578-8a3d-4f1c-9935-896185c32dd3")
-FFS3_GUID = uuid.UUID("5473c07a-3dcb-4dca-bd6f-1e9689e7349a")
-NVDATA_GUID = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
-VTF_GUID = uuid.UUID("1ba0062e-c779-4582-8566-336ae8f78f09")
+FFS2_GUID = guids.gEfiFirmwareFileSystem2Guid
+FFS3_GUID = guids.gEfiFirmwareFileSystem3Guid
+NVDATA_GUID = guids.gEfiSystemNvDataFvGuid
+VTF_GUID = guids.gEfiFirmwareVolumeTopFileGuid
 PAD_NAME = uuid.UUID(bytes=b"\xff" * 16)
 
 _FVB2_FLAGS = {v: k for k, v in S.EFI_FVB2_ATTRIBUTES.flags.items()}

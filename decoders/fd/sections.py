@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from decoders import guids
+from decoders.display import flags_text
 from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
 from decoders.fd import structs as S
@@ -82,14 +83,6 @@ def _guid_value(member, value):
 def add_struct(node: Node, parsed, struct, offset: int, prefix: str = "", displays: dict | None = None) -> None:
     """Add every field of a fixed-size construct Struct as a located field (nested: dotted names)."""
     add_fields(node, struct, parsed, offset, prefix=prefix, displays=displays, convert=_guid_value)
-
-
-def flags_text(value: int, table: dict[int, str]) -> str:
-    names = [n for bit, n in table.items() if value & bit]
-    rest = value & ~sum(table)
-    if rest:
-        names.append(f"0x{rest:x}")
-    return f"0x{value:x}" + (f" ({' | '.join(names)})" if names else "")
 
 
 def ucs2(data, start: int, end: int) -> str:
