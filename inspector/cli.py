@@ -181,9 +181,12 @@ def cmd_mrtd(args) -> int:
         write_json(root)
     else:
         for r in results:
-            print(f"{r.digest.hex()}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
+            print(f"{r.hex or 'not computed'}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
         print_problems(meta)
-    return EXIT_PROBLEMS if has_problems(meta) else EXIT_OK
+        for p in dict.fromkeys(str(p) for r in results for p in r.problems):  # a refused MRTD says why
+            print(p, file=sys.stderr)
+    refused = any(r.digest is None for r in results)
+    return EXIT_PROBLEMS if refused or has_problems(meta) else EXIT_OK
 
 
 def cmd_extract(args) -> int:
