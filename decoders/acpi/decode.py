@@ -12,6 +12,7 @@ import construct
 
 from decoders.acpi import names
 from decoders.acpi import structs as S
+from decoders.display import flags_text
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
@@ -157,7 +158,7 @@ def _decode_facs(node: Node, data, offset: int, length: int, avail: int) -> Node
     if length > avail:
         node.problem(offset + 4, f"FACS Length {length} runs past the end of the data ({avail} available)")
     add_struct_fields(node, S.FACS, data, offset, end,
-                      {"Flags": lambda v: names.flag_names(v, names.FACS_FLAGS)})
+                      {"Flags": lambda v: flags_text(v, names.FACS_FLAGS)})
     node.size = end - offset
     node.title = f"FACS Firmware ACPI Control Structure  version {node.get('Version', '?')}"
     return node
@@ -185,8 +186,8 @@ def _xsdt(node, data, start, end):
 def _fadt(node, data, start, end):
     add_struct_fields(node, S.FADT, data, start, end, {
         "PreferredPmProfile": lambda v: names.PM_PROFILES.get(v, f"reserved ({v})"),
-        "Flags": lambda v: names.flag_names(v, names.FADT_FLAGS),
-        "IaPcBootArch": lambda v: names.flag_names(v, names.IAPC_BOOT_ARCH),
+        "Flags": lambda v: flags_text(v, names.FADT_FLAGS),
+        "IaPcBootArch": lambda v: flags_text(v, names.IAPC_BOOT_ARCH),
     })
     x_facs, facs = node.get("XFirmwareCtrl"), node.get("FirmwareCtrl")
     if x_facs and facs and x_facs != facs:
@@ -261,12 +262,12 @@ def _subtable_extras(sub: Node, typ: int, label: str, data, after: int, end: int
     if label == "madt" and typ in (0x00, 0x09):
         flags = sub.get("Flags")
         if flags is not None:
-            sub.field("Flags").display = names.flag_names(flags, names.LOCAL_APIC_FLAGS)
+            sub.field("Flags").display = flags_text(flags, names.LOCAL_APIC_FLAGS)
     if label == "srat" and typ == 1 and sub.get("LengthLow") is not None and sub.get("LengthHigh") is not None:
         base = sub.get("AddressBaseLow") | sub.get("AddressBaseHigh", 0) << 32
         size = sub.get("LengthLow") | sub.get("LengthHigh") << 32
         sub.add("Range", (base, size), None, None, f"0x{base:x}-0x{base + size - 1:x} ({size >> 20} MiB)")
-        sub.field("Flags").display = names.flag_names(sub.get("Flags"), names.SRAT_MEMORY_FLAGS)
+        sub.field("Flags").display = flags_text(sub.get("Flags"), names.SRAT_MEMORY_FLAGS)
     if label == "dmar" and typ in (0, 1, 2, 5, 6):
         _dmar_scopes(sub, data, after, end)
     if label == "dmar" and typ == 4 and after < end:
@@ -294,7 +295,7 @@ def _dmar_scopes(sub: Node, data, o: int, end: int) -> None:
 
 def _madt(node, data, start, end):
     after = add_struct_fields(node, S.MADT, data, start, end,
-                              {"Flags": lambda v: names.flag_names(v, names.MADT_FLAGS)})
+                              {"Flags": lambda v: flags_text(v, names.MADT_FLAGS)})
     _subtables(node, data, after, end, S.MADT_SUBTABLES, S.MADT_OTHER_NAMES, "madt")
 
 
@@ -356,7 +357,7 @@ def _bgrt(node, data, start, end):
 
 def _waet(node, data, start, end):
     add_struct_fields(node, S.WAET, data, start, end,
-                      {"EmulatedDeviceFlags": lambda v: names.flag_names(v, names.WAET_FLAGS)})
+                      {"EmulatedDeviceFlags": lambda v: flags_text(v, names.WAET_FLAGS)})
 
 
 def _srat(node, data, start, end):
@@ -379,7 +380,7 @@ def _slit(node, data, start, end):
 
 def _dmar(node, data, start, end):
     after = add_struct_fields(node, S.DMAR, data, start, end,
-                              {"Flags": lambda v: names.flag_names(v, names.DMAR_FLAGS),
+                              {"Flags": lambda v: flags_text(v, names.DMAR_FLAGS),
                                "HostAddressWidth": lambda v: f"{v} ({v + 1}-bit DMA addresses)"})
     _subtables(node, data, after, end, S.DMAR_SUBTABLES, {}, "dmar", header_size=4, wide=True)
 

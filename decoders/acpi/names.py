@@ -56,9 +56,3 @@ WAET_FLAGS = ["RTC_GOOD", "ACPI_PM_TIMER_GOOD"]
 DMAR_FLAGS = ["INTR_REMAP", "X2APIC_OPT_OUT", "DMA_CTRL_PLATFORM_OPT_IN"]
 DMAR_SCOPE_TYPES = {1: "PCI Endpoint", 2: "PCI Sub-hierarchy", 3: "IOAPIC", 4: "MSI Capable HPET",
                     5: "ACPI Namespace Device"}
-
-
-def flag_names(value: int, names: list[str]) -> str:
-    set_bits = [names[i] if i < len(names) else f"bit{i}" for i in range(max(len(names), value.bit_length()))
-                if value >> i & 1]
-    return f"0x{value:x}" + (f" ({' | '.join(set_bits)})" if set_bits else "")
