@@ -8,9 +8,10 @@ none of the three, MM (PiSmmCore/Dependency.c) knows BEFORE/AFTER but not SOR.
 """
 from __future__ import annotations
 
-from construct import Bytes, Enum, Int8ul
+from construct import Enum, Int8ul
 
 from decoders import guids
+from decoders.display import enum_name
 from decoders.model import Node, Space
 
 # PiDependency.h EFI_DEP_*
@@ -27,8 +28,7 @@ EFI_DEP_OPCODE = Enum(
     END=0x08,
     SOR=0x09,
 )
-EFI_GUID = Bytes(16)
-GUID_SIZE = EFI_GUID.sizeof()
+GUID_SIZE = guids.EFI_GUID.sizeof()
 
 _GUID_OPS = {0x00, 0x01, 0x02}
 _BINARY = {0x03: "AND", 0x04: "OR"}
@@ -98,7 +98,7 @@ def decode_depex(space: Space, offset: int, size: int, phase: str) -> Node:
             break
         count += 1
         op = data[pos]
-        name = EFI_DEP_OPCODE.decmapping.get(op)
+        name = enum_name(EFI_DEP_OPCODE, op)
         if name is None:
             node.problem(at, f"unknown DEPEX opcode 0x{op:02x} (expected 0x00..0x09); cannot read further")
             break
