@@ -7,7 +7,8 @@ tdvf_parse_and_check_section_entry) and td-shim `td-shim-interface/src/metadata.
 (TdxMetadataDescriptor::is_valid, validate_sections).
 
 Offsets in a TDVF_SECTION (DataOffset) are offsets in the *unified* image (VARS + CODE): a split
-OVMF_CODE.fd carries the same table, so its file offsets are rebased here (FACTS A.7, ImageLayout).
+OVMF_CODE.fd carries the same table, so its file offsets are rebased here (the split is
+OvmfPkg/OvmfPkgDefines.fdf.inc's VARS and CODE regions; `ImageLayout` below).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class TdxSection:
     type: int
     attributes: int
     file_offset: int | None  # DataOffset rebased to this file; None when the data is not in it
+    at: int | None = None    # where the TDVF_SECTION entry itself is in the file, for located problems
 
     @property
     def type_name(self) -> str:
@@ -206,6 +208,8 @@ def _tdx_section_node(space: Space, at: int, index: int, s, rebase: int, file_si
         node.problem(at + 8, f"MemoryAddress 0x{s.MemoryAddress:x} is not 4 KiB aligned")
     if s.MemoryDataSize % PAGE_SIZE:
         node.problem(at + 16, f"MemoryDataSize 0x{s.MemoryDataSize:x} is not 4 KiB aligned")
+    if s.MemoryAddress + s.MemoryDataSize > 1 << 64:
+        node.problem(at + 16, "MemoryAddress + MemoryDataSize passes 2^64: no guest-physical range")
     if typ not in (TD_INFO, TD_PARAMS) and s.MemoryDataSize < s.RawDataSize:
         node.problem(at + 16, f"MemoryDataSize 0x{s.MemoryDataSize:x} < RawDataSize 0x{s.RawDataSize:x}")
     if s.Attributes & S.TDX_ATTR_RESERVED:
@@ -267,7 +271,7 @@ def tdx_sections(meta: Node) -> list[TdxSection]:
             index=i, data_offset=c.get("DataOffset"), raw_data_size=c.get("RawDataSize"),
             memory_address=c.get("MemoryAddress"), memory_data_size=c.get("MemoryDataSize"),
             type=c.get("Type"), attributes=c.get("Attributes"),
-            file_offset=fr[0] if fr else None))
+            file_offset=fr[0] if fr else None, at=c.offset))
     return out
 
 

@@ -1,4 +1,4 @@
-"""MRTD of Debian's TDVF-capable OVMF images (FACTS A.9).
+"""MRTD of Debian's TDVF-capable OVMF images and of crafted descriptors.
 
 The per-page value is td-shim's reference tool (`td-shim-tools/src/bin/td-shim-tee-info-hash/
 td_shim_tee_info_hash.py`, default mode) on bookworm's OVMF.fd; the two-pass value is checked
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import time
 import uuid
 
 import pytest
 
 from decoders.model import Space
-from decoders.mrtd import MAX_MRTD_PAGES, compute_mrtd, mrtd_node
+from decoders.mrtd import BATCH_BYTES, EXTEND_BYTES, MAX_HASHED_BYTES, RECORD, compute_mrtd, mrtd_node
 from decoders.ovmf import decode_reset_vector_table, find_metadata, tdx_sections
 from decoders.ovmf.metadata import TdxSection
 from tests.realdata import bookworm, trixie
@@ -76,15 +75,9 @@ def ovmf_fd() -> bytes:
     return bookworm("OVMF.fd").read_bytes()
 
 
-def test_per_page_matches_td_shim_reference_within_budget(ovmf_fd):
-    best = None
-    for _ in range(3):
-        t0 = time.perf_counter()
-        result = compute_mrtd(ovmf_fd, sections_of(ovmf_fd), "per-page")
-        took = time.perf_counter() - t0
-        best = took if best is None else min(best, took)
+def test_per_page_matches_td_shim_reference(ovmf_fd):
+    result = compute_mrtd(ovmf_fd, sections_of(ovmf_fd), "per-page")
     assert result.hex == TD_SHIM_PER_PAGE
-    assert best <= 0.1, f"MRTD took {best:.3f} s (budget 0.1 s, DESIGN.md)"
     # 0x1E0000 BFV bytes = 480 extended pages; added: BFV 480 + CFV 32 + 0x1A000 of temp/HOB = 26.
     assert result.pages_extended == 0x1E0000 // 4096 == 480
     assert result.pages_added == 480 + 32 + 26 == 538
@@ -130,11 +123,50 @@ def _section(**kw) -> TdxSection:
 
 
 def test_absurd_size_is_refused_without_hashing():
-    t0 = time.perf_counter()
-    result = compute_mrtd(b"", [_section(memory_data_size=1 << 60)])
-    assert time.perf_counter() - t0 < 0.1
-    assert result.digest is None and any("exceed the limit" in p.message for p in result.problems)
-    assert (MAX_MRTD_PAGES + 1) * 4096 > 64 << 30
+    result = compute_mrtd(b"", [_section(memory_data_size=1 << 50, at=0x1234)])
+    assert result.digest is None
+    [p] = result.problems
+    assert p.offset == 0x1234
+    assert p.message == (f"measuring these sections hashes {(1 << 38) * RECORD:,} bytes (section 0, TempMem, "
+                         f"alone {(1 << 38) * RECORD:,}); the budget is 268,435,456 bytes hashed; not computed")
+
+
+def test_work_budget_counts_extends_at_6_kib_a_page():
+    pages = MAX_HASHED_BYTES // EXTEND_BYTES + 1     # one extended page over the budget
+    over = compute_mrtd(b"", [_section(type=0, attributes=1, memory_data_size=pages * 4096)])
+    assert over.digest is None and "the budget is" in over.problems[0].message
+    assert EXTEND_BYTES == 16 * (128 + 256)
+
+
+def test_gpa_range_past_2_64_is_refused():
+    result = compute_mrtd(b"", [_section(memory_address=0xFFFF_FFFF_FFFF_F000, memory_data_size=0x2000, at=0x40)])
+    assert result.digest is None
+    assert [(p.offset, p.message) for p in result.problems] == [
+        (0x40, "section 0 (TempMem): MemoryAddress 0xfffffffffffff000 + MemoryDataSize 0x2000 passes 2^64")]
+
+
+def test_gpa_range_ending_exactly_at_2_64_is_measured():
+    result = compute_mrtd(b"", [_section(memory_address=0xFFFF_FFFF_FFFF_E000, memory_data_size=0x2000)])
+    assert result.pages_added == 2
+    h = hashlib.sha384()
+    for gpa in (0xFFFF_FFFF_FFFF_E000, 0xFFFF_FFFF_FFFF_F000):
+        h.update(b"MEM.PAGE.ADD" + bytes(4) + struct.pack("<Q", gpa) + bytes(104))
+    assert result.hex == h.hexdigest()
+
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["per-page", "two-pass"])
+def test_crafted_sections_across_batches_match_plain_reimplementation(two_pass, tmp_path):
+    """Sections longer than one batch of records, image data ending mid-page and mid-chunk, a
+    PAGE.AUG section and an added-only section, against the record-by-record reference."""
+    from tests.hostile.test_mrtd_hostile import tdvf_image
+    pages = BATCH_BYTES // (RECORD + EXTEND_BYTES) + 7
+    secs = [(0, 0x8000 - 0x123, 0xFFC0_0000, pages * 4096, 0, 1),      # BFV: data, then zero padding
+            (0x100, 0x1000, 0x10_0000, 0x3000, 1, 3),                   # MR.EXTEND | PAGE.AUG: extends only
+            (0, 0, 0x80_0000, (BATCH_BYTES // RECORD + 3) * 4096, 3, 0)]  # TempMem: adds only
+    data = tdvf_image(tmp_path / "t.fd", secs).read_bytes()
+    result = compute_mrtd(data, sections_of(data), "two-pass" if two_pass else "per-page")
+    assert result.hex == reference_mrtd(data, two_pass=two_pass)
+    assert (result.pages_added, result.pages_extended) == (pages + BATCH_BYTES // RECORD + 3, pages + 3)
 
 
 def test_huge_page_aug_section_is_not_measured():
