@@ -8,29 +8,20 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from textual import work
-from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from decoders.model import Node
+from views.base_app import BaseApp
 from views.index import TreeIndex
-from views.screens.help import HelpScreen, Section
+from views.screens.help import Section
 from views.screens.inspect import InspectScreen
 from views.screens.loading import LoadingScreen
-from views.screens.node_screen import NodeScreen
 from views.widgets.search_bar import SearchBar
 
 
-class FwInspectApp(App[None]):
-    CSS_PATH = "fwinspect.tcss"
-    TITLE = "fwinspect"
-
-    BINDINGS = [
-        Binding("question_mark", "help", "Keys", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-    ]
-
+class FwInspectApp(BaseApp):
     def __init__(self, root: Node | None, source_name: str, loader: Callable[[], Node] | None = None):
         """Show `root`; or, with root None, call `loader` in a worker thread and show what it
         returns (the first frame then comes before the decoding is done)."""
@@ -71,38 +62,14 @@ class FwInspectApp(App[None]):
             # The app stays up and says why; q quits.
             self.screen.failed(str(event.worker.error))
 
-    # -- help ---------------------------------------------------------------------
-    def key_sections(self) -> list[Section]:
-        """Every key the app answers to, from the bindings themselves where we declare them."""
-
-        def rows(bindings) -> list[tuple[str, str]]:
-            return [(self.get_key_display(b), b.description) for b in bindings if isinstance(b, Binding)]
-
+    # -- help and palette: the inspector's own keys (BaseApp adds the shared ones) --------
+    def screen_sections(self) -> list[Section]:
         return [
-            ("Everywhere", rows(self.BINDINGS) + [
-                ("ctrl+p", "Command palette: every action by name"),
-                ("tab / shift+tab", "Move between tree, fields and bytes"),
-            ]),
-            ("Inspector", rows(InspectScreen.BINDINGS + NodeScreen.BINDINGS)),
-            ("Tree", [
-                ("up / down", "Move; the fields and bytes follow"),
-                ("enter / space", "Expand or collapse"),
-                ("shift+left", "Go to parent"),
-                ("shift+up / shift+down", "Previous / next sibling"),
-            ]),
-            ("Fields", [("up / down", "Select a field or problem: its bytes are marked in the hex view")]),
-            ("Bytes", [("arrows, pgup/pgdn", "Scroll the hex view"), ("home / end", "Start / end of the space")]),
-            ("Search bar", [("enter", "Next match (shows n of m)")] + rows(SearchBar.BINDINGS)),
+            ("Inspector", self.key_rows(InspectScreen.BINDINGS)),
+            ("Search bar", [("enter", "Next match (shows n of m)")] + self.key_rows(SearchBar.BINDINGS)),
         ]
 
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_sections()))
-
-    # -- command palette ------------------------------------------------------------
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: keys", "Show every key binding (?)", self.action_help)
+    def screen_commands(self) -> Iterable[SystemCommand]:
         inspect = self.inspect_screen
         if inspect is None:  # still decoding
             return
@@ -111,14 +78,6 @@ class FwInspectApp(App[None]):
         yield SystemCommand("Next match", "Jump to the next search match (n)", inspect.action_next_match)
         yield SystemCommand("Previous match", "Jump to the previous search match (N)",
                             inspect.action_previous_match)
-        yield SystemCommand("Go to offset or address", "Scroll the hex view to a hex offset or address (g)",
-                            inspect.action_goto)
-        yield SystemCommand("Export JSON", "Write the tree to SOURCE.json in the current directory (x)",
-                            inspect.action_export)
-        yield SystemCommand("Show enclosing bytes", "Hex view: the section a decompressed blob came from (p)",
-                            inspect.action_parent_space)
-        yield SystemCommand("Export JSON to…", "Write the tree as JSON to a path you enter (X)",
-                            inspect.action_export_as)
 
 
 def run_app(root: Node | None, source_name: str, loader: Callable[[], Node] | None = None) -> None:

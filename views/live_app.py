@@ -1,40 +1,46 @@
 """The live app: LiveScreen over a SessionLike, for `fwinspect qemu IMAGE`, `attach` and `replay`.
 
 `run_live(session, title)` opens it on a live Session (or a Recorder around one) or a
-ReplaySession; `replay_main(path)` is what `fwinspect replay FILE` calls. Styles come from the
-same fwinspect.tcss as the inspector (CSS_PATH), so the tree, fields and hex look the same.
+ReplaySession; `replay_main(path)` is what `fwinspect replay FILE` calls. BaseApp gives it the
+inspector's stylesheet, `?`/`q`, help sections and palette entries, so the tree, fields and hex
+look and answer the same.
 """
 from __future__ import annotations
 
 import asyncio
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
-from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from inspector.live.session_api import SessionLike
-from views.screens.help import HelpScreen, Section
+from views.base_app import BaseApp
+from views.screens.help import Section
 from views.screens.live import LiveScreen
-from views.screens.node_screen import NodeScreen
 
 
 # Quitting while the guest runs: how long to wait for the interrupt before leaving anyway.
 QUIT_INTERRUPT_TIMEOUT = 5.0
 
+# The live screen's palette commands: (action, title, help).
+PALETTE = (
+    ("next_stop", "Next stop", "Replay: the next recorded stop (n)"),
+    ("previous", "Previous stop", "Replay: go back one recorded stop (p)"),
+    ("next", "Next handoff", "Run to the next boot handoff: SEC, PEI core, DXE core… (n)"),
+    ("cont", "Continue", "Let the guest run until a breakpoint or interrupt (c)"),
+    ("step", "Step", "Execute one instruction (s)"),
+    ("interrupt", "Interrupt", "Stop the running guest (i, ctrl+c)"),
+    ("run_to", "Run to phase", "Run until a named boot phase: sec, pei-core, dxe-core… (r)"),
+    ("breakpoint", "Breakpoint", "Set a breakpoint: an address, or MODULE[+OFFSET] (b)"),
+    ("console", "Console command", "Send a command to gdb or QEMU's monitor; the answer goes to the log (:)"),
+)
 
-class LiveApp(App[None]):
-    CSS_PATH = "fwinspect.tcss"
-    TITLE = "fwinspect"
 
-    BINDINGS = [
-        Binding("question_mark", "help", "Keys", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-    ]
-
+class LiveApp(BaseApp):
     def __init__(self, session: SessionLike, title: str):
         super().__init__()
         self.session = session
@@ -44,28 +50,20 @@ class LiveApp(App[None]):
     def get_default_screen(self) -> Screen:
         return self.live_screen
 
-    # -- help ---------------------------------------------------------------------
-    def key_sections(self) -> list[Section]:
-        def rows(bindings) -> list[tuple[str, str]]:
-            return [(self.get_key_display(b), b.description) for b in bindings if isinstance(b, Binding)]
-
+    # -- help and palette: the live screen's own keys (BaseApp adds the shared ones) ------
+    def screen_sections(self) -> list[Section]:
         screen = self.live_screen
-        replay = not screen.live
-        keys = [b for b in LiveScreen.BINDINGS if b.show and screen.check_action(b.action, ())]
-        keys += [b for b in LiveScreen.BINDINGS if b.key == "ctrl+c" and not replay]
-        return [
-            ("Everywhere", rows(self.BINDINGS) + [
-                ("ctrl+p", "Command palette: every action by name"),
-                ("tab / shift+tab", "Move between tree, fields, bytes and log"),
-            ]),
-            ("Replay (run control is read-only)" if replay else "Run control", rows(keys)),
-            ("Tree", [
-                ("up / down", "Move; the fields and bytes follow"),
-                ("enter / space", "Expand or collapse"),
-            ]),
-            ("Fields", [("up / down", "Select a field: its bytes are marked in the hex view")]),
-            ("Tree, fields and bytes", rows(NodeScreen.BINDINGS)),
-        ]
+        # Every key this kind of session offers, whether or not it can run right now.
+        keys = [b for b in LiveScreen.BINDINGS if screen.offered(b.action) and (b.show or b.key == "ctrl+c")]
+        title = "Run control" if screen.live else "Replay (run control is read-only)"
+        return [(title, self.key_rows(keys))]
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        screen = self.live_screen
+        for action, title, help_text in PALETTE:
+            # Through run_action, which asks check_action when the command runs, not when listed.
+            if screen.offered(action):
+                yield SystemCommand(title, help_text, partial(self.run_action, action, screen))
 
     async def action_quit(self) -> None:
         # A cont() still blocking in its worker thread would hold the process until its timeout
@@ -77,27 +75,6 @@ class LiveApp(App[None]):
             except (asyncio.TimeoutError, WorkerCancelled, WorkerFailed):
                 pass  # quitting anyway; the failed interrupt was already shown
         self.exit()
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_sections()))
-
-    # -- command palette ------------------------------------------------------------
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        live = self.live_screen
-        yield SystemCommand("Help: keys", "Show every key binding (?)", self.action_help)
-        if not live.live:
-            yield SystemCommand("Next stop", "Replay: the next recorded stop (n)", live.action_next_stop)
-            yield SystemCommand("Previous stop", "Replay: go back one recorded stop (p)", live.action_previous)
-            return
-        yield SystemCommand("Next handoff", "Run to the next boot handoff: SEC, PEI core, DXE core… (n)",
-                            live.action_next)
-        yield SystemCommand("Continue", "Let the guest run until a breakpoint or interrupt (c)", live.action_cont)
-        yield SystemCommand("Step", "Execute one instruction (s)", live.action_step)
-        yield SystemCommand("Interrupt", "Stop the running guest (i, ctrl+c)", live.action_interrupt)
-        yield SystemCommand("Run to phase", "Run until a named boot phase: sec, pei-core, dxe-core… (r)",
-                            live.action_run_to)
 
 
 def run_live(session: SessionLike, title: str) -> None:

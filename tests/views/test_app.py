@@ -12,6 +12,9 @@ import threading
 import time
 
 import pytest
+from rich.style import Style
+from rich.text import Text
+from textual.color import Color
 from textual.widgets import DataTable
 
 from decoders.model import Node, Space
@@ -139,9 +142,17 @@ class TestTreeAndFields:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             nt = app.screen.query_one(NodeTree)
-            assert nt.root.label.plain.endswith("○")  # something below the root has a problem
-            marked = [c.label.plain for c in nt.root.children if c.label.plain.endswith("●")]
-            assert len(marked) == 1 and FVMAIN_COMPACT.upper() in marked[0]
+
+            def label(item) -> Text:
+                return nt.render_label(item, Style.null(), Style.null())
+
+            assert label(nt.root).plain.endswith("○")  # something below the root has a problem
+            marked = [label(c) for c in nt.root.children if label(c).plain.endswith("●")]
+            assert len(marked) == 1 and FVMAIN_COMPACT.upper() in marked[0].plain
+            # The marker takes the theme's error text colour, not a colour of its own.
+            marker_style = marked[0].spans[-1].style
+            error = Color.parse(app.theme_variables["text-error"])
+            assert marker_style.color.triplet == error.rich_color.triplet
             await select(pilot, fv_at(root, 0x20000))
             rows = table_rows(app.screen.query_one(FieldTable))
             assert rows[-1][0] == "error" and rows[-1][1] == "0x20032"

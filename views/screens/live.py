@@ -5,12 +5,20 @@ with the module name, and the debugcon log. Below: the tree decoded at the stop,
 selected node's fields and bytes (NodeTree, FieldTable and HexView, as on the inspect screen).
 
 The screen talks only to a SessionLike (inspector/live/session_api.py), and only from thread
-workers (`@work(thread=True, exclusive=True)`; FACTS D.3.1 "Textual itself", Harlequin's query
-runners): the UI thread never waits on the target. Run control (c, s, n, r) is one worker group;
-interrupt is another, so it can be sent while `cont()` blocks. A call that raises is shown in the
-status line and as a notification and the screen stays usable; after TargetDead, the keys that
-need a target say so instead of calling it. A replay (`session.live` False) is read-only: n / p
-move through the recorded stops and the run-control keys say "replay: read-only".
+workers (`@work(thread=True, exclusive=True)`, Textual's guide "Workers": thread workers for
+blocking calls): the UI thread never waits on the target. Run control (c, s, n, r) is one worker
+group; interrupt is another, so it can be sent while `cont()` blocks.
+
+The screen's state is three reactives: `running` (the run-control call under way), `dead` (why
+the target is gone) and `error` (the last call's error, until the next stop). Their watchers
+colour the status line and refresh the bindings, and `check_action` disables what cannot run now
+(Textual's guide "Actions", dynamic actions: None greys a key in the footer, False hides it):
+run control while the guest runs or after the target died, interrupt while it is stopped. A call
+that raises is shown in the status line and as a notification and the screen stays usable. A
+replay (`session.live` False) is read-only: n / p move through the recorded stops and the
+run-control keys are not offered.
+
+Layout CSS is in fwinspect.tcss (`LiveScreen …` rules).
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
@@ -40,7 +49,6 @@ from views.widgets.registers import RegistersView
 
 RUN_GROUP = "run-control"
 INTERRUPT_GROUP = "interrupt"
-READ_ONLY = "replay: read-only (n / p move through the recorded stops)"
 # Replay moves (n / p) queued while one is under way; more presses than this are dropped.
 MAX_PENDING_MOVES = 32
 # Error text shown in the status line is cut here (a backend can put a whole reply in it).
@@ -51,31 +59,13 @@ def empty_tree(stop: Stop) -> Node:
     return Node("stop", f"stop {stop.index}: nothing decoded here")
 
 
-class LiveScreen(NodeScreen):
-    DEFAULT_CSS = """
-    LiveScreen #live-top { height: 19; }
-    LiveScreen #registers-box {
-        width: 52; height: 1fr;
-        border: round $foreground 30%; background: $surface;
-        scrollbar-size-vertical: 1;
-    }
-    LiveScreen #disassembly-box {
-        width: 1fr; height: 1fr;
-        border: round $foreground 30%; background: $surface;
-        scrollbar-size-vertical: 1;
-    }
-    LiveScreen #disassembly { text-wrap: nowrap; text-overflow: ellipsis; }
-    LiveScreen #log {
-        width: 1fr; height: 1fr;
-        border: round $foreground 30%;
-    }
-    LiveScreen #live-status { height: 1; padding: 0 1; background: $boost; }
-    LiveScreen #live-status.running { background: $warning 40%; }
-    LiveScreen #live-status.error { background: $error 40%; }
-    """
+WAITING = Node("stop", "waiting for the first stop…")
 
+
+class LiveScreen(NodeScreen):
     # Live and replay bindings share keys; check_action enables the set for this session, and a
-    # key whose action is off falls through to the next binding of that key (App._check_bindings).
+    # key whose action is off falls through to the next binding of that key (App.run_action
+    # returns False for a disabled action, and App._check_bindings tries the next binding).
     BINDINGS = [
         Binding("c", "cont", "Continue", id="live-continue"),
         Binding("s", "step", "Step", id="live-step"),
@@ -88,10 +78,13 @@ class LiveScreen(NodeScreen):
         Binding("colon", "console", "Console", id="live-console"),
         Binding("n", "next_stop", "Next stop", id="replay-next"),
         Binding("p", "previous", "Previous stop", id="replay-previous"),
-        Binding("c,s,i,r", "read_only", "Run control (read-only in a replay)", show=False, id="replay-read-only"),
     ]
     LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint", "console"})
-    REPLAY_ACTIONS = frozenset({"next_stop", "previous", "read_only"})
+    REPLAY_ACTIONS = frozenset({"next_stop", "previous"})
+
+    running: reactive[str | None] = reactive(None, init=False)   # the run-control call under way
+    dead: reactive[str | None] = reactive(None, init=False)      # why the target is gone, after TargetDead
+    error: reactive[str | None] = reactive(None, init=False)     # the last call's error, until the next stop
 
     def __init__(self, session: SessionLike, title: str):
         super().__init__()
@@ -104,9 +97,6 @@ class LiveScreen(NodeScreen):
         self.root: Node | None = None
         self.current: Node | None = None
         self.reached: set[str] = set()
-        self.running: str | None = None     # the run-control call under way
-        self.dead: str | None = None        # why the target is gone, after TargetDead
-        self.error: str | None = None       # the last call's error, until the next stop
         self._pending: list[str] = []       # replay moves pressed while one was under way
         self.quitting = False               # the app is exiting: results are no longer shown
         self.stops_shown = 0
@@ -125,7 +115,7 @@ class LiveScreen(NodeScreen):
                 yield DisassemblyView(id="disassembly")
             yield LogPane(id="log")
         with Horizontal(id="panes"):
-            yield Static("waiting for the first stop…", id="tree")
+            yield NodeTree(TreeIndex(WAITING), id="tree")
             with Vertical(id="details"):
                 yield Static(id="node-info")
                 yield FieldTable(id="fields")
@@ -137,9 +127,10 @@ class LiveScreen(NodeScreen):
         self.query_one("#registers-box").border_title = "Registers"
         self.query_one("#disassembly-box").border_title = "Disassembly"
         self.query_one(LogPane).border_title = "Debug console"
-        self.query_one("#tree").border_title = "Decoded at this stop"
+        self.node_tree.border_title = "Decoded at this stop"
         self.fields.border_title = "Fields"
         self.hex_view.border_title = "Bytes"
+        self.node_tree.focus()
         self.set_status("attaching…" if self.live else "loading the recording…")
         self._run("current")
 
@@ -161,9 +152,8 @@ class LiveScreen(NodeScreen):
         return self.query_one(LogPane)
 
     @property
-    def node_tree(self) -> NodeTree | None:
-        found = self.query(NodeTree)
-        return found.first() if found else None
+    def node_tree(self) -> NodeTree:
+        return self.query_one(NodeTree)
 
     @property
     def status(self) -> Static:
@@ -173,18 +163,48 @@ class LiveScreen(NodeScreen):
     def status_text(self) -> str:
         return self._status_text
 
-    def set_status(self, text: str, kind: str = "") -> None:
+    def set_status(self, text: str) -> None:
+        """The status line's text; its colour follows `running` and `error` (the watchers)."""
         self._status_text = text
-        status = self.status
-        status.set_class(kind == "running", "running")
-        status.set_class(kind == "error", "error")
-        status.update(Text(text))
+        self.status.update(Text(text))
+
+    # -- state --------------------------------------------------------------------
+    def watch_running(self, running: str | None) -> None:
+        # A replay move or the first current() is quick and runs nothing: no "running" colour.
+        self.status.set_class(self.live and running not in (None, "current"), "running")
+        self.refresh_bindings()
+
+    def watch_dead(self, dead: str | None) -> None:
+        self.refresh_bindings()
+
+    def watch_error(self, error: str | None) -> None:
+        self.status.set_class(error is not None, "error")
+
+    def offered(self, action: str) -> bool:
+        """Whether this kind of session has `action` at all: run control live, n / p in a replay."""
+        if action in self.LIVE_ACTIONS:
+            return self.live
+        if action in self.REPLAY_ACTIONS:
+            return not self.live and (action != "previous" or hasattr(self.session, "previous"))
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """True: the key runs. None: shown greyed, it cannot run now. False: not offered here."""
+        if not self.offered(action):
+            return False
+        if action not in self.LIVE_ACTIONS:
+            return True
+        if self.dead is not None:
+            return None
+        if action == "interrupt":
+            return True if self.running is not None else None
+        return None if self.running is not None else True
 
     # -- workers ------------------------------------------------------------------
     def _run(self, action: str, *args) -> None:
         self.running = action
         if action != "current" and self.live:
-            self.set_status(f"running… ({action.replace('_', ' ')}; i or ctrl+c interrupts)", "running")
+            self.set_status(f"running… ({action.replace('_', ' ')}; i or ctrl+c interrupts)")
         self._call(action, args)
 
     @work(thread=True, exclusive=True, group=RUN_GROUP, exit_on_error=False)
@@ -223,7 +243,7 @@ class LiveScreen(NodeScreen):
             self.dead = message
             message = f"target gone: {message} — run control disabled; q quits"
         self.error = message
-        self.set_status(f"error: {message}", "error")
+        self.set_status(f"error: {message}")
         self.notify(message, title="Target", severity="error", markup=False)
 
     # -- a stop -------------------------------------------------------------------
@@ -232,7 +252,7 @@ class LiveScreen(NodeScreen):
         shown before it."""
         if self.stop is not None and stop is self.stop:
             # A replay at its last (or first) stop, or an interrupt answered with the stop shown.
-            self.set_status(self.describe_stop(stop) + self._edge_note(), "error" if self.error else "")
+            self.set_status(self.describe_stop(stop) + self._edge_note())
             return
         if self.live and self.stop is not None and stop.index < self.stop.index:
             return  # an interrupt's answer that a later stop has overtaken
@@ -286,61 +306,35 @@ class LiveScreen(NodeScreen):
     async def _show_tree(self, index: TreeIndex) -> None:
         if self.root is index.root:
             return
-        old = self.query_one("#tree")
-        had_focus = self.focused is None or self.focused is old
-        await old.remove()
-        tree = NodeTree(index, id="tree")
-        tree.border_title = "Decoded at this stop"
-        await self.query_one("#panes").mount(tree, before=self.query_one("#details"))
+        # The same widget shows the new stop's tree: no remount, the focus stays where it was.
+        self.node_tree.show_index(index)
         self.root = index.root
         self.current = None
         self.show_node(index.root)
-        if had_focus:
-            tree.focus()
 
     # -- actions ------------------------------------------------------------------
-    def _can_run(self, what: str) -> bool:
-        """True when a run-control call may start now; else says why."""
-        if self.dead is not None:
-            self.notify(f"{what}: the target is gone ({self.dead}); q quits", severity="error", markup=False)
-            return False
-        if self.running is not None:
-            self.notify(f"{what}: the target is running ({self.running}); i or ctrl+c interrupts",
-                        severity="warning", markup=False)
-            return False
-        return True
-
-    def _live_only(self, what: str) -> bool:
-        if not self.live:
-            self.notify(f"{what}: {READ_ONLY}", severity="warning", markup=False)
-            return False
-        return self._can_run(what)
+    # Keys and palette commands reach these through App.run_action, which asks check_action
+    # first; `_allowed` asks again for direct calls and for prompts answered after a change.
+    def _allowed(self, action: str) -> bool:
+        return self.check_action(action, ()) is True
 
     def _mark_key(self, action: str) -> None:
         self.key_times.append((action, time.perf_counter()))
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.LIVE_ACTIONS:
-            return self.live
-        if action in self.REPLAY_ACTIONS:
-            return not self.live
-        return True
-
-    def action_read_only(self) -> None:
-        self.notify(READ_ONLY, severity="warning")
-
-    def action_next_stop(self) -> None:
-        self.action_next()
+    def _start(self, action: str, call: str, *args) -> None:
+        if self._allowed(action):
+            self._mark_key(call)
+            self._run(call, *args)
 
     def action_cont(self) -> None:
-        if self._live_only("continue"):
-            self._mark_key("cont")
-            self._run("cont")
+        self._start("cont", "cont")
 
     def action_step(self) -> None:
-        if self._live_only("step"):
-            self._mark_key("step")
-            self._run("step")
+        self._start("step", "step")
+
+    def action_next(self) -> None:
+        """Run to the next handoff."""
+        self._start("next", "next_handoff")
 
     def _replay_move(self, action: str) -> None:
         """Replay moves are queued while one is under way, so n n n moves three stops."""
@@ -351,33 +345,18 @@ class LiveScreen(NodeScreen):
         self._mark_key(action)
         self._run(action)
 
-    def action_next(self) -> None:
-        """Live: run to the next handoff. Replay: the next recorded stop."""
-        if not self.live:
+    def action_next_stop(self) -> None:
+        if self._allowed("next_stop"):
             self._replay_move("next_handoff")
-        elif self._can_run("next"):
-            self._mark_key("next_handoff")
-            self._run("next_handoff")
 
     def action_previous(self) -> None:
-        if self.live or not hasattr(self.session, "previous"):
-            self.notify("p (previous stop) works in a replay; a live guest cannot run backwards",
-                        severity="warning")
-            return
-        self._replay_move("previous")
+        if self._allowed("previous"):
+            self._replay_move("previous")
 
     def action_interrupt(self) -> None:
-        if not self.live:
-            self.notify(f"interrupt: {READ_ONLY}", severity="warning", markup=False)
-            return
-        if self.dead is not None:
-            self.notify(f"interrupt: the target is gone ({self.dead})", severity="error", markup=False)
-            return
-        if self.running is None:
-            self.notify("interrupt: the target is already stopped", severity="information")
-            return
-        self.set_status("interrupting…", "running")
-        self._interrupt()
+        if self._allowed("interrupt"):
+            self.set_status("interrupting…")
+            self._interrupt()
 
     def interrupt_for_quit(self) -> Worker | None:
         """Send interrupt() if a run-control call is under way (the app is quitting); returns
@@ -388,15 +367,24 @@ class LiveScreen(NodeScreen):
             return self._interrupt()
         return None
 
+    def _still_allowed(self, action: str, what: str) -> bool:
+        """For a prompt's answer: the target may have died (or been interrupted by another view)
+        while the prompt was open; say so instead of calling it."""
+        if self._allowed(action):
+            return True
+        why = f"the target is gone ({self.dead})" if self.dead is not None else "the target is running"
+        self.notify(f"{what}: not sent, {why}", severity="warning", markup=False)
+        return False
+
     def action_breakpoint(self) -> None:
         """Set a breakpoint by address or by module (UI name or file GUID) + offset; a module not
         loaded yet gets it when it loads (the session watches image loads)."""
-        if not self._live_only("breakpoint") or not self._can_run("breakpoint"):
+        if not self._allowed("breakpoint"):
             return
 
         def done(text: str | None) -> None:
             spec = (text or "").strip()
-            if spec:
+            if spec and self._still_allowed("breakpoint", spec):
                 self._set_breakpoint(spec)
 
         self.app.push_screen(PromptScreen("Breakpoint", placeholder="BdsDxe+0x1a0 or 0xfffceb84",
@@ -417,12 +405,12 @@ class LiveScreen(NodeScreen):
     def action_console(self) -> None:
         """`:` sends a command to the target's console (gdb's CLI on the gdb backend, QEMU's monitor
         on RSP); the answer goes to the log pane."""
-        if not self._live_only("console") or not self._can_run("console"):
+        if not self._allowed("console"):
             return
 
         def done(text: str | None) -> None:
             line = (text or "").strip()
-            if line:
+            if line and self._still_allowed("console", line):
                 self._console(line)
 
         self.app.push_screen(PromptScreen("Console command", placeholder="info registers",
@@ -438,7 +426,7 @@ class LiveScreen(NodeScreen):
         self.app.call_from_thread(self.log_pane.write_console, line, answer)
 
     def action_run_to(self) -> None:
-        if not self._live_only("run to"):
+        if not self._allowed("run_to"):
             return
 
         def done(text: str | None) -> None:
@@ -449,9 +437,8 @@ class LiveScreen(NodeScreen):
                 self.notify(f"{phase!r} is not a phase; one of {', '.join(PHASES)}", severity="error",
                             markup=False)
                 return
-            if self._can_run("run to"):
-                self._mark_key("run_to")
-                self._run("run_to", phase)
+            if self._still_allowed("run_to", phase):
+                self._start("run_to", "run_to", phase)
 
         self.app.push_screen(PromptScreen("Run to phase", placeholder="dxe-core",
                                           hint="one of: " + ", ".join(PHASES)), done)

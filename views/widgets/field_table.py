@@ -23,10 +23,11 @@ MAX_VALUE_CHARS = 200
 # the first ones and says how many were left out.
 MAX_ROWS = 1000
 
-SEVERITY_STYLE = {
-    Severity.ERROR: "bold red",
-    Severity.WARNING: "yellow",
-    Severity.INFO: "cyan",
+# A problem row's component class per severity; the colours are the theme's (DEFAULT_CSS below).
+SEVERITY_CLASS = {
+    Severity.ERROR: "field-table--error",
+    Severity.WARNING: "field-table--warning",
+    Severity.INFO: "field-table--info",
 }
 
 
@@ -37,11 +38,15 @@ def hex_or_blank(value: int | None) -> str:
 class FieldTable(DataTable):
     """Set `node` to show it; posts `FieldTable.FieldSelected` when the user moves over a row."""
 
+    COMPONENT_CLASSES = set(SEVERITY_CLASS.values())
     DEFAULT_CSS = """
     FieldTable {
         scrollbar-size-vertical: 1;
         scrollbar-size-horizontal: 1;
     }
+    FieldTable > .field-table--error { color: $text-error; text-style: bold; }
+    FieldTable > .field-table--warning { color: $text-warning; }
+    FieldTable > .field-table--info { color: $text-accent; }
     """
 
     @dataclass
@@ -83,7 +88,8 @@ class FieldTable(DataTable):
                          Text(clean_text(f.text, MAX_VALUE_CHARS))))
             self._rows.append((f.name, f.offset, f.size))
         for p in node.problems[:MAX_ROWS]:
-            style = SEVERITY_STYLE.get(p.severity, "")
+            name = SEVERITY_CLASS.get(p.severity)
+            style = self.get_component_rich_style(name, partial=True) if name else ""
             rows.append((Text(p.severity.value, style=style), hex_or_blank(p.offset), "",
                          Text(clean_text(p.message, MAX_VALUE_CHARS), style=style)))
             self._rows.append((f"{p.severity.value}: {p.message}", p.offset, None if p.offset is None else 1))

@@ -3,12 +3,17 @@
 Only the root's children are added at start and a branch's children when it is first expanded:
 Textual's Tree costs about 0.1 ms per line to build (FACTS D.3.3: 1 k leaves 112 ms, 100 k 5.5 s)
 and an OVMF image decodes to thousands of nodes. A marker after the title says the node itself
-(●) or something below it (○) has problems, red for errors and yellow for warnings.
+(●) or something below it (○) has problems, in the theme's error or warning colour.
+
+At each stop of a live session the tree is refilled in place (`show_index`), not remounted; and
+`NodeSelected` replaces a pending one from the same tree (`can_replace`), so a held arrow key
+fills the field table once for where the cursor ends up, not once per row passed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.message import Message
@@ -24,7 +29,8 @@ MAX_CHILDREN_SHOWN = 2000
 # Labels are one line; a title from hostile input is cut to this many characters.
 MAX_LABEL_CHARS = 160
 
-MARKER_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow"}
+# The marker's component class per severity; its colour is the theme's (DEFAULT_CSS below).
+MARKER_CLASS = {Severity.ERROR: "node-tree--error", Severity.WARNING: "node-tree--warning"}
 
 
 def clean_text(text: str, limit: int) -> str:
@@ -36,10 +42,13 @@ def clean_text(text: str, limit: int) -> str:
 class NodeTree(Tree[Node]):
     """Shows `index.root` and posts `NodeTree.NodeSelected` as the cursor moves."""
 
+    COMPONENT_CLASSES = {"node-tree--error", "node-tree--warning"}
     DEFAULT_CSS = """
     NodeTree {
         scrollbar-size-vertical: 1;
     }
+    NodeTree > .node-tree--error { color: $text-error; text-style: bold; }
+    NodeTree > .node-tree--warning { color: $text-warning; text-style: bold; }
     """
 
     @dataclass
@@ -52,6 +61,11 @@ class NodeTree(Tree[Node]):
         @property
         def control(self) -> "NodeTree":
             return self.tree
+
+        def can_replace(self, message: Message) -> bool:
+            # Textual drops this message when the next one queued satisfies this
+            # (MessagePump._process_messages_loop): only the cursor's last position counts.
+            return isinstance(message, NodeTree.NodeSelected) and message.tree is self.tree
 
     def __init__(self, index: TreeIndex, *, id: str | None = None, classes: str | None = None):
         self.index = index
@@ -66,16 +80,41 @@ class NodeTree(Tree[Node]):
         self.root.expand()
         self.move_cursor(self.root)
 
+    def show_index(self, index: TreeIndex) -> None:
+        """Show another tree in this widget (a new stop's): the lines are rebuilt, the widget and
+        its focus stay."""
+        self.index = index
+        self._shown.clear()
+        self._filled.clear()
+        self.reset(self.label_for(index.root), index.root)
+        self._shown[id_of(index.root)] = self.root
+        self._fill(self.root)
+        self.root.expand()
+        self.move_cursor(self.root)
+        self.scroll_home(animate=False)
+
     # -- labels -------------------------------------------------------------------
-    def label_for(self, node: Node) -> Text:
-        label = Text(clean_text(node.title or node.kind, MAX_LABEL_CHARS))
+    @staticmethod
+    def label_for(node: Node) -> Text:
+        return Text(clean_text(node.title or node.kind, MAX_LABEL_CHARS))
+
+    def marker(self, node: Node) -> tuple[str, str] | None:
+        """(" ●", class) when `node` has problems, (" ○", class) when only nodes below it do."""
         own = self.index.own_severity(node)
+        if own in MARKER_CLASS:
+            return " ●", MARKER_CLASS[own]
         below = self.index.subtree_severity(node)
-        if own in MARKER_STYLE:
-            label.append(" ●", style=MARKER_STYLE[own])
-        elif below in MARKER_STYLE:
-            label.append(" ○", style=MARKER_STYLE[below])
-        return label
+        if below in MARKER_CLASS:
+            return " ○", MARKER_CLASS[below]
+        return None
+
+    def render_label(self, node: TreeNode[Node], base_style: Style, style: Style) -> Text:
+        # The marker is styled at render time, so it takes the current theme's colours.
+        text = super().render_label(node, base_style, style)
+        marker = None if node.data is None else self.marker(node.data)
+        if marker is not None:
+            text.append(marker[0], style=self.get_component_rich_style(marker[1], partial=True))
+        return text
 
     # -- lazy filling ---------------------------------------------------------------
     def _fill(self, tree_node: TreeNode[Node]) -> None:

@@ -26,12 +26,15 @@ SEPARATOR = " › "
 
 
 class PhaseBar(Static):
+    COMPONENT_CLASSES = {"phase-bar--reached", "phase-bar--unknown"}
     DEFAULT_CSS = """
     PhaseBar {
         height: 1;
         padding: 0 1;
         background: $boost;
     }
+    PhaseBar > .phase-bar--reached { color: $text-success; text-style: bold; }
+    PhaseBar > .phase-bar--unknown { color: $text-warning; text-style: italic; }
     """
 
     current: reactive[str | None] = reactive(None)
@@ -46,12 +49,12 @@ class PhaseBar(Static):
             if phase == self.current:
                 text.append(f" {label} ", style="bold reverse")
             elif phase in self.reached:
-                text.append(f"✓{label}", style="bold green")
+                text.append(f"✓{label}", style=self.get_component_rich_style("phase-bar--reached", partial=True))
             else:
                 text.append(label, style="dim")
         if self.current is not None and self.current not in PHASES:
             # "unknown": RIP is in no phase the model knows (a driver outside the image, say).
-            text.append(f"   phase: {clean_text(self.current, 40)}", style="italic yellow")
+            text.append(f"   phase: {clean_text(self.current, 40)}", style=self.get_component_rich_style("phase-bar--unknown", partial=True))
         return text
 
     def render(self) -> Text:

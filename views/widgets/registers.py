@@ -1,4 +1,5 @@
-"""RegistersView: the CPU state at a stop, with what changed since the previous stop in red.
+"""RegistersView: the CPU state at a stop, with what changed since the previous stop in the
+theme's error colour (red in the default themes).
 
 The pwndbg/GEF "context" convention (FACTS D.3.2, D.3.4: keep the previous register table and
 diff on each stop). Register names are those of `Stop.registers`: the gdbstub's x86-64 set
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -23,7 +25,6 @@ SEGMENTS = ("cs", "ss", "ds", "es", "fs", "gs")
 # The flags register under either of its names (gdb's target.xml says eflags).
 FLAGS_NAMES = ("rflags", "eflags")
 
-CHANGED_STYLE = "bold red"
 NAME_STYLE = "dim"
 
 # RFLAGS bits worth a letter (Intel SDM vol. 1, 3.4.3).
@@ -45,10 +46,12 @@ def changed_registers(now: dict[str, int], before: dict[str, int] | None) -> set
 class RegistersView(Static):
     """Call `show(...)` at each stop; `changed` holds the names highlighted."""
 
+    COMPONENT_CLASSES = {"registers--changed"}
     DEFAULT_CSS = """
     RegistersView {
         padding: 0 1;
     }
+    RegistersView > .registers--changed { color: $text-error; text-style: bold; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):
@@ -66,6 +69,17 @@ class RegistersView(Static):
         self.linear_rip = linear_rip
         self.update(self.table())
 
+    def notify_style_update(self) -> None:
+        # A theme change: the changed-register colour is the theme's, so draw the table again.
+        super().notify_style_update()
+        if self.registers:
+            self.update(self.table())
+
+    def _changed_style(self, name: str) -> Style | str:
+        if name not in self.changed:
+            return ""
+        return self.get_component_rich_style("registers--changed", partial=True)
+
     # -- rendering ----------------------------------------------------------------
     def _digits(self, value: int) -> int:
         return 16 if self.mode == "long64" or value > 0xFFFFFFFF else 8
@@ -78,7 +92,7 @@ class RegistersView(Static):
             text.append("?".rjust(digits or 8), style="dim")
             return text
         width = digits or self._digits(value)
-        text.append(f"{value:0{width}x}", style=CHANGED_STYLE if name in self.changed else "")
+        text.append(f"{value:0{width}x}", style=self._changed_style(name))
         return text
 
     def _segment(self, seg: str) -> Text:
@@ -86,13 +100,13 @@ class RegistersView(Static):
         text = Text()
         text.append(f"{seg:<3}", style=NAME_STYLE)
         sel, base = self.registers.get(seg), self.registers.get(f"{seg}_base")
-        style = CHANGED_STYLE if seg in self.changed else ""
+        style = self._changed_style(seg)
         text.append("????" if sel is None else f"{sel:04x}", style=style)
         if base is not None:
             text.append("@", style=NAME_STYLE)
             # 8 digits unless the base needs more (FS/GS in long mode): the row stays in the panel.
             digits = 8 if base <= 0xFFFFFFFF else 16
-            text.append(f"{base:0{digits}x}", style=CHANGED_STYLE if f"{seg}_base" in self.changed else "")
+            text.append(f"{base:0{digits}x}", style=self._changed_style(f"{seg}_base"))
         return text
 
     def _flags_name(self) -> str:
