@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
-import uuid
 
 from decoders import guids
 from decoders.model import Node, Problem, Severity, Space
@@ -28,15 +27,13 @@ END_ENTIRE, END_INSTANCE = 0xFF, 0x01
 
 # Vendor-defined messaging GUIDs with their own text form (DevicePathToText.c DevPathToTextVendor)
 _VENDOR_MSG_TEXT = {
-    uuid.UUID("e0c14753-f9be-11d2-9a0c-0090273fc14d"): "VenPcAnsi()",
-    uuid.UUID("dfa66065-b419-11d3-9a2d-0090273fc14d"): "VenVt100()",
-    uuid.UUID("7baec70b-57e0-4c76-8e87-2f9e28088343"): "VenVt100Plus()",
-    uuid.UUID("ad15a0d6-8bec-4acf-a073-d01de77e2d88"): "VenUtf8()",
+    guids.gEfiPcAnsiGuid: "VenPcAnsi()",
+    guids.gEfiVT100Guid: "VenVt100()",
+    guids.gEfiVT100PlusGuid: "VenVt100Plus()",
+    guids.gEfiVTUTF8Guid: "VenUtf8()",
 }
-_UART_FLOW_CONTROL = uuid.UUID("37499a9d-542f-4c89-a026-35da142094e4")
-_SAS = uuid.UUID("d487ddb4-008b-11d9-afdc-001083ffca4d")
-# OvmfPkg/Include/Guid/QemuKernelLoaderFsMedia.h: the -kernel/-initrd file system's VenMedia node
-guids.register("1428f772-b64a-441e-b8c3-9ebdd7f893c7", "gQemuKernelLoaderFsMediaGuid")
+_UART_FLOW_CONTROL = guids.gEfiUartDevicePathGuid
+_SAS = guids.gEfiSasDevicePathGuid
 
 
 def _guid_text(raw: bytes, style: str) -> str:

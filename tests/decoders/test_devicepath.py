@@ -27,7 +27,9 @@ def node(t: int, sub: int, data: bytes = b"") -> bytes:
 
 
 def guid(text: str) -> bytes:
-    return uuid.UUID(text).bytes_le
+    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
+    g = uuid.UUID(text)
+    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def pci_root(uid=0):
@@ -59,6 +61,10 @@ CASES = [
      + node(3, 14, struct.pack("<IQBBB", 0, 115200, 8, 1, 1))
      + node(3, 10, guid("e0c14753-f9be-11d2-9a0c-0090273fc14d")) + END,
      "PciRoot(0x0)/Pci(0x1F,0x0)/Serial(0x0)/Uart(115200,8,N,1)/VenPcAnsi()"),
+    # UEFI 2.10 §10.3.4.3/§10.6.1.6: VT-100 terminal and the UART flow-control vendor node
+    (node(3, 10, guid("dfa66065-b419-11d3-9a2d-0090273fc14d")) + END, "VenVt100()"),
+    (node(3, 10, guid("ad15a0d6-8bec-4acf-a073-d01de77e2d88")) + END, "VenUtf8()"),
+    (node(3, 10, guid("37499a9d-542f-4c89-a026-35da142094e4") + struct.pack("<I", 1)) + END, "UartFlowCtrl(Hardware)"),
     # GPT partition + file (UEFI spec §10.6.1.6 HD(Partition,Type,Signature,Start,Size))
     (node(4, 1, struct.pack("<IQQ", 1, 0x800, 0x100000) + guid("e3ab8f94-9466-42cc-9b81-ebb7969bb28a") + bytes([2, 2]))
      + node(4, 4, ucs2("\\EFI\\BOOT\\BOOTX64.EFI")) + END,
