@@ -1,4 +1,5 @@
-"""UEFI system-table structures as construct declarations (UEFI 2.10 §4; edk2 MdePkg headers).
+"""UEFI system-table structures, and the PEI hand-off structures SEC passes to the PEI core, as
+construct declarations (UEFI 2.10 §4; PI 1.8 vol. 1 §6.3; edk2 MdePkg headers).
 
 Pointer-sized fields (UINTN, VOID *, handles) take the firmware's word size: `ptr` is Int64ul for
 X64 DXE and Int32ul for IA32 DXE, chosen from EFI_TABLE_HEADER.HeaderSize (120 vs 72). C padding
@@ -105,6 +106,32 @@ def EFI_LOADED_IMAGE_PROTOCOL(width: int) -> Struct:
         "ImageDataType" / Int32ul,
         "Unload" / p,
     )
+
+
+# MdePkg/Include/Pi/PiPeiCis.h (PI vol. 1, 6.3.2 EFI_SEC_PEI_HAND_OFF): DataSize is a UINT16, the
+# pointers and sizes after it are UINTN-aligned (36 bytes on IA32, 72 on X64).
+@lru_cache(maxsize=None)
+def EFI_SEC_PEI_HAND_OFF(width: int) -> Struct:
+    p = _ptr(width)
+    return Struct(
+        "DataSize" / Int16ul,
+        *_pad(width, 2),
+        "BootFirmwareVolumeBase" / p,
+        "BootFirmwareVolumeSize" / p,
+        "TemporaryRamBase" / p,
+        "TemporaryRamSize" / p,
+        "PeiTemporaryRamBase" / p,
+        "PeiTemporaryRamSize" / p,
+        "StackBase" / p,
+        "StackSize" / p,
+    )
+
+
+# MdePkg/Include/Pi/PiPeiCis.h EFI_PEI_PPI_DESCRIPTOR: UINTN Flags; EFI_GUID *Guid; VOID *Ppi.
+@lru_cache(maxsize=None)
+def EFI_PEI_PPI_DESCRIPTOR(width: int) -> Struct:
+    p = _ptr(width)
+    return Struct("Flags" / p, "Guid" / p, "Ppi" / p)
 
 
 # MdePkg/Include/Protocol/DevicePath.h EFI_DEVICE_PATH_PROTOCOL and MEDIA_FW_VOL_FILEPATH_DEVICE_PATH

@@ -1,17 +1,17 @@
 """The boot-phase model: handoff points computed from the image, and phase classification by RIP.
 
-Nothing here is hard-coded per edk2 version (DESIGN.md "Live sessions and the boot phases";
-FACTS C.2.1, C.2.2):
+Nothing here is hard-coded per edk2 version (DESIGN.md "Live sessions and the boot phases"):
 
 - reset: the architectural reset vector, linear 0xFFFFFFF0 in real mode (Intel SDM vol. 3A 9.1.4).
 - sec: SECFV's SEC_CORE file (FFS type 3) -> PE32 -> XipEntryPoint (flash is mapped so that the
   image's last byte sits at 4 GiB - 1). IA32 and X64 SEC alike (OvmfPkg/Sec/{Ia32,X64}/SecEntry.nasm).
 - pei-core: PEIFV's PEI_CORE file (type 4). PEIFV modules are XIP and build-time relocated to the
-  RAM address SEC decompresses PEIFV to (PcdOvmfPeiMemFvBase), so ImageBase + AddressOfEntryPoint
+  RAM address SEC decompresses PEIFV to (OvmfPkg/OvmfPkgX64.fdf [FD.MEMFD] places PEIFV at
+  PcdOvmfPeiMemFvBase, and GenFds rebases its XIP modules there), so ImageBase + AddressOfEntryPoint
   is the runtime entry; only the first, pre-memory entry is ever hit (PeiMain.c ShadowPeiCore).
 - dxe-ipl, dxe-core, bds: these modules are *loaded* (DxeIpl is shadowed to RAM, PcdShadowPeimOnBoot;
   DxeCore and BdsDxe have ImageBase 0 in DXEFV), so their entry is only known at run time. The
-  session finds them by following copies of the module (session.py `_follow`): a read watchpoint
+  session finds them by following copies of the module (copies.py): a read watchpoint
   on the entry bytes of the module's known copy fires when the loader copies it; the copy's PE
   header is then found near a register, and a breakpoint goes on the copy's entry.
 
@@ -23,17 +23,9 @@ from __future__ import annotations
 import struct
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from construct import Int16ul, Int32ul, Int64ul, Padding, Struct
-
-from decoders import guids
-from decoders.errors import parse_at
-from decoders.fields import add_fields, read_fields
-from decoders.memory import Memory, Unreadable
-from decoders.model import Node, Space
-from inspector.live.session_api import PHASES
-from inspector.live.target import Registers
+from decoders.model import Node
+from inspector.live.session_api import PHASES, Mode, Phase
 
 RESET_VECTOR = 0xFFFFFFF0
 FOUR_GIB = 1 << 32
@@ -54,7 +46,9 @@ RESET_VECTOR_GUID = uuid.UUID("1ba0062e-c779-4582-8566-336ae8f78f09")
 # ImageBase comes right after and is the first thing relocation changes (BasePeCoff.c).
 PE_MATCH_BYTES = 4 + 20 + 24
 
-ADDRESS_MASK = {"real": 0xFFFFF, "prot16": 0xFFFFFFFF, "prot32": 0xFFFFFFFF, "long64": (1 << 64) - 1}
+ADDRESS_MASK = {Mode.REAL: 0xFFFFF, Mode.PROT16: 0xFFFFFFFF, Mode.PROT32: 0xFFFFFFFF, Mode.LONG64: (1 << 64) - 1}
+
+Range = tuple[int, int, str, str]       # (start, end, module name, phase) of a module's code
 
 
 @dataclass
@@ -63,7 +57,7 @@ class Module:
 
     name: str                    # FFS UI name, else the file GUID
     guid: uuid.UUID
-    phase: str                   # the phase its code belongs to
+    phase: Phase                 # the phase its code belongs to
     fv: Node | None              # the firmware volume node holding it
     pe: Node                     # its "pe" node
     entry_rva: int
@@ -95,7 +89,7 @@ class Module:
 
 @dataclass
 class Handoffs:
-    """What the image says about the boot's handoff points (FACTS C.2.2)."""
+    """What the image says about the boot's handoff points."""
 
     image_size: int
     sec_entry: int | None = None
@@ -105,34 +99,57 @@ class Handoffs:
     peifv_ram_base: int | None = None     # where SEC decompresses PEIFV (PcdOvmfPeiMemFvBase)
     peifv_size: int | None = None
     dxefv: Node | None = None
-    modules: dict[str, Module] = field(default_factory=dict)   # "sec", "pei-core", "dxe-ipl", ...
-    ranges: list[tuple[int, int, str, str]] = field(default_factory=list)   # static (start, end, name, phase)
+    modules: dict[Phase, Module] = field(default_factory=dict)   # Phase.SEC, PEI_CORE, DXE_IPL, ...
+    ranges: list[Range] = field(default_factory=list)           # static (start, end, name, phase)
     problems: list[str] = field(default_factory=list)
 
     @property
     def flash_base(self) -> int:
         return FOUR_GIB - self.image_size
 
-    def phases(self) -> list[str]:
+    def phases(self) -> list[Phase]:
         """The handoffs this image has, in boot order (Config-B TDVF: no pei-core/dxe-ipl)."""
-        out = ["reset"]
+        out = [Phase.RESET]
         if self.sec_entry is not None:
-            out.append("sec")
+            out.append(Phase.SEC)
         if self.pei_core_entry is not None:
-            out.append("pei-core")
-        if "dxe-ipl" in self.modules and self.peifv_ram_base is not None:
-            out.append("dxe-ipl")
-        if "dxe-core" in self.modules:
-            out.append("dxe-core")
-        if "bds" in self.modules:
-            out.append("bds")
+            out.append(Phase.PEI_CORE)
+        if Phase.DXE_IPL in self.modules and self.peifv_ram_base is not None:
+            out.append(Phase.DXE_IPL)
+        if Phase.DXE_CORE in self.modules:
+            out.append(Phase.DXE_CORE)
+        if Phase.BDS in self.modules:
+            out.append(Phase.BDS)
         return out
 
     def static_entry(self, phase: str) -> int | None:
-        return {"reset": RESET_VECTOR, "sec": self.sec_entry, "pei-core": self.pei_core_entry}.get(phase)
+        """The entry of a handoff known from the image alone (reset, SEC, PEI core), else None."""
+        return {Phase.RESET: RESET_VECTOR, Phase.SEC: self.sec_entry, Phase.PEI_CORE: self.pei_core_entry}.get(phase)
 
 
-def _module(ffs: Node, pe: Node, phase: str, fv: Node | None) -> Module | None:
+@dataclass
+class BootState:
+    """What a live session has learnt about this boot so far, shared by its parts (run control, the
+    copy follower, the module tracker): the image's handoffs, the module ranges (static ones and
+    those found at run time), system memory from the HOBs, and the latest phase reached."""
+
+    handoffs: Handoffs
+    ranges: list[Range] = field(default_factory=list)
+    ram: list[tuple[int, int]] | None = None        # (start, size) of system memory, from the HOBs
+    reached: Phase | None = None
+
+    def __post_init__(self):
+        if not self.ranges:
+            self.ranges = list(self.handoffs.ranges)
+
+    def ram_or(self, default: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return self.ram or default
+
+    def at_or_past(self, phase: Phase) -> bool:
+        return phase_index(self.reached or "") >= phase_index(phase)
+
+
+def _module(ffs: Node, pe: Node, phase: Phase, fv: Node | None) -> Module | None:
     raw = pe.bytes
     lfanew = pe.get("e_lfanew")
     if lfanew is None or len(raw) < lfanew + PE_MATCH_BYTES:
@@ -159,7 +176,7 @@ def compute_handoffs(root: Node, image_size: int) -> Handoffs:
         fv = _containing_fv(root, ffs)
         if ftype == FFS_RAW and name == RESET_VECTOR_GUID and ffs.space is flash_space:
             start = h.flash_base + ffs.offset
-            h.ranges.append((start, start + ffs.size, "ResetVector", "reset"))
+            h.ranges.append((start, start + ffs.size, "ResetVector", Phase.RESET))
         if pe is None:
             continue
         if ftype == FFS_SECURITY_CORE and ffs.space is flash_space and h.sec_entry is None:
@@ -169,184 +186,70 @@ def compute_handoffs(root: Node, image_size: int) -> Handoffs:
             h.sec_machine = pe.get("Machine")
             if fv is not None:
                 h.bfv_base = h.flash_base + fv.offset
-            m = _module(ffs, pe, "sec", fv)
+            m = _module(ffs, pe, Phase.SEC, fv)
             if m:
-                h.modules["sec"] = m
+                h.modules[Phase.SEC] = m
             start = h.flash_base + pe.offset
-            h.ranges.append((start, start + (pe.get("SizeOfImage") or pe.size), m.name if m else "SEC", "sec"))
+            h.ranges.append((start, start + (pe.get("SizeOfImage") or pe.size), m.name if m else "SEC", Phase.SEC))
         elif fv is not None and fv.get("FvName") == PEIFV_GUID or (ftype == FFS_PEI_CORE and fv is not None):
             image_base = pe.get("ImageBase") or 0
             if ftype == FFS_PEI_CORE and h.pei_core_entry is None:
-                # FACTS C.2.2: PEIFV is relocated at build time to its RAM base, so the PE header's
+                # PEIFV is relocated at build time to its RAM base ([FD.MEMFD]), so the PE header's
                 # ImageBase is where it runs, and ImageBase - (its offset in the FV) is the FV's base.
                 h.pei_core_entry = image_base + (pe.get("AddressOfEntryPoint") or 0)
                 h.peifv_ram_base = image_base - (pe.offset - fv.offset)
                 h.peifv_size = fv.size
-                m = _module(ffs, pe, "pei-core", fv)
+                m = _module(ffs, pe, Phase.PEI_CORE, fv)
                 if m:
-                    h.modules["pei-core"] = m
-            phase = "dxe-ipl" if name == DXE_IPL_GUID else "pei-core"
+                    h.modules[Phase.PEI_CORE] = m
+            phase = Phase.DXE_IPL if name == DXE_IPL_GUID else Phase.PEI_CORE
             if name == DXE_IPL_GUID:
-                m = _module(ffs, pe, "dxe-ipl", fv)
+                m = _module(ffs, pe, Phase.DXE_IPL, fv)
                 if m:
-                    h.modules["dxe-ipl"] = m
+                    h.modules[Phase.DXE_IPL] = m
             if image_base:
                 ui = ffs.get("UI") or str(name).upper()
                 h.ranges.append((image_base, image_base + (pe.get("SizeOfImage") or pe.size), ui, phase))
-        elif ftype == FFS_DXE_CORE and "dxe-core" not in h.modules:
-            m = _module(ffs, pe, "dxe-core", fv)
+        elif ftype == FFS_DXE_CORE and Phase.DXE_CORE not in h.modules:
+            m = _module(ffs, pe, Phase.DXE_CORE, fv)
             if m:
-                h.modules["dxe-core"] = m
+                h.modules[Phase.DXE_CORE] = m
                 h.dxefv = fv
-        elif name == BDS_DXE_GUID and "bds" not in h.modules:
-            m = _module(ffs, pe, "bds", fv)
+        elif name == BDS_DXE_GUID and Phase.BDS not in h.modules:
+            m = _module(ffs, pe, Phase.BDS, fv)
             if m:
-                h.modules["bds"] = m
+                h.modules[Phase.BDS] = m
     if h.sec_entry is None:
         h.problems.append("no SEC_CORE file (FFS type 3) with a PE32 image in the flash")
     if h.pei_core_entry is None:
         h.problems.append("no PEI_CORE file: a PEI-less image (TDVF Config-B) or no PEIFV")
-    if "dxe-core" not in h.modules:
+    if Phase.DXE_CORE not in h.modules:
         h.problems.append("no DXE_CORE file (FFS type 5) with a PE32 image")
     return h
 
 
 # ---- classification ---------------------------------------------------------------------------
 
-def mode_of(regs: Registers) -> str:
-    """`real`, `prot16`, `prot32` or `long64` (CR0.PE, EFER.LMA, CS.L/D; FACTS C.1.4)."""
-    return regs.mode
-
-
-def classify(linear_rip: int, mode: str, ranges: list[tuple[int, int, str, str]],
-             last_handoff: str | None = None) -> tuple[str, str | None]:
+def classify(linear_rip: int, mode: str, ranges: list[Range],
+             last_handoff: str | None = None) -> tuple[Phase, str | None]:
     """(phase, module name) of a linear RIP: the module range it is in (static XIP ranges of the
     image and modules found at run time), else real mode means the reset vector, else the last
     handoff reached, else "unknown"."""
     for start, end, name, phase in ranges:
         if start <= linear_rip < end:
-            return phase, name
-    if mode == "real":
-        return "reset", None
+            return Phase(phase), name
+    if mode == Mode.REAL:
+        return Phase.RESET, None
     if last_handoff in PHASES:
-        return last_handoff, None
-    return "unknown", None
+        return Phase(last_handoff), None
+    return Phase.UNKNOWN, None
 
 
 def phase_index(phase: str) -> int:
     return PHASES.index(phase) if phase in PHASES else -1
 
 
-# ---- what is handed over at each entry (PI spec vol. 1; decoders are pure, over a Memory) ---------
-
-# EFI_PEI_PPI_DESCRIPTOR.Flags (MdePkg/Include/Pi/PiPeiCis.h).
-EFI_PEI_PPI_DESCRIPTOR_PPI = 0x10
-EFI_PEI_PPI_DESCRIPTOR_NOTIFY_CALLBACK = 0x20
-EFI_PEI_PPI_DESCRIPTOR_NOTIFY_DISPATCH = 0x40
-EFI_PEI_PPI_DESCRIPTOR_TERMINATE_LIST = 0x80000000
-# SEC hands PEI a handful of PPIs (OvmfPkg/Sec/SecMain.c mPrivateDispatchTable: 1-3); a list that
-# does not terminate within this many is garbage.
-MAX_PPIS = 64
-
-
-def _uintn(width: int):
-    return Int64ul if width == 8 else Int32ul
-
-
-@lru_cache(maxsize=None)
-def EFI_SEC_PEI_HAND_OFF(width: int) -> Struct:
-    """PI spec vol. 1, 6.3 (MdePkg/Include/Pi/PiPeiCis.h): DataSize is a UINT16, the pointers and
-    sizes that follow are UINTN-aligned (36 bytes on IA32, 72 on X64)."""
-    u = _uintn(width)
-    return Struct(
-        "DataSize" / Int16ul,
-        Padding(width - 2),
-        "BootFirmwareVolumeBase" / u,
-        "BootFirmwareVolumeSize" / u,
-        "TemporaryRamBase" / u,
-        "TemporaryRamSize" / u,
-        "PeiTemporaryRamBase" / u,
-        "PeiTemporaryRamSize" / u,
-        "StackBase" / u,
-        "StackSize" / u,
-    )
-
-
-@lru_cache(maxsize=None)
-def EFI_PEI_PPI_DESCRIPTOR(width: int) -> Struct:
-    """PiPeiCis.h: UINTN Flags; EFI_GUID *Guid; VOID *Ppi."""
-    u = _uintn(width)
-    return Struct("Flags" / u, "Guid" / u, "Ppi" / u)
-
-
-def _hex(v: int) -> str:
-    return f"0x{v:x}"
-
-
-def decode_sec_pei_handoff(mem: Memory, address: int, width: int) -> Node:
-    """EFI_SEC_PEI_HAND_OFF at `address` (kind "sec-pei-handoff")."""
-    st = EFI_SEC_PEI_HAND_OFF(width)
-    node = Node("sec-pei-handoff", f"EFI_SEC_PEI_HAND_OFF at 0x{address:x}")
-    hex_fields = ("BootFirmwareVolumeBase", "BootFirmwareVolumeSize", "TemporaryRamBase", "TemporaryRamSize",
-                  "PeiTemporaryRamBase", "PeiTemporaryRamSize", "StackBase", "StackSize")
-    p = read_fields(node, mem, address, st, "EFI_SEC_PEI_HAND_OFF", displays=dict.fromkeys(hex_fields, _hex))
-    if p is None:
-        return node
-    if p.DataSize != st.sizeof():
-        node.warn(0, f"DataSize {p.DataSize}, sizeof(EFI_SEC_PEI_HAND_OFF) is {st.sizeof()} with "
-                     f"{width * 8}-bit pointers")
-    for base, size, what in (("TemporaryRamBase", "TemporaryRamSize", "temporary RAM"),
-                             ("PeiTemporaryRamBase", "PeiTemporaryRamSize", "PEI temporary RAM"),
-                             ("StackBase", "StackSize", "stack")):
-        if p[base] + p[size] > 1 << (width * 8):
-            node.problem(0, f"{what} {base} + {size} wraps past the address space")
-    node.title = (f"EFI_SEC_PEI_HAND_OFF: BFV 0x{p.BootFirmwareVolumeBase:x} +0x{p.BootFirmwareVolumeSize:x}, "
-                  f"temp RAM 0x{p.TemporaryRamBase:x} +0x{p.TemporaryRamSize:x}")
-    return node
-
-
-def decode_ppi_list(mem: Memory, address: int, width: int, max_ppis: int = MAX_PPIS) -> Node:
-    """EFI_PEI_PPI_DESCRIPTOR array at `address` up to the one with TERMINATE_LIST (kind "ppi-list",
-    children "ppi-descriptor" with the GUID read and named)."""
-    st = EFI_PEI_PPI_DESCRIPTOR(width)
-    size = st.sizeof()
-    root = Node("ppi-list", f"PPI list at 0x{address:x}")
-    for i in range(max_ppis):
-        at = address + i * size
-        d = Node("ppi-descriptor", f"EFI_PEI_PPI_DESCRIPTOR at 0x{at:x}")
-        try:
-            raw = mem.read(at, size)
-        except Unreadable as e:
-            root.problem(None, f"descriptor {i} at 0x{at:x} not readable: {e}")
-            break
-        d.space, d.size = Space(f"EFI_PEI_PPI_DESCRIPTOR@0x{at:x}", raw, at), size
-        p = parse_at(st, raw, 0)
-        flags = [n for bit, n in ((EFI_PEI_PPI_DESCRIPTOR_PPI, "PPI"),
-                                  (EFI_PEI_PPI_DESCRIPTOR_NOTIFY_CALLBACK, "NOTIFY_CALLBACK"),
-                                  (EFI_PEI_PPI_DESCRIPTOR_NOTIFY_DISPATCH, "NOTIFY_DISPATCH"),
-                                  (EFI_PEI_PPI_DESCRIPTOR_TERMINATE_LIST, "TERMINATE_LIST")) if p.Flags & bit]
-        add_fields(node=d, struct=st, parsed=p, offset=0,
-                   displays={"Flags": f"0x{p.Flags:x} ({'|'.join(flags) or 'none'})", "Guid": _hex, "Ppi": _hex})
-        try:
-            guid = guids.from_bytes(mem.read(p.Guid, 16))
-            d.add("GuidValue", guid, None, None, guids.describe(guid))
-            d.title = f"{guids.name(guid) or str(guid).upper()} -> 0x{p.Ppi:x}"
-        except Unreadable as e:
-            d.problem(width, f"Guid pointer 0x{p.Guid:x} not readable: {e}")
-        if not p.Flags & (EFI_PEI_PPI_DESCRIPTOR_PPI | EFI_PEI_PPI_DESCRIPTOR_NOTIFY_CALLBACK
-                          | EFI_PEI_PPI_DESCRIPTOR_NOTIFY_DISPATCH):
-            d.warn(0, f"Flags 0x{p.Flags:x} name neither a PPI nor a notification")
-        root.append(d)
-        if p.Flags & EFI_PEI_PPI_DESCRIPTOR_TERMINATE_LIST:
-            break
-    else:
-        root.problem(None, f"no TERMINATE_LIST flag within {max_ppis} descriptors")
-    root.add("Count", len(root.children))
-    root.title = f"PPI list at 0x{address:x}: {len(root.children)} descriptors"
-    return root
-
-
-# ---- breakpoints by module (issue 5 item 3: "breakpoints by address or by module + offset") ------
+# ---- breakpoints by address or by module + offset ------------------------------------------------
 
 @dataclass
 class Breakpoint:
@@ -380,7 +283,8 @@ def _int(text: str) -> int | None:
 def parse_breakpoint(spec: str, root: Node, image_size: int) -> Breakpoint:
     """Resolve a breakpoint spec against the image. XIP modules get their address now: SECFV files
     run from flash (4 GiB - image size + offset), PEIFV files are build-time relocated (their PE
-    ImageBase; only PEIMs dispatched before memory discovery run there, FACTS C.2.2). Modules with
+    ImageBase; only PEIMs dispatched before memory discovery run there: later ones are loaded to RAM,
+    MdeModulePkg/Core/Pei/Image/Image.c with PcdShadowPeimOnBoot). Modules with
     ImageBase 0 (DXEFV) stay pending until loaded. Raises ValueError for an unknown module."""
     text = spec.strip()
     address = _int(text)
@@ -414,9 +318,5 @@ def parse_breakpoint(spec: str, root: Node, image_size: int) -> Breakpoint:
     raise ValueError(f"{spec!r}: no module named {name!r} (an FFS UI name or file GUID) with a PE image")
 
 
-def read_uintn(mem: Memory, address: int, width: int) -> int:
-    return int.from_bytes(mem.read(address, width), "little")
-
-
-__all__ = ["Breakpoint", "parse_breakpoint", "Handoffs", "Module", "compute_handoffs", "classify", "mode_of", "decode_sec_pei_handoff",
-           "decode_ppi_list", "EFI_SEC_PEI_HAND_OFF", "EFI_PEI_PPI_DESCRIPTOR"]
+__all__ = ["Breakpoint", "parse_breakpoint", "BootState", "Handoffs", "Module", "compute_handoffs", "classify",
+           "phase_index"]

@@ -5,12 +5,45 @@ sessions and the boot phases"). `inspector.live.session.Session` drives a real t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from decoders.model import Node
 
-# The boot phases in order, by their scriptable names (issue 5: --until PHASE).
-PHASES = ("reset", "sec", "pei-core", "dxe-ipl", "dxe-core", "bds")
+
+class Phase(StrEnum):
+    """Where the boot is, by the scriptable names of `--until PHASE`. A StrEnum: members equal their
+    strings, so Stops, recordings and JSON carry the plain names."""
+
+    RESET = "reset"
+    SEC = "sec"
+    PEI_CORE = "pei-core"
+    DXE_IPL = "dxe-ipl"
+    DXE_CORE = "dxe-core"
+    BDS = "bds"
+    UNKNOWN = "unknown"
+
+
+class Mode(StrEnum):
+    """The CPU's operating mode: CR0.PE, EFER.LMA and CS.L/D (Intel SDM vol. 3A 2.2, 5.2.1)."""
+
+    REAL = "real"
+    PROT16 = "prot16"
+    PROT32 = "prot32"
+    LONG64 = "long64"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, text: str) -> "Mode":
+        """The member named `text` (a Registers.mode), UNKNOWN for anything else."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+# The boot phases in boot order.
+PHASES = tuple(p for p in Phase if p is not Phase.UNKNOWN)
 
 
 @dataclass
@@ -19,12 +52,12 @@ class Stop:
 
     index: int                      # 0, 1, 2 ... in the session
     reason: str                     # "reset", "breakpoint", "watchpoint", "step", "interrupt", "handoff"
-    phase: str                      # one of PHASES, or "unknown"
-    mode: str                       # "real", "prot16", "prot32", "long64"
+    phase: Phase | str              # one of PHASES, or Phase.UNKNOWN
+    mode: Mode | str                # Mode.REAL, PROT16, PROT32, LONG64 (UNKNOWN when the target died)
     linear_rip: int                 # CS base + RIP
     registers: dict[str, int]       # name -> value, incl. cr0-cr4, efer, segment selectors and bases
     module: str | None = None       # the module RIP is in (UI name or GUID), when known
-    handoff: str | None = None      # the handoff this stop is ("sec", "pei-core", ...), if it is one
+    handoff: Phase | str | None = None   # the handoff this stop is (Phase.SEC, ...), if it is one
     tree: Node | None = None        # what was decoded here: handed-over structures, HOBs, page tables...
     disassembly: list[tuple[int, str]] = field(default_factory=list)  # (linear address, text) at RIP
     log: str = ""                   # debugcon output up to this stop

@@ -118,7 +118,8 @@ def test_elf64_core_gives_memory_and_qemu_cpu_state(tmp_path):
 
 
 def test_elf32_core_reads_i386_prstatus_and_qemu_note(tmp_path):
-    # QEMU writes ELF32/EM_386 before long mode (FACTS C.1.5), with Elf32 note headers.
+    # QEMU writes ELF32/EM_386 before long mode (target/i386/arch_dump.c cpu_get_dump_info), with Elf32
+    # note headers.
     state = qemu_cpu_state(cr0=0x60000010, cr3=0, cr4=0, size=432)
     notes = note(b"CORE", 1, prstatus32(eip=0xFFF0, eax=0x600)) + note(b"QEMU", 0, state)
     p = write(tmp_path, build_elf([(0, PATTERN)], notes, cls=32, machine=EM_386))
@@ -307,8 +308,8 @@ def test_locate_follows_the_system_table_to_hobs_acpi_cc_log_and_images(tmp_path
     ccel = fixture("ccel/go-tdx-guest/ccel_table.dat").read_bytes()
     log = fixture("ccel/go-tdx-guest/ccel_data.DERIVED-first-18101-bytes.bin").read_bytes()
     laml, lasa = struct.unpack_from("<QQ", ccel, 40)
-    assert (laml, lasa) == (0x40000, 0xBEDBF000)   # FACTS B.5, as the fixture README says
-    # TDVF fills the rest of the log area with 0xFF (FACTS B.4)
+    assert (laml, lasa) == (0x40000, 0xBEDBF000)   # as the fixture README says
+    # TDVF fills the rest of the log area with 0xFF (OvmfPkg/Tcg/TdTcg2Dxe: SetMem 0xFF)
     area = log + b"\xFF" * (laml - len(log))
     ram = firmware_ram([ccel])
     p = write(tmp_path, build_elf([(0, bytes(ram)), (lasa, area)], note(b"QEMU", 0, qemu_cpu_state())))
@@ -339,7 +340,7 @@ def test_locate_follows_the_system_table_to_hobs_acpi_cc_log_and_images(tmp_path
 
 
 def test_tpm_log_found_by_scan_when_the_tpm2_lasa_area_is_empty(tmp_path):
-    # FACTS B.3: QEMU's TPM2 table (rev 4, CRB, LAML 0x10000) pointed at zeros; the log was in BS data.
+    # As measured under QEMU: its TPM2 table (rev 4, CRB, LAML 0x10000) points at zeros; the log is in BS data.
     log = fixture("eventlog/tpm2-tools/event-gce-ubuntu-2104-log.bin").read_bytes()
     # Tpm2Acpi.h rev 4: Flags, ControlArea, StartMethod 7 (CRB), 12 bytes of parameters, LAML, LASA
     body = struct.pack("<IQI", 0, 0xFED40000, 7) + b"\0" * 12 + struct.pack("<IQ", 0x10000, 0x700000)

@@ -1,11 +1,12 @@
 """The boot-phase model without QEMU: handoffs computed from Debian's real images (expected figures
-from FACTS C.1.4/C.2.1/C.2.2, measured there on the same files), mode detection and classification
+measured on the same files: their SEC and PEI core PE headers), mode detection and classification
 from fake registers, the SEC->PEI hand-off decoders on built structures, a Session over a fake
 Target (dead target, breakpoint handoff), and the CLI argument split.
 """
 from __future__ import annotations
 
 import argparse
+import struct
 import uuid
 
 import pytest
@@ -14,8 +15,9 @@ from decoders.memory import BytesMemory
 from inspector.image import load_image
 from inspector.live import phases
 from inspector.live.disasm import disassemble
-from inspector.live.phases import (EFI_PEI_PPI_DESCRIPTOR, EFI_SEC_PEI_HAND_OFF, classify, compute_handoffs,
-                                   decode_ppi_list, decode_sec_pei_handoff)
+from decoders.efi import pei
+from decoders.efi.pei import decode_ppi_list, decode_sec_pei_handoff
+from inspector.live.phases import classify, compute_handoffs
 from inspector.live.script import add_live_arguments, run_attach, run_qemu, split_qemu_args
 from inspector.live.session import Session
 from inspector.live.target import (CR0_PE, DESC_B, DESC_L, EFER_LMA, Registers, Segment, StopEvent, Target,
@@ -40,24 +42,26 @@ def ovmf():
 
 def test_sec_and_pei_core_entries_of_bookworm_code_4m_match_facts(code4m):
     h = compute_handoffs(code4m.root, len(code4m.data))
-    # FACTS C.2.2: 0xfffcc094 + 0x2af0 = 0xfffceb84; PEI core ImageBase 0x820140 -> entry 0x82584a.
+    # SEC's PE at 0xfffcc094 (flash base + its offset) + AddressOfEntryPoint 0x2af0 = 0xfffceb84; the PEI
+    # core's PE header: ImageBase 0x820140 + AddressOfEntryPoint -> entry 0x82584a.
     assert h.sec_entry == 0xFFFCEB84
-    assert h.sec_machine == 0x14C                    # IA32 SEC (FACTS C.2.1)
+    assert h.sec_machine == 0x14C                    # IA32 SEC: the Ia32X64 build (OvmfPkgIa32X64.fdf)
     assert h.pei_core_entry == 0x82584A
-    assert h.peifv_ram_base == 0x820000              # PcdOvmfPeiMemFvBase in 2022.11 (FACTS C.2.1)
-    assert h.bfv_base == 0xFFFCC000                  # EBP at SEC entry (FACTS C.1.4)
+    assert h.peifv_ram_base == 0x820000              # PcdOvmfPeiMemFvBase: 0x020000 in [FD.MEMFD] at 0x800000
+    assert h.bfv_base == 0xFFFCC000                  # EBP at SEC entry: SECFV's base
     assert h.phases() == ["reset", "sec", "pei-core", "dxe-ipl", "dxe-core", "bds"]
 
 
 def test_pei_core_entry_of_bookworm_ovmf_fd_is_0x825a8a(ovmf):
     h = compute_handoffs(ovmf.root, len(ovmf.data))
     assert h.pei_core_entry == 0x825A8A
-    assert h.sec_machine == 0x8664                   # OVMF.fd's SEC is X64 (FACTS C.2.1)
+    assert h.sec_machine == 0x8664                   # OVMF.fd is the X64 build (OvmfPkgX64.fdf)
     assert h.peifv_ram_base == 0x820000
 
 
 def test_sec_entry_is_flash_offset_plus_entry_rva(code4m):
-    # The recipe of FACTS C.2.2 from the raw header bytes: 4 GiB - size + PE offset + AddressOfEntryPoint.
+    # From the raw header bytes (PE/COFF: e_lfanew at 0x3C, AddressOfEntryPoint at optional header + 16):
+    # 4 GiB - size + PE offset + AddressOfEntryPoint.
     h = compute_handoffs(code4m.root, len(code4m.data))
     pe = h.modules["sec"].pe
     raw = code4m.data[pe.offset:pe.offset + 0x200]
@@ -70,7 +74,7 @@ def test_loaded_modules_have_their_guids_and_dxe_core_is_not_relocated(ovmf):
     h = compute_handoffs(ovmf.root, len(ovmf.data))
     assert h.modules["dxe-ipl"].guid == phases.DXE_IPL_GUID
     assert h.modules["dxe-core"].guid == phases.DXE_CORE_GUID
-    assert h.modules["dxe-core"].pe.get("ImageBase") == 0      # FACTS C.2.2: DXEFV is not relocated
+    assert h.modules["dxe-core"].pe.get("ImageBase") == 0      # [FV.DXEFV] FvForceRebase = FALSE
     assert h.modules["bds"].name == "BdsDxe"
     assert h.dxefv.get("FvName") == phases.DXEFV_GUID
 
@@ -79,13 +83,13 @@ def test_trixie_image_gets_all_handoffs_from_its_own_layout():
     img = load_image(trixie("OVMF.fd"))
     h = compute_handoffs(img.root, len(img.data))
     assert h.phases() == ["reset", "sec", "pei-core", "dxe-ipl", "dxe-core", "bds"]
-    assert h.peifv_ram_base == 0x820000              # 2025.02 <= stable202508 (FACTS C.2.1)
+    assert h.peifv_ram_base == 0x820000              # [FD.MEMFD] 0x020000 in 2025.02 too
     pei = h.modules["pei-core"].pe
     assert h.pei_core_entry == pei.get("ImageBase") + pei.get("AddressOfEntryPoint")
 
 
 def test_image_without_peifv_skips_pei_handoffs():
-    # TDVF Config-B has no PEIFV (FACTS C.1.6): drop PEIFV from a real image's tree.
+    # TDVF Config-B has no PEIFV (OvmfPkg/IntelTdx/IntelTdxX64.fdf): drop PEIFV from a real image's tree.
     img = load_image(bookworm("OVMF.fd"))
     for node in img.root.walk():
         node.children = [c for c in node.children if not (c.kind == "fv" and c.get("FvName") == phases.PEIFV_GUID)]
@@ -136,7 +140,8 @@ def test_classify_by_range_then_real_mode_then_last_handoff():
 
 
 def test_reset_vector_bytes_disassemble_as_nop_nop_jmp_in_16_bit(code4m):
-    # FACTS C.1.4: 0xFFFFFFF0 holds 90 90 e9 ... (nop; nop; jmp near), IP 0xFFF0 in CS F000.
+    # OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm: 0xFFFFFFF0 holds nop; nop; jmp near (90 90 e9 ...),
+    # IP 0xFFF0 in CS F000 (Intel SDM vol. 3A 9.1.4).
     code = bytes(code4m.data[-16:])
     lines = disassemble(code, 0xFFFFFFF0, "real", count=3, ip=0xFFF0)
     assert [t.split()[0] for _, t in lines] == ["nop", "nop", "jmp"]
@@ -147,23 +152,47 @@ def test_reset_vector_bytes_disassemble_as_nop_nop_jmp_in_16_bit(code4m):
 
 # ---- SEC -> PEI hand-off decoders ---------------------------------------------------------------
 
+# OvmfPkg/Sec/SecMain.c SecCoreStartupWithStack: TemporaryRamBase = top of the SEC stack (PcdOvmfSecPeiTempRamBase
+# 0x810000 + PcdOvmfSecPeiTempRamSize 0x10000) - size; the PEI half first, the stack half after it.
+TEMP_RAM, TEMP_SIZE, STACK, STACK_SIZE, PEIFV, PEIFV_SIZE = 0x810000, 0x10000, 0x818000, 0x8000, 0x820000, 0xE0000
+
+
 def _handoff_blob(width: int, data_size: int | None = None) -> bytes:
-    st = EFI_SEC_PEI_HAND_OFF(width)
-    return st.build(dict(DataSize=data_size or st.sizeof(), BootFirmwareVolumeBase=0x820000,
-                         BootFirmwareVolumeSize=0xE0000, TemporaryRamBase=0x810000, TemporaryRamSize=0x10000,
-                         PeiTemporaryRamBase=0x810000, PeiTemporaryRamSize=0x8000, StackBase=0x818000,
-                         StackSize=0x8000))
+    """EFI_SEC_PEI_HAND_OFF (MdePkg/Include/Pi/PiPeiCis.h) by hand: UINT16 DataSize, padding to a
+    UINTN, then BootFirmwareVolumeBase/Size, TemporaryRamBase/Size, PeiTemporaryRamBase/Size,
+    StackBase/Size, each a UINTN."""
+    u = "I" if width == 4 else "Q"
+    size = 2 + (width - 2) + 8 * width
+    return struct.pack(f"<H{width - 2}x8{u}", data_size or size, PEIFV, PEIFV_SIZE, TEMP_RAM, TEMP_SIZE,
+                       TEMP_RAM, TEMP_SIZE // 2, STACK, STACK_SIZE)
 
 
 @pytest.mark.parametrize("width,size", [(4, 36), (8, 72)])
 def test_sec_pei_handoff_layout_is_36_bytes_on_ia32_and_72_on_x64(width, size):
-    assert EFI_SEC_PEI_HAND_OFF(width).sizeof() == size
-    node = decode_sec_pei_handoff(BytesMemory(_handoff_blob(width), 0x81FE9C), 0x81FE9C, width)
+    blob = _handoff_blob(width)
+    assert len(blob) == size
+    node = decode_sec_pei_handoff(BytesMemory(blob, 0x81FE9C), 0x81FE9C, width)
     assert node.kind == "sec-pei-handoff"
     assert node.get("DataSize") == size
-    assert node.get("BootFirmwareVolumeBase") == 0x820000
-    assert node.get("StackBase") == 0x818000
     assert not node.problems
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_sec_pei_handoff_read_through_memory_gives_each_range_at_its_offset(width):
+    """A hand-off built with struct.pack in guest memory, read through a Memory: temporary RAM and
+    stack are where SecMain.c puts them, each field at its PiPeiCis.h offset."""
+    at = 0x81FE00
+    mem = BytesMemory(bytes(0x40) + _handoff_blob(width) + bytes(0x40), at - 0x40)
+    node = decode_sec_pei_handoff(mem, at, width)
+    values = {f.name: f.value for f in node.fields}
+    assert (values["TemporaryRamBase"], values["TemporaryRamSize"]) == (TEMP_RAM, TEMP_SIZE)
+    assert (values["StackBase"], values["StackSize"]) == (STACK, STACK_SIZE)
+    assert (values["PeiTemporaryRamBase"], values["PeiTemporaryRamSize"]) == (TEMP_RAM, TEMP_SIZE // 2)
+    assert (values["BootFirmwareVolumeBase"], values["BootFirmwareVolumeSize"]) == (PEIFV, PEIFV_SIZE)
+    offsets = {f.name: f.offset for f in node.fields}
+    assert offsets["TemporaryRamBase"] == 3 * width and offsets["StackBase"] == 7 * width
+    assert node.address == at and node.size == 2 + (width - 2) + 8 * width
+    assert "temp RAM 0x810000 +0x10000, stack 0x818000 +0x8000" in node.title
 
 
 def test_sec_pei_handoff_with_wrong_datasize_warns_and_truncated_reports_problem():
@@ -173,14 +202,18 @@ def test_sec_pei_handoff_with_wrong_datasize_warns_and_truncated_reports_problem
     assert short.problems and "not readable" in short.problems[0].message
 
 
+def _ppi(width: int, flags: int, guid: int, ppi: int) -> bytes:
+    # EFI_PEI_PPI_DESCRIPTOR (PiPeiCis.h): UINTN Flags; EFI_GUID *Guid; VOID *Ppi.
+    return struct.pack("<3I" if width == 4 else "<3Q", flags, guid, ppi)
+
+
 def test_ppi_list_stops_at_terminate_and_names_guids():
-    st = EFI_PEI_PPI_DESCRIPTOR(4)
     base = 0x1000
     guid_at = base + 0x100
     blob = bytearray(0x200)
-    blob[0:12] = st.build(dict(Flags=0x10, Guid=guid_at, Ppi=0x5000))
-    blob[12:24] = st.build(dict(Flags=0x80000010, Guid=guid_at, Ppi=0x6000))
-    blob[24:36] = st.build(dict(Flags=0x10, Guid=guid_at, Ppi=0x7000))       # after the end: not read
+    blob[0:12] = _ppi(4, 0x10, guid_at, 0x5000)
+    blob[12:24] = _ppi(4, 0x80000010, guid_at, 0x6000)
+    blob[24:36] = _ppi(4, 0x10, guid_at, 0x7000)       # after the end: not read
     blob[0x100:0x110] = TEMP_RAM_SUPPORT_PPI.bytes_le
     node = decode_ppi_list(BytesMemory(bytes(blob), base), base, 4)
     assert [d.get("Ppi") for d in node.children] == [0x5000, 0x6000]
@@ -190,10 +223,9 @@ def test_ppi_list_stops_at_terminate_and_names_guids():
 
 
 def test_ppi_list_without_terminate_is_bounded_with_a_problem():
-    st = EFI_PEI_PPI_DESCRIPTOR(8)
-    blob = st.build(dict(Flags=0x10, Guid=0xDEAD0000, Ppi=0)) * 200
+    blob = _ppi(8, 0x10, 0xDEAD0000, 0) * 200
     node = decode_ppi_list(BytesMemory(blob, 0), 0, 8)
-    assert len(node.children) == phases.MAX_PPIS
+    assert len(node.children) == pei.MAX_PPIS
     assert any("TERMINATE_LIST" in p.message for p in node.problems)
     assert any("not readable" in p.message for p in node.children[0].problems)
 

@@ -168,7 +168,7 @@ def test_session_breakpoint_at_a_handoff_survives_next_handoff_and_pending_ones_
     t = FakeTarget(bytes(img.data))
     s = Session(t, img)
     s.current()
-    sec = s.add_breakpoint("0xfffceb84")                  # FACTS C.2.2: the SEC entry of this image
+    sec = s.add_breakpoint("0xfffceb84")                  # the SEC entry of this image (test_phases)
     bds = s.add_breakpoint("BdsDxe")
     assert not sec.pending and bds.pending and t.bps == {0xFFFCEB84}
     stop = s.next_handoff(5.0)

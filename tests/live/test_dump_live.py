@@ -182,7 +182,7 @@ def tpm_guest(tmp_path_factory):
 
 
 def test_tcg2_log_is_found_in_bs_data_and_agrees_with_tpm2_eventlog(tpm_guest):
-    """FACTS B.3: QEMU's TPM2 table points at an empty LASA area; the log is found by the scan.
+    """QEMU's TPM2 table points at an empty LASA area (Tcg2Dxe keeps its own log); the log is found by the scan.
     tpm2_eventlog reads the same bytes (the 64 KiB log area; it stops with an error at the 0xFF
     padding after the last event, having printed every event)."""
     import yaml

@@ -6,7 +6,7 @@ Expected values come from the images, the specs and the guest's own memory, neve
 - SEC: 4 GiB - image size + SEC PE offset + AddressOfEntryPoint; EBP = SECFV base, DI = 'BP'
   (OvmfPkg/Sec/{Ia32,X64}/SecEntry.nasm); flat 32-bit for an IA32 SEC, long mode for X64;
 - PEI core: ImageBase + AddressOfEntryPoint of the PEI_CORE PE in PEIFV (build-time relocated), and
-  the hand-off's BootFirmwareVolumeBase = ImageBase - the PE's offset in PEIFV (FACTS C.2.2: 0x820000);
+  the hand-off's BootFirmwareVolumeBase = ImageBase - the PE's offset in PEIFV (0x820000: [FD.MEMFD] of the .fdf);
 - DXE IPL / DXE core / BDS: the PE header in guest memory at the image base equals the module's
   header in the image (read raw from the guest), and the DXE core entry equals the EntryPoint of the
   MODULE memory-allocation HOB DxeIpl built (parsed here with `struct`, PI vol. 3 5.4.3); RCX is a
@@ -40,6 +40,13 @@ HANDOFF_TIMEOUT = 60.0
 MODULE_HOB_GUID = uuid.UUID("f8e21975-0899-4f58-a4be-5525a9c6d77a")     # gEfiHobMemoryAllocModuleGuid
 DXE_CORE_GUID = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")
 TEMP_RAM_SUPPORT_PPI = uuid.UUID("dbe23aa9-a345-4b97-85b6-b226f1617389")
+
+# OvmfPkg/Sec/SecMain.c SecCoreStartupWithStack hands PEI the temporary RAM PcdOvmfSecPeiTempRamBase/
+# Size ([FD.MEMFD] of OvmfPkg/OvmfPkgX64.fdf and OvmfPkgIa32X64.fdf, at MEMFD_BASE_ADDRESS 0x800000), its
+# lower half as PEI's heap (PeiTemporaryRam), its upper half as the stack. edk2-stable202211 (bookworm)
+# has 0x010000|0x010000; later releases put the SEC APIC page table at 0x010000 and start it at
+# 0x011000|0x00F000 (trixie's 2025.02).
+TEMP_RAM = {"bookworm": (0x810000, 0x10000), "trixie": (0x811000, 0xF000)}
 
 # (dist, image, backend, tpm). With a TPM, Tcg2Pei hashes DXEFV before DxeIpl copies DxeCore out of
 # it: the copy-following must not mistake the hash's reads for the loader's.
@@ -113,6 +120,7 @@ def boot(request):
     if tpm:
         tool("swtpm", "swtpm")
     b = Boot(image_path(dist, name), backend, tpm)
+    b.dist = dist
     yield b
     b.close()
 
@@ -165,8 +173,10 @@ def test_next_handoff_reaches_pei_core_with_sec_pei_handoff(boot):
     assert ho["BootFirmwareVolumeBase"] == peifv_ram == 0x820000
     assert ho["BootFirmwareVolumeSize"] == peifv_size
     assert ho["DataSize"] == (36 if stop.mode == "prot32" else 72)
-    assert ho["TemporaryRamSize"] > 0
-    assert ho["TemporaryRamBase"] <= ho["StackBase"] < ho["TemporaryRamBase"] + ho["TemporaryRamSize"]
+    base, size = TEMP_RAM[boot.dist]
+    assert (ho["TemporaryRamBase"], ho["TemporaryRamSize"]) == (base, size)
+    assert (ho["PeiTemporaryRamBase"], ho["PeiTemporaryRamSize"]) == (base, size // 2)
+    assert (ho["StackBase"], ho["StackSize"]) == (base + size // 2, size // 2)
     ppis = next(stop.tree.find("ppi-list"))
     guids_, last_flags = [d.get("GuidValue") for d in ppis.children], ppis.children[-1].get("Flags")
     assert TEMP_RAM_SUPPORT_PPI in guids_         # OvmfPkg/Sec/SecMain.c mPrivateDispatchTable
@@ -180,7 +190,7 @@ def test_next_handoff_reaches_shadowed_dxe_ipl(boot):
     xip_base, entry_rva, machine, header = pe.get("ImageBase"), pe.get("AddressOfEntryPoint"), \
         pe.get("Machine"), pe_header(pe.bytes)
     base = stop.tree.get("ImageBase")
-    assert base != xip_base                             # not the XIP copy in PEIFV (FACTS C.2.2)
+    assert base != xip_base                             # not the XIP copy in PEIFV (PcdShadowPeimOnBoot)
     assert stop.linear_rip == base + entry_rva
     assert pe_header(boot.raw["dxe-ipl"]) == header
     assert stop.mode == ("prot32" if machine == 0x14C else "long64")
@@ -281,7 +291,7 @@ def test_run_attach_until_pei_core_on_a_running_gdbstub(capsys):
         assert (out["handoff"], out["mode"]) == ("pei-core", "long64")
         handoff = next(c for c in out["tree"]["children"] if c["kind"] == "sec-pei-handoff")
         fields = {f["name"]: f["value"] for f in handoff["fields"]}
-        assert fields["BootFirmwareVolumeBase"] == 0x820000      # FACTS C.2.1, 2022.11
+        assert fields["BootFirmwareVolumeBase"] == 0x820000      # PcdOvmfPeiMemFvBase, 2022.11
         assert q.alive()                 # attach leaves someone else's QEMU running
 
 

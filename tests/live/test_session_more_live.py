@@ -3,14 +3,14 @@ script, against a real QEMU 7.2 booting Debian's OVMF_CODE_4M.fd with a swtpm TP
 
 Expected values come from the image, the guest's memory and the anchor tools, never our output:
 - PlatformPei (a pre-memory PEIM, XIP in PEIFV): RIP = its PE ImageBase + AddressOfEntryPoint read
-  with `struct` from the image (PEIFV is build-time relocated, FACTS C.2.2);
+  with `struct` from the image (PEIFV is build-time relocated: [FD.MEMFD] of the .fdf);
 - BdsDxe (a DXEFV driver, ImageBase 0 in the image): RIP = the ImageBase of the loaded image whose
   FvFile is BdsDxe's GUID, read from the guest's own debug image info table with `struct`, plus the
   entry RVA; and the PE header at that base equals BdsDxe's in the image;
 - ACPI tables: the bytes read raw from the guest sum to 0 (ACPI 6.5 5.2.6);
 - the TCG2 log: tpm2_eventlog on the same bytes lists the same number of events;
 - debugcon: bytes written to I/O port 0x402 through the monitor's `o` command appear in Stop.log
-  (Debian's release OVMF writes nothing there itself, FACTS C.2.3).
+  (Debian's release OVMF writes nothing there itself: a RELEASE build has no DEBUG output).
 One QEMU for the module, ended by PID; every wait bounded.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def test_peim_breakpoint_by_name_hits_its_xip_entry(run):
     stop = run.pei_stop
     assert not run.pei_pending
     assert (stop.reason, stop.linear_rip, stop.module) == ("breakpoint", pe["base"] + pe["entry"], "PlatformPei")
-    assert stop.mode == "prot32"                     # IA32 PEI in OVMF_CODE_4M (FACTS C.2.1)
+    assert stop.mode == "prot32"                     # IA32 PEI in OVMF_CODE_4M (OvmfPkgIa32X64.fdf)
 
 
 @pytest.mark.live
