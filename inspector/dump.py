@@ -42,7 +42,7 @@ PREAD_MIN = 256 << 10
 ELF_MAGIC = b"\x7fELF"
 EM_386, EM_X86_64 = 3, 62
 
-# Control-register bits (Intel SDM vol. 3A 2.5; FACTS B.6)
+# Control-register bits (Intel SDM vol. 3A 2.5)
 CR0_PG = 1 << 31
 CR4_PAE, CR4_LA57, CR4_PKE = 1 << 5, 1 << 12, 1 << 22
 
@@ -207,7 +207,8 @@ def _add_image(dump: Dump, image: Path) -> None:
     dump.image_path = image
     dump.image_base = (1 << 32) - len(data)
     overlap = any(s < 1 << 32 and dump.image_base < s + n for s, n, _l in dump.memory.regions())
-    # Dumps hold RAM (FACTS C.1.5), but with -bios QEMU's ROM copy of the flash is in the dump too:
+    # Dumps hold RAM (dump/dump.c writes the guest's RAM blocks), but with -bios QEMU's ROM copy of the
+    # flash is in the dump too:
     # the dump's bytes (the live state) are read first and the image only fills holes.
     dump.memory.fallback = DumpMemory()
     dump.memory.fallback.add(dump.image_base, len(data), data, 0, f"image {image.name}")
@@ -303,7 +304,7 @@ def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
                config: PagingConfig | None = None) -> WalkResult:
     """Walk the page tables of `cr3` (default: the first CPU's CR3 from its QEMU note); LA57 and
     PKE from its CR4 unless given. EFER is not in the dump, so NXE is assumed set (OVMF sets it
-    whenever it maps NX pages; FACTS B.6 measured EFER 0xD00)."""
+    before it maps NX pages: MdeModulePkg/Core/DxeIplPeim/X64/VirtualMemory.c EnableExecuteDisableBit)."""
     cfg = config or PagingConfig()
     cpu = dump.cpus[0] if dump.cpus else None
     if cr3 is None:
