@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decoders import guids
+from decoders.display import flag_names
 from decoders.errors import DecodeError, parse_at
 from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 
-TDX_METADATA_GUID = guids.register("e9eaf9f3-168e-44d5-a8eb-7f4d8738f6ae", "TdxMetadataGuid")
+TDX_METADATA_GUID = guids.TdxMetadataGuid
 
 PAGE_SIZE = 0x1000
 # edk2 emits 6-7 TDVF sections, td-shim at most ~10; anything above this is hostile or garbage and
@@ -71,10 +72,8 @@ class TdxSection:
 
 
 def attributes_text(value: int) -> str:
-    names = [n for bit, n in S.TDX_ATTR_NAMES.items() if value & bit]
-    if value & S.TDX_ATTR_RESERVED:
-        names.append(f"reserved 0x{value & S.TDX_ATTR_RESERVED:x}")
-    return " | ".join(names) if names else "0"
+    """`MR.EXTEND | PAGE.AUG`; reserved bits as a hex mask."""
+    return " | ".join(flag_names(value, S.TDX_ATTR_NAMES)) or "0"
 
 
 def _range_text(start: int, size: int) -> str:

@@ -23,14 +23,14 @@ from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 from decoders.ovmf.metadata import decode_igvm_metadata, decode_sev_metadata, decode_tdx_metadata
 
-FOOTER_GUID = guids.register("96b582de-1fb2-45f7-baea-a366c55a082d", "OvmfTableFooterGuid")
-SEV_ES_RESET_GUID = guids.register("00f771de-1a7e-4fcb-890e-68c77e2fb44e", "SevEsResetBlockGuid")
-SEV_SECRET_GUID = guids.register("4c2eb361-7d9b-4cc3-8081-127c90d3d294", "SevSecretBlockGuid")
-SEV_HASH_TABLE_GUID = guids.register("7255371f-3a3b-4b04-927b-1da6efa8d454", "SevFwHashBlockGuid")
-SEV_METADATA_GUID = guids.register("dc886566-984a-4798-a75e-5585a7bf67cc", "OvmfSevMetadataOffsetGuid")
-TDX_METADATA_OFFSET_GUID = guids.register("e47a6535-984a-4798-865e-4685a7bf8ec2", "TdxMetadataOffsetGuid")
-IGVM_METADATA_GUID = guids.register("784fa70e-3176-4677-8a20-04b68699e374", "IgvmMetadataOffsetGuid")
-SVSM_INFO_GUID = guids.register("a789a612-0597-4c4b-a49f-cbb1fe9d1ddd", "SvsmInfoGuid")
+FOOTER_GUID = guids.OvmfTableFooterGuid
+SEV_ES_RESET_GUID = guids.SevEsResetBlockGuid
+SEV_SECRET_GUID = guids.SevSecretBlockGuid
+SEV_HASH_TABLE_GUID = guids.SevFwHashBlockGuid
+SEV_METADATA_GUID = guids.OvmfSevMetadataOffsetGuid
+TDX_METADATA_OFFSET_GUID = guids.TdxMetadataOffsetGuid
+IGVM_METADATA_GUID = guids.IgvmMetadataOffsetGuid
+SVSM_INFO_GUID = guids.SvsmInfoGuid
 
 FOUR_GIB = 1 << 32
 # The table length is a UINT16, and every entry is at least 18 bytes, so a walk can never have more
@@ -51,7 +51,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
     end = len(data)
     footer_at = end - S.TABLE_FOOTER_AT
     footer = parse_at(S.OVMF_TABLE_FOOTER, data, footer_at, "OVMF table footer")
-    if guids.from_bytes(footer.FooterGuid) != FOOTER_GUID:
+    if footer.FooterGuid != FOOTER_GUID:
         return _legacy_tdshim(space)
 
     node = Node("ovmf-guid-table", "OVMF reset-vector GUIDed table", space, footer_at, S.TABLE_FOOTER_AT)
@@ -90,7 +90,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
             node.problem(tail_at, f"entry Length 0x{tail.Length:x} runs past the start of the table "
                                   f"(0x{left:x} bytes left); stopped")
             break
-        node.append(_decode_entry(space, pos - tail.Length, tail.Length, guids.from_bytes(tail.Guid), end))
+        node.append(_decode_entry(space, pos - tail.Length, tail.Length, tail.Guid, end))
         pos -= tail.Length
         left -= tail.Length
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from construct import Bytes, Enum, Int16ul, Int32ul, Int64ul, Struct
 
-GUID = Bytes(16)
+from decoders.guids import EFI_GUID as GUID
 
 # -- the table at the top of the image (offsets from the end E of the file = 4 GiB) ------------
 # ResetVectorVtf0.nasm.inc: "the two bytes at 0xffffffce are the entire table length", the footer
