@@ -53,8 +53,10 @@ MAX_NODES = 200_000
 MAX_FILE_BYTES = 1 << 30
 # A blob line holds a MAX_SPACE_BYTES space in base64 (5.6 MiB); a real stop line is well under.
 MAX_LINE_BYTES = 16 << 20
-MAX_OBJECTS_PER_LINE = 200_000     # a real OVMF tree with its fields: about 25,000
-MAX_VALUES_PER_LINE = 2_000_000
+# A real OVMF.fd tree with its fields is about 1.4 MB of JSON: a few tens of thousands of objects.
+# A million values in one dict (the costliest shape) peak near 200 MiB while read and written.
+MAX_OBJECTS_PER_LINE = 200_000
+MAX_VALUES_PER_LINE = 1_000_000
 # What load_recording keeps in all (the app holds every stop): objects, as counted above.
 MAX_TOTAL_OBJECTS = 400_000
 MAX_STOPS = 100_000
@@ -63,8 +65,9 @@ MAX_TOTAL_BLOB_BYTES = 64 << 20
 # Tree depth kept (the text writer prints 64 levels; edk2's deepest tree is about 10).
 MAX_TREE_DEPTH = 64
 MAX_FIELDS_PER_NODE = 10_000
-# Nesting kept inside a field value (decoders store flat values, lists of them at most).
+# Nesting and items kept inside a field value (decoders store flat values, short lists at most).
 MAX_VALUE_DEPTH = 8
+MAX_VALUE_ITEMS = 65_536
 # Text cut on reading (a hostile file's titles are shown in the UI).
 MAX_TEXT_CHARS = 4096
 
@@ -310,8 +313,9 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
             fw = f"{where}.fields[{j}]"
             f = c.dict(f, fw)
             value = f.get("value")
-            if isinstance(value, (list, dict)) and _nesting(value) > MAX_VALUE_DEPTH:
-                value = f"(a value nested deeper than {MAX_VALUE_DEPTH} levels, not kept)"
+            if isinstance(value, (list, dict)) and not _small(value):
+                value = f"(a value nested deeper than {MAX_VALUE_DEPTH} levels or holding more than " \
+                        f"{MAX_VALUE_ITEMS:,} items, not kept)"
                 values_cut += 1
             node.fields.append(Field(c.text(f, "name", fw), value, c.int(f, "offset", fw, True),
                                      c.int(f, "size", fw, True), c.text(f, "display", fw, True)))
@@ -336,7 +340,8 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
     if fields_cut:
         notes.append(f"{fields_cut} fields past {MAX_FIELDS_PER_NODE} on one node were not read")
     if values_cut:
-        notes.append(f"{values_cut} field values nested deeper than {MAX_VALUE_DEPTH} levels were not read")
+        notes.append(f"{values_cut} field values nested deeper than {MAX_VALUE_DEPTH} levels or holding more "
+                     f"than {MAX_VALUE_ITEMS:,} items were not read")
     left_out = rec.get("nodes_left_out")
     if isinstance(left_out, int) and not isinstance(left_out, bool) and left_out > 0:
         notes.append(f"the recording left out {left_out} nodes past {MAX_NODES}")
@@ -345,18 +350,20 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
     return root
 
 
-def _nesting(value: Any) -> int:
-    """How deep lists and dicts nest in a JSON value, counted without recursion (stops counting
-    past MAX_VALUE_DEPTH)."""
-    deepest, stack = 0, [(value, 1)]
+def _small(value: Any) -> bool:
+    """Whether a JSON value nests at most MAX_VALUE_DEPTH deep and holds at most MAX_VALUE_ITEMS
+    items in all, found without recursion (and without walking past either bound)."""
+    items, stack = 0, [(value, 1)]
     while stack:
         v, depth = stack.pop()
         if depth > MAX_VALUE_DEPTH:
-            return depth
-        deepest = max(deepest, depth)
-        items = v.values() if isinstance(v, dict) else v
-        stack.extend((x, depth + 1) for x in items if isinstance(x, (list, dict)))
-    return deepest
+            return False
+        items += len(v)
+        if items > MAX_VALUE_ITEMS:
+            return False
+        children = v.values() if isinstance(v, dict) else v
+        stack.extend((x, depth + 1) for x in children if isinstance(x, (list, dict)))
+    return True
 
 
 def _read_stop(c: _Checker, obj: Any, blobs: dict[str, bytes], previous_log: str) -> Stop:
@@ -472,8 +479,8 @@ class _Reader:
             raise c.fail("the line is cut short (the file ends without a newline: truncated?)")
         objects, values = raw.count(b"{"), raw.count(b",")
         if objects > MAX_OBJECTS_PER_LINE or values > MAX_VALUES_PER_LINE:
-            raise c.fail(f"{objects:,} objects and {values:,} values on one line: more than one stop is read "
-                         f"with ({MAX_OBJECTS_PER_LINE:,} objects, {MAX_VALUES_PER_LINE:,} values)")
+            raise c.fail(f"{objects:,} objects and {values:,} values on one line, past the bounds "
+                         f"({MAX_OBJECTS_PER_LINE:,} objects, {MAX_VALUES_PER_LINE:,} values)")
         self.objects += objects
         try:
             obj = json.loads(raw)
