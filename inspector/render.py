@@ -118,11 +118,12 @@ def _head_json(node: Node) -> str:
     return text[:-2]  # Node.to_json puts "children" last: drop its "]}"
 
 
-def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Node] | None = None,
+def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Node | str] | None = None,
                limit: int | None = None, sink: Sink | None = None, end: str = "\n") -> bool:
     """Write `root` as JSON (the shape of Node.to_json), then `end`; False when the output budget
-    cut it short (the JSON is still complete: every open bracket is closed). Given a `sink`, the
-    tree goes into it (one budget across several trees) and the caller closes it."""
+    cut it short (the JSON is still complete: every open bracket is closed). `children` may yield
+    Nodes or JSON texts (one object each). Given a `sink`, the tree goes into it (one budget across
+    several trees) and the caller closes it."""
     own = sink is None
     sink = sink or Sink(out, limit)
     if not sink.write(_head_json(root)):
@@ -139,6 +140,11 @@ def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Nod
             first.pop()
             continue
         comma = "" if first[-1] else ","
+        if isinstance(child, str):  # a child already in JSON (leaves formatted without a Node each)
+            if not sink.write(comma + child):
+                break
+            first[-1] = False
+            continue
         if child.children:
             if not sink.write(comma + _head_json(child)):
                 break
