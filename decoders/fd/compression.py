@@ -1,8 +1,9 @@
-"""Decompressors for edk2's compressed sections (FACTS A.3, A.11), each bounded in output.
+"""Decompressors for edk2's compressed sections (PI spec vol 3 2.2.5; edk2 MdeModulePkg/Library/
+*CustomDecompressLib), each bounded in output.
 
 LZMA: the standard library (`.lzma alone` format, MdeModulePkg/Library/LzmaCustomDecompressLib).
-LZMA + x86 BCJ: LZMA, then the BCJ x86 decoder below, written from the LZMA SDK's Bra86.c
-(x86_Convert), which edk2's LzmaArchDecompressLib runs with ip = 0 and a fresh state.
+LZMA + x86 BCJ: LZMA, then liblzma's x86 BCJ filter (the LZMA SDK's Bra86.c x86_Convert, which
+edk2's MdeModulePkg/Library/LzmaCustomDecompressLib/F86GuidedSectionExtraction.c runs with ip = 0).
 Brotli: PyPI `brotli` (MdeModulePkg/Library/BrotliCustomDecompressLib).
 EFI standard / Tiano: `uefi_firmware.efi_compressor` (C module of PyPI `uefi-firmware`).
 
@@ -67,74 +68,50 @@ def _lzma_alone(payload: bytes | memoryview, want: int) -> bytes:
 
 # -- x86 BCJ --------------------------------------------------------------------------------
 
-def _test_ms_byte(b: int) -> bool:
-    # Bra86.c: Test86MSByte(b) ((((b) + 1) & 0xFE) == 0), i.e. b is 0x00 or 0xFF.
-    return ((b + 1) & 0xFE) == 0
+# LZMA2 chunk sizes (xz file format 1.1.0, and liblzma's lzma2_decoder.c): an uncompressed chunk is
+# a control byte (1: first chunk, resets the dictionary; 2: later chunks), the data size - 1 as a
+# 16-bit big-endian number, then at most 64 KiB of data; a 0 byte ends the stream.
+_LZMA2_STORED_MAX = 1 << 16
+_X86_CHAIN = [{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
 
-def bcj_x86_decode(data: bytes | bytearray, ip: int = 0) -> bytearray:
-    """Undo the x86 branch converter (LZMA SDK Bra86.c x86_Convert with encoding = 0).
+def bcj_x86_decode(data: bytes | bytearray | memoryview) -> bytearray:
+    """Undo the x86 branch converter (LZMA SDK Bra86.c x86_Convert with ip = 0, encoding = 0,
+    as edk2's LzmaArchDecompressLib runs it over the whole decompressed buffer), in liblzma.
 
-    The encoder turned the rel32 of E8 (CALL) / E9 (JMP) into absolute addresses; this turns
-    them back. Only the opcode positions are visited (found with bytearray.find), so a few
-    MiB of code take well under a second.
+    liblzma applies its x86 filter only in a raw decoder chain that ends in LZMA1 or LZMA2, and
+    keeps the last bytes of the buffer until the chain reports the end of the stream. edk2 streams
+    carry their size in the header and no end marker, which liblzma's raw LZMA1 decoder cannot be
+    told (its LZMA1EXT filter is not in Python's lzma), so the LZMA output is fed to [x86, LZMA2]
+    as LZMA2 uncompressed chunks: their end byte ends the stream and flushes the filter, and
+    decoding a stored chunk is a copy. The x86 filter's start offset is 0, edk2's ip.
     """
-    buf = bytearray(data)
-    size = len(buf)
-    if size < 5:
-        return buf
-    limit = size - 4          # Bra86.c: size -= 4; an opcode needs 4 bytes after it
-    ip += 5                   # Bra86.c: ip += 5 (addresses are relative to the next instruction)
+    src = memoryview(data)
+    out = bytearray(len(src))
+    dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_X86_CHAIN)
     pos = 0
-    mask = 0                  # x86_Convert_Init: state = 0
-    find = buf.find
-    next_e8 = next_e9 = -1    # cached next positions, refreshed only once pos passes them
-    while True:
-        # The next E8 or E9 at or after pos, below limit: Bra86.c's `(*p & 0xFE) == 0xE8` scan.
-        if next_e8 < pos:
-            next_e8 = find(b"\xe8", pos, limit)
-            if next_e8 < 0:
-                next_e8 = size
-        if next_e9 < pos:
-            next_e9 = find(b"\xe9", pos, limit)
-            if next_e9 < 0:
-                next_e9 = size
-        p = next_e8 if next_e8 < next_e9 else next_e9
-        if p >= limit:
-            return buf
-        d = p - pos
-        pos = p
-        if d > 2:
-            mask = 0
-        else:
-            mask >>= d
-            if mask != 0 and (mask > 4 or mask == 3 or _test_ms_byte(buf[p + (mask >> 1) + 1])):
-                mask = (mask >> 1) | 4
-                pos += 1
-                continue
-        if _test_ms_byte(buf[p + 4]):
-            v = buf[p + 1] | (buf[p + 2] << 8) | (buf[p + 3] << 16) | (buf[p + 4] << 24)
-            cur = (ip + pos) & 0xFFFFFFFF
-            pos += 5
-            v = (v - cur) & 0xFFFFFFFF
-            if mask != 0:
-                sh = (mask & 6) << 2
-                if _test_ms_byte((v >> sh) & 0xFF):
-                    v ^= ((0x100 << sh) - 1)
-                    v = (v - cur) & 0xFFFFFFFF
-                mask = 0
-            buf[p + 1] = v & 0xFF
-            buf[p + 2] = (v >> 8) & 0xFF
-            buf[p + 3] = (v >> 16) & 0xFF
-            buf[p + 4] = (0 - ((v >> 24) & 1)) & 0xFF
-        else:
-            mask = (mask >> 1) | 4
-            pos += 1
+    for at in range(0, len(src), _LZMA2_STORED_MAX):
+        chunk = src[at:at + _LZMA2_STORED_MAX]
+        piece = dec.decompress(bytes([1 if at == 0 else 2]) + (len(chunk) - 1).to_bytes(2, "big") + chunk)
+        out[pos:pos + len(piece)] = piece
+        pos += len(piece)
+    piece = dec.decompress(b"\0")
+    out[pos:pos + len(piece)] = piece
+    pos += len(piece)
+    if pos != len(src) or (src and not dec.eof):
+        raise CompressionError(f"x86 BCJ pass gave 0x{pos:x} of 0x{len(src):x} bytes")
+    return out
 
 
-def lzma_x86_decompress(payload: bytes | memoryview, limit: int) -> bytes:
-    """gLzmaF86CustomDecompressGuid: LZMA, then the x86 BCJ decoder over the whole output."""
-    return bytes(bcj_x86_decode(lzma_decompress(payload, limit)))
+def lzma_x86_decompress(payload: bytes | memoryview, limit: int) -> bytearray:
+    """gLzmaF86CustomDecompressGuid: LZMA, then the x86 BCJ decoder over the whole output.
+
+    The BCJ pass holds a second buffer of the same size while it runs; callers that budget memory
+    count an LZMA+x86 blob twice (X86_WORKING_COPIES)."""
+    return bcj_x86_decode(lzma_decompress(payload, limit))
+
+
+X86_WORKING_COPIES = 2
 
 
 # -- Brotli ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """decoders.fd on Debian's real OVMF images, checked against UEFIExtract run on the same bytes
-and against layout facts from edk2 (FACTS A.1-A.5), plus the decompressors against their
-reference implementations (liblzma's x86 BCJ filter, edk2's own EFI/Tiano compressors, Brotli).
+and against layout facts from edk2 (OvmfPkg/OvmfPkgDefines.fdf.inc, OvmfPkgX64.fdf), plus the decompressors against their
+reference implementations (the LZMA SDK's x86 BCJ encoder, edk2's LzmaCompress, edk2's own EFI/Tiano compressors, Brotli).
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_volumes_match_uefiextract(decoded):
 @pytest.mark.parametrize("decoded", CODE_IMAGES, indirect=True)
 def test_files_match_uefiextract(decoded):
     """Per volume: the ordered files (GUID, type, size, offset when in flash) and the free space.
-    UEFIExtract hides the pad file that GenFv puts the extended header in (FACTS A.1)."""
+    UEFIExtract hides the pad file that GenFv puts the extended header in (GenFvInternalLib.c)."""
     image, tree = decoded
     for fv, vrow in zip(image.find("fv"), _rows(tree, "Volume"), strict=True):
         if fv.get("FileSystemGuid") == NVDATA:
@@ -185,7 +185,7 @@ def test_real_images_decode_without_errors(decoded):
 
 
 @pytest.mark.parametrize("name,size,layout", [
-    # FACTS A.5 (OvmfPkgDefines.fdf.inc): VARS, FVMAIN_COMPACT and SECFV offsets and sizes.
+    # OvmfPkg/OvmfPkgDefines.fdf.inc: VARS, FVMAIN_COMPACT and SECFV offsets and sizes.
     ("bookworm/OVMF.fd", 0x200000, [(NVDATA, 0, 0x20000), (FVMAIN_COMPACT, 0x20000, 0x1AC000),
                                     (SECFV, 0x1CC000, 0x34000)]),
     ("trixie/OVMF.fd", 0x400000, [(NVDATA, 0, 0x84000), (FVMAIN_COMPACT, 0x84000, 0x348000),
@@ -211,7 +211,7 @@ def _fv_name(v: Node):
 
 @pytest.mark.parametrize("decoded", CODE_IMAGES, indirect=True)
 def test_compressed_volumes(decoded):
-    """FVMAIN_COMPACT's one FV_IMAGE file holds one LZMA section with PEIFV and DXEFV (FACTS A.5),
+    """FVMAIN_COMPACT's one FV_IMAGE file holds one LZMA section with PEIFV and DXEFV (OvmfPkg/OvmfPkgX64.fdf),
     decoded in a new space whose parent is that section; DxeCore sits in DXEFV, PeiCore in PEIFV."""
     image, _ = decoded
     main = next(v for v in image.children if v.kind == "fv" and v.get("FvName") == FVMAIN_COMPACT)
@@ -225,7 +225,7 @@ def test_compressed_volumes(decoded):
         assert v.space.parent is lz and v.space.base is None
         assert v.space.name == f"{image.space.name}/lzma@0x{lz.offset:x}"
     if "bookworm" in image.space.name or image.size == 0x200000:
-        assert nested[0].size == 0xE0000   # FACTS A.5: PEIFV 0xE0000
+        assert nested[0].size == 0xE0000   # OvmfPkgX64.fdf: PEIFV 0xE0000
     dxe_files = {f.get("Name"): f for f in nested[1].children if f.kind == "ffs"}
     assert dxe_files[DXE_CORE].get("Type") == 0x05
     assert dxe_files[DXE_CORE].get("UI") == "DxeCore"
@@ -233,7 +233,7 @@ def test_compressed_volumes(decoded):
 
 
 def test_vars_volume_goes_to_the_variable_decoder():
-    """An NV-data volume (FACTS A.10) is not parsed as FFS: no file nodes under it."""
+    """An NV-data volume (MdeModulePkg/Include/Guid/SystemNvDataGuid.h) is not parsed as FFS: no file nodes under it."""
     path = IMAGES["bookworm/OVMF_VARS_4M.ms.fd"]()
     image = decode_image(path.read_bytes())
     (fv,) = [v for v in image.children if v.kind == "fv"]
@@ -243,33 +243,51 @@ def test_vars_volume_goes_to_the_variable_decoder():
 
 # -- decompressors against reference implementations ------------------------------------------
 
-def test_bcj_x86_decoder_matches_liblzma_on_real_code():
-    """liblzma's x86 BCJ filter encodes real OVMF code (SECFV); our decoder must undo it exactly."""
+def test_bcj_x86_decoder_undoes_the_lzma_sdk_encoder_on_real_code():
+    """The generator's port of the LZMA SDK's Bra86.c encoder (sample_images/build/bcj.py, as
+    edk2's LzmaCompress --f86 runs it) turns real OVMF code (SECFV, then reversed for more E8/E9
+    patterns near the end); liblzma's x86 filter, as our decoder drives it, must undo it exactly."""
+    from sample_images.build import bcj
     code = bookworm("OVMF.fd").read_bytes()[0x1CC000:0x200000]
-    code = code + bytes(reversed(code))    # more E8/E9 patterns, incl. near the end
-    enc = lzma.compress(code, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2}])
-    bcj = lzma.decompress(enc, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
-    assert bcj != code
-    assert bytes(bcj_x86_decode(bcj)) == code
+    code = code + bytes(reversed(code))
+    encoded = bcj.encode(code)
+    assert encoded != code
+    assert bytes(bcj_x86_decode(encoded)) == code == bcj.decode(encoded)
 
 
-def test_bcj_x86_decoder_is_fast_on_a_dxefv_sized_blob():
-    import time
+@pytest.mark.parametrize("size", [0, 1, 4, 5, 6, 9, 0xFFFF, 0x10000, 0x10001, 0x10005])
+def test_bcj_x86_decoder_keeps_the_tail_and_chunk_edges(size):
+    """E8 opcodes everywhere, so conversions straddle the 64 KiB chunks the decoder feeds liblzma
+    and reach the last 5 bytes, which Bra86.c never converts (it stops at size - 5)."""
+    from sample_images.build import bcj
+    code = (b"\xe8\x10\x00\x00\x00\xe9\xf0\xff\xff\xff\x90" * (size // 11 + 1))[:size]
+    assert bytes(bcj_x86_decode(bcj.encode(code))) == code
+
+
+def test_lzmaf86_section_from_edk2_lzmacompress_decodes_to_its_input():
+    """edk2's own LzmaCompress --f86 (the BaseTools build the firmware cache holds) writes the size
+    in the header and no end marker; the whole pipeline must give back the DXE core it compressed."""
+    tool = Path(__file__).resolve().parents[2] / ".cache/edk2-build/src/BaseTools/Source/C/bin/LzmaCompress"
+    if not tool.exists():
+        pytest.skip("edk2 BaseTools LzmaCompress not built (make firmware)")
+    import subprocess
+    import tempfile
+    from decoders.fd.compression import lzma_x86_decompress
     image = decode_image(bookworm("OVMF.fd").read_bytes())
     dxefv = [v for v in image.find("fv") if v.get("FvName") == DXEFV][0]
-    blob = dxefv.bytes
-    enc = lzma.compress(blob, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_X86}, {"id": lzma.FILTER_LZMA2}])
-    bcj = lzma.decompress(enc, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
-    t = time.perf_counter()
-    out = bcj_x86_decode(bcj)
-    assert time.perf_counter() - t < 1.0
-    assert out == blob
+    code = dxefv.bytes[:0x100000]
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "in").write_bytes(code)
+        subprocess.run([tool, "-e", "--f86", "-q", "-o", Path(tmp, "out"), Path(tmp, "in")], check=True)
+        payload = Path(tmp, "out").read_bytes()
+    assert int.from_bytes(payload[5:13], "little") == len(code)
+    assert bytes(lzma_x86_decompress(payload, 1 << 26)) == code
 
 
 def test_lzma_alone_roundtrip_and_declared_size():
     data = bookworm("OVMF.fd").read_bytes()[0x1CC000:0x200000]
     packed = lzma.compress(data, format=lzma.FORMAT_ALONE)
-    # liblzma writes an unknown size; edk2's LzmaCompress writes the real one (FACTS A.3).
+    # liblzma writes an unknown size; edk2's LzmaCompress writes the real one (BaseTools/Source/C/LzmaCompress/LzmaCompress.c).
     packed = packed[:5] + len(data).to_bytes(8, "little") + packed[13:]
     assert lzma_decompress(packed, 1 << 26) == data
 
