@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from decoders import budget, guids
 from decoders.acpi import decode_acpi_from_rsdp, find_rsdp
@@ -28,7 +29,9 @@ from decoders.eventlog import decode_event_log
 from decoders.hob import decode_hob_list
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
-from inspector.dump import Dump
+
+if TYPE_CHECKING:                      # only dump_overview takes a Dump; live sessions need no ELF reader
+    from inspector.dump import Dump
 
 # The legacy RSDP area (ACPI 6.5 §5.2.5.1: the BIOS read-only area 0xE0000-0xFFFFF, 16-byte steps).
 LEGACY_RSDP = (0xE0000, 0x20000)

@@ -380,3 +380,43 @@ def test_qemu_with_bad_phase_or_missing_image_is_a_usage_error(tmp_path, capsys)
     assert run_qemu(_parser().parse_args(["qemu", "x.fd", "--until", "shell"])) == 2
     assert run_qemu(_parser().parse_args(["qemu", str(tmp_path / "none.fd")])) == 2
     assert run_attach(_parser().parse_args(["attach", "nowhere", "--image", "x.fd"])) == 2
+
+
+# ---- the handoff table -----------------------------------------------------------------------------
+
+def test_every_phase_has_a_handoff_decoder():
+    from inspector.live.handoffs import HANDOFF_DECODERS
+    from inspector.live.session_api import PHASES
+    assert set(HANDOFF_DECODERS) == set(PHASES)
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_pei_core_handoff_reads_sec_core_data_and_ppi_list_by_the_calling_convention(width):
+    """PeiCore(SecCoreData, PpiList): X64 MS ABI in RCX/RDX, IA32 cdecl at [ESP+4]/[ESP+8]
+    (OvmfPkg/Sec/SecMain.c calls it); the hand-off and PPI list are read through the Memory."""
+    from inspector.live.handoffs import HandoffContext, decode_handoff
+    from inspector.live.phases import BootState, Handoffs
+    from inspector.live.session_api import Phase
+
+    base, handoff_at, ppis_at, guid_at, esp = 0x81F000, 0x81FE00, 0x81FD00, 0x81FC00, 0x81FB00
+    ram = bytearray(0x1000)
+    blob = _handoff_blob(width)
+    ram[handoff_at - base:handoff_at - base + len(blob)] = blob
+    desc = _ppi(width, 0x80000010, guid_at, 0x5000)
+    ram[ppis_at - base:ppis_at - base + len(desc)] = desc
+    ram[guid_at - base:guid_at - base + 16] = TEMP_RAM_SUPPORT_PPI.bytes_le
+    struct.pack_into("<III", ram, esp - base, 0xDEAD, handoff_at, ppis_at)      # return address, args
+    if width == 8:
+        r = regs(cr0=CR0_PE | 1 << 31, efer=EFER_LMA, cs_flags=DESC_L, cs_base=0, cs=0x38, rip=0x82584A,
+                 rcx=handoff_at, rdx=ppis_at, rsp=esp)
+    else:
+        r = regs(cr0=CR0_PE, cs_flags=DESC_B, cs_base=0, cs=0x10, rip=0x82584A, rsp=esp)
+    boot = BootState(Handoffs(image_size=0x400000, peifv_ram_base=PEIFV))
+    ctx = HandoffContext(BytesMemory(bytes(ram), base), b"", boot, lambda node: None)
+    node = decode_handoff(Phase.PEI_CORE, ctx, r)
+    assert node.kind == "pei-core-entry"
+    assert (node.get("SecCoreData"), node.get("PpiList")) == (handoff_at, ppis_at)
+    ho = next(node.find("sec-pei-handoff"))
+    assert (ho.get("TemporaryRamBase"), ho.get("StackBase")) == (TEMP_RAM, STACK)
+    assert [d.get("GuidValue") for d in next(node.find("ppi-list")).children] == [TEMP_RAM_SUPPORT_PPI]
+    assert not list(node.all_problems())
