@@ -43,7 +43,8 @@ class _Version(argparse.Action):
             text = version("fwinspect")
         except PackageNotFoundError:
             text = "unknown (not installed)"
-        parser.exit(EXIT_OK, f"fwinspect {text}\n")
+        print(f"fwinspect {text}")
+        parser.exit(EXIT_OK)
 
 
 # ---- option values (argparse types: a bad value is a usage error naming the option) --------------

@@ -194,3 +194,37 @@ def test_console_script_one_shot_path_flushes_output_and_keeps_exit_codes(tmp_pa
     usage = subprocess.run([sys.executable, "-c", code, "fd", str(tmp_path / "missing")], capture_output=True,
                            text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert usage.returncode == 2
+
+
+def test_internal_error_exits_3_with_one_line(monkeypatch, capsys, tmp_path):
+    """A bug of ours (here: a decoder raising) is exit 3, distinct from 1 (the input had problems)."""
+    import inspector.image
+
+    def broken(path):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(inspector.image, "load_image", broken)
+    monkeypatch.delenv("FWINSPECT_DEBUG", raising=False)
+    assert main(["fd", str(tmp_path / "x.fd")]) == 3
+    assert capsys.readouterr().err == ("fwinspect: internal error (KeyError: 'a bug'); FWINSPECT_DEBUG=1 shows the "
+                                       "traceback: please report it with the input\n")
+
+
+def test_version_and_help_exit_0_and_no_command_is_usage(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"fwinspect {version('fwinspect')}\n"
+    assert main(["fd", "--version"]) == 0
+    assert main(["--help"]) == 0
+    assert "exit status: 0 clean; 1 the input had problems" in capsys.readouterr().out.replace("\n", " ")
+    assert main([]) == 2
+
+
+def test_offline_commands_import_nothing_of_the_live_session_or_the_app():
+    code = ("import sys; from inspector.cli import main; main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('inspector.live', 'views', 'textual', 'rich'))))")
+    r = subprocess.run([sys.executable, "-c", code, "fd", str(bookworm("OVMF.fd")), "--json"], capture_output=True,
+                       text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]"
