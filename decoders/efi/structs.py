@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from construct import Bytes, Construct, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
+from decoders.guids import EFI_GUID
+
 # MdePkg/Include/Uefi/UefiSpec.h
 EFI_SYSTEM_TABLE_SIGNATURE = b"IBI SYST"
 # MdePkg/Include/Guid/DebugImageInfoTable.h
@@ -70,7 +72,7 @@ def EFI_SYSTEM_TABLE(width: int) -> Struct:
 
 @lru_cache(maxsize=None)
 def EFI_CONFIGURATION_TABLE(width: int) -> Struct:
-    return Struct("VendorGuid" / Bytes(16), "VendorTable" / _ptr(width))
+    return Struct("VendorGuid" / EFI_GUID, "VendorTable" / _ptr(width))
 
 
 @lru_cache(maxsize=None)

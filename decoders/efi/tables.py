@@ -171,7 +171,7 @@ def _config_tables(parent: Node, mem: Memory, address: int, count: int, width: i
     for i in range(n):
         off = i * entry.sizeof()
         e = parse_at(entry, raw, off)
-        g = guids.from_bytes(e.VendorGuid)
+        g = e.VendorGuid
         c = Node("efi-config-table", f"{guids.describe(g)} -> 0x{e.VendorTable:x}", space, off, entry.sizeof())
         c.add("VendorGuid", g, off, 16, guids.describe(g))
         c.add("VendorTable", e.VendorTable, off + 16, width, f"0x{e.VendorTable:x}")

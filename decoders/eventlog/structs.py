@@ -193,7 +193,7 @@ TDX_QUOTE_HEADER_V4 = Struct(
     "QeVendorId" / Bytes(16),
     "UserData" / Bytes(20),
 )
-# TD report body (sgx_report2_body_t / TDREPORT's TDINFO + TEE_TCB_INFO subset), FACTS B.4 offsets
+# TD report body (Intel TDX DCAP Quoting Library API, "TD Quote Body"; sgx_quote_4.h sgx_report2_body_t)
 TD_QUOTE_BODY_V4 = Struct(
     "TEE_TCB_SVN" / Bytes(16),
     "MRSEAM" / Bytes(48),

@@ -91,7 +91,8 @@ def test_layout_matches_uefiextract(get, tmp_path):
 
 
 def test_ms_vars_facts():
-    """FACTS A.10: 57 records from 0x64 to 0x5998, 31 valid, 26 deleted; PK @0x545C, db @0x3CF4."""
+    """Debian 12's OVMF_VARS_4M.ms.fd: 57 records from 0x64 to 0x5998, 31 valid, 26 deleted; PK @0x545C,
+    db @0x3CF4 (the same rows UEFIExtract lists as VSS entries)."""
     _, nodes = decode_file(bookworm("OVMF_VARS_4M.ms.fd"))
     vs = variables(nodes)
     assert len(vs) == 57 and vs[0].offset == 0x64

@@ -190,8 +190,9 @@ def test_trixie_runtime_drivers_are_nx_compat(real_pe):
 
 
 @pytest.mark.real
-def test_bookworm_counts_match_facts(real_pe):
-    """FACTS A.4: OVMF_CODE_4M has 14 IA32 + 110 X64 PE32 images, OVMF.fd 127 X64."""
+def test_bookworm_counts_match_uefiextract(real_pe):
+    """Debian 12's OVMF_CODE_4M (OvmfPkgIa32X64: IA32 SEC/PEI, X64 DXE) has 14 IA32 + 110 X64 PE32
+    images, OVMF.fd (OvmfPkgX64) 127 X64, as UEFIExtract lists their PE32 sections."""
     for name, want in (("OVMF_CODE_4M.fd", {0x14C: 14, 0x8664: 110}), ("OVMF.fd", {0x8664: 127})):
         bodies, od = real_pe(bookworm(name))
         got: dict[int, int] = {}
@@ -203,7 +204,8 @@ def test_bookworm_counts_match_facts(real_pe):
 
 @pytest.mark.real
 def test_sec_core_of_code_4m_is_ia32_and_linked_where_it_sits(real_pe):
-    """FACTS C.2.1/C.2.2: the SEC core of OVMF_CODE_4M is IA32, XIP in flash at its ImageBase."""
+    """The SEC core of OVMF_CODE_4M is IA32 and runs in place from flash (OvmfPkgIa32X64.dsc builds SEC
+    for IA32; GenFv rebases SECFV modules to their flash address)."""
     bodies, _ = real_pe(bookworm("OVMF_CODE_4M.fd"))
     (sec,) = [b for b in bodies if b.module.endswith(" SecMain")]
     data = sec.path.read_bytes()
@@ -222,7 +224,7 @@ def test_dxe_driver_not_linked_for_flash_gets_a_note(real_pe):
     (core,) = [b for b in bodies if b.module.endswith(" DxeCore")]
     data = core.path.read_bytes()
     node = decode_pe(Space("DxeCore", data), 0, len(data), load_address=0x900000)
-    assert node.get("ImageBase") == 0  # FACTS C.2.2: DXEFV modules are not build-time relocated
+    assert node.get("ImageBase") == 0  # DXEFV modules are not rebased by GenFv; DxeIpl/DxeCore load them
     assert node.get("XipEntryPoint") == 0x900000 + node.get("AddressOfEntryPoint")
     assert any("linked for 0x0" in p.message for p in node.problems)
     assert node.title.startswith("PE32+ X64 ")
