@@ -28,7 +28,7 @@ from views.widgets.hex_view import HexView
 from views.widgets.node_tree import NodeTree
 
 SIZE = (120, 40)
-FVMAIN_COMPACT = "48db5e17-707c-472d-91cd-1613e7ef51b0"  # FACTS A.5, OvmfPkgX64.fdf FvNameGuid
+FVMAIN_COMPACT = "48db5e17-707c-472d-91cd-1613e7ef51b0"  # OvmfPkg/OvmfPkgX64.fdf FvNameGuid
 SECFV = "763BED0D-DE9F-48F5-81F1-3E90E1B1A015"
 
 
@@ -100,7 +100,7 @@ class TestTreeAndFields:
             await select(pilot, fv)
             rows = table_rows(app.screen.query_one(FieldTable))
             by_name = {r[0]: r for r in rows}
-            # FV header at 0x20000 (FACTS A.1 offsets; FACTS A.5: FVMAIN_COMPACT is 0x1AC000 long)
+            # FV header at 0x20000 (PI vol. 3, 3.2.1 EFI_FIRMWARE_VOLUME_HEADER: ZeroVector, then FileSystemGuid)
             assert by_name["ZeroVector"][1:3] == ["0x20000", "0x10"]
             assert by_name["FileSystemGuid"][1] == "0x20010"
             assert "8C8CE578-8A3D-4F1C-9935-896185C32DD3" in by_name["FileSystemGuid"][3]
@@ -382,7 +382,7 @@ class TestWithFdDecoder:
             first = time.perf_counter() - t0
             nt = app.screen.query_one(NodeTree)
             assert [c.data for c in nt.root.children] == decoded.children
-            # DXEFV lives inside FVMAIN_COMPACT's LZMA section (FACTS A.5).
+            # DXEFV lives inside FVMAIN_COMPACT's LZMA section (OvmfPkg/OvmfPkgX64.fdf, [FV.FVMAIN_COMPACT]).
             await pilot.press("slash", *"7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1", "enter")
             await pilot.pause()
             hit = app.screen.current

@@ -204,7 +204,28 @@ class TestTree:
             assert screen.node_tree is tree and app.focused is tree
             assert tree.index.root is stops[PEI_CORE].tree
             assert [str(c.label) for c in tree.root.children] == [c.title for c in stops[PEI_CORE].tree.children]
+            # Nothing was selected below the root: the new stop shows its root.
             assert screen.current is stops[PEI_CORE].tree and tree.cursor_node is tree.root
+
+    async def test_the_selected_node_stays_selected_when_the_next_stop_has_it(self, recorded_boot, stops):
+        """A HOB selected at one stop is selected again at the next when that stop's tree has a
+        node of the same kind and title at the same place (the second load gives new objects)."""
+        again = dataclasses.replace(load_recording(recorded_boot)[DXE_CORE], index=DXE_CORE + 1)
+        app = LiveApp(FakeSession([stops[DXE_CORE], again]), "boot")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: shown_index(app) == DXE_CORE)
+            screen = app.live_screen
+            await pilot.press("down", "space", "down", "down")
+            await pilot.pause()
+            hob_list = next(n for n in stops[DXE_CORE].tree.children if n.kind == "hob-list")
+            assert screen.current is hob_list.children[1]
+            await pilot.press("n")
+            await wait_for(pilot, lambda: shown_index(app) == DXE_CORE + 1)
+            new_list = next(n for n in again.tree.children if n.kind == "hob-list")
+            assert screen.current is new_list.children[1] and new_list is not hob_list
+            assert screen.node_tree.cursor_node.data is new_list.children[1]
+            assert screen.hex_view.span == (new_list.children[1].offset,
+                                            new_list.children[1].offset + new_list.children[1].size)
 
     async def test_stop_without_tree_shows_placeholder(self, stops):
         session = FakeSession([dataclasses.replace(stops[RESET], tree=None)])

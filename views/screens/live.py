@@ -62,6 +62,19 @@ def empty_tree(stop: Stop) -> Node:
 WAITING = Node("stop", "waiting for the first stop…")
 
 
+def same_place(index: TreeIndex, path: list[tuple[str, str]]) -> Node:
+    """The node of `index` at the (kind, title) path below the root that another stop's tree had
+    selected, as far down as it matches (the root when nothing does): stepping keeps a HOB
+    selected while its list stays the same. Roots differ from stop to stop and are not compared."""
+    node = index.root
+    for kind, title in path[1:]:
+        match = next((c for c in index.children(node) if c.kind == kind and c.title == title), None)
+        if match is None:
+            break
+        node = match
+    return node
+
+
 class LiveScreen(NodeScreen):
     # Live and replay bindings share keys; check_action enables the set for this session, and a
     # key whose action is off falls through to the next binding of that key (App.run_action
@@ -256,7 +269,8 @@ class LiveScreen(NodeScreen):
             return
         if self.live and self.stop is not None and stop.index < self.stop.index:
             return  # an interrupt's answer that a later stop has overtaken
-        # One repaint for the whole stop, not one per pane (Memray's tui.py pattern, FACTS D.3.4).
+        # One repaint for the whole stop, not one per pane (Textual's App.batch_update; Memray's
+        # live TUI, src/memray/reporters/tui.py, updates its panes the same way).
         with self.app.batch_update():
             await self._apply(stop, index)
         self.call_after_refresh(lambda: self.redraw_times.append(time.perf_counter()))
@@ -306,11 +320,16 @@ class LiveScreen(NodeScreen):
     async def _show_tree(self, index: TreeIndex) -> None:
         if self.root is index.root:
             return
+        tree = self.node_tree
+        before = [] if self.current is None else [(n.kind, n.title) for n in tree.index.path(self.current)]
         # The same widget shows the new stop's tree: no remount, the focus stays where it was.
-        self.node_tree.show_index(index)
+        tree.show_index(index)
         self.root = index.root
         self.current = None
-        self.show_node(index.root)
+        node = same_place(index, before)
+        if node is not index.root and not tree.reveal(node):
+            node = index.root
+        self.show_node(node)
 
     # -- actions ------------------------------------------------------------------
     # Keys and palette commands reach these through App.run_action, which asks check_action

@@ -1,7 +1,7 @@
 """FieldTable: the selected node's fields (spec name, value, offset, size) and its problems.
 
-A DataTable is right here: a node has tens of fields, not thousands (FACTS D.3.3: 1 k rows cost
-257 ms; a node's table costs a few ms). Problems follow the fields, coloured by severity, so a
+A DataTable is right here: a node has tens of fields, not thousands (measured here with Textual's
+DataTable: 1 k rows cost 257 ms; a node's table costs a few ms). Problems follow the fields, coloured by severity, so a
 checksum mismatch sits next to the `Checksum` field it is about.
 """
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """RegistersView: the CPU state at a stop, with what changed since the previous stop in the
 theme's error colour (red in the default themes).
 
-The pwndbg/GEF "context" convention (FACTS D.3.2, D.3.4: keep the previous register table and
-diff on each stop). Register names are those of `Stop.registers`: the gdbstub's x86-64 set
-(rax..r15, rip, eflags, cs..gs selectors, fs_base/gs_base, cr0-cr4, efer; FACTS C.1.3) plus the
-segment bases the monitor's `info registers` gives, as `cs_base`, `ss_base`, ...
-QEMU reports 64-bit registers in every mode (FACTS C.1.3/C.1.4); outside long mode values that fit
-in 32 bits are shown with 8 digits, which is how the CPU sees them there.
+The convention of pwndbg's and GEF's `context` command: keep the previous stop's registers and
+mark what differs. Register names are those of `Stop.registers`: the gdbstub's x86-64 set (QEMU's
+gdb-xml/i386-64bit.xml: rax..r15, rip, eflags, cs..gs selectors, fs_base/gs_base, cr0-cr4, efer)
+plus the segment bases the monitor's `info registers` gives, as `cs_base`, `ss_base`, ...
+QEMU's gdbstub sends that 64-bit set in every CPU mode (target/i386/gdbstub.c); outside long mode
+values that fit in 32 bits are shown with 8 digits, which is how the CPU sees them there.
 """
 from __future__ import annotations
 
