@@ -20,7 +20,6 @@ from decoders.errors import DecodeError, parse_at
 from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 
-TDX_METADATA_GUID = guids.TdxMetadataGuid
 
 PAGE_SIZE = 0x1000
 # edk2 emits 6-7 TDVF sections, td-shim at most ~10; anything above this is hostile or garbage and
@@ -95,9 +94,9 @@ def decode_tdx_metadata(space: Space, offset: int) -> Node:
     if guid_at >= 0:
         g = guids.from_bytes(data[guid_at:offset])
         node.add("Guid", g, guid_at, 16, guids.describe(g))
-        if g != TDX_METADATA_GUID:
+        if g != guids.TdxMetadataGuid:
             # td-shim's tools refuse such an image; QEMU does not look at the GUID.
-            node.warn(guid_at, f"expected {guids.describe(TDX_METADATA_GUID)} before the descriptor")
+            node.warn(guid_at, f"expected {guids.describe(guids.TdxMetadataGuid)} before the descriptor")
     else:
         node.warn(offset, "no room for the TdxMetadataGuid before the descriptor")
     try:

@@ -23,15 +23,6 @@ from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 from decoders.ovmf.metadata import decode_igvm_metadata, decode_sev_metadata, decode_tdx_metadata
 
-FOOTER_GUID = guids.OvmfTableFooterGuid
-SEV_ES_RESET_GUID = guids.SevEsResetBlockGuid
-SEV_SECRET_GUID = guids.SevSecretBlockGuid
-SEV_HASH_TABLE_GUID = guids.SevFwHashBlockGuid
-SEV_METADATA_GUID = guids.OvmfSevMetadataOffsetGuid
-TDX_METADATA_OFFSET_GUID = guids.TdxMetadataOffsetGuid
-IGVM_METADATA_GUID = guids.IgvmMetadataOffsetGuid
-SVSM_INFO_GUID = guids.SvsmInfoGuid
-
 FOUR_GIB = 1 << 32
 # The table length is a UINT16, and every entry is at least 18 bytes, so a walk can never have more
 # than 0xFFFF // 18 entries; edk2 writes 5-6. The cap keeps a hostile table's node list small.
@@ -51,13 +42,13 @@ def decode_reset_vector_table(space: Space) -> Node | None:
     end = len(data)
     footer_at = end - S.TABLE_FOOTER_AT
     footer = parse_at(S.OVMF_TABLE_FOOTER, data, footer_at, "OVMF table footer")
-    if footer.FooterGuid != FOOTER_GUID:
+    if footer.FooterGuid != guids.OvmfTableFooterGuid:
         return _legacy_tdshim(space)
 
     node = Node("ovmf-guid-table", "OVMF reset-vector GUIDed table", space, footer_at, S.TABLE_FOOTER_AT)
     length = footer.TableLength
     node.add("TableLength", length, footer_at, 2)
-    node.add("FooterGuid", FOOTER_GUID, footer_at + 2, 16, guids.describe(FOOTER_GUID))
+    node.add("FooterGuid", footer.FooterGuid, footer_at + 2, 16, guids.describe(footer.FooterGuid))
     _add_vtf_top(node, data, end)
 
     body = length - S.GUIDED_ENTRY_TAIL_SIZE
@@ -101,7 +92,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
                                 f"entries cover 0x{body - left:x} of its 0x{body:x} bytes")
 
     present = {c.get("Guid") for c in node.children}
-    if not present & {TDX_METADATA_OFFSET_GUID, SEV_METADATA_GUID, IGVM_METADATA_GUID}:
+    if not present & {guids.TdxMetadataOffsetGuid, guids.OvmfSevMetadataOffsetGuid, guids.IgvmMetadataOffsetGuid}:
         node.note(footer_at, "no TDX, SEV or IGVM metadata entries (an IA32 reset vector or an older build)")
     node.title = f"OVMF reset-vector GUIDed table ({len(node.children)} entries)"
     return node
@@ -183,7 +174,7 @@ def _decode_entry(space: Space, at: int, length: int, guid, end: int) -> Node:
             node.note(at + struct_.sizeof(), f"{dsize - struct_.sizeof()} more data bytes than {what} defines")
         return parse_at(struct_, data, at, what)
 
-    if guid == SEV_ES_RESET_GUID:
+    if guid == guids.SevEsResetBlockGuid:
         v = need(S.SEV_ES_RESET_BLOCK, "SEV-ES reset block")
         if v is not None:
             raw = v.SevEsApResetIp
@@ -192,18 +183,18 @@ def _decode_entry(space: Space, at: int, length: int, guid, end: int) -> Node:
             node.add("IP", ip, at, 2)
             node.add("CsBase", cs_base, at + 2, 2, f"0x{cs_base:x} (high 16 bits 0x{raw >> 16:x})")
             node.title = f"SEV-ES AP reset block: CS base 0x{cs_base:x}, IP 0x{ip:x} → 0x{cs_base + ip:x}"
-    elif guid in (SEV_SECRET_GUID, SEV_HASH_TABLE_GUID):
-        what = "SEV secret block" if guid == SEV_SECRET_GUID else "SEV hash table block"
+    elif guid in (guids.SevSecretBlockGuid, guids.SevFwHashBlockGuid):
+        what = "SEV secret block" if guid == guids.SevSecretBlockGuid else "SEV hash table block"
         v = need(S.BASE_SIZE_BLOCK, what)
         if v is not None:
             node.add("Base", v.Base, at, 4)
             node.add("Size", v.Size, at + 4, 4)
             node.title = f"{what}: 0x{v.Base:x} + 0x{v.Size:x}" + (" (unused)" if not v.Size else "")
-    elif guid in (TDX_METADATA_OFFSET_GUID, SEV_METADATA_GUID, IGVM_METADATA_GUID):
+    elif guid in (guids.TdxMetadataOffsetGuid, guids.OvmfSevMetadataOffsetGuid, guids.IgvmMetadataOffsetGuid):
         what, decode = {
-            TDX_METADATA_OFFSET_GUID: ("TDX metadata offset", decode_tdx_metadata),
-            SEV_METADATA_GUID: ("SEV metadata offset", decode_sev_metadata),
-            IGVM_METADATA_GUID: ("IGVM metadata offset", decode_igvm_metadata),
+            guids.TdxMetadataOffsetGuid: ("TDX metadata offset", decode_tdx_metadata),
+            guids.OvmfSevMetadataOffsetGuid: ("SEV metadata offset", decode_sev_metadata),
+            guids.IgvmMetadataOffsetGuid: ("IGVM metadata offset", decode_igvm_metadata),
         }[guid]
         v = need(S.METADATA_OFFSET_BLOCK, what)
         if v is not None:
@@ -214,7 +205,7 @@ def _decode_entry(space: Space, at: int, length: int, guid, end: int) -> Node:
                 node.problem(at, f"{what} 0x{v.Offset:x} points outside the 0x{end:x}-byte image")
             else:
                 node.append(decode(space, target))
-    elif guid == SVSM_INFO_GUID:
+    elif guid == guids.SvsmInfoGuid:
         v = need(S.SVSM_INFO_BLOCK, "SVSM info")
         if v is not None:
             entry = FOUR_GIB - end + v.SvsmOffset
