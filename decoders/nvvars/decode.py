@@ -25,11 +25,6 @@ from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TO
                                      VARIABLE_STORE_HEALTHY)
 from decoders.uefivar import decode_variable_data
 
-AUTH_VARIABLE_GUID = guids.gEfiAuthenticatedVariableGuid
-VARIABLE_GUID = guids.gEfiVariableGuid
-WORKING_BLOCK_GUID = guids.gEdkiiWorkingBlockSignatureGuid
-SYSTEM_NV_DATA_FV_GUID = guids.gEfiSystemNvDataFvGuid
-
 # -- bounds ----------------------------------------------------------------------------------
 # A variable is at least a 32-byte header, so a 256 KiB store holds at most ~8000; this cap only
 # matters for crafted input.
@@ -108,7 +103,7 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
         node.warn(offset, "variable store is raw (erased, never formatted)")
         node.title = "Variable store (raw)"
         return node, end
-    if sig not in (AUTH_VARIABLE_GUID, VARIABLE_GUID):
+    if sig not in (guids.gEfiAuthenticatedVariableGuid, guids.gEfiVariableGuid):
         node.problem(offset, f"Signature {str(sig).upper()} is neither gEfiAuthenticatedVariableGuid nor "
                              "gEfiVariableGuid")
     if hdr.Format != VARIABLE_STORE_FORMATTED:
@@ -124,7 +119,7 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
                                   f"(0x{end - offset:x} bytes left)")
         store_end = _find_working_block(data, offset + header_size, end) or end
     node.size = store_end - offset
-    auth = sig != VARIABLE_GUID  # VariableFormat.h: the authenticated header unless gEfiVariableGuid
+    auth = sig != guids.gEfiVariableGuid  # VariableFormat.h: the authenticated header unless gEfiVariableGuid
     _walk_variables(node, _align(offset + header_size), _align(store_end) if _align(store_end) <= end
                     else store_end, auth)
     variables = [c for c in node.children if c.kind == "variable"]
@@ -293,7 +288,7 @@ def _find_working_block(data, start: int, end: int) -> int | None:
     if start >= end:
         return None
     chunk = bytes(data[start:end])
-    for sig in (WORKING_BLOCK_GUID, SYSTEM_NV_DATA_FV_GUID):
+    for sig in (guids.gEdkiiWorkingBlockSignatureGuid, guids.gEfiSystemNvDataFvGuid):
         needle = sig.bytes_le
         at = chunk.find(needle)
         for _ in range(MAX_SIGNATURE_CANDIDATES):
@@ -342,7 +337,7 @@ def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
     node.add("Reserved", bits.Reserved, pos + 20, 1)
     node.add("Reserved3", bytes(h.Reserved3), pos + 21, 3)
     node.add("WriteQueueSize", h.WriteQueueSize, pos + 24, 8)
-    if sig == SYSTEM_NV_DATA_FV_GUID:
+    if sig == guids.gEfiSystemNvDataFvGuid:
         node.warn(pos, "old signature gEfiSystemNvDataFvGuid: edk2 now expects gEdkiiWorkingBlockSignatureGuid "
                        "and reinitialises this work space")
     if crc != h.Crc:
