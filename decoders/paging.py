@@ -1,40 +1,57 @@
-"""IA-32e paging: 4-level and 5-level walks from CR3 (Intel SDM vol. 3A ch. 4; FACTS B.6).
+"""IA-32e paging: 4-level and 5-level walks from CR3 (Intel SDM vol. 3A ch. 4: 4.5 the entry
+formats, 4.6 access rights).
 
-`walk()` reads each table page once (one 4 KiB read per table, never per entry) and returns every
-leaf mapping with the flags of its leaf entry and the effective permissions along the walk (R/W
-and U/S ANDed, NX ORed). TDX's shared bit (GPA bit GPAW-1) and AMD SEV's C-bit are masked out of
-addresses and shown per mapping. Loops, tables outside memory and reserved bits become problems;
-the walk is bounded.
+The walk goes depth first in entry order, so leaves come out in VA order in chunks of at most 512
+(numpy columns), and reads and decodes each table page once however many entries point at it.
+`walk()` keeps every leaf (up to MAX_LEAVES); `scan()` keeps none, and its `leaves()` walks again
+and streams them, holding one chunk at a time. Each leaf carries the flags of its leaf entry and
+the effective permissions along the walk (R/W and U/S ANDed, XD ORed, SDM 4.6). TDX's shared bit
+(GPA bit GPAW-1) and AMD SEV's C-bit are masked out of addresses and shown per mapping. Loops,
+tables outside memory and reserved bits are problems; an entry that points at a table another
+entry already reached (aliasing) is a located note; table visits and leaves kept are budgets.
 """
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
+from decoders import budget
 from decoders.memory import Memory, Unreadable
-from decoders.model import Node, Problem, Severity, Space
+from decoders.model import Problem, Severity
 
 PAGE = 4096
 ENTRIES = 512
 
 # Entry bits (SDM tables 4-15..4-20; edk2 MdePkg/Include/Register/X86/CpuPageTable.h).
 P, RW, US, PWT, PCD, A, D, PS, G = (1 << i for i in range(9))
+u64 = np.uint64
 PAT_LARGE = 1 << 12
 NX = 1 << 63
 PKEY_SHIFT = 59
 LEVEL_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
 LEAF_SIZES = {3: 1 << 30, 2: 1 << 21, 1: 1 << 12}
 
-# A 52-bit physical space with every table distinct holds far fewer tables than this in any real
-# guest (OVMF's 1 TiB identity map uses ~1,026); hostile tables that fan out stop here.
-MAX_TABLES = 1 << 16
-# Leaves kept: 2 Mi leaves is 4 TiB in 2 MiB pages (or 8 GiB in 4 KiB pages) at ~40 bytes each;
-# tables that map more (hostile fan-out, sharing one PD everywhere) stop with a problem.
-MAX_LEAVES = 1 << 21
-MAX_PROBLEMS = 1000
+# Table visits per walk. Each visit yields at most 512 leaves (a shared table is decoded once, then
+# taken from the cache); OVMF's 1 TiB identity map is 1,027 visits, a 64 MiB dump holds at most
+# 16,384 tables, and 16,384 visits are at most 8 Mi leaves, walked twice in a few seconds. Tables
+# that fan out further (every entry pointing at the same tables) stop here, located.
+MAX_TABLE_VISITS = 1 << 14
+# Leaves walk() keeps in memory (about 50 bytes each in columns) for the app and live sessions;
+# scan() keeps none and leaves() streams them.
+MAX_LEAVES = 1 << 20
+# Leaves (or merged ranges) listed one by one, each a line of text or about 1.3 KB of JSON: 262,144
+# are 340 MB of JSON, within the 512 MiB output budget (decoders/budget.py). The 1 TiB identity map
+# OVMF builds in 2 MiB pages is 524,288 leaves: its listing stops halfway, located; ranges show all.
+MAX_LISTED = 1 << 18
+# Decoded tables kept for reuse (up to 22 KiB of leaf columns each): the first ones reached, which
+# is where shared tables show up; a table past them is decoded again at each visit.
+MAX_CACHED_TABLES = 256
+# Entries noted one by one for pointing at a table another entry reaches; the rest are counted.
+MAX_SHARED_NOTES = 16
+# Entries with reserved bits reported per table (the CPU faults on each; one table can hold 512).
+MAX_RESERVED_NOTES = 16
 
 
 @dataclass
@@ -111,10 +128,33 @@ class Mappings:
         self.encrypted = (entry >> np.uint64(cfg.c_bit)) & np.uint64(1) if cfg.c_bit is not None else None
 
     @classmethod
+    def _columns(cls, cfg: "PagingConfig", **cols) -> "Mappings":
+        """From every column already computed (the walk derives size, pa, shared and encrypted
+        once per table, not per chunk)."""
+        m = cls.__new__(cls)
+        m.cfg = cfg
+        m.__dict__.update(cols)
+        return m
+
+    @classmethod
     def empty(cls, cfg: "PagingConfig") -> "Mappings":
         z = np.zeros(0, dtype=np.uint64)
         b = np.zeros(0, dtype=bool)
         return cls(z, z, np.zeros(0, dtype=np.uint8), z, b, b, b, cfg)
+
+    @classmethod
+    def concat(cls, chunks: list["Mappings"], cfg: "PagingConfig") -> "Mappings":
+        if len(chunks) == 1:
+            return chunks[0]
+        if not chunks:
+            return cls.empty(cfg)
+        cols = [np.concatenate([getattr(c, n) for c in chunks]) for n in _COLUMNS]
+        return cls(*cols, cfg)
+
+    def head(self, n: int) -> "Mappings":
+        if n >= len(self):
+            return self
+        return Mappings(*(getattr(self, c)[:n] for c in _COLUMNS), self.cfg)
 
     def __len__(self) -> int:
         return len(self.va)
@@ -132,22 +172,60 @@ class Mappings:
         return {lvl: int(np.count_nonzero(self.level == lvl)) for lvl in (3, 2, 1)}
 
 
+_COLUMNS = ("va", "entry", "level", "entry_address", "writable", "user", "nx")
+_ALL_COLUMNS = _COLUMNS + ("size", "pa", "shared", "encrypted")
+
+
 @dataclass
 class WalkResult:
     cr3: int
     config: PagingConfig
-    mappings: Mappings | None = None
-    tables_read: int = 0
+    mappings: Mappings | None = None   # every leaf, when the walk kept them (walk(); scan() does not)
+    tables_read: int = 0               # distinct tables read
     problems: list[Problem] = field(default_factory=list)
+    # What the walk counted, kept or not: leaves by level (3, 2, 1), bytes they map, table visits.
+    leaf_counts: dict[int, int] = field(default_factory=lambda: {3: 0, 2: 0, 1: 0})
+    mapped_bytes: int = 0
+    visits: int = 0
+    ranges: int | None = None          # merged ranges (scan() counts them)
+    # Where listing one by one stops (scan()): "leaves"/"ranges" -> [VA, entry address, count left]
+    unlisted: dict[str, list[int]] = field(default_factory=dict)
+    memory: Memory | None = field(default=None, repr=False)  # for leaves() to walk again
+
+    @property
+    def leaf_count(self) -> int:
+        return sum(self.leaf_counts.values())
 
     def problem(self, address: int | None, message: str, severity: Severity = Severity.ERROR) -> None:
-        if len(self.problems) < MAX_PROBLEMS:
+        if budget.current().take_problem():
             self.problems.append(Problem(address, severity, message))
+
+    def leaves(self, limit: int | None = None) -> Iterator[Mappings]:
+        """The leaves in VA order, in chunks of at most 512: the kept ones, or (after scan()) a
+        second walk that holds one chunk at a time. At most `limit` leaves."""
+        if self.mappings is not None:
+            yield self.mappings if limit is None else self.mappings.head(limit)
+            return
+        if self.memory is None:
+            return
+        # Its problems were recorded by the first walk: this one reports to a budget of its own.
+        quiet = WalkResult(self.cr3, self.config)
+        yield from _Walker(self.memory, quiet, budget.Budget(), limit).run()
 
 
 def canonical(va: int, la57: bool) -> int:
     top = 56 if la57 else 47
     return va | (-(1 << (top + 1)) & ((1 << 64) - 1)) if va >> top & 1 else va
+
+
+def leaf_mask(entries: np.ndarray, level: int) -> np.ndarray:
+    """Which present entries map a page (SDM 4.5: every PTE; a PDE or PDPTE with PS, bit 7, set;
+    never a PML4E or PML5E, where PS is reserved)."""
+    if level == 1:
+        return np.ones(len(entries), dtype=bool)
+    if level in (2, 3):
+        return (entries & u64(PS)) != 0
+    return np.zeros(len(entries), dtype=bool)
 
 
 def _reserved_mask(level: int, leaf: bool, cfg: PagingConfig) -> int:
@@ -165,95 +243,225 @@ def _reserved_mask(level: int, leaf: bool, cfg: PagingConfig) -> int:
     return bad
 
 
-def walk(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> WalkResult:
-    """Every leaf reachable from CR3: one read per table page, entries decoded with numpy."""
-    cfg = cfg or PagingConfig()
-    result = WalkResult(cr3, cfg)
-    mask = cfg.address_mask
-    nx_mask = NX if cfg.nxe else 0
-    cols: dict[str, list] = {k: [] for k in ("va", "entry", "level", "addr", "rw", "us", "nx")}
-    root = cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
-    u64 = np.uint64
-    # (table address, level, va prefix, effective rw, effective us, effective nx, ancestors)
-    stack = [(root, cfg.levels, 0, True, True, False, (root,))]
-    cache: dict[int, np.ndarray] = {}   # tables reached more than once are read once
-    visits = leaves = 0
-    while stack:
-        table, level, va_base, rw, us, nx, path = stack.pop()
-        visits += 1
-        if visits > MAX_TABLES or leaves > MAX_LEAVES:
-            result.problem(table, f"walk stopped after {visits - 1} table visits and {leaves} leaves "
-                                  f"(bounds {MAX_TABLES} / {MAX_LEAVES})")
-            break
-        arr = cache.get(table)
-        if arr is None:
-            try:
-                raw = mem.read(table, PAGE)
-            except Unreadable as e:
-                result.problem(table, f"{LEVEL_NAMES[level]} table at 0x{table:x} is not readable ({e})")
-                continue
-            result.tables_read += 1
-            arr = cache[table] = np.frombuffer(raw, dtype="<u8")
-        index = np.flatnonzero(arr & u64(P))
-        if not len(index):
-            continue
-        entries = arr[index]
-        if level == 1:
-            is_leaf = np.ones(len(index), dtype=bool)
-        elif level in (2, 3):
-            is_leaf = (entries & u64(PS)) != 0
-        else:
-            is_leaf = np.zeros(len(index), dtype=bool)
-        reserved = np.where(is_leaf, u64(_reserved_mask(level, True, cfg)), u64(_reserved_mask(level, False, cfg)))
+@dataclass(slots=True)
+class _Table:
+    """One table page decoded for one level: its present, well-formed entries split into leaves and
+    pointers to tables below, in entry order. `leaves` holds the leaves' columns as Mappings with
+    `va` relative to the table's VA and the permissions of the leaf entries alone."""
+    leaves: Mappings
+    pointers: list[tuple[int, int, int]]   # (entry index, entry, leaves before it) in index order
+
+
+class _Walker:
+    """Depth first in entry order, so leaves come out in VA order, one chunk per run of leaves in a
+    table; each table page is read and decoded once per level (the decoded table is kept while
+    MAX_CACHED_TABLES allows) however many entries point at it."""
+
+    def __init__(self, mem: Memory, result: WalkResult, b: budget.Budget, limit: int | None = None):
+        self.mem, self.result, self.budget, self.limit = mem, result, b, limit
+        self.cfg = result.config
+        self.mask = self.cfg.address_mask
+        self.nx_mask = NX if self.cfg.nxe else 0
+        self.cache: dict[tuple[int, int], _Table | None] = {}
+        self.read: set[int] = set()            # table pages read (tables_read counts them)
+        self.decoded: set[tuple[int, int]] = set()   # (table, level) whose problems were reported
+        self.reached: dict[int, int] = {}      # table -> the entry that first pointed at it
+        self.edges: set[int] = set()           # entries seen pointing at tables (aliasing, loops)
+        self.shared = 0                        # entries pointing at a table another entry reaches
+        self.leaves = 0
+        self.stopped = False
+
+    def problem(self, address: int | None, message: str, severity: Severity = Severity.ERROR) -> None:
+        if self.budget.take_problem():
+            self.result.problems.append(Problem(address, severity, message))
+
+    def run(self) -> Iterator[Mappings]:
+        cfg = self.cfg
+        root = self.result.cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
+        self.reached[root] = -1
+        yield from self._visit(root, cfg.levels, 0, True, True, False, (root,))
+        if self.shared > MAX_SHARED_NOTES:
+            self.problem(None, f"{self.shared - MAX_SHARED_NOTES:,} more entries point at tables other entries "
+                               f"also reach (the first {MAX_SHARED_NOTES} are noted where they are)",
+                         Severity.INFO)
+        self.result.tables_read = len(self.read)
+
+    def _decode(self, table: int, level: int) -> _Table | None:
+        key = (table, level)
+        if key in self.cache:
+            return self.cache[key]
+        try:
+            raw = self.mem.read(table, PAGE)
+        except Unreadable as e:
+            if key not in self.decoded:
+                self.problem(table, f"{LEVEL_NAMES[level]} table at 0x{table:x} is not readable ({e})")
+            self.decoded.add(key)
+            self.cache[key] = None
+            return None
+        self.read.add(table)
+        report = key not in self.decoded
+        self.decoded.add(key)
+        arr = np.frombuffer(raw, dtype="<u8")
+        index = np.flatnonzero(arr & u64(P)).astype(np.uint64)
+        entries = arr[index.astype(np.intp)]
+        is_leaf = leaf_mask(entries, level)
+        reserved = np.where(is_leaf, u64(_reserved_mask(level, True, self.cfg)),
+                            u64(_reserved_mask(level, False, self.cfg)))
         bad = (entries & reserved) != 0
         if bad.any():
-            for i in np.flatnonzero(bad)[:16]:
-                e = int(entries[i])
-                where = table + int(index[i]) * 8
-                result.problem(where, f"{LEVEL_NAMES[level]}[{int(index[i])}] 0x{e:016x} at 0x{where:x} has reserved "
-                                      f"bits 0x{e & int(reserved[i]):x} set (the CPU faults on it); not followed")
+            if report:
+                for i in np.flatnonzero(bad)[:MAX_RESERVED_NOTES].tolist():
+                    e, n = int(entries[i]), int(index[i])
+                    where = table + n * 8
+                    self.problem(where, f"{LEVEL_NAMES[level]}[{n}] 0x{e:016x} at 0x{where:x} has reserved bits "
+                                        f"0x{e & int(reserved[i]):x} set (the CPU faults on it); not followed")
             keep = ~bad
             index, entries, is_leaf = index[keep], entries[keep], is_leaf[keep]
-        shift = 12 + 9 * (level - 1)
-        leaf_idx, leaf_ent = index[is_leaf], entries[is_leaf]
-        if len(leaf_idx):
-            leaves += len(leaf_idx)
-            cols["va"].append(u64(va_base) | (leaf_idx.astype(np.uint64) << u64(shift)))
-            cols["entry"].append(leaf_ent)
-            cols["level"].append(np.full(len(leaf_idx), level, dtype=np.uint8))
-            cols["addr"].append(u64(table) + leaf_idx.astype(np.uint64) * u64(8))
-            cols["rw"].append(((leaf_ent & u64(RW)) != 0) & rw)
-            cols["us"].append(((leaf_ent & u64(US)) != 0) & us)
-            cols["nx"].append(((leaf_ent & u64(nx_mask)) != 0) | nx)
-        children = []
-        for i, e in zip(index[~is_leaf].tolist(), entries[~is_leaf].tolist()):
-            nxt = e & mask
-            if nxt in path:
-                result.problem(table + i * 8, f"{LEVEL_NAMES[level]}[{i}] points back to the table at 0x{nxt:x} "
-                                              f"above it: a loop, not followed")
-                continue
-            children.append((nxt, level - 1, va_base | i << shift, rw and bool(e & RW), us and bool(e & US),
-                             nx or bool(e & nx_mask), path + (nxt,)))
-        prefetch = getattr(mem, "prefetch", None)
-        if prefetch is not None and len(children) > 1:
+        pointers = [(i, e, int(before)) for i, e, before in
+                    zip(index[~is_leaf].tolist(), entries[~is_leaf].tolist(),
+                        np.flatnonzero(~is_leaf) - np.arange(int((~is_leaf).sum())))]
+        idx, ent = index[is_leaf], entries[is_leaf]
+        shift = u64(12 + 9 * (level - 1))
+        size = u64(1) << shift
+        cfg = self.cfg
+        leaves = Mappings._columns(
+            cfg, va=idx << shift, entry=ent, level=np.full(len(idx), level, dtype=np.uint8),
+            entry_address=u64(table) + idx * u64(8), writable=(ent & u64(RW)) != 0, user=(ent & u64(US)) != 0,
+            nx=(ent & u64(self.nx_mask)) != 0, size=np.full(len(idx), size, dtype=np.uint64),
+            pa=ent & u64(cfg.address_mask) & ~(size - u64(1)),
+            shared=(ent >> u64(cfg.shared_bit)) & u64(1) if cfg.shared_bit is not None else None,
+            encrypted=(ent >> u64(cfg.c_bit)) & u64(1) if cfg.c_bit is not None else None)
+        decoded = _Table(leaves, pointers)
+        if len(self.cache) < MAX_CACHED_TABLES:
+            self.cache[key] = decoded
+        prefetch = getattr(self.mem, "prefetch", None)
+        if prefetch is not None and len(pointers) > 1:
             # A live target's Memory reads the next level's tables in a few pipelined requests
             # rather than one round trip each (DESIGN.md: one read per table page, batched).
-            prefetch([c[0] for c in children])
-        stack.extend(reversed(children))
-    if cols["va"]:
-        va = np.concatenate(cols["va"])
-        top = u64(56 if cfg.la57 else 47)
-        sign = ((va >> top) & u64(1)) != 0
-        va = np.where(sign, va | ~((u64(1) << (top + u64(1))) - u64(1)), va)
-        # Leaves of a table come before those of the tables it points to: sort by address, so the
-        # list reads in VA order as `info tlb` prints it and merge() sees neighbours side by side.
-        order = np.argsort(va, kind="stable")
-        result.mappings = Mappings(va[order], np.concatenate(cols["entry"])[order],
-                                   np.concatenate(cols["level"])[order], np.concatenate(cols["addr"])[order],
-                                   np.concatenate(cols["rw"])[order], np.concatenate(cols["us"])[order],
-                                   np.concatenate(cols["nx"])[order], cfg)
-    else:
-        result.mappings = Mappings.empty(cfg)
+            prefetch([e & self.mask for _, e, _ in pointers if ((e & self.mask), level - 1) not in self.cache])
+        return decoded
+
+    def _visit(self, table: int, level: int, va_base: int, rw: bool, us: bool, nx: bool,
+               path: tuple[int, ...]) -> Iterator[Mappings]:
+        result = self.result
+        result.visits += 1
+        if result.visits > MAX_TABLE_VISITS:
+            self.stopped = True
+            self.problem(table, f"walk stopped at the {LEVEL_NAMES[level]} table at 0x{table:x} (VA "
+                                f"0x{va_base:x}): the budget is {MAX_TABLE_VISITS:,} table visits")
+            return
+        t = self._decode(table, level)
+        if t is None:
+            return
+        shift = 12 + 9 * (level - 1)
+        done = 0
+        for i, e, before in t.pointers:
+            if before > done:
+                yield from self._leaves(t, done, before, table, level, va_base, rw, us, nx)
+                done = before
+            if self.stopped:
+                return
+            where = table + i * 8
+            nxt = e & self.mask
+            if nxt in path:
+                if where not in self.edges:
+                    self.edges.add(where)
+                    self.problem(where, f"{LEVEL_NAMES[level]}[{i}] points back to the table at 0x{nxt:x} "
+                                        f"above it: a loop, not followed")
+                continue
+            self._note_shared(where, nxt, level, i)
+            yield from self._visit(nxt, level - 1, canonical(va_base | i << shift, self.cfg.la57),
+                                   rw and bool(e & RW), us and bool(e & US), nx or bool(e & self.nx_mask),
+                                   path + (nxt,))
+            if self.stopped:
+                return
+        if done < len(t.leaves):
+            yield from self._leaves(t, done, len(t.leaves), table, level, va_base, rw, us, nx)
+
+    def _note_shared(self, where: int, nxt: int, level: int, i: int) -> None:
+        """Aliasing: a second entry pointing at a table already reached (legal, and each VA
+        through it maps what the table says; a hostile dump uses it to multiply leaves)."""
+        if where in self.edges:
+            return   # the same entry again, because a table above it is shared: noted there
+        self.edges.add(where)
+        first = self.reached.setdefault(nxt, where)
+        if first == where:
+            return
+        self.shared += 1
+        if self.shared <= MAX_SHARED_NOTES:
+            also = "CR3" if first < 0 else f"the entry at 0x{first:x}"
+            self.problem(where, f"{LEVEL_NAMES[level]}[{i}] at 0x{where:x} points at the {LEVEL_NAMES[level - 1]} "
+                                f"table at 0x{nxt:x} that {also} also points at: its leaves appear at both VAs",
+                         Severity.INFO)
+
+    def _leaves(self, t: _Table, lo: int, hi: int, table: int, level: int, va_base: int, rw: bool,
+                us: bool, nx: bool) -> Iterator[Mappings]:
+        if self.limit is not None and self.leaves + (hi - lo) > self.limit:
+            hi = lo + max(0, self.limit - self.leaves)
+            self.stopped = True
+            if hi == lo:
+                return
+        n = hi - lo
+        self.leaves += n
+        result = self.result
+        result.leaf_counts[level] += n
+        result.mapped_bytes += n << (12 + 9 * (level - 1))
+        m = t.leaves
+        cut = {c: None if getattr(m, c) is None else getattr(m, c)[lo:hi] for c in _ALL_COLUMNS}
+        cut["va"] = cut["va"] | u64(va_base)
+        # Effective permissions (SDM 4.6): R/W and U/S of every entry on the way, XD of any.
+        if not rw:
+            cut["writable"] = np.zeros(n, dtype=bool)
+        if not us:
+            cut["user"] = np.zeros(n, dtype=bool)
+        if nx:
+            cut["nx"] = np.ones(n, dtype=bool)
+        yield Mappings._columns(self.cfg, **cut)
+
+
+def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *, listed: int = MAX_LISTED) -> WalkResult:
+    """Walk without keeping the leaves: the counts, the tables read, the problems, and where a
+    listing of `listed` leaves (or merged ranges) one by one would stop; `leaves()` then walks
+    again and streams them (pages --leaves and --json hold one chunk at a time)."""
+    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem)
+    leaves = ranges = 0
+    tail: tuple[int, int] | None = None   # (end VA, range key) of the last leaf so far
+    with budget.scope() as b:
+        for chunk in _Walker(mem, result, b).run():
+            n = len(chunk)
+            if leaves <= listed < leaves + n:
+                i = listed - leaves
+                result.unlisted["leaves"] = [int(chunk.va[i]), int(chunk.entry_address[i]), 0]
+            leaves += n
+            key = _range_keys(chunk)
+            starts = _range_starts(chunk, key)
+            if tail == (int(chunk.va[0]), int(key[0])):
+                starts[0] = False      # the range of the previous chunk goes on
+            k = int(np.count_nonzero(starts))
+            if ranges <= listed < ranges + k:
+                j = int(np.flatnonzero(starts)[listed - ranges])
+                result.unlisted["ranges"] = [int(chunk.va[j]), int(chunk.entry_address[j]), 0]
+            ranges += k
+            tail = (int(chunk.va[-1]) + int(chunk.size[-1]), int(key[-1]))
+    for what, total in (("leaves", leaves), ("ranges", ranges)):
+        if what in result.unlisted:
+            result.unlisted[what][2] = total - listed
+    result.ranges = ranges
+    return result
+
+
+def walk(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> WalkResult:
+    """Every leaf reachable from CR3 kept as columns (at most MAX_LEAVES): one read per table page,
+    entries decoded with numpy."""
+    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem)
+    with budget.scope() as b:
+        walker = _Walker(mem, result, b, MAX_LEAVES)
+        chunks = list(walker.run())
+        if walker.stopped and walker.leaves >= MAX_LEAVES:
+            last = chunks[-1]
+            walker.problem(int(last.entry_address[-1]), f"leaves after VA 0x{int(last.va[-1]):x} not kept; the budget "
+                                                        f"is {MAX_LEAVES:,} leaves held at once")
+    result.mappings = Mappings.concat(chunks, result.config)
     return result
 
 
@@ -274,13 +482,8 @@ class Range:
         return self.va + self.size
 
 
-def merge(m: Mappings, *, contiguous_pa: bool = False, nx: bool = True) -> list[Range]:
-    """Adjacent leaves with the same effective permissions (and shared/encrypted state) as one
-    range, like QEMU's `info mem` but keeping NX (`nx=False` merges exactly as `info mem` does);
-    `contiguous_pa` also requires the physical addresses to continue."""
-    n = len(m)
-    if n == 0:
-        return []
+def _range_keys(m: Mappings, nx: bool = True) -> np.ndarray:
+    """What two neighbouring leaves must share to be one range."""
     key = m.writable.astype(np.uint8) | (m.user.astype(np.uint8) << 1)
     if nx:
         key |= m.nx.astype(np.uint8) << 2
@@ -288,8 +491,25 @@ def merge(m: Mappings, *, contiguous_pa: bool = False, nx: bool = True) -> list[
         key |= m.shared.astype(np.uint8) << 3
     if m.encrypted is not None:
         key |= m.encrypted.astype(np.uint8) << 4
-    brk = np.ones(n, dtype=bool)
+    return key
+
+
+def _range_starts(m: Mappings, key: np.ndarray) -> np.ndarray:
+    """True where a leaf starts a range (the first always): a VA gap or other permissions."""
+    brk = np.ones(len(m), dtype=bool)
     brk[1:] = (m.va[1:] != m.va[:-1] + m.size[:-1]) | (key[1:] != key[:-1])
+    return brk
+
+
+def merge(m: Mappings, *, contiguous_pa: bool = False, nx: bool = True) -> list[Range]:
+    """Adjacent leaves with the same effective permissions (and shared/encrypted state) as one
+    range, like QEMU's `info mem` but keeping NX (`nx=False` merges exactly as `info mem` does);
+    `contiguous_pa` also requires the physical addresses to continue."""
+    n = len(m)
+    if n == 0:
+        return []
+    key = _range_keys(m, nx)
+    brk = _range_starts(m, key)
     if contiguous_pa:
         brk[1:] |= m.pa[1:] != m.pa[:-1] + m.size[:-1]
     starts = np.flatnonzero(brk)
@@ -357,155 +577,41 @@ class VirtualMemory:
         return bytes(out)
 
 
-# -- presentation ------------------------------------------------------------------------------
-def _perm(writable: bool, user: bool, nx: bool) -> str:
-    return ("u" if user else "-") + "r" + ("w" if writable else "-") + ("-" if nx else "x")
-
-
-def mapping_node(m: Mapping) -> Node:
-    unit = {3: "1 GiB", 2: "2 MiB", 1: "4 KiB"}[m.level]
-    n = Node("mapping", f"0x{m.va:016x} -> 0x{m.pa:x} {unit} {_perm(m.writable, m.user, m.nx)}",
-             None, m.entry_address, 8)
-    n.add("VirtualAddress", m.va)
-    n.add("PhysicalAddress", m.pa)
-    n.add("Size", m.size, display=unit)
-    n.add("Level", m.level, display=LEVEL_NAMES[m.level])
-    n.add("Entry", m.entry, display=f"0x{m.entry:016x}")
-    n.add("EntryAddress", m.entry_address)
-    for name, value in m.flags().items():
-        n.add(name, value)
-    return n
-
-
-def range_node(r: Range) -> Node:
-    state = ""
-    if r.shared is not None:
-        state = " shared" if r.shared else " private"
-    if r.encrypted is not None:
-        state += " encrypted" if r.encrypted else " unencrypted"
-    n = Node("page-range", f"0x{r.va:016x}-0x{r.end - 1:016x} {_perm(r.writable, r.user, r.nx)}{state} "
-                           f"({_size(r.size)}, {r.pages} leaves)")
-    n.add("VirtualAddress", r.va)
-    n.add("Size", r.size, display=_size(r.size))
-    n.add("PhysicalAddress", r.pa, display=f"0x{r.pa:x} (first leaf)")
-    n.add("Writable", r.writable)
-    n.add("User", r.user)
-    n.add("NX", r.nx)
-    if r.shared is not None:
-        n.add("Shared", r.shared)
-    if r.encrypted is not None:
-        n.add("Encrypted", r.encrypted)
-    n.add("Leaves", r.pages)
-    return n
-
-
-def _size(n: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"0x{n:x} bytes"
-
-
-def page_tables_node(result: WalkResult, *, leaves: bool = False) -> Node:
-    cfg = result.config
-    root = Node("page-tables", f"Page tables at CR3 0x{result.cr3:x} ({cfg.levels}-level, "
-                               f"{len(result.mappings)} leaves, {result.tables_read} tables)")
-    root.add("CR3", result.cr3)
-    root.add("Levels", cfg.levels, display="5 (CR4.LA57)" if cfg.la57 else "4")
-    root.add("MaxPhyAddr", cfg.maxphyaddr)
-    if cfg.shared_bit is not None:
-        root.add("TdxSharedBit", cfg.shared_bit)
-    if cfg.c_bit is not None:
-        root.add("SevCBit", cfg.c_bit)
-    root.add("TablesRead", result.tables_read)
-    counts = result.mappings.count_by_level()
-    root.add("Leaves", len(result.mappings),
-             display=f"{len(result.mappings)} ({counts[3]} x 1 GiB, {counts[2]} x 2 MiB, {counts[1]} x 4 KiB)")
-    mapped = int(result.mappings.size.sum()) if len(result.mappings) else 0
-    root.add("MappedBytes", mapped, display=_size(mapped) if mapped else "0")
-    root.problems.extend(result.problems)
-    if leaves:
-        root.children = [mapping_node(m) for m in result.mappings]
-    else:
-        root.children = [range_node(r) for r in merge(result.mappings)]
-    return root
-
-
-def iter_mapping_dicts(result: WalkResult) -> Iterator[dict]:
-    """JSON of every leaf without building 260k Nodes first (the `pages --json` stream)."""
-    for m in result.mappings:
-        yield mapping_node(m).to_json()
-
-
-# -- drill-down: the tables themselves ---------------------------------------------------------------
-# Entries shown as fields per table: every pointer to a table below, but only the first few of a
-# table of leaves (OVMF's identity map has 1,024 PD tables of 512 leaves each); the table's bytes,
-# in its own space, show all of them in the hex view.
-MAX_LEAF_FIELDS = 8
-
-
-def _entry_text(entry: int, level: int, leaf: bool, cfg: PagingConfig) -> str:
-    perms = ("w" if entry & RW else "-") + ("u" if entry & US else "-") + ("x" if not (cfg.nxe and entry & NX) else "-")
-    if leaf:
-        size = {3: "1 GiB", 2: "2 MiB", 1: "4 KiB"}[level]
-        return f"{size} page 0x{entry & cfg.address_mask & ~((LEAF_SIZES[level]) - 1):x} {perms}"
-    return f"-> {LEVEL_NAMES[level - 1]} table 0x{entry & cfg.address_mask:x} {perms}"
-
-
-def table_tree_node(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> Node:
-    """The page tables as a tree of tables, from CR3 down: each table a node whose space holds its
-    4 KiB (so a view shows the raw entries), its present entries as fields, and the tables it
-    points to as children. Bounded like walk(); a loop is a problem, not a hang."""
-    cfg = cfg or PagingConfig()
-    root_addr = cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
-    top = Node("page-table-tree", f"Tables from CR3 0x{cr3:x} ({cfg.levels}-level)")
-    visits = 0
-    # (table address, level, VA prefix, parent node, ancestors)
-    stack = [(root_addr, cfg.levels, 0, top, (root_addr,))]
-    while stack:
-        addr, level, va_base, parent, path = stack.pop()
-        visits += 1
-        if visits > MAX_TABLES:
-            top.problem(addr, f"stopped after {MAX_TABLES} tables")
-            break
-        try:
-            raw = mem.read(addr, PAGE)
-        except Unreadable as e:
-            parent.problem(addr, f"{LEVEL_NAMES[level]} table at 0x{addr:x} is not readable ({e})")
+def iter_ranges(chunks: Iterable[Mappings], *, contiguous_pa: bool = False, nx: bool = True) -> Iterator[Range]:
+    """merge() over leaves streamed in VA order: a range may continue from one chunk into the next."""
+    pending: Range | None = None
+    for chunk in chunks:
+        ranges = merge(chunk, contiguous_pa=contiguous_pa, nx=nx)
+        if not ranges:
             continue
-        entries = np.frombuffer(raw, dtype="<u8")
-        present = np.flatnonzero(entries & np.uint64(P))
-        shift = 12 + 9 * (level - 1)
-        node = parent.append(Node("page-table", "", Space(f"{LEVEL_NAMES[level]} table@0x{addr:x}", raw, addr),
-                                  0, PAGE))
-        values = entries[present]
-        if level == 1:
-            is_leaf = np.ones(len(present), dtype=bool)
-        elif level in (2, 3):
-            is_leaf = (values & np.uint64(PS)) != 0
-        else:
-            is_leaf = np.zeros(len(present), dtype=bool)
-        leaf_idx, table_idx = present[is_leaf], present[~is_leaf]
-        leaves, tables = len(leaf_idx), len(table_idx)
-        shown = min(leaves, MAX_LEAF_FIELDS)
-        children = []
-        # Fields in entry order: the table pointers and the first few leaves.
-        for i in sorted(table_idx.tolist() + leaf_idx[:shown].tolist()):
-            e = int(entries[i])
-            leaf = level == 1 or (level in (2, 3) and bool(e & PS))
-            va = canonical(va_base | i << shift, cfg.la57)
-            node.add(f"{LEVEL_NAMES[level]}[{i}]", e, i * 8, 8, f"VA 0x{va:x}: {_entry_text(e, level, leaf, cfg)}")
-            if leaf:
+        first = ranges[0]
+        if pending is not None and pending.end == first.va and _key(pending) == _key(first) and \
+                (not contiguous_pa or pending.pa + pending.size == first.pa):
+            pending.size += first.size
+            pending.pages += first.pages
+            ranges = ranges[1:]
+            if not ranges:
                 continue
-            nxt = e & cfg.address_mask
-            if nxt in path:
-                node.problem(i * 8, f"entry {i} points back to the table at 0x{nxt:x} above it: a loop")
-                continue
-            children.append((nxt, level - 1, va_base | i << shift, node, path + (nxt,)))
-        if leaves > shown:
-            node.note(None, f"{leaves - shown} more leaf entries: in the bytes of this table")
-        node.title = (f"{LEVEL_NAMES[level]} table at 0x{addr:x} (VA 0x{canonical(va_base, cfg.la57):x}): "
-                      f"{len(present)} present" + (f", {tables} tables" if tables else "")
-                      + (f", {leaves} leaves" if leaves else ""))
-        stack.extend(reversed(children))
-    return top
+        if pending is not None:
+            yield pending
+        yield from ranges[:-1]
+        pending = ranges[-1]
+    if pending is not None:
+        yield pending
+
+
+def _key(r: Range) -> tuple:
+    return r.writable, r.user, r.nx, r.shared, r.encrypted
+
+
+# Presentation (Nodes, JSON texts, the table drill-down) lives in decoders/paging_nodes.py; these
+# names are still reached as decoders.paging.<name> (PEP 562 module __getattr__).
+_NODE_NAMES = {"mapping_node", "range_node", "page_tables_node", "summary_node", "iter_mapping_dicts",
+               "mapping_titles", "mapping_json_texts", "table_tree_node", "MAX_LEAF_FIELDS", "MAX_TREE_TABLES"}
+
+
+def __getattr__(name: str):
+    if name in _NODE_NAMES:
+        from decoders import paging_nodes
+        return getattr(paging_nodes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -303,30 +303,48 @@ def _paging_config(args):
 def cmd_pages(args) -> int:
     import itertools
 
-    from decoders.paging import mapping_node, merge, page_tables_node, range_node
+    from decoders.model import Node
+    from decoders.paging import MAX_LISTED, iter_ranges
+    from decoders.paging_nodes import mapping_json_texts, mapping_titles, range_node, summary_node, table_tree_node
     from inspector.dump import dump_pages
-    from inspector.render import has_problems
-
-    from decoders.paging import table_tree_node
+    from inspector.render import has_problems, print_problems
 
     with _open_dump(args) as dump:
-        cfg = _paging_config(args)
-        result = dump_pages(dump, args.cr3, args.la57, config=cfg)
-        tables = table_tree_node(dump.memory, result.cr3, result.config) if args.tables and not args.json else None
-    root = page_tables_node(result)
-    children = None
-    if args.json:
-        # Every leaf as a "mapping" node (or every merged range): streamed, because OVMF's identity
-        # map alone is 524,288 leaves.
-        children = (range_node(r) for r in merge(result.mappings)) if args.merged else \
-            (mapping_node(m) for m in result.mappings)
-    else:
-        if args.leaves:
-            children = (mapping_node(m) for m in result.mappings)
-        if tables is not None:
-            children = itertools.chain([tables], children if children is not None else root.children)
-    code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)
+        # No leaf is held: a first walk counts, a second streams them while the dump is open
+        # (OVMF's identity map alone is 524,288 leaves).
+        result = dump_pages(dump, args.cr3, args.la57, config=_paging_config(args), stream=True)
+        each = args.leaves or (args.json and not args.merged)
+        root = summary_node(result, listed="leaves" if each else "ranges")
+        if args.json and each:
+            texts = (t for chunk in result.leaves(MAX_LISTED) for t in mapping_json_texts(chunk))
+            code = EXIT_OK if _write_json_texts(root, texts) else EXIT_PROBLEMS
+            if has_problems(root):
+                print_problems(root)
+        else:
+            if each:
+                children = (Node("mapping", t) for chunk in result.leaves(MAX_LISTED) for t in mapping_titles(chunk))
+            else:
+                children = itertools.islice((range_node(r) for r in iter_ranges(result.leaves())), MAX_LISTED)
+            if args.tables and not args.json:
+                children = itertools.chain([table_tree_node(dump.memory, result.cr3, result.config)], children)
+            code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)
     return EXIT_PROBLEMS if has_problems(root) else code
+
+
+def _write_json_texts(root, texts) -> bool:
+    """`root` as write_json() writes it, its children given as JSON texts (one per leaf, formatted
+    without a Node each); False when the output budget cut it short."""
+    from inspector.render import Sink, _budget_note, _head_json
+
+    sink = Sink()
+    ok = sink.write(_head_json(root))
+    for i, text in enumerate(texts):
+        if not ok or not sink.write(text if i == 0 else "," + text):
+            break
+    sink.close("]}\n")
+    if sink.cut:
+        print(f"fwinspect: {_budget_note(sink)}", file=sys.stderr)
+    return not sink.cut
 
 
 def cmd_translate(args) -> int:

@@ -24,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 from decoders.elfcore import CpuState, cpu_node, decode_notes
 from decoders.memory import Unreadable
 from decoders.model import Node, Problem, Severity, Space
-from decoders.paging import Mappings, PagingConfig, WalkResult, walk
+from decoders.paging import Mappings, PagingConfig, WalkResult, scan, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
@@ -301,10 +301,11 @@ def _read_notes(dump: Dump, m: mmap.mmap, seg: int, off: int, size: int) -> None
 
 # -- page tables of the dump ----------------------------------------------------------------------
 def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
-               config: PagingConfig | None = None) -> WalkResult:
+               config: PagingConfig | None = None, stream: bool = False) -> WalkResult:
     """Walk the page tables of `cr3` (default: the first CPU's CR3 from its QEMU note); LA57 and
     PKE from its CR4 unless given. EFER is not in the dump, so NXE is assumed set (OVMF sets it
-    before it maps NX pages: MdeModulePkg/Core/DxeIplPeim/X64/VirtualMemory.c EnableExecuteDisableBit)."""
+    before it maps NX pages: MdeModulePkg/Core/DxeIplPeim/X64/VirtualMemory.c EnableExecuteDisableBit).
+    `stream`: keep no leaf (scan()); the result's leaves() then streams them while the dump is open."""
     cfg = config or PagingConfig()
     cpu = dump.cpus[0] if dump.cpus else None
     if cr3 is None:
@@ -321,7 +322,7 @@ def dump_pages(dump: Dump, cr3: int | None = None, la57: bool | None = None, *,
             cfg.pke = bool(cpu.cr4 & CR4_PKE)
     if la57 is not None:
         cfg.la57 = la57
-    result = walk(dump.memory, cr3, cfg)
+    result = (scan if stream else walk)(dump.memory, cr3, cfg)
     if cpu is not None and cpu.cr0 is not None and not cpu.cr0 & CR0_PG:
         result.problem(None, f"CR0 0x{cpu.cr0:x} has PG clear: paging was off when the dump was taken",
                        Severity.WARNING)
