@@ -122,6 +122,8 @@ class GuidAdapter(Adapter):
         return from_bytes(obj)
 
     def _encode(self, obj, context, path):
+        if isinstance(obj, (bytes, bytearray)) and len(obj) == 16:  # already the wire form
+            return bytes(obj)
         return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
 
 

@@ -13,9 +13,9 @@ import uuid
 from decoders import guids
 from decoders.display import flags_text
 from decoders.errors import parse_at
+from decoders.fields import add_fields
 from decoders.fd import structs as S
-from decoders.fd.sections import (MAX_DEPTH, MAX_NODES, Context, add_struct, align, decode_sections,
-                                  ui_name)
+from decoders.fd.sections import MAX_DEPTH, MAX_NODES, Context, align, decode_sections, ui_name
 from decoders.model import Node, Space
 
 # -- limits ----------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
         return node
     ctx.volumes.add(key)
     h = parse_at(S.EFI_FIRMWARE_VOLUME_HEADER, data, offset)
-    add_struct(node, h, S.EFI_FIRMWARE_VOLUME_HEADER, offset)
+    add_fields(node, S.EFI_FIRMWARE_VOLUME_HEADER, h, offset)
     attrs = h.Attributes
     a_log2 = (attrs & S.EFI_FVB2_ALIGNMENT) >> S.EFI_FVB2_ALIGNMENT_SHIFT
     node.field("Attributes").display = flags_text(attrs & ~S.EFI_FVB2_ALIGNMENT, _FVB2_FLAGS) + \
@@ -270,7 +270,7 @@ def _ext_header(node: Node, space: Space, offset: int, ext_off: int, hl: int, fv
         return None
     eh = parse_at(S.EFI_FIRMWARE_VOLUME_EXT_HEADER, data, at)
     ext = Node("fv-ext-header", "Volume extended header", space, at, S.FV_EXT_HEADER_SIZE)
-    add_struct(ext, eh, S.EFI_FIRMWARE_VOLUME_EXT_HEADER, at)
+    add_fields(ext, S.EFI_FIRMWARE_VOLUME_EXT_HEADER, eh, at)
     ext.title = f"Volume extended header, FvName {guids.describe(ext.get('FvName'))}"
     size = eh.ExtHeaderSize
     if size < S.FV_EXT_HEADER_SIZE or at + size > fv_end:
@@ -382,7 +382,7 @@ def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ff
           ext: Node | None, depth: int, ctx: Context) -> tuple[Node, bool]:
     hdr = bytes(data[pos:pos + S.FFS_HEADER_SIZE])
     h = S.FFS_HEADER_FAST.parse(hdr)
-    name = guids.from_bytes(h.Name)
+    name = h.Name
     ftype, attrs = h.Type, h.Attributes
     tname = S.EFI_FV_FILETYPE.get(ftype) or _type_range(ftype)
     node = Node("ffs", f"{guids.describe(name)} ({tname})", space, pos, 0)

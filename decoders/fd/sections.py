@@ -72,19 +72,6 @@ def align(value: int, to: int) -> int:
     return (value + to - 1) & ~(to - 1)
 
 
-def _guid_value(member, value):
-    """GUID members (S.GUID) as UUIDs with their registry names."""
-    if member is S.GUID:
-        guid = guids.from_bytes(value)
-        return guid, guids.describe(guid)
-    return value, None
-
-
-def add_struct(node: Node, parsed, struct, offset: int, prefix: str = "", displays: dict | None = None) -> None:
-    """Add every field of a fixed-size construct Struct as a located field (nested: dotted names)."""
-    add_fields(node, struct, parsed, offset, prefix=prefix, displays=displays, convert=_guid_value)
-
-
 def ucs2(data, start: int, end: int) -> str:
     """A NUL-terminated UCS-2 string from data[start:end], bounded by MAX_STRING_CHARS."""
     raw = bytes(data[start:min(end, start + 2 * MAX_STRING_CHARS)])
@@ -185,7 +172,7 @@ def _tail(node: Node, struct, data, body: int, sec_end: int, size: int):
     except DecodeError as e:
         node.problem(e.offset, e.message)
         return None
-    add_struct(node, parsed, struct, body)
+    add_fields(node, struct, parsed, body)
     return parsed
 
 
@@ -258,7 +245,7 @@ def _signed(node, data, cert_at, payload, sec_end, space):
         node.problem(cert_at, "FirmwareContentsSigned section has no room for its WIN_CERTIFICATE")
         return
     cert = parse_at(S.WIN_CERTIFICATE, data, cert_at)
-    add_struct(node, cert, S.WIN_CERTIFICATE, cert_at, "Certificate.")
+    add_fields(node, S.WIN_CERTIFICATE, cert, cert_at, prefix="Certificate.")
     node.fields[-1].display = S.WIN_CERT_TYPE.get(cert.wCertificateType)
     if cert.wCertificateType == S.WIN_CERT_TYPE_EFI_GUID and payload - cert_at >= S.WIN_CERTIFICATE_SIZE + 16:
         g = guids.from_bytes(data[cert_at + 8:cert_at + 24])

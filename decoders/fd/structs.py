@@ -7,13 +7,13 @@ the PI specification 1.8 volume 3 and edk2's C headers:
   MdePkg/Include/Guid/WinCertificate.h   (WIN_CERTIFICATE, WIN_CERTIFICATE_UEFI_GUID)
   MdeModulePkg/Library/DxeCrc32GuidedSectionExtractLib (CRC32_SECTION_HEADER)
   MdeModulePkg/Library/BrotliCustomDecompressLib/BrotliDecompressLibInternal.h
-All little-endian; GUIDs are 16 raw bytes in EFI byte order (decoders.guids.from_bytes).
+All little-endian; GUIDs parse to uuid.UUID through decoders.guids.EFI_GUID.
 """
 from __future__ import annotations
 
 from construct import Bytes, FlagsEnum, Int8ul, Int16ul, Int24ul, Int32ul, Int64ul, Struct
 
-GUID = Bytes(16)
+from decoders.guids import EFI_GUID as GUID
 
 # --- Firmware volume (PiFirmwareVolume.h) ----------------------------------------------
 
