@@ -6,7 +6,7 @@ interrupted). The live-screen tests give it the stops of a real recorded boot (c
 `real_stops()` builds three stops by hand for tests/inspector/test_record.py (a recording's round
 trip): registers measured on QEMU 7.2 + Debian OVMF at reset, SEC entry and DXE core entry,
 disassembly made with capstone from the real OVMF_CODE_4M.fd bytes at those addresses, and the
-decoded TD HOB fixture (../shared/fixtures/hob/td-shim/hob_buffer.bin) as the DXE stop's tree.
+decoded TD HOB fixture (tests/data/hob/td-shim/hob_buffer.bin) as the DXE stop's tree.
 That pairing of OVMF's DXE core with another platform's TD HOB is not a boot that happened: the
 live-screen tests do not use it.
 """
