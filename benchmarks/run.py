@@ -80,7 +80,7 @@ def bench_app(runs: int) -> list[Timing]:
     return [t]
 
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data"   # third-party logs, HOB and ACPI; tests/data/README.md
 
 
 def bench_handover(runs: int) -> list[Timing]:
