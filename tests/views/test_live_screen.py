@@ -12,12 +12,15 @@ app printed.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import struct
 import threading
 
 import capstone
 import pytest
+from rich.console import Console
+from textual.color import Color
 
 from inspector.live.record import ReplaySession, load_recording
 from inspector.live.session_api import PHASES, Stop
@@ -28,6 +31,7 @@ from views.live_app import LiveApp
 from views.screens.help import HelpScreen
 from views.widgets.field_table import FieldTable
 from views.widgets.node_tree import NodeTree
+from views.widgets.registers import GENERAL
 
 # Re-exported for tests/inspector/test_record.py, which imports them from here.
 __all__ = ["SIZE", "FakeSession", "real_stops", "shown_index", "wait_for"]
@@ -137,6 +141,33 @@ class TestPhasesAndRegisters:
             hob_list = next(n for n in dxe.tree.children if n.kind == "hob-list")
             assert dxe.registers["rcx"] == hob_list.address
             assert str(screen.query_one("#disassembly-box").border_title) == "Disassembly: DxeCore"
+
+    async def test_changed_registers_take_the_themes_error_colour(self, stops):
+        """A changed register's value is drawn in the theme's error text colour, an unchanged one
+        in the plain text colour; after a theme change, in the new theme's."""
+        app = LiveApp(FakeSession(stops), "boot")
+        async with app.run_test(size=SIZE) as pilot:
+            await move_to(pilot, app, SEC)
+            regs = app.live_screen.registers
+
+            def colour_of(name: str):
+                """The colour of the value drawn after the register's name (None: plain text)."""
+                console = Console(width=80, color_system="truecolor", file=io.StringIO())
+                segments = [seg for seg in console.render(regs.table()) if seg.text.strip()]
+                at = next(i for i, seg in enumerate(segments) if seg.text == f"{name:<6} ")
+                style = segments[at + 1].style
+                return None if style is None or style.color is None else style.color.triplet
+
+            def error_colour():
+                return Color.parse(app.theme_variables["text-error"]).rich_color.triplet
+
+            kept = next(name for name in GENERAL if name not in regs.changed)
+            assert "rip" in regs.changed
+            assert colour_of("rip") == error_colour() and colour_of(kept) is None
+            dark = error_colour()
+            app.theme = "textual-light"
+            await pilot.pause()
+            assert error_colour() != dark and colour_of("rip") == error_colour()
 
     async def test_each_key_is_timed_to_its_redraw(self, stops):
         """Each `n` records its key time and one redraw after its stop is shown; the figures are
