@@ -9,7 +9,7 @@ show it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Union
 
 import construct
 
@@ -42,15 +42,15 @@ def _bits(table: Table) -> list[tuple[int, str]]:
 
 def flag_names(value: int, table: Table, *, extra: Sequence[str] = (), handled: int = 0) -> list[str]:
     """Names of the set bits (a multi-bit mask only when all its bits are set), then `extra` (names
-    the caller worked out itself for the bits in the `handled` mask), then the bits no name covers
-    as one hex mask."""
-    names, known = [], handled
+    the caller worked out itself for the bits in the `handled` mask), then the set bits no name
+    accounts for as one hex mask."""
+    names, shown = [], handled
     for bit, name in _bits(table):
-        known |= bit
         if bit and value & bit == bit:
             names.append(name)
+            shown |= bit
     names += extra
-    rest = value & ~known
+    rest = value & ~shown
     if rest:
         names.append(f"0x{rest:x}")
     return names
