@@ -9,7 +9,6 @@ Boot#### events (tests/data/eventlog/tpm2-tools/upstream-expected-yaml, tests/da
 from __future__ import annotations
 
 import struct
-import uuid
 
 import pytest
 
@@ -17,6 +16,7 @@ from decoders.devicepath import MAX_DEVICE_PATH_NODES, decode_device_path, devic
 from decoders.eventlog import decode_event_log
 from decoders.model import Space
 from tests.decoders.test_eventlog_tpm import load_oracle
+from tests.decoders.wire import efi_guid as guid
 from tests.realdata import FIXTURES, fixture, params
 
 END = bytes.fromhex("7fff0400")
@@ -24,12 +24,6 @@ END = bytes.fromhex("7fff0400")
 
 def node(t: int, sub: int, data: bytes = b"") -> bytes:
     return struct.pack("<BBH", t, sub, 4 + len(data)) + data
-
-
-def guid(text: str) -> bytes:
-    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
-    g = uuid.UUID(text)
-    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def pci_root(uid=0):

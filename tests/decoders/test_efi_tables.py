@@ -9,15 +9,12 @@ import zlib
 from decoders import guids
 from decoders.efi.tables import config_tables, decode_loaded_image, decode_system_table
 from decoders.memory import BytesMemory
+from tests.decoders.wire import efi_guid
 
 BASE = 0x7F000000
 ACPI20 = uuid.UUID("8868e871-e4f1-11d3-bc22-0080c73c8881")  # UEFI 2.10 §4.6 EFI_ACPI_20_TABLE_GUID
 HOB_LIST = uuid.UUID("7739f24c-93d7-11d4-9a3a-0090273fc14d")  # PI vol. 3 HOB_LIST_GUID
 
-
-def efi_guid(g: uuid.UUID) -> bytes:
-    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
-    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def system_table(config_at: int, entries: int) -> bytes:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from decoders.efisig import decode_signature_lists
 from decoders.model import Node, Space
 from decoders.nvvars import decode_nv_body
+from tests.decoders.wire import efi_guid
 from tests.realdata import bookworm, tool, trixie
 
 X509 = uuid.UUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
@@ -112,10 +113,6 @@ def test_dbx_hash_entries():
 
 
 # -- crafted lists ------------------------------------------------------------------------------
-
-def efi_guid(g: uuid.UUID) -> bytes:
-    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
-    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def sig_list(sig_type: uuid.UUID, entries: list[bytes], sig_size: int | None = None,

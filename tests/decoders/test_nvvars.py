@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from decoders.model import Node, Space
 from decoders.nvvars import decode_nv_body
 from decoders.nvvars.decode import working_block_crc
+from tests.decoders.wire import efi_guid
 from tests.realdata import bookworm, trixie, uefiextract_report
 
 FV_HEADER = 0x48  # OVMF's NV FV header: 56-byte EFI_FIRMWARE_VOLUME_HEADER + a 2-entry block map
@@ -137,11 +138,6 @@ def test_ftw_working_block_crc_matches_edk2(get):
 
 
 # -- crafted input ------------------------------------------------------------------------------
-
-def efi_guid(g: uuid.UUID) -> bytes:
-    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2 and Data3 UINT16, all
-    little-endian, then Data4[8] as it stands in the text form."""
-    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def store_blob(body: bytes, size: int | None = None, sig: uuid.UUID = AUTH_SIG, total: int = 0x2000) -> bytes:

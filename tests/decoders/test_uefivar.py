@@ -12,14 +12,11 @@ from decoders.eventlog.structs import EV_EFI_VARIABLE_BOOT
 from decoders.model import Node, Space
 from decoders.nvvars import decode_nv_body
 from decoders.uefivar import decode_load_option, decode_variable_data
+from tests.decoders.wire import efi_guid
 
 GLOBAL = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")  # EFI_GLOBAL_VARIABLE (GlobalVariable.h)
 SHIM = uuid.UUID("605dab50-e046-4300-abb6-3dd810dd8b23")    # SHIM_LOCK_GUID
 
-
-def efi_guid(g: uuid.UUID) -> bytes:
-    """EFI_GUID field by field (UEFI 2.10 Appendix A): Data1 UINT32, Data2, Data3 UINT16, Data4[8]."""
-    return struct.pack("<IHH", g.time_low, g.time_mid, g.time_hi_version) + g.bytes[8:]
 
 
 def device_path() -> bytes:
