@@ -118,7 +118,8 @@ def expectation(text: str) -> tuple[str, bytes]:
 
 # ---- reading inputs ----------------------------------------------------------------------------
 
-def _load(path: str):
+def load_image_arg(path: str):
+    """The image a command was given, decoded; one that cannot be read is a usage error."""
     from inspector.image import ImageError, load_image
 
     try:
@@ -158,7 +159,7 @@ def _finish(root, args, children=None) -> int:
 # ---- the commands ------------------------------------------------------------------------------
 
 def cmd_fd(args) -> int:
-    img = _load(args.image)
+    img = load_image_arg(args.image)
     return _finish(img.root, args)
 
 
@@ -168,7 +169,7 @@ def cmd_mrtd(args) -> int:
     from decoders.ovmf.metadata import tdx_sections
     from inspector.render import has_problems, print_problems, write_json
 
-    img = _load(args.image)
+    img = load_image_arg(args.image)
     meta = img.tdx_metadata()
     if meta is None:
         print(f"{args.image}: no TDX metadata (not a TDVF image); no MRTD to compute", file=sys.stderr)
@@ -194,7 +195,7 @@ def cmd_extract(args) -> int:
     from inspector.extract import ExtractError, extract
     from inspector.render import has_problems
 
-    img = _load(args.image)
+    img = load_image_arg(args.image)
     try:
         manifest = extract(img.root, args.dir)
     except (ExtractError, OSError) as e:

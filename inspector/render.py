@@ -27,6 +27,8 @@ MAX_PRINT_DEPTH = 64
 SUMMARY_KINDS = {"image-info", "mrtd", "replay-bank", "comparison", "memory-map"}
 # The sink encodes and writes when this much text has gathered.
 _CHUNK = 64 << 10
+# Leaves encoded by one json.dumps call (the output budget cuts between batches).
+LEAF_BATCH = 256
 
 # rich's tree guides, so the text reads as it did when rich drew it.
 _TEE, _ELL, _BAR, _GAP = "├── ", "└── ", "│   ", "    "
@@ -86,6 +88,10 @@ class Sink:
             self._drain()
         return True
 
+    def room(self) -> int:
+        """Characters that still fit the budget."""
+        return 0 if self.cut else self.limit - self.written - self._pending
+
     def _drain(self) -> None:
         data = "".join(self._parts)
         self._parts, self._pending = [], 0
@@ -126,33 +132,52 @@ def write_json(root: Node, out: IO[str] | None = None, *, children: Iterable[Nod
     several trees) and the caller closes it."""
     own = sink is None
     sink = sink or Sink(out, limit)
-    if not sink.write(_head_json(root)):
-        return False
-    # One iterator per open node; the top one's next child is written next.
-    stack: list[Iterator[Node]] = [iter(root.children if children is None else children)]
+    head = _head_json(root)
+    if not sink.write(head):
+        sink.write(head, force=True)  # the root itself, past the budget: the output stays JSON
+    # One iterator per open node; the top one's next child is written next. Leaves are encoded in
+    # batches (one json.dumps per LEAF_BATCH leaves: a call per leaf costs as much as its encoding).
+    stack: list[Iterator[Node | str]] = [iter(root.children if children is None else children)]
     first = [True]
-    while stack:
+    leaves: list[dict] = []
+    while stack and not sink.cut:
         child = next(stack[-1], None)
+        if leaves and (child is None or isinstance(child, str) or child.children or len(leaves) >= LEAF_BATCH):
+            text = json.dumps(leaves, separators=(",", ":"))[1:-1]
+            if len(text) + 1 > sink.room():  # near the budget: stop after the last leaf that fits
+                room, pieces = sink.room(), []
+                for leaf in leaves:
+                    piece = json.dumps(leaf, separators=(",", ":"))
+                    room -= len(piece) + 1
+                    if room < 0:
+                        break
+                    pieces.append(piece)
+                text, sink.cut = ",".join(pieces), True
+            leaves.clear()
+            if text:
+                sink.write(text if first[-1] else "," + text, force=True)
+                first[-1] = False
+            if sink.cut:
+                break
         if child is None:
             if not sink.write("]}"):
                 break
             stack.pop()
             first.pop()
             continue
+        if isinstance(child, Node) and not child.children:
+            leaves.append(child.to_json())
+            continue
         comma = "" if first[-1] else ","
+        first[-1] = False
         if isinstance(child, str):  # a child already in JSON (leaves formatted without a Node each)
             if not sink.write(comma + child):
                 break
-            first[-1] = False
             continue
-        if child.children:
-            if not sink.write(comma + _head_json(child)):
-                break
-            stack.append(iter(child.children))
-            first.append(True)
-        elif not sink.write(comma + json.dumps(child.to_json(), separators=(",", ":"))):
+        if not sink.write(comma + _head_json(child)):
             break
-        first[-2 if child.children else -1] = False
+        stack.append(iter(child.children))
+        first.append(True)
     if own:
         sink.close("]}" * len(stack) + end)
     else:

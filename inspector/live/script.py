@@ -25,7 +25,8 @@ import json
 import sys
 from pathlib import Path
 
-from inspector.cli import EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, positive_seconds
+from inspector.cli import (EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, load_image_arg,
+                           positive_seconds)
 from inspector.live.session_api import PHASES, Stop
 
 # Run-to-phase budget: DXE core is ~2.5 s and BDS ~5 s into a TCG boot of OVMF 2022.11 under QEMU 7.2
@@ -125,14 +126,6 @@ def _err(msg: str) -> None:
     print(f"fwinspect: {msg}", file=sys.stderr)
 
 
-def _load(path: str):
-    from inspector.image import ImageError, load_image
-    try:
-        return load_image(path)
-    except ImageError as e:
-        raise UsageError(str(e)) from None
-
-
 def run_qemu(args: argparse.Namespace) -> int:
     return dispatch(_run_qemu, args)
 
@@ -144,7 +137,7 @@ def _run_qemu(args: argparse.Namespace) -> int:
         split_qemu_args(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    image = _load(args.image)
+    image = load_image_arg(args.image)
     qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
     try:
         qemu.start()
@@ -181,7 +174,7 @@ def _run_attach(args: argparse.Namespace) -> int:
         address = parse_address(args.address)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    image = _load(args.image)
+    image = load_image_arg(args.image)
     try:
         target = attach(address, args.backend)
     except (TargetError, OSError) as e:
