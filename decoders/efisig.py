@@ -2,8 +2,8 @@
 
 Spec: UEFI 2.10 §32.4.1 "Signature Database"; edk2 `MdePkg/Include/Guid/ImageAuthentication.h`
 (EFI_SIGNATURE_LIST, EFI_SIGNATURE_DATA, EFI_CERT_*_GUID) and `MdePkg/Include/Uefi/UefiBaseType.h`
-(EFI_TIME). Reused by the NV variable store decoder and, later, by the event-log decoder
-(EV_EFI_VARIABLE_DRIVER_CONFIG events carry the same lists).
+(EFI_TIME). Called by decoders/uefivar.py for the signature-database variables, wherever they are
+found: the NV variable store and the event log's EV_EFI_VARIABLE_DRIVER_CONFIG events.
 
 A database is a packed run of lists; each list holds SignatureType, its total size, an optional
 type-specific header and then (SignatureListSize - 28 - SignatureHeaderSize) / SignatureSize
