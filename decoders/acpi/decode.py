@@ -1,4 +1,4 @@
-"""Decode ACPI tables into Nodes (ACPI 6.5 ch. 5; FACTS B.5).
+"""Decode ACPI tables into Nodes (ACPI 6.5 ch. 5; edk2 MdePkg/Include/IndustryStandard/Acpi65.h).
 
 Every table: its header and checksum (FACS has none), then a decoded body for the tables listed in
 BODY_DECODERS; anything else is shown raw, never fatal. `decode_acpi_from_rsdp` follows the
@@ -93,8 +93,9 @@ def decode_rsdp(data, offset: int = 0, space: Space | None = None) -> Node:
 
 
 def find_rsdp(data, limit: int = 1 << 16) -> list[int]:
-    """Offsets of 'RSD PTR ' whose first 20 bytes sum to zero (any alignment: OVMF's 2.0 RSDP is
-    not 16-byte aligned, FACTS B.5). At most `limit` hits are returned."""
+    """Offsets of 'RSD PTR ' whose first 20 bytes sum to zero, at any alignment: on UEFI systems the
+    RSDP is found through the configuration table, and ACPI 6.5 §5.2.5.1's 16-byte alignment is for
+    the legacy BIOS search areas. At most `limit` hits are returned."""
     hits, start = [], 0
     mv = bytes(data)
     while len(hits) < limit:

@@ -1,4 +1,4 @@
-"""Walk and decode a PI HOB list (PI spec vol. 3 ch. 5; edk2 MdePkg/Include/Pi/PiHob.h; FACTS B.1).
+"""Walk and decode a PI HOB list (PI spec vol. 3 ch. 5; edk2 MdePkg/Include/Pi/PiHob.h).
 
 The walk reads through a decoders.memory Memory (dumps, live targets); a file or blob is wrapped as
 BytesMemory. It is bounded (MAX_HOBS, `limit` bytes), needs the END HOB, and stops with a located
@@ -19,7 +19,7 @@ from decoders.memory import BytesMemory, Memory, Unreadable
 from decoders.errors import static_size
 from decoders.model import Node, Space
 
-# A real OVMF DXE HOB list has ~100-200 HOBs in ~13 KiB (FACTS B.1); a PEI list with pool HOBs a few
+# A real OVMF DXE HOB list has ~100-200 HOBs in ~13 KiB (Debian OVMF at DXE core entry); a PEI list with pool HOBs a few
 # hundred KiB. These caps stop a hostile or corrupt chain long before it costs memory or time.
 MAX_HOBS = 16384
 MAX_HOB_LIST_BYTES = 4 << 20
