@@ -21,15 +21,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from decoders import budget
 from decoders.errors import DecodeError, parse_at, static_size
 from decoders.eventlog import structs as S
 from decoders.eventlog.events import decode_event_data
 from decoders.model import Node, Space
 
 # Bounds on hostile input. A real log has a few hundred to a few thousand events (the largest
-# fixture has about 700); TPML_DIGEST_VALUES holds one digest per PCR bank (five algorithms exist),
-# and a Spec ID lists at most those banks. The caps keep a lying count from costing time or memory.
-MAX_EVENTS = 100_000
+# fixture has about 700). A decoded event with its data is about 6 KB of Python objects, so the
+# events decoded stop at MAX_EVENTS (about 120 MiB), with a located problem, before the decode's
+# node budget (decoders/budget.py, two Nodes an event) would. TPML_DIGEST_VALUES holds one digest per PCR bank (five algorithms exist), and a
+# Spec ID lists at most those banks. The caps keep a lying count from costing time or memory.
+MAX_EVENTS = 20_000
+NODES_PER_EVENT = 2
 MAX_DIGESTS = 16
 MAX_SPEC_ID_ALGORITHMS = 16
 
@@ -67,6 +71,11 @@ def decode_event_log(data: bytes, *, kind: str = "auto", space_name: str = "even
     """Decode an event log. `kind` is "auto", "tcg" (TPM) or "cc" (confidential-computing)."""
     if kind not in ("auto", "tcg", "cc"):
         raise ValueError(f"kind must be auto, tcg or cc, not {kind!r}")
+    with budget.scope():
+        return _decode(data, kind, space_name)
+
+
+def _decode(data: bytes, kind: str, space_name: str) -> Node:
     space = Space(space_name, bytes(data))
     buf = space.data
     root = Node("event-log", "event log", space, 0, len(buf))
@@ -113,6 +122,7 @@ def decode_event_log(data: bytes, *, kind: str = "auto", space_name: str = "even
                  display=", ".join(f"{S.alg_name(a)}/{s}" for a, s in spec_id.algorithms.items()))
     root.add("EventCount", len(events))
     root.children.extend(events)
+    budget.current().summarize(root)
     root.title = f"{root.field('Format').display}: {len(events)} events"
     return root
 
@@ -143,12 +153,12 @@ def _sha1_event(space: Space, off: int, index: int) -> tuple[Node, int | None]:
 
 def _decode_sha1_log(root: Node, space: Space, off: int, events: list[Node]) -> None:
     buf = space.data
+    padding = _padding_start(buf)
     while off < len(buf):
-        if len(events) >= MAX_EVENTS:
-            root.problem(off, f"more than {MAX_EVENTS} events; stopped")
-            return
-        if _is_padding(buf, off):
+        if off >= padding:
             root.note(off, f"log ends at 0x{off:x}; {len(buf) - off} bytes of 0x{buf[off]:02X} padding follow")
+            return
+        if not _take_event(root, off, len(buf), len(events)):
             return
         if len(buf) - off < 32:
             root.problem(off, f"{len(buf) - off} trailing bytes, too short for a 32-byte TCG_PCR_EVENT header")
@@ -163,13 +173,23 @@ def _decode_sha1_log(root: Node, space: Space, off: int, events: list[Node]) -> 
         off = nxt
 
 
-def _is_padding(buf: bytes, off: int) -> bool:
-    """All of the rest is 0x00 or 0xFF (a log copied out of its reserved area)."""
-    rest = buf[off:]
-    if not rest:
+def _padding_start(buf: bytes) -> int:
+    """Where the trailing run of 0x00 or 0xFF starts (a log copied out of its reserved area ends in
+    one): from there on, all of the rest is padding. Computed once per log, so the check at each
+    event costs nothing (a scan of the rest at every event is quadratic)."""
+    return min(len(buf.rstrip(b"\x00")), len(buf.rstrip(b"\xff")))
+
+
+def _take_event(root: Node, off: int, end: int, decoded: int) -> bool:
+    """Room for one more event (MAX_EVENTS, then the node budget); if not, the located problem."""
+    if decoded >= MAX_EVENTS:
+        root.warn(off, f"{end - off:,} more bytes of events not decoded; the budget is {MAX_EVENTS:,} events")
         return False
-    b = rest[0]
-    return b in (0x00, 0xFF) and rest.count(b) == len(rest)
+    b = budget.current()
+    if b.take_nodes(NODES_PER_EVENT) == NODES_PER_EVENT:
+        return True
+    b.left_out(root, off, end - off, "bytes of events", "nodes")
+    return False
 
 
 # -- the Spec ID header ------------------------------------------------------------------------
@@ -246,10 +266,8 @@ def _decode_agile_events(root: Node, space: Space, off: int, spec_id: SpecId, fm
                          events: list[Node]) -> None:
     buf = space.data
     cc = fmt == "cc"
+    padding = _padding_start(buf)
     while off < len(buf):
-        if len(events) >= MAX_EVENTS:
-            root.problem(off, f"more than {MAX_EVENTS} events; stopped")
-            return
         left = len(buf) - off
         if cc and left >= 4 and buf[off:off + 4] == b"\xff\xff\xff\xff":
             rest = buf[off:]
@@ -260,8 +278,10 @@ def _decode_agile_events(root: Node, space: Space, off: int, spec_id: SpecId, fm
             else:
                 root.note(off, msg)
             return
-        if _is_padding(buf, off):
+        if off >= padding:
             root.note(off, f"log ends at 0x{off:x}; {left} bytes of 0x{buf[off]:02X} padding follow")
+            return
+        if not _take_event(root, off, len(buf), len(events)):
             return
         nxt = _agile_event(root, space, off, spec_id, cc, events)
         if nxt is None:
