@@ -47,6 +47,10 @@ class Limits:
     depth: int = 16
     # What one command prints. OVMF.fd --json --fields is about 6 MiB.
     output_bytes: int = 512 << 20
+    # FFS files decoded in one image, and files one `extract` writes. OVMF.fd holds about 200 files
+    # and extracts to 773; a file node with its header fields costs ~0.1 ms to build and a
+    # written file a few times that, so 8,192 keeps a volume of empty 24-byte files to about a second.
+    files: int = 8_192
 
 
 DEFAULT = Limits()

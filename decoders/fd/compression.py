@@ -26,6 +26,19 @@ class OverLimit(CompressionError):
     """The stream declares or holds more than the caller's limit (a bomb, or the budget is spent)."""
 
 
+# -- declared sizes -------------------------------------------------------------------------
+
+def declared_size(label: str, payload: bytes | memoryview) -> int | None:
+    """The decompressed size a payload's header declares (None: short header, or LZMA's "unknown"):
+    LZMA UINT64 at 5, Brotli UINT64 at 0, EFI/Tiano OrigSize UINT32 at 4 (the layouts below)."""
+    at, fmt = {"lzma": (5, "<Q"), "lzmaf86": (5, "<Q"), "brotli": (0, "<Q"),
+               "efi": (4, "<I"), "tiano": (4, "<I")}.get(label, (None, None))
+    if at is None or len(payload) < at + struct.calcsize(fmt):
+        return None
+    (size,) = struct.unpack_from(fmt, payload, at)
+    return None if size == 0xFFFFFFFFFFFFFFFF else size
+
+
 # -- LZMA -----------------------------------------------------------------------------------
 
 _UNKNOWN_SIZE = b"\xff" * 8

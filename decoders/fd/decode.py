@@ -2,26 +2,28 @@
 
 PI spec 1.8 vol 3 ch. 3 (firmware volume, firmware file system); edk2
 MdePkg/Include/Pi/PiFirmwareVolume.h and PiFirmwareFile.h; GenFv's layout of the extended
-header inside a leading pad file: BaseTools/Source/C/GenFv/GenFvInternalLib.c (FACTS A.1).
-Sections are decoded by decoders.fd.sections.
+header inside a leading pad file: BaseTools/Source/C/GenFv/GenFvInternalLib.c.
+Sections are decoded by decoders.fd.sections; every decode runs under one budget (decoders.budget).
 """
 from __future__ import annotations
 
 import re
 import uuid
 
-from decoders import guids
+from decoders import budget, guids
 from decoders.display import flags_text
 from decoders.errors import parse_at
 from decoders.fields import add_fields
 from decoders.fd import structs as S
-from decoders.fd.sections import MAX_DEPTH, MAX_NODES, Context, align, decode_sections, ui_name
+from decoders.fd.sections import Context, align, decode_sections, ui_name
 from decoders.model import Node, Space
 
 # -- limits ----------------------------------------------------------------------------------
 # FFS files in one volume: OVMF's DXEFV holds ~150; a volume of 24-byte empty files could
-# otherwise make a node per 24 bytes.
+# otherwise make a node per 24 bytes. (Files in the whole image: the budget's `files`.)
 MAX_FILES_PER_FV = 4096
+# Headers walked (not decoded) to say how many files a budget left out.
+MAX_FILES_COUNTED = 1 << 18
 # `_FVH` candidates looked at in one image: real flash holds a handful of volumes.
 MAX_SCAN_HITS = 256
 # Block map entries before the {0,0} terminator: edk2 images use one.
@@ -53,10 +55,18 @@ def decode_image(data: bytes | bytearray | memoryview, *, name: str = "image", b
         data = bytes(data)  # count()/find() with bounds need a real buffer; flash images are small
     if base is None:
         base = (1 << 32) - len(data)
+    outside = budget.current()
+    with budget.scope() as b:
+        image = _decode_image(data, name, base, Context(b))
+        if b is not outside:    # this call opened the budget: it closes it with the summary
+            b.summarize(image)
+    return image
+
+
+def _decode_image(data: bytes | bytearray, name: str, base: int, ctx: Context) -> Node:
     space = Space(name, data, base)
     image = Node("image", f"{name}: flash image, 0x{len(data):x} bytes", space, 0, len(data))
     image.add("Base", base, None, None, f"0x{base:x}")
-    ctx = Context()
     pos = 0
     hits = 0
     skipped: list[tuple[int, str]] = []
@@ -74,10 +84,12 @@ def decode_image(data: bytes | bytearray | memoryview, *, name: str = "image", b
             continue
         if cand > pos:
             image.append(_gap(space, pos, cand, [s for s in skipped if pos <= s[0] < cand]))
+        if not ctx.take_node(image, cand, len(data) - cand, "bytes of volumes"):
+            pos = len(data)
+            break
         fv = decode_fv(space, cand, 0, end=_bad_length_end(data, cand), ctx=ctx)
         image.append(fv)
         pos = cand + max(fv.size, S.FV_HEADER_SIZE)
-        ctx.count()
     else:
         image.problem(search, f"more than {MAX_SCAN_HITS} volume signatures; scan stopped here")
     if pos < len(data):
@@ -136,7 +148,9 @@ def _gap(space: Space, start: int, end: int, skipped: list[tuple[int, str]]) -> 
 def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = None,
               ctx: Context | None = None) -> Node:
     """Decode the firmware volume at space[offset:], bounded by `end` (default: the buffer's end)."""
-    ctx = ctx or Context()
+    if ctx is None:
+        with budget.scope() as b:
+            return decode_fv(space, offset, depth, end=end, ctx=Context(b))
     data = space.data
     if data is None:
         node = Node("fv", "Firmware volume", space, max(offset, 0), 0)
@@ -151,9 +165,6 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
         return node
     if avail < S.FV_HEADER_SIZE:
         node.problem(offset, f"volume header needs 0x{S.FV_HEADER_SIZE:x} bytes, 0x{max(avail, 0):x} left")
-        return node
-    if depth > MAX_DEPTH:
-        node.problem(offset, f"volumes nested deeper than {MAX_DEPTH}; not decoded")
         return node
     key = (id(space), offset)
     if key in ctx.volumes:
@@ -325,6 +336,7 @@ def _files(fv: Node, space: Space, fv_off: int, body: int, fv_end: int, erase: i
     empty_header = bytes([erase]) * S.FFS_HEADER_SIZE
     seen: dict[uuid.UUID, int] = {}
     pos = fv_off + align(body - fv_off, 8)
+    b = ctx.budget
     for _ in range(MAX_FILES_PER_FV):
         pos = fv_off + align(pos - fv_off, 8)   # PI vol 3 2.1.4: files are 8-byte aligned in the FV
         if pos >= fv_end:
@@ -332,11 +344,15 @@ def _files(fv: Node, space: Space, fv_off: int, body: int, fv_end: int, erase: i
         if fv_end - pos < S.FFS_HEADER_SIZE or data[pos:pos + S.FFS_HEADER_SIZE] == empty_header:
             fv.append(_free_space(space, pos, fv_end, erase))
             return
-        if not ctx.count():
-            fv.problem(pos, f"node budget ({MAX_NODES}) spent; files from here not decoded")
+        if ctx.files >= b.limits.files:
+            _left_out_files(fv, data, fv_off, pos, fv_end, empty_header, b, "files")
             return
+        if not ctx.take_node(fv, pos, fv_end - pos, "bytes of files"):
+            return
+        ctx.files += 1
         f, ok = _file(space, data, fv_off, pos, fv_end, erase, ffs3, ext, depth, ctx)
         fv.append(f)
+        _charge_problems(f, b)
         if not ok:
             return
         name = f.get("Name")
@@ -347,6 +363,34 @@ def _files(fv: Node, space: Space, fv_off: int, body: int, fv_end: int, erase: i
                 seen[name] = pos
         pos += f.size
     fv.problem(pos, f"more than {MAX_FILES_PER_FV} files; the rest not decoded")
+
+
+def _charge_problems(node: Node, b: budget.Budget) -> None:
+    """Keep a file's own problems while the problem budget lasts (a volume of broken files would
+    otherwise report each one)."""
+    for i in range(len(node.problems)):
+        if not b.take_problem():
+            del node.problems[i:]
+            return
+
+
+def _left_out_files(fv: Node, data, fv_off: int, pos: int, fv_end: int, empty_header: bytes,
+                    b: budget.Budget, limit: str) -> None:
+    """Say how many files from `pos` on the budget `limit` leaves out: their headers are walked by
+    size (up to MAX_FILES_COUNTED), not decoded."""
+    count, at = 0, pos
+    while count < MAX_FILES_COUNTED and fv_end - at >= S.FFS_HEADER_SIZE:
+        if data[at:at + S.FFS_HEADER_SIZE] == empty_header:
+            break
+        size = int.from_bytes(data[at + 0x14:at + 0x17], "little")
+        if data[at + 0x13] & S.FFS_ATTRIB_LARGE_FILE and fv_end - at >= S.FFS_HEADER2_SIZE:
+            size = int.from_bytes(data[at + 0x18:at + 0x20], "little")
+        if size < S.FFS_HEADER_SIZE or size > fv_end - at:
+            break
+        count += 1
+        at = fv_off + align(at + size - fv_off, 8)
+    more = "" if count < MAX_FILES_COUNTED else " (at least)"
+    b.left_out(fv, pos, count, f"files{more}", limit)
 
 
 def _free_space(space: Space, pos: int, end: int, erase: int) -> Node:

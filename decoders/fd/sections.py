@@ -1,10 +1,11 @@
 """FFS section streams: leaf sections, encapsulation, and decompression into new Spaces.
 
 PI spec 1.8 vol 3 ch. 2.2.5 and 3.2.5; edk2 MdePkg/Include/Pi/PiFirmwareFile.h.
-GUIDed-section payload formats: FACTS A.3 (LzmaCustomDecompressLib, BrotliCustomDecompressLib,
-DxeCrc32GuidedSectionExtractLib, WinCertificate.h).
+GUIDed-section payload formats: edk2 MdeModulePkg/Library/LzmaCustomDecompressLib,
+BrotliCustomDecompressLib, DxeCrc32GuidedSectionExtractLib; MdePkg/Include/Guid/WinCertificate.h.
 
-Also home to the decode context and the limits every walk in decoders/fd obeys.
+Also home to the decode context: the one budget (decoders.budget: nodes, files, problems, depth,
+decompressed bytes held) and the blob cache every walk in decoders/fd works under.
 """
 from __future__ import annotations
 
@@ -13,43 +14,51 @@ import zlib
 from dataclasses import dataclass, field
 
 from decoders import guids
+from decoders.budget import Budget, current
 from decoders.display import flags_text
 from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
 from decoders.fd import structs as S
-from decoders.fd.compression import (CompressionError, OverLimit, brotli_decompress, efi_decompress,
-                                     lzma_decompress, lzma_x86_decompress)
+from decoders.fd.blobs import BlobCache, BlobSpace
+from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, brotli_decompress,
+                                     declared_size, efi_decompress, lzma_decompress, lzma_x86_decompress)
 from decoders.model import Node, Space
 
-# -- limits ----------------------------------------------------------------------------------
-# Nesting (FV -> file -> GUIDed section -> FV -> ...): OVMF uses 4 levels; 16 leaves room for
-# real vendor images while a crafted self-nesting volume stops quickly.
-MAX_DEPTH = 16
+# -- limits (the rest are the budget's: decoders.budget.Limits) ---------------------------------
 # Sections in one section stream: edk2 drivers carry 3-6; a stream of 4-byte empty sections
 # could otherwise yield a node per 4 bytes.
 MAX_SECTIONS_PER_STREAM = 256
-# One decompressed blob: OVMF's biggest (FVMAIN_COMPACT) is 13.5 MiB (FACTS A.11).
+# One decompressed blob: OVMF's biggest (FVMAIN_COMPACT's PEIFV + DXEFV) is 13.5 MiB.
 MAX_BLOB_SIZE = 64 << 20
-# All blobs of one image together: bounds time and memory against decompression bombs.
+# Bytes produced by decompression in one image, blobs decompressed again included: a bound on
+# time (LZMA inflates zeros at a few hundred MiB/s), not on memory, which the budget's held_bytes
+# bounds. Real OVMF images decompress about 14 MiB.
 MAX_TOTAL_DECOMPRESSED = 512 << 20
-# Nodes for one image: OVMF.fd makes ~1,300; this keeps a hostile image's tree in memory.
-MAX_NODES = 200_000
 # A UCS-2 name or version string longer than this is garbage, not a module name.
 MAX_STRING_CHARS = 1024
 
 
 @dataclass
 class Context:
-    """Budgets shared by one decode run (one image, or one decode_fv call)."""
+    """What one decode run (one image, or one decode_fv call) shares: the budget, the cache of
+    decompressed blobs, the work done so far and the volumes being decoded."""
 
+    budget: Budget = field(default_factory=current)
+    cache: BlobCache | None = None
     decompressed: int = 0
-    nodes: int = 0
+    files: int = 0
     volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
 
-    def count(self, n: int = 1) -> bool:
-        """Account for n new nodes; False once the node budget is spent."""
-        self.nodes += n
-        return self.nodes <= MAX_NODES
+    def __post_init__(self):
+        if self.cache is None:
+            self.cache = BlobCache(self.budget.limits.held_bytes)
+
+    def take_node(self, owner: Node, offset: int, left: int, noun: str) -> bool:
+        """One more node; False (with the located 'not shown' problem) once the budget is spent."""
+        if self.budget.take_node():
+            return True
+        self.budget.left_out(owner, offset, left, noun, "nodes")
+        return False
 
 
 SECTION_NAME = S.EFI_SECTION_TYPE
@@ -112,8 +121,7 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
         if end - pos < S.SECTION_HEADER_SIZE:
             owner.problem(pos, f"{end - pos} trailing bytes after the last section, too few for a section header")
             return out
-        if not ctx.count():
-            owner.problem(pos, f"node budget ({MAX_NODES}) spent; sections from here not decoded")
+        if not ctx.take_node(owner, pos, end - pos, "bytes of sections"):
             return out
         sec, ok = _decode_section(space, data, pos, end, depth, ctx)
         out.append(sec)
@@ -256,24 +264,28 @@ def _signed(node, data, cert_at, payload, sec_end, space):
 
 
 def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, expected=None):
-    if depth + 1 > MAX_DEPTH:
-        node.problem(pos, f"nesting deeper than {MAX_DEPTH}; compressed payload not decoded")
+    b, cache = ctx.budget, ctx.cache
+    packed = memoryview(data)[payload:sec_end]
+    copies = X86_WORKING_COPIES if fn is lzma_x86_decompress else 1
+    work_left = MAX_TOTAL_DECOMPRESSED - ctx.decompressed
+    room = min(MAX_BLOB_SIZE, cache.room() // copies, work_left)
+    declared = declared_size(label, packed)
+    why = None
+    if work_left <= 0 or (declared is not None and MAX_BLOB_SIZE >= declared > work_left):
+        why = (f"total decompressed size for this image would pass {MAX_TOTAL_DECOMPRESSED >> 20} MiB "
+               f"({ctx.decompressed:,} bytes so far)")
+    elif declared is not None and declared > MAX_BLOB_SIZE:
+        why = f"it declares 0x{declared:x} bytes, over the 0x{MAX_BLOB_SIZE:x}-byte limit for one blob"
+    elif declared is not None and declared * copies > cache.room():
+        why = (f"it declares 0x{declared:x} bytes{' (twice that while the x86 pass runs)' if copies > 1 else ''} "
+               f"and the blobs it is inside hold {cache.pinned():,}; {b.describe('held_bytes')}")
+    if why is not None:
+        node.problem(payload, f"{label} payload not decompressed: {why}")
         return
-    limit = min(MAX_BLOB_SIZE, MAX_TOTAL_DECOMPRESSED - ctx.decompressed)
-    if limit <= 0:
-        node.problem(payload, f"total decompressed size for this image reached {MAX_TOTAL_DECOMPRESSED >> 20} MiB; "
-                              "payload not decompressed")
-        return
+    cache.make_room((declared if declared is not None else room) * copies)
     try:
-        blob = fn(memoryview(data)[payload:sec_end], limit)
-    except OverLimit as e:
-        if limit < MAX_BLOB_SIZE:
-            node.problem(payload, f"total decompressed size for this image would pass "
-                                  f"{MAX_TOTAL_DECOMPRESSED >> 20} MiB; {label} payload not decompressed ({e})")
-        else:
-            node.problem(payload, f"{label} payload not decompressed: {e}")
-        return
-    except CompressionError as e:
+        blob = fn(packed, room)
+    except CompressionError as e:   # OverLimit included: the stream holds more than it may
         node.problem(payload, f"{label} payload not decompressed: {e}")
         return
     ctx.decompressed += len(blob)
@@ -281,15 +293,25 @@ def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, ex
     if expected is not None and expected != len(blob):
         node.problem(pos + S.SECTION_HEADER_SIZE,
                      f"UncompressedLength 0x{expected:x} but the payload decompressed to 0x{len(blob):x}")
-    blob_space = Space(f"{space.name}/{label}@0x{pos:x}", blob, None, node)
-    node.children.extend(decode_sections(blob_space, 0, len(blob), depth + 1, ctx, node))
+    blob_space = BlobSpace(f"{space.name}/{label}@0x{pos:x}", node, space, payload, sec_end, fn, len(blob), cache)
+    cache.put(blob_space, blob, pin=True)
+    del blob   # the cache holds it while it fits; decode_sections below holds it while it works
+    try:
+        with b.deeper() as ok:
+            if not ok:
+                node.problem(pos, f"nesting deeper than {b.limits.depth}; decompressed sections not decoded")
+                return
+            node.children.extend(decode_sections(blob_space, 0, blob_space.size, depth + 1, ctx, node))
+    finally:
+        cache.unpin(blob_space)
 
 
 def _sub_stream(node, space, start, sec_end, depth, ctx):
-    if depth + 1 > MAX_DEPTH:
-        node.problem(start, f"nesting deeper than {MAX_DEPTH}; encapsulated sections not decoded")
-        return
-    node.children.extend(decode_sections(space, start, sec_end, depth + 1, ctx, node))
+    with ctx.budget.deeper() as ok:
+        if not ok:
+            node.problem(start, f"nesting deeper than {ctx.budget.limits.depth}; encapsulated sections not decoded")
+            return
+        node.children.extend(decode_sections(space, start, sec_end, depth + 1, ctx, node))
 
 
 def _callout(node: Node, what: str, fn, *args) -> None:
@@ -337,10 +359,11 @@ def _user_interface(node, space, data, pos, body, sec_end, depth, ctx):
 def _fv_image(node, space, data, pos, body, sec_end, depth, ctx):
     from decoders.fd.decode import decode_fv  # decode.py imports this module
 
-    if depth + 1 > MAX_DEPTH:
-        node.problem(body, f"nesting deeper than {MAX_DEPTH}; volume not decoded")
-        return
-    node.append(decode_fv(space, body, depth + 1, end=sec_end, ctx=ctx))
+    with ctx.budget.deeper() as ok:
+        if not ok:
+            node.problem(body, f"nesting deeper than {ctx.budget.limits.depth}; volume not decoded")
+            return
+        node.append(decode_fv(space, body, depth + 1, end=sec_end, ctx=ctx))
 
 
 def _freeform(node, space, data, pos, body, sec_end, depth, ctx):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import lzma
-import time
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from decoders import budget
 from decoders.fd import decode_fv, decode_image, sections
 from decoders.fd import structs as S
 from decoders.model import Node, Severity, Space
@@ -265,17 +265,14 @@ def test_every_compression_decodes_into_a_new_space():
 
 def test_lzma_bomb_declared_too_big_is_refused_quickly():
     sec = guided(LZMA_GUID, lzma_payload(b"\0" * 1000, declared=1 << 40))
-    t = time.perf_counter()
     node = decode(fv([ffs(A, 0x07, sec)]))
-    assert time.perf_counter() - t < 0.5
-    assert any("limit" in e for e in errors(node))
+    assert "0x78: lzma payload not decompressed: it declares 0x10000000000 bytes, over the 0x4000000-byte limit " \
+           "for one blob" in errors(node)
 
 
 def test_lzma_bomb_holding_more_than_declared_stops_at_the_bound():
     sec = guided(LZMA_GUID, lzma_payload(b"\0" * (40 << 20), declared=1 << 20))   # ~6 KiB packed
-    t = time.perf_counter()
     node = decode(fv([ffs(A, 0x07, sec)], length=0x10000))
-    assert time.perf_counter() - t < 2
     assert any("more than" in e for e in errors(node))
 
 
@@ -287,16 +284,14 @@ def test_total_decompressed_budget_stops_decompression(monkeypatch):
 
 
 def test_self_nesting_volumes_stop_at_the_depth_limit():
-    """A volume nested in LZMA in a volume, 40 levels deep: decoding stops at MAX_DEPTH."""
+    """A volume nested in LZMA in a volume, 40 levels deep: decoding stops at the budget's depth."""
     blob = fv([GOOD_FILE])
     for _ in range(40):
         blob = fv([ffs(A, 0x0B, guided(LZMA_GUID, lzma_payload(section(0x17, blob))))],
                   length=0x1000 + (len(blob) // 0x1000) * 0x1000)
-    t = time.perf_counter()
     node = decode(blob)
-    assert time.perf_counter() - t < 2
-    assert any("nesting deeper" in e or "nested deeper" in e for e in errors(node))
-    assert max(_depth(node), 0) <= 4 * (sections.MAX_DEPTH + 2)
+    assert any("nesting deeper than 16" in e for e in errors(node))
+    assert max(_depth(node), 0) <= 4 * (budget.DEFAULT.depth + 2)
 
 
 def _depth(node: Node) -> int:
@@ -332,7 +327,7 @@ def test_image_regions_between_volumes():
 
 @pytest.mark.parametrize("bad", [0, 0xFFFFFFFF, 0x10])
 def test_bad_fvlength_in_real_image_does_not_swallow_the_next_volumes(bad):
-    """OVMF.fd's VARS volume with a broken FvLength: FVMAIN_COMPACT and SECFV (FACTS A.5) still
+    """OVMF.fd's VARS volume with a broken FvLength: FVMAIN_COMPACT and SECFV (OvmfPkg/OvmfPkgDefines.fdf.inc) still
     decode at their offsets, and the problem sits on the FvLength field."""
     data = bytearray(bookworm("OVMF.fd").read_bytes())
     data[0x20:0x28] = bad.to_bytes(8, "little")
