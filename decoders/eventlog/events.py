@@ -13,6 +13,7 @@ from decoders import guids
 from decoders.devicepath import decode_device_path
 from decoders.errors import DecodeError, parse_at, static_size
 from decoders.eventlog import structs as S
+from decoders.fields import add_fields
 from decoders.model import Node, Space
 from decoders.uefivar import decode_variable_data
 
@@ -108,14 +109,20 @@ def _crtm_version(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) ->
         node.add("Version", raw, off, len(raw))
 
 
+def _hex(value: int) -> str:
+    return f"0x{value:x}"
+
+
+_BLOB_HEX = {"BlobBase": _hex, "BlobLength": _hex}
+
+
 def _fw_blob(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     if len(raw) != 16 and etype == S.EV_S_CRTM_CONTENTS and _printable(raw) is not None:
         # Some firmware (Intel Boot Guard) logs a description string here instead of a blob
         _string(node, raw, off, pcr, etype)
         return
     b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 0, "UEFI_PLATFORM_FIRMWARE_BLOB")
-    node.add("BlobBase", b.BlobBase, off, 8, f"0x{b.BlobBase:x}")
-    node.add("BlobLength", b.BlobLength, off + 8, 8, f"0x{b.BlobLength:x}")
+    add_fields(node, S.UEFI_PLATFORM_FIRMWARE_BLOB, b, off, displays=_BLOB_HEX)
     node.title = f"blob 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
     if len(raw) != 16:
         node.warn(off + 16, f"{len(raw) - 16} bytes follow UEFI_PLATFORM_FIRMWARE_BLOB")
@@ -131,8 +138,7 @@ def _fw_blob2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     node.add("BlobDescriptionSize", n, off, 1)
     node.add("BlobDescription", desc.rstrip(b"\0").decode("ascii", errors="replace"), off + 1, n)
     b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 1 + n)
-    node.add("BlobBase", b.BlobBase, off + 1 + n, 8, f"0x{b.BlobBase:x}")
-    node.add("BlobLength", b.BlobLength, off + 9 + n, 8, f"0x{b.BlobLength:x}")
+    add_fields(node, S.UEFI_PLATFORM_FIRMWARE_BLOB, b, off + 1 + n, displays=_BLOB_HEX)
     node.title = f"{node.get('BlobDescription')}: 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
 
 
@@ -175,10 +181,8 @@ def _handoff2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
 
 def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_IMAGE_LOAD_EVENT_HDR, raw, 0, "UEFI_IMAGE_LOAD_EVENT")
-    node.add("ImageLocationInMemory", h.ImageLocationInMemory, off, 8, f"0x{h.ImageLocationInMemory:x}")
-    node.add("ImageLengthInMemory", h.ImageLengthInMemory, off + 8, 8)
-    node.add("ImageLinkTimeAddress", h.ImageLinkTimeAddress, off + 16, 8, f"0x{h.ImageLinkTimeAddress:x}")
-    node.add("LengthOfDevicePath", h.LengthOfDevicePath, off + 24, 8)
+    add_fields(node, S.UEFI_IMAGE_LOAD_EVENT_HDR, h, off,
+               displays={"ImageLocationInMemory": _hex, "ImageLinkTimeAddress": _hex})
     avail = len(raw) - 32
     n = h.LengthOfDevicePath
     if n > avail:
@@ -196,19 +200,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_PARTITION_TABLE_HEADER, raw, 0, "UEFI_PARTITION_TABLE_HEADER")
     hs = static_size(S.UEFI_PARTITION_TABLE_HEADER)
     hdr = Node("gpt-header", "UEFI_PARTITION_TABLE_HEADER", node.space, off, hs)
-    o = off
-    for name, size in (("Signature", 8), ("Revision", 4), ("HeaderSize", 4), ("HeaderCRC32", 4),
-                       ("Reserved", 4), ("MyLBA", 8), ("AlternateLBA", 8), ("FirstUsableLBA", 8),
-                       ("LastUsableLBA", 8), ("DiskGUID", 16), ("PartitionEntryLBA", 8),
-                       ("NumberOfPartitionEntries", 4), ("SizeOfPartitionEntry", 4),
-                       ("PartitionEntryArrayCRC32", 4)):
-        v = h[name]
-        if name == "DiskGUID":
-            g = v
-            hdr.add(name, g, o, size, str(g))
-        else:
-            hdr.add(name, v, o, size)
-        o += size
+    add_fields(hdr, S.UEFI_PARTITION_TABLE_HEADER, h, off)
     if h.Signature != b"EFI PART":
         hdr.warn(off, f"Signature {h.Signature!r}, expected b'EFI PART'")
     node.append(hdr)
@@ -228,13 +220,8 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
         e = parse_at(S.UEFI_PARTITION_ENTRY, raw, p)
         name = e.PartitionName.decode("utf-16-le", errors="replace").split("\0")[0]
         part = Node("gpt-partition", f"partition {i}: {name}", node.space, off + p, esize)
-        tg, ug = e.PartitionTypeGUID, e.UniquePartitionGUID
-        part.add("PartitionTypeGUID", tg, off + p, 16, guids.describe(tg))
-        part.add("UniquePartitionGUID", ug, off + p + 16, 16, str(ug))
-        part.add("StartingLBA", e.StartingLBA, off + p + 32, 8)
-        part.add("EndingLBA", e.EndingLBA, off + p + 40, 8)
-        part.add("Attributes", e.Attributes, off + p + 48, 8, f"0x{e.Attributes:x}")
-        part.add("PartitionName", name, off + p + 56, 72)
+        add_fields(part, S.UEFI_PARTITION_ENTRY, e, off + p, displays={"PartitionName": name})
+        part.field("PartitionName").value = name
         node.append(part)
         p += esize
     if p != len(raw):
@@ -352,9 +339,7 @@ def _variable(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     h = parse_at(S.UEFI_VARIABLE_DATA_HDR, raw, 0, "UEFI_VARIABLE_DATA")
     g = h.VariableName
     node.kind = "uefi-variable-data"
-    node.add("VariableName", g, off, 16, guids.describe(g))
-    node.add("UnicodeNameLength", h.UnicodeNameLength, off + 16, 8)
-    node.add("VariableDataLength", h.VariableDataLength, off + 24, 8)
+    add_fields(node, S.UEFI_VARIABLE_DATA_HDR, h, off)
     p = 32
     nlen = h.UnicodeNameLength * 2
     if p + nlen > len(raw):
