@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -46,34 +47,42 @@ def run_process(label: str, argv: list[str], runs: int = 7, cwd: str | None = No
     return Timing(label, statistics.median(times), times, rss)
 
 
+def bytecode_env(cache: Path) -> dict[str, str]:
+    """The environment with Python's bytecode cache on, kept in `cache` (not beside the sources)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
 def run_side_by_side(a: tuple[str, list[str]], b: tuple[str, list[str]], runs: int = 15, warmup: int = 3,
-                     cwd: str | None = None) -> tuple[Timing, Timing]:
+                     cwd: str | None = None, env_a: dict | None = None) -> tuple[Timing, Timing]:
     """Two whole processes timed in alternation (a, b, a, b, ...), so load from other work on the
     machine falls on both alike; each Timing carries its median wall time and CPU time (user +
     system, from the child's rusage) in its note, and its peak RSS as run_process measures it."""
     import resource
 
-    def once(argv: list[str]) -> tuple[float, float]:
+    def once(argv: list[str], env: dict | None) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
+    envs = (env_a, None)
     for _ in range(warmup):
-        once(a[1])
-        once(b[1])
+        once(a[1], env_a)
+        once(b[1], None)
     walls: dict[int, list[float]] = {0: [], 1: []}
     cpus: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(runs):
         for i, (_, argv) in enumerate((a, b)):
-            wall, cpu = once(argv)
+            wall, cpu = once(argv, envs[i])
             walls[i].append(wall)
             cpus[i].append(cpu)
     out = []
     for i, (label, argv) in enumerate((a, b)):
-        t = run_process(label, argv, runs=1, cwd=cwd)  # its peak RSS
+        t = run_process(label, argv, runs=1, cwd=cwd, env=envs[i])  # its peak RSS
         out.append(Timing(label, statistics.median(walls[i]), walls[i], t.peak_rss_mib,
                           f"cpu {statistics.median(cpus[i]) * 1000:.0f} ms"))
     return out[0], out[1]

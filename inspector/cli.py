@@ -573,14 +573,17 @@ EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is s
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only `command`'s arguments are added (every command's when None: for --help)."""
+    """The parser with `command` alone and its arguments; every command, without arguments, when
+    `command` is None (the top-level --help lists them)."""
     p = Parser(prog="fwinspect", description="Inspect VM firmware: images, HOBs, event logs, ACPI, dumps, "
                "live QEMU boots. `fwinspect SOURCE` opens the app.", epilog=EPILOG,
                parents=[_parent_version()])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (text, setup, parents) in COMMANDS.items():
-        if command is not None and name != command:
+        if command is None:
             sub.add_parser(name, help=text)
+            continue
+        if name != command:
             continue
         sp = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
                             parents=[_parent_version()] + [PARENTS[x]() for x in parents])
@@ -598,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")
     command = argv[0] if argv and argv[0] in COMMANDS else None
-    parser = build_parser(command if command is not None else "")
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
