@@ -52,22 +52,26 @@ def spec_value(member: construct.Construct, value: Any) -> tuple[Any, str | None
 
 def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int, *, prefix: str = "",
                flatten: bool = False, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
-               displays: dict[str, Display] | None = None, convert: Convert = spec_value) -> int:
+               whole: tuple[str, ...] = (), displays: dict[str, Display] | None = None,
+               convert: Convert = spec_value) -> int:
     """Add the members of `parsed` (`struct` parsed at absolute `offset`) to `node`; returns the
     offset just past the struct. Unnamed members (padding) and `skip`ped ones are left out; with
-    `only`, just those names. `convert(member, value)` turns a value into (value, display), by
-    default `spec_value`; a `displays` entry (text, or a function of the value) wins."""
+    `only`, just those names. Nested structs named in `whole` stay one field (a dict, e.g. an
+    EFI_TIME). `convert(member, value)` turns a value into (value, display), by default
+    `spec_value`; a `displays` entry (text, or a function of the value) wins."""
     end = offset
     for name, rel, size, inner in layout(struct):
         end = offset + rel + size
         if name is None or name in skip:
             continue
         value = parsed[name]
-        if isinstance(inner, construct.Struct):
-            add_fields(node, inner, value, offset + rel, prefix="" if flatten else f"{prefix}{name}.",
-                       flatten=flatten, skip=skip, only=only, displays=displays, convert=convert)
-            continue
         full = prefix + name
+        if isinstance(inner, construct.Struct):
+            if full not in whole:
+                add_fields(node, inner, value, offset + rel, prefix="" if flatten else f"{full}.", flatten=flatten,
+                           skip=skip, only=only, whole=whole, displays=displays, convert=convert)
+                continue
+            value = {k: v for k, v in value.items() if not k.startswith("_")}
         if only is not None and full not in only:
             continue
         value, text = convert(inner, value)

@@ -14,8 +14,9 @@ import zlib
 
 from decoders import guids
 from decoders.display import flag_names
-from decoders.efisig import efi_time_text, plain
+from decoders.efisig import efi_time_text
 from decoders.errors import DecodeError, parse_at
+from decoders.fields import add_fields
 from decoders.model import Node, Space
 from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
                                      EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
@@ -89,14 +90,10 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
         node.problem(offset, f"truncated VARIABLE_STORE_HEADER: {e.message}")
         return node, end
     sig = hdr.Signature
-    node.add("Signature", sig, offset, 16, guids.describe(sig))
-    node.add("Size", hdr.Size, offset + 16, 4)
-    node.add("Format", hdr.Format, offset + 20, 1,
-             f"0x{hdr.Format:02x}" + (" VARIABLE_STORE_FORMATTED" if hdr.Format == VARIABLE_STORE_FORMATTED else ""))
-    node.add("State", hdr.State, offset + 21, 1,
-             f"0x{hdr.State:02x}" + (" VARIABLE_STORE_HEALTHY" if hdr.State == VARIABLE_STORE_HEALTHY else ""))
-    node.add("Reserved", hdr.Reserved, offset + 22, 2)
-    node.add("Reserved1", hdr.Reserved1, offset + 24, 4)
+    formatted = " VARIABLE_STORE_FORMATTED" if hdr.Format == VARIABLE_STORE_FORMATTED else ""
+    healthy = " VARIABLE_STORE_HEALTHY" if hdr.State == VARIABLE_STORE_HEALTHY else ""
+    add_fields(node, VARIABLE_STORE_HEADER, hdr, offset,
+               displays={"Format": f"0x{hdr.Format:02x}{formatted}", "State": f"0x{hdr.State:02x}{healthy}"})
     header_size = VARIABLE_STORE_HEADER.sizeof()
     # VariableParsing.c GetVariableStoreStatus: all-0xFF header = EfiRaw (never formatted).
     if bytes(data[offset:offset + header_size]) == b"\xff" * header_size:
@@ -107,15 +104,16 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
         node.problem(offset, f"Signature {str(sig).upper()} is neither gEfiAuthenticatedVariableGuid nor "
                              "gEfiVariableGuid")
     if hdr.Format != VARIABLE_STORE_FORMATTED:
-        node.problem(offset + 20, f"Format 0x{hdr.Format:02x}, expected 0x5A (VARIABLE_STORE_FORMATTED)")
+        node.problem(node.field("Format").offset,
+                     f"Format 0x{hdr.Format:02x}, expected 0x5A (VARIABLE_STORE_FORMATTED)")
     if hdr.State != VARIABLE_STORE_HEALTHY:
-        node.warn(offset + 21, f"State 0x{hdr.State:02x}, expected 0xFE (VARIABLE_STORE_HEALTHY)")
+        node.warn(node.field("State").offset, f"State 0x{hdr.State:02x}, expected 0xFE (VARIABLE_STORE_HEALTHY)")
     store_end = offset + hdr.Size
     if hdr.Size < header_size:
-        node.problem(offset + 16, f"Size 0x{hdr.Size:x} is smaller than the {header_size}-byte header")
+        node.problem(node.field("Size").offset, f"Size 0x{hdr.Size:x} is smaller than the {header_size}-byte header")
         store_end = _find_working_block(data, offset + header_size, end) or end
     elif store_end > end:
-        node.problem(offset + 16, f"Size 0x{hdr.Size:x} runs past the end of the FV "
+        node.problem(node.field("Size").offset, f"Size 0x{hdr.Size:x} runs past the end of the FV "
                                   f"(0x{end - offset:x} bytes left)")
         store_end = _find_working_block(data, offset + header_size, end) or end
     node.size = store_end - offset
@@ -192,19 +190,11 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -
     short, full, live = _state_text(h.State)
     attr_short, attr_long = _attributes_text(h.Attributes)
     vendor = h.VendorGuid
-    node.add("StartId", h.StartId, pos, 2, "0x55AA VARIABLE_DATA")
-    node.add("State", h.State, pos + 2, 1, f"0x{h.State:02x} {full} ({'live' if live else 'not live'})")
-    node.add("Reserved", h.Reserved, pos + 3, 1)
-    node.add("Attributes", h.Attributes, pos + 4, 4, f"0x{h.Attributes:x} {attr_long}")
-    o = pos + 8
+    displays = {"StartId": "0x55AA VARIABLE_DATA", "Attributes": f"0x{h.Attributes:x} {attr_long}",
+                "State": f"0x{h.State:02x} {full} ({'live' if live else 'not live'})"}
     if auth:
-        node.add("MonotonicCount", h.MonotonicCount, o, 8)
-        node.add("TimeStamp", plain(h.TimeStamp), o + 8, 16, efi_time_text(h.TimeStamp))
-        node.add("PubKeyIndex", h.PubKeyIndex, o + 24, 4)
-        o += 28
-    node.add("NameSize", h.NameSize, o, 4)
-    node.add("DataSize", h.DataSize, o + 4, 4)
-    node.add("VendorGuid", vendor, o + 8, 16, guids.describe(vendor))
+        displays["TimeStamp"] = efi_time_text(h.TimeStamp)
+    add_fields(node, header, h, pos, whole=("TimeStamp",), displays=displays)
     name_size, data_size = h.NameSize, h.DataSize
     # VariableParsing.c NameSizeOfVariable/DataSizeOfVariable: an all-ones State, NameSize, DataSize
     # or Attributes means the write was interrupted; edk2 then takes both sizes as 0.
@@ -216,7 +206,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -
     name_start = pos + hsize
     if name_start + name_size > var_end or name_start + name_size + data_size > var_end:
         which = "NameSize" if name_start + name_size > var_end else "DataSize"
-        node.problem(o if which == "NameSize" else o + 4,
+        node.problem(node.field(which).offset,
                      f"{which} runs past the store end 0x{var_end:x} (NameSize 0x{name_size:x}, "
                      f"DataSize 0x{data_size:x})")
         node.size = var_end - pos
