@@ -27,29 +27,17 @@ _LOADED = False
 _LOCK = threading.Lock()
 
 # Names that no .dec declares: the FV names of OvmfPkg's FDF files (OvmfPkg/OvmfPkgX64.fdf
-# FvNameGuid), the GUIDed table entries of OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm and
-# OvmfPkg/Include/WorkArea.h, C-file GUIDs of edk2 modules, shim's vendor GUID (shim lib/guid.c)
-# and GPT partition types (UEFI 2.10 §5.3.3 table 5-7; the Linux ones from the Discoverable
-# Partitions Specification).
+# FvNameGuid), C-file GUIDs of edk2 modules and GPT partition types (UEFI 2.10 §5.3.3 table 5-7;
+# the Linux ones from the Discoverable Partitions Specification). Undeclared GUIDs that decoders
+# dispatch on are named by their constants at the end.
 _TABLE = """
 763bed0d-de9f-48f5-81f1-3e90e1b1a015 SECFV
 48db5e17-707c-472d-91cd-1613e7ef51b0 FVMAIN_COMPACT
 6938079b-b503-4e3d-9d24-b28337a25806 PEIFV
 7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1 DXEFV
-96b582de-1fb2-45f7-baea-a366c55a082d OvmfTableFooterGuid
-00f771de-1a7e-4fcb-890e-68c77e2fb44e SevEsResetBlockGuid
-4c2eb361-7d9b-4cc3-8081-127c90d3d294 SevSecretBlockGuid
-7255371f-3a3b-4b04-927b-1da6efa8d454 SevFwHashBlockGuid
-dc886566-984a-4798-a75e-5585a7bf67cc OvmfSevMetadataOffsetGuid
-e47a6535-984a-4798-865e-4685a7bf8ec2 TdxMetadataOffsetGuid
-784fa70e-3176-4677-8a20-04b68699e374 IgvmMetadataOffsetGuid
-a789a612-0597-4c4b-a49f-cbb1fe9d1ddd SvsmInfoGuid
-e9eaf9f3-168e-44d5-a8eb-7f4d8738f6ae TdxMetadataGuid
 58eb6a19-3699-4c68-a836-dacd8edcad4a CPU_INIT_MP_LIB_HOB_GUID
 84681c08-6873-46f3-8bb7-ab661895a1b3 HASH_LIB_PEI_ROUTER_GUID
 a291ce0e-dc09-11ee-9edb-7349d792af51 gOvmfFwCfgInfoHobGuid
-8f8072ea-3486-4b47-86a7-2353b88a8773 TD_E820_TABLE_HOB_GUID
-605dab50-e046-4300-abb6-3dd810dd8b23 SHIM_LOCK_GUID
 0fc63daf-8483-4772-8e79-3d69d8477de4 Linux filesystem data
 21686148-6449-6e6f-744e-656564454649 BIOS boot partition
 """
@@ -138,7 +126,7 @@ gEfiSystemNvDataFvGuid = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
 gEfiAuthenticatedVariableGuid = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")
 gEfiVariableGuid = uuid.UUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
 gEdkiiWorkingBlockSignatureGuid = uuid.UUID("9e58292b-7c68-497d-a0ce-6500fd9f1b95")
-# variable vendor GUIDs (UEFI 2.10 §3.3, §32.6.1; SecurityPkg.dec; MdeModulePkg.dec)
+# variable vendor GUIDs (UEFI 2.10 §3.3, §32.6.1; SecurityPkg.dec; MdeModulePkg.dec; shim lib/guid.c)
 gEfiGlobalVariableGuid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 gEfiImageSecurityDatabaseGuid = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
 gEfiSecureBootEnableDisableGuid = uuid.UUID("f0a30bc7-af08-4556-99c4-001009c93a44")
@@ -154,7 +142,7 @@ gEfiAcpi10TableGuid = uuid.UUID("eb9d2d30-2d88-11d3-9a16-0090273fc14d")
 gEfiDebugImageInfoTableGuid = uuid.UUID("49152e77-1ada-4764-b7a2-7afefed95e8b")
 gEfiTcg2FinalEventsTableGuid = uuid.UUID("1e2ed096-30e2-4254-bd89-863bbef82325")
 gEfiCcFinalEventsTableGuid = uuid.UUID("dd4a4648-2de7-4665-964d-21d9ef5fb446")
-# HOBs (MdePkg/Include/Guid/MemoryAllocationHob.h; the GUID HOBs OVMF and TDVF build)
+# HOBs (MdePkg/Include/Guid/MemoryAllocationHob.h; the GUID HOBs OVMF and TDVF build; td-shim's E820)
 gEfiHobMemoryAllocStackGuid = uuid.UUID("4ed4bf27-4092-42e9-807d-527b1d00c9bd")
 gEfiHobMemoryAllocBspStoreGuid = uuid.UUID("564b33cd-c92a-4593-90bf-2473e43c6322")
 gEfiHobMemoryAllocModuleGuid = uuid.UUID("f8e21975-0899-4f58-a4be-5525a9c6d77a")
@@ -190,7 +178,8 @@ gEfiVT100PlusGuid = uuid.UUID("7baec70b-57e0-4c76-8e87-2f9e28088343")
 gEfiVTUTF8Guid = uuid.UUID("ad15a0d6-8bec-4acf-a073-d01de77e2d88")
 gEfiUartDevicePathGuid = uuid.UUID("37499a9d-542f-4c89-a026-35da142094e4")
 gEfiSasDevicePathGuid = uuid.UUID("d487ddb4-008b-11d9-afdc-001083ffca4d")
-# the reset-vector GUIDed table (OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm) and TDX metadata
+# the reset-vector GUIDed table (OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm, OvmfPkg/Include/WorkArea.h)
+# and the TDX metadata descriptor
 OvmfTableFooterGuid = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 SevEsResetBlockGuid = uuid.UUID("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
 SevSecretBlockGuid = uuid.UUID("4c2eb361-7d9b-4cc3-8081-127c90d3d294")
@@ -200,3 +189,9 @@ TdxMetadataOffsetGuid = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 IgvmMetadataOffsetGuid = uuid.UUID("784fa70e-3176-4677-8a20-04b68699e374")
 SvsmInfoGuid = uuid.UUID("a789a612-0597-4c4b-a49f-cbb1fe9d1ddd")
 TdxMetadataGuid = uuid.UUID("e9eaf9f3-168e-44d5-a8eb-7f4d8738f6ae")
+
+# The constants above that no .dec declares name themselves (register() does not read the table).
+for _name in ("SHIM_LOCK_GUID", "TD_E820_TABLE_HOB_GUID", "OvmfTableFooterGuid", "SevEsResetBlockGuid",
+              "SevSecretBlockGuid", "SevFwHashBlockGuid", "OvmfSevMetadataOffsetGuid", "TdxMetadataOffsetGuid",
+              "IgvmMetadataOffsetGuid", "SvsmInfoGuid", "TdxMetadataGuid"):
+    register(globals()[_name], _name)
