@@ -10,7 +10,7 @@ import struct as _struct
 
 from construct import Struct
 
-from decoders import guids
+from decoders import budget, guids
 from decoders.hob import structs as s
 from decoders.display import enum_name, flag_names
 from decoders.fields import add_fields
@@ -88,6 +88,11 @@ def decode_hob_list(source: Memory | Space | bytes | bytearray | memoryview, add
     has no base, else base + offset) or raw bytes (address = offset). Returns a "hob-list" Node
     whose children are "hob" Nodes; problems are located in the returned nodes' space.
     """
+    with budget.scope():
+        return _decode_list(source, address, limit, max_hobs)
+
+
+def _decode_list(source, address: int, limit: int, max_hobs: int) -> Node:
     memory, base, space = as_memory(source, address)
     chunks, ended, walk_problems = walk(memory, address, limit, max_hobs)
     if space is None:
@@ -97,7 +102,11 @@ def decode_hob_list(source: Memory | Space | bytes | bytearray | memoryview, add
     total = sum(len(raw) for _, raw, _ in chunks)
     root = Node("hob-list", "", space, address - base, total)
     root.add("Address", address, None, None, f"0x{address:x}")
-    for addr, raw, why in chunks:
+    b = budget.current()
+    for n, (addr, raw, why) in enumerate(chunks):
+        if not b.take_node():
+            b.left_out(root, addr - base, len(chunks) - n, "HOBs", "nodes")
+            break
         root.append(_decode_hob(space, addr - base, raw, why))
     root.add("HobCount", len(chunks))
     root.add("ListSize", total, None, None, f"0x{total:x}")

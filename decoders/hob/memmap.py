@@ -1,20 +1,22 @@
 """Memory-map summary of a decoded HOB list: resource descriptors merged into ranges, with the
-memory allocation HOBs inside each range and totals per resource type (FACTS B.1).
+memory allocation HOBs inside each range and totals per resource type.
 
 DXE core builds its GCD memory map from the same HOBs (MdeModulePkg/Core/Dxe/Gcd/Gcd.c,
 CoreInitializeMemoryServices / CoreInitializeGcdServicesOnHob); this is the read-only view of it.
 """
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
+from decoders import budget
 from decoders.hob.decode import (MEMORY_ALLOCATION, RESOURCE_DESCRIPTOR, attribute_names, memory_type_name,
                                  range_text, resource_type_name)
 from decoders.hob.guid_payloads import size_text
 from decoders.model import Node, Problem, Severity
 
 IO_TYPES = (2, 6)  # EFI_RESOURCE_IO, EFI_RESOURCE_IO_RESERVED: I/O port space, not memory
+# Overlaps and overruns noted one by one; a real list has none, a hostile one one per descriptor.
+MAX_MAP_NOTES = 100
 
 
 @dataclass
@@ -80,6 +82,17 @@ def memory_map(hob_list: Node) -> MemoryMap:
                                           hob.get("MemoryType"), label, hob))
 
     problems: list[Problem] = []
+    b = budget.current()
+    dropped = [0]
+
+    def note(offset: int, severity: Severity, message: str) -> None:
+        # Overlaps and overruns are noted one by one up to MAX_MAP_NOTES (a hostile list can make
+        # every descriptor overlap every other), then counted into one closing line.
+        if len(problems) < MAX_MAP_NOTES and b.take_problem():
+            problems.append(Problem(offset, severity, message))
+        else:
+            dropped[0] += 1
+
     totals: dict[str, int] = {}
     # I/O port resources (IO, IO_RESERVED) describe a separate address space: they are merged and
     # checked for overlaps among themselves, never against memory.
@@ -95,8 +108,7 @@ def memory_map(hob_list: Node) -> MemoryMap:
         if furthest is not None and (furthest.get("ResourceType") in IO_TYPES) != (rtype in IO_TYPES):
             furthest = None  # crossed from memory into I/O space
         if furthest is not None and start < _end(furthest) and length:
-            problems.append(Problem(hob.offset, Severity.ERROR,
-                                    f"resource descriptor {hob.title} overlaps {furthest.title}"))
+            note(hob.offset, Severity.ERROR, f"resource descriptor {hob.title} overlaps {furthest.title}")
         if furthest is None or end > _end(furthest):
             furthest = hob
         last = ranges[-1] if ranges else None
@@ -108,22 +120,32 @@ def memory_map(hob_list: Node) -> MemoryMap:
 
     memory_ranges = [r for r in ranges if r.resource_type not in IO_TYPES]
     allocations.sort(key=lambda a: (a.start, a.length))
-    starts = [r.start for r in memory_ranges]
+    # Ranges may overlap (reported above); an allocation goes to the latest-starting range that
+    # holds its start. One sweep: `open_` holds the ranges started so far, latest on top; a range
+    # that ends at or before an allocation's start ends before every later one too, so it is popped
+    # for good (each range is pushed and popped once: linear, not ranges x allocations).
     unplaced = []
+    open_: list[MemoryRange] = []
+    following = iter(memory_ranges)
+    upcoming = next(following, None)
     for alloc in allocations:
-        i = bisect.bisect_right(starts, alloc.start) - 1
-        # Ranges may overlap (reported above); take the latest-starting range holding the start.
-        while i >= 0 and not (memory_ranges[i].start <= alloc.start < memory_ranges[i].end):
-            i -= 1
-        if i < 0:
+        while upcoming is not None and upcoming.start <= alloc.start:
+            open_.append(upcoming)
+            upcoming = next(following, None)
+        while open_ and open_[-1].end <= alloc.start:
+            open_.pop()
+        if not open_:
             unplaced.append(alloc)
             continue
-        r = memory_ranges[i]
+        r = open_[-1]
         r.allocations.append(alloc)
         if alloc.end > r.end:
-            problems.append(Problem(alloc.hob.offset, Severity.WARNING,
-                                    f"allocation {range_text(alloc.start, alloc.length)} runs past the end of "
-                                    f"its resource range {range_text(r.start, r.length)}"))
+            note(alloc.hob.offset, Severity.WARNING,
+                 f"allocation {range_text(alloc.start, alloc.length)} runs past the end of its resource range "
+                 f"{range_text(r.start, r.length)}")
+    if dropped[0]:
+        problems.append(Problem(None, Severity.ERROR, f"{dropped[0]:,} more overlaps and overruns not listed; the "
+                                                      f"budget is {MAX_MAP_NOTES:,} notes on the memory map"))
     return MemoryMap(ranges, totals, unplaced, problems)
 
 
@@ -139,7 +161,11 @@ def memory_map_node(mm: MemoryMap) -> Node:
     for name, total in sorted(mm.totals.items()):
         root.add(f"Total{name}", total, None, None, size_text(total))
     root.problems.extend(mm.problems)
-    for r in mm.ranges:
+    b = budget.current()
+    for n, r in enumerate(mm.ranges):
+        if b.take_nodes(1 + len(r.allocations)) != 1 + len(r.allocations):
+            b.left_out(root, None, len(mm.ranges) - n, "memory ranges", "nodes")
+            return root
         first = r.hobs[0]
         node = Node("memory-range", f"{r.type_name} {range_text(r.start, r.length)}", first.space, first.offset,
                     first.size)
@@ -152,11 +178,13 @@ def memory_map_node(mm: MemoryMap) -> Node:
         for a in r.allocations:
             node.append(_allocation_node(a))
         root.append(node)
-    if mm.unplaced:
+    if mm.unplaced and b.take_nodes(1 + len(mm.unplaced)) == 1 + len(mm.unplaced):
         other = Node("memory-range", f"outside every resource descriptor: {len(mm.unplaced)} allocations")
         for a in mm.unplaced:
             other.append(_allocation_node(a))
         root.append(other)
+    elif mm.unplaced:
+        b.left_out(root, None, len(mm.unplaced), "allocations outside every resource descriptor", "nodes")
     return root
 
 

@@ -1,4 +1,4 @@
-"""TD HOB checks and measurement (FACTS B.2).
+"""TD HOB checks and measurement (Intel TDX Virtual Firmware Design Guide, "TD HOB"; td-shim spec, TD HOB).
 
 lint_td_hob applies the rules TDVF's ValidateHobList applies to the HOB list the VMM hands it
 (edk2 OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c; before 2023 the same function lived in
