@@ -184,11 +184,13 @@ def unpack(work: Path) -> Path:
     return src
 
 
-def _edk2(src: Path, command: str, jobs: int) -> None:
+def _edk2(src: Path, command: str) -> None:
     """Run COMMAND in bash after edksetup.sh, niced so that other work on the machine goes first."""
-    env = dict(os.environ, WORKSPACE=str(src), MAKEFLAGS=f"-j{jobs}")
-    env.pop("EDK_TOOLS_PATH", None)
-    env.pop("CONF_PATH", None)
+    env = dict(os.environ, WORKSPACE=str(src))
+    # `build -n` runs modules in parallel; a -j inherited into its per-module makefiles races
+    # ("No rule to make target .../DisplayEngine.efi"), and a calling make's jobserver is not ours.
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "EDK_TOOLS_PATH", "CONF_PATH"):
+        env.pop(name, None)
     r = subprocess.run(["nice", "-n", "19", "bash", "-c", f". ./edksetup.sh >/dev/null && {command}"],
                        cwd=src, env=env, timeout=BUILD_TIMEOUT)
     if r.returncode != 0:
@@ -198,13 +200,13 @@ def _edk2(src: Path, command: str, jobs: int) -> None:
 def build(src: Path, jobs: int, only: list[str] | None = None) -> None:
     if not (src / "BaseTools/Source/C/bin/GenFw").exists():
         log("building BaseTools")
-        _edk2(src, "make -C BaseTools", jobs)
+        _edk2(src, f"make -C BaseTools -j{jobs}")
     for folder, dsc, target, extra, _out in PLATFORMS:
         if only and folder not in only:
             continue
         line = ["build", "-a", "X64", "-t", "GCC5", "-p", dsc, "-b", target, *extra, "-n", str(jobs)]
         log(" ".join(line))
-        _edk2(src, " ".join(line), jobs)
+        _edk2(src, " ".join(line))
 
 
 def install(src: Path, dest: Path, only: list[str] | None = None) -> None:
