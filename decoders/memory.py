@@ -17,6 +17,18 @@ class Unreadable(Exception):
         super().__init__(f"cannot read {size} bytes at 0x{address:x}: {why}")
 
 
+# One read through any Memory returns at most this much. Nothing a decoder reads in one call comes
+# near it (the largest real ACPI table, HOB list or event log is a few MiB); a larger request comes
+# from a corrupt length field and is refused rather than served, whatever the source.
+MAX_READ = 64 << 20
+
+
+def check_read(address: int, size: int) -> None:
+    """Refuse a read of a negative size or of more than MAX_READ bytes (Unreadable, naming the limit)."""
+    if size < 0 or size > MAX_READ:
+        raise Unreadable(address, size, f"read of {size} bytes refused (limit {MAX_READ})")
+
+
 @runtime_checkable
 class Memory(Protocol):
     def read(self, address: int, size: int) -> bytes: ...

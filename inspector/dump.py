@@ -22,16 +22,13 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from decoders.elfcore import CpuState, cpu_node, decode_notes
-from decoders.memory import Unreadable
+from decoders.memory import Unreadable, check_read
 from decoders.model import Node, Problem, Severity, Space
 from decoders.paging import Mappings, PagingConfig, WalkResult, scan, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
 MAX_NOTE_SEGMENT_BYTES = 16 << 20
-# Nothing in the decoders reads more than this in one call (ACPI tables, HOB lists, event logs are
-# all far smaller); a read this large comes from a corrupt length and is refused, not served.
-MAX_READ = 64 << 20
 MAX_PROBLEMS = 200
 OVERLAP_LOOKBACK = 8
 # Pages of the mapped file that a read touches count in the process RSS until unmapped; a scan of a
@@ -98,8 +95,7 @@ class DumpMemory:
     def _read(self, address: int, size: int) -> bytes:
         if self.closed:
             raise Unreadable(address, size, "the dump is closed")
-        if size < 0 or size > MAX_READ:
-            raise Unreadable(address, size, f"read of {size} bytes refused (limit {MAX_READ})")
+        check_read(address, size)
         if size == 0:
             return b""
         out = []

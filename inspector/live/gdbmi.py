@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 
-from decoders.memory import Unreadable
+from decoders.memory import Unreadable, check_read
 from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, X86_64_REGISTERS, Registers, StopEvent,
                                    Target, TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
                                    parse_info_registers)
@@ -33,8 +33,6 @@ READ_POLL = 0.05
 CONNECT_TIMEOUT = 10.0
 # Result records kept for tokens nobody waits for any more (timed-out calls); older ones dropped.
 MAX_STALE_RESULTS = 256
-# One read returns at most this much (bounds memory as in rsp.py).
-MAX_READ = 64 << 20
 # gdb answers reads in pieces; one MI request per this many bytes keeps each reply modest.
 MI_READ_CHUNK = 64 << 10
 # gdb error texts that mean the remote side is gone (gdb/remote.c, gdb/infcmd.c).
@@ -236,8 +234,7 @@ class GdbTarget(Target):
 
     def _read(self, address: int, size: int, phys: int, timeout: float) -> bytes:
         self._stopped()
-        if size < 0 or size > MAX_READ:
-            raise Unreadable(address, size, f"size must be 0..{MAX_READ}")
+        check_read(address, size)
         self._set_phys(phys, timeout)
         out = bytearray()
         for a in range(address, address + size, MI_READ_CHUNK):

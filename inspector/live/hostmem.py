@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from decoders.memory import Unreadable
+from decoders.memory import MAX_READ, Unreadable
 from inspector.live.qemu import QemuError
 from inspector.live.target import TargetError
 
@@ -25,8 +25,6 @@ from inspector.live.target import TargetError
 FAST_PATH_MIN_GPA = 0x100000
 # A q35 guest has two or three RAM ranges (below 4 GiB, above 4 GiB); more is a broken parse.
 MAX_REGIONS = 64
-# One read at most this big (bounds memory like the stub path does).
-MAX_READ = 64 << 20
 
 # `  0000000000100000-000000000fffffff (prio 0, ram): pc.ram @0000000000100000`
 _RANGE_RE = re.compile(r"^\s+([0-9a-f]{16})-([0-9a-f]{16}) \(prio -?\d+, (\w+)\): (\S+)", re.M)

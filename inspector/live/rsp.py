@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 
-from decoders.memory import Unreadable
+from decoders.memory import Unreadable, check_read
 from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, X86_64_REGISTERS, Registers, StopEvent,
                                    Target, TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
                                    parse_info_registers)
@@ -34,7 +34,6 @@ from inspector.live.rspwire import (  # noqa: F401 - re-exported: the wire helpe
     DEFAULT_PACKET_SIZE,
     INTERRUPT_POLL,
     MAX_PACKET,
-    MAX_READ,
     MAX_XML_BYTES,
     MAX_XML_FILES,
     PIPELINE_WINDOW,
@@ -298,8 +297,7 @@ class RspTarget(Target):
             self._phys_mode = mode
 
     async def _read(self, address: int, size: int, phys: int, timeout: float) -> bytes:
-        if size < 0 or size > MAX_READ:
-            raise Unreadable(address, size, f"size must be 0..{MAX_READ}")
+        check_read(address, size)
         if size == 0:
             return b""
         await self._set_phys(phys, timeout)

@@ -22,8 +22,6 @@ DEFAULT_PACKET_SIZE = 400
 # Requests in flight during a pipelined read; 32 measured 4.7× faster than lock-step (FACTS D.4.3),
 # 64 a little faster again here (1 MiB: 16 ms at 32, 15 ms at 64, no gain at 128).
 PIPELINE_WINDOW = 64
-# One read_physical/read_virtual call returns at most this much (bounds our memory use).
-MAX_READ = 64 << 20
 # A packet longer than this is garbage (the stub's own maximum is 4096 in QEMU 7.2, 128 KiB in 10.x).
 MAX_PACKET = 1 << 20
 # Retransmissions after `-` before the connection is declared broken.
