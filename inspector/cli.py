@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from inspector.options import address, bit, expectation, maxphyaddr
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
@@ -45,75 +47,6 @@ class _Version(argparse.Action):
             text = "unknown (not installed)"
         print(f"fwinspect {text}")
         parser.exit(EXIT_OK)
-
-
-# ---- option values (argparse types: a bad value is a usage error naming the option) --------------
-
-def number(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use 0x... for hex)") from None
-
-
-def ranged(lo: int, hi: int, what: str):
-    """An argparse type: an integer (decimal or 0x...) from lo to hi inclusive."""
-    def parse(text: str) -> int:
-        value = number(text)
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} is not {what} ({lo:#x}-{hi:#x})" if hi > 0xFFFF
-                                             else f"{text} is not {what} ({lo}-{hi})")
-        return value
-    parse.__name__ = what  # argparse names the type in its messages
-    return parse
-
-
-# x86-64 addresses and CR3 are 64-bit (Intel SDM vol. 3A, 4.5).
-address = ranged(0, (1 << 64) - 1, "an address below 2^64")
-# A PTE bit position (the TDX shared bit, the SEV C-bit): SDM vol. 3A, table 4-19; AMD APM vol. 2, 15.34.1.
-bit = ranged(0, 63, "a bit position")
-# CPUID 0x80000008 EAX[7:0]; 36 is the oldest x86-64 parts' width, 52 the architectural maximum
-# (SDM vol. 3A, 4.1.4).
-maxphyaddr = ranged(36, 52, "a MAXPHYADDR")
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 24 * 3600:
-        raise argparse.ArgumentTypeError(f"{text} seconds: want more than 0 and at most a day")
-    return value
-
-
-# TCG PC Client PFP 1.05, 3.3.4: PCRs 0-23; Intel TDX module ABI: RTMR0-3 (SHA-384).
-_DIGEST_SIZES = {20: "SHA-1", 32: "SHA-256", 48: "SHA-384", 64: "SHA-512"}
-
-
-def expectation(text: str) -> tuple[str, bytes]:
-    """--expect NAME=HEX: PCR0-23 with a SHA-1/256/384/512 digest, or RTMR0-3 with a SHA-384 one."""
-    name, eq, value = text.partition("=")
-    name, value = name.strip().upper(), value.strip()
-    want = "want PCRn=HEX (n 0-23) or RTMRn=HEX (n 0-3), e.g. PCR7=ab12..."
-    if not eq or not name or not value:
-        raise argparse.ArgumentTypeError(f"{text!r}: {want}")
-    for prefix, count in (("RTMR", 4), ("PCR", 24)):
-        if name.startswith(prefix):
-            index = name[len(prefix):]
-            if not (index.isdigit() and int(index) < count):
-                raise argparse.ArgumentTypeError(f"{text!r}: {name} is not a register; {want}")
-            break
-    else:
-        raise argparse.ArgumentTypeError(f"{text!r}: {name} is not a register; {want}")
-    try:
-        digest = bytes.fromhex(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {value[:20]!r} is not hex") from None
-    if name.startswith("RTMR") and len(digest) != 48 or len(digest) not in _DIGEST_SIZES:
-        sizes = "48 bytes (SHA-384)" if name.startswith("RTMR") else "20, 32, 48 or 64 bytes"
-        raise argparse.ArgumentTypeError(f"{text!r}: a {len(digest)}-byte value; {name} holds {sizes}")
-    return name, digest
 
 
 # ---- reading inputs ----------------------------------------------------------------------------
@@ -308,7 +241,7 @@ def cmd_pages(args) -> int:
     from decoders.paging import MAX_LISTED, iter_ranges
     from decoders.paging_nodes import mapping_json_texts, mapping_titles, range_node, summary_node, table_tree_node
     from inspector.dump import dump_pages
-    from inspector.render import has_problems, print_problems
+    from inspector.render import has_problems
 
     with _open_dump(args) as dump:
         # No leaf is held: a first walk counts, a second streams them while the dump is open
@@ -317,35 +250,16 @@ def cmd_pages(args) -> int:
         each = args.leaves or (args.json and not args.merged)
         root = summary_node(result, listed="leaves" if each else "ranges")
         if args.json and each:
-            texts = (t for chunk in result.leaves(MAX_LISTED) for t in mapping_json_texts(chunk))
-            code = EXIT_OK if _write_json_texts(root, texts) else EXIT_PROBLEMS
-            if has_problems(root):
-                print_problems(root)
+            # Leaves as JSON texts, formatted without a Node each; write_json takes them as children.
+            children = (t for chunk in result.leaves(MAX_LISTED) for t in mapping_json_texts(chunk))
+        elif each:
+            children = (Node("mapping", t) for chunk in result.leaves(MAX_LISTED) for t in mapping_titles(chunk))
         else:
-            if each:
-                children = (Node("mapping", t) for chunk in result.leaves(MAX_LISTED) for t in mapping_titles(chunk))
-            else:
-                children = itertools.islice((range_node(r) for r in iter_ranges(result.leaves())), MAX_LISTED)
-            if args.tables and not args.json:
-                children = itertools.chain([table_tree_node(dump.memory, result.cr3, result.config)], children)
-            code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)
+            children = itertools.islice((range_node(r) for r in iter_ranges(result.leaves())), MAX_LISTED)
+        if args.tables and not args.json:
+            children = itertools.chain([table_tree_node(dump.memory, result.cr3, result.config)], children)
+        code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)
     return EXIT_PROBLEMS if has_problems(root) else code
-
-
-def _write_json_texts(root, texts) -> bool:
-    """`root` as write_json() writes it, its children given as JSON texts (one per leaf, formatted
-    without a Node each); False when the output budget cut it short."""
-    from inspector.render import Sink, _budget_note, _head_json
-
-    sink = Sink()
-    ok = sink.write(_head_json(root))
-    for i, text in enumerate(texts):
-        if not ok or not sink.write(text if i == 0 else "," + text):
-            break
-    sink.close("]}\n")
-    if sink.cut:
-        print(f"fwinspect: {_budget_note(sink)}", file=sys.stderr)
-    return not sink.cut
 
 
 def cmd_translate(args) -> int:

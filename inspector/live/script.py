@@ -25,9 +25,9 @@ import json
 import sys
 from pathlib import Path
 
-from inspector.cli import (EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, load_image_arg,
-                           positive_seconds)
+from inspector.cli import EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, load_image_arg
 from inspector.live.session_api import PHASES, Stop
+from inspector.options import positive_seconds
 
 # Run-to-phase budget: DXE core is ~2.5 s and BDS ~5 s into a TCG boot of OVMF 2022.11 under QEMU 7.2
 # (measured here); a loaded 2-core machine, a TPM or a 4 MiB Secure Boot image take longer.
