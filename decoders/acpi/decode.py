@@ -6,10 +6,13 @@ RSDP through the XSDT (else RSDT) and the FADT to DSDT and FACS, reading through
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import contextvars
+from typing import Callable, Iterator
 
 import construct
 
+from decoders import budget
 from decoders.acpi import names
 from decoders.acpi import structs as S
 from decoders.display import flags_text
@@ -20,7 +23,61 @@ from decoders.model import Node, Space
 MAX_TABLE_SIZE = 16 << 20     # the largest real DSDTs are a few hundred KiB
 MAX_TABLES = 256              # entries followed from one XSDT/RSDT
 MAX_SUBTABLES = 4096          # MADT/SRAT/DMAR structures in one table
+# Structures (MADT/SRAT/DMAR subtables, MCFG entries, DMAR device scopes) decoded in one decode,
+# across all its tables: each is a Node of a few fields, about 2 KB of Python objects. A real
+# machine has a few hundred (a 256-CPU MADT is 512 entries); an XSDT of 256 MADTs of 4,096
+# entries each would be a million, past the memory budget. Each also takes a Node from the
+# decode's node budget (decoders/budget.py).
+MAX_STRUCTURES = 16384
 MAX_SLIT_LOCALITIES = 256     # a 256x256 matrix is 64 KiB; more is not a real machine
+
+
+_STRUCTURES_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("acpi_structures",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def decode_scope() -> Iterator[None]:
+    """One ACPI decode (a table, an RSDP walk, a folder or an acpidump file): the decode's budget
+    and the MAX_STRUCTURES count; reentrant, so a walk shares them with the tables it decodes."""
+    with budget.scope():
+        if _STRUCTURES_LEFT.get() is not None:
+            yield
+            return
+        token = _STRUCTURES_LEFT.set([MAX_STRUCTURES])
+        try:
+            yield
+        finally:
+            _STRUCTURES_LEFT.reset(token)
+
+
+def _take_structure() -> str | None:
+    """None when one more structure may be decoded, else the budget that refuses it."""
+    left = _STRUCTURES_LEFT.get()
+    if left is not None and left[0] <= 0:
+        return f"the budget is {MAX_STRUCTURES:,} structures in one decode"
+    b = budget.current()
+    if not b.take_node():
+        return b.describe("nodes")
+    if left is not None:
+        left[0] -= 1
+    return None
+
+
+def _left_out(node: Node, o: int, rest: int, label: str, why: str) -> None:
+    node.warn(o, f"{rest:,} more {label} structures not shown; {why}")
+
+
+def _count_structures(data, o: int, end: int, header_size: int, wide: bool) -> int:
+    """How many {Type, Length} structures are left from `o` (headers only, nothing decoded)."""
+    count = 0
+    while o + header_size <= end:
+        length = int.from_bytes(data[o + 2:o + 4], "little") if wide else data[o + 1]
+        if length < header_size:
+            return count + 1
+        o += length
+        count += 1
+    return count
 
 
 def _ascii(raw: bytes) -> str:
@@ -111,6 +168,11 @@ def find_rsdp(data, limit: int = 1 << 16) -> list[int]:
 # -- tables --------------------------------------------------------------------------------------
 def decode_table(data, offset: int = 0, space: Space | None = None, name: str | None = None) -> Node:
     """One ACPI table at data[offset:]: header, checksum, decoded body."""
+    with decode_scope():
+        return _decode_table(data, offset, space, name)
+
+
+def _decode_table(data, offset: int, space: Space | None, name: str | None) -> Node:
     space = space or Space(name or "acpi", data, None)
     avail = len(data) - offset
     node = Node("acpi-table", "ACPI table", space, offset, max(0, avail))
@@ -203,8 +265,10 @@ def _subtables(node: Node, data, start: int, end: int, table: dict, other: dict,
     """Walk {Type, Length} structures (u8/u8, or u16/u16 when `wide`) from `start` to `end`."""
     o, count = start, 0
     while o + header_size <= end:
-        if count >= MAX_SUBTABLES:
-            node.problem(o, f"more than {MAX_SUBTABLES} {label} structures; the rest is not shown")
+        why = f"the budget is {MAX_SUBTABLES:,} structures in one table" if count >= MAX_SUBTABLES \
+            else _take_structure()
+        if why is not None:
+            _left_out(node, o, _count_structures(data, o, end, header_size, wide), label, why)
             return
         if wide:
             typ, length = int.from_bytes(data[o:o + 2], "little"), int.from_bytes(data[o + 2:o + 4], "little")
@@ -278,8 +342,11 @@ def _subtable_extras(sub: Node, typ: int, label: str, data, after: int, end: int
 
 
 def _dmar_scopes(sub: Node, data, o: int, end: int) -> None:
-    count = 0
-    while o + 6 <= end and count < MAX_SUBTABLES:
+    while o + 6 <= end:
+        why = _take_structure()
+        if why is not None:
+            _left_out(sub, o, _count_structures(data, o, end, 6, False), "device scope", why)
+            return
         typ, length = data[o], data[o + 1]
         scope = sub.append(Node("acpi-dmar-scope", f"Device scope {names.DMAR_SCOPE_TYPES.get(typ, typ)}",
                                 sub.space, o, length))
@@ -291,7 +358,6 @@ def _dmar_scopes(sub: Node, data, o: int, end: int) -> None:
         scope.add("Path", path, o + 6, length - 6, "/".join(f"{d:02x}.{f:x}" for d, f in path))
         scope.title += f" bus 0x{scope.get('StartBusNumber'):x} " + scope.field("Path").text
         o += length
-        count += 1
 
 
 def _madt(node, data, start, end):
@@ -302,14 +368,16 @@ def _madt(node, data, start, end):
 
 def _mcfg(node, data, start, end):
     o = add_struct_fields(node, S.MCFG, data, start, end)
-    i = 0
-    while o + 16 <= end and i < MAX_SUBTABLES:
+    while o + 16 <= end:
+        why = _take_structure()
+        if why is not None:
+            _left_out(node, o, (end - o) // 16, "MCFG allocation", why)
+            return
         e = node.append(Node("acpi-mcfg-entry", "", node.space, o, 16))
         add_struct_fields(e, S.MCFG_ENTRY, data, o, o + 16)
         e.title = (f"ECAM 0x{e.get('BaseAddress'):x} segment {e.get('PciSegmentGroupNumber')} "
                    f"buses {e.get('StartBusNumber'):#x}-{e.get('EndBusNumber'):#x}")
         o += 16
-        i += 1
     if o != end:
         node.warn(o, f"{end - o} trailing bytes (MCFG entries are 16 bytes)")
 
@@ -424,6 +492,11 @@ def _read_table(mem: Memory, address: int, parent: Node) -> Node | None:
 
 def decode_acpi_from_rsdp(mem: Memory, rsdp_address: int) -> Node:
     """The whole ACPI set: RSDP → XSDT (else RSDT) → tables; FADT → DSDT and FACS."""
+    with decode_scope():
+        return _from_rsdp(mem, rsdp_address)
+
+
+def _from_rsdp(mem: Memory, rsdp_address: int) -> Node:
     root = Node("acpi", f"ACPI tables (RSDP at 0x{rsdp_address:x})")
     try:
         raw = mem.read(rsdp_address, S.RSDP_V2_SIZE)
