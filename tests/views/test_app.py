@@ -7,9 +7,7 @@ Expected bytes are read from the image file itself, never from what the app prin
 from __future__ import annotations
 
 import json
-import statistics
 import threading
-import time
 
 import pytest
 from rich.style import Style
@@ -316,30 +314,18 @@ class TestRobustness:
 
 
 @pytest.mark.asyncio
-class TestPerformance:
-    async def test_first_frame_3000_nodes(self, ovmf):
+class TestLargeSpaces:
+    """How long these take is measured in benchmarks/bench_app.py; here, only what they show."""
+
+    async def test_tree_of_3000_nodes_opens_and_moves(self, ovmf):
         root = big_tree(ovmf, 3000)
         assert sum(1 for _ in root.walk()) == 3000
-        t0 = time.perf_counter()
         app = FwInspectApp(root, "synthetic")
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            first = time.perf_counter() - t0
-            await pilot.press("down", "enter")  # open the first FV: 100 files under the cursor
+            await pilot.press("down", "enter", "down")  # open the first volume, select its first file
             await pilot.pause()
-            # A key to redraw, net of the harness: "down" (new node: fields, bytes, tree) against
-            # "z" (bound to nothing), median of 7 each.
-            times: dict[str, list[float]] = {"down": [], "z": []}
-            for _ in range(7):
-                for key in times:
-                    t1 = time.perf_counter()
-                    await pilot.press(key)
-                    await pilot.pause()
-                    times[key].append(time.perf_counter() - t1)
-            net = statistics.median(times["down"]) - statistics.median(times["z"])
-        print(f"\nfirst frame, 3000 nodes: {first * 1000:.0f} ms; a key to redraw, net of harness: {net * 1000:.0f} ms")
-        assert first < 1.0  # DESIGN.md budget: first frame <= 1 s
-        assert net < 0.15  # budget 50 ms; loose here because 2 cores are shared by the test runs
+            assert app.screen.current is root.children[0].children[0]
 
     async def test_hex_view_jump_in_16_mib(self):
         blob = bytes(range(256)) * (16 << 12)  # 16 MiB
@@ -349,13 +335,9 @@ class TestPerformance:
             await pilot.pause()
             hv = app.screen.query_one(HexView)
             assert hv.virtual_size.height == len(blob) // 16
-            t0 = time.perf_counter()
             app.screen.goto("0xfffff0")
             await pilot.pause()
-            jump = time.perf_counter() - t0
             assert any(s.startswith("fffff0 ") for s in screen_lines(hv))
-        print(f"\nhex view jump to the end of 16 MiB + redraw: {jump * 1000:.0f} ms")
-        assert jump < 0.5
 
 
 @pytest.mark.asyncio
@@ -374,12 +356,9 @@ class TestWithFdDecoder:
         return root
 
     async def test_decoded_tree_first_frame_and_guid_search(self, decoded):
-        count = sum(1 for _ in decoded.walk())
-        t0 = time.perf_counter()
         app = FwInspectApp(decoded, "OVMF.fd")
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            first = time.perf_counter() - t0
             nt = app.screen.query_one(NodeTree)
             assert [c.data for c in nt.root.children] == decoded.children
             # DXEFV lives inside FVMAIN_COMPACT's LZMA section (OvmfPkg/OvmfPkgX64.fdf, [FV.FVMAIN_COMPACT]).
@@ -387,8 +366,6 @@ class TestWithFdDecoder:
             await pilot.pause()
             hit = app.screen.current
             assert hit is not None and "7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1" in json.dumps(hit.to_json()).upper()
-        print(f"\nfirst frame, decode_image tree of {count} nodes: {first * 1000:.0f} ms")
-        assert first < 1.0
 
 
 @pytest.mark.asyncio
