@@ -62,7 +62,24 @@ def _rows() -> list[tuple[str, Builder]]:
     rows: list[tuple[str, Builder]] = [(name, _fd(gen)) for name, gen in F.FD_CLASSES.items()]
     rows += [(name, _mrtd(gen)) for name, gen in M.MRTD_CLASSES.items()]
     rows += [(name, _extract(gen)) for name, gen in X.EXTRACT_CLASSES.items()]
+    rows += _decode_rows()
     return rows
+
+
+def _every_mode(module, gen) -> Builder:
+    def build(tmp: Path) -> list[list[str]]:
+        path = Path(_in_child(gen, tmp / "input"))
+        return [[str(a) for a in module.command(path, mode)] for mode in module.MODES]
+    return build
+
+
+def _decode_rows() -> list[tuple[str, Builder]]:
+    """pages, eventlog, hob and acpi: a row per hostile input, over every output mode of its command."""
+    from tests.hostile import test_acpi_hostile, test_eventlog_hostile, test_hob_hostile, test_pages_hostile
+
+    return [(f"{module.__name__.split('_')[1]}-{case}", _every_mode(module, gen))
+            for module in (test_pages_hostile, test_eventlog_hostile, test_hob_hostile, test_acpi_hostile)
+            for case, gen in module.CASES.items()]
 
 
 ROWS: list[tuple[str, Builder]] = []   # filled by _rows() at run time; other engineers append here
