@@ -59,6 +59,9 @@ MAX_OBJECTS_PER_LINE = 200_000
 MAX_VALUES_PER_LINE = 1_000_000
 # What load_recording keeps in all (the app holds every stop): objects, as counted above.
 MAX_TOTAL_OBJECTS = 400_000
+# Writing: a stop's tree holds at most this many objects (nodes, fields, problems), well inside
+# what a line may hold when read back (a field is one object and five values).
+MAX_RECORD_OBJECTS = MAX_OBJECTS_PER_LINE // 2
 MAX_STOPS = 100_000
 # Recorded bytes held in all: the decompressed-bytes budget every decode runs under.
 MAX_TOTAL_BLOB_BYTES = 64 << 20
@@ -98,14 +101,16 @@ def tree_record(root: Node, blobs: dict[str, bytes]) -> dict[str, Any]:
     space_index: dict[int, int] = {}
     space_objs: list[Space] = []
     stack: list[tuple[Node, int]] = [(root, -1)]
-    left_out = 0
+    left_out = objects = 0
     while stack:
         node, parent = stack.pop()
         if id(node) in node_index:      # listed twice (a cycle or a decoder bug): keep it once
             continue
-        if len(nodes) >= MAX_NODES:
+        cost = 1 + len(node.fields) + len(node.problems)
+        if len(nodes) >= MAX_NODES or objects + cost > MAX_RECORD_OBJECTS:
             left_out += 1
             continue
+        objects += cost
         node_index[id(node)] = len(nodes)
         sidx = None
         if node.space is not None:
@@ -344,7 +349,8 @@ def _read_tree(c: _Checker, rec: dict, blobs: dict[str, bytes]) -> Node:
                      f"than {MAX_VALUE_ITEMS:,} items were not read")
     left_out = rec.get("nodes_left_out")
     if isinstance(left_out, int) and not isinstance(left_out, bool) and left_out > 0:
-        notes.append(f"the recording left out {left_out} nodes past {MAX_NODES}")
+        notes.append(f"the recording left out {left_out} nodes past what one stop holds ({MAX_NODES:,} nodes, "
+                     f"{MAX_RECORD_OBJECTS:,} nodes, fields and problems)")
     for note in notes:
         root.note(None, note)
     return root

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from decoders.model import Node, Space
-from inspector.live.record import (MAX_SPACE_BYTES, MAX_TREE_DEPTH, Recorder, RecordingError, ReplaySession, load_recording,
+from inspector.live.record import (MAX_RECORD_OBJECTS, MAX_SPACE_BYTES, MAX_TREE_DEPTH, Recorder, RecordingError, ReplaySession, load_recording,
                                    tree_record)
 from inspector.live.session_api import Stop
 from tests.realdata import bookworm, fixture
@@ -99,6 +99,23 @@ class TestRecorder:
         assert bytes(tree.space.data) == big[:MAX_SPACE_BYTES]
         note = f"kept the first 0x{MAX_SPACE_BYTES:x} of 0x{len(big):x} bytes"
         assert any(note in p.message for p in tree.problems)
+
+    def test_a_tree_past_what_a_stop_holds_is_recorded_in_part_and_reads_back(self, tmp_path):
+        """30,001 nodes of 5 fields each: the recorder keeps what a line may hold when read back."""
+        root = Node("n", "root")
+        for node in [root] + [root.append(Node("n", str(i))) for i in range(30_000)]:
+            for j in range(5):
+                node.add(f"F{j}", j)
+        path = tmp_path / "wide.fwrec"
+        r = Recorder(FakeSession([Stop(0, "step", "sec", "prot32", 0, {}, tree=root)]), path)
+        r.current()
+        r.close()
+        tree = load_recording(path)[0].tree
+        kept = MAX_RECORD_OBJECTS // 6
+        assert len(tree.children) == kept - 1
+        assert [p.message for p in tree.problems] == [
+            f"the recording left out {30_001 - kept} nodes past what one stop holds (200,000 nodes, "
+            f"{MAX_RECORD_OBJECTS:,} nodes, fields and problems)"]
 
     def test_deep_tree_records_without_recursion_and_loads_to_the_depth_bound(self, tmp_path):
         root = node = Node("n", "0")
