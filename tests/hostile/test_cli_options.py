@@ -12,23 +12,24 @@ import pytest
 from inspector.cli import main
 from tests.hostile.harness import run_fwinspect
 
+PAGES, TRANSLATE = "fwinspect pages: argument", "fwinspect translate: argument"
+BELOW_2_64 = "is not an address below 2^64 (0x0-0xffffffffffffffff)"
 CASES = [
-    (["pages", "ram.bin", "--maxphyaddr", "200"], "fwinspect pages: argument --maxphyaddr: 200 is not a MAXPHYADDR (36-52)"),
-    (["pages", "ram.bin", "--maxphyaddr=-5"], "fwinspect pages: argument --maxphyaddr: -5 is not a MAXPHYADDR (36-52)"),
-    (["pages", "ram.bin", "--maxphyaddr", "35"], "fwinspect pages: argument --maxphyaddr: 35 is not a MAXPHYADDR (36-52)"),
-    (["pages", "ram.bin", "--sev-c-bit=-1"], "fwinspect pages: argument --sev-c-bit: -1 is not a bit position (0-63)"),
-    (["pages", "ram.bin", "--tdx-shared-bit", "64"], "fwinspect pages: argument --tdx-shared-bit: 64 is not a bit position (0-63)"),
-    (["pages", "ram.bin", "--cr3", "0x1" + "0" * 16],
-     "fwinspect pages: argument --cr3: 0x10000000000000000 is not an address below 2^64 (0x0-0xffffffffffffffff)"),
-    (["pages", "ram.bin", "--base", "ram"], "fwinspect pages: argument --base: not a number: 'ram' (use 0x... for hex)"),
-    (["translate", "ram.bin", "0x1" + "0" * 16],
-     "fwinspect translate: argument va: 0x10000000000000000 is not an address below 2^64 (0x0-0xffffffffffffffff)"),
-    (["translate", "ram.bin", "-1"], "fwinspect translate: argument va: -1 is not an address below 2^64 (0x0-0xffffffffffffffff)"),
+    (["pages", "ram.bin", "--maxphyaddr", "200"], f"{PAGES} --maxphyaddr: 200 is not a MAXPHYADDR (36-52)"),
+    (["pages", "ram.bin", "--maxphyaddr=-5"], f"{PAGES} --maxphyaddr: -5 is not a MAXPHYADDR (36-52)"),
+    (["pages", "ram.bin", "--maxphyaddr", "35"], f"{PAGES} --maxphyaddr: 35 is not a MAXPHYADDR (36-52)"),
+    (["pages", "ram.bin", "--sev-c-bit=-1"], f"{PAGES} --sev-c-bit: -1 is not a bit position (0-63)"),
+    (["pages", "ram.bin", "--tdx-shared-bit", "64"], f"{PAGES} --tdx-shared-bit: 64 is not a bit position (0-63)"),
+    (["pages", "ram.bin", "--cr3", "0x1" + "0" * 16], f"{PAGES} --cr3: 0x10000000000000000 {BELOW_2_64}"),
+    (["pages", "ram.bin", "--base", "ram"], f"{PAGES} --base: not a number: 'ram' (use 0x... for hex)"),
+    (["translate", "ram.bin", "0x1" + "0" * 16], f"{TRANSLATE} va: 0x10000000000000000 {BELOW_2_64}"),
+    (["translate", "ram.bin", "-1"], f"{TRANSLATE} va: -1 {BELOW_2_64}"),
     (["translate", "ram.bin", "0x1000", "--maxphyaddr", "53"],
-     "fwinspect translate: argument --maxphyaddr: 53 is not a MAXPHYADDR (36-52)"),
+     f"{TRANSLATE} --maxphyaddr: 53 is not a MAXPHYADDR (36-52)"),
     (["hob", "hob.bin", "--base", "0x" + "f" * 17],
-     "fwinspect hob: argument --base: 0xfffffffffffffffff is not an address below 2^64 (0x0-0xffffffffffffffff)"),
-    (["qemu", "x.fd", "--timeout", "-1"], "fwinspect: argument --timeout: -1 seconds: want more than 0 and at most a day"),
+     f"fwinspect hob: argument --base: 0xfffffffffffffffff {BELOW_2_64}"),
+    (["qemu", "x.fd", "--timeout", "-1"],
+     "fwinspect: argument --timeout: -1 seconds: want more than 0 and at most a day"),
     (["fd"], "fwinspect fd: the following arguments are required: image"),
     (["fd", "x.fd", "--bogus"], "fwinspect: unrecognized arguments: --bogus"),
 ]

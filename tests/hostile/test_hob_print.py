@@ -46,7 +46,8 @@ def test_a_tree_deeper_than_the_print_depth_is_summarised_not_recursed():
     print_tree(root, out=text, color=False)
     lines = text.getvalue().splitlines()
     assert len(lines) == MAX_PRINT_DEPTH + 2
-    assert lines[-1].endswith(f"└── … {4999 - MAX_PRINT_DEPTH:,} nodes deeper than {MAX_PRINT_DEPTH} levels not shown")
+    hidden = 4999 - MAX_PRINT_DEPTH
+    assert lines[-1].endswith(f"└── … {hidden:,} nodes deeper than {MAX_PRINT_DEPTH} levels not shown")
     out = io.StringIO()
     write_json(root, out)  # JSON keeps every level, written without recursion
     text = out.getvalue()

@@ -12,8 +12,8 @@ import struct
 import pytest
 
 from decoders.model import Node, Space
-from inspector.live.record import (MAX_RECORD_OBJECTS, MAX_SPACE_BYTES, MAX_TREE_DEPTH, Recorder, RecordingError, ReplaySession, load_recording,
-                                   tree_record)
+from inspector.live.record import (MAX_RECORD_OBJECTS, MAX_SPACE_BYTES, MAX_TREE_DEPTH, Recorder, RecordingError,
+                                   ReplaySession, load_recording, tree_record)
 from inspector.live.session_api import Stop
 from tests.realdata import bookworm, fixture
 from tests.views.test_live_screen import SIZE, FakeSession, real_stops, shown_index, wait_for
