@@ -1,8 +1,22 @@
-"""Live sessions: one Target interface over QEMU's gdbstub (DESIGN.md "Live sessions").
+"""Live sessions: one Target interface over QEMU's gdbstub, and boot-phase run control on top.
 
+The target:
 - target.py: the interface, Registers/StopEvent, TargetDead/TargetTimeout, the Memory adapter.
-- rsp.py: the default backend, our asyncio RSP client. gdbmi.py: gdb through pygdbmi.
+- rsp.py: the default backend, our asyncio RSP client; rspwire.py: its wire format and protocol.
+- gdbmi.py: the other backend, gdb through pygdbmi.
 - qemu.py: QEMU started on demand, paused at reset. hostmem.py: guest RAM from /proc/PID/mem.
+- disasm.py: disassembly at RIP with capstone, in the CPU's current mode.
+
+The session:
+- session_api.py: what the live screen and scripts need from a session (SessionLike, Stop).
+- session.py: Session, run control by boot phase over a Target.
+- phases.py: the boot-phase model, handoff points computed from the image, BootState.
+- handoffs.py: what is decoded at each handoff. copies.py: reaching the entry of a module loaded
+  at run time by following its loader's copies. modules.py: breakpoints by module, image-load
+  events, the DXE tables. runctl.py: run-control pieces the parts share.
+- symbols.py: function and line at RIP from an edk2 build's .debug files.
+- record.py: record a session's stops to a file and replay them without QEMU.
+- script.py: `fwinspect qemu` and `fwinspect attach` from the command line.
 
     with QemuProcess("OVMF_CODE_4M.fd") as q, q.attach("rsp") as t:
         t.set_breakpoint(0xfffceb84); t.cont(); print(t.read_registers().mode)

@@ -1,8 +1,8 @@
-"""Disassembly at RIP with capstone, in the CPU's current mode (DESIGN.md "Views": "capstone, in the
-CPU's current mode, with the CS base in real mode").
+"""Disassembly at RIP with capstone, in the CPU's current mode, with the CS base in real mode.
 
-The mode comes from CR0.PE, EFER.LMA and the CS descriptor (Registers.mode; FACTS C.1.4), never from
-gdb's architecture setting; the address is linear (CS.base + IP), 0xFFFFFFF0 right after reset.
+The mode comes from CR0.PE, EFER.LMA and the CS descriptor (Registers.mode), never from gdb's
+architecture setting, which QEMU's x86-64 register set makes wrong outside long mode; the address
+is linear (CS.base + IP), 0xFFFFFFF0 right after reset.
 """
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 
 gdb runs as `gdb --interpreter=mi3 -nx -q`. Every command carries an MI token and waits for the
 result record with that token (gdb manual, "GDB/MI Command Syntax"); pygdbmi's own reading waits
-200 ms after any output (FACTS D.4.1), so a reader thread calls get_gdb_response with a tiny quiet
-window and hands records to waiters. That keeps a request at ~1.4 ms instead of ~201 ms (FACTS D.4.3).
+200 ms after any output (pygdbmi 0.11, IoManager._get_responses_unix and
+time_to_check_for_additional_output_sec), so a reader thread calls get_gdb_response with a tiny
+quiet window and hands records to waiters. That keeps a request at ~1.4 ms instead of ~201 ms
+(measured here against a paused QEMU 7.2 under TCG).
 
 gdb itself steps off breakpoints before resuming and removes them at every stop, so the
 z1 → s → Z1 dance of rsp.py is gdb's job here. Things gdb's x86 model lacks come from QEMU's
-monitor through `monitor info registers` (segment bases, CS descriptor flags; FACTS C.1.4), and
-physical reads from `maint packet Qqemu.PhyMemMode:1` (FACTS C.1.3).
+monitor through `monitor info registers` (segment bases, CS descriptor flags, absent from QEMU's
+gdbstub/gdb-xml/i386-64bit.xml), and physical reads from `maint packet Qqemu.PhyMemMode:1` (QEMU
+docs/system/gdb.rst; gdbstub/system.c, gdb_target_memory_rw_debug).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ GDB = "gdb"
 QUIET_WINDOW = 0.0002
 # How long the reader thread blocks in select() when gdb is silent; only bounds close() latency.
 READ_POLL = 0.05
-# `-target-select remote` took ~300 ms here (FACTS D.4.3); a slow 2-core machine needs more.
+# `-target-select remote` took ~300 ms here (measured, QEMU 7.2 TCG); a slow 2-core machine
+# needs more.
 CONNECT_TIMEOUT = 10.0
 # Result records kept for tokens nobody waits for any more (timed-out calls); older ones dropped.
 MAX_STALE_RESULTS = 256
@@ -39,7 +43,8 @@ MI_READ_CHUNK = 64 << 10
 DEAD_MARKERS = ("Remote connection closed", "Remote communication error", "not being run",
                 "Connection reset", "Broken pipe", "The program has no registers")
 
-# The integer registers we read by name (the stub's x86-64 set; FACTS C.1.3).
+# The integer registers we read by name (the stub's x86-64 set: QEMU
+# gdbstub/gdb-xml/i386-64bit.xml).
 _INT_REGS = {name for name, bits in X86_64_REGISTERS if bits <= 64}
 _WATCH_FLAG = {"write": "", "read": "-r ", "access": "-a "}
 _WATCH_TYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}

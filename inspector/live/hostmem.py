@@ -2,9 +2,9 @@
 
 HMP `info mtree -f` lists the RAM ranges of the guest's physical address space and HMP
 `gpa2hva ADDR` gives the host virtual address of a guest-physical one; reading
-`/proc/<qemu pid>/mem` at that address costs ~1 µs against ~85 µs for an RSP `m` (FACTS C.1.5,
-D.4.3; pwndbg `aglib/qemu.py` does the same). It needs ptrace-level access to the QEMU process
-(we started it, or we are root) and covers RAM only: flash (`romd`), MMIO and holes go to the stub.
+`/proc/<qemu pid>/mem` at that address costs ~1 µs against ~85 µs for an RSP `m` (measured
+here, QEMU 7.2 TCG; pwndbg `aglib/qemu.py` does the same). It needs ptrace-level access to the
+QEMU process (we started it, or we are root) and covers RAM only: flash (`romd`), MMIO and holes go to the stub.
 
 Below 1 MiB the chipset remaps ranges at run time (q35 PAM registers turn 0xC0000-0xFFFFF from
 ROM into RAM, SMRAM hides 0xA0000), so the fast path starts at 1 MiB, where the machine's RAM

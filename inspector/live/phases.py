@@ -1,6 +1,6 @@
 """The boot-phase model: handoff points computed from the image, and phase classification by RIP.
 
-Nothing here is hard-coded per edk2 version (DESIGN.md "Live sessions and the boot phases"):
+Nothing here is hard-coded per edk2 version:
 
 - reset: the architectural reset vector, linear 0xFFFFFFF0 in real mode (Intel SDM vol. 3A 9.1.4).
 - sec: SECFV's SEC_CORE file (FFS type 3) -> PE32 -> XipEntryPoint (flash is mapped so that the

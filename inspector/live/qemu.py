@@ -1,6 +1,7 @@
 """QEMU on demand: qemu-system-x86_64 paused at the reset vector, gdbstub + QMP on local sockets.
 
-`QemuProcess(image).start()` runs (DESIGN.md "Live sessions"; FACTS C.1.3, C.1.5, C.2.3):
+`QemuProcess(image).start()` runs (QEMU docs/system/gdb.rst for `-gdb` and `-S`; OvmfPkg/README
+for the debug console on port 0x402):
 
     qemu-system-x86_64 -machine q35 -accel tcg -m 256M -S -display none -nodefaults
         -gdb tcp:127.0.0.1:PORT            (or a unix socket: -chardev socket,... -gdb chardev:gdb0)
@@ -12,7 +13,8 @@
 
 and ends every process it started (QEMU, swtpm) by PID on close(), at interpreter exit, or when
 starting fails. QMP is used read-only (query-status, HMP `info`/`gpa2hva`): the gdbstub owns run
-control (FACTS C.1.3, "Mixed control hazard").
+control (a QMP `cont` + `stop` while gdb was attached made QEMU 7.2 send an unsolicited stop
+reply on the stub socket, measured here).
 """
 from __future__ import annotations
 
@@ -160,7 +162,8 @@ class QemuProcess:
         args = [self.qemu, "-machine", "q35", "-accel", "tcg", "-m", self.memory, "-S",
                 "-display", "none", "-nodefaults", "-no-user-config", *gdb,
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                # OVMF's DebugLib writes to I/O port 0x402 (FACTS C.2.3).
+                # OVMF's DebugLib writes to I/O port 0x402 (OvmfPkg/OvmfPkg.dec, PcdDebugIoPort;
+                # OvmfPkg/Library/PlatformDebugLibIoPort/DebugIoPortQemu.c).
                 "-debugcon", f"file:{self.debugcon_path}", "-global", "isa-debugcon.iobase=0x402"]
         if self.vars is not None:
             # Never write the distribution's VARS template: the guest gets a private copy.

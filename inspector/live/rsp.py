@@ -2,19 +2,23 @@
 
 Wire format (gdb manual, "Remote Protocol" → "Overview"): `$payload#cs`, cs = sum of the payload
 bytes mod 256 in two hex digits; each packet is acknowledged with `+` (or `-`: send it again).
-QEMU does not support QStartNoAckMode (FACTS C.1.3), so we ack every reply and expect every
-request to be acked. Replies may be run-length encoded (`X*n` = X repeated ord(n)-29 more times)
-and binary replies (qXfer) escape `#$}*` as 0x7d, byte ^ 0x20.
+QEMU does not support QStartNoAckMode (gdbstub/internals.h: "We currently don't support a
+negotiated QStartNoAckMode"), so we ack every reply and expect every request to be acked.
+Replies may be run-length encoded (`X*n` = X repeated ord(n)-29 more times) and binary replies
+(qXfer) escape `#$}*` as 0x7d, byte ^ 0x20.
 
 Replies carry no request id: they come back in request order, so requests wait in a FIFO. That
-is what makes pipelining work: reads of a large range go out back to back (FACTS D.4.3: 4.7×
-faster than lock-step) and are matched to their replies by position. A request that timed out
-keeps its FIFO slot so that its late reply does not go to the next one.
+is what makes pipelining work: reads of a large range go out back to back (32 in flight
+measured 4.7× faster than lock-step here, QEMU 7.2 TCG) and are matched to their replies by
+position. A request that timed out keeps its FIFO slot so that its late reply does not go to
+the next one.
 
-QEMU specifics (FACTS C.1.3): attaching pauses the VM; any byte received while the VM runs stops
-it, so nothing but 0x03 is ever sent to a running guest; `qRcmd` output arrives as hex `O`
-packets before `OK`; `Qqemu.PhyMemMode:1` makes `m` read guest-physical memory; a raw `c` on a
-Z1 address re-reports the same stop, so cont() steps off a breakpoint first, as gdb does.
+QEMU specifics: attaching pauses the VM (gdbstub/system.c, gdb_chr_event); any byte received
+while the VM runs stops it (gdbstub/gdbstub.c, gdb_read_byte), so nothing but 0x03 is ever sent
+to a running guest; `qRcmd` output arrives as hex `O` packets before `OK` (gdbstub/system.c,
+gdb_handle_query_rcmd); `Qqemu.PhyMemMode:1` makes `m` read guest-physical memory (QEMU
+docs/system/gdb.rst); a raw `c` on a Z1 address re-reports the same stop (measured on QEMU 7.2:
+six times in a row), so cont() steps off a breakpoint first, as gdb does.
 """
 from __future__ import annotations
 
@@ -97,7 +101,7 @@ class _Driver:
 
 
 class RspTarget(Target):
-    """Target over a direct RSP connection (DESIGN.md: the default backend)."""
+    """Target over a direct RSP connection: the default backend."""
 
     def __init__(self, address: str | tuple[str, int], qemu_pid: int | None = None,
                  timeout: float = CONNECT_TIMEOUT):
@@ -370,7 +374,8 @@ class RspTarget(Target):
         return parse_stop(await self._request(b"s", timeout), "s")
 
     async def _step_off_breakpoint(self, timeout: float) -> StopEvent | None:
-        """z1 → s → Z1 when the CPU sits on one of our breakpoints (FACTS C.1.3); else None."""
+        """z1 → s → Z1 when the CPU sits on one of our breakpoints (a raw `c` there
+        re-reports the same stop on QEMU 7.2, measured); else None."""
         if not self._breakpoints:
             return None
         pc = (await self._cpu(timeout)).pc

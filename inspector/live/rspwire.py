@@ -2,7 +2,7 @@
 
 Framing `$payload#cs` with acks, escapes (0x7d, byte ^ 0x20), run-length decoding (`X*n`), stop
 replies, and `RspProtocol`, which matches replies to requests by position in a FIFO (replies carry
-no id), so requests can be pipelined (see rsp.py for the whole story and FACTS C.1.3).
+no id), so requests can be pipelined (see rsp.py for the whole story).
 """
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import numpy as np
 from inspector.live.target import StopEvent, TargetDead, TargetError
 
 # QEMU 7.2 answers qSupported with PacketSize=1000 (4096), which caps an `m` read at 2048 bytes
-# (FACTS C.1.3); without a PacketSize we assume gdb's own default of 400 bytes of packet.
+# (measured: `m…,801` answers E22; the reply is built in QEMU gdbstub/gdbstub.c,
+# handle_query_supported); without a PacketSize we assume gdb's own default of 400 bytes of packet.
 DEFAULT_PACKET_SIZE = 400
-# Requests in flight during a pipelined read; 32 measured 4.7× faster than lock-step (FACTS D.4.3),
-# 64 a little faster again here (1 MiB: 16 ms at 32, 15 ms at 64, no gain at 128).
+# Requests in flight during a pipelined read; 32 measured 4.7× faster than lock-step (QEMU 7.2
+# TCG, paused, loopback), 64 a little faster again here (1 MiB: 16 ms at 32, 15 ms at 64, no
+# gain at 128).
 PIPELINE_WINDOW = 64
 # A packet longer than this is garbage (the stub's own maximum is 4096 in QEMU 7.2, 128 KiB in 10.x).
 MAX_PACKET = 1 << 20
@@ -229,7 +231,8 @@ class RspProtocol(asyncio.Protocol):
                 self.console.append(payload[1:])
             return
         if head is None:
-            # A stop nobody asked for (e.g. QMP `stop` while attached, FACTS C.1.3).
+            # A stop nobody asked for (e.g. QMP `cont` + `stop` while attached: QEMU 7.2 then
+            # sent an unsolicited T02 on the stub socket, measured here).
             self.unsolicited.append(payload)
             return
         self.pending.popleft()

@@ -1,5 +1,4 @@
-"""A live session: run control by boot phase over a Target, composed of the parts that do the rest
-(DESIGN.md "Live sessions and the boot phases").
+"""A live session: run control by boot phase over a Target, composed of the parts that do the rest.
 
 `Session(target, image, qemu=None)` implements session_api.SessionLike. It owns run control and
 building a Stop; the rest is delegated:

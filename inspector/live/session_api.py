@@ -1,5 +1,5 @@
-"""What the live screen and scripts need from a session, live or replayed (DESIGN.md, "Live
-sessions and the boot phases"). `inspector.live.session.Session` drives a real target;
+"""What the live screen and scripts need from a session, live or replayed.
+`inspector.live.session.Session` drives a real target;
 `inspector.live.record.ReplaySession` plays a recorded one back. Both produce `Stop`s.
 """
 from __future__ import annotations
