@@ -1,4 +1,4 @@
-"""The one budget every decode runs under (DESIGN.md, "Budgets").
+"""The one budget every decode runs under.
 
 Firmware, dumps, logs and recordings are untrusted input: an image can declare thousands of
 files, a compressed section can expand a thousandfold, a page-table dump can point every entry
@@ -47,10 +47,12 @@ class Limits:
     depth: int = 16
     # What one command prints. OVMF.fd --json --fields is about 6 MiB.
     output_bytes: int = 512 << 20
-    # FFS files decoded in one image, and files one `extract` writes. OVMF.fd holds about 200 files
-    # and extracts to 773; a file node with its header fields costs ~0.1 ms to build and a
-    # written file a few times that, so 8,192 keeps a volume of empty 24-byte files to about a second.
-    files: int = 8_192
+    # FFS files decoded in one image, and files one `extract` writes. Debian's OVMF.fd holds 146
+    # files and extracts to 773; a file node costs ~0.1 ms to build and a written file about 1 ms
+    # (a directory and a file), so 4,096 keeps either to a few seconds.
+    files: int = 4_096
+    # FFS sections decoded in one image: OVMF.fd holds 487; ~60 us each.
+    sections: int = 8_192
 
 
 DEFAULT = Limits()

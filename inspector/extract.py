@@ -1,14 +1,16 @@
 """`fwinspect extract IMAGE DIR`: every file, section and decompressed blob written under DIR.
 
-Names come from the image (GUIDs, UI strings), so every path component is sanitised and every
-final path is checked to lie inside DIR before anything is written: nothing in an image can make
-us write elsewhere (no '..', no absolute paths, no links followed out of DIR).
+Names come from the image (GUIDs, UI strings), so every path component is sanitised (no separators,
+no leading dot, so no '..' and no absolute paths), every directory on the way is checked once to be a
+real directory and not a link (a link planted in DIR beforehand is refused), and files are opened
+with O_NOFOLLOW: nothing in an image can make us write outside DIR.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 from decoders import budget
@@ -18,10 +20,10 @@ from decoders.model import Node
 MAX_COMPONENT = 40  # keeps the deepest allowed nesting under PATH_MAX
 # Files written: the budget's `files` (decoders.budget.Limits); OVMF.fd extracts to 773.
 MAX_FILES = budget.DEFAULT.files
-# Bytes written. OVMF.fd's 2 MiB extract to about 60 MiB (each nesting level writes its bytes
-# again); 1 GiB leaves room for the largest real images while a section nested 15 times cannot
-# make one 64 MiB image write 15 copies of itself.
-MAX_TOTAL_BYTES = 1 << 30
+# Bytes written. Debian's OVMF.fd and OVMF_CODE_4M.fd extract to 64 MiB each (every nesting level
+# writes its bytes again); 512 MiB leaves 8 times that while a section nested 15 times cannot make
+# one 64 MiB image write 15 copies of itself.
+MAX_TOTAL_BYTES = 512 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTRACTED_KINDS = {"fv", "ffs", "section", "variable", "tdx-section", "pe", "te"}
@@ -36,12 +38,26 @@ class ExtractError(Exception):
     pass
 
 
-def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except ValueError:
-        return False
-    return True
+class _Dirs:
+    """Directories under DIR, each made or checked once: it must be a directory, not a link."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ok: set[Path] = {root}
+
+    def make(self, path: Path) -> None:
+        if path in self.ok:
+            return
+        if path.parent == path or not path.is_relative_to(self.root):
+            raise ExtractError(f"refusing to write outside {self.root}: {path}")
+        self.make(path.parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode):   # lstat: a link to a directory is refused too
+                raise ExtractError(f"refusing to write through {path}: not a directory of ours") from None
+        self.ok.add(path)
 
 
 def extract(tree: Node, out_dir: str | Path) -> list[dict]:
@@ -69,20 +85,18 @@ def extract(tree: Node, out_dir: str | Path) -> list[dict]:
             return False
         return True
 
+    dirs = _Dirs(root)
     stack: list[tuple[Node, Path, int]] = [(tree, root, 0)]
     while stack:
         node, parent_dir, index = stack.pop()
         label = node.title.split("  ")[0]
-        name = safe_component(f"{index:03d}_{node.kind}_{label}")
-        here = parent_dir / name
-        if not _inside(root, here):
-            raise ExtractError(f"refusing to write outside {root}: {here}")
+        here = parent_dir / safe_component(f"{index:03d}_{node.kind}_{label}")
         sp = node.space
         if node.kind in EXTRACTED_KINDS and sp is not None and node.size and sp.data is not None \
                 and room(node.size):
-            here.mkdir(parents=True, exist_ok=True)
+            dirs.make(here)
             target = here / "raw.bin"
-            _write(root, target, memoryview(sp.data)[node.offset:node.offset + node.size])
+            _write(target, memoryview(sp.data)[node.offset:node.offset + node.size])
             total += node.size
             manifest.append({"path": str(target.relative_to(root)), "kind": node.kind, "title": node.title,
                              "space": sp.name, "offset": node.offset, "size": node.size})
@@ -93,23 +107,23 @@ def extract(tree: Node, out_dir: str | Path) -> list[dict]:
                 written_spaces.add(id(sp))
                 if not room(sp.size):
                     continue
-                here.mkdir(parents=True, exist_ok=True)
+                dirs.make(here)
                 target = here / "decompressed.bin"
-                _write(root, target, sp.data)   # a dropped blob is decompressed again here
+                _write(target, sp.data)   # a dropped blob is decompressed again here
                 total += sp.size
                 manifest.append({"path": str(target.relative_to(root)), "kind": "decompressed",
                                  "title": sp.name, "space": sp.name, "offset": 0, "size": sp.size})
         for i, child in reversed(list(enumerate(node.children))):
             stack.append((child, here, i))
-    _write(root, root / "manifest.json", json.dumps(manifest, indent=1).encode())
+    _write(root / "manifest.json", json.dumps(manifest, indent=1).encode())
     if stop is not None:
         raise ExtractError(f"{len(manifest):,} items written, {left_out:,} more not written; {stop}")
     return manifest
 
 
-def _write(root: Path, target: Path, data: bytes | bytearray | memoryview) -> None:
-    if not _inside(root, target):
-        raise ExtractError(f"refusing to write outside {root}: {target}")
+def _write(target: Path, data: bytes | bytearray | memoryview) -> None:
+    """Write a file in a directory `_Dirs` checked. O_NOFOLLOW: a link planted at the target cannot
+    redirect the write."""
     # O_NOFOLLOW: a link planted at the target cannot redirect the write.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as f:

@@ -47,6 +47,7 @@ class Context:
     cache: BlobCache | None = None
     decompressed: int = 0
     files: int = 0
+    sections: int = 0
     volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
 
     def __post_init__(self):
@@ -121,8 +122,12 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
         if end - pos < S.SECTION_HEADER_SIZE:
             owner.problem(pos, f"{end - pos} trailing bytes after the last section, too few for a section header")
             return out
+        if ctx.sections >= ctx.budget.limits.sections:
+            ctx.budget.left_out(owner, pos, _count_sections(data, pos, end), "sections", "sections")
+            return out
         if not ctx.take_node(owner, pos, end - pos, "bytes of sections"):
             return out
+        ctx.sections += 1
         sec, ok = _decode_section(space, data, pos, end, depth, ctx)
         out.append(sec)
         if not ok:
@@ -130,6 +135,21 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
         pos += sec.size
     owner.problem(pos, f"more than {MAX_SECTIONS_PER_STREAM} sections; the rest not decoded")
     return out
+
+
+def _count_sections(data, pos: int, end: int) -> int:
+    """Sections from `pos` to `end` walked by their Size fields, not decoded (for the 'not shown'
+    count; a stream has at most MAX_SECTIONS_PER_STREAM)."""
+    count = 0
+    while count < MAX_SECTIONS_PER_STREAM and end - pos >= S.SECTION_HEADER_SIZE:
+        size = int.from_bytes(data[pos:pos + 3], "little")
+        if size == S.SECTION_SIZE_USE_EXTENDED and end - pos >= S.SECTION_HEADER2_SIZE:
+            size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if size < S.SECTION_HEADER_SIZE or size > end - pos:
+            break
+        count += 1
+        pos += align(size, 4)
+    return count
 
 
 def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Context) -> tuple[Node, bool]:

@@ -47,3 +47,20 @@ def test_link_planted_in_dir_is_not_followed(tmp_path):
     except (OSError, ExtractError):
         pass  # the resolved path lies outside, or O_NOFOLLOW refuses the link: both safe
     assert victim.read_bytes() == b"keep"
+
+
+def test_directory_link_planted_in_dir_is_refused(tmp_path):
+    """A link to a folder outside, planted where extraction will make a directory, is not followed."""
+    import pytest
+    data = b"\x11" * 64
+    space = Space("img", data, 0)
+    root = Node("image", "img", space, 0, 64)
+    root.append(Node("fv", "vol", space, 0, 64))
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.symlink(victim, out / "000_image_img")
+    with pytest.raises(ExtractError, match="not a directory of ours"):
+        extract(root, out)
+    assert list(victim.iterdir()) == []
