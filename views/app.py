@@ -1,4 +1,4 @@
-"""The fwinspect Textual app: shows any decoded Node tree (DESIGN.md, "Views").
+"""The fwinspect Textual app: shows any decoded Node tree.
 
 The CLI decodes the source and calls `run_app(root, source_name)`; nothing here decodes bytes
 or imports `inspector` (imports go views → inspector → decoders, never back).

@@ -1,5 +1,5 @@
-"""BaseApp: what the inspector app and the live app share (DESIGN.md "Views": `?` shows the keys,
-ctrl+p reaches every action, `q` quits).
+"""BaseApp: what the inspector app and the live app share: `?` shows the keys, ctrl+p reaches
+every action, `q` quits.
 
 One stylesheet (fwinspect.tcss), the app-wide bindings, the help screen with the sections every
 node screen has (tree, fields, bytes), and the palette's help entry. Each app adds the sections

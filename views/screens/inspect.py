@@ -1,8 +1,8 @@
 """InspectScreen: tree on the left; the selected node's fields and its bytes on the right.
 
-Messages up, attributes down (STYLE.md): NodeTree and FieldTable post what the user chose, this
-screen handles it and sets the other widgets' reactive attributes. Search, go-to and export live
-here too, so the app class stays small (Posting's 1,674-line app.py is the thing to avoid).
+Messages up, attributes down (Textual docs/guide/widgets.md, "Data flow"): NodeTree and
+FieldTable post what the user chose, this screen handles it and sets the other widgets' reactive
+attributes. Search, go-to and export live here too, so the app class stays small (Posting's 1,674-line app.py is the thing to avoid).
 """
 from __future__ import annotations
 

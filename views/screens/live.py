@@ -1,4 +1,4 @@
-"""LiveScreen: a guest paused at a stop, and the gdb-like keys that move it (DESIGN.md "Views").
+"""LiveScreen: a guest paused at a stop, and the gdb-like keys that move it.
 
 Top: the phase bar. Then registers (changes since the previous stop in red), disassembly at RIP
 with the module name, and the debugcon log. Below: the tree decoded at the stop, with the

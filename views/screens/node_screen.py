@@ -103,7 +103,8 @@ class NodeScreen(Screen):
 
     def action_parent_space(self) -> None:
         """Show the bytes a decompressed space came from: its parent section, in that section's
-        own space (DESIGN.md: a decompressed section's children live in a new space)."""
+        own space (a decompressed section's children live in a new space whose parent is that
+        section)."""
         space = self.hex_view.space
         parent = None if space is None else space.parent
         if parent is None or parent.space is None:

@@ -1,8 +1,9 @@
 """DisassemblyView: the instructions at RIP (Stop.disassembly), the one at RIP marked.
 
 The session disassembles with capstone in the CPU's current mode at the linear RIP (CS base +
-IP: FACTS C.1.4, 0xFFFFFFF0 at reset, never CS*16+IP); this widget only shows the lines it got,
-with the module RIP is in as the border title. Lines are few (tens), so a Static is enough.
+IP: 0xFFFFFFF0 at reset, where the CS base is 0xFFFF0000 (Intel SDM vol. 3A, 9.1.4), never
+CS*16+IP); this widget only shows the lines it got, with the module RIP is in as the border
+title. Lines are few (tens), so a Static is enough.
 """
 from __future__ import annotations
 

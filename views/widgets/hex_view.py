@@ -2,9 +2,10 @@
 
 A Line-API `ScrollView` (Textual docs/guide/widgets.md, "Line API"; the pattern of Toolong's
 `log_lines.py`): the virtual height is the row count of the whole space and `render_line` builds
-only the rows on screen, so a 16 MiB decompressed blob scrolls like 4 KiB (FACTS D.3.3: 34 ms per
-jump-scroll at 1 M rows, against 9.4 s just to fill a DataTable with 100 k rows). Built rows are
-kept in an LRU cache that is cleared whenever what is shown or highlighted changes.
+only the rows on screen, so a 16 MiB decompressed blob scrolls like 4 KiB (measured here headless
+with run_test at 120×40: 34 ms per jump-scroll at 1 M rows, against 9.4 s just to fill a
+DataTable with 100 k rows). Built rows are kept in an LRU cache that is cleared whenever what
+is shown or highlighted changes.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""LogPane: the debugcon output (QEMU `-debugcon`, I/O port 0x402; FACTS C.2.3) up to the stop.
+"""LogPane: the debugcon output up to the stop (QEMU `-debugcon` on I/O port 0x402, where OVMF's
+DebugLib writes: edk2 OvmfPkg/OvmfPkg.dec, PcdDebugIoPort).
 
 Textual's `Log` widget draws only the visible lines (Line API), so a long boot log stays cheap.
 A Stop carries the whole log so far; when the new text extends what is shown only the new part

@@ -1,8 +1,9 @@
-"""PhaseBar: where the boot is, reset → SEC → PEI core → DXE IPL → DXE core → BDS (DESIGN.md,
-"Live sessions and the boot phases"; the order is `PHASES` of inspector/live/session_api.py).
+"""PhaseBar: where the boot is, reset → SEC → PEI core → DXE IPL → DXE core → BDS (the order is
+`PHASES` of inspector/live/session_api.py).
 
 The current phase is highlighted, phases already reached are marked ✓, the rest are dim. One
-line of text: the screen sets `current` and `reached` (attributes down, STYLE.md).
+line of text: the screen sets `current` and `reached` (attributes down, messages up: Textual
+docs/guide/widgets.md, "Data flow").
 """
 from __future__ import annotations
 
