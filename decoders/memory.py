@@ -1,4 +1,5 @@
-"""The Memory protocol pointer-chasing decoders read through (DESIGN.md, "Memory").
+"""The Memory protocol pointer-chasing decoders read through: `read(address, size) -> bytes`,
+raising `Unreadable(address)` for holes; decoders never know which implementation they got.
 
 Implementations: `BytesMemory` here (an image or blob at a base); ELF cores,
 live targets and virtual views live in inspector/ and decoders/paging.py.

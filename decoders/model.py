@@ -1,4 +1,5 @@
-"""The one Node model every decoder returns (DESIGN.md, "One model: the Node tree").
+"""The one Node model every decoder returns, and the tree view, field table, hex view and JSON
+export consume.
 
 A Node says what a structure is (`kind`, `title`), where its bytes are (`space`,
 `offset`, `size`), what it holds (`fields` with spec names, `children`) and what

@@ -1,5 +1,5 @@
 """Memory-dump sources: QEMU `dump-guest-memory` ELF cores (ELF64 and ELF32) and raw `pmemsave`
-files, behind the one Memory protocol (DESIGN.md, "Memory"), plus the CPU state the dump carries.
+files, behind the one Memory protocol (decoders/memory.py), plus the CPU state the dump carries.
 
 QEMU writes (target/i386/arch_dump.c, dump/dump.c) ELF64/EM_X86_64 when the first CPU has EFER.LMA,
 else ELF32/EM_386 (ELF64/EM_386 when RAM ends above 4 GiB); one PT_LOAD per guest RAM block, at its

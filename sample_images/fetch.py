@@ -1,8 +1,7 @@
 """Fetch Debian 13's `ovmf` package (OVMF 2025.02) without touching the system's apt setup.
 
-DESIGN.md, "Real components": a temporary sources list and lists directory, `apt-get download`,
-then `dpkg -x` into sample_images/real/trixie. Nothing third-party is committed; the folder is
-git-ignored. Does nothing when the images are already there; prints why when it cannot fetch.
+How: a temporary sources list and lists directory, `apt-get download`, then `dpkg -x` into
+sample_images/real/trixie. Nothing third-party is committed; the folder is git-ignored. Does nothing when the images are already there; prints why when it cannot fetch.
 """
 from __future__ import annotations
 

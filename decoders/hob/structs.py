@@ -1,6 +1,6 @@
 """HOB wire layouts, as declared in edk2 `MdePkg/Include/Pi/PiHob.h` (PI spec vol. 3, chapter 5).
 
-Construct declarations only (STYLE.md "Three layers per format"); decode.py reads them.
+Construct declarations only; decode.py reads them and builds Nodes.
 All fields little-endian, offsets from the start of the HOB.
 """
 from __future__ import annotations

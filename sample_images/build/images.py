@@ -36,7 +36,8 @@ PEI_MEMORY_DISCOVERED_PPI = G("F894643D-C449-42D1-8EA8-85BDD8C65BDE")
 PCD_PROTOCOL = G("11B34006-D85B-4D0A-A290-D5A571310EF7")  # gPcdProtocolGuid
 VARIABLE_ARCH_PROTOCOL = G("1E5668E2-8481-11D4-BCF1-0080C73C8881")
 
-# Flash layout of the 2 MiB X64 OVMF (FACTS A.5)
+# Flash layout of the 2 MiB X64 OVMF (edk2-stable202211 OvmfPkg/Include/Fdf/OvmfPkgDefines.fdf.inc,
+# OvmfPkg/OvmfPkgX64.fdf)
 FD_SIZE = 0x200000
 FD_BASE = 0xFFE00000
 FVMAIN_OFFSET, FVMAIN_SIZE = 0x20000, 0x1AC000
@@ -164,7 +165,11 @@ def secfv(**blob_args) -> bytes:
 
 
 def demo_tdvf(*, main: bytes | None = None, **blob_args) -> bytes:
-    """The 2 MiB TDVF-style unified image: NV store, FVMAIN_COMPACT, SECFV (FACTS A.5-A.8)."""
+    """The 2 MiB TDVF-style unified image: NV store, FVMAIN_COMPACT, SECFV.
+
+Layout as OvmfPkg/Include/Fdf/OvmfPkgDefines.fdf.inc; the reset-vector GUIDed table as
+OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.nasm.inc; TDX and SEV metadata as
+OvmfPkg/ResetVector/X64/IntelTdxMetadata.nasm.inc and OvmfSevMetadata.nasm.inc."""
     cert = nvstore.demo_certificate()
     nv = nvstore.nv_volume([rec for _, rec in nvstore.demo_variables(cert)])
     img = nv + (main if main is not None else fvmain_compact()) + secfv(**blob_args)

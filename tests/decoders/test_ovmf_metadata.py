@@ -6,12 +6,13 @@ Expected values come from the edk2 sources the images were built from, not from 
   a walk backwards from the footer meets them in reverse) and QEMU `hw/i386/pc_sysfw_ovmf.c`,
   `hw/i386/tdvf.c` (TDX_METADATA_OFFSET_GUID);
 - TDVF sections: `OvmfPkg/ResetVector/X64/IntelTdxMetadata.nasm.inc` (_Bfv, _Cfv, _TdxHeapStack,
-  _TdxInitMem, _TdHob, _OvmfPageTable in that order) with the PCDs of `OvmfPkg/OvmfPkgDefines.fdf.inc`
-  (2 MiB: FW_BASE_ADDRESS 0xFFE00000, CODE_BASE_ADDRESS 0xFFE20000, CODE_SIZE 0x1E0000, VARS_SIZE
-  0x20000; 4 MiB: 0xFFC00000, 0xFFC84000, 0x37C000, 0x84000; PcdBfvRawDataOffset = VARS_SIZE,
-  PcdCfvRawDataOffset = 0) and MEMFD at 0x800000 (FACTS A.5, A.7);
+  _TdxInitMem, _TdHob, _OvmfPageTable in that order) with the PCDs of
+  `OvmfPkg/Include/Fdf/OvmfPkgDefines.fdf.inc` (2 MiB: FW_BASE_ADDRESS 0xFFE00000,
+  CODE_BASE_ADDRESS 0xFFE20000, CODE_SIZE 0x1E0000, VARS_SIZE 0x20000; 4 MiB: 0xFFC00000,
+  0xFFC84000, 0x37C000, 0x84000; PcdBfvRawDataOffset = VARS_SIZE, PcdCfvRawDataOffset = 0) and
+  MEMFD at 0x800000 (same file);
 - SEV sections: `OvmfPkg/ResetVector/X64/OvmfSevMetadata.nasm.inc` (PreValidate1, PreValidate2,
-  SevSnpSecrets, CpuidSec, [SvsmCaa since 2024], PreValidate3) and FACTS A.8.
+  SevSnpSecrets, CpuidSec, [SvsmCaa since 2024], PreValidate3).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run one fwinspect command on one hostile input as a whole process, and say how it ended.
 
-The budget every command holds on any input up to 64 MiB (DESIGN.md, "Budgets"): exit status 0, 1
-or 2 (3 is an internal error, a bug), peak RSS (the kernel's ru_maxrss, which is VmHWM) at most
+The budget every command holds on any input up to 64 MiB: exit status 0, 1 or 2 (3 is an
+internal error, a bug), peak RSS (the kernel's ru_maxrss, which is VmHWM) at most
 256 MiB, and at most 10 s. Tests assert the exit status and the memory; the time is only a hang
 detector here (a generous timeout, because the suite runs beside other work on 2 cores); the
 10 s figure is measured in `benchmarks/hostile.py`.

@@ -50,8 +50,9 @@ TEMP_RAM = {"bookworm": (0x810000, 0x10000), "trixie": (0x811000, 0xF000)}
 
 # (dist, image, backend, tpm). With a TPM, Tcg2Pei hashes DXEFV before DxeIpl copies DxeCore out of
 # it: the copy-following must not mistake the hash's reads for the loader's.
-# Every image of the issue with both backends (the 4 MiB CODE images with their VARS), and once
-# with a TPM, whose PEI module reads DXEFV while the handoff watches sit on it.
+# Debian's two OVMF releases (bookworm's 2022.11, trixie's 2025.02), each image with both backends
+# (the 4 MiB CODE images with their VARS), and once with a TPM, whose PEI module reads DXEFV while
+# the handoff watches sit on it.
 CONFIGS = [(dist, name, backend, False) for dist in ("bookworm", "trixie")
            for name in ("OVMF.fd", "OVMF_CODE_4M.fd") for backend in ("rsp", "gdb")] + \
           [("bookworm", "OVMF_CODE_4M.fd", "rsp", True)]

@@ -196,7 +196,7 @@ def test_demo_reset_vector_table_matches_debian_ovmf(out):
     real = bookworm("OVMF.fd").read_bytes()
     data = (out / "demo-tdvf.fd").read_bytes()
     assert len(real) == len(data) == E
-    # FACTS A.6: footer GUID at E-0x30, length at E-0x32; entries walk backwards
+    # OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.nasm.inc: footer GUID at E-0x30, length at E-0x32; entries walk backwards
     assert data[E - 0x30:E - 0x20] == uuid.UUID("96B582DE-1FB2-45F7-BAEA-A366C55A082D").bytes_le
     length = struct.unpack_from("<H", data, E - 0x32)[0]
     assert data[E - 0x20 - length:E - 0x20] == real[E - 0x20 - length:E - 0x20]

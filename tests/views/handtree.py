@@ -1,8 +1,8 @@
 """A small Node tree built by hand over the real bytes of Debian's OVMF.fd, for the view tests.
 
 The views must not depend on the FD decoder being finished, so this reads the FV headers
-(FACTS A.1, PiFirmwareVolume.h) and the FFS file headers of uncompressed volumes (FACTS A.2,
-PiFirmwareFile.h) with `struct`, straight from the image; test_app.py checks the result against
+(edk2 MdePkg/Include/Pi/PiFirmwareVolume.h) and the FFS file headers of uncompressed volumes
+(MdePkg/Include/Pi/PiFirmwareFile.h) with `struct`, straight from the image; test_app.py checks the result against
 UEFIExtract's report of the same file.
 """
 from __future__ import annotations
@@ -70,8 +70,8 @@ def add_files(fv: Node) -> None:
 
 
 def hand_tree(data: bytes, name: str = "OVMF.fd") -> Node:
-    """image → the FVs found at their `_FVH` signatures (FACTS A.1) → files of uncompressed FVs."""
-    # The image's last byte sits at 4 GiB - 1 (DESIGN.md, "image" source).
+    """image → the FVs found at their `_FVH` signatures (at +0x28 in EFI_FIRMWARE_VOLUME_HEADER) → files of uncompressed FVs."""
+    # The image's last byte sits at 4 GiB - 1: flash is mapped to end at the top of 32-bit space.
     space = Space(name, data, base=(1 << 32) - len(data))
     root = Node("image", name, space, 0, len(data))
     root.add("Size", len(data), 0, None)
