@@ -172,6 +172,7 @@ class Mappings:
         return {lvl: int(np.count_nonzero(self.level == lvl)) for lvl in (3, 2, 1)}
 
 
+_INDEXES = np.arange(ENTRIES, dtype=np.uint64)
 _COLUMNS = ("va", "entry", "level", "entry_address", "writable", "user", "nx")
 _ALL_COLUMNS = _COLUMNS + ("size", "pa", "shared", "encrypted")
 
@@ -201,8 +202,8 @@ class WalkResult:
             self.problems.append(Problem(address, severity, message))
 
     def leaves(self, limit: int | None = None) -> Iterator[Mappings]:
-        """The leaves in VA order, in chunks of at most 512: the kept ones, or (after scan()) a
-        second walk that holds one chunk at a time. At most `limit` leaves."""
+        """The leaves in VA order, at most `limit`: the kept ones as one chunk (walk()), or (after
+        scan()) a second walk yielding chunks of at most 512 and holding one at a time."""
         if self.mappings is not None:
             yield self.mappings if limit is None else self.mappings.head(limit)
             return
@@ -262,6 +263,9 @@ class _Walker:
         self.cfg = result.config
         self.mask = self.cfg.address_mask
         self.nx_mask = NX if self.cfg.nxe else 0
+        # level -> (reserved bits of a leaf entry, of an entry pointing at a table)
+        self.reserved = {lv: (u64(_reserved_mask(lv, True, self.cfg)), u64(_reserved_mask(lv, False, self.cfg)))
+                         for lv in range(1, 6)}
         self.cache: dict[tuple[int, int], _Table | None] = {}
         self.read: set[int] = set()            # table pages read (tables_read counts them)
         self.decoded: set[tuple[int, int]] = set()   # (table, level) whose problems were reported
@@ -302,33 +306,46 @@ class _Walker:
         report = key not in self.decoded
         self.decoded.add(key)
         arr = np.frombuffer(raw, dtype="<u8")
-        index = np.flatnonzero(arr & u64(P)).astype(np.uint64)
-        entries = arr[index.astype(np.intp)]
+        present = (arr & u64(P)) != 0
+        if present.all():      # a full table (OVMF's identity map is 1,024 of them): no gather
+            index, entries = _INDEXES, arr
+        else:
+            index = np.flatnonzero(present).astype(np.uint64)
+            entries = arr[present]
         is_leaf = leaf_mask(entries, level)
-        reserved = np.where(is_leaf, u64(_reserved_mask(level, True, self.cfg)),
-                            u64(_reserved_mask(level, False, self.cfg)))
-        bad = (entries & reserved) != 0
+        leaf_bad, table_bad = self.reserved[level]
+        if level == 1:
+            bad = (entries & leaf_bad) != 0
+        elif level > 3:
+            bad = (entries & table_bad) != 0
+        else:
+            bad = (entries & np.where(is_leaf, leaf_bad, table_bad)) != 0
         if bad.any():
             if report:
                 for i in np.flatnonzero(bad)[:MAX_RESERVED_NOTES].tolist():
                     e, n = int(entries[i]), int(index[i])
                     where = table + n * 8
+                    mask = int(leaf_bad if is_leaf[i] else table_bad)
                     self.problem(where, f"{LEVEL_NAMES[level]}[{n}] 0x{e:016x} at 0x{where:x} has reserved bits "
-                                        f"0x{e & int(reserved[i]):x} set (the CPU faults on it); not followed")
+                                        f"0x{e & mask:x} set (the CPU faults on it); not followed")
             keep = ~bad
             index, entries, is_leaf = index[keep], entries[keep], is_leaf[keep]
-        pointers = [(i, e, int(before)) for i, e, before in
-                    zip(index[~is_leaf].tolist(), entries[~is_leaf].tolist(),
-                        np.flatnonzero(~is_leaf) - np.arange(int((~is_leaf).sum())))]
-        idx, ent = index[is_leaf], entries[is_leaf]
+        if is_leaf.all():
+            pointers: list[tuple[int, int, int]] = []
+            idx, ent = index, entries
+        else:
+            pointers = [(i, e, int(before)) for i, e, before in
+                        zip(index[~is_leaf].tolist(), entries[~is_leaf].tolist(),
+                            np.flatnonzero(~is_leaf) - np.arange(int((~is_leaf).sum())))]
+            idx, ent = index[is_leaf], entries[is_leaf]
         shift = u64(12 + 9 * (level - 1))
         size = u64(1) << shift
         cfg = self.cfg
         leaves = Mappings._columns(
             cfg, va=idx << shift, entry=ent, level=np.full(len(idx), level, dtype=np.uint8),
-            entry_address=u64(table) + idx * u64(8), writable=(ent & u64(RW)) != 0, user=(ent & u64(US)) != 0,
+            entry_address=u64(table) + (idx << u64(3)), writable=(ent & u64(RW)) != 0, user=(ent & u64(US)) != 0,
             nx=(ent & u64(self.nx_mask)) != 0, size=np.full(len(idx), size, dtype=np.uint64),
-            pa=ent & u64(cfg.address_mask) & ~(size - u64(1)),
+            pa=ent & u64(self.mask & ~(int(size) - 1)),
             shared=(ent >> u64(cfg.shared_bit)) & u64(1) if cfg.shared_bit is not None else None,
             encrypted=(ent >> u64(cfg.c_bit)) & u64(1) if cfg.c_bit is not None else None)
         decoded = _Table(leaves, pointers)
