@@ -42,9 +42,11 @@ def declared_size(label: str, payload: bytes | memoryview) -> int | None:
 # -- LZMA -----------------------------------------------------------------------------------
 
 _UNKNOWN_SIZE = b"\xff" * 8
+# Output is taken from the decompressors this many bytes at a time.
+PIECE = 1 << 20
 
 
-def lzma_decompress(payload: bytes | memoryview, limit: int) -> bytes:
+def lzma_decompress(payload: bytes | memoryview, limit: int) -> bytearray:
     """Decode an edk2 LZMA payload (13-byte header: 5 property bytes, UINT64 decoded size)."""
     if len(payload) < LZMA_HEADER_SIZE:
         raise CompressionError(f"LZMA header needs {LZMA_HEADER_SIZE} bytes, {len(payload)} present")
@@ -67,13 +69,21 @@ def lzma_decompress(payload: bytes | memoryview, limit: int) -> bytes:
     return out
 
 
-def _lzma_alone(payload: bytes | memoryview, want: int) -> bytes:
+def _lzma_alone(payload: bytes | memoryview, want: int) -> bytearray:
     d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    # max_length = want + 1 so a stream that holds more than it declares (a bomb) is caught
-    # after one extra byte instead of being inflated whole.
-    out = d.decompress(payload, max_length=want + 1)
-    if len(out) > want:
-        raise OverLimit(f"LZMA stream holds more than the 0x{want:x} bytes allowed")
+    out = bytearray()
+    data = payload
+    while not d.eof:
+        # At most `want + 1` bytes in all, so a stream that holds more than it declares (a bomb) is
+        # caught after one extra byte instead of being inflated whole; a piece at a time, so the
+        # blob is never held twice (one decompress() call joins its output blocks into a copy).
+        piece = d.decompress(data, max_length=min(PIECE, want + 1 - len(out)))
+        data = b""
+        out += piece
+        if len(out) > want:
+            raise OverLimit(f"LZMA stream holds more than the 0x{want:x} bytes allowed")
+        if not piece:
+            break
     if not d.eof and len(out) < want:
         raise EOFError("LZMA stream ended early")
     return out
@@ -129,7 +139,7 @@ X86_WORKING_COPIES = 2
 
 # -- Brotli ---------------------------------------------------------------------------------
 
-def brotli_decompress(payload: bytes | memoryview, limit: int) -> bytes:
+def brotli_decompress(payload: bytes | memoryview, limit: int) -> bytearray:
     """edk2 Brotli payload: UINT64 decoded size, UINT64 scratch size, then the stream at 0x10."""
     import brotli  # imported here: only images with Brotli sections pay for it
 
@@ -139,14 +149,21 @@ def brotli_decompress(payload: bytes | memoryview, limit: int) -> bytes:
     if declared > limit:
         raise OverLimit(f"Brotli header declares 0x{declared:x} bytes, over the 0x{limit:x}-byte limit")
     dec = brotli.Decompressor()
+    out = bytearray()
+    data = bytes(payload[BROTLI_HEADER_SIZE:])
     try:
-        # output_buffer_limit stops the buffer growing past declared + 1: a stream holding
-        # more than it says is caught without inflating it.
-        out = dec.process(bytes(payload[BROTLI_HEADER_SIZE:]), output_buffer_limit=declared + 1)
+        while not dec.is_finished():
+            # A piece at a time (output_buffer_limit), never past declared + 1: a stream holding
+            # more than it says is caught without inflating it, and the blob is never held twice.
+            piece = dec.process(data, output_buffer_limit=min(PIECE, declared + 1 - len(out)))
+            data = b""
+            out += piece
+            if len(out) > declared:
+                raise CompressionError(f"Brotli stream holds more than the 0x{declared:x} bytes it declares")
+            if not piece:
+                break
     except brotli.error as e:
         raise CompressionError(f"Brotli stream: {e}") from None
-    if len(out) > declared:
-        raise CompressionError(f"Brotli stream holds more than the 0x{declared:x} bytes it declares")
     if not dec.is_finished():
         raise CompressionError(f"Brotli stream ended early after 0x{len(out):x} bytes")
     if len(out) != declared:
