@@ -287,6 +287,12 @@ def cmd_replay(args) -> int:
     if not Path(args.file).is_file():
         raise UsageError(f"{args.file}: no such file")
     if not args.json:
+        from inspector.live.record import RecordingError, check_recording
+
+        try:
+            check_recording(args.file)  # not a recording at all: a usage error, before the app starts
+        except RecordingError as e:
+            raise UsageError(f"replay: {e}") from None
         return start_app("replay", args.file)
     # The recorded stops as JSON lines, without the app (for scripts and diffing sessions), one stop
     # read and written at a time.

@@ -415,6 +415,11 @@ def load_recording(path: Path | str) -> list[Stop]:
     return stops
 
 
+def check_recording(path: Path | str) -> None:
+    """Raise RecordingError unless `path` starts with a recording's header (nothing else is read)."""
+    _Reader(path).check_header()
+
+
 def iter_recording(path: Path | str) -> Iterator[Stop]:
     """The Stops recorded in `path`, one at a time (raises as load_recording does, at the line
     where the file goes wrong, after the stops before it)."""
@@ -447,10 +452,7 @@ class _Reader:
                 c.line += 1
                 obj = self._parse(raw)
                 if c.line == 1:
-                    if obj.get("format") != FORMAT:
-                        raise c.fail(f"not an fwinspect recording (expected a header with format {FORMAT!r})")
-                    if obj.get("version") != VERSION:
-                        raise c.fail(f"recording version {obj.get('version')!r}; this fwinspect reads {VERSION}")
+                    self._header(obj)
                     continue
                 if "blob" in obj:
                     digest = c.text(obj, "blob", "blob")
@@ -476,6 +478,21 @@ class _Reader:
                     raise c.fail("expected a 'blob' or 'stop' line")
         if c.line == 0:
             raise RecordingError(path, 0, "empty file: not an fwinspect recording")
+
+    def _header(self, obj: dict) -> None:
+        if obj.get("format") != FORMAT:
+            raise self.c.fail(f"not an fwinspect recording (expected a header with format {FORMAT!r})")
+        if obj.get("version") != VERSION:
+            raise self.c.fail(f"recording version {obj.get('version')!r}; this fwinspect reads {VERSION}")
+
+    def check_header(self) -> None:
+        """Read the first line alone and raise RecordingError unless it is this format's header."""
+        with Path(self.path).open("rb") as f:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise RecordingError(self.path, 0, "empty file: not an fwinspect recording")
+        self.c.line = 1
+        self._header(self._parse(raw))
 
     def _parse(self, raw: bytes) -> dict:
         c = self.c
@@ -561,4 +578,5 @@ class ReplaySession:
         pass
 
 
-__all__ = ["Recorder", "ReplaySession", "RecordingError", "iter_recording", "load_recording", "tree_record"]
+__all__ = ["Recorder", "ReplaySession", "RecordingError", "check_recording", "iter_recording", "load_recording",
+           "tree_record"]

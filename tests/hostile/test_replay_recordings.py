@@ -131,3 +131,18 @@ def test_truncated_foreign_and_malformed_files_exit_with_the_line(tmp_path, name
     out, text = replay_json(path, tmp_path)
     assert out.returncode == code and text == ""
     assert out.stderr.decode().startswith(f"fwinspect replay: {path}") and message in out.stderr.decode()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty file: not an fwinspect recording"),
+    (b"\x7fELF\x02\x01\x01\x00" + bytes(56) + b"\n", "line 1: not JSON"),
+    (b'{"format":"fwinspect-recording","version":2}\n', "line 1: recording version 2; this fwinspect reads 1"),
+], ids=["empty", "elf", "version-2"])
+def test_the_app_is_not_started_on_a_file_that_is_not_a_recording(tmp_path, content, message):
+    path = tmp_path / "x.fwrec"
+    path.write_bytes(content)
+    out = run_fwinspect(["replay", path])
+    out.check()
+    assert out.returncode == 2 and out.stdout == b""
+    (line,) = out.stderr.decode().splitlines()
+    assert line.startswith(f"fwinspect: replay: {path}: {message}")
