@@ -21,9 +21,9 @@ MAX_COMPONENT = 40  # keeps the deepest allowed nesting under PATH_MAX
 # Files written: the budget's `files` (decoders.budget.Limits); OVMF.fd extracts to 773.
 MAX_FILES = budget.DEFAULT.files
 # Bytes written. Debian's OVMF.fd and OVMF_CODE_4M.fd extract to 64 MiB each (every nesting level
-# writes its bytes again); 512 MiB leaves 8 times that while a section nested 15 times cannot make
-# one 64 MiB image write 15 copies of itself.
-MAX_TOTAL_BYTES = 512 << 20
+# writes its bytes again); 256 MiB leaves 4 times that while a section nested 15 times cannot make
+# one 64 MiB image write 15 copies of itself (and writing stays within seconds on a busy disk).
+MAX_TOTAL_BYTES = 256 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTRACTED_KINDS = {"fv", "ffs", "section", "variable", "tdx-section", "pe", "te"}

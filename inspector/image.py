@@ -9,6 +9,7 @@ import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
+from decoders import budget
 from decoders.fd import decode_image
 from decoders.model import Node
 from decoders.ovmf.resetvector import decode_reset_vector_table
@@ -54,10 +55,11 @@ def read_image(path: str | Path) -> bytes:
 def load_image(path: str | Path) -> LoadedImage:
     p = Path(path)
     data = read_image(p)
-    root = decode_image(data, name=p.name)
-    table = decode_reset_vector_table(root.space)
-    if table is not None:
-        root.append(table)
-    info = classify(root, len(data))
+    with budget.scope():    # one budget for the flash layout, the reset-vector table and the summary
+        root = decode_image(data, name=p.name)
+        table = decode_reset_vector_table(root.space)
+        if table is not None:
+            root.append(table)
+        info = classify(root, len(data))
     root.children.insert(0, info)
     return LoadedImage(p, data, root, table, info)

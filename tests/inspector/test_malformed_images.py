@@ -1,12 +1,11 @@
 """Every malformed image of our generator (sample_images/out/malformed, each fault described in
-MANIFEST.json by the writer, not by the decoder) gives a tree with a located problem, within the
-issue's 2 s and 256 MiB, and exit status 1 from the CLI; never a traceback."""
+MANIFEST.json by the writer, not by the decoder) gives a tree with a located problem, and exit
+status 1 from the CLI within 256 MiB; never a traceback. (Times: benchmarks/hostile.py.)"""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,9 @@ def cases():
 
 
 @pytest.mark.parametrize("entry", cases())
-def test_malformed_image_gives_located_problem_in_bounded_time(entry):
+def test_malformed_image_gives_located_problem(entry):
     path = MALFORMED / entry["file"]
-    start = time.perf_counter()
     img = load_image(path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"{elapsed:.2f} s"
     assert has_problems(img.root), entry
     offsets = [p.offset for _, p in img.root.all_problems() if p.offset is not None]
     want = int(entry["offset"], 16)
