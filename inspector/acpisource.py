@@ -46,7 +46,7 @@ def parse_acpidump(text: str | Iterable[str], cut: _Cut | None = None) -> list[t
     total = 0
     for number, line in enumerate(lines, 1):
         line = line[:MAX_LINE]
-        h = HEADER_RE.match(line)
+        h = HEADER_RE.match(line) if "@" in line else None   # most lines are hex: skip the header regex
         if h:
             if current:
                 tables.append((current[0], current[1], bytes(current[2])))
@@ -58,7 +58,7 @@ def parse_acpidump(text: str | Iterable[str], cut: _Cut | None = None) -> list[t
             continue
         m = HEX_RE.match(line)
         if m and current is not None:
-            chunk = bytes.fromhex(m.group(2).replace(" ", ""))
+            chunk = bytes.fromhex(m.group(2))   # fromhex skips the spaces between bytes
             if total + len(chunk) > MAX_DUMP_BYTES:
                 cut.stop(number, f"more table bytes follow; the budget is {MAX_DUMP_BYTES:,} bytes from one dump")
                 break
