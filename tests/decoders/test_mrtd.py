@@ -13,6 +13,8 @@ import struct
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from decoders.model import Space
 from decoders.mrtd import BATCH_BYTES, EXTEND_BYTES, MAX_HASHED_BYTES, RECORD, compute_mrtd, mrtd_node
@@ -193,3 +195,25 @@ def test_raw_data_is_zero_padded_to_memory_size():
 def test_unknown_order_is_rejected():
     with pytest.raises(ValueError):
         compute_mrtd(b"", [], "sideways")
+
+
+_U64 = st.integers(0, (1 << 64) - 1)
+# Page-aligned addresses near 0 and near 2^64, and any value; a few pages, very many, and any size.
+_GPA = st.integers(0, 64).map(lambda n: n * 4096) | st.integers(1, 64).map(lambda n: (1 << 64) - n * 4096) | _U64
+_PAGES = st.integers(0, 64).map(lambda n: n * 4096) | st.integers(0, 1 << 40).map(lambda n: n * 4096) | _U64
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 0x3000), st.integers(0, 0x3000), _GPA, _PAGES, st.integers(0, 9),
+                          st.integers(0, 3)), max_size=6))
+def test_any_sections_give_a_digest_or_a_refusal_within_the_work_budget(raw):
+    """Whatever a descriptor says (addresses, sizes, types, attributes), compute_mrtd returns: a
+    digest after hashing at most the budget, or no digest and the problems that say why."""
+    image = bytes(range(256)) * 32
+    secs = [TdxSection(i, off, size, gpa, mem, typ, attr, off) for i, (off, size, gpa, mem, typ, attr)
+            in enumerate(raw)]
+    for order in ("per-page", "two-pass"):
+        result = compute_mrtd(image, secs, order)
+        assert (result.digest is None) == bool(result.problems)
+        if result.digest is not None:
+            assert result.pages_added * RECORD + result.pages_extended * EXTEND_BYTES <= MAX_HASHED_BYTES
