@@ -122,7 +122,7 @@ class Mappings:
         self.va, self.entry, self.level, self.entry_address = va, entry, level, entry_address
         self.writable, self.user, self.nx = writable, user, nx
         self.cfg = cfg
-        self.size = np.left_shift(np.uint64(1), (np.uint64(12) + np.uint64(9) * (level.astype(np.uint64) - np.uint64(1))))
+        self.size = np.left_shift(u64(1), u64(12) + u64(9) * (level.astype(np.uint64) - u64(1)))
         self.pa = entry & np.uint64(cfg.address_mask) & ~(self.size - np.uint64(1))
         self.shared = (entry >> np.uint64(cfg.shared_bit)) & np.uint64(1) if cfg.shared_bit is not None else None
         self.encrypted = (entry >> np.uint64(cfg.c_bit)) & np.uint64(1) if cfg.c_bit is not None else None
@@ -189,8 +189,10 @@ class WalkResult:
     mapped_bytes: int = 0
     visits: int = 0
     ranges: int | None = None          # merged ranges (scan() counts them)
-    # Where listing one by one stops (scan()): "leaves"/"ranges" -> [VA, entry address, count left]
+    # Where listing one by one stops (scan()): "leaves"/"ranges" -> [VA, entry address, count left],
+    # for a listing of `listed` at most.
     unlisted: dict[str, list[int]] = field(default_factory=dict)
+    listed: int = MAX_LISTED
     memory: Memory | None = field(default=None, repr=False)  # for leaves() to walk again
 
     @property
@@ -440,7 +442,7 @@ def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *, listed: int 
     """Walk without keeping the leaves: the counts, the tables read, the problems, and where a
     listing of `listed` leaves (or merged ranges) one by one would stop; `leaves()` then walks
     again and streams them (pages --leaves and --json hold one chunk at a time)."""
-    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem)
+    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem, listed=listed)
     leaves = ranges = 0
     tail: tuple[int, int] | None = None   # (end VA, range key) of the last leaf so far
     with budget.scope() as b:

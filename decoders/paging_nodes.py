@@ -11,7 +11,8 @@ from decoders import budget
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 from decoders.paging import (A, D, G, LEAF_SIZES, LEVEL_NAMES, NX, P, PAGE, PAT_LARGE, PCD, PKEY_SHIFT, PS, PWT,
-                             RW, US, MAX_LISTED, Mapping, Mappings, PagingConfig, Range, WalkResult, canonical, iter_ranges, leaf_mask, u64)
+                             RW, US, Mapping, Mappings, PagingConfig, Range, WalkResult, canonical, iter_ranges,
+                             leaf_mask, u64)
 
 
 # -- presentation ------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def summary_node(result: WalkResult, *, listed: str | None = None) -> Node:
     if listed in result.unlisted:
         va, entry, left = result.unlisted[listed]
         root.warn(entry, f"{left:,} more {listed} from VA 0x{va:x} (entry at 0x{entry:x}) not listed; the budget "
-                         f"is {MAX_LISTED:,} {listed} listed one by one")
+                         f"is {result.listed:,} {listed} listed one by one")
     return root
 
 
@@ -213,7 +214,8 @@ def table_tree_node(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> N
                 if nxt in path:
                     node.problem(f.offset, f"entry {i} points back to the table at 0x{nxt:x} above it: a loop")
                 elif nxt in shown or any(c[0] == nxt for c in children):
-                    node.note(f.offset, f"entry {i} points at the table at 0x{nxt:x} shown once, elsewhere in this tree")
+                    node.note(f.offset, f"entry {i} points at the table at 0x{nxt:x} shown once, elsewhere in "
+                                        "this tree")
                 else:
                     children.append((nxt, level - 1, va_base | i << shift, node, path + (nxt,)))
             stack.extend(reversed(children))

@@ -30,8 +30,8 @@ from decoders.model import Node, Space
 # Bounds on hostile input. A real log has a few hundred to a few thousand events (the largest
 # fixture has about 700). A decoded event with its data is about 6 KB of Python objects, so the
 # events decoded stop at MAX_EVENTS (about 120 MiB), with a located problem, before the decode's
-# node budget (decoders/budget.py, two Nodes an event) would. TPML_DIGEST_VALUES holds one digest per PCR bank (five algorithms exist), and a
-# Spec ID lists at most those banks. The caps keep a lying count from costing time or memory.
+# node budget (decoders/budget.py, two Nodes an event) would. TPML_DIGEST_VALUES holds one digest
+# per PCR bank (five algorithms exist), and a Spec ID lists at most those banks. The caps keep a lying count from costing time or memory.
 MAX_EVENTS = 20_000
 NODES_PER_EVENT = 2
 MAX_DIGESTS = 16

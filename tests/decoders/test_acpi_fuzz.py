@@ -74,7 +74,8 @@ def test_structures_across_tables_stop_at_max_structures_with_a_located_problem(
     assert [len(a.children) for a in apics] == [per] * (tables - 1) + [0]
     (p,) = apics[-1].problems
     assert p.offset == 44 and p.severity.value == "warning"
-    assert p.message == f"4,096 more madt structures not shown; the budget is {MAX_STRUCTURES:,} structures in one decode"
+    assert p.message == (f"4,096 more madt structures not shown; the budget is {MAX_STRUCTURES:,} structures "
+                         "in one decode")
 
 
 def test_one_table_stops_at_max_subtables_and_the_node_budget_cuts_earlier():

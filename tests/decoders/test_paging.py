@@ -305,3 +305,19 @@ def test_random_tables_stream_what_walk_keeps(entries):
         [json.dumps(mapping_node(m).to_json(), separators=(",", ":")) for m in whole.mappings]
     for m in streamed:   # one entry at a time, translate() reaches the same page
         assert translate(t.memory(), t.table(0), m.va, cfg)[0] == m.pa
+
+
+def test_a_listing_cut_is_located_at_the_first_leaf_and_range_left_out():
+    t = Tables(3)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(1), 0, t.table(2) | P | RW)
+    for i in range(6):       # six 2 MiB leaves; R/W alternates every two, so three ranges
+        t.set(t.table(2), i, (i << 21) | P | PS | (RW if i // 2 % 2 == 0 else 0))
+    r = scan(t.memory(), t.table(0), listed=2)
+    assert r.unlisted == {"leaves": [2 << 21, t.table(2) + 16, 4], "ranges": [4 << 21, t.table(2) + 32, 1]}
+    node = paging.summary_node(r, listed="ranges")
+    (p,) = node.problems
+    assert (p.offset, p.severity.value) == (t.table(2) + 32, "warning")
+    assert p.message == ("1 more ranges from VA 0x800000 (entry at 0x102020) not listed; "
+                         "the budget is 2 ranges listed one by one")
+    assert [m.va for chunk in r.leaves(2) for m in chunk] == [0, 1 << 21]
