@@ -543,59 +543,6 @@ def merge(m: Mappings, *, contiguous_pa: bool = False, nx: bool = True) -> list[
     return out
 
 
-def translate(mem: Memory, cr3: int, va: int, cfg: PagingConfig | None = None) -> tuple[int | None, list[str]]:
-    """(physical address or None, the walk as text, one line per level)."""
-    cfg = cfg or PagingConfig()
-    mask = cfg.address_mask
-    table = cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
-    steps = []
-    for level in range(cfg.levels, 0, -1):
-        shift = 12 + 9 * (level - 1)
-        index = va >> shift & 0x1FF
-        try:
-            entry = int.from_bytes(mem.read(table + index * 8, 8), "little")
-        except Unreadable:
-            steps.append(f"{LEVEL_NAMES[level]}[{index}] at 0x{table + index * 8:x}: not readable")
-            return None, steps
-        steps.append(f"{LEVEL_NAMES[level]}[{index}] at 0x{table + index * 8:x} = 0x{entry:016x}")
-        if not entry & P:
-            steps.append("not present")
-            return None, steps
-        if level == 1 or (level in (2, 3) and entry & PS):
-            size = 1 << shift
-            return (entry & mask & ~(size - 1)) | (va & (size - 1)), steps
-        table = entry & mask
-    return None, steps
-
-
-class VirtualMemory:
-    """A Memory that reads virtual addresses through the page tables of `cr3`."""
-
-    def __init__(self, phys: Memory, cr3: int, cfg: PagingConfig | None = None):
-        self.phys, self.cr3, self.cfg = phys, cr3, cfg or PagingConfig()
-        self._cache: dict[int, int | None] = {}
-
-    def _page(self, va: int) -> int | None:
-        page = va & ~(PAGE - 1)
-        if page not in self._cache:
-            if len(self._cache) > 65536:
-                self._cache.clear()
-            self._cache[page] = translate(self.phys, self.cr3, page, self.cfg)[0]
-        return self._cache[page]
-
-    def read(self, address: int, size: int) -> bytes:
-        out = bytearray()
-        va = address
-        while len(out) < size:
-            pa = self._page(va)
-            if pa is None:
-                raise Unreadable(va, size - len(out), "virtual address not mapped")
-            n = min(size - len(out), PAGE - (va & (PAGE - 1)))
-            out += self.phys.read(pa | (va & (PAGE - 1)), n)
-            va += n
-        return bytes(out)
-
-
 def iter_ranges(chunks: Iterable[Mappings], *, contiguous_pa: bool = False, nx: bool = True) -> Iterator[Range]:
     """merge() over leaves streamed in VA order: a range may continue from one chunk into the next."""
     pending: Range | None = None
@@ -623,14 +570,17 @@ def _key(r: Range) -> tuple:
     return r.writable, r.user, r.nx, r.shared, r.encrypted
 
 
-# Presentation (Nodes, JSON texts, the table drill-down) lives in decoders/paging_nodes.py; these
-# names are still reached as decoders.paging.<name> (PEP 562 module __getattr__).
-_NODE_NAMES = {"mapping_node", "range_node", "page_tables_node", "summary_node", "iter_mapping_dicts",
-               "mapping_titles", "mapping_json_texts", "table_tree_node", "MAX_LEAF_FIELDS", "MAX_TREE_TABLES"}
+# Presentation (Nodes, JSON texts, the table drill-down) lives in decoders/paging_nodes.py, one
+# address at a time (translate, VirtualMemory) in decoders/paging_translate.py; their names are
+# still reached as decoders.paging.<name> (PEP 562 module __getattr__).
+_ELSEWHERE = {name: "paging_nodes" for name in (
+    "mapping_node", "range_node", "page_tables_node", "summary_node", "iter_mapping_dicts", "mapping_titles",
+    "mapping_json_texts", "table_tree_node", "MAX_LEAF_FIELDS", "MAX_TREE_TABLES")}
+_ELSEWHERE.update(translate="paging_translate", VirtualMemory="paging_translate")
 
 
 def __getattr__(name: str):
-    if name in _NODE_NAMES:
-        from decoders import paging_nodes
-        return getattr(paging_nodes, name)
+    if name in _ELSEWHERE:
+        import importlib
+        return getattr(importlib.import_module(f"decoders.{_ELSEWHERE[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
