@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
+from decoders import budget
+
 from decoders.errors import DecodeError, static_size
 from decoders.hob import structs as s
 from decoders.hob.decode import (CPU, END_OF_HOB_LIST, FV, FV2, FV3, GUID_EXTENSION, HANDOFF, MAX_HOB_LIST_BYTES,
@@ -55,14 +57,32 @@ def lint_td_hob(hob_list: Node, *, profile: str = "edk2-stable202408", td_hob_si
     which ValidateHobList compares with the running total of HobLength."""
     allowed = PROFILES[profile]
     found: list[Problem] = []
+    b = budget.current()
+    dropped = [0]
 
     def flag(node: Node, offset: int | None, message: str, severity: Severity = Severity.ERROR) -> None:
-        found.append(node.problem(offset, message, severity))
+        # One per violating HOB: a hostile list of 16,384 bad HOBs stops at the decode's problem
+        # budget (decoders/budget.py); the rest are counted on the list node.
+        if b.take_problem():
+            found.append(node.problem(offset, message, severity))
+        else:
+            dropped[0] += 1
+
+    try:
+        _lint(hob_list, allowed, profile, td_hob_size, flag)
+    finally:
+        if dropped[0]:
+            found.append(hob_list.problem(None, f"{dropped[0]:,} more TD HOB findings not listed; "
+                                                f"{b.describe('problems')}"))
+    return found
+
+
+def _lint(hob_list: Node, allowed: int, profile: str, td_hob_size: int | None, flag) -> None:
 
     hobs = [h for h in hob_list.children if h.kind == "hob"]
     if not hobs:
         flag(hob_list, hob_list.offset, "empty TD HOB: a PHIT must come first (td-shim spec, TD HOB)")
-        return found
+        return
     if hobs[0].get("HobType") != HANDOFF:
         flag(hobs[0], hobs[0].offset, "the first HOB of a TD HOB must be the PHIT (td-shim spec, TD HOB; "
                                       "PiHob.h: it must be the first one in the HOB list)")
@@ -103,7 +123,6 @@ def lint_td_hob(hob_list: Node, *, profile: str = "edk2-stable202408", td_hob_si
             rfield = [f for f in hob.fields if f.name == "Reserved"]
             if len(rfield) > 1 and any(rfield[1].value):
                 flag(hob, rfield[1].offset, f"CPU: Reserved bytes {rfield[1].value.hex()} must be 0 {WHERE}")
-    return found
 
 
 def _handoff(hob: Node, flag) -> None:

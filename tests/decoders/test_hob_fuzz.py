@@ -156,3 +156,17 @@ def test_hobs_past_the_node_budget_are_a_located_problem():
     assert len(root.children) == 40 and root.get("HobCount") == 101
     (p,) = root.problems
     assert p.offset == 40 * 8 and p.message == "61 more HOBs not shown; the budget is 40 nodes"
+
+
+def test_td_hob_findings_past_the_problem_budget_are_counted_on_the_list():
+    from decoders import budget
+
+    data = struct.pack("<HHI", 0xFFFE, 8, 0) * 30 + END_HOB
+    with budget.scope(budget.Limits(problems=10)):
+        root = decode_hob_list(data)
+        found = lint_td_hob(root)
+    # The first HOB is no PHIT, and each of the 30 UNUSED HOBs is a type TDVF rejects: 31 findings.
+    assert len(found) == 11 and found[0].offset == 0 and "PHIT" in found[0].message
+    assert (found[-1].offset, found[-1].message) == (None, "21 more TD HOB findings not listed; "
+                                                           "the budget is 10 problems")
+    assert root.problems[-1] is found[-1]
