@@ -1,5 +1,9 @@
 """`fwinspect extract IMAGE DIR`: every file, section and decompressed blob written under DIR.
 
+The folders follow the tree: a node with children is a folder `NNN_kind_title/` holding its bytes
+(`raw.bin`), its decompressed blob (`decompressed.bin`) and its children; a leaf is
+`NNN_kind_title.bin`. DIR/manifest.json lists every file with its node's space, offset and size.
+
 Names come from the image (GUIDs, UI strings), so every path component is sanitised (no separators,
 no leading dot, so no '..' and no absolute paths), every directory on the way is checked once to be a
 real directory and not a link (a link planted in DIR beforehand is refused), and files are opened
@@ -94,8 +98,14 @@ def extract(tree: Node, out_dir: str | Path) -> list[dict]:
         sp = node.space
         if node.kind in EXTRACTED_KINDS and sp is not None and node.size and sp.data is not None \
                 and room(node.size):
-            dirs.make(here)
-            target = here / "raw.bin"
+            # A node with children gets a folder (its bytes in raw.bin, its children beside); a
+            # leaf is one file in its parent's folder: a directory costs ~1 ms, a file ~0.2 ms.
+            if node.children:
+                dirs.make(here)
+                target = here / "raw.bin"
+            else:
+                dirs.make(parent_dir)
+                target = parent_dir / f"{here.name}.bin"
             _write(target, memoryview(sp.data)[node.offset:node.offset + node.size])
             total += node.size
             manifest.append({"path": str(target.relative_to(root)), "kind": node.kind, "title": node.title,

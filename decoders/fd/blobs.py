@@ -91,6 +91,7 @@ class BlobSpace(Space):
         blob = self._cache.get(self)
         if blob is None:
             payload = memoryview(self._source.data)[self._start:self._end]
+            self._cache.make_room(self._size)    # before, so the old and the new are not held together
             # The stream decompressed to this size before, within the limit it was given then.
             blob = self._recreate(payload, self._size)
             self._cache.put(self, blob)
