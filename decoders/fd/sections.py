@@ -31,9 +31,9 @@ MAX_SECTIONS_PER_STREAM = 256
 # One decompressed blob: OVMF's biggest (FVMAIN_COMPACT's PEIFV + DXEFV) is 13.5 MiB.
 MAX_BLOB_SIZE = 64 << 20
 # Bytes produced by decompression while one image is decoded: a bound on time (LZMA inflates
-# zeros at 100-300 MiB/s on a busy machine, and `extract` may decompress a dropped blob once more),
-# not on memory, which the budget's held_bytes bounds. Real OVMF images decompress about 14 MiB.
-MAX_TOTAL_DECOMPRESSED = 256 << 20
+# zeros at 75-250 MiB/s here, and `extract` may decompress a dropped blob once more), not on
+# memory, which the budget's held_bytes bounds. Real OVMF images decompress about 14 MiB.
+MAX_TOTAL_DECOMPRESSED = 128 << 20
 # A UCS-2 name or version string longer than this is garbage, not a module name.
 MAX_STRING_CHARS = 1024
 
