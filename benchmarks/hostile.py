@@ -85,14 +85,15 @@ def _decode_rows() -> list[tuple[str, Builder]]:
 ROWS: list[tuple[str, Builder]] = []   # filled by _rows() at run time; other engineers append here
 
 
-def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | None, float, int]:
-    """(exit status or None when killed, seconds, peak RSS bytes) of one whole fwinspect process."""
+def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | str | None, float, int]:
+    """(exit status, "crash" for an internal error, or None when killed; seconds; peak RSS bytes)
+    of one whole fwinspect process."""
     entry = "import sys; sys.argv[0] = 'fwinspect'; from inspector.cli import run; run()"
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("FWINSPECT_DEBUG", None)
     start = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen([sys.executable, "-c", entry, *args], stdout=null, stderr=null,
+    with open(os.devnull, "wb") as null, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", entry, *args], stdout=null, stderr=err,
                                 stdin=subprocess.DEVNULL, cwd=tree, env=env)
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -106,7 +107,12 @@ def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | 
                 break
             time.sleep(0.01)
         proc.returncode = -9 if code is None else code
-    return code, time.monotonic() - start, usage.ru_maxrss * 1024
+        seconds = time.monotonic() - start
+        err.seek(0)
+        text = err.read()
+    if code is not None and (b"internal error" in text or b"Traceback" in text):
+        code = "crash"
+    return code, seconds, usage.ru_maxrss * 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0)
     a = ap.parse_args(argv)
     rows = _rows() + ROWS
-    print(f"{'class':<26} {'worst s':>8} {'peak MiB':>9}  exits  worst command")
+    print(f"{'class':<26} {'worst s':>8} {'peak MiB':>9}  exits (crash: internal error)  worst command")
     for name, build in rows:
         if a.only and name not in a.only:
             continue
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             results = [(run_one(c, a.tree.resolve(), a.timeout), c) for c in commands]
         worst_t = max(results, key=lambda r: r[0][1])
         peak = max(r[0][2] for r in results)
-        exits = ",".join("killed" if r[0][0] is None else str(r[0][0]) for r in results)
+        exits = ",".join(f">{a.timeout:.0f}s" if r[0][0] is None else str(r[0][0]) for r in results)
         cmd = " ".join(worst_t[1][:2])
         print(f"{name:<26} {worst_t[0][1]:8.2f} {peak / 2**20:9.0f}  {exits:<6} {cmd}", flush=True)
     return 0
