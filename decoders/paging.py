@@ -45,6 +45,9 @@ MAX_LEAVES = 1 << 20
 # are 340 MB of JSON, within the 512 MiB output budget (decoders/budget.py). The 1 TiB identity map
 # OVMF builds in 2 MiB pages is 524,288 leaves: its listing stops halfway, located; ranges show all.
 MAX_LISTED = 1 << 18
+# Merged ranges scan() keeps, so that listing them needs no second walk: a real map has a few dozen
+# (OVMF's identity map is one), a hostile one may alternate permissions at every leaf.
+MAX_HELD_RANGES = 4096
 # Decoded tables kept for reuse (up to 22 KiB of leaf columns each): the first ones reached, which
 # is where shared tables show up; a table past them is decoded again at each visit.
 MAX_CACHED_TABLES = 256
@@ -193,6 +196,9 @@ class WalkResult:
     # for a listing of `listed` at most.
     unlisted: dict[str, list[int]] = field(default_factory=dict)
     listed: int = MAX_LISTED
+    # The merged ranges, when scan() found at most MAX_HELD_RANGES of them (merged() then needs no
+    # second walk).
+    held_ranges: list["Range"] | None = None
     memory: Memory | None = field(default=None, repr=False)  # for leaves() to walk again
 
     @property
@@ -214,6 +220,13 @@ class WalkResult:
         # Its problems were recorded by the first walk: this one reports to a budget of its own.
         quiet = WalkResult(self.cr3, self.config)
         yield from _Walker(self.memory, quiet, budget.Budget(), limit).run()
+
+    def merged(self) -> Iterator["Range"]:
+        """The leaves merged into ranges (merge(), nx kept), in VA order: the ones scan() kept, or
+        merged while the leaves stream."""
+        if self.held_ranges is not None:
+            return iter(self.held_ranges)
+        return iter_ranges(self.leaves())
 
 
 def canonical(va: int, la57: bool) -> int:
@@ -445,6 +458,7 @@ def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *, listed: int 
     result = WalkResult(cr3, cfg or PagingConfig(), memory=mem, listed=listed)
     leaves = ranges = 0
     tail: tuple[int, int] | None = None   # (end VA, range key) of the last leaf so far
+    held: list[Range] | None = []
     with budget.scope() as b:
         for chunk in _Walker(mem, result, b).run():
             n = len(chunk)
@@ -462,11 +476,35 @@ def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *, listed: int 
                 result.unlisted["ranges"] = [int(chunk.va[j]), int(chunk.entry_address[j]), 0]
             ranges += k
             tail = (int(chunk.va[-1]) + int(chunk.size[-1]), int(key[-1]))
+            if held is not None:
+                held = _hold_ranges(held, chunk, np.flatnonzero(starts).tolist())
+    result.held_ranges = held
     for what, total in (("leaves", leaves), ("ranges", ranges)):
         if what in result.unlisted:
             result.unlisted[what][2] = total - listed
     result.ranges = ranges
     return result
+
+
+def _hold_ranges(held: list[Range], chunk: Mappings, starts: list[int]) -> list[Range] | None:
+    """The merged ranges so far, extended by `chunk` whose leaves at `starts` begin new ranges (the
+    leaves before the first one continue the last range); None past MAX_HELD_RANGES."""
+    if len(held) + len(starts) > MAX_HELD_RANGES:
+        return None
+    n = len(chunk)
+    ends = starts[1:] + [n]
+    if not starts or starts[0]:
+        e = starts[0] if starts else n
+        last = held[-1]
+        last.size = int(chunk.va[e - 1]) + int(chunk.size[e - 1]) - last.va
+        last.pages += e
+    for s, e in zip(starts, ends):
+        va = int(chunk.va[s])
+        held.append(Range(va, int(chunk.va[e - 1]) + int(chunk.size[e - 1]) - va, int(chunk.pa[s]),
+                          bool(chunk.writable[s]), bool(chunk.user[s]), bool(chunk.nx[s]),
+                          None if chunk.shared is None else bool(chunk.shared[s]),
+                          None if chunk.encrypted is None else bool(chunk.encrypted[s]), e - s))
+    return held
 
 
 def walk(mem: Memory, cr3: int, cfg: PagingConfig | None = None) -> WalkResult:

@@ -11,8 +11,8 @@ from decoders import budget
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 from decoders.paging import (A, D, G, LEAF_SIZES, LEVEL_NAMES, NX, P, PAGE, PAT_LARGE, PCD, PKEY_SHIFT, PS, PWT,
-                             RW, US, Mapping, Mappings, PagingConfig, Range, WalkResult, canonical, iter_ranges,
-                             leaf_mask, u64)
+                             RW, US, Mapping, Mappings, PagingConfig, Range, WalkResult, canonical, leaf_mask,
+                             u64)
 
 
 # -- presentation ------------------------------------------------------------------------------
@@ -66,11 +66,11 @@ def _size(n: int) -> str:
 
 def page_tables_node(result: WalkResult, *, leaves: bool = False) -> Node:
     """The walk's summary with every merged range (or leaf) as a child, as many as the node budget
-    allows; a command that prints them streams them instead (leaves(), iter_ranges())."""
+    allows; a command that prints them streams them instead (leaves(), merged())."""
     root = summary_node(result)
     with budget.scope() as b:
         items = (mapping_node(m) for chunk in result.leaves() for m in chunk) if leaves else \
-            (range_node(r) for r in iter_ranges(result.leaves()))
+            (range_node(r) for r in result.merged())
         for node in items:
             if not b.take_node():
                 b.left_out(root, None, 1, "leaves" if leaves else "ranges", "nodes")

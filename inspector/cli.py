@@ -238,7 +238,7 @@ def cmd_pages(args) -> int:
     import itertools
 
     from decoders.model import Node
-    from decoders.paging import MAX_LISTED, iter_ranges
+    from decoders.paging import MAX_LISTED
     from decoders.paging_nodes import mapping_json_texts, mapping_titles, range_node, summary_node, table_tree_node
     from inspector.dump import dump_pages
     from inspector.render import has_problems
@@ -255,7 +255,7 @@ def cmd_pages(args) -> int:
         elif each:
             children = (Node("mapping", t) for chunk in result.leaves(MAX_LISTED) for t in mapping_titles(chunk))
         else:
-            children = itertools.islice((range_node(r) for r in iter_ranges(result.leaves())), MAX_LISTED)
+            children = itertools.islice((range_node(r) for r in result.merged()), MAX_LISTED)
         if args.tables and not args.json:
             children = itertools.chain([table_tree_node(dump.memory, result.cr3, result.config)], children)
         code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)

@@ -301,6 +301,7 @@ def test_random_tables_stream_what_walk_keeps(entries):
     assert [(p.offset, p.message) for p in s.problems] == [(p.offset, p.message) for p in whole.problems]
     ranges = merge(whole.mappings)
     assert list(paging.iter_ranges(s.leaves())) == ranges and s.ranges == len(ranges)
+    assert list(s.merged()) == ranges   # kept by the scan: no second walk
     assert list(paging.mapping_json_texts(whole.mappings)) == \
         [json.dumps(mapping_node(m).to_json(), separators=(",", ":")) for m in whole.mappings]
     for m in streamed:   # one entry at a time, translate() reaches the same page
@@ -321,3 +322,21 @@ def test_a_listing_cut_is_located_at_the_first_leaf_and_range_left_out():
     assert p.message == ("1 more ranges from VA 0x800000 (entry at 0x102020) not listed; "
                          "the budget is 2 ranges listed one by one")
     assert [m.va for chunk in r.leaves(2) for m in chunk] == [0, 1 << 21]
+
+
+def test_a_scan_keeps_few_ranges_and_merges_while_streaming_past_max_held_ranges(monkeypatch):
+    t = Tables(4)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(1), 0, t.table(2) | P | RW)
+    t.set(t.table(1), 1, t.table(3) | P | RW)
+    for i in range(512):     # one range over a PD of 2 MiB leaves and the first leaf of the next...
+        t.set(t.table(2), i, (i << 21) | P | PS | RW)
+    for i in range(512):     # ...then R/W alternating every leaf: 511 more ranges
+        t.set(t.table(3), i, (1 << 30) + (i << 21) | P | PS | (RW if i % 2 == 0 else 0))
+    whole = merge(walk(t.memory(), t.table(0)).mappings)
+    assert len(whole) == 512 and (whole[0].va, whole[0].size, whole[0].pages) == (0, (1 << 30) + (1 << 21), 513)
+    s = scan(t.memory(), t.table(0))
+    assert s.held_ranges == whole and list(s.merged()) == whole
+    monkeypatch.setattr(paging, "MAX_HELD_RANGES", 100)
+    s = scan(t.memory(), t.table(0))
+    assert s.held_ranges is None and s.ranges == 512 and list(s.merged()) == whole
