@@ -8,6 +8,7 @@ acpidump text ("SIG @ 0xADDR" then "OFFSET: hex bytes" lines, acpica's acpidump 
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -101,5 +102,5 @@ def inputs(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
-def test_hostile_acpi_whole_process(inputs, case, mode, tmp_path):
-    run_fwinspect(command(inputs[case], mode), stdout_to=tmp_path / "out").check()
+def test_hostile_acpi_whole_process(inputs, case, mode):
+    run_fwinspect(command(inputs[case], mode), stdout_to=Path(os.devnull)).check()

@@ -8,6 +8,7 @@ Reserved[4]} (48 bytes); END_OF_HOB_LIST is type 0xFFFF.
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -84,5 +85,5 @@ def inputs(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
-def test_hostile_hob_list_whole_process(inputs, case, mode, tmp_path):
-    run_fwinspect(command(inputs[case], mode), stdout_to=tmp_path / "out").check()
+def test_hostile_hob_list_whole_process(inputs, case, mode):
+    run_fwinspect(command(inputs[case], mode), stdout_to=Path(os.devnull)).check()

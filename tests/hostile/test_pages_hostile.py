@@ -7,6 +7,7 @@ bit 7 PS, bits 51:12 the address of the next table or page.
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -107,6 +108,6 @@ def inputs(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
-def test_hostile_page_tables_whole_process(inputs, case, mode, tmp_path):
-    out = run_fwinspect(command(inputs[case], mode), stdout_to=tmp_path / "out")
+def test_hostile_page_tables_whole_process(inputs, case, mode):
+    out = run_fwinspect(command(inputs[case], mode), stdout_to=Path(os.devnull))
     out.check()
