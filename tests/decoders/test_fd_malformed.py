@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import struct
 import uuid
 
 import pytest
@@ -13,7 +14,6 @@ from hypothesis import strategies as st
 
 from decoders import budget
 from decoders.fd import decode_fv, decode_image, sections
-from decoders.fd import structs as S
 from decoders.model import Node, Severity, Space
 from tests.realdata import bookworm
 
@@ -31,8 +31,14 @@ ERASE1 = 0x0004FEFF   # OVMF's FV attributes: ERASE_POLARITY and friends, alignm
 
 # -- builders ---------------------------------------------------------------------------------
 
+# Layouts packed from PI spec 1.8 vol 3 (MdePkg/Include/Pi/PiFirmwareFile.h, PiFirmwareVolume.h),
+# not from the decoder's own construct structs.
+FFS_ATTRIB_LARGE_FILE, FFS_ATTRIB_CHECKSUM, FFS_FIXED_CHECKSUM = 0x01, 0x40, 0xAA
+
+
 def section(typ: int, body: bytes) -> bytes:
-    return S.EFI_COMMON_SECTION_HEADER.build(dict(Size=4 + len(body), Type=typ)) + body
+    """EFI_COMMON_SECTION_HEADER: Size[3], Type."""
+    return (4 + len(body)).to_bytes(3, "little") + bytes([typ]) + body
 
 
 def stream(*secs: bytes) -> bytes:
@@ -47,8 +53,8 @@ def ui(text: str) -> bytes:
 
 
 def guided(guid: uuid.UUID, payload: bytes, attrs: int = 1, extra: bytes = b"") -> bytes:
-    tail = S.EFI_GUID_DEFINED_SECTION_TAIL.build(dict(SectionDefinitionGuid=guid.bytes_le,
-                                                      DataOffset=0x18 + len(extra), Attributes=attrs))
+    # EFI_GUID_DEFINED_SECTION after the common header: SectionDefinitionGuid, DataOffset, Attributes.
+    tail = guid.bytes_le + struct.pack("<HH", 0x18 + len(extra), attrs)
     return section(0x02, tail + extra + payload)
 
 
@@ -59,15 +65,16 @@ def lzma_payload(data: bytes, declared: int | None = None) -> bytes:
 
 
 def ffs(name: uuid.UUID, typ: int, body: bytes, attrs: int = 0, state: int = 0xF8) -> bytes:
-    large = attrs & S.FFS_ATTRIB_LARGE_FILE
+    # EFI_FFS_FILE_HEADER: Name, IntegrityCheck {Header, File}, Type, Attributes, Size[3], State;
+    # EFI_FFS_FILE_HEADER2 (FFS_ATTRIB_LARGE_FILE) adds ExtendedSize:u64 and leaves Size 0.
+    large = attrs & FFS_ATTRIB_LARGE_FILE
     hsize = 0x20 if large else 0x18
-    fields = dict(Name=name.bytes_le, IntegrityCheck=dict(Header=0, File=S.FFS_FIXED_CHECKSUM), Type=typ,
-                  Attributes=attrs, Size=0 if large else hsize + len(body), State=state)
+    size = 0 if large else hsize + len(body)
+    raw = bytearray(name.bytes_le + struct.pack("<BBBB", 0, FFS_FIXED_CHECKSUM, typ, attrs)
+                    + size.to_bytes(3, "little") + bytes([state]))
     if large:
-        raw = bytearray(S.EFI_FFS_FILE_HEADER2.build(dict(fields, ExtendedSize=hsize + len(body))))
-    else:
-        raw = bytearray(S.EFI_FFS_FILE_HEADER.build(fields))
-    if attrs & S.FFS_ATTRIB_CHECKSUM:
+        raw += struct.pack("<Q", hsize + len(body))
+    if attrs & FFS_ATTRIB_CHECKSUM:
         raw[0x11] = -sum(body) & 0xFF
     # PI vol 3 2.2.3: the header sums to 0 with State and IntegrityCheck.File taken as 0.
     raw[0x10] = -(sum(raw) - raw[0x17] - raw[0x11]) & 0xFF
@@ -79,12 +86,11 @@ def fv(files: list[bytes], length: int = 0x1000, fs: uuid.UUID = FFS2, attrs: in
     body = b""
     for f in files:
         body += b"\xff" * (-len(body) % 8) + f
-    hdr = bytearray(S.EFI_FIRMWARE_VOLUME_HEADER.build(dict(
-        ZeroVector=bytes(16), FileSystemGuid=fs.bytes_le, FvLength=length if fv_length is None else fv_length,
-        Signature=b"_FVH", Attributes=attrs, HeaderLength=header_length, Checksum=0, ExtHeaderOffset=0,
-        Reserved=0, Revision=2)))
-    hdr += S.EFI_FV_BLOCK_MAP_ENTRY.build(dict(NumBlocks=1, Length=length))
-    hdr += S.EFI_FV_BLOCK_MAP_ENTRY.build(dict(NumBlocks=0, Length=0))
+    # EFI_FIRMWARE_VOLUME_HEADER: ZeroVector[16], FileSystemGuid, FvLength:u64, Signature, Attributes:u32,
+    # HeaderLength:u16, Checksum:u16, ExtHeaderOffset:u16, Reserved:u8, Revision:u8, then BlockMap[].
+    hdr = bytearray(bytes(16) + fs.bytes_le + struct.pack("<Q4sIHHHBB", length if fv_length is None else fv_length,
+                                                          b"_FVH", attrs, header_length, 0, 0, 0, 2))
+    hdr += struct.pack("<II", 1, length) + struct.pack("<II", 0, 0)
     if header_length % 2 == 0 and header_length >= 0x48:
         hdr[0x32:0x34] = (-sum(memoryview(bytes(hdr)).cast("H")) & 0xFFFF).to_bytes(2, "little")
     out = bytes(hdr) + body
@@ -157,7 +163,7 @@ def test_file_header_checksum_mismatch():
 
 
 def test_file_data_checksum_verified_when_attribute_set():
-    good = ffs(A, 0x07, stream(ui("X")), attrs=S.FFS_ATTRIB_CHECKSUM)
+    good = ffs(A, 0x07, stream(ui("X")), attrs=FFS_ATTRIB_CHECKSUM)
     assert errors(decode(fv([good]))) == []
     bad = bytearray(good)
     bad[-3] ^= 1                                   # a data byte; the header checksum is unaffected
@@ -214,7 +220,7 @@ def test_duplicate_file_names_warn():
 
 
 def test_ffs3_large_file_uses_extended_size():
-    big = ffs(B, 0x07, stream(section(0x19, b"\x00" * 0x20), ui("Large")), attrs=S.FFS_ATTRIB_LARGE_FILE)
+    big = ffs(B, 0x07, stream(section(0x19, b"\x00" * 0x20), ui("Large")), attrs=FFS_ATTRIB_LARGE_FILE)
     node = decode(fv([big], fs=FFS3))
     f = next(c for c in node.children if c.kind == "ffs")
     assert f.get("ExtendedSize") == len(big) and f.get("UI") == "Large"
@@ -223,7 +229,7 @@ def test_ffs3_large_file_uses_extended_size():
 
 def test_section_with_extended_size_header():
     body = b"\xAB" * 16
-    sec = S.EFI_COMMON_SECTION_HEADER2.build(dict(Size=0xFFFFFF, Type=0x19, ExtendedSize=8 + len(body))) + body
+    sec = b"\xff\xff\xff\x19" + struct.pack("<I", 8 + len(body)) + body   # EFI_COMMON_SECTION_HEADER2
     node = decode(fv([ffs(A, 0x07, sec)]))
     s = next(node.find("section"))
     assert s.get("ExtendedSize") == 24 and s.size == 24 and errors(node) == []
