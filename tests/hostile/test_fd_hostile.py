@@ -124,6 +124,13 @@ def lzma_bombs(path: Path, count: int = 12, each: int = 64 * MIB) -> Path:
     return image_of([fv(files)], path)
 
 
+def big_image_bombs(path: Path, count: int = 12) -> Path:
+    """The bombs of lzma_bombs in a 63 MiB volume: the image itself is as large as inputs get."""
+    payload = lzma_payload(bytes(64 * MIB))
+    files = [ffs_file(_name(i), EFI_FV_FILETYPE_FREEFORM, guided(LZMA_GUID, payload)) for i in range(count)]
+    return image_of([fv(files, size=63 * MIB)], path)
+
+
 def brotli_bombs(path: Path, count: int = 12, each: int = 64 * MIB) -> Path:
     payload = brotli_payload(bytes(each))
     files = [ffs_file(_name(i), EFI_FV_FILETYPE_FREEFORM, guided(BROTLI_GUID, payload)) for i in range(count)]
@@ -178,6 +185,7 @@ def bad_checksums(path: Path, volumes: int = 12, per_volume: int = 4096) -> Path
 
 FD_CLASSES = {
     "fd-lzma-bombs": lzma_bombs,
+    "fd-big-image-bombs": big_image_bombs,
     "fd-brotli-bombs": brotli_bombs,
     "fd-nested-bombs": nested_bombs,
     "fd-bcj-code": bcj_code,
