@@ -92,3 +92,38 @@ def test_blob_that_does_not_fit_beside_the_blobs_it_is_inside_is_refused():
     assert _messages(inner_sec) == [(payload, (
         f"lzma payload not decompressed: it declares 0x{len(inner):x} bytes and the blobs it is inside hold "
         f"{len(outer):,}; the budget is 1,048,576 bytes of decompressed data held at once"))]
+
+
+def test_nothing_in_the_tree_keeps_a_dropped_blob_alive(monkeypatch):
+    """A dropped blob is freed: no node, field or sub-decoder (PE included) keeps a reference to
+    it. Blobs are made weakly referenceable here to watch them go."""
+    import gc
+    import weakref
+
+    from decoders.fd import sections as fd_sections
+    from decoders.fd.compression import lzma_decompress
+    from tests.realdata import bookworm
+
+    class Blob(bytearray):
+        pass
+
+    made = []
+
+    def tracked(payload, limit):
+        blob = Blob(lzma_decompress(payload, limit))
+        made.append(weakref.ref(blob))
+        return blob
+
+    monkeypatch.setitem(fd_sections._GUIDED, LZMA_GUID, ("lzma", "LZMA", tracked))
+    ovmf = decode_image(bookworm("OVMF.fd").read_bytes())
+    pe = next(n for n in ovmf.walk() if n.kind == "section" and n.get("Type") == 0x10).bytes   # a real PE32
+    del ovmf
+    made.clear()
+    blobs = [sections(pe, section(EFI_SECTION_RAW, bytes([i + 1]) * (400 * KIB))) for i in range(3)]
+    root, _ = _decode(_lzma_files(blobs), held_bytes=1 << 20)
+    assert any(n.kind == "pe" for n in root.walk())
+    gc.collect()
+    alive = [r() is not None for r in made]
+    assert alive == [False, True, True]          # the oldest was dropped, and nothing else holds it
+    spaces = list(dict.fromkeys(n.space for n in root.walk() if n.space is not None and n.space.parent))
+    assert bytes(spaces[0].data) == blobs[0]
