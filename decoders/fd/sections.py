@@ -123,7 +123,8 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
             owner.problem(pos, f"{end - pos} trailing bytes after the last section, too few for a section header")
             return out
         if ctx.sections >= ctx.budget.limits.sections:
-            ctx.budget.left_out(owner, pos, _count_sections(data, pos, end), "sections", "sections")
+            left = _count_sections(data, pos, end, MAX_SECTIONS_PER_STREAM - len(out))
+            ctx.budget.left_out(owner, pos, left, "sections", "sections")
             return out
         if not ctx.take_node(owner, pos, end - pos, "bytes of sections"):
             return out
@@ -137,11 +138,11 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
     return out
 
 
-def _count_sections(data, pos: int, end: int) -> int:
+def _count_sections(data, pos: int, end: int, most: int) -> int:
     """Sections from `pos` to `end` walked by their Size fields, not decoded (for the 'not shown'
-    count; a stream has at most MAX_SECTIONS_PER_STREAM)."""
+    count), at most `most` (what the stream's own cap would still have shown)."""
     count = 0
-    while count < MAX_SECTIONS_PER_STREAM and end - pos >= S.SECTION_HEADER_SIZE:
+    while count < most and end - pos >= S.SECTION_HEADER_SIZE:
         size = int.from_bytes(data[pos:pos + 3], "little")
         if size == S.SECTION_SIZE_USE_EXTENDED and end - pos >= S.SECTION_HEADER2_SIZE:
             size = int.from_bytes(data[pos + 4:pos + 8], "little")
