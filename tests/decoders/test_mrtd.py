@@ -217,3 +217,15 @@ def test_any_sections_give_a_digest_or_a_refusal_within_the_work_budget(raw):
         assert (result.digest is None) == bool(result.problems)
         if result.digest is not None:
             assert result.pages_added * RECORD + result.pages_extended * EXTEND_BYTES <= MAX_HASHED_BYTES
+
+
+def test_metadata_locates_a_gpa_range_past_2_64(tmp_path):
+    """The descriptor itself says which TDVF_SECTION has no guest-physical range (MemoryDataSize at +16)."""
+    from tests.hostile.test_mrtd_hostile import DESCRIPTOR_AT, gpa_overflow
+    data = gpa_overflow(tmp_path / "g.fd").read_bytes()
+    meta = find_metadata(decode_reset_vector_table(Space("image", data)), "tdx-metadata")
+    second = DESCRIPTOR_AT + 16 + 32
+    assert (second + 16, "MemoryAddress + MemoryDataSize passes 2^64: no guest-physical range") in \
+        [(p.offset, p.message) for _, p in meta.all_problems()]
+    result = compute_mrtd(data, tdx_sections(meta))
+    assert result.digest is None and result.problems[0].offset == second
