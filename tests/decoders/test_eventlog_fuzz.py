@@ -191,3 +191,18 @@ def test_events_starting_with_zero_bytes_are_not_padding_until_the_zero_run_at_t
     log = decode_event_log(_agile_log(3) + b"\xff" * 100)
     assert log.get("EventCount") == 4 and [p.message for p in log.problems] == [
         f"log ends at 0x{len(_agile_log(3)):x}; 100 bytes of 0xFF padding follow"]
+
+
+def test_digest_findings_past_the_problem_budget_are_counted_on_the_log():
+    # EV_SEPARATOR (PFP 1.05 10.4.1, type 4): the digest is the hash of the 4-byte event data; here
+    # every logged digest is zero, so each of the 30 events mismatches.
+    body = b"Spec ID Event03\0" + struct.pack("<IBBBBIHHB", 0, 0, 2, 0, 2, 1, SHA256, 32, 0)
+    head = struct.pack("<II20sI", 0, EV_NO_ACTION, bytes(20), len(body)) + body
+    separator = struct.pack("<IIIH32sI4s", 7, 4, 1, SHA256, bytes(32), 4, bytes(4))
+    with budget.scope(budget.Limits(problems=10)):
+        log = decode_event_log(head + separator * 30)
+        checks = check_digests(log)
+    assert len(checks) == 30 and not any(c.matches for c in checks)
+    flagged = [ev for ev in log.children if ev.problems]
+    assert len(flagged) == 10 and flagged[0].problems[0].offset == 32 + 33 + 12 + 2
+    assert log.problems[-1].message == "20 more digest findings not listed; the budget is 10 problems"
