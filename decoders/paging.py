@@ -298,11 +298,16 @@ class _Walker:
         cfg = self.cfg
         root = self.result.cr3 & ((1 << cfg.maxphyaddr) - 1) & ~(PAGE - 1)
         self.reached[root] = -1
+        dropped = self.budget.dropped.get("problems", 0)
         yield from self._visit(root, cfg.levels, 0, True, True, False, (root,))
         if self.shared > MAX_SHARED_NOTES:
             self.problem(None, f"{self.shared - MAX_SHARED_NOTES:,} more entries point at tables other entries "
                                f"also reach (the first {MAX_SHARED_NOTES} are noted where they are)",
                          Severity.INFO)
+        dropped = self.budget.dropped.get("problems", 0) - dropped
+        if dropped:   # past the problem budget: one closing line says how many were left out
+            self.result.problems.append(Problem(None, Severity.ERROR, f"{dropped:,} more problems in the walk not "
+                                                                      f"listed; {self.budget.describe('problems')}"))
         self.result.tables_read = len(self.read)
 
     def _decode(self, table: int, level: int) -> _Table | None:

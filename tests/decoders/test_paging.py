@@ -340,3 +340,19 @@ def test_a_scan_keeps_few_ranges_and_merges_while_streaming_past_max_held_ranges
     monkeypatch.setattr(paging, "MAX_HELD_RANGES", 100)
     s = scan(t.memory(), t.table(0))
     assert s.held_ranges is None and s.ranges == 512 and list(s.merged()) == whole
+
+
+def test_problems_past_the_budget_end_in_one_count():
+    from decoders import budget
+
+    t = Tables(3)
+    t.set(t.table(0), 0, t.table(1) | P | RW)
+    t.set(t.table(0), 1, t.table(2) | P | RW)
+    for i in range(20):      # bit 51 above MAXPHYADDR 48 is reserved (SDM 4.5.4): 40 entries fault
+        t.set(t.table(1), i, (1 << 51) | P | RW)
+        t.set(t.table(2), i, (1 << 51) | P | RW)
+    with budget.scope(budget.Limits(problems=5)):
+        r = walk(t.memory(), t.table(0), PagingConfig(maxphyaddr=48))
+    assert [p.offset for p in r.problems[:5]] == [t.table(1) + 8 * i for i in range(5)]
+    assert r.problems[-1].message == "27 more problems in the walk not listed; the budget is 5 problems"
+    assert len(r.problems) == 6
