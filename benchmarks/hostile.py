@@ -85,9 +85,10 @@ def _decode_rows() -> list[tuple[str, Builder]]:
 ROWS: list[tuple[str, Builder]] = []   # filled by _rows() at run time; other engineers append here
 
 
-def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | str | None, float, int]:
-    """(exit status, "crash" for an internal error, or None when killed; seconds; peak RSS bytes)
-    of one whole fwinspect process."""
+def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | str | None, float, int, float]:
+    """(exit status, "crash" for an internal error, or None when killed; seconds; peak RSS bytes;
+    CPU seconds, user + system) of one whole fwinspect process. Wall time far above CPU time is
+    waiting: on the disk (extract) or for a core on a busy machine."""
     entry = "import sys; sys.argv[0] = 'fwinspect'; from inspector.cli import run; run()"
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.pop("FWINSPECT_DEBUG", None)
@@ -112,7 +113,7 @@ def run_one(args: list[str], tree: Path, timeout: float = 600.0) -> tuple[int | 
         text = err.read()
     if code is not None and (b"internal error" in text or b"Traceback" in text):
         code = "crash"
-    return code, seconds, usage.ru_maxrss * 1024
+    return code, seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0)
     a = ap.parse_args(argv)
     rows = _rows() + ROWS
-    print(f"{'class':<26} {'worst s':>8} {'peak MiB':>9}  exits (crash: internal error)  worst command")
+    print(f"{'class':<26} {'worst s':>8} {'its cpu s':>9} {'peak MiB':>9}  exits (crash: internal error)  worst command")
     for name, build in rows:
         if a.only and name not in a.only:
             continue
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         peak = max(r[0][2] for r in results)
         exits = ",".join(f">{a.timeout:.0f}s" if r[0][0] is None else str(r[0][0]) for r in results)
         cmd = " ".join(worst_t[1][:2])
-        print(f"{name:<26} {worst_t[0][1]:8.2f} {peak / 2**20:9.0f}  {exits:<6} {cmd}", flush=True)
+        print(f"{name:<26} {worst_t[0][1]:8.2f} {worst_t[0][3]:9.2f} {peak / 2**20:9.0f}  {exits:<6} {cmd}", flush=True)
     return 0
 
 
