@@ -41,10 +41,11 @@ MAX_TABLE_VISITS = 1 << 14
 # Leaves walk() keeps in memory (about 50 bytes each in columns) for the app and live sessions;
 # scan() keeps none and leaves() streams them.
 MAX_LEAVES = 1 << 20
-# Leaves (or merged ranges) listed one by one, each a line of text or about 1.3 KB of JSON: 262,144
-# are 340 MB of JSON, within the 512 MiB output budget (decoders/budget.py). The 1 TiB identity map
-# OVMF builds in 2 MiB pages is 524,288 leaves: its listing stops halfway, located; ranges show all.
-MAX_LISTED = 1 << 18
+# Leaves (or merged ranges) listed one by one. As text, a line each: the 1 TiB identity map OVMF
+# builds in 2 MiB pages, 524,288 leaves and the largest real map we know of, is listed whole. As
+# JSON, about 1.3 KB each: 262,144 are 340 MB, within the 512 MiB output budget (decoders/budget.py).
+MAX_LISTED = 1 << 19
+MAX_LISTED_JSON = 1 << 18
 # Merged ranges scan() keeps, so that listing them needs no second walk: a real map has a few dozen
 # (OVMF's identity map is one), a hostile one may alternate permissions at every leaf.
 MAX_HELD_RANGES = 4096
@@ -192,10 +193,9 @@ class WalkResult:
     mapped_bytes: int = 0
     visits: int = 0
     ranges: int | None = None          # merged ranges (scan() counts them)
-    # Where listing one by one stops (scan()): "leaves"/"ranges" -> [VA, entry address, count left],
-    # for a listing of `listed` at most.
-    unlisted: dict[str, list[int]] = field(default_factory=dict)
-    listed: int = MAX_LISTED
+    # Where a listing one by one stops (scan()): ("leaves" or "ranges", at most how many) ->
+    # [VA, entry address, count left out]
+    unlisted: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     # The merged ranges, when scan() found at most MAX_HELD_RANGES of them (merged() then needs no
     # second walk).
     held_ranges: list["Range"] | None = None
@@ -456,38 +456,35 @@ class _Walker:
         yield Mappings._columns(self.cfg, **cut)
 
 
-def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *, listed: int = MAX_LISTED) -> WalkResult:
+def scan(mem: Memory, cr3: int, cfg: PagingConfig | None = None, *,
+         listed: tuple[int, ...] = (MAX_LISTED, MAX_LISTED_JSON)) -> WalkResult:
     """Walk without keeping the leaves: the counts, the tables read, the problems, and where a
-    listing of `listed` leaves (or merged ranges) one by one would stop; `leaves()` then walks
-    again and streams them (pages --leaves and --json hold one chunk at a time)."""
-    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem, listed=listed)
-    leaves = ranges = 0
+    listing of at most `listed` leaves (or merged ranges) one by one would stop; `leaves()` then
+    walks again and streams them (pages --leaves and --json hold one chunk at a time)."""
+    result = WalkResult(cr3, cfg or PagingConfig(), memory=mem)
+    counts = {"leaves": 0, "ranges": 0}
     tail: tuple[int, int] | None = None   # (end VA, range key) of the last leaf so far
     held: list[Range] | None = []
     with budget.scope() as b:
         for chunk in _Walker(mem, result, b).run():
-            n = len(chunk)
-            if leaves <= listed < leaves + n:
-                i = listed - leaves
-                result.unlisted["leaves"] = [int(chunk.va[i]), int(chunk.entry_address[i]), 0]
-            leaves += n
             key = _range_keys(chunk)
             starts = _range_starts(chunk, key)
             if tail == (int(chunk.va[0]), int(key[0])):
                 starts[0] = False      # the range of the previous chunk goes on
-            k = int(np.count_nonzero(starts))
-            if ranges <= listed < ranges + k:
-                j = int(np.flatnonzero(starts)[listed - ranges])
-                result.unlisted["ranges"] = [int(chunk.va[j]), int(chunk.entry_address[j]), 0]
-            ranges += k
+            begins = {"leaves": np.arange(len(chunk)), "ranges": np.flatnonzero(starts)}
+            for what, at in begins.items():
+                for limit in listed:
+                    if counts[what] <= limit < counts[what] + len(at):
+                        i = int(at[limit - counts[what]])
+                        result.unlisted[what, limit] = [int(chunk.va[i]), int(chunk.entry_address[i]), 0]
+                counts[what] += len(at)
             tail = (int(chunk.va[-1]) + int(chunk.size[-1]), int(key[-1]))
             if held is not None:
-                held = _hold_ranges(held, chunk, np.flatnonzero(starts).tolist())
+                held = _hold_ranges(held, chunk, begins["ranges"].tolist())
     result.held_ranges = held
-    for what, total in (("leaves", leaves), ("ranges", ranges)):
-        if what in result.unlisted:
-            result.unlisted[what][2] = total - listed
-    result.ranges = ranges
+    for (what, limit), cut in result.unlisted.items():
+        cut[2] = counts[what] - limit
+    result.ranges = counts["ranges"]
     return result
 
 

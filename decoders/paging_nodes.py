@@ -79,9 +79,10 @@ def page_tables_node(result: WalkResult, *, leaves: bool = False) -> Node:
     return root
 
 
-def summary_node(result: WalkResult, *, listed: str | None = None) -> Node:
+def summary_node(result: WalkResult, *, listed: str | None = None, limit: int | None = None) -> Node:
     """The walk without its leaves: configuration, counts and problems; with `listed` ("leaves" or
-    "ranges", after scan()), the located problem saying where a listing of them stops."""
+    "ranges") and `limit` (after scan()), the located problem saying where a listing of at most
+    `limit` of them stops."""
     cfg, counts, total = result.config, result.leaf_counts, result.leaf_count
     root = Node("page-tables", f"Page tables at CR3 0x{result.cr3:x} ({cfg.levels}-level, "
                                f"{total} leaves, {result.tables_read} tables)")
@@ -97,10 +98,10 @@ def summary_node(result: WalkResult, *, listed: str | None = None) -> Node:
     mapped = result.mapped_bytes
     root.add("MappedBytes", mapped, display=_size(mapped) if mapped else "0")
     root.problems.extend(result.problems)
-    if listed in result.unlisted:
-        va, entry, left = result.unlisted[listed]
+    if (listed, limit) in result.unlisted:
+        va, entry, left = result.unlisted[listed, limit]
         root.warn(entry, f"{left:,} more {listed} from VA 0x{va:x} (entry at 0x{entry:x}) not listed; the budget "
-                         f"is {result.listed:,} {listed} listed one by one")
+                         f"is {limit:,} {listed} listed one by one")
     return root
 
 

@@ -238,7 +238,7 @@ def cmd_pages(args) -> int:
     import itertools
 
     from decoders.model import Node
-    from decoders.paging import MAX_LISTED
+    from decoders.paging import MAX_LISTED, MAX_LISTED_JSON
     from decoders.paging_nodes import mapping_json_texts, mapping_titles, range_node, summary_node, table_tree_node
     from inspector.dump import dump_pages
     from inspector.render import has_problems
@@ -248,14 +248,15 @@ def cmd_pages(args) -> int:
         # (OVMF's identity map alone is 524,288 leaves).
         result = dump_pages(dump, args.cr3, args.la57, config=_paging_config(args), stream=True)
         each = args.leaves or (args.json and not args.merged)
-        root = summary_node(result, listed="leaves" if each else "ranges")
+        limit = MAX_LISTED_JSON if args.json else MAX_LISTED
+        root = summary_node(result, listed="leaves" if each else "ranges", limit=limit)
         if args.json and each:
             # Leaves as JSON texts, formatted without a Node each; write_json takes them as children.
-            children = (t for chunk in result.leaves(MAX_LISTED) for t in mapping_json_texts(chunk))
+            children = (t for chunk in result.leaves(limit) for t in mapping_json_texts(chunk))
         elif each:
-            children = (Node("mapping", t) for chunk in result.leaves(MAX_LISTED) for t in mapping_titles(chunk))
+            children = (Node("mapping", t) for chunk in result.leaves(limit) for t in mapping_titles(chunk))
         else:
-            children = itertools.islice((range_node(r) for r in result.merged()), MAX_LISTED)
+            children = itertools.islice((range_node(r) for r in result.merged()), limit)
         if args.tables and not args.json:
             children = itertools.chain([table_tree_node(dump.memory, result.cr3, result.config)], children)
         code = _finish(root, argparse.Namespace(json=args.json, fields=False), children)

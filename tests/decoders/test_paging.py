@@ -314,9 +314,11 @@ def test_a_listing_cut_is_located_at_the_first_leaf_and_range_left_out():
     t.set(t.table(1), 0, t.table(2) | P | RW)
     for i in range(6):       # six 2 MiB leaves; R/W alternates every two, so three ranges
         t.set(t.table(2), i, (i << 21) | P | PS | (RW if i // 2 % 2 == 0 else 0))
-    r = scan(t.memory(), t.table(0), listed=2)
-    assert r.unlisted == {"leaves": [2 << 21, t.table(2) + 16, 4], "ranges": [4 << 21, t.table(2) + 32, 1]}
-    node = paging.summary_node(r, listed="ranges")
+    r = scan(t.memory(), t.table(0), listed=(2, 5))
+    assert r.unlisted == {("leaves", 2): [2 << 21, t.table(2) + 16, 4], ("ranges", 2): [4 << 21, t.table(2) + 32, 1],
+                          ("leaves", 5): [5 << 21, t.table(2) + 40, 1]}
+    assert not paging.summary_node(r, listed="ranges", limit=5).problems
+    node = paging.summary_node(r, listed="ranges", limit=2)
     (p,) = node.problems
     assert (p.offset, p.severity.value) == (t.table(2) + 32, "warning")
     assert p.message == ("1 more ranges from VA 0x800000 (entry at 0x102020) not listed; "
