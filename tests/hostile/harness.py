@@ -23,6 +23,19 @@ ALLOWED_EXITS = (0, 1, 2)
 # The console script's entry, so one-shot commands run exactly as a user's `fwinspect` does.
 _ENTRY = "import sys; sys.argv[0] = 'fwinspect'; from inspector.cli import run; run()"
 
+# A small launcher between pytest and the command. Linux charges a child, in ru_maxrss, with the
+# high-water RSS of the memory it had before exec (kernel fs/exec.c, exec_mmap ->
+# setmax_mm_hiwater_rss): a command forked straight from a pytest process of several hundred MiB
+# would report pytest's size. Forked from this launcher instead, it starts from the launcher's
+# ~10 MiB, and the launcher hands back the command's own rusage and exit status.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[2], *sys.argv[3:]])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
 
 @dataclass
 class Outcome:
@@ -48,9 +61,10 @@ class Outcome:
 
 def run_fwinspect(args: list[str | os.PathLike], timeout: float = HANG_TIMEOUT, cwd: Path | None = None,
                   stdout_to: Path | None = None) -> Outcome:
-    """Run `fwinspect ARGS` in a child process and reap it with wait4, whose rusage gives this one
-    child's peak RSS. Output goes to files (no pipe to drain while waiting); stdout is read back
-    unless `stdout_to` names where to keep it (for commands whose output is large by design)."""
+    """Run `fwinspect ARGS` in a child process (through `_LAUNCHER`, for its own peak RSS). Output
+    goes to files (no pipe to drain while waiting); stdout is read back unless `stdout_to` names
+    where to keep it (for commands whose output is large by design)."""
+    import signal
     import tempfile
 
     argv = [str(a) for a in args]
@@ -59,23 +73,23 @@ def run_fwinspect(args: list[str | os.PathLike], timeout: float = HANG_TIMEOUT, 
     with tempfile.TemporaryDirectory() as tmp:
         out_path = Path(stdout_to) if stdout_to else Path(tmp) / "stdout"
         err_path = Path(tmp) / "stderr"
+        result_path = Path(tmp) / "result"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             start = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-c", _ENTRY, *argv], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, cwd=cwd or ROOT, env=env)
-            returncode: int | None = None
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    returncode = os.waitstatus_to_exitcode(status)
-                    break
-                if time.monotonic() - start > timeout:
-                    proc.kill()
-                    _, status, usage = os.wait4(proc.pid, 0)
-                    break
-                time.sleep(0.01)
-            proc.returncode = returncode if returncode is not None else -9  # reaped here, not by Popen
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(result_path), _ENTRY, *argv],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd or ROOT, env=env,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the command: one session
+                proc.wait()
             seconds = time.monotonic() - start
+        returncode: int | None = None
+        peak = 0
+        if result_path.exists():
+            code, maxrss = result_path.read_text().split()
+            returncode, peak = int(code), int(maxrss) * 1024
         stdout = b"" if stdout_to else out_path.read_bytes()
         stderr = err_path.read_bytes()
-    return Outcome(argv, returncode, seconds, usage.ru_maxrss * 1024, stdout, stderr)
+    return Outcome(argv, returncode, seconds, peak, stdout, stderr)
