@@ -52,11 +52,16 @@ class _Version(argparse.Action):
 # ---- reading inputs ----------------------------------------------------------------------------
 
 def load_image_arg(path: str):
-    """The image a command was given, decoded; one that cannot be read is a usage error."""
-    from inspector.image import ImageError, load_image
+    """The image a command was given, decoded; one that cannot be read is a usage error. Its LZMA
+    sections start inflating on a thread before the decoders are imported (inspector.imagefile)."""
+    from inspector.imagefile import EarlyLzma, ImageError, read_image
 
     try:
-        return load_image(path)
+        data = read_image(path)
+        early = EarlyLzma(data)
+        from inspector.image import load_image
+
+        return load_image(path, data, early)
     except ImageError as e:
         raise UsageError(str(e)) from None
 

@@ -193,7 +193,7 @@ def open_dump(path: str | Path, *, base: int | None = None, image: str | Path | 
 
 
 def _add_image(dump: Dump, image: Path) -> None:
-    from inspector.image import ImageError, read_image   # one-way import inside inspector/
+    from inspector.imagefile import ImageError, read_image
 
     try:
         data = read_image(image)

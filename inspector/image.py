@@ -13,14 +13,7 @@ from decoders.fd import decode_image
 from decoders.model import Node
 from decoders.ovmf.resetvector import decode_reset_vector_table
 from inspector.classify import classify
-
-# Larger files are not flash images; refusing them keeps a mistaken argument from mapping gigabytes
-# into a decoder that expects a few MiB (the largest edk2 FDs are 64 MiB).
-MAX_IMAGE_SIZE = 256 << 20
-
-
-class ImageError(Exception):
-    pass
+from inspector.imagefile import EarlyLzma, ImageError, read_image  # noqa: F401 (ImageError: callers catch it here)
 
 
 @dataclass
@@ -35,28 +28,14 @@ class LoadedImage:
         return next(self.root.find("tdx-metadata"), None)
 
 
-def read_image(path: str | Path) -> bytes:
+def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | None = None) -> LoadedImage:
+    """Decode the image at `path` (or `data`, read from it already; `early` inflating its LZMA
+    sections on a thread since: see inspector.imagefile)."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise ImageError(f"{p}: {e.strerror}") from None
-    if not p.is_file():
-        raise ImageError(f"{p}: not a regular file")
-    if size == 0:
-        raise ImageError(f"{p}: empty file")
-    if size > MAX_IMAGE_SIZE:
-        raise ImageError(f"{p}: {size} bytes is larger than any flash image ({MAX_IMAGE_SIZE} max)")
-    # read(), not a copy out of an mmap: the mapped pages would count in the process's RSS too.
-    with p.open("rb") as f:
-        return f.read(MAX_IMAGE_SIZE + 1)
-
-
-def load_image(path: str | Path) -> LoadedImage:
-    p = Path(path)
-    data = read_image(p)
+    if data is None:
+        data = read_image(p)
     with budget.scope():    # one budget for the flash layout, the reset-vector table and the summary
-        root = decode_image(data, name=p.name)
+        root = decode_image(data, name=p.name, predecoded=early.get if early else None)
         table = decode_reset_vector_table(root.space)
         if table is not None:
             root.append(table)

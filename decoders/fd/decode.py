@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Callable
 
 from decoders import budget, guids
 from decoders.display import flags_text
@@ -45,18 +46,21 @@ _SECTIONED_TYPES = frozenset(range(0x02, 0x10))
 _NON_ERASE = {0xFF: re.compile(rb"[^\xff]"), 0x00: re.compile(rb"[^\x00]")}
 
 
-def decode_image(data: bytes | bytearray | memoryview, *, name: str = "image", base: int | None = None) -> Node:
+def decode_image(data: bytes | bytearray | memoryview, *, name: str = "image", base: int | None = None,
+                 predecoded: Callable[[object, int], bytes | None] | None = None) -> Node:
     """Decode a flash device image: every firmware volume found, and the bytes between them.
 
     `base` is the address of the first byte; by default the image ends at 4 GiB - 1, where
-    an x86 flash device is mapped.
+    an x86 flash device is mapped. `predecoded(buffer, payload_offset)` may hand over the
+    LZMA-stage bytes of a section that the caller inflated ahead of time (inspector.imagefile);
+    they are used only when they have the size the section's header declares.
     """
     if not isinstance(data, (bytes, bytearray)):
         data = bytes(data)  # count()/find() with bounds need a real buffer; flash images are small
     if base is None:
         base = (1 << 32) - len(data)
     with budget.scope() as b:
-        image = _decode_image(data, name, base, Context(b))
+        image = _decode_image(data, name, base, Context(b, predecoded=predecoded))
         b.summarize(image)    # what the budget left out past its first located cut
     return image
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 from decoders import guids
 from decoders.budget import Budget, current
@@ -20,7 +21,7 @@ from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
 from decoders.fd import structs as S
 from decoders.fd.blobs import BlobCache, BlobSpace
-from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, brotli_decompress,
+from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, bcj_x86_decode, brotli_decompress,
                                      declared_size, efi_decompress, lzma_decompress, lzma_x86_decompress)
 from decoders.model import Node, Space
 
@@ -49,6 +50,9 @@ class Context:
     files: int = 0
     sections: int = 0
     volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
+    # The caller's LZMA-stage bytes for a section, inflated ahead of time: (buffer, payload offset)
+    # -> bytes or None (decode_image's `predecoded`).
+    predecoded: Callable[[object, int], bytes | None] | None = None
 
     def __post_init__(self):
         if self.cache is None:
@@ -69,6 +73,8 @@ _GUIDED = {
     uuid.UUID("d42ae6bd-1352-4bfb-909a-ca72a6eae889"): ("lzmaf86", "LZMA+x86 BCJ", lzma_x86_decompress),
     uuid.UUID("3d532050-5cda-4fd0-879e-0f7f630d5afb"): ("brotli", "Brotli", brotli_decompress),
 }
+# What is left to do after the LZMA stage, for the sections a caller may have inflated early.
+_LZMA_STAGE = {lzma_decompress: lambda stage: stage, lzma_x86_decompress: bcj_x86_decode}
 TIANO_GUID = uuid.UUID("a31280ad-481e-41b6-95e8-127f4c984779")
 CRC32_GUID = uuid.UUID("fc1bcdb0-7d31-49aa-936a-a4600d9dd083")
 SIGNED_GUID = uuid.UUID("0f9d89e8-9259-4f76-a5af-0c89e34023df")
@@ -305,7 +311,11 @@ def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, ex
         return
     cache.make_room((declared if declared is not None else room) * copies)
     try:
-        blob = fn(packed, room)
+        early = ctx.predecoded(data, payload) if ctx.predecoded and fn in _LZMA_STAGE else None
+        if early is not None and len(early) == declared:
+            blob = _LZMA_STAGE[fn](early)
+        else:
+            blob = fn(packed, room)
     except CompressionError as e:   # OverLimit included: the stream holds more than it may
         node.problem(payload, f"{label} payload not decompressed: {e}")
         return

@@ -200,11 +200,12 @@ def test_internal_error_exits_3_with_one_line(monkeypatch, capsys, tmp_path):
     """A bug of ours (here: a decoder raising) is exit 3, distinct from 1 (the input had problems)."""
     import inspector.image
 
-    def broken(path):
+    def broken(path, *args):
         raise KeyError("a bug")
 
     monkeypatch.setattr(inspector.image, "load_image", broken)
     monkeypatch.delenv("FWINSPECT_DEBUG", raising=False)
+    (tmp_path / "x.fd").write_bytes(b"\xff" * 4096)
     assert main(["fd", str(tmp_path / "x.fd")]) == 3
     assert capsys.readouterr().err == ("fwinspect: internal error (KeyError: 'a bug'); FWINSPECT_DEBUG=1 shows the "
                                        "traceback: please report it with the input\n")
