@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -235,31 +232,6 @@ def test_spec_id_vendor_info_follows_structure_like_tpm2_tools():
     sid = _decode(rel).children[0].children[0]
     assert sid.get("vendorInfo").hex() == ref["vendorInfo"]
     assert sid.get("vendorInfoSize") == ref["vendorInfoSize"]
-
-
-def test_decode_and_replay_of_largest_log_is_faster_than_tpm2_eventlog_process():
-    """DESIGN budget: decode + replay of the largest fixture <= tpm2_eventlog's whole-process time.
-    The largest file (option_rom_eventlog.bin) crashes tpm2_eventlog within milliseconds, so the
-    comparison uses the largest log it can parse (binary_measurements_hcrtm.bin, 53 KiB)."""
-    largest = max(require(WITH_ORACLE, "TPM event logs with a tpm2_eventlog oracle"), key=lambda p: (FIXTURES / p).stat().st_size)
-    raw = (FIXTURES / largest).read_bytes()
-    decode_event_log(raw)
-    best = min(_timed(lambda: replay(decode_event_log(raw))) for _ in range(5))
-    exe = shutil.which("tpm2_eventlog")
-    if exe is None:
-        assert best < 0.2
-        return
-    theirs = min(_timed(lambda: subprocess.run([exe, str(FIXTURES / largest)], capture_output=True,
-                                               timeout=60)) for _ in range(3))
-    print(f"\n{Path(largest).name}: decode+replay {best * 1000:.1f} ms in process; "
-          f"tpm2_eventlog whole process {theirs * 1000:.1f} ms")
-    assert best <= max(theirs, 0.05)
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 V2_ORACLE = [p for p in WITH_ORACLE if (FIXTURES / (p + ".tpm2_eventlog-5.4.v2.yaml")).exists()]
