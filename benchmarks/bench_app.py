@@ -2,7 +2,7 @@
 one key to redraw net of the harness, and a jump to the end of a 16 MiB hex space.
 
 Run: `.venv/bin/python -m benchmarks.bench_app [--runs N]`; `make bench` includes it. Budgets: first
-frame <= 1 s, a key to redraw <= 50 ms (DESIGN.md's budget table, restated in the README).
+frame <= 1 s, a key to redraw <= 50 ms (README, "Budgets").
 """
 from __future__ import annotations
 

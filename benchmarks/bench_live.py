@@ -3,7 +3,7 @@
 Run: `.venv/bin/python -m benchmarks.bench_live [--image PATH] [--n 200]`. Starts one QEMU per
 backend (paused, TCG), runs the guest to the SEC entry so RAM and flash are live, and times
 physical reads of 8 bytes (median of N requests) and of 1 MiB (median of a few), a full register
-read, and `monitor info registers`. Budgets from issue 5: RSP ≤ 0.2 ms per 8-byte read and
+read, and `monitor info registers`. Budgets (README, "Budgets"): RSP ≤ 0.2 ms per 8-byte read and
 ≤ 25 ms per MiB; gdb backend ≤ 2 ms per request; fast path ≤ 5 ms per MiB. Nothing here asserts.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The live session's own costs (issue 5 "Speed"), side by side with a plain QEMU boot.
+"""The live session's own costs (README, "Budgets"), side by side with a plain QEMU boot.
 
 Run: `.venv/bin/python -m benchmarks.bench_session [--image PATH] [--runs 3] [--n 9]`.
 

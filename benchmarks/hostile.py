@@ -1,4 +1,4 @@
-"""Hostile inputs, whole process: the worst wall time and peak RSS per hostile class (DESIGN.md,
+"""Hostile inputs, whole process: the worst wall time and peak RSS per hostile class (README,
 "Budgets": any command on any input up to 64 MiB, hostile included, <= 10 s and <= 256 MiB).
 Inputs are built in a child process, so this process stays small: a child is charged the peak RSS
 of the process that spawned it.

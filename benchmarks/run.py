@@ -1,4 +1,4 @@
-"""Benchmarks, side by side with the tools a user would pick instead (DESIGN.md "Budgets").
+"""Benchmarks, side by side with the tools a user would pick instead (README, "Budgets").
 
 Run: `make bench` (or `.venv/bin/python -m benchmarks.run [--runs N]`). Prints a table and writes
 benchmarks/results/latest.txt. Nothing here is a pass/fail assertion.

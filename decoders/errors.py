@@ -1,4 +1,5 @@
-"""The one decode error and the single place where construct errors are wrapped (STYLE.md)."""
+"""The one decode error and the single place where construct errors are wrapped: `parse_at` turns a ConstructError into
+a DecodeError located by offset, keeping construct's field path."""
 from __future__ import annotations
 
 from typing import Any

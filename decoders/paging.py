@@ -374,7 +374,7 @@ class _Walker:
         prefetch = getattr(self.mem, "prefetch", None)
         if prefetch is not None and len(pointers) > 1:
             # A live target's Memory reads the next level's tables in a few pipelined requests
-            # rather than one round trip each (DESIGN.md: one read per table page, batched).
+            # rather than one round trip each (one read per table page, batched: never a read per entry).
             prefetch([e & self.mask for _, e, _ in pointers if ((e & self.mask), level - 1) not in self.cache])
         return decoded
 

@@ -1,4 +1,4 @@
-"""The `fwinspect` command (DESIGN.md, "The CLI").
+"""The `fwinspect` command (README, "Commands").
 
 `fwinspect SOURCE` opens the app; subcommands print the same trees without it, as a text tree for
 people and JSON (--json) for scripts. One table, COMMANDS, names every subcommand, its help and the
@@ -335,7 +335,7 @@ def cmd_open(args) -> int:
 
 
 def start_app(kind: str, *args) -> int:
-    """The one place the engine starts the Textual app (DESIGN.md, "Layers"): `open` a source,
+    """The one place the engine starts the Textual app (README, "Layout": inspector imports views only here): `open` a source,
     `replay` a recording, or drive a `live` session."""
     if kind == "open":
         from views.app import run_app

@@ -38,7 +38,7 @@ MAX_DIGESTS = 16
 MAX_SPEC_ID_ALGORITHMS = 16
 
 # The per-event header is parsed with the compiled struct: the loop checks that its 12 bytes are
-# there first, so the compiled parser only ever sees validated input (STYLE.md, construct).
+# there first, so the compiled parser only ever sees validated input (construct's docs/compilation.rst: a compiled struct is not for untrusted data).
 _EVENT2_HDR = S.TCG_PCR_EVENT2_HDR.compile()
 
 SPEC_ID_03 = b"Spec ID Event03\0"

@@ -1,6 +1,6 @@
 """Wire layouts of the flash device: firmware volumes, FFS files and sections.
 
-Construct declarations only (STYLE.md, "Three layers per format"). Names follow
+Construct declarations only: decode.py and sections.py read them into Nodes. Names follow
 the PI specification 1.8 volume 3 and edk2's C headers:
   MdePkg/Include/Pi/PiFirmwareVolume.h   (EFI_FIRMWARE_VOLUME_HEADER, ext header)
   MdePkg/Include/Pi/PiFirmwareFile.h     (EFI_FFS_FILE_HEADER{,2}, EFI_*_SECTION{,2})
@@ -260,6 +260,6 @@ EFI_COMPRESSED_HEADER = Struct(
 EFI_COMPRESSED_HEADER_SIZE = 8
 
 # The hot loops parse thousands of these fixed-size headers from bounds-checked slices;
-# compiled parsers are ~4x faster (STYLE.md: "`.compile()` only hot, pre-validated loops").
+# compiled parsers are ~4x faster (construct's docs/compilation.rst: compiled parsers skip checks, so only pre-validated input).
 FFS_HEADER_FAST = EFI_FFS_FILE_HEADER.compile()
 SECTION_HEADER_FAST = EFI_COMMON_SECTION_HEADER.compile()

@@ -223,7 +223,7 @@ _COMPILED: dict[int, tuple[Struct, object]] = {}
 
 def _parser(struct: Struct):
     """The compiled parser of a HOB struct: the walk checked HobLength >= its size, so it only sees
-    validated input (STYLE.md, construct), and 16,384 resource descriptors parse in a third of the
+    validated input (construct's docs/compilation.rst), and 16,384 resource descriptors parse in a third of the
     time. The plain struct where construct cannot compile one."""
     hit = _COMPILED.get(id(struct))
     if hit is None or hit[0] is not struct:

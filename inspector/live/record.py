@@ -47,7 +47,7 @@ MAX_SPACES_PER_STOP = 64
 # Nodes kept per stop tree. Decoders cap their own trees well below this.
 MAX_NODES = 200_000
 # Reading: past any of these the file is refused, not half-read. The whole-process budget is
-# 256 MiB of RSS on any input (DESIGN.md "Budgets"); json.loads builds about 400 bytes per small
+# 256 MiB of RSS on any input (README, "Budgets"); json.loads builds about 400 bytes per small
 # object, so what one line may hold is counted on its raw bytes first: `{` bounds the objects and
 # `,` the values (both over-count, never under-count, when strings hold them).
 MAX_FILE_BYTES = 1 << 30

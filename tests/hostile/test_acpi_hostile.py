@@ -1,4 +1,4 @@
-"""Hostile ACPI inputs, each run as a whole `fwinspect acpi` process (DESIGN.md, "Budgets").
+"""Hostile ACPI inputs, each run as a whole `fwinspect acpi` process (README, "Budgets").
 
 Tables from ACPI 6.5: the RSDP (5.2.5.3: "RSD PTR ", Checksum over 20 bytes, OemId, Revision,
 RsdtAddress, Length, XsdtAddress, ExtendedChecksum over 36), the 36-byte header (5.2.6), the XSDT's

@@ -1,4 +1,4 @@
-"""Hostile event logs, each run as a whole `fwinspect eventlog` process (DESIGN.md, "Budgets").
+"""Hostile event logs, each run as a whole `fwinspect eventlog` process (README, "Budgets").
 
 Layouts from the TCG PC Client Platform Firmware Profile 1.05, 10.2.1 TCG_PCR_EVENT (PCRIndex u32,
 EventType u32, SHA-1 Digest[20], EventSize u32, Event) and 10.2.2 TCG_PCR_EVENT2 (PCRIndex, EventType,

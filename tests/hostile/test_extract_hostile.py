@@ -1,4 +1,4 @@
-"""Hostile images for `fwinspect extract`, each run as a whole process (DESIGN.md, "Budgets"):
+"""Hostile images for `fwinspect extract`, each run as a whole process (README, "Budgets"):
 exit 0/1/2, no internal error, peak RSS <= 256 MiB, nothing written outside the folder, and no
 more files or bytes than extraction's budget.
 

@@ -1,4 +1,4 @@
-"""Hostile flash images, each run as a whole `fwinspect fd` process (DESIGN.md, "Budgets": exit
+"""Hostile flash images, each run as a whole `fwinspect fd` process (README, "Budgets": exit
 0/1/2, no internal error, peak RSS <= 256 MiB; the time is measured in benchmarks/hostile.py).
 
 Volumes, files and sections are written with struct.pack from the PI spec 1.8 vol 3 layouts

@@ -1,4 +1,4 @@
-"""Hostile HOB lists, each run as a whole `fwinspect hob` process (DESIGN.md, "Budgets").
+"""Hostile HOB lists, each run as a whole `fwinspect hob` process (README, "Budgets").
 
 Layouts from the PI spec vol. 3, 5.2 / 5.5 (edk2 MdePkg/Include/Pi/PiHob.h): EFI_HOB_GENERIC_HEADER
 {HobType u16, HobLength u16, Reserved u32}; EFI_HOB_RESOURCE_DESCRIPTOR adds Owner GUID,

@@ -1,4 +1,4 @@
-"""Hostile TDVF metadata, each run as a whole `fwinspect mrtd` process (DESIGN.md, "Budgets").
+"""Hostile TDVF metadata, each run as a whole `fwinspect mrtd` process (README, "Budgets").
 
 The image is the OVMF reset-vector GUIDed table at the top of a small file (edk2
 OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.nasm.inc; QEMU hw/i386/pc_sysfw_ovmf.c reads it), whose

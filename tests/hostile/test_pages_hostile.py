@@ -1,4 +1,4 @@
-"""Hostile page tables, each run as a whole `fwinspect pages` process (DESIGN.md, "Budgets": exit
+"""Hostile page tables, each run as a whole `fwinspect pages` process (README, "Budgets": exit
 0/1/2, no internal error, peak RSS <= 256 MiB; the time is measured in benchmarks/hostile.py).
 
 The inputs are raw physical-memory files (`--base 0`) whose tables are written with struct.pack from
