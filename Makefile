@@ -56,6 +56,8 @@ firmware: venv
 
 bench: venv images
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.bench_app
+	$(PY) -m benchmarks.hostile
 
 clean:
 	rm -rf .venv sample_images/out sample_images/real
