@@ -1,8 +1,8 @@
 """Real data for tests: Debian's OVMF images, the third-party fixtures, our edk2 builds, the anchor tools.
 
 A missing component skips the test with a reason naming what provides it (a Debian package, `make
-firmware`); under CI (CI=true) it fails instead, because CI installs everything (DESIGN.md, "Real
-components"). The third-party fixtures are in the repository (tests/data/, README there); only the
+firmware`); under CI (CI=true) it fails instead, because CI installs everything (README, what `make
+test` needs). The third-party fixtures are in the repository (tests/data/, README there); only the
 edk2 builds live outside it.
 """
 from __future__ import annotations
