@@ -69,21 +69,27 @@ def lzma_decompress(payload: bytes | memoryview, limit: int) -> bytearray:
     return out
 
 
-def _lzma_alone(payload: bytes | memoryview, want: int) -> bytearray:
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+def _drain(step, finished, data, most: int) -> bytearray:
+    """Run a streaming decompressor over `data`: `step(data, n)` gives at most n more bytes and
+    `finished()` says the stream ended. At most `most + 1` bytes in all, so a stream that holds more
+    than it declares (a bomb) is caught after one extra byte instead of being inflated whole; a
+    piece at a time, so the blob is never held twice (one call that produced everything would join
+    its output blocks into a copy). The caller checks the length against `most`."""
     out = bytearray()
-    data = payload
-    while not d.eof:
-        # At most `want + 1` bytes in all, so a stream that holds more than it declares (a bomb) is
-        # caught after one extra byte instead of being inflated whole; a piece at a time, so the
-        # blob is never held twice (one decompress() call joins its output blocks into a copy).
-        piece = d.decompress(data, max_length=min(PIECE, want + 1 - len(out)))
+    while not finished():
+        piece = step(data, min(PIECE, most + 1 - len(out)))
         data = b""
         out += piece
-        if len(out) > want:
-            raise OverLimit(f"LZMA stream holds more than the 0x{want:x} bytes allowed")
-        if not piece:
+        if len(out) > most or not piece:
             break
+    return out
+
+
+def _lzma_alone(payload: bytes | memoryview, want: int) -> bytearray:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    out = _drain(lambda data, n: d.decompress(data, max_length=n), lambda: d.eof, payload, want)
+    if len(out) > want:
+        raise OverLimit(f"LZMA stream holds more than the 0x{want:x} bytes allowed")
     if not d.eof and len(out) < want:
         raise EOFError("LZMA stream ended early")
     return out
@@ -149,21 +155,13 @@ def brotli_decompress(payload: bytes | memoryview, limit: int) -> bytearray:
     if declared > limit:
         raise OverLimit(f"Brotli header declares 0x{declared:x} bytes, over the 0x{limit:x}-byte limit")
     dec = brotli.Decompressor()
-    out = bytearray()
-    data = bytes(payload[BROTLI_HEADER_SIZE:])
     try:
-        while not dec.is_finished():
-            # A piece at a time (output_buffer_limit), never past declared + 1: a stream holding
-            # more than it says is caught without inflating it, and the blob is never held twice.
-            piece = dec.process(data, output_buffer_limit=min(PIECE, declared + 1 - len(out)))
-            data = b""
-            out += piece
-            if len(out) > declared:
-                raise CompressionError(f"Brotli stream holds more than the 0x{declared:x} bytes it declares")
-            if not piece:
-                break
+        out = _drain(lambda data, n: dec.process(data, output_buffer_limit=n), dec.is_finished,
+                     bytes(payload[BROTLI_HEADER_SIZE:]), declared)
     except brotli.error as e:
         raise CompressionError(f"Brotli stream: {e}") from None
+    if len(out) > declared:
+        raise CompressionError(f"Brotli stream holds more than the 0x{declared:x} bytes it declares")
     if not dec.is_finished():
         raise CompressionError(f"Brotli stream ended early after 0x{len(out):x} bytes")
     if len(out) != declared:
