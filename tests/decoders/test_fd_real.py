@@ -14,7 +14,7 @@ import pytest
 from decoders.fd import bcj_x86_decode, decode_image
 from decoders.fd.compression import brotli_decompress, efi_decompress, lzma_decompress
 from decoders.model import Node, Severity
-from tests.realdata import bookworm, trixie, uefiextract_report
+from tests.realdata import bookworm, firmware, trixie, uefiextract_report
 
 IMAGES = {
     "bookworm/OVMF.fd": lambda: bookworm("OVMF.fd"),
@@ -22,6 +22,10 @@ IMAGES = {
     "bookworm/OVMF_VARS_4M.ms.fd": lambda: bookworm("OVMF_VARS_4M.ms.fd"),
     "trixie/OVMF.fd": lambda: trixie("OVMF.fd"),
     "trixie/OVMF_CODE_4M.fd": lambda: trixie("OVMF_CODE_4M.fd"),
+    # Our builds of Debian 13's edk2 source (make firmware): TDVF Config-B (IntelTdxX64.dsc) and a
+    # DEBUG OvmfPkgX64 with TPM 2.0 and CC measurement.
+    "firmware/inteltdx/OVMF.fd": lambda: firmware("inteltdx/OVMF.fd"),
+    "firmware/ovmf-debug/OVMF.fd": lambda: firmware("ovmf-debug/OVMF.fd"),
 }
 CODE_IMAGES = [k for k in IMAGES if "VARS" not in k]
 
@@ -38,6 +42,7 @@ DXE_CORE = uuid.UUID("D6A2CB7F-6A18-4E2F-B43B-9920A733700A")
 PEIFV = uuid.UUID("6938079B-B503-4E3D-9D24-B28337A25806")
 DXEFV = uuid.UUID("7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1")
 SECFV = uuid.UUID("763BED0D-DE9F-48F5-81F1-3E90E1B1A015")
+NCCFV = uuid.UUID("AE047C6D-BCE9-426C-AE03-A68E3B8A0488")   # gEfiNonCcFvGuid, OvmfPkg/OvmfPkg.dec
 FVMAIN_COMPACT = uuid.UUID("48DB5E17-707C-472D-91CD-1613E7EF51B0")
 NVDATA = uuid.UUID("FFF12B8D-7696-4C8B-A985-2747075B4F50")
 VTF = uuid.UUID("1BA0062E-C779-4582-8566-336AE8F78F09")
@@ -169,7 +174,7 @@ def test_ui_names_match_uefiextract(decoded):
             assert texts[str(f.get("Name")).upper()] == ui
             assert ui in f.title
             checked += 1
-    assert checked > 100
+    assert checked > 80     # every module of these builds has a UI name: Config-B, the smallest, 84
 
 
 @pytest.mark.parametrize("decoded", list(IMAGES), indirect=True)
@@ -210,26 +215,30 @@ def _fv_name(v: Node):
 
 
 @pytest.mark.parametrize("decoded", CODE_IMAGES, indirect=True)
-def test_compressed_volumes(decoded):
+def test_compressed_volumes(decoded, request):
     """FVMAIN_COMPACT's one FV_IMAGE file holds one LZMA section with PEIFV and DXEFV (OvmfPkg/OvmfPkgX64.fdf),
-    decoded in a new space whose parent is that section; DxeCore sits in DXEFV, PeiCore in PEIFV."""
+    decoded in a new space whose parent is that section; DxeCore sits in DXEFV, PeiCore in PEIFV. TDVF
+    Config-B has no PEI phase: its LZMA section holds DXEFV and NCCFV, the drivers loaded only
+    outside a confidential guest (OvmfPkg/IntelTdx/IntelTdxX64.fdf, [FV.NCCFV])."""
     image, _ = decoded
+    config_b = "inteltdx" in request.node.callspec.params["decoded"]
     main = next(v for v in image.children if v.kind == "fv" and v.get("FvName") == FVMAIN_COMPACT)
     vol_file = next(f for f in main.children if f.kind == "ffs" and f.get("Type") == 0x0B)
     assert str(vol_file.get("Name")).upper() == "9E21FD93-9C72-4C15-8C4B-E77F1DB2D792"
     (lz,) = [s for s in vol_file.children if s.kind == "section"]
     assert lz.get("SectionDefinitionGuid") == uuid.UUID("EE4E5898-3914-4259-9D6E-DC7BD79403CF")
     nested = [v for v in lz.walk() if v.kind == "fv"]
-    assert [v.get("FvName") for v in nested] == [PEIFV, DXEFV]
+    assert [v.get("FvName") for v in nested] == ([DXEFV, NCCFV] if config_b else [PEIFV, DXEFV])
     for v in nested:
         assert v.space.parent is lz and v.space.base is None
         assert v.space.name == f"{image.space.name}/lzma@0x{lz.offset:x}"
     if "bookworm" in image.space.name or image.size == 0x200000:
         assert nested[0].size == 0xE0000   # OvmfPkgX64.fdf: PEIFV 0xE0000
-    dxe_files = {f.get("Name"): f for f in nested[1].children if f.kind == "ffs"}
+    dxe_files = {f.get("Name"): f for f in nested[0 if config_b else 1].children if f.kind == "ffs"}
     assert dxe_files[DXE_CORE].get("Type") == 0x05
     assert dxe_files[DXE_CORE].get("UI") == "DxeCore"
-    assert any(f.get("UI") == "PeiCore" and f.get("Type") == 0x04 for f in nested[0].children)
+    if not config_b:
+        assert any(f.get("UI") == "PeiCore" and f.get("Type") == 0x04 for f in nested[0].children)
 
 
 def test_vars_volume_goes_to_the_variable_decoder():
