@@ -93,3 +93,9 @@ def run_fwinspect(args: list[str | os.PathLike], timeout: float = HANG_TIMEOUT, 
         stdout = b"" if stdout_to else out_path.read_bytes()
         stderr = err_path.read_bytes()
     return Outcome(argv, returncode, seconds, peak, stdout, stderr)
+
+
+def build_inputs(tmp_path_factory, kind: str, cases: dict, suffix: str) -> dict[str, Path]:
+    """Each case's generator writes its input once into a folder of its own: name -> path."""
+    folder = tmp_path_factory.mktemp(kind)
+    return {name: gen(folder / f"{name}{suffix}") for name, gen in cases.items()}

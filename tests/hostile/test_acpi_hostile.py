@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import run_fwinspect
+from tests.hostile.harness import build_inputs, run_fwinspect
 
 
 def _checksummed(sig: bytes, body: bytes, revision: int = 1) -> bytes:
@@ -96,8 +96,7 @@ def command(path: Path, mode: str) -> list:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("acpi")
-    return {name: gen(d / f"{name}.txt") for name, gen in CASES.items()}
+    return build_inputs(tmp_path_factory, "acpi", CASES, ".txt")
 
 
 @pytest.mark.parametrize("mode", list(MODES))

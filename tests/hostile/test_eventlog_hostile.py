@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import run_fwinspect
+from tests.hostile.harness import build_inputs, run_fwinspect
 
 EV_NO_ACTION, EV_POST_CODE, EV_EFI_VARIABLE_DRIVER_CONFIG = 3, 1, 0x80000001
 SHA256, SHA384 = 0x000B, 0x000C
@@ -98,8 +98,7 @@ def command(path: Path, mode: str) -> list:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("eventlog")
-    return {name: gen(d / f"{name}.bin") for name, gen in CASES.items()}
+    return build_inputs(tmp_path_factory, "eventlog", CASES, ".bin")
 
 
 @pytest.mark.parametrize("mode", list(MODES))

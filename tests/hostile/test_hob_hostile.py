@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import run_fwinspect
+from tests.hostile.harness import build_inputs, run_fwinspect
 
 MEMORY_ALLOCATION, RESOURCE_DESCRIPTOR, UNUSED, END = 2, 3, 0xFFFE, 0xFFFF
 SYSTEM_MEMORY, RESERVED = 0, 5
@@ -79,8 +79,7 @@ def command(path: Path, mode: str) -> list:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hob")
-    return {name: gen(d / f"{name}.bin") for name, gen in CASES.items()}
+    return build_inputs(tmp_path_factory, "hob", CASES, ".bin")
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import run_fwinspect
+from tests.hostile.harness import build_inputs, run_fwinspect
 
 P, RW, US, PS = 1, 2, 4, 0x80
 PAGE = 4096
@@ -102,8 +102,7 @@ def command(path: Path, mode: str) -> list:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pages")
-    return {name: gen(d / f"{name}.raw") for name, gen in CASES.items()}
+    return build_inputs(tmp_path_factory, "pages", CASES, ".raw")
 
 
 @pytest.mark.parametrize("mode", list(MODES))
