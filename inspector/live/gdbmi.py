@@ -378,29 +378,24 @@ class GdbTarget(Target):
         self._reader.join(1.0)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            if not self._dead:
-                if self._running:
-                    self.interrupt(2.0)
-                # gdb removes its breakpoints from the target at every stop; `disconnect` leaves
-                # QEMU paused where it is (unlike detach, which resumes it).
-                self._console("disconnect", 2.0)
-        except TargetError:
-            pass        # dead or wedged: nothing left to clean on the stub side
-        finally:
-            self._end_gdb()
+        # gdb removes its breakpoints from the target at every stop; `disconnect` leaves QEMU
+        # paused where it is (unlike detach, which resumes it).
+        self._leave(lambda: self._console("disconnect", 2.0))
 
     def detach(self) -> None:
+        self._leave(lambda: self._command("-target-detach", 2.0))
+
+    def _leave(self, last_word) -> None:
+        """Interrupt a running target, say `last_word` to the stub, then end gdb whatever happens
+        (a dead or wedged stub has nothing left to clean)."""
         if self._closed:
             return
         try:
             if not self._dead:
                 if self._running:
                     self.interrupt(2.0)
-                self._command("-target-detach", 2.0)
+                last_word()
         except TargetError:
-            pass        # already gone: detaching is moot
+            pass
         finally:
             self._end_gdb()
