@@ -213,6 +213,17 @@ def cmd_eventlog(args) -> int:
     return EXIT_PROBLEMS if failed else code
 
 
+# A DEBUG OVMF boot to the shell logs ~100 KB; 64 MiB is the largest input any command takes (README, "Budgets").
+MAX_LOG_FILE = 64 << 20
+
+
+def cmd_log(args) -> int:
+    from decoders.edk2log import decode_log
+
+    data = _read_file(args.file, MAX_LOG_FILE)
+    return _finish(decode_log(data, Path(args.file).name), args)
+
+
 def _open_dump(args):
     from inspector.dump import open_dump
 
@@ -405,6 +416,11 @@ def _args_eventlog(p) -> None:
     p.set_defaults(func=cmd_eventlog)
 
 
+def _args_log(p) -> None:
+    p.add_argument("file", help="an edk2 DEBUG log (QEMU -debugcon file:..., or a serial capture)")
+    p.set_defaults(func=cmd_log)
+
+
 def _dump_args(p) -> None:
     p.add_argument("dump", help="QEMU dump-guest-memory ELF, or a raw pmemsave file with --base")
     p.add_argument("--base", type=address, default=None, help="physical address of a raw file's first byte")
@@ -482,6 +498,8 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
              ("json", "fields")),
     "hob": ("decode a HOB list file (PI HOB list or TD HOB)", _args_hob, ("json", "fields")),
     "eventlog": ("decode a TCG or CC (TDX) event log; replay PCRs/RTMRs", _args_eventlog, ("json", "fields")),
+    "log": ("decode an edk2 DEBUG log: modules loaded (PEIMs, drivers) and memory facts", _args_log,
+            ("json", "fields")),
     "dump": ("find and decode the firmware's structures in a memory dump", _args_dump, ("json", "fields")),
     "pages": ("walk the page tables in a memory dump", _args_pages, ("json",)),
     "translate": ("translate a virtual address through a dump's page tables", _args_translate, ()),
@@ -492,7 +510,7 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "acpi", "dump", "pages", "translate"}
+ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
 
 EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
           "comparison failed; 2 usage errors or unreadable input; 3 an internal error")
