@@ -230,6 +230,8 @@ class WalkResult:
 
 
 def canonical(va: int, la57: bool) -> int:
+    """`va` with bit 47 (4-level) or bit 56 (5-level) copied into the bits above it (Intel SDM vol. 1
+    3.3.7.1): the VA a PML4E[256..511] or PML5E[256..511] maps."""
     top = 56 if la57 else 47
     return va | (-(1 << (top + 1)) & ((1 << 64) - 1)) if va >> top & 1 else va
 
@@ -615,8 +617,10 @@ def _key(r: Range) -> tuple:
 # still reached as decoders.paging.<name> (PEP 562 module __getattr__).
 _ELSEWHERE = {name: "paging_nodes" for name in (
     "mapping_node", "range_node", "page_tables_node", "summary_node", "iter_mapping_dicts", "mapping_titles",
-    "mapping_json_texts", "table_tree_node", "MAX_LEAF_FIELDS", "MAX_TREE_TABLES")}
-_ELSEWHERE.update(translate="paging_translate", VirtualMemory="paging_translate")
+    "mapping_json_texts", "table_tree_node", "MAX_LEAF_FIELDS", "MAX_TREE_TABLES", "cpu_paging_config",
+    "cpu_page_tables_node")}
+_ELSEWHERE.update({name: "paging_translate" for name in (
+    "translate", "VirtualMemory", "VirtualSpace", "virtual_space", "virtual_memory_node", "non_canonical", "va_bits")})
 
 
 def __getattr__(name: str):

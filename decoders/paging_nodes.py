@@ -12,7 +12,7 @@ from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 from decoders.paging import (A, D, G, LEAF_SIZES, LEVEL_NAMES, NX, P, PAGE, PAT_LARGE, PCD, PKEY_SHIFT, PS, PWT,
                              RW, US, Mapping, Mappings, PagingConfig, Range, WalkResult, canonical, leaf_mask,
-                             u64)
+                             u64, walk)
 
 
 # -- presentation ------------------------------------------------------------------------------
@@ -49,12 +49,17 @@ def range_node(r: Range) -> Node:
     n.add("Writable", r.writable)
     n.add("User", r.user)
     n.add("NX", r.nx)
-    if r.shared is not None:
-        n.add("Shared", r.shared)
-    if r.encrypted is not None:
-        n.add("Encrypted", r.encrypted)
+    _add_known(n, ("Shared", r.shared), ("Encrypted", r.encrypted))
     n.add("Leaves", r.pages)
     return n
+
+
+def _add_known(node: Node, *fields: tuple[str, object]) -> None:
+    """The fields only a TDX or SEV walk has (shared bit, C-bit and their per-range state): added
+    when known, left out (not shown as None) otherwise."""
+    for name, value in fields:
+        if value is not None:
+            node.add(name, value)
 
 
 def _size(n: int) -> str:
@@ -79,6 +84,31 @@ def page_tables_node(result: WalkResult, *, leaves: bool = False) -> Node:
     return root
 
 
+# Control-register bits that select the paging mode (Intel SDM vol. 3A 2.5 and 2.2.1; table 4-1).
+CR0_PG = 1 << 31
+CR4_PAE, CR4_LA57, CR4_PKE = 1 << 5, 1 << 12, 1 << 22
+EFER_LMA, EFER_NXE = 1 << 10, 1 << 11
+
+
+def cpu_paging_config(cr0: int, cr4: int, efer: int, **options) -> PagingConfig | None:
+    """The paging a CPU uses, from its registers, or None when it is not IA-32e paging: that needs
+    CR0.PG, CR4.PAE and EFER.LMA set (SDM vol. 3A 4.1.1, table 4-1), and then CR4.LA57 chooses
+    5-level over 4-level (SDM 4.5), EFER.NXE makes bit 63 XD (4.6) and CR4.PKE bits 62:59 a key."""
+    if not (cr0 & CR0_PG and cr4 & CR4_PAE and efer & EFER_LMA):
+        return None
+    return PagingConfig(la57=bool(cr4 & CR4_LA57), nxe=bool(efer & EFER_NXE), pke=bool(cr4 & CR4_PKE), **options)
+
+
+def cpu_page_tables_node(mem: Memory, cr0: int, cr3: int, cr4: int, efer: int) -> Node | None:
+    """The page tables a stopped CPU translates through: the walk of CR3 in the mode its registers
+    select (5-level with CR4.LA57) as a summary with its merged ranges; None before long mode (the
+    reset vector's real and 32-bit flat code run without IA-32e paging)."""
+    cfg = cpu_paging_config(cr0, cr4, efer)
+    if cfg is None:
+        return None
+    return page_tables_node(walk(mem, cr3, cfg))
+
+
 def summary_node(result: WalkResult, *, listed: str | None = None, limit: int | None = None) -> Node:
     """The walk without its leaves: configuration, counts and problems; with `listed` ("leaves" or
     "ranges") and `limit` (after scan()), the located problem saying where a listing of at most
@@ -89,10 +119,7 @@ def summary_node(result: WalkResult, *, listed: str | None = None, limit: int | 
     root.add("CR3", result.cr3)
     root.add("Levels", cfg.levels, display="5 (CR4.LA57)" if cfg.la57 else "4")
     root.add("MaxPhyAddr", cfg.maxphyaddr)
-    if cfg.shared_bit is not None:
-        root.add("TdxSharedBit", cfg.shared_bit)
-    if cfg.c_bit is not None:
-        root.add("SevCBit", cfg.c_bit)
+    _add_known(root, ("TdxSharedBit", cfg.shared_bit), ("SevCBit", cfg.c_bit))
     root.add("TablesRead", result.tables_read)
     root.add("Leaves", total, display=f"{total} ({counts[3]} x 1 GiB, {counts[2]} x 2 MiB, {counts[1]} x 4 KiB)")
     mapped = result.mapped_bytes

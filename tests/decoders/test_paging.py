@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -358,3 +359,161 @@ def test_problems_past_the_budget_end_in_one_count():
     assert [p.offset for p in r.problems[:5]] == [t.table(1) + 8 * i for i in range(5)]
     assert r.problems[-1].message == "27 more problems in the walk not listed; the budget is 5 problems"
     assert len(r.problems) == 6
+
+
+# -- 5-level paging: 57-bit addresses, both canonical halves (Intel SDM vol. 3A 4.5; vol. 1 3.3.7.1) --
+class CountingMemory(BytesMemory):
+    """BytesMemory that counts reads: a non-canonical address must read no table."""
+
+    reads = 0
+
+    def read(self, address: int, size: int) -> bytes:
+        self.reads += 1
+        return super().read(address, size)
+
+
+def chain(t: Tables, top: int, indexes: tuple[int, ...], leaf: int, tables: list[int]) -> None:
+    """Entries from table `top` down: entry indexes[0] of `top` points at tables[0], and so on; the
+    last index holds `leaf` (SDM 4.5: bits 51:12 the next table, P and R/W set)."""
+    for index, nxt in zip(indexes, tables):
+        t.set(top, index, nxt | P | RW)
+        top = nxt
+    t.set(top, indexes[-1], leaf)
+
+
+def five_level_tables() -> Tables:
+    """A PML5 (table 0) with four trees, built from the SDM 4.5 entry layouts:
+    - PML5E[1] PML4E[0] PDPTE[0]: 1 GiB page 0x40000000 at VA 0x0001000000000000, a lower-half
+      address above 2^48 (no 4-level VA reaches it);
+    - PML5E[255] PML4E[511] PDPTE[511] PDE[511] PTE[511]: page 0x7000 at 0x00FFFFFFFFFFF000, the
+      last page of the lower half;
+    - PML5E[256] PML4E[0] PDPTE[0] PDE[0] PTE[0]: page 0x8000 at 0xFF00000000000000, the first page
+      of the upper half (index 256 sets VA bit 56, copied into bits 63:57);
+    - PML5E[510] PML4E[3] PDPTE[5] PDE[7] PTE[9]: page 0xABC000 (accessed, dirty) at
+      0xFFFE018140E09000."""
+    t = Tables(15)
+    chain(t, t.table(0), (1, 0, 0), 0x40000000 | P | RW | PS, [t.table(1), t.table(2)])
+    chain(t, t.table(0), (255, 511, 511, 511, 511), 0x7000 | P | RW, [t.table(n) for n in (3, 4, 5, 6)])
+    chain(t, t.table(0), (256, 0, 0, 0, 0), 0x8000 | P | RW, [t.table(n) for n in (7, 8, 9, 10)])
+    chain(t, t.table(0), (510, 3, 5, 7, 9), 0xABC000 | P | RW | A | D, [t.table(n) for n in (11, 12, 13, 14)])
+    return t
+
+
+LA57 = PagingConfig(la57=True)
+
+
+def test_translate_reaches_the_upper_half_through_pml5_index_bits_56_48():
+    t = five_level_tables()
+    pa, steps = translate(t.memory(), t.table(0), 0xFFFE018140E09123, LA57)
+    assert pa == 0xABC123
+    assert steps == [f"PML5E[510] at 0x{t.table(0) + 510 * 8:x} = 0x{t.table(11) | P | RW:016x}",
+                     f"PML4E[3] at 0x{t.table(11) + 3 * 8:x} = 0x{t.table(12) | P | RW:016x}",
+                     f"PDPTE[5] at 0x{t.table(12) + 5 * 8:x} = 0x{t.table(13) | P | RW:016x}",
+                     f"PDE[7] at 0x{t.table(13) + 7 * 8:x} = 0x{t.table(14) | P | RW:016x}",
+                     f"PTE[9] at 0x{t.table(14) + 9 * 8:x} = 0x{0xABC000 | P | RW | A | D:016x}"]
+
+
+def test_translate_a_lower_half_address_above_2_48():
+    t = five_level_tables()
+    assert translate(t.memory(), t.table(0), 0x0001000000005678, LA57) == \
+        (0x40005678, [f"PML5E[1] at 0x{t.table(0) + 8:x} = 0x{t.table(1) | P | RW:016x}",
+                      f"PML4E[0] at 0x{t.table(1):x} = 0x{t.table(2) | P | RW:016x}",
+                      f"PDPTE[0] at 0x{t.table(2):x} = 0x{0x40000000 | P | RW | PS:016x}"])
+    # PML5E[2] is not present: an answer, not an error
+    assert translate(t.memory(), t.table(0), 0x0002000000000000, LA57) == \
+        (None, [f"PML5E[2] at 0x{t.table(0) + 16:x} = 0x0000000000000000", "not present"])
+
+
+@pytest.mark.parametrize("va, la57", [(0x0100000000000000, True), (0xFE00000000000000, True),
+                                      (0x0000800000000000, False), (0xFFFE018140E09123, False)])
+def test_a_non_canonical_address_reads_no_table_and_says_why(va, la57):
+    t = five_level_tables()
+    mem = CountingMemory(bytes(t.buf), BASE)
+    pa, steps = translate(mem, t.table(0), va, PagingConfig(la57=la57))
+    bits = 57 if la57 else 48
+    assert pa is None and mem.reads == 0
+    assert steps == [f"0x{va:016x} is not canonical for {5 if la57 else 4}-level paging: bits 63:{bits} must all "
+                     f"equal bit {bits - 1} (lower half 0x0-0x{(1 << (bits - 1)) - 1:x}, upper half from "
+                     f"0x{'ff00000000000000' if la57 else 'ffff800000000000'})"]
+
+
+def test_bit_47_is_an_ordinary_address_bit_with_la57():
+    # 0x0000800000000000 is non-canonical with 4-level paging, a lower-half address with 5-level:
+    # PML5E[0] (not present here), not a canonical-form refusal.
+    t = five_level_tables()
+    assert translate(t.memory(), t.table(0), 0x0000800000000000, LA57) == \
+        (None, [f"PML5E[0] at 0x{t.table(0):x} = 0x0000000000000000", "not present"])
+
+
+def test_five_level_leaves_as_qemu_info_tlb_prints_them():
+    # target/i386/monitor.c (QEMU 7.2) tlb_info_la57 -> print_pte: the VA sign-extended at bit 56
+    # (addr_canonical), the leaf's address, then the flags X G P D A C T U W.
+    t = five_level_tables()
+    r = walk(t.memory(), t.table(0), LA57)
+    lines = [f"{m.va:016x}: {m.pa:016x} {m.qemu_tlb_flags()}" for m in r.mappings]
+    assert lines == ["0001000000000000: 0000000040000000 --P-----W",
+                     "00fffffffffff000: 0000000000007000 --------W",
+                     "ff00000000000000: 0000000000008000 --------W",
+                     "fffe018140e09000: 0000000000abc000 ---DA---W"]
+    assert r.tables_read == 15 and not r.problems
+    # Each VA the walk lists translates, one address at a time, to the same page.
+    for m in r.mappings:
+        assert translate(t.memory(), t.table(0), m.va + 0x10, LA57)[0] == m.pa + 0x10
+
+
+def test_virtual_space_lays_out_both_canonical_halves_without_holding_them():
+    from decoders.paging_translate import VirtualSpace, virtual_space
+
+    t = five_level_tables()
+    page = {0x7000: b"\x11" * 0x1000, 0x8000: b"\x22" * 0x1000, 0xABC000: b"ABCD" * 0x400,
+            0x40000000: b"\x33" * 0x1000}
+    phys = paging_memory(t, page)
+    space = virtual_space(phys, t.table(0), LA57)
+    assert isinstance(space, VirtualSpace) and len(space.data) == 1 << 57 and space.base == 0
+    # offset = VA in the lower half; the upper half follows it from offset 2^56 (VA bit 56 sign-extended)
+    assert space.address_of(0x00FFFFFFFFFFF000) == 0x00FFFFFFFFFFF000
+    assert space.address_of(1 << 56) == 0xFF00000000000000
+    assert space.address_of((1 << 57) - 1) == 0xFFFFFFFFFFFFFFFF
+    assert space.offset_of(0xFFFE018140E09000) == 0x01FE018140E09000
+    assert space.offset_of(0x0100000000000000) is None and space.offset_of(0xFE00000000000000) is None
+    data = space.data
+    assert data[0x01FE018140E09000:0x01FE018140E09008] == b"ABCDABCD"
+    assert data[0x0001000000000000:0x0001000000000004] == b"\x33" * 4     # above 2^48, lower half
+    # A row across the middle: the lower half's last bytes, then the upper half's first ones.
+    assert data[(1 << 56) - 4:(1 << 56) + 4] == b"\x11" * 4 + b"\x22" * 4
+    assert data[0x1000:0x1010] == b""                                      # not mapped: blank
+    # 4-level: 2^48 offsets, the upper half from 2^47 = 0xFFFF800000000000
+    four = virtual_space(phys, t.table(0), PagingConfig())
+    assert len(four.data) == 1 << 48 and four.address_of(1 << 47) == 0xFFFF800000000000
+    assert four.offset_of(0xFFFF800000001000) == (1 << 47) + 0x1000 and four.offset_of(1 << 47) is None
+
+
+def paging_memory(t: Tables, pages: dict[int, bytes]):
+    from decoders.memory import RegionMemory
+
+    return RegionMemory([(BASE, bytes(t.buf)), *pages.items()])
+
+
+@pytest.mark.parametrize("cr0, cr4, efer, levels, nxe", [
+    (0x80000033, 0x1660, 0x500, 5, False),     # OVMF's SEC with LA57 (CR4 bit 12), EFER.NXE clear
+    (0x80010033, 0x1668, 0xD00, 5, True),      # its DXE: NXE (EFER bit 11) set
+    (0x80000033, 0x0660, 0xD00, 4, True),      # CR4.LA57 clear: 4-level
+    (0x00000033, 0x1660, 0x500, None, None),   # CR0.PG clear: no paging
+    (0x80000033, 0x1640, 0x500, None, None),   # CR4.PAE clear: not IA-32e paging
+    (0x80000033, 0x1660, 0x100, None, None),   # EFER.LMA clear (LME only): not IA-32e paging
+])
+def test_cpu_paging_config_from_registers(cr0, cr4, efer, levels, nxe):
+    cfg = paging.cpu_paging_config(cr0, cr4, efer)
+    if levels is None:
+        assert cfg is None
+    else:
+        assert (cfg.levels, cfg.nxe) == (levels, nxe)
+
+
+def test_cpu_page_tables_node_walks_5_level_with_la57():
+    t = five_level_tables()
+    node = paging.cpu_page_tables_node(t.memory(), 0x80000033, t.table(0), 0x1660, 0x500)
+    assert node.get("Levels") == 5 and node.get("Leaves") == 4 and node.get("TablesRead") == 15
+    assert [c.get("VirtualAddress") for c in node.children] == \
+        [0x0001000000000000, 0x00FFFFFFFFFFF000, 0xFF00000000000000, 0xFFFE018140E09000]
+    assert paging.cpu_page_tables_node(t.memory(), 0x33, t.table(0), 0x1660, 0x500) is None
