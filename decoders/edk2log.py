@@ -55,6 +55,8 @@ from .model import Node, Severity, Space
 MAX_LINE_BYTES = 4096
 # Events kept: a boot to the shell makes ~400. Past this they are counted only.
 MAX_EVENTS = 65_536
+# Module loads kept: a boot to the shell loads ~110 images.
+MAX_MODULES = 8192
 # Problems kept per decode (one per bad line): a person reads the first few; the rest are counted.
 MAX_NOTES = 256
 
@@ -165,6 +167,7 @@ class LogParser:
     overlong: int = 0
     malformed: int = 0
     events_dropped: int = 0
+    modules_dropped: int = 0
     notes: list[tuple[int, int, Severity, str]] = field(default_factory=list)   # (offset, line, sev, message)
     notes_dropped: int = 0
     modules: list[Module] = field(default_factory=list)
@@ -280,9 +283,13 @@ class LogParser:
             guid = None
             if self._guid is not None and self._guid[0] == kind.replace("-load", "-guid"):
                 guid = values["FileName"] = self._guid[1]
-            self.modules.append(Module(name, values["ImageBase"], values["EntryPoint"],
-                                       "pei" if kind == "peim-load" else "dxe", self.lines, offset, guid,
-                                       after_memory=self._after_memory or kind == "driver-load", line_size=size))
+            if len(self.modules) >= MAX_MODULES:
+                self.modules_dropped += 1
+            else:
+                self.modules.append(Module(name, values["ImageBase"], values["EntryPoint"],
+                                           "pei" if kind == "peim-load" else "dxe", self.lines, offset, guid,
+                                           after_memory=self._after_memory or kind == "driver-load",
+                                           line_size=size))
             self._guid = None
         elif kind == "dxe-core-load":
             prior = next((mod for mod in reversed(self.modules) if mod.base == values["ImageBase"]), None)
@@ -398,6 +405,8 @@ def attach_notes(node: Node, p: LogParser) -> None:
             node.problem(offset, message, severity)
     if p.notes_dropped:
         node.warn(None, f"{p.notes_dropped:,} more bad lines not listed (the first {MAX_NOTES} are)")
+    if p.modules_dropped:
+        node.warn(None, f"{p.modules_dropped:,} more module loads not kept; MAX_MODULES is {MAX_MODULES:,}")
     if p.events_dropped:
         node.warn(None, f"{p.events_dropped:,} more events not kept; MAX_EVENTS is {MAX_EVENTS:,}")
 

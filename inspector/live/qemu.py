@@ -240,11 +240,24 @@ class QemuProcess:
         except OSError:
             return ""
 
-    def debug_log(self) -> str:
+    def debug_log(self, max_bytes: int = 1 << 20) -> str:
+        """The debugcon text's last `max_bytes` (a runaway guest's log is never read whole)."""
         try:
-            return self.debugcon_path.read_text(errors="replace")
+            with open(self.debugcon_path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - max_bytes))
+                return f.read(max_bytes).decode("utf-8", errors="replace")
         except OSError:
             return ""
+
+    def read_debug_log(self, offset: int, size: int) -> bytes:
+        """At most `size` bytes of the debugcon file from `offset` (b"" before QEMU created it)."""
+        try:
+            with open(self.debugcon_path, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        except OSError:
+            return b""
 
     def hmp(self, command: str) -> str:
         """HMP through QMP: works while the guest runs (the gdbstub path needs it stopped)."""

@@ -28,6 +28,7 @@ from decoders.errors import DecodeError
 from decoders.memory import Unreadable
 from decoders.model import Node
 from inspector.live.copies import CopyFollower, Followed
+from inspector.live.debuglog import DebugLog
 from inspector.live.disasm import disassemble_at
 from inspector.live.handoffs import HandoffContext, decode_handoff
 from inspector.live.modules import ModuleTracker
@@ -70,6 +71,8 @@ class Session:
         self.modules = ModuleTracker(target, self.phys, image, self.boot, call_timeout)
         self.copies = CopyFollower(target, self.phys, self.boot, call_timeout, self.modules)
         self.decode_context = HandoffContext(self.phys, bytes(image.data[-16:]), self.boot, self.modules.dxe_tables)
+        # The guest's DEBUG log (debugcon), parsed as it grows, when we started QEMU and so have the file.
+        self.debug_log = DebugLog(qemu.read_debug_log) if qemu is not None and hasattr(qemu, "read_debug_log") else None
         self.index = -1
         self.dead: str | None = None
         self._stop: Stop | None = None
@@ -273,9 +276,25 @@ class Session:
                 stop.tree.append(sym)
                 stop.module = sym.title
         if self.qemu is not None:
-            stop.log = self.qemu.debug_log()[-MAX_LOG:]
+            stop.log = self.qemu.debug_log(MAX_LOG)[-MAX_LOG:]
+        if self.debug_log is not None:
+            self._debug_log_node(stop)
         self._stop, self._generation = stop, self.target.generation
         return stop
+
+    def _debug_log_node(self, stop: Stop) -> None:
+        """The "Debug log" node: the log up to this stop, cross-checked with what the session derived
+        without it (inspector/live/debuglog.py); a disagreement is a problem in the stop's tree."""
+        try:
+            self.debug_log.update()
+        except OSError as e:
+            stop.problems.append(f"reading the debug console log failed: {e}")
+            return
+        static = {start for start, _end, _name, _phase in self.boot.handoffs.ranges}
+        node = self.debug_log.node(stop.tree, self.images(), static)
+        if stop.tree is None:
+            stop.tree = Node("stop", f"stop at 0x{stop.linear_rip:x}")
+        stop.tree.append(node)
 
     @staticmethod
     def _decode(stop: Stop, what: str, decode) -> None:

@@ -71,6 +71,7 @@ class Stop:
             "disassembly": [{"address": a, "text": t} for a, t in self.disassembly],
             "tree": self.tree.to_json() if self.tree is not None else None,
             "problems": self.problems,
+            "log": self.log,
         }
 
 
