@@ -153,7 +153,16 @@ class NodeScreen(Screen):
             self.notify("the hex view has no bytes to go to", severity="warning")
             return None
         size = len(space.data)
-        if value < size:
+        offset_of = getattr(space, "offset_of", None)
+        if offset_of is not None:
+            # A space whose addresses are not base + offset (the two canonical halves of a virtual
+            # space, decoders/paging_translate.py VirtualSpace): it maps an address itself.
+            offset = offset_of(value)
+            if offset is None:
+                self.notify(f"0x{value:x} is not a canonical address of {space.name}", severity="error",
+                            markup=False)
+                return None
+        elif value < size:
             offset = value
         elif space.base is not None and space.base <= value < space.base + size:
             offset = value - space.base

@@ -110,7 +110,9 @@ class HexView(ScrollView, can_focus=True):
         size = 0 if data is None else len(data)
         self._offset_digits = _hex_digits(size - 1, 4)
         base = None if space is None else space.base
-        self._address_digits = 0 if base is None or data is None else _hex_digits(base + size - 1, 8)
+        # The widest address is the last offset's (a virtual space's upper half ends at 2^64 - 1).
+        self._address_digits = 0 if base is None or data is None else \
+            _hex_digits(space.address_of(max(size - 1, 0)), 8)
         width = len(self.message()) if data is None else self.row_width()
         self.virtual_size = Size(width, self.row_count)
         self._invalidate()
@@ -199,7 +201,7 @@ class HexView(ScrollView, can_focus=True):
         n = len(chunk)
         segments = [Segment(f"{start:0{self._offset_digits}x} ", st["offset"])]
         if self._address_digits:
-            segments.append(Segment(f"{self.space.base + start:0{self._address_digits}x} ", st["address"]))
+            segments.append(Segment(f"{self.space.address_of(start):0{self._address_digits}x} ", st["address"]))
         segments.append(Segment(" ", base))
 
         levels = [self._level(start + i) for i in range(n)]
