@@ -131,3 +131,36 @@ def uefiextract_report(image: Path, tmp: Path) -> list[ExtractRow]:
         rows.append(ExtractRow(typ, sub, None if base == "N/A" else int(base, 16), int(size, 16),
                                int(crc, 16), depth, name, text))
     return rows
+
+
+# The DEBUG OvmfPkgX64 build's .debug files, unpacked once (git-ignored: .cache/).
+DEBUG_SYMBOLS = ROOT / ".cache" / "debug-symbols"
+
+
+def debug_symbols() -> Path:
+    """The folder of .debug files that firmware("ovmf-debug/DEBUG.tar.xz") unpacks to (a flat
+    DEBUG/ folder), unpacked on first use into .cache/debug-symbols/. Safe under pytest-xdist: each
+    worker unpacks into its own temporary folder and renames it into place; the loser of the race
+    uses the winner's."""
+    import tarfile
+    import tempfile
+
+    done = DEBUG_SYMBOLS / "DEBUG"
+    if done.is_dir():
+        return done
+    archive = firmware("ovmf-debug/DEBUG.tar.xz")
+    DEBUG_SYMBOLS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="debug-symbols-", dir=DEBUG_SYMBOLS.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        if not (tmp / "DEBUG").is_dir():
+            pytest.fail(f"{archive} holds no DEBUG/ folder")
+        try:
+            os.rename(tmp, DEBUG_SYMBOLS)
+        except OSError:
+            if not done.is_dir():       # not another worker's win: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return done

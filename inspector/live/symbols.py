@@ -1,25 +1,34 @@
-"""Symbols for a live session from an edk2 build output (`--symbols BUILD_DIR`).
+"""Symbols for a live session from an edk2 build's .debug files (`--symbols DIR`).
 
-An edk2 GCC build leaves one ELF per module next to its .efi: BUILD_DIR/<target>/<arch>/.../DEBUG/
-<BaseName>.debug (BaseTools/Conf/build_rule.template: `$(DEBUG_DIR)(+)$(MODULE_NAME).debug`). GenFw
-turns that ELF into the PE the firmware loads; the code bytes keep their layout, so an address in a
-loaded image maps to the ELF by the .text sections: elf = RIP - (ImageBase + PE .text VirtualAddress)
-+ ELF .text sh_addr (the same anchor gdb's `add-symbol-file FILE TEXTADDR` uses, and edk2's
-BaseTools/Scripts/efi_debugging.py / efi_gdb.py emit). The module is found by its FFS UI name, which
-is the module's BASE_NAME in edk2's .inf files (the [Rule.*] sections of OvmfPkg/OvmfPkgX64.fdf
-write `UI STRING="$(MODULE_NAME)"`), so "BdsDxe" -> BdsDxe.debug.
+An edk2 GCC build leaves one ELF per module: Build/<Platform>/<TARGET>_<TOOLCHAIN>/<ARCH>/<path of
+the .inf>/<BaseName or FILE_GUID>/DEBUG/<BaseName>.debug (BaseTools/Conf/build_rule.template:
+`$(DEBUG_DIR)(+)$(MODULE_NAME).debug`), and a copy of each in <ARCH>/ itself, named
+<BaseName>_<FILE_GUID>.debug when one .inf is built under several FILE_GUIDs (UefiCpuPkg's CpuDxe
+and CpuMpPei in OvmfPkgX64.dsc). DIR may be that build folder (IA32 and X64 trees side by side in
+an Ia32X64 build), one <ARCH>/ folder, a flat folder of .debug files (what DEBUG.tar.xz unpacks to)
+or anything above a build folder (then searched for DEBUG/ folders).
 
-Which modules are loaded where is inspector/live/modules.py's business; this module only maps an
-address in a known image to its symbols.
+GenFw turns each ELF into the PE the firmware loads and keeps the code layout, so an address in a
+loaded image maps to the ELF by the .text sections: elf = RIP - (ImageBase + PE .text
+VirtualAddress) + ELF .text sh_addr (the anchor gdb's `add-symbol-file FILE TEXTADDR` uses, as edk2's
+BaseTools/Scripts/efi_gdb.py emits). The module is found by its FFS UI name, the BASE_NAME of its
+.inf ([Rule.*] sections of OvmfPkg/OvmfPkgX64.fdf write `UI STRING="$(MODULE_NAME)"`), among the
+files of the loaded PE's machine (PE/COFF Machine vs ELF e_machine), and then checked: the ELF's
+.text bytes must equal the loaded .text, but for spans that differ by exactly the load delta (the
+DIR64/HIGHLOW base relocations, PE/COFF spec 6.6). GCC5 edk2 .debug files carry a GNU build-id but
+GenFw's CodeView entry is an NB10 with no signature (only the .dll path), so the code itself is the
+only link between the two. A file that fails the check is "of another build": a problem on the
+symbol node and no symbols for that module, never wrong ones.
 
-pyelftools reads the symbol table (STT_FUNC: the function containing the address) and the DWARF
-line programs (file:line), both lazily and bounded. Nothing here talks to the target: the PE
-header is read through a Memory (decoders/memory.py).
+Which modules are loaded where is inspector/live/modules.py's business; the ELF reading is in
+elfdebug.py. Nothing here talks to the target: memory is read through a Memory (decoders/memory.py).
 """
 from __future__ import annotations
 
-import bisect
 import os
+import re
+import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,169 +36,320 @@ from decoders.errors import DecodeError, parse_at
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
 from decoders.pe import structs as PE
+from inspector.live.elfdebug import EM_386, EM_X86_64, ModuleSymbols, Symbolized
 
-# A full OVMF build has ~250 modules (x2 with IA32 and X64 trees); a directory with more .debug
-# files than this is not one build output.
+# A full OVMF build has ~250 modules (x2 with IA32 and X64 trees, x2 again counting the DEBUG/
+# copies); a directory with more .debug files than this is not one build output.
 MAX_DEBUG_FILES = 8192
-# Directories walked looking for DEBUG/ folders (the Build tree is a few thousand deep at most).
+# Directories walked looking for DEBUG/ folders (one platform's Build tree has ~3 k).
 MAX_WALK_DIRS = 200_000
-# Rows kept from DWARF line programs of one module (DxeCore has ~60 k) and functions per module.
-MAX_LINE_ROWS = 1 << 20
-MAX_FUNCTIONS = 1 << 18
 # PE headers read from a loaded image: DOS + NT headers + section table fit in the first 4 KiB
 # (GenFw's PE header size is 0x240 or one page).
 PE_HEADER_BYTES = 0x1000
 MAX_SECTIONS = 96
+# .text compared between the ELF and the loaded image: the whole of it up to this (DxeCore's is
+# 147 KiB; the largest OVMF module, the Shell, ~1 MiB).
+MAX_VERIFY_BYTES = 4 << 20
+# Bytes that may differ beyond relocation fixups before a file is "of another build": none in the
+# 122 modules of the DEBUG OvmfPkgX64 build checked here; a little room for a code patch at run time.
+MAX_UNEXPLAINED = 16
+# PE Machine (PE/COFF spec 3.3.1) -> ELF e_machine (gABI).
+PE_TO_ELF_MACHINE = {0x8664: EM_X86_64, 0x14C: EM_386, 0xAA64: 183, 0x5064: 243}
+ARCH_DIRS = {"X64": EM_X86_64, "IA32": EM_386, "AARCH64": 183, "RISCV64": 243, "ARM": 40, "LOONGARCH64": 258}
+GUID_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<guid>[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                         r"[0-9A-Fa-f]{12})$")
 
 
 @dataclass
-class Symbolized:
-    """Where an address is in a module's source."""
+class DebugFile:
+    """One .debug file of the index: the module's BASE_NAME, the FILE_GUID when the path names it,
+    the architecture when the path names it (an <ARCH>/ folder)."""
 
-    function: str | None
-    function_offset: int | None
-    file: str | None
-    line: int | None
-    elf_address: int
-
-    def text(self) -> str:
-        where = f"{self.function}+0x{self.function_offset:x}" if self.function else f"0x{self.elf_address:x}"
-        if self.file:
-            where += f" at {self.file}:{self.line}"
-        return where
+    name: str
+    path: Path
+    guid: uuid.UUID | None = None
+    machine: int | None = None
 
 
-class ModuleSymbols:
-    """One module's .debug ELF: functions and line table, read on first use."""
+@dataclass
+class PeInfo:
+    """What the PE header of a loaded image says: Machine and the .text section."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._functions: list[tuple[int, int, str]] | None = None
-        self._starts: list[int] = []
-        self._lines: list[tuple[int, str, int]] | None = None
-        self._line_addrs: list[int] = []
-        self.text_address: int | None = None
-        self.problems: list[str] = []
+    machine: int
+    text_rva: int
+    text_size: int
+    image_base: int             # the linked ImageBase of the optional header (before relocation)
 
-    def _load(self) -> None:
-        if self._functions is not None:
-            return
-        from elftools.common.exceptions import ELFError, DWARFError
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
-        self._functions, self._lines = [], []
-        try:
-            with open(self.path, "rb") as f:
-                elf = ELFFile(f)
-                text = elf.get_section_by_name(".text")
-                self.text_address = text["sh_addr"] if text is not None else None
-                for sec in elf.iter_sections():
-                    if not isinstance(sec, SymbolTableSection):
-                        continue
-                    for sym in sec.iter_symbols():
-                        if len(self._functions) >= MAX_FUNCTIONS:
-                            self.problems.append(f"more than {MAX_FUNCTIONS} functions: the rest ignored")
-                            break
-                        if sym["st_info"]["type"] == "STT_FUNC" and sym["st_shndx"] != "SHN_UNDEF" and sym.name:
-                            self._functions.append((sym["st_value"], sym["st_size"], sym.name))
-                if elf.has_dwarf_info():
-                    self._read_lines(elf.get_dwarf_info())
-        except (OSError, ELFError, DWARFError, DecodeError, ValueError) as e:
-            self.problems.append(f"{self.path}: {e}")
-        self._functions.sort()
-        self._starts = [a for a, _, _ in self._functions]
-        self._lines.sort()
-        self._line_addrs = [a for a, _, _ in self._lines]
 
-    def _read_lines(self, dwarf) -> None:
-        for cu in dwarf.iter_CUs():
-            prog = dwarf.line_program_for_CU(cu)
-            if prog is None:
-                continue
-            header = prog.header
-            names = header["file_entry"]
-            # DWARF 5 numbers files from 0, earlier versions from 1 (DWARF 5 6.2.4 item 20).
-            first = 0 if header["version"] >= 5 else 1
-            for entry in prog.get_entries():
-                st = entry.state
-                if st is None or st.end_sequence:
-                    continue
-                if len(self._lines) >= MAX_LINE_ROWS:
-                    self.problems.append(f"more than {MAX_LINE_ROWS} line rows: the rest ignored")
-                    return
-                i = st.file - first
-                name = names[i].name.decode("utf-8", "replace") if 0 <= i < len(names) else "?"
-                self._lines.append((st.address, name, st.line))
+@dataclass
+class Resolved:
+    """The .debug file that matches a loaded image, or why none does."""
 
-    def lookup(self, elf_address: int) -> Symbolized:
-        self._load()
-        func = off = None
-        i = bisect.bisect_right(self._starts, elf_address) - 1
-        if i >= 0:
-            start, size, name = self._functions[i]
-            if elf_address < start + max(size, 1):
-                func, off = name, elf_address - start
-        file = line = None
-        j = bisect.bisect_right(self._line_addrs, elf_address) - 1
-        if j >= 0 and (func is None or self._line_addrs[j] >= self._starts[i]):
-            _, file, line = self._lines[j]
-        return Symbolized(func, off, file, line, elf_address)
+    symbols: ModuleSymbols | None
+    pe: PeInfo | None
+    problems: list[str]
+    notes: list[str]
+
+
+def _arch_of(parts: tuple[str, ...]) -> int | None:
+    for p in reversed(parts):
+        if p in ARCH_DIRS:
+            return ARCH_DIRS[p]
+    return None
+
+
+def _guid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 class SymbolIndex:
-    """The .debug files of a build directory, by module name (file stem)."""
+    """The .debug files under a directory, by module name; each file read on first use."""
 
     def __init__(self, build_dir: str | Path):
         self.root = Path(build_dir)
-        self.files: dict[str, Path] = {}
+        self.files: dict[str, list[DebugFile]] = {}
         self.problems: list[str] = []
-        self._modules: dict[str, ModuleSymbols] = {}
+        self.layout = "none"
+        self._modules: dict[Path, ModuleSymbols] = {}
+        self._resolved: dict[tuple, Resolved] = {}
+        self._names: dict[str, set[str]] | None = None
+        self._count = 0
+        flat = self._flat_files(self.root)
+        if flat:
+            self.layout = "flat"
+            self._add_flat(self.root, flat)
+            return
+        arch_dirs = [self.root / a for a in ARCH_DIRS if (self.root / a).is_dir()]
+        found = False
+        for d in arch_dirs:
+            names = self._flat_files(d)
+            if names:
+                found = True
+                self._add_flat(d, names)
+        if found:
+            self.layout = "build"
+            return
+        self.layout = "tree"
+        self._walk()
+
+    @staticmethod
+    def _flat_files(d: Path) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(d) if n.endswith(".debug"))
+        except OSError:
+            return []
+
+    def _add(self, f: DebugFile) -> bool:
+        if self._count >= MAX_DEBUG_FILES:
+            self.problems.append(f"more than {MAX_DEBUG_FILES} .debug files under {self.root}: the rest ignored")
+            return False
+        self._count += 1
+        self.files.setdefault(f.name, []).append(f)
+        return True
+
+    def _add_flat(self, d: Path, names: list[str]) -> None:
+        machine = _arch_of(d.resolve().parts) if d.name in ARCH_DIRS else None
+        for n in names:
+            stem = n[:-len(".debug")]
+            m = GUID_SUFFIX.match(stem)
+            name, guid = (m["name"], _guid(m["guid"])) if m else (stem, None)
+            if not self._add(DebugFile(name, d / n, guid, machine)):
+                return
+
+    def _walk(self) -> None:
         dirs = 0
         for top, subdirs, names in os.walk(self.root):
+            subdirs.sort()
             dirs += 1
             if dirs > MAX_WALK_DIRS:
-                self.problems.append(f"stopped after {MAX_WALK_DIRS} directories")
-                break
-            if Path(top).name != "DEBUG":
+                self.problems.append(f"stopped after {MAX_WALK_DIRS} directories under {self.root}")
+                return
+            here = Path(top)
+            if here.name != "DEBUG":
                 continue
+            parts = here.parts
+            guid = _guid(here.parent.name)
             for n in sorted(names):
-                if n.endswith(".debug"):
-                    if len(self.files) >= MAX_DEBUG_FILES:
-                        self.problems.append(f"more than {MAX_DEBUG_FILES} .debug files: the rest ignored")
-                        return
-                    # The first one wins; X64 and IA32 trees both hold e.g. PcdPeim.debug.
-                    self.files.setdefault(n[:-len(".debug")], Path(top) / n)
+                if n.endswith(".debug") and not self._add(
+                        DebugFile(n[:-len(".debug")], here / n, guid, _arch_of(parts))):
+                    return
+
+    # ---- modules ----------------------------------------------------------------------------------
+    def _symbols(self, f: DebugFile) -> ModuleSymbols:
+        if f.path not in self._modules:
+            self._modules[f.path] = ModuleSymbols(f.path)
+        return self._modules[f.path]
 
     def module(self, name: str | None) -> ModuleSymbols | None:
+        """The first .debug file named for module `name` (unchecked: resolve() checks the code)."""
         if not name or name not in self.files:
             return None
-        if name not in self._modules:
-            self._modules[name] = ModuleSymbols(self.files[name])
-        return self._modules[name]
+        return self._symbols(self.files[name][0])
+
+    def candidates(self, name: str, guid: uuid.UUID | None = None, machine: int | None = None) -> list[DebugFile]:
+        """The files for module `name`: those of the PE's machine (by the <ARCH>/ folder, else the
+        ELF header), the ones naming this FILE_GUID first."""
+        out = []
+        want = PE_TO_ELF_MACHINE.get(machine) if machine is not None else None
+        for f in self.files.get(name, []):
+            if want is not None:
+                m = f.machine
+                if m is None:
+                    s = self._symbols(f)
+                    s.header()
+                    m = s.machine
+                if m is not None and m != want:
+                    continue
+            out.append(f)
+        out.sort(key=lambda f: 0 if guid is not None and f.guid == guid else 1 if f.guid is None else 2)
+        return out
+
+    def resolve(self, name: str, guid: uuid.UUID | None, mem: Memory, base: int) -> Resolved:
+        """The .debug file whose code is the image loaded at `base` (cached per base and name)."""
+        key = (name, guid, base)
+        if key in self._resolved:
+            return self._resolved[key]
+        r = self._resolve(name, guid, mem, base)
+        self._resolved[key] = r
+        return r
+
+    def _resolve(self, name, guid, mem, base) -> Resolved:
+        pe = pe_info(mem, base)
+        if name not in self.files:
+            return Resolved(None, pe, [], [f"no {name}.debug in {self.root}"])
+        if pe is None:
+            return Resolved(None, None, [f"no PE header with a .text section readable at 0x{base:x}: "
+                                         f"{name}'s symbols cannot be placed"], [])
+        cands = self.candidates(name, guid, pe.machine)
+        if not cands:
+            return Resolved(None, pe, [f"no {name}.debug for PE Machine 0x{pe.machine:x} in {self.root}"], [])
+        problems = []
+        try:
+            loaded = mem.read(base + pe.text_rva, min(pe.text_size, MAX_VERIFY_BYTES))
+        except Unreadable as e:
+            return Resolved(None, pe, [f"{name}'s .text unreadable at 0x{base + pe.text_rva:x}: {e}"], [])
+        for f in cands:
+            syms = self._symbols(f)
+            why = code_mismatch(syms, loaded, base + pe.text_rva, pe)
+            if why is None:
+                notes = [p for p in problems]
+                return Resolved(syms, pe, [], notes)
+            problems.append(f"{f.path}: {why}")
+        return Resolved(None, pe, problems, [])
+
+    def forget(self, base: int) -> None:
+        """Drop what was decided about the image at `base` (a new image was loaded there)."""
+        for key in [k for k in self._resolved if k[2] == base]:
+            del self._resolved[key]
+
+    # ---- names ------------------------------------------------------------------------------------
+    def modules_with(self, function: str) -> list[str]:
+        """Module names whose symbol table has `function`: a lazy index of the symbol tables alone
+        (no DWARF), built on the first call."""
+        if self._names is None:
+            self._names = {}
+            for name, files in self.files.items():
+                for f in files:
+                    for fn in self._symbols(f).function_names():
+                        self._names.setdefault(fn, set()).add(name)
+        return sorted(self._names.get(function, ()))
 
 
-def pe_text_rva(mem: Memory, image_base: int) -> int | None:
-    """The .text section's VirtualAddress from the PE header of the image loaded at image_base
-    (PeImage.h: DOS header e_lfanew -> "PE\\0\\0", EFI_IMAGE_FILE_HEADER, optional header, sections)."""
+def code_mismatch(syms: ModuleSymbols, loaded: bytes, text_va: int, pe: PeInfo) -> str | None:
+    """None when the ELF's .text is the loaded .text (at linear `text_va`), else why not. Bytes may
+    differ only in pointer-sized spans whose values differ by the load delta (base relocations of
+    type DIR64 for PE32+, HIGHLOW for PE32: PE/COFF spec 6.6.2), plus MAX_UNEXPLAINED others."""
+    if not syms.header():
+        return "; ".join(syms.problems) or "not readable"
+    elf = syms.text_bytes()
+    if not elf:
+        return "; ".join(syms.problems) or "empty .text"
+    if len(elf) > pe.text_size:
+        return (f"its .text (0x{len(elf):x} bytes) is larger than the loaded PE's (0x{pe.text_size:x}): "
+                "of another build")
+    n = min(len(elf), len(loaded))
+    if elf[:n] == loaded[:n]:
+        return None
+    width = 8 if syms.elf_class == 2 else 4
+    mask = (1 << (8 * width)) - 1
+    delta = (text_va - syms.text.addr) & mask
+    unexplained = 0
+    i = 0
+    chunk = 256
+    while i < n:
+        j = min(n, i + chunk)
+        if elf[i:j] == loaded[i:j]:
+            i = j
+            continue
+        k = i
+        while k < j:
+            if elf[k] == loaded[k]:
+                k += 1
+                continue
+            # A fixup covering byte k: a width-byte span starting at most width-1 before it.
+            for s in range(max(0, k - width + 1), min(k, n - width) + 1):
+                a = int.from_bytes(elf[s:s + width], "little")
+                b = int.from_bytes(loaded[s:s + width], "little")
+                if (b - a) & mask == delta and delta:
+                    k = s + width
+                    break
+            else:
+                unexplained += 1
+                if unexplained > MAX_UNEXPLAINED:
+                    return (f"its .text differs from the loaded image's at +0x{k:x} (and more) beyond "
+                            "relocation fixups: of another build")
+                k += 1
+        i = max(j, k)
+    return None
+
+
+def pe_info(mem: Memory, image_base: int) -> PeInfo | None:
+    """Machine and the .text section of the PE image loaded at image_base (MdePkg/Include/
+    IndustryStandard/PeImage.h: DOS header e_lfanew -> "PE\\0\\0", EFI_IMAGE_FILE_HEADER, optional
+    header, section table). None when there is no such header or no .text."""
     try:
         raw = mem.read(image_base, PE_HEADER_BYTES)
+    except Unreadable:
+        try:
+            raw = mem.read(image_base, 0x400)
+        except Unreadable:
+            return None
+    try:
         dos = parse_at(PE.EFI_IMAGE_DOS_HEADER, raw, 0)
         if dos.e_magic != PE.EFI_IMAGE_DOS_SIGNATURE or dos.e_lfanew + 24 > len(raw):
             return None
         if int.from_bytes(raw[dos.e_lfanew:dos.e_lfanew + 4], "little") != PE.EFI_IMAGE_NT_SIGNATURE:
             return None
         fh = parse_at(PE.EFI_IMAGE_FILE_HEADER, raw, dos.e_lfanew + 4)
-        at = dos.e_lfanew + 24 + fh.SizeOfOptionalHeader
-        for i in range(min(fh.NumberOfSections, MAX_SECTIONS)):
+        opt = dos.e_lfanew + 24
+        magic = int.from_bytes(raw[opt:opt + 2], "little")
+        # ImageBase: PE32+ (0x20b) 8 bytes at +24, PE32 (0x10b) 4 bytes at +28 (PE/COFF spec 3.4.2).
+        if magic == 0x20B and opt + 32 <= len(raw):
+            linked = struct.unpack_from("<Q", raw, opt + 24)[0]
+        elif opt + 32 <= len(raw):
+            linked = struct.unpack_from("<I", raw, opt + 28)[0]
+        else:
+            return None
+        at = opt + fh.SizeOfOptionalHeader
+        for _ in range(min(fh.NumberOfSections, MAX_SECTIONS)):
             if at + PE.EFI_IMAGE_SIZEOF_SECTION_HEADER > len(raw):
                 return None
             sh = parse_at(PE.EFI_IMAGE_SECTION_HEADER, raw, at)
             if sh.Name.rstrip(b"\0") == b".text":
-                return sh.VirtualAddress
+                return PeInfo(fh.Machine, sh.VirtualAddress, sh.VirtualSize or sh.SizeOfRawData, linked)
             at += PE.EFI_IMAGE_SIZEOF_SECTION_HEADER
-    except (Unreadable, DecodeError):
+    except DecodeError:
         return None
     return None
+
+
+def pe_text_rva(mem: Memory, image_base: int) -> int | None:
+    """The .text section's VirtualAddress of the PE image loaded at image_base."""
+    info = pe_info(mem, image_base)
+    return info.text_rva if info is not None else None
 
 
 @dataclass
@@ -197,10 +357,13 @@ class LoadedModule:
     name: str
     base: int
     size: int
+    guid: uuid.UUID | None = None
 
 
 def symbolize(index: SymbolIndex, images: list[LoadedModule], mem: Memory, pc: int) -> Node | None:
-    """A "symbol" node for `pc`: module, function and line, or None when pc is in no loaded image."""
+    """A "symbol" node for `pc`: module, function and line, or None when pc is in no loaded image.
+    File and Line are absent when no line-table row covers pc; a .debug file that does not match
+    the loaded code gives a problem and no symbols."""
     img = next((m for m in images if m.base <= pc < m.base + m.size), None)
     if img is None:
         return None
@@ -208,21 +371,20 @@ def symbolize(index: SymbolIndex, images: list[LoadedModule], mem: Memory, pc: i
     node.add("Module", img.name)
     node.add("ImageBase", img.base, display=f"0x{img.base:x}")
     node.add("ImageOffset", pc - img.base, display=f"0x{pc - img.base:x}")
-    syms = index.module(img.name)
-    if syms is None:
-        node.note(None, f"no {img.name}.debug under {index.root}")
+    r = index.resolve(img.name, img.guid, mem, img.base)
+    for p in r.problems:
+        node.warn(None, p)
+    if r.symbols is None:
+        for n in r.notes:
+            node.note(None, n)
         return node
-    rva = pe_text_rva(mem, img.base)
-    syms._load()
-    if rva is None or syms.text_address is None:
-        node.warn(None, "no .text section in the loaded PE header or the ELF; using the image offset")
-        elf = pc - img.base
-    else:
-        elf = pc - (img.base + rva) + syms.text_address
+    syms, pe = r.symbols, r.pe
+    elf = pc - (img.base + pe.text_rva) + syms.text.addr
     s = syms.lookup(elf)
     node.add("DebugFile", str(syms.path))
     node.add("ElfAddress", elf, display=f"0x{elf:x}")
-    node.add("Function", s.function, display=f"{s.function}+0x{s.function_offset:x}" if s.function else "?")
+    node.add("Function", s.function, display=(f"{s.function}+0x{s.function_offset:x}" if s.function_offset
+                                              else s.function) if s.function else "?")
     if s.file:
         node.add("File", s.file)
         node.add("Line", s.line)
@@ -233,20 +395,22 @@ def symbolize(index: SymbolIndex, images: list[LoadedModule], mem: Memory, pc: i
 
 
 def gdb_script(index: SymbolIndex | None, images: list[LoadedModule], mem: Memory) -> str:
-    """`add-symbol-file FILE TEXTADDR` for each loaded image with a .debug file, TEXTADDR = ImageBase +
-    the .text VirtualAddress of its PE header in memory (as edk2's efi_gdb.py does). Without an
-    index every image gets a line naming `<UI name>.debug`, for the user's own build tree."""
+    """`add-symbol-file FILE TEXTADDR` for each loaded image with a matching .debug file, TEXTADDR =
+    ImageBase + the .text VirtualAddress of its PE header in memory (as edk2's efi_gdb.py does).
+    Without an index every image gets a line naming `<UI name>.debug`, for the user's own build."""
     where = index.root if index is not None else "(no --symbols: paths are <module>.debug)"
     lines = [f"# fwinspect: symbols for {len(images)} loaded images from {where}"]
     for m in sorted(images, key=lambda m: m.base):
         if index is not None:
-            syms = index.module(m.name)
-            if syms is None:
+            if m.name not in index.files:
                 continue
-            path = str(syms.path)
+            r = index.resolve(m.name, m.guid, mem, m.base)
+            if r.symbols is None:
+                lines.append(f"# {m.name} at 0x{m.base:x}: " + "; ".join(r.problems or r.notes))
+                continue
+            path, rva = str(r.symbols.path), r.pe.text_rva
         else:
-            path = f"{m.name}.debug"
-        rva = pe_text_rva(mem, m.base)
+            path, rva = f"{m.name}.debug", pe_text_rva(mem, m.base)
         if rva is None:
             lines.append(f"# {m.name} at 0x{m.base:x}: no PE .text section readable")
             continue
@@ -254,4 +418,5 @@ def gdb_script(index: SymbolIndex | None, images: list[LoadedModule], mem: Memor
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ModuleSymbols", "SymbolIndex", "Symbolized", "LoadedModule", "pe_text_rva", "symbolize", "gdb_script"]
+__all__ = ["ModuleSymbols", "SymbolIndex", "Symbolized", "LoadedModule", "DebugFile", "PeInfo", "Resolved",
+           "pe_info", "pe_text_rva", "code_mismatch", "symbolize", "gdb_script"]
