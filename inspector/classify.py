@@ -17,13 +17,13 @@ PEIFV = uuid.UUID("6938079b-b503-4e3d-9d24-b28337a25806")       # OvmfPkgX64.fdf
 DXE_CORE = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")    # MdeModulePkg/Core/Dxe/DxeMain.inf
 FILE_TYPES = {0x03: "SEC_CORE", 0x04: "PEI_CORE", 0x05: "DXE_CORE", 0x0D: "MM_CORE"}
 MACHINES = {0x014C: "IA32", 0x8664: "X64", 0xAA64: "AARCH64", 0x0EBC: "EBC"}
-# UI names that tell a build apart (OvmfPkg/*.fdf): measured boot, SMM, Secure Boot, TDX Config-B.
+# UI names that tell a build apart (OvmfPkg/*.fdf): measured boot, SMM, Secure Boot, TDX. (Config-B's
+# PeilessStartupLib is a library linked into SEC, not a file: Config-B shows as the absence of PEI.)
 TELLTALE_MODULES = {
     "TdTcg2Dxe": "TDX measured boot (RTMR/CCEL)",
     "Tcg2Dxe": "TPM 2.0 measured boot",
     "PiSmmCore": "SMM",
     "SecureBootConfigDxe": "Secure Boot configuration",
-    "PeilessStartupLib": "TDX Config-B (PEI-less)",
     "AmdSevDxe": "AMD SEV",
     "TdxDxe": "TDX",
 }
@@ -93,7 +93,11 @@ def classify(root: Node, image_size: int) -> Node:
 
     tdx = next(root.find("tdx-metadata"), None)
     if tdx is not None:
-        flavour = "Config-A (PEI present)" if has_peifv else "Config-B (PEI-less)" if code else "unknown"
+        # OvmfPkg/IntelTdx/README.md: Config-A (OvmfPkgX64.dsc) keeps PEI; Config-B
+        # (IntelTdx/IntelTdxX64.fdf) has no PEIFV, its SEC hands off to the DXE core (PeilessStartup).
+        has_pei = has_peifv or "PEI_CORE" in cores
+        flavour = ("Config-A (PEI present)" if has_pei else
+                   "Config-B (PEI-less: no PEIFV, no PEI_CORE file)" if code else "unknown")
         info.add("TDX", True, display=f"TDX metadata present; {flavour}")
         layout_note = tdx.get("ImageLayout")
         if layout_note:

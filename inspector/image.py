@@ -1,7 +1,8 @@
 """The image source: a flash device file decoded into one Node tree.
 
 Puts together the flash layout (decoders.fd), the OVMF reset-vector table with its TDX/SEV
-metadata (decoders.ovmf) and a summary of what kind of image it is (inspector.classify).
+metadata (decoders.ovmf) and a summary of what kind of image it is (inspector.classify), with the
+boot's handoffs the image has (inspector.bootphases: its "Boot phases" child).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from decoders import budget
 from decoders.fd import decode_image
 from decoders.model import Node
 from decoders.ovmf.resetvector import decode_reset_vector_table
+from inspector.bootphases import boot_phases_node, scan
 from inspector.classify import classify
 from inspector.imagefile import EarlyLzma, ImageError, read_image  # noqa: F401 (ImageError: callers catch it here)
 
@@ -40,5 +42,8 @@ def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | N
         if table is not None:
             root.append(table)
         info = classify(root, len(data))
+        # From the tree just decoded (one walk, nothing decoded again): which handoffs this image
+        # has and where each entry is known; PEI-less images (TDVF Config-B) say so here.
+        info.append(boot_phases_node(scan(root, len(data))))
     root.children.insert(0, info)
     return LoadedImage(p, data, root, table, info)

@@ -15,8 +15,10 @@ Nothing here is hard-coded per edk2 version:
   on the entry bytes of the module's known copy fires when the loader copies it; the copy's PE
   header is then found near a register, and a breakpoint goes on the copy's entry.
 
-TDVF Config-B has no PEIFV (SEC -> PeilessStartup -> DxeCore, OvmfPkg/IntelTdx/Sec/SecMain.c):
-pei-core and dxe-ipl are then simply absent from the handoff list.
+TDVF Config-B has no PEIFV (SEC -> PeilessStartup -> DxeCore, OvmfPkg/IntelTdx/Sec/SecMain.c,
+OvmfPkg/Library/PeilessStartupLib/DxeLoad.c): pei-core and dxe-ipl are then absent from the handoff
+list. Which files are the handoff modules comes from inspector.bootphases.scan (one pass over the
+tree, shared with the image summary's "Boot phases").
 """
 from __future__ import annotations
 
@@ -25,21 +27,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from decoders.model import Node
+from inspector import bootphases
+# The reset vector, FFS file types, FV names and module FILE_GUIDs have one definition, in
+# inspector.bootphases (each with its source there); re-exported for the live package.
+from inspector.bootphases import (BDS_DXE_GUID, DXE_CORE_GUID, DXE_IPL_GUID, DXEFV_GUID,  # noqa: F401
+                                  FFS_DXE_CORE, FFS_PEI_CORE, FFS_RAW, FFS_SECURITY_CORE, FOUR_GIB,
+                                  PEIFV_GUID, RESET_VECTOR, RESET_VECTOR_GUID)
 from inspector.live.session_api import PHASES, Mode, Phase
 
-RESET_VECTOR = 0xFFFFFFF0
-FOUR_GIB = 1 << 32
-
-# FFS file types (PI vol. 3, 2.1.4.1; MdePkg/Include/Pi/PiFirmwareFile.h).
-FFS_RAW, FFS_SECURITY_CORE, FFS_PEI_CORE, FFS_DXE_CORE, FFS_PEIM = 0x01, 0x03, 0x04, 0x05, 0x06
-# FV names (OvmfPkg/OvmfPkgX64.fdf) and module file GUIDs (their .inf FILE_GUID).
-PEIFV_GUID = uuid.UUID("6938079b-b503-4e3d-9d24-b28337a25806")
-DXEFV_GUID = uuid.UUID("7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1")
-DXE_IPL_GUID = uuid.UUID("86d70125-baa3-4296-a62f-602bebbb9081")     # MdeModulePkg/Core/DxeIplPeim
-DXE_CORE_GUID = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")    # MdeModulePkg/Core/Dxe/DxeMain.inf
-BDS_DXE_GUID = uuid.UUID("6d33944a-ec75-4855-a54d-809c75241f6c")     # MdeModulePkg/Universal/BdsDxe
-# OvmfPkg/ResetVector/ResetVector.inf FILE_GUID: the raw file at the top of SECFV.
-RESET_VECTOR_GUID = uuid.UUID("1ba0062e-c779-4582-8566-336ae8f78f09")
+FFS_PEIM = 0x06               # PI vol. 3, 2.1.4.1 (MdePkg/Include/Pi/PiFirmwareFile.h)
 
 # Bytes of the PE header used to recognise a copy of a module in RAM: from "PE\0\0" through
 # BaseOfCode (COFF header 20 + the first 24 optional-header bytes: sizes, AddressOfEntryPoint).
@@ -160,65 +156,56 @@ def _module(ffs: Node, pe: Node, phase: Phase, fv: Node | None) -> Module | None
                   pe.get("Machine") or 0)
 
 
-def _containing_fv(root: Node, node: Node) -> Node | None:
-    fvs = [n for n in root.walk() if n.kind == "fv" and n.space is node.space
-           and n.offset <= node.offset < n.offset + n.size]
-    return min(fvs, key=lambda n: n.size) if fvs else None
-
-
 def compute_handoffs(root: Node, image_size: int) -> Handoffs:
-    """Handoff points of an image's Node tree (inspector.image.load_image(...).root)."""
+    """Handoff points of an image's Node tree (inspector.image.load_image(...).root), from one pass
+    over it (inspector.bootphases.scan: each FFS file with the volume holding it)."""
+    found = bootphases.scan(root, image_size)
     h = Handoffs(image_size)
-    flash_space = root.space
-    for ffs in root.find("ffs"):
-        pe = next((c for c in ffs.walk() if c.kind == "pe"), None)
-        ftype, name = ffs.get("Type"), ffs.get("Name")
-        fv = _containing_fv(root, ffs)
-        if ftype == FFS_RAW and name == RESET_VECTOR_GUID and ffs.space is flash_space:
-            start = h.flash_base + ffs.offset
-            h.ranges.append((start, start + ffs.size, "ResetVector", Phase.RESET))
-        if pe is None:
-            continue
-        if ftype == FFS_SECURITY_CORE and ffs.space is flash_space and h.sec_entry is None:
-            h.sec_entry = pe.get("XipEntryPoint")
-            if h.sec_entry is None:
-                h.sec_entry = h.flash_base + pe.offset + (pe.get("AddressOfEntryPoint") or 0)
-            h.sec_machine = pe.get("Machine")
-            if fv is not None:
-                h.bfv_base = h.flash_base + fv.offset
-            m = _module(ffs, pe, Phase.SEC, fv)
-            if m:
-                h.modules[Phase.SEC] = m
-            start = h.flash_base + pe.offset
-            h.ranges.append((start, start + (pe.get("SizeOfImage") or pe.size), m.name if m else "SEC", Phase.SEC))
-        elif fv is not None and fv.get("FvName") == PEIFV_GUID or (ftype == FFS_PEI_CORE and fv is not None):
-            image_base = pe.get("ImageBase") or 0
-            if ftype == FFS_PEI_CORE and h.pei_core_entry is None:
-                # PEIFV is relocated at build time to its RAM base ([FD.MEMFD]), so the PE header's
-                # ImageBase is where it runs, and ImageBase - (its offset in the FV) is the FV's base.
-                h.pei_core_entry = image_base + (pe.get("AddressOfEntryPoint") or 0)
-                h.peifv_ram_base = image_base - (pe.offset - fv.offset)
-                h.peifv_size = fv.size
-                m = _module(ffs, pe, Phase.PEI_CORE, fv)
-                if m:
-                    h.modules[Phase.PEI_CORE] = m
-            phase = Phase.DXE_IPL if name == DXE_IPL_GUID else Phase.PEI_CORE
-            if name == DXE_IPL_GUID:
-                m = _module(ffs, pe, Phase.DXE_IPL, fv)
-                if m:
-                    h.modules[Phase.DXE_IPL] = m
-            if image_base:
-                ui = ffs.get("UI") or str(name).upper()
-                h.ranges.append((image_base, image_base + (pe.get("SizeOfImage") or pe.size), ui, phase))
-        elif ftype == FFS_DXE_CORE and Phase.DXE_CORE not in h.modules:
-            m = _module(ffs, pe, Phase.DXE_CORE, fv)
-            if m:
-                h.modules[Phase.DXE_CORE] = m
-                h.dxefv = fv
-        elif name == BDS_DXE_GUID and Phase.BDS not in h.modules:
-            m = _module(ffs, pe, Phase.BDS, fv)
-            if m:
-                h.modules[Phase.BDS] = m
+    if found.reset_vector is not None:
+        start = h.flash_base + found.reset_vector.offset
+        h.ranges.append((start, start + found.reset_vector.size, "ResetVector", Phase.RESET))
+    if found.sec is not None:
+        sec = found.sec
+        h.sec_entry = found.sec_entry
+        h.sec_machine = sec.pe.get("Machine")
+        if sec.fv is not None:
+            h.bfv_base = h.flash_base + sec.fv.offset
+        m = _module(sec.ffs, sec.pe, Phase.SEC, sec.fv)
+        if m:
+            h.modules[Phase.SEC] = m
+        start = h.flash_base + sec.pe.offset
+        h.ranges.append((start, start + (sec.pe.get("SizeOfImage") or sec.pe.size), m.name if m else "SEC",
+                         Phase.SEC))
+    if found.pei_core is not None:
+        pc = found.pei_core
+        image_base = pc.pe.get("ImageBase") or 0
+        # PEIFV is relocated at build time to its RAM base ([FD.MEMFD]), so the PE header's ImageBase
+        # is where it runs, and ImageBase - (its offset in the FV) is the FV's base.
+        h.pei_core_entry = found.pei_core_entry
+        h.peifv_ram_base = image_base - (pc.pe.offset - pc.fv.offset)
+        h.peifv_size = pc.fv.size
+        m = _module(pc.ffs, pc.pe, Phase.PEI_CORE, pc.fv)
+        if m:
+            h.modules[Phase.PEI_CORE] = m
+    if found.dxe_ipl is not None:
+        m = _module(found.dxe_ipl.ffs, found.dxe_ipl.pe, Phase.DXE_IPL, found.dxe_ipl.fv)
+        if m:
+            h.modules[Phase.DXE_IPL] = m
+    for f in found.pei_modules:     # XIP at their build-time ImageBase: static code ranges
+        image_base = f.pe.get("ImageBase") or 0
+        if image_base:
+            phase = Phase.DXE_IPL if f is found.dxe_ipl else Phase.PEI_CORE
+            h.ranges.append((image_base, image_base + (f.pe.get("SizeOfImage") or f.pe.size),
+                             f.ffs.get("UI") or str(f.ffs.get("Name")).upper(), phase))
+    if found.dxe_core is not None:
+        m = _module(found.dxe_core.ffs, found.dxe_core.pe, Phase.DXE_CORE, found.dxe_core.fv)
+        if m:
+            h.modules[Phase.DXE_CORE] = m
+            h.dxefv = found.dxe_core.fv
+    if found.bds is not None:
+        m = _module(found.bds.ffs, found.bds.pe, Phase.BDS, found.bds.fv)
+        if m:
+            h.modules[Phase.BDS] = m
     if h.sec_entry is None:
         h.problems.append("no SEC_CORE file (FFS type 3) with a PE32 image in the flash")
     if h.pei_core_entry is None:

@@ -16,6 +16,14 @@ exists, else the current stop is printed. Exit status (inspector.cli): 0 success
 was not reached or the target died, 2 usage errors, 3 an internal error; errors are reported by
 the CLI's one handler (`inspector.cli.dispatch`).
 
+Both read the handoffs the image has before anything starts (inspector.bootphases): --until a
+phase the image does not have (pei-core or dxe-ipl of a PEI-less TDVF Config-B image) is a usage
+error, exit 2, and QEMU is not started. A PEI-less image gets a one-line note saying so. Config-B
+still boots under a QEMU without TDX: outside a TD its SEC and PeilessStartup take their non-TD path
+(OvmfPkg/IntelTdx/Sec/SecMain.c measures and processes the TD HOB only when CcProbe() reports TDX;
+OvmfPkg/Library/PeilessStartupLib/PeilessStartup.c builds its own HOB list when TdIsEnabled() is
+FALSE; OvmfPkg/IntelTdx/README.md: "The final binary can run on TDX/normal OVMF").
+
 inspector/cli.py's command table adds these with add_qemu_arguments and add_attach_arguments.
 """
 from __future__ import annotations
@@ -130,6 +138,27 @@ def run_qemu(args: argparse.Namespace) -> int:
     return dispatch(_run_qemu, args)
 
 
+def check_image_phases(image, until: str | None, qemu: bool) -> None:
+    """Before a session starts: --until must name a handoff the image has (else UsageError, so no
+    QEMU is started for a phase that cannot come); a PEI-less image gets a note on stderr. `qemu`:
+    the guest is ours (QEMU 7.2 here has no TDX, so it is not a TD)."""
+    from inspector.bootphases import PEILESS_SEC_GUID, scan
+
+    found = scan(image.root, len(image.data))
+    phases = ", ".join(found.phases())
+    name = Path(str(image.path)).name
+    if found.peiless:
+        what = ("TDVF Config-B (PEI-less: SEC's PeilessStartup hands off to the DXE core)"
+                if found.sec.ffs.get("Name") == PEILESS_SEC_GUID else "PEI-less (no PEI_CORE file)")
+    if until and until not in found.phases():
+        raise UsageError(f"{name} has no {until} handoff" + (f": it is {what}" if found.peiless else "")
+                         + f"; its handoffs: {phases}")
+    if found.peiless:
+        guest = "This QEMU has no TDX, so it boots as a normal guest" if qemu else "Outside a TD it boots as a normal guest"
+        _err(f"note: {name} is {what}; its handoffs: {phases}. {guest}: SEC's non-TD path (no TD HOB, no "
+             f"TDCALLs), and the DXE core loads NCCFV's drivers too")
+
+
 def _run_qemu(args: argparse.Namespace) -> int:
     from inspector.live.qemu import QemuError, QemuProcess
     from inspector.live.target import TargetError
@@ -138,6 +167,7 @@ def _run_qemu(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     image = load_image_arg(args.image)
+    check_image_phases(image, args.until, qemu=True)
     qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
     try:
         qemu.start()
@@ -175,6 +205,7 @@ def _run_attach(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     image = load_image_arg(args.image)
+    check_image_phases(image, args.until, qemu=False)
     try:
         target = attach(address, args.backend)
     except (TargetError, OSError) as e:
