@@ -458,31 +458,22 @@ def _run_line_program(data: bytes, prog, files: tuple[list[str], int], problems:
     end = min(end, len(data))
     const_add = min_len * ((255 - opcode_base) // line_range)
     seqs = []
-    addr, file, line, stmt, disc = 0, 1, 1, default_stmt, 0
+    addr, file, line, stmt = 0, 1, 1, default_stmt
     addrs: list[int] = []
     rows: list = []
     count = ops = 0
 
-    last = None                 # (file, line) of the previous row of the sequence
-    nz_disc = False             # this line has had a non-zero discriminator
-
     def emit():
-        nonlocal count, last
+        nonlocal count
         count += 1
-        # gdb (dwarf2/read.c dwarf_record_line_p) drops a row repeating the previous row's file and
-        # line when that line has had a non-zero discriminator: the earlier row goes on covering.
-        if last == (file, line) and nz_disc:
-            return
-        last = (file, line)
         i = file - first
         name = names[i] if 0 <= i < len(names) else None
         row = (name, line or None, stmt) if name is not None else None
         if addrs and addrs[-1] == addr:
-            # Several rows at one address: the last statement row wins, as gdb's line lookup
-            # prefers is_stmt entries (DWARF 5 6.2.2: is_stmt marks a recommended breakpoint).
-            prev = rows[-1]
-            if stmt or prev is None or not prev[2]:
-                rows[-1] = row
+            # Several rows at one address: only the last covers anything ([its address, the next
+            # row's address), DWARF 5 6.2.1), as binutils' addr2line keeps it (bfd/dwarf2.c
+            # add_line_info). gdb prefers the last is_stmt row instead; the two differ there only.
+            rows[-1] = row
         else:
             addrs.append(addr)
             rows.append(row)
@@ -501,10 +492,7 @@ def _run_line_program(data: bytes, prog, files: tuple[list[str], int], problems:
                 addr += min_len * (adj // line_range)
                 delta = line_base + adj % line_range
                 line += delta
-                if delta:
-                    nz_disc = disc != 0
                 emit()
-                disc = 0
             elif op == 0:
                 n, at = _uleb(data, at)
                 sub_end = at + n
@@ -515,24 +503,17 @@ def _run_line_program(data: bytes, prog, files: tuple[list[str], int], problems:
                     if addrs:
                         seqs.append((addrs[0], addr, addrs, rows))
                     addr, file, line, stmt, addrs, rows = 0, 1, 1, default_stmt, [], []
-                    last, nz_disc, disc = None, False, 0
                 elif sub == 2:      # DW_LNE_set_address
                     addr = int.from_bytes(data[at + 1:sub_end], "little")
-                elif sub == 4:      # DW_LNE_set_discriminator
-                    disc, _ = _uleb(data, at + 1)
-                    nz_disc = nz_disc or disc != 0
                 at = sub_end
             elif op == 1:           # DW_LNS_copy
                 emit()
-                disc = 0
             elif op == 2:           # DW_LNS_advance_pc
                 n, at = _uleb(data, at)
                 addr += min_len * n
             elif op == 3:           # DW_LNS_advance_line
                 n, at = _sleb(data, at)
                 line += n
-                if n:
-                    nz_disc = disc != 0
             elif op == 4:           # DW_LNS_set_file
                 file, at = _uleb(data, at)
             elif op == 6:           # DW_LNS_negate_stmt

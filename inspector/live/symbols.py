@@ -51,8 +51,9 @@ MAX_SECTIONS = 96
 # 147 KiB; the largest OVMF module, the Shell, ~1 MiB).
 MAX_VERIFY_BYTES = 4 << 20
 # Bytes that may differ beyond relocation fixups before a file is "of another build": none in the
-# 122 modules of the DEBUG OvmfPkgX64 build checked here; a little room for a code patch at run time.
-MAX_UNEXPLAINED = 16
+# 122 modules of the DEBUG OvmfPkgX64 build checked here (QEMU's gdbstub does not patch memory for
+# breakpoints, so the code read is the code loaded).
+MAX_UNEXPLAINED = 0
 # PE Machine (PE/COFF spec 3.3.1) -> ELF e_machine (gABI).
 PE_TO_ELF_MACHINE = {0x8664: EM_X86_64, 0x14C: EM_386, 0xAA64: 183, 0x5064: 243}
 ARCH_DIRS = {"X64": EM_X86_64, "IA32": EM_386, "AARCH64": 183, "RISCV64": 243, "ARM": 40, "LOONGARCH64": 258}
@@ -390,7 +391,8 @@ def symbolize(index: SymbolIndex, images: list[LoadedModule], mem: Memory, pc: i
         node.add("Line", s.line)
     for p in syms.problems:
         node.warn(None, p)
-    node.title = f"{img.name}!{s.text()}"
+    if s.function or s.file:
+        node.title = f"{img.name}!{s.text()}"
     return node
 
 
