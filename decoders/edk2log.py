@@ -53,10 +53,11 @@ from .model import Node, Severity, Space
 # The longest line of a real DEBUG OVMF boot is ~130 bytes; the PEI core caps a module's name at
 # 512 bytes (Image.c, EfiFileName[512]). Longer lines are skipped, not held.
 MAX_LINE_BYTES = 4096
-# Events kept: a boot to the shell makes ~400. Past this they are counted only.
-MAX_EVENTS = 65_536
+# Events kept: a boot to the shell makes ~500. Past this they are counted only (and a 64 MiB log of
+# nothing but events stays well inside the 256 MiB whole-process budget).
+MAX_EVENTS = 16_384
 # Module loads kept: a boot to the shell loads ~110 images.
-MAX_MODULES = 8192
+MAX_MODULES = 4096
 # Problems kept per decode (one per bad line): a person reads the first few; the rest are counted.
 MAX_NOTES = 256
 
@@ -104,6 +105,10 @@ FORMATS: list[tuple[str, str, re.Pattern, tuple[str, ...]]] = [
     ("Install PPI: ", "ppi-install", re.compile(rf"Install PPI: {GUID}"), ("Guid",)),
 ]
 _PREFIXES = tuple(p for p, *_ in FORMATS)
+# The formats a line may be, by its first character (most lines start with none of these prefixes).
+_BY_FIRST: dict[str, list] = {}
+for _f in FORMATS:
+    _BY_FIRST.setdefault(_f[0][0], []).append(_f)
 # Formats whose prefix is common text: a line that starts so but does not match is just another line.
 _LOOSE = {"fv", "image-range"}
 _DECIMAL = {"Index", "PhysMemAddressWidth", "PeiMemoryCapKB", "SizeKB"}
@@ -122,6 +127,9 @@ LABELS = {
     "variable-store": "variable store", "ppi-install": "PPI installed",
 }
 MODULE_LOADS = ("peim-load", "driver-load")
+# Kinds that change no parser state: past MAX_EVENTS they are only counted.
+_STATELESS = {"memory-allocation", "fv-hob", "hob-list", "stack-hob", "fv", "publish-pei-memory", "low-memory",
+              "high-memory", "reserved-memory", "variable-store", "ppi-install"}
 
 
 @dataclass
@@ -194,6 +202,10 @@ class LogParser:
         while pos < n:
             nl = data.find(b"\n", pos)
             end = n if nl < 0 else nl
+            if nl >= 0 and not self._partial and not self._skipping and end - pos <= MAX_LINE_BYTES:
+                self._complete(data[pos:end])          # the common case: a whole line in this piece
+                pos = nl + 1
+                continue
             if self._skipping or len(self._partial) + (end - pos) > MAX_LINE_BYTES:
                 if not self._skipping:
                     self._skipping = len(self._partial)
@@ -215,9 +227,8 @@ class LogParser:
             self._end_line(0)
 
     def _end_line(self, newline: int) -> None:
-        offset, self.lines = self.bytes, self.lines + 1
         if self._skipping:
-            size = self._skipping
+            offset, self.lines, size = self.bytes, self.lines + 1, self._skipping
             self.bytes += size + newline
             self._skipping = 0
             self.overlong += 1
@@ -226,6 +237,11 @@ class LogParser:
             return
         raw = bytes(self._partial)
         self._partial.clear()
+        self._complete(raw, newline)
+
+    def _complete(self, raw: bytes, newline: int = 1) -> None:
+        """One whole line (`raw`, without its newline) that starts at self.bytes."""
+        offset, self.lines = self.bytes, self.lines + 1
         self.bytes += len(raw) + newline
         if raw.endswith(b"\r"):
             raw = raw[:-1]           # a serial console's CRLF
@@ -241,10 +257,11 @@ class LogParser:
 
     def _line(self, text: str, offset: int, size: int) -> None:
         protect, self._protect = self._protect, False
-        if not text.startswith(_PREFIXES):
+        candidates = _BY_FIRST.get(text[:1])
+        if candidates is None or not text.startswith(_PREFIXES):
             self.unrecognised += 1
             return
-        for prefix, kind, pattern, names in FORMATS:
+        for prefix, kind, pattern, names in candidates:
             if not text.startswith(prefix):
                 continue
             m = pattern.fullmatch(text)
@@ -262,6 +279,14 @@ class LogParser:
         self.unrecognised += 1
 
     def _event(self, kind: str, m: re.Match, names: tuple[str, ...], text: str, offset: int, size: int) -> None:
+        self.counts[kind] += 1
+        if len(self.events) >= MAX_EVENTS and (kind in _STATELESS or
+                                                (kind in MODULE_LOADS and len(self.modules) >= MAX_MODULES)):
+            self.events_dropped += 1          # counted only: nothing later depends on it
+            if kind in MODULE_LOADS:
+                self.modules_dropped += 1
+                self._guid = None
+            return
         values: dict[str, Any] = {}
         for name, raw in zip(names, m.groups()):
             if raw is None:
@@ -273,7 +298,6 @@ class LogParser:
             else:
                 values[name] = int(raw, 10 if name in _DECIMAL else 16)
         ev = Event(kind, self.lines, offset, size, values, text)
-        self.counts[kind] += 1
         if kind in ("peim-guid", "driver-guid"):
             self._guid = (kind, values["FileName"])
         elif kind in MODULE_LOADS:
@@ -444,8 +468,8 @@ def decode_log(data: bytes | bytearray | memoryview, name: str = "debug log") ->
         p.feed(bytes(data))
         p.finish()
         space = Space(name, data, None)
-        root = Node("edk2-log", f"edk2 debug log {name}: {p.lines:,} lines, {p.counts['peim-load']} PEIM "
-                                f"and {p.counts['driver-load']} driver loads", space, 0, len(data))
+        root = Node("edk2-log", f"edk2 debug log {name}: {p.lines:,} lines, {p.counts['peim-load']:,} PEIM "
+                                f"and {p.counts['driver-load']:,} driver loads", space, 0, len(data))
         summary_fields(root, p)
         attach_notes(root, p)
         root.append(modules_node(p, space))
