@@ -1,5 +1,6 @@
 """MRTD of a TDVF image: what the TDX module's MRTD holds after the VMM has built the TD from the
-image's TDVF metadata (edk2 OvmfPkg/ResetVector/X64/IntelTdxMetadata.nasm.inc describes the sections).
+image's TDVF metadata (edk2 OvmfPkg/ResetVector/X64/IntelTdxMetadata.asm, IntelTdxMetadata.nasm.inc in
+edk2 after 2025.02, describes the sections).
 
 MRTD is one running SHA-384 (not a PCR-style extend) over 128-byte records, finalized by
 TDH.MR.FINALIZE (Intel TDX Module ABI, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND; the layouts as quoted in

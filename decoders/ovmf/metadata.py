@@ -1,8 +1,8 @@
 """TDX metadata (the TDVF descriptor), SEV metadata ("ASEV") and IGVM metadata ("IGVM") of an
 OVMF/TDVF image, decoded into Nodes.
 
-Sources: edk2 `OvmfPkg/ResetVector/X64/IntelTdxMetadata.nasm.inc`, `OvmfSevMetadata.nasm.inc`,
-`IgvmMetadata.nasm.inc`; the checks follow QEMU `hw/i386/tdvf.c` (tdvf_get_metadata,
+Sources: edk2 `OvmfPkg/ResetVector/X64/IntelTdxMetadata.asm`, `OvmfSevMetadata.asm` (2025.02; named
+`*.nasm.inc` in later edk2), `IgvmMetadata.nasm.inc`; the checks follow QEMU `hw/i386/tdvf.c` (tdvf_get_metadata,
 tdvf_parse_and_check_section_entry) and td-shim `td-shim-interface/src/metadata.rs`
 (TdxMetadataDescriptor::is_valid, validate_sections).
 
