@@ -3,6 +3,10 @@ without symbols, and the DXE tables once DxeCore has made them.
 
 - Breakpoints by address or by module (FFS UI name or file GUID) + offset (phases.parse_breakpoint):
   XIP modules (SECFV, PEIFV) are armed at once; DXE modules are pending until loaded.
+- Breakpoints by function name with --symbols ("CoreDispatcher", "DxeCore!CoreInstallProtocolInterface"):
+  the module is found from the symbol tables alone (symbols.SymbolIndex.modules_with), its .debug
+  checked against the module's code in the image, and the name becomes MODULE+OFFSET with OFFSET =
+  ELF address - ELF .text sh_addr + PE .text VirtualAddress; then as above.
 - Image loads: once DxeCore has made the debug image info table (MdeModulePkg/Core/Dxe/Misc/
   DebugImageInfo.c CoreInitializeDebugImageInfoTable, found through the EFI_SYSTEM_TABLE_POINTER),
   a write watchpoint on its UpdateStatus stops the guest at every update
@@ -17,6 +21,7 @@ Nothing here builds a Stop: a run that ends elsewhere is an Outcome for the sess
 """
 from __future__ import annotations
 
+import re
 import struct
 import uuid
 from typing import Callable
@@ -30,7 +35,7 @@ from inspector.locate import config_table_addresses, locate, system_table, ui_na
 from inspector.live.phases import BootState, Breakpoint, parse_breakpoint
 from inspector.live.runctl import Outcome, release, remaining
 from inspector.live.session_api import Phase
-from inspector.live.symbols import LoadedModule
+from inspector.live.symbols import LoadedModule, SymbolIndex
 from inspector.live.target import StopEvent, Target, TargetTimeout
 
 # RAM scanned for the EFI_SYSTEM_TABLE_POINTER when the HOBs did not say where RAM is: below the
@@ -48,18 +53,24 @@ SLACK_SLOTS = 64
 MAX_DEBUG_SLOTS = 4096
 DEBUG_HEADER = EFI_DEBUG_IMAGE_INFO_TABLE_HEADER(8)
 RESET_VECTOR_NAME = "ResetVector"
+# A C identifier, or a symbol name GCC derives from one (`Foo.part.0`, `Foo.lto_priv.1`).
+FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.$@]*$")
+# Modules listed in an "ambiguous name" error.
+MAX_LISTED = 12
 
 
 class ModuleTracker:
     """Breakpoints by module, the image-load watch and the loaded images of one live session."""
 
-    def __init__(self, target: Target, phys: Memory, image, boot: BootState, call_timeout: float):
+    def __init__(self, target: Target, phys: Memory, image, boot: BootState, call_timeout: float,
+                 symbols: SymbolIndex | None = None):
         self.target = target
         self.phys = phys
         self.image = image                              # inspector.image.LoadedImage
         self.boot = boot
         self.call_timeout = call_timeout
         self.ui_names = ui_names(image.root)
+        self.symbols = symbols                          # --symbols, for breakpoints by function name
         self.breakpoints: dict[str, Breakpoint] = {}
         self.loaded: dict[int, tuple[str, uuid.UUID | None, int]] = {}   # ImageBase -> (name, guid, size)
         self.debug_header: int | None = None            # &mDebugInfoTableHeader, once DXE made it
@@ -71,17 +82,77 @@ class ModuleTracker:
 
     # ---- breakpoints by module ----------------------------------------------------------------
     def add_breakpoint(self, spec: str) -> Breakpoint:
-        """"0xADDR", "MODULE+OFFSET" or "MODULE" (its entry); MODULE an FFS UI name or file GUID. A
-        module not loaded yet gives a pending breakpoint, armed when DxeCore loads it. Raises
-        ValueError for a bad spec, TargetError when the target refuses."""
+        """"0xADDR", "MODULE+OFFSET" or "MODULE" (its entry); MODULE an FFS UI name or file GUID;
+        with symbols also "FUNCTION" or "MODULE!FUNCTION". A module not loaded yet gives a pending
+        breakpoint, armed when DxeCore loads it. Raises ValueError for a bad spec, TargetError when
+        the target refuses."""
         if spec in self.breakpoints:
             return self.breakpoints[spec]
-        bp = parse_breakpoint(spec, self.image.root, len(self.image.data))
+        text = spec.strip()
+        if "!" in text:
+            module, _, function = text.partition("!")
+            bp = self._function_breakpoint(spec, module.strip(), function.strip())
+        else:
+            try:
+                bp = parse_breakpoint(spec, self.image.root, len(self.image.data))
+            except ValueError:
+                if not FUNCTION_NAME.match(text) or "+" in text:
+                    raise
+                bp = None
+            if bp is None:      # not a module: a function name
+                bp = self._function_breakpoint(spec, None, text)
         if bp.pending:
             self._resolve(bp)
         if bp.address is not None and bp.address not in self.user_addresses():
             self.target.set_breakpoint(bp.address, self.call_timeout)
         self.breakpoints[spec] = bp
+        return bp
+
+    def _function_breakpoint(self, spec: str, module: str | None, function: str) -> Breakpoint:
+        """A breakpoint on `function` (of `module`, else of the one module whose symbols have it)."""
+        if self.symbols is None:
+            raise ValueError(f"{spec!r}: no module of that name; breaking on a function by name needs "
+                             "--symbols DIR (the build's .debug files)")
+        if not FUNCTION_NAME.match(function):
+            raise ValueError(f"{spec!r}: {function!r} is not a function name")
+        in_image = {}
+        for ffs in self.image.root.find("ffs"):
+            ui = ffs.get("UI")
+            if ui and any(c.kind == "pe" for c in ffs.walk()):
+                in_image.setdefault(ui.lower(), []).append(ffs)
+        if module:
+            if module.lower() not in in_image:
+                raise ValueError(f"{spec!r}: no module named {module!r} (an FFS UI name) in the image")
+            names = [module]
+        else:
+            found = self.symbols.modules_with(function)
+            names = [m for m in found if m.lower() in in_image]
+            if not names:
+                where = f" (only in {', '.join(found[:MAX_LISTED])}, not in the image)" if found else ""
+                raise ValueError(f"{spec!r}: no function {function!r} in the symbols of {self.symbols.root}{where}")
+            if len(names) > 1:
+                listed = ", ".join(names[:MAX_LISTED]) + (f" and {len(names) - MAX_LISTED} more"
+                                                          if len(names) > MAX_LISTED else "")
+                raise ValueError(f"{spec!r}: {function} is in {len(names)} modules ({listed}): "
+                                 f"name one, e.g. {names[0]}!{function}")
+        targets = []
+        problems: list[str] = []
+        for ffs in in_image[names[0].lower()]:
+            pe = next(c for c in ffs.walk() if c.kind == "pe")
+            rvas, path, why = self.symbols.function_in_pe(ffs.get("UI"), ffs.get("Name"), bytes(pe.bytes), function)
+            problems += why
+            targets += [(ffs, rva, path) for rva in rvas]
+        if not targets:
+            detail = "; ".join(problems) if problems else f"no symbol {function!r} in {names[0]}'s symbols"
+            raise ValueError(f"{spec!r}: {detail}")
+        if len(targets) > 1:
+            listed = ", ".join(f"{str(f.get('Name')).upper()}+0x{rva:x}" for f, rva, _ in targets[:MAX_LISTED])
+            raise ValueError(f"{spec!r}: {len(targets)} functions {function!r} in {names[0]} ({listed}): "
+                             "give one as MODULE+OFFSET")
+        ffs, rva, path = targets[0]
+        bp = parse_breakpoint(f"{str(ffs.get('Name')).upper()}+0x{rva:x}", self.image.root, len(self.image.data))
+        bp.spec = spec
+        bp.where = (f"{bp.where}; " if bp.where else "") + f"{function} = {bp.module}+0x{rva:x} ({path.name})"
         return bp
 
     def remove_breakpoint(self, spec: str) -> None:
@@ -188,6 +259,8 @@ class ModuleTracker:
         name = self.ui_names.get(guid) or known or (str(guid).upper() if guid else f"image@0x{base:x}")
         if base not in self.loaded:
             self.loaded[base] = (name, guid, size)
+            if self.symbols is not None:
+                self.symbols.forget(base)       # what was at this base before is gone
             if size and not any(r[0] == base for r in self.boot.ranges):
                 bds = self.boot.handoffs.modules.get(Phase.BDS)
                 is_bds = bds is not None and (guid == bds.guid or name == bds.name)
@@ -201,8 +274,8 @@ class ModuleTracker:
     def images(self) -> list[LoadedModule]:
         """The images whose base is known: XIP modules of the image, the ones found by following
         copies, and those of the debug image info table."""
-        out = {start: LoadedModule(name, start, end - start) for start, end, name, _ph in self.boot.ranges
-               if name != RESET_VECTOR_NAME}
+        out = {start: LoadedModule(name, start, end - start, self.loaded.get(start, (None, None))[1])
+               for start, end, name, _ph in self.boot.ranges if name != RESET_VECTOR_NAME}
         return sorted(out.values(), key=lambda m: m.base)
 
     # ---- the DXE tables ---------------------------------------------------------------------------

@@ -80,6 +80,7 @@ class PeInfo:
     text_rva: int
     text_size: int
     image_base: int             # the linked ImageBase of the optional header (before relocation)
+    text_raw: int = 0           # .text PointerToRawData (where it is in the file, not in memory)
 
 
 @dataclass
@@ -246,6 +247,26 @@ class SymbolIndex:
         for key in [k for k in self._resolved if k[2] == base]:
             del self._resolved[key]
 
+    def function_in_pe(self, name: str, guid: uuid.UUID | None, pe_file: bytes, function: str) -> tuple:
+        """(RVA list, .debug path, problems) of `function` in module `name` whose PE file (as in the
+        firmware volume, linked at its ImageBase) is `pe_file`: the .debug file must hold that very
+        code; RVA = ELF address - ELF .text sh_addr + PE .text VirtualAddress."""
+        from decoders.memory import BytesMemory
+        pe = pe_info(BytesMemory(pe_file), 0)
+        if pe is None:
+            return [], None, [f"{name}: no PE .text section in the image"]
+        text = pe_file[pe.text_raw:pe.text_raw + min(pe.text_size, MAX_VERIFY_BYTES)]
+        problems = []
+        for f in self.candidates(name, guid, pe.machine):
+            syms = self._symbols(f)
+            why = code_mismatch(syms, text, pe.image_base + pe.text_rva, pe)
+            if why is not None:
+                problems.append(f"{f.path}: {why}")
+                continue
+            rvas = [a - syms.text.addr + pe.text_rva for a in syms.addresses_of(function)]
+            return rvas, f.path, problems
+        return [], None, problems or [f"no {name}.debug for PE Machine 0x{pe.machine:x} in {self.root}"]
+
     # ---- names ------------------------------------------------------------------------------------
     def modules_with(self, function: str) -> list[str]:
         """Module names whose symbol table has `function`: a lazy index of the symbol tables alone
@@ -340,7 +361,8 @@ def pe_info(mem: Memory, image_base: int) -> PeInfo | None:
                 return None
             sh = parse_at(PE.EFI_IMAGE_SECTION_HEADER, raw, at)
             if sh.Name.rstrip(b"\0") == b".text":
-                return PeInfo(fh.Machine, sh.VirtualAddress, sh.VirtualSize or sh.SizeOfRawData, linked)
+                return PeInfo(fh.Machine, sh.VirtualAddress, sh.VirtualSize or sh.SizeOfRawData, linked,
+                              sh.PointerToRawData)
             at += PE.EFI_IMAGE_SIZEOF_SECTION_HEADER
     except DecodeError:
         return None

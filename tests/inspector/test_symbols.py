@@ -177,3 +177,83 @@ def test_session_breakpoint_at_a_handoff_survives_next_handoff_and_pending_ones_
     assert t.bps == set()
     t.dead = True
     assert any("target died" in p for p in s.cont(1.0).problems)
+
+
+# ---- breakpoints by function name (the real DEBUG build and its .debug files) ----------------------
+
+@pytest.fixture(scope="module")
+def debug_build():
+    from tests.realdata import debug_symbols, firmware
+    return load_image(firmware("ovmf-debug/OVMF.fd")), debug_symbols()
+
+
+def tracker(img, symdir=None):
+    from inspector.live.modules import ModuleTracker
+    from inspector.live.phases import BootState, compute_handoffs
+    from tests.inspector.test_phases import FakeTarget
+    t = FakeTarget(bytes(img.data))
+    index = SymbolIndex(symdir) if symdir is not None else None
+    return ModuleTracker(t, t.physical_memory(), img, BootState(compute_handoffs(img.root, len(img.data))), 1.0,
+                         symbols=index), t
+
+
+def nm_value(path, name: str) -> int:
+    out = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True, timeout=30).stdout
+    return next(int(ln.split()[0], 16) for ln in out.splitlines() if ln.split()[-1] == name)
+
+
+def test_breakpoint_by_function_name_becomes_module_plus_offset_pending_until_load(debug_build):
+    """`CoreDispatcher` and `DxeCore!CoreInstallProtocolInterface`: DxeCore+(nm address - ELF .text
+    sh_addr + PE .text VirtualAddress), pending (DxeCore is loaded at run time)."""
+    img, symdir = debug_build
+    m, t = tracker(img, symdir)
+    pe = bytes(next(c for c in next(f for f in img.root.find("ffs") if f.get("UI") == "DxeCore").walk()
+                    if c.kind == "pe").bytes)
+    text_va = text_va_by_struct(pe)
+    elf_text = objdump_text_vma(symdir / "DxeCore.debug")
+    for spec, name in (("CoreDispatcher", "CoreDispatcher"),
+                       ("DxeCore!CoreInstallProtocolInterface", "CoreInstallProtocolInterface")):
+        bp = m.add_breakpoint(spec)
+        assert (bp.spec, bp.module, bp.pending) == (spec, "DxeCore", True)
+        assert bp.offset == nm_value(symdir / "DxeCore.debug", name) - elf_text + text_va
+    assert t.bps == set()
+    # Once DxeCore is loaded at a base, the breakpoint is armed there.
+    base = 0x7E000000
+    m.learn_image(base, 0x40000, next(f for f in img.root.find("ffs") if f.get("UI") == "DxeCore").get("Name"))
+    bp = m.breakpoints["CoreDispatcher"]
+    assert not bp.pending and bp.address == base + bp.offset and bp.address in t.bps
+
+
+def test_breakpoint_by_function_in_an_xip_module_is_armed_at_once(debug_build):
+    """SecMain runs in place from flash: `SecMain!SecCoreStartupWithStack` is armed at 4 GiB - image
+    size + the PE's offset + the function's RVA."""
+    img, symdir = debug_build
+    m, t = tracker(img, symdir)
+    ffs = next(f for f in img.root.find("ffs") if f.get("UI") == "SecMain")
+    pe = next(c for c in ffs.walk() if c.kind == "pe")
+    elf = nm_value(symdir / "SecMain.debug", "SecCoreStartupWithStack")
+    rva = elf - objdump_text_vma(symdir / "SecMain.debug") + text_va_by_struct(bytes(pe.bytes))
+    bp = m.add_breakpoint("SecMain!SecCoreStartupWithStack")
+    assert bp.address == (1 << 32) - len(img.data) + pe.offset + rva and bp.address in t.bps
+
+
+def test_function_breakpoint_errors(debug_build, tmp_path):
+    img, symdir = debug_build
+    m, _ = tracker(img, symdir)
+    with pytest.raises(ValueError, match=r"_ModuleEntryPoint is in 1\d\d modules \(AcpiTableDxe, .* and \d+ more\): name one, e.g. "):
+        m.add_breakpoint("_ModuleEntryPoint")
+    with pytest.raises(ValueError, match="no function 'NoSuchFunctionX'"):
+        m.add_breakpoint("NoSuchFunctionX")
+    with pytest.raises(ValueError, match="no module named 'NoSuchModule'"):
+        m.add_breakpoint("NoSuchModule!CoreDispatcher")
+    with pytest.raises(ValueError, match="no symbol 'CoreDispatcher' in PeiCore"):
+        m.add_breakpoint("PeiCore!CoreDispatcher")
+    no_symbols, _ = tracker(img)
+    with pytest.raises(ValueError, match="needs --symbols"):
+        no_symbols.add_breakpoint("CoreDispatcher")
+    # A .debug of another build never yields a breakpoint address.
+    (tmp_path / "DxeCore.debug").symlink_to(symdir / "PeiCore.debug")
+    wrong, _ = tracker(img, tmp_path)
+    with pytest.raises(ValueError, match="another build"):
+        wrong.add_breakpoint("DxeCore!CoreDispatcher")
+    assert not m.breakpoints and not wrong.breakpoints
