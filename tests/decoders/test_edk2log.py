@@ -243,3 +243,9 @@ def test_cli_log_exit_status(tmp_path, capsys):
     assert main(["log", str(bad), "--json"]) == 1
     assert main(["log", str(tmp_path / "missing.log")]) == 2
     assert main(["log", str(tmp_path)]) == 2
+
+
+def test_events_that_change_parser_state_are_capped_too():
+    p = LogParser()
+    p.feed(b"Loading driver 9B680FCE-AD6B-4F3A-B60B-F59899003443\n" * (MAX_EVENTS + 5))
+    assert len(p.events) == MAX_EVENTS and p.events_dropped == 5 and p.counts["driver-guid"] == MAX_EVENTS + 5
