@@ -11,11 +11,9 @@ from typing import Any
 
 import uuid
 
-from construct import Construct
-
 from decoders.display import enum_name, enum_text, flags_text
-from decoders.errors import DecodeError, parse_at, static_size
-from decoders.fields import add_fields
+from decoders.errors import DecodeError
+from decoders.fixed import Fixed
 from decoders.model import Node, Space
 from decoders.pe import structs as S
 
@@ -27,12 +25,25 @@ MAX_DEBUG_ENTRIES = 16
 # CodeView PDB/DLL paths written by GenFw are build-tree paths (well under 1 KiB); bounded so a
 # missing NUL cannot make us scan a whole image.
 MAX_PDB_PATH = 1024
-TE_HEADER_SIZE = static_size(S.EFI_TE_IMAGE_HEADER)  # 40
-DOS_HEADER_SIZE = static_size(S.EFI_IMAGE_DOS_HEADER)  # 64
-FILE_HEADER_SIZE = static_size(S.EFI_IMAGE_FILE_HEADER)  # 20
-DEBUG_ENTRY_SIZE = static_size(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY)  # 28
-_DIRECTORY = struct.Struct("<II")  # EFI_IMAGE_DATA_DIRECTORY
-assert _DIRECTORY.size == static_size(S.EFI_IMAGE_DATA_DIRECTORY)
+# The headers, read with one struct.unpack_from each (decoders.fixed derives the format from the
+# construct declarations in structs.py): an OVMF image holds about 130 images and 550 section headers.
+DOS_HEADER = Fixed(S.EFI_IMAGE_DOS_HEADER, "EFI_IMAGE_DOS_HEADER")
+FILE_HEADER = Fixed(S.EFI_IMAGE_FILE_HEADER, "EFI_IMAGE_FILE_HEADER")
+OPTIONAL_HEADER32 = Fixed(S.EFI_IMAGE_OPTIONAL_HEADER32, "EFI_IMAGE_OPTIONAL_HEADER32")
+OPTIONAL_HEADER64 = Fixed(S.EFI_IMAGE_OPTIONAL_HEADER64, "EFI_IMAGE_OPTIONAL_HEADER64")
+SECTION_HEADER = Fixed(S.EFI_IMAGE_SECTION_HEADER, "EFI_IMAGE_SECTION_HEADER")
+TE_HEADER = Fixed(S.EFI_TE_IMAGE_HEADER, "EFI_TE_IMAGE_HEADER")
+DEBUG_ENTRY = Fixed(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, "EFI_IMAGE_DEBUG_DIRECTORY_ENTRY")
+CODEVIEW = {
+    S.CODEVIEW_SIGNATURE_NB10: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY"),
+    S.CODEVIEW_SIGNATURE_RSDS: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY"),
+    S.CODEVIEW_SIGNATURE_MTOC: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY"),
+}
+TE_HEADER_SIZE = TE_HEADER.size  # 40
+DOS_HEADER_SIZE = DOS_HEADER.size  # 64
+FILE_HEADER_SIZE = FILE_HEADER.size  # 20
+DEBUG_ENTRY_SIZE = DEBUG_ENTRY.size  # 28
+_DIRECTORY = struct.Struct(Fixed(S.EFI_IMAGE_DATA_DIRECTORY).format)  # EFI_IMAGE_DATA_DIRECTORY
 
 # Short words for the title, by Subsystem (PeImage.h EFI_IMAGE_SUBSYSTEM_*).
 _ROLE = {
@@ -70,10 +81,10 @@ class _Image:
         # (VirtualAddress, VirtualSize, SizeOfRawData, PointerToRawData) of each section
         self.sections: list[tuple[int, int, int, int]] = []
 
-    def parse(self, struct: Construct, rel: int, what: str) -> Any:
-        """Parse at image-relative `rel`; a DecodeError carries the absolute offset."""
+    def parse(self, header: Fixed, rel: int) -> dict[str, Any]:
+        """Read `header` at image-relative `rel`; a DecodeError carries the absolute offset."""
         try:
-            return parse_at(struct, self.data, rel, what)
+            return header.parse(self.data, rel)
         except DecodeError as e:
             raise DecodeError(self.base + rel, e.message, e.path) from None
 
@@ -118,20 +129,20 @@ def _decode_sections(img: _Image, table_rel: int, count: int, what: str) -> None
         count = fits
     for i in range(count):
         rel = table_rel + i * S.EFI_IMAGE_SIZEOF_SECTION_HEADER
-        h = img.parse(S.EFI_IMAGE_SECTION_HEADER, rel, "EFI_IMAGE_SECTION_HEADER")
-        name = bytes(h.Name).split(b"\0", 1)[0].decode("ascii", "replace")
-        img.sections.append((h.VirtualAddress, h.VirtualSize, h.SizeOfRawData, h.PointerToRawData))
-        raw_rel = h.PointerToRawData - img.adjust
-        raw_size = h.SizeOfRawData
-        sec = Node("pe-section", f"{name or '(no name)'}  VA 0x{h.VirtualAddress:x}  size 0x{h.VirtualSize:x}",
+        h = img.parse(SECTION_HEADER, rel)
+        name = h["Name"].split(b"\0", 1)[0].decode("ascii", "replace")
+        va, vsize, raw_size, raw_ptr = h["VirtualAddress"], h["VirtualSize"], h["SizeOfRawData"], h["PointerToRawData"]
+        img.sections.append((va, vsize, raw_size, raw_ptr))
+        raw_rel = raw_ptr - img.adjust
+        sec = Node("pe-section", f"{name or '(no name)'}  VA 0x{va:x}  size 0x{vsize:x}",
                    node.space, img.base + max(0, min(raw_rel, len(img.data))), 0)
-        add_fields(sec, S.EFI_IMAGE_SECTION_HEADER, h, img.base + rel,
-                   displays={"Characteristics": section_characteristics_text(h.Characteristics)})
+        SECTION_HEADER.add_fields(sec, h, img.base + rel,
+                                  displays={"Characteristics": section_characteristics_text(h["Characteristics"])})
         sec.fields[0].value = name
         sec.fields[0].display = name
         if raw_size:
             if raw_rel < 0 or raw_rel >= len(img.data):
-                sec.problem(img.base + rel + 20, f"PointerToRawData 0x{h.PointerToRawData:x} is outside the {what} "
+                sec.problem(img.base + rel + 20, f"PointerToRawData 0x{raw_ptr:x} is outside the {what} "
                                                  f"image (0x{len(img.data):x} bytes)")
             else:
                 end = raw_rel + raw_size
@@ -159,28 +170,24 @@ def _c_string(img: _Image, rel: int, limit: int) -> tuple[str | None, str | None
 def _decode_codeview(img: _Image, entry: Node, rel: int, size: int) -> str | None:
     sig = bytes(img.data[rel:rel + 4])
     at = img.base + rel
-    choices = {
-        S.CODEVIEW_SIGNATURE_NB10: (S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY"),
-        S.CODEVIEW_SIGNATURE_RSDS: (S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY"),
-        S.CODEVIEW_SIGNATURE_MTOC: (S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY"),
-    }
-    if sig not in choices:
+    header = CODEVIEW.get(sig)
+    if header is None:
         entry.problem(at, f"CodeView signature {sig!r} is none of NB10, RSDS, MTOC")
         return None
-    struct, what = choices[sig]
+    what = header.name
     cv = Node("pe-codeview", f"CodeView {sig.decode()}", img.node.space, at, size)
     entry.append(cv)
     try:
-        parsed = img.parse(struct, rel, what)
+        parsed = img.parse(header, rel)
     except DecodeError as e:
         cv.problem(e.offset, str(e))
         return None
-    add_fields(cv, struct, parsed, at, displays={"Signature": sig.decode()})
+    header.add_fields(cv, parsed, at, displays={"Signature": sig.decode()})
     mach = cv.field("MachOUuid")
     if mach is not None:  # a Mach-O LC_UUID is 16 bytes in order (RFC 4122), not an EFI_GUID
         mach.value = uuid.UUID(bytes=bytes(mach.value))
         mach.display = str(mach.value).upper()
-    fixed = static_size(struct)
+    fixed = header.size
     if size and size <= fixed:
         cv.problem(at, f"SizeOfData 0x{size:x} leaves no room for a path after the {fixed}-byte {what}")
         return None
@@ -210,28 +217,28 @@ def _decode_debug_directory(img: _Image, rva: int, size: int, dir_field_offset: 
     for i in range(count):
         erel = rel + i * DEBUG_ENTRY_SIZE
         try:
-            d = img.parse(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, erel, "EFI_IMAGE_DEBUG_DIRECTORY_ENTRY")
+            d = img.parse(DEBUG_ENTRY, erel)
         except DecodeError as e:
             ddir.problem(e.offset, str(e))
             break
-        entry = ddir.append(Node("pe-debug-entry", f"{enum_name(S.DEBUG_TYPE, d.Type) or d.Type} debug data",
+        dtype = d["Type"]
+        entry = ddir.append(Node("pe-debug-entry", f"{enum_name(S.DEBUG_TYPE, dtype) or dtype} debug data",
                                  node.space, img.base + erel, DEBUG_ENTRY_SIZE))
-        add_fields(entry, S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, d, img.base + erel,
-                   displays={"Type": enum_text(S.DEBUG_TYPE, d.Type)})
-        if d.Type != S.EFI_IMAGE_DEBUG_TYPE_CODEVIEW:
+        DEBUG_ENTRY.add_fields(entry, d, img.base + erel, displays={"Type": enum_text(S.DEBUG_TYPE, dtype)})
+        if dtype != S.EFI_IMAGE_DEBUG_TYPE_CODEVIEW:
             continue
         # BasePeCoff.c: the record is found by its RVA, or by FileOffset when RVA is 0.
-        if d.RVA:
-            data_rel = img.rva_to_rel(d.RVA)
+        if d["RVA"]:
+            data_rel = img.rva_to_rel(d["RVA"])
             if data_rel is None:
-                entry.problem(img.base + erel + 20, f"CodeView RVA 0x{d.RVA:x} is not mapped by any section")
+                entry.problem(img.base + erel + 20, f"CodeView RVA 0x{d['RVA']:x} is not mapped by any section")
                 continue
         else:
-            data_rel = d.FileOffset - img.adjust
+            data_rel = d["FileOffset"] - img.adjust
             if not 0 <= data_rel < len(img.data):
-                entry.problem(img.base + erel + 24, f"CodeView FileOffset 0x{d.FileOffset:x} is outside the image")
+                entry.problem(img.base + erel + 24, f"CodeView FileOffset 0x{d['FileOffset']:x} is outside the image")
                 continue
-        path = _decode_codeview(img, entry, data_rel, d.SizeOfData)
+        path = _decode_codeview(img, entry, data_rel, d["SizeOfData"])
         if path is not None and node.field("PdbPath") is None:
             node.add("PdbPath", path, img.base + data_rel, None)
 
@@ -255,20 +262,33 @@ def _entry_fields(img: _Image, image_base: int, entry_rva: int, linked_at: int, 
     return xip
 
 
-# -- PE ------------------------------------------------------------------------------------------
-def decode_pe(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
-    """Decode the PE32/PE32+ image at space[offset:offset+size]. `load_address` is where an
-    execute-in-place image runs (its bytes' absolute address), when known."""
-    node = Node("pe", "PE32 image", space, offset, size)
+# -- PE and TE ------------------------------------------------------------------------------------
+def _decode_image(kind: str, title: str, decode, space: Space, offset: int, size: int,
+                  load_address: int | None) -> Node:
+    """The node of one image at space[offset:offset+size]: `decode(img, load_address)` fills it,
+    and a header that cannot be read becomes its located problem."""
+    node = Node(kind, title, space, offset, size)
     data = _space_bytes(node, space, offset, size)
     if data is None:
         return node
     img = _Image(node, data, offset)
     try:
-        _decode_pe(img, load_address)
+        decode(img, load_address)
     except DecodeError as e:
         node.problem(e.offset, str(e))
     return node
+
+
+def decode_pe(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
+    """Decode the PE32/PE32+ image at space[offset:offset+size]. `load_address` is where an
+    execute-in-place image runs (its bytes' absolute address), when known."""
+    return _decode_image("pe", "PE32 image", _decode_pe, space, offset, size, load_address)
+
+
+def decode_te(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
+    """Decode the TE image (PI spec vol 1, "TE image") at space[offset:offset+size];
+    `load_address` is the absolute address of its TE header when it runs in place."""
+    return _decode_image("te", "TE image", _decode_te, space, offset, size, load_address)
 
 
 def _decode_pe(img: _Image, load_address: int | None) -> None:
@@ -276,13 +296,14 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     if len(data) < DOS_HEADER_SIZE:
         node.problem(base, f"truncated: EFI_IMAGE_DOS_HEADER needs {DOS_HEADER_SIZE} bytes, image has {len(data)}")
         return
-    dos = img.parse(S.EFI_IMAGE_DOS_HEADER, 0, "EFI_IMAGE_DOS_HEADER")
-    magic = "MZ" if dos.e_magic == S.EFI_IMAGE_DOS_SIGNATURE else f"0x{dos.e_magic:04x}"
-    add_fields(node, S.EFI_IMAGE_DOS_HEADER, dos, base, displays={"e_magic": magic}, only=("e_magic", "e_lfanew"))
-    if dos.e_magic != S.EFI_IMAGE_DOS_SIGNATURE:
-        node.problem(base, f"e_magic is 0x{dos.e_magic:04x}, expected 0x5a4d ('MZ')")
+    dos = img.parse(DOS_HEADER, 0)
+    e_magic = dos["e_magic"]
+    magic = "MZ" if e_magic == S.EFI_IMAGE_DOS_SIGNATURE else f"0x{e_magic:04x}"
+    DOS_HEADER.add_fields(node, dos, base, displays={"e_magic": magic}, only=("e_magic", "e_lfanew"))
+    if e_magic != S.EFI_IMAGE_DOS_SIGNATURE:
+        node.problem(base, f"e_magic is 0x{e_magic:04x}, expected 0x5a4d ('MZ')")
         return
-    lfanew = dos.e_lfanew
+    lfanew = dos["e_lfanew"]
     if lfanew + 4 + FILE_HEADER_SIZE > len(data):
         node.problem(base + 0x3C, f"e_lfanew 0x{lfanew:x} points past the end of the image (0x{len(data):x} bytes) "
                                   f"for the PE signature and file header")
@@ -293,14 +314,15 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         node.problem(base + lfanew, f"PE signature is 0x{sig:08x}, expected 0x00004550 ('PE\\0\\0')")
         return
     fh_rel = lfanew + 4
-    fh = img.parse(S.EFI_IMAGE_FILE_HEADER, fh_rel, "EFI_IMAGE_FILE_HEADER")
-    add_fields(node, S.EFI_IMAGE_FILE_HEADER, fh, base + fh_rel, displays={
-        "Machine": enum_text(S.MACHINE, fh.Machine),
-        "Characteristics": flags_text(fh.Characteristics, S.FILE_CHARACTERISTICS),
+    fh = img.parse(FILE_HEADER, fh_rel)
+    fmachine, opt_size = fh["Machine"], fh["SizeOfOptionalHeader"]
+    FILE_HEADER.add_fields(node, fh, base + fh_rel, displays={
+        "Machine": enum_text(S.MACHINE, fmachine),
+        "Characteristics": flags_text(fh["Characteristics"], S.FILE_CHARACTERISTICS),
     })
-    machine = enum_name(S.MACHINE, fh.Machine) or f"machine 0x{fh.Machine:x}"
-    if enum_name(S.MACHINE, fh.Machine) is None:
-        node.warn(base + fh_rel, f"unknown Machine 0x{fh.Machine:04x}")
+    machine = enum_name(S.MACHINE, fmachine) or f"machine 0x{fmachine:x}"
+    if enum_name(S.MACHINE, fmachine) is None:
+        node.warn(base + fh_rel, f"unknown Machine 0x{fmachine:04x}")
 
     oh_rel = fh_rel + FILE_HEADER_SIZE
     if oh_rel + 2 > len(data):
@@ -308,82 +330,68 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         return
     magic = int.from_bytes(data[oh_rel:oh_rel + 2], "little")
     if magic == S.EFI_IMAGE_NT_OPTIONAL_HDR32_MAGIC:
-        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER32, "PE32"
+        ohs, kind = OPTIONAL_HEADER32, "PE32"
     elif magic == S.EFI_IMAGE_NT_OPTIONAL_HDR64_MAGIC:
-        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER64, "PE32+"
+        ohs, kind = OPTIONAL_HEADER64, "PE32+"
     else:
         node.problem(base + oh_rel, f"optional header Magic 0x{magic:x}, expected 0x10b (PE32) or 0x20b (PE32+)")
         return
-    fixed = static_size(ohs)
-    if fh.SizeOfOptionalHeader < fixed:
-        node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{fh.SizeOfOptionalHeader:x} is smaller than the "
+    fixed = ohs.size
+    if opt_size < fixed:
+        node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{opt_size:x} is smaller than the "
                                          f"{fixed}-byte {kind} optional header")
-    oh = img.parse(ohs, oh_rel, "EFI_IMAGE_OPTIONAL_HEADER32" if kind == "PE32" else "EFI_IMAGE_OPTIONAL_HEADER64")
-    add_fields(node, ohs, oh, base + oh_rel, displays={
+    oh = img.parse(ohs, oh_rel)
+    image_base, entry_rva, subsystem = oh["ImageBase"], oh["AddressOfEntryPoint"], oh["Subsystem"]
+    headers_size, image_size = oh["SizeOfHeaders"], oh["SizeOfImage"]
+    ohs.add_fields(node, oh, base + oh_rel, displays={
         "Magic": f"0x{magic:x} ({kind})",
-        "Subsystem": enum_text(S.SUBSYSTEM, oh.Subsystem),
-        "DllCharacteristics": flags_text(oh.DllCharacteristics, S.DLL_CHARACTERISTICS),
-        "ImageBase": f"0x{oh.ImageBase:x}",
-        "AddressOfEntryPoint": f"0x{oh.AddressOfEntryPoint:x}",
+        "Subsystem": enum_text(S.SUBSYSTEM, subsystem),
+        "DllCharacteristics": flags_text(oh["DllCharacteristics"], S.DLL_CHARACTERISTICS),
+        "ImageBase": f"0x{image_base:x}",
+        "AddressOfEntryPoint": f"0x{entry_rva:x}",
     })
-    img.headers_size = oh.SizeOfHeaders
-    if oh.SizeOfHeaders > len(data):
-        node.warn(base + oh_rel + 60, f"SizeOfHeaders 0x{oh.SizeOfHeaders:x} is larger than the image "
+    img.headers_size = headers_size
+    if headers_size > len(data):
+        node.warn(base + oh_rel + 60, f"SizeOfHeaders 0x{headers_size:x} is larger than the image "
                                       f"(0x{len(data):x} bytes)")
 
     # Data directories: NumberOfRvaAndSizes entries, never more than 16 nor than fit in the header.
     dd_rel = oh_rel + fixed
-    count = oh.NumberOfRvaAndSizes
+    count = oh["NumberOfRvaAndSizes"]
     if count > S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES:
         node.warn(base + dd_rel - 4, f"NumberOfRvaAndSizes {count} is more than "
                                      f"{S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES}; reading 16")
         count = S.EFI_IMAGE_NUMBER_OF_DIRECTORY_ENTRIES
-    room = max(0, (fh.SizeOfOptionalHeader - fixed) // 8)
+    room = max(0, (opt_size - fixed) // 8)
     if count > room:
         node.problem(base + dd_rel - 4, f"NumberOfRvaAndSizes {count} does not fit in SizeOfOptionalHeader "
-                                        f"0x{fh.SizeOfOptionalHeader:x}; reading {room}")
+                                        f"0x{opt_size:x}; reading {room}")
         count = room
     directories: dict[int, tuple[int, int, int]] = {}
     fit = max(0, min(count, (len(data) - dd_rel) // 8))
     if fit < count:
         node.problem(base + dd_rel + 8 * fit, f"EFI_IMAGE_DATA_DIRECTORY[{fit}]: past the end of the image")
     # The directories are an array of EFI_IMAGE_DATA_DIRECTORY {u32 VirtualAddress, u32 Size}; one
-    # unpack of the checked span instead of a construct parse each (16 per image, ~2,000 per OVMF).
+    # unpack of the checked span instead of a parse each (16 per image, ~2,000 per OVMF).
     for i, (va, size) in enumerate(_DIRECTORY.iter_unpack(bytes(data[dd_rel:dd_rel + 8 * fit]))):
         rel = dd_rel + 8 * i
         directories[i] = (va, size, base + rel)
         node.add(f"DataDirectory.{S.DIRECTORY_NAMES[i]}", {"VirtualAddress": va, "Size": size},
                  base + rel, 8, f"RVA 0x{va:x}, size 0x{size:x}" if size or va else "none")
 
-    _decode_sections(img, oh_rel + fh.SizeOfOptionalHeader, fh.NumberOfSections, kind)
+    _decode_sections(img, oh_rel + opt_size, fh["NumberOfSections"], kind)
 
-    if oh.AddressOfEntryPoint >= oh.SizeOfImage:
-        node.warn(base + oh_rel + 16, f"AddressOfEntryPoint 0x{oh.AddressOfEntryPoint:x} is outside SizeOfImage "
-                                      f"0x{oh.SizeOfImage:x}")
-    shown = _entry_fields(img, oh.ImageBase, oh.AddressOfEntryPoint, oh.ImageBase, load_address, base + oh_rel + 16)
+    if entry_rva >= image_size:
+        node.warn(base + oh_rel + 16, f"AddressOfEntryPoint 0x{entry_rva:x} is outside SizeOfImage "
+                                      f"0x{image_size:x}")
+    shown = _entry_fields(img, image_base, entry_rva, image_base, load_address, base + oh_rel + 16)
 
     dbg = directories.get(S.EFI_IMAGE_DIRECTORY_ENTRY_DEBUG)
     if dbg and dbg[0] and dbg[1]:
         _decode_debug_directory(img, dbg[0], dbg[1], dbg[2])
 
-    role = _ROLE.get(oh.Subsystem, enum_name(S.SUBSYSTEM, oh.Subsystem) or f"subsystem {oh.Subsystem}")
+    role = _ROLE.get(subsystem, enum_name(S.SUBSYSTEM, subsystem) or f"subsystem {subsystem}")
     node.title = f"{kind} {machine} {role}, entry 0x{shown:x}"
-
-
-# -- TE ------------------------------------------------------------------------------------------
-def decode_te(space: Space, offset: int, size: int, load_address: int | None = None) -> Node:
-    """Decode the TE image (PI spec vol 1, "TE image") at space[offset:offset+size];
-    `load_address` is the absolute address of its TE header when it runs in place."""
-    node = Node("te", "TE image", space, offset, size)
-    data = _space_bytes(node, space, offset, size)
-    if data is None:
-        return node
-    img = _Image(node, data, offset)
-    try:
-        _decode_te(img, load_address)
-    except DecodeError as e:
-        node.problem(e.offset, str(e))
-    return node
 
 
 def _decode_te(img: _Image, load_address: int | None) -> None:
@@ -391,40 +399,43 @@ def _decode_te(img: _Image, load_address: int | None) -> None:
     if len(data) < TE_HEADER_SIZE:
         node.problem(base, f"truncated: EFI_TE_IMAGE_HEADER needs {TE_HEADER_SIZE} bytes, image has {len(data)}")
         return
-    te = img.parse(S.EFI_TE_IMAGE_HEADER, 0, "EFI_TE_IMAGE_HEADER")
-    add_fields(node, S.EFI_TE_IMAGE_HEADER, te, base, displays={
-        "Signature": "VZ" if te.Signature == S.EFI_TE_IMAGE_HEADER_SIGNATURE else f"0x{te.Signature:04x}",
-        "Machine": enum_text(S.MACHINE, te.Machine),
-        "Subsystem": enum_text(S.SUBSYSTEM, te.Subsystem),
-        "ImageBase": f"0x{te.ImageBase:x}",
-        "AddressOfEntryPoint": f"0x{te.AddressOfEntryPoint:x}",
+    te = img.parse(TE_HEADER, 0)
+    signature, tmachine, subsystem = te["Signature"], te["Machine"], te["Subsystem"]
+    image_base, entry_rva, stripped = te["ImageBase"], te["AddressOfEntryPoint"], te["StrippedSize"]
+    TE_HEADER.add_fields(node, te, base, displays={
+        "Signature": "VZ" if signature == S.EFI_TE_IMAGE_HEADER_SIGNATURE else f"0x{signature:04x}",
+        "Machine": enum_text(S.MACHINE, tmachine),
+        "Subsystem": enum_text(S.SUBSYSTEM, subsystem),
+        "ImageBase": f"0x{image_base:x}",
+        "AddressOfEntryPoint": f"0x{entry_rva:x}",
     }, only=("Signature", "Machine", "NumberOfSections", "Subsystem", "StrippedSize", "AddressOfEntryPoint",
              "BaseOfCode", "ImageBase"))
-    if te.Signature != S.EFI_TE_IMAGE_HEADER_SIGNATURE:
-        node.problem(base, f"TE Signature is 0x{te.Signature:04x}, expected 0x5a56 ('VZ')")
+    if signature != S.EFI_TE_IMAGE_HEADER_SIGNATURE:
+        node.problem(base, f"TE Signature is 0x{signature:04x}, expected 0x5a56 ('VZ')")
         return
+    directory = te["DataDirectory"]
     for i, name in enumerate(("DataDirectory.BASERELOC", "DataDirectory.DEBUG")):
-        d = te.DataDirectory[i]
-        node.add(name, {"VirtualAddress": d.VirtualAddress, "Size": d.Size}, base + 0x18 + 8 * i, 8,
-                 f"RVA 0x{d.VirtualAddress:x}, size 0x{d.Size:x}" if d.Size or d.VirtualAddress else "none")
+        va, size = directory[i]["VirtualAddress"], directory[i]["Size"]
+        node.add(name, {"VirtualAddress": va, "Size": size}, base + 0x18 + 8 * i, 8,
+                 f"RVA 0x{va:x}, size 0x{size:x}" if size or va else "none")
     # BasePeCoff.c PeCoffLoaderGetPeHeader: StrippedSize must exceed the TE header it was replaced by.
-    if te.StrippedSize <= TE_HEADER_SIZE:
-        node.problem(base + 6, f"StrippedSize 0x{te.StrippedSize:x} is not larger than the {TE_HEADER_SIZE}-byte "
+    if stripped <= TE_HEADER_SIZE:
+        node.problem(base + 6, f"StrippedSize 0x{stripped:x} is not larger than the {TE_HEADER_SIZE}-byte "
                                f"TE header")
-    img.adjust = te.StrippedSize - TE_HEADER_SIZE
+    img.adjust = stripped - TE_HEADER_SIZE
     node.add("RvaAdjust", img.adjust, base + 6, 2, f"0x{img.adjust:x} (StrippedSize - {TE_HEADER_SIZE}: "
                                                    f"file offset = RVA - this)")
-    machine = enum_name(S.MACHINE, te.Machine) or f"machine 0x{te.Machine:x}"
-    if enum_name(S.MACHINE, te.Machine) is None:
-        node.warn(base + 2, f"unknown Machine 0x{te.Machine:04x}")
+    machine = enum_name(S.MACHINE, tmachine) or f"machine 0x{tmachine:x}"
+    if enum_name(S.MACHINE, tmachine) is None:
+        node.warn(base + 2, f"unknown Machine 0x{tmachine:04x}")
 
-    _decode_sections(img, TE_HEADER_SIZE, te.NumberOfSections, "TE")
-    linked_at = te.ImageBase + img.adjust  # where the TE header sits when the image is at ImageBase
-    shown = _entry_fields(img, te.ImageBase, te.AddressOfEntryPoint, linked_at, load_address, base + 8)
+    _decode_sections(img, TE_HEADER_SIZE, te["NumberOfSections"], "TE")
+    linked_at = image_base + img.adjust  # where the TE header sits when the image is at ImageBase
+    shown = _entry_fields(img, image_base, entry_rva, linked_at, load_address, base + 8)
 
-    dbg = te.DataDirectory[S.EFI_TE_IMAGE_DIRECTORY_ENTRY_DEBUG]
-    if dbg.VirtualAddress and dbg.Size:
-        _decode_debug_directory(img, dbg.VirtualAddress, dbg.Size, base + 0x20)
+    dbg = directory[S.EFI_TE_IMAGE_DIRECTORY_ENTRY_DEBUG]
+    if dbg["VirtualAddress"] and dbg["Size"]:
+        _decode_debug_directory(img, dbg["VirtualAddress"], dbg["Size"], base + 0x20)
 
-    role = _ROLE.get(te.Subsystem, enum_name(S.SUBSYSTEM, te.Subsystem) or f"subsystem {te.Subsystem}")
+    role = _ROLE.get(subsystem, enum_name(S.SUBSYSTEM, subsystem) or f"subsystem {subsystem}")
     node.title = f"TE {machine} {role}, entry 0x{shown:x}"
