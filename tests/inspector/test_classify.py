@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inspector.image import load_image
-from tests.realdata import bookworm, trixie
+from tests.realdata import bookworm, firmware, trixie
 
 
 def info(path):
@@ -43,3 +43,26 @@ def test_trixie_code_4m_is_x64_with_tdx():
     i = info(trixie("OVMF_CODE_4M.fd"))
     assert i.get("Architecture") == "X64"  # Debian 13 builds the 4 MiB image from OvmfPkgX64
     assert i.get("TDX") is True
+
+
+def test_config_b_is_told_by_the_absence_of_pei_not_by_a_volume_name():
+    # OvmfPkg/IntelTdx/README.md: Config-A keeps PEI, Config-B skips it. A PEI core in a volume
+    # whose name is not PEIFV's GUID is still PEI; with the PEI volume gone, the image is PEI-less.
+    from decoders.model import Field
+    from inspector.classify import PEIFV, classify
+
+    img = load_image(bookworm("OVMF.fd"))
+    peifv = next(n for n in img.root.walk() if n.kind == "fv" and n.get("FvName") == PEIFV)
+    peifv.fields = [Field("FvName", None) if f.name == "FvName" else f for f in peifv.fields]
+    renamed = classify(img.root, len(img.data))
+    assert renamed.field("TDX").display == "TDX metadata present; Config-A (PEI present)"
+    for n in img.root.walk():
+        n.children = [c for c in n.children if c is not peifv]
+    gone = classify(img.root, len(img.data))
+    assert gone.field("TDX").display == "TDX metadata present; Config-B (PEI-less: no PEIFV, no PEI_CORE file)"
+
+
+def test_config_b_build_is_classified_pei_less():
+    i = info(firmware("inteltdx/OVMF.fd"))
+    assert i.get("Layout").startswith("unified") and i.get("Architecture") == "X64"
+    assert i.field("TDX").display == "TDX metadata present; Config-B (PEI-less: no PEIFV, no PEI_CORE file)"

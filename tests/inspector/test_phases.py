@@ -18,11 +18,12 @@ from inspector.live.disasm import disassemble
 from decoders.efi import pei
 from decoders.efi.pei import decode_ppi_list, decode_sec_pei_handoff
 from inspector.live.phases import classify, compute_handoffs
+from inspector.live.session_api import Phase
 from inspector.live.script import add_live_arguments, run_attach, run_qemu, split_qemu_args
 from inspector.live.session import Session
 from inspector.live.target import (CR0_PE, DESC_B, DESC_L, EFER_LMA, Registers, Segment, StopEvent, Target,
                                    TargetDead)
-from tests.realdata import bookworm, trixie
+from tests.realdata import bookworm, firmware, trixie
 
 FOUR_GIB = 1 << 32
 TEMP_RAM_SUPPORT_PPI = uuid.UUID("dbe23aa9-a345-4b97-85b6-b226f1617389")   # gEfiTemporaryRamSupportPpiGuid
@@ -97,6 +98,33 @@ def test_image_without_peifv_skips_pei_handoffs():
     assert h.pei_core_entry is None
     assert h.phases() == ["reset", "sec", "dxe-core", "bds"]
     assert any("PEI-less" in p for p in h.problems)
+
+
+def test_config_b_handoffs_from_the_real_image_skip_pei():
+    # Our build of OvmfPkg/IntelTdx/IntelTdxX64.dsc: no PEIFV, SEC is IntelTdx/Sec/SecMain.inf (its own
+    # FILE_GUID), DxeCore and BdsDxe in the LZMA-compressed DXEFV. SEC's entry: its PE at file offset
+    # 0x3cc094 (flash 0xfffcc094) + AddressOfEntryPoint 0xdaf0, as UEFIExtract reports them.
+    img = load_image(firmware("inteltdx/OVMF.fd"))
+    h = compute_handoffs(img.root, len(img.data))
+    assert h.phases() == ["reset", "sec", "dxe-core", "bds"]
+    assert h.sec_entry == 0xFFFD9B84 and h.sec_machine == 0x8664
+    assert h.bfv_base == 0xFFFCC000                  # SECFV at 0x3cc000 (SECFV_OFFSET, 4 MiB layout)
+    assert h.pei_core_entry is None and h.peifv_ram_base is None
+    assert Phase.DXE_IPL not in h.modules
+    assert h.modules["sec"].guid == uuid.UUID("69d96630-eb64-4b33-8491-13a5cf023dcf")
+    assert h.modules["dxe-core"].entry_rva == 0x14A58 and h.dxefv.get("FvName") == phases.DXEFV_GUID
+    assert h.modules["bds"].fv is h.dxefv
+    assert h.problems == ["no PEI_CORE file: a PEI-less image (TDVF Config-B) or no PEIFV"]
+    # The static ranges: the reset vector's file and SEC, both in flash; no XIP PEI modules.
+    assert sorted(r[3] for r in h.ranges) == ["reset", "sec"]
+
+
+def test_handoff_files_are_taken_from_their_own_volume_not_an_outer_one(ovmf):
+    # The FV_IMAGE file of FVMAIN_COMPACT holds PEIFV and DXEFV: the modules' volume is the inner one.
+    h = compute_handoffs(ovmf.root, len(ovmf.data))
+    assert h.modules["pei-core"].fv.get("FvName") == phases.PEIFV_GUID
+    assert h.modules["dxe-ipl"].fv is h.modules["pei-core"].fv
+    assert h.peifv_size == h.modules["pei-core"].fv.size
 
 
 def test_module_copy_found_by_its_pe_header(ovmf):
