@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from decoders.memory import Memory, MemoryBytes, Unreadable
+from decoders.memory import Memory, MemoryBytes, Unreadable, check_read
 from decoders.model import Node, Space
 from decoders.paging import LEVEL_NAMES, P, PAGE, PS, PagingConfig, canonical
 
@@ -81,6 +81,9 @@ class VirtualMemory:
         return self._cache[page]
 
     def read(self, address: int, size: int) -> bytes:
+        # Bounded like every Memory (decoders/memory.py MAX_READ): a slice of the whole space would
+        # otherwise gather OVMF's 1 TiB identity map page by page.
+        check_read(address, size)
         out = bytearray()
         va = address
         while len(out) < size:
@@ -107,7 +110,8 @@ class CanonicalWindow:
         self.size = 1 << va_bits(self.la57)
 
     def read(self, address: int, size: int) -> bytes:
-        if address < 0 or size < 0 or address + size > self.size:
+        check_read(address, size)
+        if address < 0 or address + size > self.size:
             raise Unreadable(address, size, f"outside offsets 0x0..0x{self.size:x} of the virtual space")
         half = self.size >> 1
         if address < half < address + size:

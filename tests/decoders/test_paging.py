@@ -482,6 +482,13 @@ def test_virtual_space_lays_out_both_canonical_halves_without_holding_them():
     # A row across the middle: the lower half's last bytes, then the upper half's first ones.
     assert data[(1 << 56) - 4:(1 << 56) + 4] == b"\x11" * 4 + b"\x22" * 4
     assert data[0x1000:0x1010] == b""                                      # not mapped: blank
+    # A slice of the whole space is refused (blank), not gathered: the read bound of every Memory.
+    from decoders.memory import MAX_READ, Unreadable
+    assert data[0:1 << 57] == b""
+    with pytest.raises(Unreadable, match="refused"):      # one VA range, past the bound
+        space.data.memory.virtual.read(0x0001000000000000, MAX_READ + 1)
+    with pytest.raises(Unreadable, match="refused"):      # across the middle: two reads within it, not their sum
+        space.data.memory.read((1 << 56) - MAX_READ // 2 - 1, MAX_READ + 2)
     # 4-level: 2^48 offsets, the upper half from 2^47 = 0xFFFF800000000000
     four = virtual_space(phys, t.table(0), PagingConfig())
     assert len(four.data) == 1 << 48 and four.address_of(1 << 47) == 0xFFFF800000000000
