@@ -142,19 +142,18 @@ class VirtualSpace(Space):
 def virtual_space(phys: Memory, cr3: int, cfg: PagingConfig, owner: object = None) -> VirtualSpace:
     """The virtual address space of `cr3`, both halves, for a hex view (`owner`: what must stay open)."""
     window = CanonicalWindow(VirtualMemory(phys, cr3, cfg))
-    return VirtualSpace(f"virtual memory (CR3 0x{cr3:x}, {cfg.levels}-level)", MemoryBytes(window, 0, window.size,
-                                                                                            owner=owner),
-                        0, la57=cfg.la57)
+    data = MemoryBytes(window, 0, window.size, owner=owner)
+    return VirtualSpace(f"virtual memory (CR3 0x{cr3:x}, {cfg.levels}-level)", data, 0, la57=cfg.la57)
 
 
 def virtual_memory_node(phys: Memory, cr3: int, cfg: PagingConfig, owner: object = None) -> Node:
     """A node over the whole virtual space of `cr3` (the hex view's `g` goes to any canonical address)."""
     space = virtual_space(phys, cr3, cfg, owner)
-    bits = va_bits(cfg.la57)
-    upper = canonical(1 << (bits - 1), cfg.la57)
-    node = Node("memory", f"Virtual memory through CR3 0x{cr3:x} ({cfg.levels}-level): 0x0-0x{(1 << (bits - 1)) - 1:x} "
-                          f"and 0x{upper:x}-0xffffffffffffffff (g goes to an address)", space, 0, space.size)
-    node.add("LowerHalf", 0, display=f"0x0-0x{(1 << (bits - 1)) - 1:x} at offset 0")
-    node.add("UpperHalf", upper, display=f"0x{upper:x}-0xffffffffffffffff from offset 0x{1 << (bits - 1):x}")
+    half = 1 << (va_bits(cfg.la57) - 1)
+    upper = canonical(half, cfg.la57)
+    node = Node("memory", f"Virtual memory through CR3 0x{cr3:x} ({cfg.levels}-level): 0x0-0x{half - 1:x} and "
+                          f"0x{upper:x}-0xffffffffffffffff (g goes to an address)", space, 0, space.size)
+    node.add("LowerHalf", 0, display=f"0x0-0x{half - 1:x} at offset 0")
+    node.add("UpperHalf", upper, display=f"0x{upper:x}-0xffffffffffffffff from offset 0x{half:x}")
     node.note(None, "unmapped pages show blank")
     return node

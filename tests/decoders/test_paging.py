@@ -1,6 +1,7 @@
 """Page-table walks over tables built here with struct (SDM vol. 3A ch. 4 layouts), including
-5-level paging, every leaf size, the TDX shared bit, loops and reserved bits. The walk of a real
-OVMF guest is compared with QEMU's `info tlb` in tests/live/test_pages_live.py."""
+5-level paging with 57-bit addresses in both canonical halves, every leaf size, the TDX shared bit,
+loops and reserved bits. The walks of real OVMF guests are compared with QEMU's `info tlb` in
+tests/live/test_dump_live.py (4-level) and tests/live/test_la57_live.py (5-level)."""
 from __future__ import annotations
 
 import json
