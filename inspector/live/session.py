@@ -290,6 +290,8 @@ class Session:
         except OSError as e:
             stop.problems.append(f"reading the debug console log failed: {e}")
             return
+        if not self.debug_log.parser.bytes and not self.debug_log.parser.pending:
+            return          # nothing written yet (a RELEASE build writes nothing to the debug console)
         static = {start for start, _end, _name, _phase in self.boot.handoffs.ranges}
         node = self.debug_log.node(stop.tree, self.images(), static)
         if stop.tree is None:
