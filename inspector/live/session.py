@@ -6,7 +6,9 @@ building a Stop; the rest is delegated:
 - copies.py: reaching the entry of a module loaded at run time (dxe-ipl, dxe-core, bds) by
   following the copies its loader makes;
 - modules.py: breakpoints by module, image-load events, the loaded images and the DXE tables;
-- symbols.py: function and line at RIP from a build's .debug files (optional).
+- symbols.py: function and line at RIP from a build's .debug files (optional);
+- debuglog.py: the guest's DEBUG log (the debugcon file of a QEMU we started), parsed as it grows and
+  cross-checked at every stop against the images, handoff entries and HOBs found without it.
 What they share about the boot (handoff points, module ranges, system memory, the phase reached)
 is one phases.BootState.
 

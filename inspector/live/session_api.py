@@ -60,7 +60,7 @@ class Stop:
     handoff: Phase | str | None = None   # the handoff this stop is (Phase.SEC, ...), if it is one
     tree: Node | None = None        # what was decoded here: handed-over structures, HOBs, page tables...
     disassembly: list[tuple[int, str]] = field(default_factory=list)  # (linear address, text) at RIP
-    log: str = ""                   # debugcon output up to this stop
+    log: str = ""                   # debugcon output up to this stop (its last 64 KiB; in to_json too)
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
