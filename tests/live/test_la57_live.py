@@ -238,7 +238,7 @@ def test_pages_of_the_dump_equal_info_tlb(shell_dump):
     leaves = [re.search(r"0x([0-9a-f]{16}) -> 0x([0-9a-f]+) (\d \w+) ", ln) for ln in lines]
     leaves = [(int(m.group(1), 16), int(m.group(2), 16), units[m.group(3)]) for m in leaves if m]
     assert leaves == [(int(t[:16], 16), int(t[18:34], 16), t[37]) for t in theirs]
-    print(f"\nshell: CR3 0x{cr3:x}, {len(theirs)} leaves")
+    print(f"\nshell: {lines[0]}; {len(tlb_ranges(theirs))} ranges by info mem's rule")
 
 
 def test_pages_json_merged_equals_info_tlb_merged(shell_dump):
