@@ -41,6 +41,10 @@ class Space:
     def address_of(self, offset: int) -> int | None:
         return None if self.base is None else self.base + offset
 
+    def need(self, end: int) -> None:
+        """Make sure data[:end] is final before it is read. A space's bytes are all there from the
+        start, except a blob still being inflated (decoders.fd.blobs.BlobSpace), which waits."""
+
 
 @dataclass
 class Problem:

@@ -2,12 +2,14 @@
 
 A whole-process `fwinspect fd OVMF.fd` spends its first ~70 ms importing the decoders, and most of
 its decode in liblzma inflating FVMAIN_COMPACT (on Debian's OVMF.fd, 1.5 MB to 13.5 MB). liblzma
-releases the GIL, so with a second core the two overlap: `EarlyLzma` finds the image's outermost
-LZMA GUID-defined sections by their headers alone and inflates them on a thread while the caller
-imports the decoders. The FD decoder asks it for a section's bytes before inflating them itself
-(`decode_image(..., predecoded=...)`) and is given them only when the stream inflated to exactly
-the size its header declares; anything else (a hostile header, a truncated stream) it decodes,
-bounds and reports as always.
+releases the GIL, so with a second core the work overlaps: `EarlyLzma` finds the image's outermost
+LZMA GUID-defined sections by their headers alone and inflates them on a thread, in pieces, while
+the caller imports the decoders and then decodes. The FD decoder asks for a section's stream before
+inflating it itself (`decode_image(..., predecoded=early.get)`, `get.stream`) and reads each file
+of the volumes inside as soon as its bytes have landed (decoders.fd.blobs.BlobSpace.need); it keeps
+what it decoded only when the stream inflated to exactly the size its header declares. Anything
+else (a hostile header, a truncated or corrupt stream) it undoes and decodes, bounds and reports
+as always, so the tree is the same with and without the thread.
 
 This module imports only the standard library: importing it must cost next to nothing.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import lzma
 import struct
+import sys
 import threading
 from pathlib import Path
 
@@ -81,33 +84,128 @@ def lzma_sections(data: bytes) -> list[tuple[int, int, int]]:
     return found
 
 
-def _inflate(data: bytes, payload: int, end: int, declared: int) -> bytes | None:
-    """The section's LZMA stream inflated, or None unless it gives exactly `declared` bytes."""
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    try:
-        out = d.decompress(memoryview(data)[payload:end], max_length=declared + 1)
-    except (lzma.LZMAError, EOFError):
-        return None
-    return out if len(out) == declared else None
+# Output is taken from liblzma this many bytes at a time, each piece published to the decoder as it
+# lands; the thread asks for the GIL between pieces, and gets it within SWITCH_INTERVAL.
+PIECE = 512 << 10
+# While a stream is inflating, a thread that waits for the GIL asks the running one to let go after
+# this long (CPython's default is 5 ms: a piece every 5 ms would hold liblzma back).
+SWITCH_INTERVAL = 0.0005
+
+_RUNNING, _DONE, _FAILED = "running", "done", "failed"
+
+
+class LzmaStream:
+    """One section's LZMA stream inflating into `data` (a bytearray of the size its header
+    declares), front to back. `need(end)` blocks until data[:end] is final and says whether the
+    stream is still good; the stream is good in the end only when it gave exactly the declared
+    size (`need(len(data))` is True)."""
+
+    def __init__(self, source: bytes, payload: int, end: int, declared: int):
+        self.data = bytearray(declared)
+        self._source, self._payload, self._end = source, payload, end
+        self.filled = 0
+        self.state = _RUNNING
+        self._cond = threading.Condition()
+
+    def run(self) -> None:
+        declared = len(self.data)
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+        src = memoryview(self._source)[self._payload:self._end]
+        state = _FAILED
+        try:
+            while True:
+                # One byte past the declared size is asked for, so a stream that holds more fails.
+                piece = d.decompress(src, max_length=min(PIECE, declared + 1 - self.filled))
+                src = b""
+                if self.filled + len(piece) > declared:
+                    break
+                self.data[self.filled:self.filled + len(piece)] = piece
+                with self._cond:
+                    self.filled += len(piece)
+                    self._cond.notify_all()
+                if d.eof or not piece:
+                    state = _DONE if self.filled == declared else _FAILED
+                    break
+        except (lzma.LZMAError, EOFError):
+            pass
+        finally:
+            with self._cond:
+                self.state = state
+                self._cond.notify_all()
+
+    def fail(self) -> None:
+        with self._cond:
+            if self.state is _RUNNING:
+                self.state = _FAILED
+                self._cond.notify_all()
+
+    def need(self, end: int) -> bool:
+        """Wait until data[:end] is inflated (True), or the stream failed (False)."""
+        if self.filled >= end and (end < len(self.data) or self.state is _DONE):
+            return True
+        with self._cond:
+            while self.state is _RUNNING and (self.filled < end or end >= len(self.data)):
+                self._cond.wait()
+            return self.state is not _FAILED and self.filled >= min(end, len(self.data))
+
+
+class _Get:
+    """`EarlyLzma.get`: the callable decoders.fd takes as `predecoded`. Called, it gives a section's
+    whole inflated bytes (or None); its `stream` gives the LzmaStream itself, to decode while it
+    inflates. Either hands a section over once."""
+
+    def __init__(self, owner: "EarlyLzma"):
+        self._owner = owner
+
+    def __call__(self, buffer, offset: int) -> bytearray | None:
+        stream = self.stream(buffer, offset)
+        if stream is None or not stream.need(len(stream.data)):
+            return None
+        return stream.data
+
+    def stream(self, buffer, offset: int) -> LzmaStream | None:
+        return self._owner.take(buffer, offset)
 
 
 class EarlyLzma:
-    """Inflates an image's LZMA sections on a thread; `get(buffer, offset)` hands one over once."""
+    """Inflates an image's LZMA sections on a thread, one after the other, each in pieces a decoder
+    can use as they land (`get.stream`), or whole (`get`)."""
 
     def __init__(self, data: bytes):
         self.data = data
-        self._results: dict[int, bytes | None] = {}
+        self._streams: dict[int, LzmaStream] | None = None
+        self._found = threading.Condition()
+        self.get = _Get(self)
         self._thread = threading.Thread(target=self._run, name="early-lzma", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        for payload, end, declared in lzma_sections(self.data):
-            self._results[payload] = _inflate(self.data, payload, end, declared)
+        streams: dict[int, LzmaStream] = {}
+        try:
+            streams = {payload: LzmaStream(self.data, payload, end, declared)
+                       for payload, end, declared in lzma_sections(self.data)}
+        finally:
+            with self._found:
+                self._streams = dict(streams)
+                self._found.notify_all()
+        if not streams:
+            return
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        try:
+            for stream in streams.values():
+                stream.run()
+        finally:
+            sys.setswitchinterval(interval)
+            for stream in streams.values():
+                stream.fail()   # whatever did not finish (only after an unexpected error): no waiter hangs
 
-    def get(self, buffer, offset: int) -> bytes | None:
-        """The LZMA-stage bytes of the section whose payload is at `offset` of this image, or None
-        (another buffer, a section not inflated early, or a stream that did not check out)."""
+    def take(self, buffer, offset: int) -> LzmaStream | None:
+        """The stream of the section whose payload is at `offset` of this image, once; None for
+        another buffer or a section not inflated early."""
         if buffer is not self.data:
             return None
-        self._thread.join()
-        return self._results.pop(offset, None)
+        with self._found:
+            while self._streams is None:
+                self._found.wait()
+            return self._streams.pop(offset, None)

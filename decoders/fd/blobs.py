@@ -13,11 +13,27 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Protocol
 
 from decoders.model import Node, Space
 
 Recreate = Callable[[memoryview, int], "bytes | bytearray"]
+
+
+class Filling(Protocol):
+    """A blob a caller is inflating while it is decoded (inspector.imagefile.LzmaStream): `data`
+    has the size the stream's header declares and fills front to back; `need(end)` blocks until
+    data[:end] is final and is False once the stream turned out bad. Only `need(len(data))` says
+    the whole stream was good."""
+
+    data: bytearray
+
+    def need(self, end: int) -> bool: ...
+
+
+class StreamBroken(Exception):
+    """A blob being decoded while it inflated turned out bad: what was decoded from it is dropped
+    (decoders.fd.sections undoes it and decodes the section as if nothing had been inflated early)."""
 
 
 class BlobCache:
@@ -65,6 +81,18 @@ class BlobCache:
                 self._held.move_to_end(space)
             return blob
 
+    def held(self) -> set["BlobSpace"]:
+        with self._lock:
+            return set(self._held)
+
+    def forget(self, keep: set["BlobSpace"]) -> None:
+        """Drop every blob but those in `keep`, pinned or not (a decode that is being undone)."""
+        with self._lock:
+            for space in list(self._held):
+                if space not in keep:
+                    self.total -= len(self._held.pop(space))
+                    self._pins.pop(space, None)
+
     def unpin(self, space: "BlobSpace") -> None:
         """Done decoding `space`: it stays while there is room, and goes first when there is not."""
         with self._lock:
@@ -85,6 +113,12 @@ class BlobSpace(Space):
         self.name, self.base, self.parent = name, None, parent
         self._source, self._start, self._end = source, start, end
         self._recreate, self._size, self._cache = recreate, size, cache
+        self.filling: Filling | None = None   # set while the blob is decoded as it inflates
+
+    def need(self, end: int) -> None:
+        filling = self.filling
+        if filling is not None and not filling.need(min(end, self._size)):
+            raise StreamBroken(self.name)
 
     @property
     def data(self) -> bytes | bytearray:

@@ -53,7 +53,9 @@ def decode_image(data: bytes | bytearray | memoryview, *, name: str = "image", b
     `base` is the address of the first byte; by default the image ends at 4 GiB - 1, where
     an x86 flash device is mapped. `predecoded(buffer, payload_offset)` may hand over the
     LZMA-stage bytes of a section that the caller inflated ahead of time (inspector.imagefile);
-    they are used only when they have the size the section's header declares.
+    they are used only when they have the size the section's header declares. When it also has
+    `stream(buffer, payload_offset)`, a plain LZMA section's bytes are decoded while they inflate
+    (blobs.Filling), and kept only when the whole stream turns out good.
     """
     if not isinstance(data, (bytes, bytearray)):
         data = bytes(data)  # count()/find() with bounds need a real buffer; flash images are small
@@ -173,6 +175,8 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
         node.problem(offset, "this volume is already being decoded (self-nesting); not decoded again")
         return node
     ctx.volumes.add(key)
+    # The header, block map and checksummed span end within HeaderLength (UINT16) of the start.
+    space.need(min(limit, offset + 0x10000))
     h = parse_at(S.EFI_FIRMWARE_VOLUME_HEADER, data, offset)
     add_fields(node, S.EFI_FIRMWARE_VOLUME_HEADER, h, offset)
     attrs = h.Attributes
@@ -223,6 +227,7 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
     body = offset + hl
     if fs == NVDATA_GUID:
         from decoders import nvvars
+        space.need(fv_end)
         try:
             node.children.extend(nvvars.decode_nv_body(space, body, fv_end - body))
         except Exception as e:  # noqa: BLE001 - a bug in the variable decoder must not lose the image
@@ -281,6 +286,7 @@ def _ext_header(node: Node, space: Space, offset: int, ext_off: int, hl: int, fv
     if ext_off < hl or at + S.FV_EXT_HEADER_SIZE > fv_end:
         node.problem(offset + 0x34, f"ExtHeaderOffset 0x{ext_off:x} is outside the volume body")
         return None
+    space.need(at + S.FV_EXT_HEADER_SIZE)
     eh = parse_at(S.EFI_FIRMWARE_VOLUME_EXT_HEADER, data, at)
     ext = Node("fv-ext-header", "Volume extended header", space, at, S.FV_EXT_HEADER_SIZE)
     add_fields(ext, S.EFI_FIRMWARE_VOLUME_EXT_HEADER, eh, at)
@@ -290,6 +296,7 @@ def _ext_header(node: Node, space: Space, offset: int, ext_off: int, hl: int, fv
         ext.problem(at + 0x10, f"ExtHeaderSize 0x{size:x} invalid (0x{S.FV_EXT_HEADER_SIZE:x} to the volume end)")
         return ext
     ext.size = size
+    space.need(at + size)
     pos, end = at + S.FV_EXT_HEADER_SIZE, at + size
     for _ in range(MAX_EXT_ENTRIES):
         if end - pos < S.FV_EXT_ENTRY_SIZE:
@@ -343,10 +350,12 @@ def _files(fv: Node, space: Space, fv_off: int, body: int, fv_end: int, erase: i
         pos = fv_off + align(pos - fv_off, 8)   # PI vol 3 2.1.4: files are 8-byte aligned in the FV
         if pos >= fv_end:
             return
+        space.need(min(fv_end, pos + S.FFS_HEADER2_SIZE))
         if fv_end - pos < S.FFS_HEADER_SIZE or data[pos:pos + S.FFS_HEADER_SIZE] == empty_header:
             fv.append(_free_space(space, pos, fv_end, erase))
             return
         if ctx.files >= b.limits.files:
+            space.need(fv_end)
             _left_out_files(fv, data, fv_off, pos, fv_end, empty_header, b, "files")
             return
         if not ctx.take_node(fv, pos, fv_end - pos, "bytes of files"):
@@ -399,6 +408,7 @@ def _free_space(space: Space, pos: int, end: int, erase: int) -> Node:
     data = space.data
     n = end - pos
     node = Node("free-space", f"Free space, 0x{n:x} bytes", space, pos, n)
+    space.need(end)
     if _count(data, erase, pos, end) != n:
         # Only now look for where: a regex search with bounds copies nothing.
         if isinstance(data, memoryview):
@@ -462,6 +472,7 @@ def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ff
         return node, False
     node.size = size
     data_off, file_end = pos + hsize, pos + size
+    space.need(file_end)
 
     # PI vol 3 2.2.3: IntegrityCheck.Header makes the header sum to 0 with State and .File as 0.
     hsum = (sum(memoryview(data)[pos:data_off]) - h.State - h.IntegrityCheck.File) & 0xFF

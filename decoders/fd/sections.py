@@ -20,7 +20,7 @@ from decoders.display import flags_text
 from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
 from decoders.fd import structs as S
-from decoders.fd.blobs import BlobCache, BlobSpace
+from decoders.fd.blobs import BlobCache, BlobSpace, StreamBroken
 from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, bcj_x86_decode, brotli_decompress,
                                      declared_size, efi_decompress, lzma_decompress, lzma_x86_decompress)
 from decoders.model import Node, Space
@@ -51,7 +51,8 @@ class Context:
     sections: int = 0
     volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
     # The caller's LZMA-stage bytes for a section, inflated ahead of time: (buffer, payload offset)
-    # -> bytes or None (decode_image's `predecoded`).
+    # -> bytes or None (decode_image's `predecoded`); its `stream(buffer, payload offset)`, when it
+    # has one, gives the same bytes while they inflate (blobs.Filling) or None.
     predecoded: Callable[[object, int], bytes | None] | None = None
 
     def __post_init__(self):
@@ -129,6 +130,7 @@ def decode_sections(space: Space, start: int, end: int, depth: int, ctx: Context
             owner.problem(pos, f"{end - pos} trailing bytes after the last section, too few for a section header")
             return out
         if ctx.sections >= ctx.budget.limits.sections:
+            space.need(end)
             left = _count_sections(data, pos, end, MAX_SECTIONS_PER_STREAM - len(out))
             ctx.budget.left_out(owner, pos, left, "sections", "sections")
             return out
@@ -161,6 +163,7 @@ def _count_sections(data, pos: int, end: int, most: int) -> int:
 
 def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Context) -> tuple[Node, bool]:
     """One section; the flag is False when its size is unusable and the walk must stop."""
+    space.need(min(end, pos + S.SECTION_HEADER2_SIZE))
     h = S.SECTION_HEADER_FAST.parse(bytes(data[pos:pos + 4]))
     size, typ = h.Size, h.Type
     tname = SECTION_NAME.get(typ, f"unknown 0x{typ:02x}")
@@ -192,6 +195,8 @@ def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Con
     if handler is None:
         node.note(pos + 3, f"unknown section type 0x{typ:02x}; shown raw")
         return node, True
+    if handler is not _fv_image:   # a volume waits for its bytes file by file (decode_fv)
+        space.need(sec_end)
     handler(node, space, data, pos, body, sec_end, depth, ctx)
     return node, True
 
@@ -310,6 +315,20 @@ def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, ex
         node.problem(payload, f"{label} payload not decompressed: {why}")
         return
     cache.make_room((declared if declared is not None else room) * copies)
+    filling = _filling(ctx, data, payload, fn, declared)
+    if filling is not None:
+        # Decoded as it inflates; kept only when the whole stream turns out good, else undone and
+        # decoded below as if nothing had been inflated early (the caller's inflation is only ever
+        # a stand-in for the decoder's own).
+        undo = _Undo(ctx, node)
+        try:
+            _decode_blob(node, space, pos, payload, sec_end, depth, ctx, label, fn, expected, filling.data, filling)
+            good = filling.need(declared)
+        except StreamBroken:
+            good = False
+        if good:
+            return
+        undo.undo()
     try:
         early = ctx.predecoded(data, payload) if ctx.predecoded and fn in _LZMA_STAGE else None
         if early is not None and len(early) == declared:
@@ -319,12 +338,29 @@ def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, ex
     except CompressionError as e:   # OverLimit included: the stream holds more than it may
         node.problem(payload, f"{label} payload not decompressed: {e}")
         return
+    _decode_blob(node, space, pos, payload, sec_end, depth, ctx, label, fn, expected, blob)
+
+
+def _filling(ctx: Context, data, payload: int, fn, declared: int | None):
+    """The caller's stream of this LZMA section's bytes, when it is inflating them (blobs.Filling)."""
+    if ctx.predecoded is None or fn is not lzma_decompress or declared is None:
+        return None
+    stream = getattr(ctx.predecoded, "stream", None)
+    filling = stream(data, payload) if stream is not None else None
+    return filling if filling is not None and len(filling.data) == declared else None
+
+
+def _decode_blob(node, space, pos, payload, sec_end, depth, ctx, label, fn, expected, blob, filling=None):
+    """The sections of a decompressed blob, in a BlobSpace under `node`; with `filling`, the blob is
+    still inflating and is read as it lands (BlobSpace.need)."""
+    b, cache = ctx.budget, ctx.cache
     ctx.decompressed += len(blob)
     node.add("DecompressedSize", len(blob), None, None)
     if expected is not None and expected != len(blob):
         node.problem(pos + S.SECTION_HEADER_SIZE,
                      f"UncompressedLength 0x{expected:x} but the payload decompressed to 0x{len(blob):x}")
     blob_space = BlobSpace(f"{space.name}/{label}@0x{pos:x}", node, space, payload, sec_end, fn, len(blob), cache)
+    blob_space.filling = filling
     cache.put(blob_space, blob, pin=True)
     del blob   # the cache holds it while it fits; decode_sections below holds it while it works
     try:
@@ -335,6 +371,30 @@ def _inflate(node, space, data, pos, payload, sec_end, depth, ctx, label, fn, ex
             node.children.extend(decode_sections(blob_space, 0, blob_space.size, depth + 1, ctx, node))
     finally:
         cache.unpin(blob_space)
+        blob_space.filling = None
+
+
+class _Undo:
+    """What decoding a blob changes outside its own nodes (the run's counts, the budget, the blob
+    cache, the section node's fields, problems and children), to put back when the decode is dropped."""
+
+    def __init__(self, ctx: Context, node: Node):
+        b = ctx.budget
+        self.ctx, self.node = ctx, node
+        self.counts = (ctx.decompressed, ctx.files, ctx.sections, set(ctx.volumes))
+        self.budget = (b.nodes, b.problems, b.held, dict(b.dropped))
+        self.lengths = (len(node.fields), len(node.problems), len(node.children))
+        self.held = ctx.cache.held()
+
+    def undo(self) -> None:
+        ctx, node, b = self.ctx, self.node, self.ctx.budget
+        ctx.decompressed, ctx.files, ctx.sections, volumes = self.counts
+        ctx.volumes = set(volumes)
+        b.nodes, b.problems, b.held, dropped = self.budget
+        b.dropped = dict(dropped)
+        nf, np_, nc = self.lengths
+        del node.fields[nf:], node.problems[np_:], node.children[nc:]
+        ctx.cache.forget(self.held)
 
 
 def _sub_stream(node, space, start, sec_end, depth, ctx):
