@@ -291,6 +291,9 @@ def test_every_layout_finds_the_matching_file(tmp_path, symdir, image, layout):
         where = {"build": build, "ia32x64": build, "arch": build / "X64", "tree": tmp_path / "Build"}[layout]
     index = SymbolIndex(where)
     assert len(index.files) >= 120
+    if layout == "ia32x64":     # chosen by the PE's Machine (X64 here), whichever tree is listed first
+        index.files["DxeCore"].sort(key=lambda f: "X64" in f.path.parts)
+        assert [f.path.parts[-2] for f in index.candidates("DxeCore", None, 0x8664)] == ["X64"]
     for ui in ("DxeCore", "SecMain"):
         mem, img, lay = loaded(image, ui, DXE_BASE if ui == "DxeCore" else None)
         r = index.resolve(ui, None, mem, img.base)
