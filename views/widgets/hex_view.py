@@ -103,12 +103,16 @@ class HexView(ScrollView, can_focus=True):
     def row_width(self) -> int:
         # offset, " ", [address, " "], " ", 16 × "xx " with an extra space mid-row, " ", 16 ASCII
         addr = self._address_digits + 1 if self._address_digits else 0
-        return self._offset_digits + 1 + addr + 1 + BYTES_PER_ROW * 3 + 1 + 1 + BYTES_PER_ROW
+        offset = self._offset_digits + 1 if self._offset_digits else 0
+        return offset + addr + 1 + BYTES_PER_ROW * 3 + 1 + 1 + BYTES_PER_ROW
 
     def watch_space(self, space: Space | None) -> None:
         data = self.data
         size = 0 if data is None else len(data)
-        self._offset_digits = _hex_digits(size - 1, 4)
+        # A space that maps addresses itself (offset_of: the two canonical halves of a virtual
+        # space, decoders/paging_translate.py) shows its addresses only: its offsets are an
+        # artefact of laying the halves end to end.
+        self._offset_digits = 0 if getattr(space, "offset_of", None) else _hex_digits(size - 1, 4)
         base = None if space is None else space.base
         # The widest address is the last offset's (a virtual space's upper half ends at 2^64 - 1).
         self._address_digits = 0 if base is None or data is None else \
@@ -199,7 +203,7 @@ class HexView(ScrollView, can_focus=True):
         start = row * BYTES_PER_ROW
         chunk = bytes(data[start:start + BYTES_PER_ROW])
         n = len(chunk)
-        segments = [Segment(f"{start:0{self._offset_digits}x} ", st["offset"])]
+        segments = [Segment(f"{start:0{self._offset_digits}x} ", st["offset"])] if self._offset_digits else []
         if self._address_digits:
             segments.append(Segment(f"{self.space.address_of(start):0{self._address_digits}x} ", st["address"]))
         segments.append(Segment(" ", base))
