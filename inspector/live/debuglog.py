@@ -19,8 +19,8 @@ names, the most recent events in full, and a cross-check:
   PhysicalMemoryBegin/Length); PlatformGetLowMemoryCB's LowMemory is the end of system memory below
   4 GiB in the resource descriptor HOBs, each `Reserved [a, b)` of PlatformAddHobCB a reserved resource
   descriptor and each `HighMemory [a, b)` inside system memory (OvmfPkg/Library/PlatformInitLib/
-  MemDetect.c); every `Memory Allocation` and the `Stack Hob` line a memory allocation HOB, the
-  `FV Hob` line a firmware volume HOB; `HOBLIST address in DXE` the HOB list found at the stop (the
+  MemDetect.c); every `Memory Allocation`, the `Stack Hob` line and the reserved variable store a
+  memory allocation HOB, the `FV Hob` line a firmware volume HOB; `HOBLIST address in DXE` the HOB list found at the stop (the
   gEfiHobListGuid configuration table). That is DxeCore's copy: CoreInitializeGcdServices
   (MdeModulePkg/Core/Dxe/Gcd/Gcd.c) moves the list PEI handed over in RCX before DxeMain prints it.
 
@@ -46,6 +46,7 @@ FOUR_GIB = 1 << 32
 # PiHob.h
 HOB_HANDOFF, HOB_MEMORY_ALLOCATION, HOB_RESOURCE_DESCRIPTOR, HOB_FV = 1, 2, 3, 5
 EFI_RESOURCE_SYSTEM_MEMORY, EFI_RESOURCE_MEMORY_RESERVED = 0, 5
+EFI_RUNTIME_SERVICES_DATA = 6            # EFI_MEMORY_TYPE, MdePkg/Include/Uefi/UefiMultiPhase.h
 HANDOFF_KINDS = ("dxe-ipl-entry", "dxe-core-entry", "bds-entry")
 
 
@@ -228,6 +229,13 @@ def _memory(p: LogParser, tree: Node | None, node: Node) -> int:
     if ev is not None:
         check(any(b == ev.get("BaseAddress") and n == ev.get("Length") for _t, b, n in allocations), ev,
               f"stack HOB [0x{ev.get('BaseAddress'):x}, +0x{ev.get('Length'):x}) is not a memory allocation HOB here")
+    ev = p.last("variable-store")
+    if ev is not None:
+        # AllocateRuntimePages (EFI_SIZE_TO_PAGES (VarStoreSize)), printed as VarStoreSize / 1024 KiB
+        # (PlatformInitLib/Platform.c, PlatformReserveEmuVariableNvStore): whole pages of runtime data.
+        base, size = ev.get("Base"), ev.get("SizeKB") * 1024
+        check(any(t == EFI_RUNTIME_SERVICES_DATA and b == base and 0 <= n - size < 0x1400 for t, b, n in allocations),
+              ev, f"variable store at 0x{base:x} ({size // 1024} KiB): no runtime-data memory allocation HOB there")
     fvs = {(h.get("BaseAddress"), h.get("Length")) for h in by_type.get(HOB_FV, [])}
     for ev in p.of_kind("fv-hob"):
         base, end = ev.get("BaseAddress"), ev.get("End")
