@@ -80,7 +80,8 @@ async def test_g_reaches_the_upper_canonical_half(la57, far, bits):
             offset = va & ((1 << bits) - 1)
             assert hv.cursor == offset
             # One address column (the offsets are only how the halves are laid end to end)
-            row = next(s for s in screen_lines(hv) if s.startswith(f"{va:016x}  "))
+            row = next((s for s in screen_lines(hv) if s.startswith(f"{va:016x}  ")), None)
+            assert row is not None, screen_lines(hv)
             assert expect[:8].hex(" ") + "  " + expect[8:].hex(" ") in row
         # The row just below the upper half: the lower half's last page is not mapped, so blank.
         last_lower = (1 << (bits - 1)) - 16
