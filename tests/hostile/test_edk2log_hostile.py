@@ -69,6 +69,10 @@ CASES = {
 MODES = {"tree": [], "json": ["--json"]}
 
 
+def command(path: Path, mode: str) -> list:
+    return ["log", path, *MODES[mode]]
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     return build_inputs(tmp_path_factory, "edk2log", CASES, ".log")
@@ -77,7 +81,7 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_edk2_log_whole_process(inputs, case, mode):
-    outcome = run_fwinspect(["log", inputs[case], *MODES[mode]], stdout_to=Path(os.devnull))
+    outcome = run_fwinspect(command(inputs[case], mode), stdout_to=Path(os.devnull))
     outcome.check()
     # Lines no format claims are only counted (exit 0); the others are bad input or hold more than is
     # kept: located problems, exit 1.
