@@ -74,11 +74,13 @@ def _every_mode(module, gen) -> Builder:
 
 
 def _decode_rows() -> list[tuple[str, Builder]]:
-    """pages, eventlog, hob and acpi: a row per hostile input, over every output mode of its command."""
-    from tests.hostile import test_acpi_hostile, test_eventlog_hostile, test_hob_hostile, test_pages_hostile
+    """pages, eventlog, hob, acpi and edk2log: a row per hostile input, over every output mode of its command."""
+    from tests.hostile import (test_acpi_hostile, test_edk2log_hostile, test_eventlog_hostile, test_hob_hostile,
+                               test_pages_hostile)
 
     return [(f"{module.__name__.split('_')[1]}-{case}", _every_mode(module, gen))
-            for module in (test_pages_hostile, test_eventlog_hostile, test_hob_hostile, test_acpi_hostile)
+            for module in (test_pages_hostile, test_eventlog_hostile, test_hob_hostile, test_acpi_hostile,
+                           test_edk2log_hostile)
             for case, gen in module.CASES.items()]
 
 
