@@ -13,7 +13,10 @@ Nothing here is hard-coded per edk2 version:
   DxeCore and BdsDxe have ImageBase 0 in DXEFV), so their entry is only known at run time. The
   session finds them by following copies of the module (copies.py): a read watchpoint
   on the entry bytes of the module's known copy fires when the loader copies it; the copy's PE
-  header is then found near a register, and a breakpoint goes on the copy's entry.
+  header is then found near a register, and a breakpoint goes on the copy's entry. The known copy
+  is the module's volume in RAM: where SEC decompressed it (Config-A: a fixed place; Config-B: pages
+  allocated at run time, found while SEC decompresses, see `packed_origin`), and once the DXE core
+  has the HOB list, the volume its FV HOB names (`BootState.hob_list`).
 
 TDVF Config-B has no PEIFV (SEC -> PeilessStartup -> DxeCore, OvmfPkg/IntelTdx/Sec/SecMain.c,
 OvmfPkg/Library/PeilessStartupLib/DxeLoad.c): pei-core and dxe-ipl are then absent from the handoff
@@ -26,7 +29,7 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 
-from decoders.model import Node
+from decoders.model import Node, Space
 from inspector import bootphases
 # The reset vector, FFS file types, FV names and module FILE_GUIDs have one definition, in
 # inspector.bootphases (each with its source there); re-exported for the live package.
@@ -45,6 +48,10 @@ PE_MATCH_BYTES = 4 + 20 + 24
 ADDRESS_MASK = {Mode.REAL: 0xFFFFF, Mode.PROT16: 0xFFFFFFFF, Mode.PROT32: 0xFFFFFFFF, Mode.LONG64: (1 << 64) - 1}
 
 Range = tuple[int, int, str, str]       # (start, end, module name, phase) of a module's code
+
+# Decompressed spaces followed up to the flash (a volume in a section in a volume...): FVMAIN_COMPACT
+# -> LZMA -> DXEFV is one level; the bound only stops a malformed parent chain.
+MAX_PACKING_DEPTH = 8
 
 
 @dataclass
@@ -88,6 +95,7 @@ class Handoffs:
     """What the image says about the boot's handoff points."""
 
     image_size: int
+    flash_space: Space | None = None      # the image's space: volumes in it run from flash
     sec_entry: int | None = None
     sec_machine: int | None = None
     bfv_base: int | None = None           # SECFV base in flash: what the reset vector puts in EBP/RBP
@@ -118,6 +126,22 @@ class Handoffs:
             out.append(Phase.BDS)
         return out
 
+    def packed_origin(self, fv: Node) -> tuple[int, int] | None:
+        """(flash address, size) of the compressed section in the flash that `fv` comes out of (the
+        outermost, for nested ones), or None when `fv` is in the flash itself or its origin is not
+        known. Its bytes are what the decompressor reads from flash while it writes `fv` into RAM
+        (OvmfPkg/Sec/SecMain.c DecompressMemFvs; PEI-less: EmbeddedPkg/Library/PrePiLib/FwVol.c
+        FfsProcessSection, which decompresses straight from the section in flash)."""
+        space, section = fv.space, None
+        for _ in range(MAX_PACKING_DEPTH):
+            if space is self.flash_space:
+                return (self.flash_base + section.offset, section.size) if section is not None else None
+            section = getattr(space, "parent", None)
+            if section is None:
+                return None
+            space = section.space
+        return None
+
     def static_entry(self, phase: str) -> int | None:
         """The entry of a handoff known from the image alone (reset, SEC, PEI core), else None."""
         return {Phase.RESET: RESET_VECTOR, Phase.SEC: self.sec_entry, Phase.PEI_CORE: self.pei_core_entry}.get(phase)
@@ -132,6 +156,7 @@ class BootState:
     handoffs: Handoffs
     ranges: list[Range] = field(default_factory=list)
     ram: list[tuple[int, int]] | None = None        # (start, size) of system memory, from the HOBs
+    hob_list: int | None = None                     # RCX at the DXE core's entry (DxeMain's HobStart)
     reached: Phase | None = None
 
     def __post_init__(self):
@@ -160,7 +185,7 @@ def compute_handoffs(root: Node, image_size: int) -> Handoffs:
     """Handoff points of an image's Node tree (inspector.image.load_image(...).root), from one pass
     over it (inspector.bootphases.scan: each FFS file with the volume holding it)."""
     found = bootphases.scan(root, image_size)
-    h = Handoffs(image_size)
+    h = Handoffs(image_size, root.space)
     if found.reset_vector is not None:
         start = h.flash_base + found.reset_vector.offset
         h.ranges.append((start, start + found.reset_vector.size, "ResetVector", Phase.RESET))
