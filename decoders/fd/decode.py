@@ -13,9 +13,8 @@ from typing import Callable
 
 from decoders import budget, guids
 from decoders.display import flags_text
-from decoders.errors import parse_at
-from decoders.fields import add_fields
 from decoders.fd import structs as S
+from decoders.fixed import Fixed
 from decoders.fd.sections import Context, align, decode_sections, ui_name
 from decoders.model import Node, Space
 
@@ -37,6 +36,12 @@ FFS3_GUID = guids.gEfiFirmwareFileSystem3Guid
 NVDATA_GUID = guids.gEfiSystemNvDataFvGuid
 VTF_GUID = guids.gEfiFirmwareVolumeTopFileGuid
 PAD_NAME = uuid.UUID(bytes=b"\xff" * 16)
+
+# The fixed headers, each read with one struct.unpack_from (decoders.fixed: the format comes from
+# the construct declarations in structs.py).
+FV_HEADER = Fixed(S.EFI_FIRMWARE_VOLUME_HEADER)
+FV_EXT_HEADER = Fixed(S.EFI_FIRMWARE_VOLUME_EXT_HEADER)
+FFS_HEADER = Fixed(S.EFI_FFS_FILE_HEADER)
 
 _FVB2_FLAGS = {v: k for k, v in S.EFI_FVB2_ATTRIBUTES.flags.items()}
 _FFS_ATTR_FLAGS = {v: k for k, v in S.EFI_FFS_FILE_ATTRIBUTES.flags.items()}
@@ -177,32 +182,33 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
     ctx.volumes.add(key)
     # The header, block map and checksummed span end within HeaderLength (UINT16) of the start.
     space.need(min(limit, offset + 0x10000))
-    h = parse_at(S.EFI_FIRMWARE_VOLUME_HEADER, data, offset)
-    add_fields(node, S.EFI_FIRMWARE_VOLUME_HEADER, h, offset)
-    attrs = h.Attributes
+    h = FV_HEADER.parse(data, offset)
+    FV_HEADER.add_fields(node, h, offset)
+    attrs = h["Attributes"]
     a_log2 = (attrs & S.EFI_FVB2_ALIGNMENT) >> S.EFI_FVB2_ALIGNMENT_SHIFT
     node.field("Attributes").display = flags_text(attrs & ~S.EFI_FVB2_ALIGNMENT, _FVB2_FLAGS) + \
         f", alignment 2^{a_log2} = 0x{1 << a_log2:x}"
-    node.field("Signature").display = repr(bytes(h.Signature))[1:]
+    node.field("Signature").display = repr(h["Signature"])[1:]
     erase = 0xFF if attrs & S.EFI_FVB2_ERASE_POLARITY else 0x00
     fs = node.get("FileSystemGuid")
 
-    if h.ZeroVector != b"\0" * 16:
+    if h["ZeroVector"] != b"\0" * 16:
         node.note(offset, "ZeroVector is not zero (PI: reserved for the processor reset vector)")
-    if h.Signature != S.FV_SIGNATURE:
-        node.problem(offset + 0x28, f"Signature {bytes(h.Signature)!r}, expected b'_FVH'")
-    if h.Revision != S.EFI_FVH_REVISION:
-        node.warn(offset + 0x37, f"Revision {h.Revision}, expected {S.EFI_FVH_REVISION}")
+    if h["Signature"] != S.FV_SIGNATURE:
+        node.problem(offset + 0x28, f"Signature {h['Signature']!r}, expected b'_FVH'")
+    if h["Revision"] != S.EFI_FVH_REVISION:
+        node.warn(offset + 0x37, f"Revision {h['Revision']}, expected {S.EFI_FVH_REVISION}")
 
-    blocks_total, map_end = _block_map(node, data, offset, avail, h.HeaderLength)
-    size = _volume_size(node, offset, avail, h.FvLength, blocks_total)
+    fv_length = h["FvLength"]
+    blocks_total, map_end = _block_map(node, data, offset, avail, h["HeaderLength"])
+    size = _volume_size(node, offset, avail, fv_length, blocks_total)
     node.size = size
     fv_end = offset + size
-    if blocks_total is not None and blocks_total != h.FvLength:
+    if blocks_total is not None and blocks_total != fv_length:
         node.problem(offset + S.FV_HEADER_SIZE,
-                     f"block map covers 0x{blocks_total:x} bytes, FvLength says 0x{h.FvLength:x}")
+                     f"block map covers 0x{blocks_total:x} bytes, FvLength says 0x{fv_length:x}")
 
-    hl = h.HeaderLength
+    hl = h["HeaderLength"]
     if hl < S.FV_HEADER_SIZE + S.BLOCK_MAP_ENTRY_SIZE or hl > size or hl & 1:
         node.problem(offset + 0x30, f"HeaderLength 0x{hl:x} invalid (needs an even value from "
                                     f"0x{S.FV_HEADER_SIZE + S.BLOCK_MAP_ENTRY_SIZE:x} to FvLength); "
@@ -212,13 +218,13 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
         total = sum(memoryview(data)[offset:offset + hl].cast("H")) & 0xFFFF
         if total:
             node.problem(offset + 0x32, f"header checksum fails: 16-bit sum over HeaderLength is 0x{total:04x}, "
-                                        f"not 0 (Checksum field 0x{h.Checksum:04x})")
-    if h.Reserved:
-        node.warn(offset + 0x36, f"Reserved is 0x{h.Reserved:x}, expected 0")
+                                        f"not 0 (Checksum field 0x{h['Checksum']:04x})")
+    if h["Reserved"]:
+        node.warn(offset + 0x36, f"Reserved is 0x{h['Reserved']:x}, expected 0")
 
     ext = None
-    if h.ExtHeaderOffset:
-        ext = _ext_header(node, space, offset, h.ExtHeaderOffset, hl, fv_end)
+    if h["ExtHeaderOffset"]:
+        ext = _ext_header(node, space, offset, h["ExtHeaderOffset"], hl, fv_end)
         if ext is not None:
             node.add("FvName", ext.get("FvName"), ext.offset, 16, guids.describe(ext.get("FvName")))
     shown = ext.get("FvName") if ext is not None else fs
@@ -287,11 +293,11 @@ def _ext_header(node: Node, space: Space, offset: int, ext_off: int, hl: int, fv
         node.problem(offset + 0x34, f"ExtHeaderOffset 0x{ext_off:x} is outside the volume body")
         return None
     space.need(at + S.FV_EXT_HEADER_SIZE)
-    eh = parse_at(S.EFI_FIRMWARE_VOLUME_EXT_HEADER, data, at)
+    eh = FV_EXT_HEADER.parse(data, at)
     ext = Node("fv-ext-header", "Volume extended header", space, at, S.FV_EXT_HEADER_SIZE)
-    add_fields(ext, S.EFI_FIRMWARE_VOLUME_EXT_HEADER, eh, at)
+    FV_EXT_HEADER.add_fields(ext, eh, at)
     ext.title = f"Volume extended header, FvName {guids.describe(ext.get('FvName'))}"
-    size = eh.ExtHeaderSize
+    size = eh["ExtHeaderSize"]
     if size < S.FV_EXT_HEADER_SIZE or at + size > fv_end:
         ext.problem(at + 0x10, f"ExtHeaderSize 0x{size:x} invalid (0x{S.FV_EXT_HEADER_SIZE:x} to the volume end)")
         return ext
@@ -436,24 +442,24 @@ def _state_text(raw: int, erase: int) -> tuple[int, str]:
 
 def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ffs3: bool,
           ext: Node | None, depth: int, ctx: Context) -> tuple[Node, bool]:
-    hdr = bytes(data[pos:pos + S.FFS_HEADER_SIZE])
-    h = S.FFS_HEADER_FAST.parse(hdr)
-    name = h.Name
-    ftype, attrs = h.Type, h.Attributes
+    h = FFS_HEADER.parse(data, pos)
+    name = h["Name"]
+    ftype, attrs, state = h["Type"], h["Attributes"], h["State"]
+    header_check, file_check = h["IntegrityCheck.Header"], h["IntegrityCheck.File"]
     tname = S.EFI_FV_FILETYPE.get(ftype) or _type_range(ftype)
     node = Node("ffs", f"{guids.describe(name)} ({tname})", space, pos, 0)
     node.add("Name", name, pos, 16, guids.describe(name))
-    node.add("IntegrityCheck.Header", h.IntegrityCheck.Header, pos + 0x10, 1)
-    node.add("IntegrityCheck.File", h.IntegrityCheck.File, pos + 0x11, 1)
+    node.add("IntegrityCheck.Header", header_check, pos + 0x10, 1)
+    node.add("IntegrityCheck.File", file_check, pos + 0x11, 1)
     node.add("Type", ftype, pos + 0x12, 1, tname)
     align_log2 = (S.FFS_ALIGNMENT2_LOG2 if attrs & S.FFS_ATTRIB_DATA_ALIGNMENT_2 else S.FFS_ALIGNMENT_LOG2)[
         (attrs & S.FFS_ATTRIB_DATA_ALIGNMENT) >> 3]
     node.add("Attributes", attrs, pos + 0x13, 1,
              flags_text(attrs & ~S.FFS_ATTRIB_DATA_ALIGNMENT, _FFS_ATTR_FLAGS) + f", data alignment 0x{1 << align_log2:x}")
-    node.add("Size", h.Size, pos + 0x14, 3)
-    bits, stext = _state_text(h.State, erase)
-    node.add("State", h.State, pos + 0x17, 1, stext)
-    hsize, size = S.FFS_HEADER_SIZE, h.Size
+    node.add("Size", h["Size"], pos + 0x14, 3)
+    bits, stext = _state_text(state, erase)
+    node.add("State", state, pos + 0x17, 1, stext)
+    hsize, size = S.FFS_HEADER_SIZE, h["Size"]
     if attrs & S.FFS_ATTRIB_LARGE_FILE:
         if fv_end - pos < S.FFS_HEADER2_SIZE:
             node.size = fv_end - pos
@@ -475,15 +481,15 @@ def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ff
     space.need(file_end)
 
     # PI vol 3 2.2.3: IntegrityCheck.Header makes the header sum to 0 with State and .File as 0.
-    hsum = (sum(memoryview(data)[pos:data_off]) - h.State - h.IntegrityCheck.File) & 0xFF
+    hsum = (sum(memoryview(data)[pos:data_off]) - state - file_check) & 0xFF
     if hsum:
         node.problem(pos + 0x10, f"header checksum fails: 8-bit sum is 0x{hsum:02x}, not 0")
     if attrs & S.FFS_ATTRIB_CHECKSUM:
-        dsum = (sum(memoryview(data)[data_off:file_end]) + h.IntegrityCheck.File) & 0xFF
+        dsum = (sum(memoryview(data)[data_off:file_end]) + file_check) & 0xFF
         if dsum:
             node.problem(pos + 0x11, f"data checksum fails: 8-bit sum is 0x{dsum:02x}, not 0")
-    elif h.IntegrityCheck.File != S.FFS_FIXED_CHECKSUM:
-        node.problem(pos + 0x11, f"IntegrityCheck.File is 0x{h.IntegrityCheck.File:02x}; without "
+    elif file_check != S.FFS_FIXED_CHECKSUM:
+        node.problem(pos + 0x11, f"IntegrityCheck.File is 0x{file_check:02x}; without "
                                  f"FFS_ATTRIB_CHECKSUM it must be 0x{S.FFS_FIXED_CHECKSUM:02X}")
     if bits & (S.EFI_FILE_DELETED | S.EFI_FILE_HEADER_INVALID) or not bits & S.EFI_FILE_DATA_VALID:
         node.warn(pos + 0x17, f"file state {stext}: not a valid, live file")

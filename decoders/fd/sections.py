@@ -19,6 +19,7 @@ from decoders.budget import Budget, current
 from decoders.display import flags_text
 from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
+from decoders.fixed import Fixed
 from decoders.fd import structs as S
 from decoders.fd.blobs import BlobCache, BlobSpace, StreamBroken
 from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, bcj_x86_decode, brotli_decompress,
@@ -68,6 +69,13 @@ class Context:
 
 
 SECTION_NAME = S.EFI_SECTION_TYPE
+# The common header and the type-specific tails, each read with one struct.unpack_from
+# (decoders.fixed: the format comes from the construct declarations in structs.py).
+SECTION_HEADER = Fixed(S.EFI_COMMON_SECTION_HEADER)
+COMPRESSION_TAIL = Fixed(S.EFI_COMPRESSION_SECTION_TAIL)
+GUID_DEFINED_TAIL = Fixed(S.EFI_GUID_DEFINED_SECTION_TAIL)
+VERSION_TAIL = Fixed(S.EFI_VERSION_SECTION_TAIL)
+FREEFORM_TAIL = Fixed(S.EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL)
 # Short labels for decompressed spaces' names ("image/lzma@0x20090").
 _GUIDED = {
     uuid.UUID("ee4e5898-3914-4259-9d6e-dc7bd79403cf"): ("lzma", "LZMA", lzma_decompress),
@@ -164,8 +172,8 @@ def _count_sections(data, pos: int, end: int, most: int) -> int:
 def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Context) -> tuple[Node, bool]:
     """One section; the flag is False when its size is unusable and the walk must stop."""
     space.need(min(end, pos + S.SECTION_HEADER2_SIZE))
-    h = S.SECTION_HEADER_FAST.parse(bytes(data[pos:pos + 4]))
-    size, typ = h.Size, h.Type
+    h = SECTION_HEADER.parse(data, pos)
+    size, typ = h["Size"], h["Type"]
     tname = SECTION_NAME.get(typ, f"unknown 0x{typ:02x}")
     node = Node("section", f"{tname} section", space, pos, 0)
     node.add("Size", size, pos, 3)
@@ -203,48 +211,49 @@ def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Con
 
 # -- handlers: (node, space, data, section offset, body offset, section end, depth, ctx) ------
 
-def _tail(node: Node, struct, data, body: int, sec_end: int, size: int):
+def _tail(node: Node, tail: Fixed, data, body: int, sec_end: int, size: int):
     if sec_end - body < size:
         node.problem(body, f"section too small for its {size}-byte type-specific header")
         return None
     try:
-        parsed = parse_at(struct, data, body)
+        parsed = tail.parse(data, body)
     except DecodeError as e:
         node.problem(e.offset, e.message)
         return None
-    add_fields(node, struct, parsed, body)
+    tail.add_fields(node, parsed, body)
     return parsed
 
 
 def _compression(node, space, data, pos, body, sec_end, depth, ctx):
-    t = _tail(node, S.EFI_COMPRESSION_SECTION_TAIL, data, body, sec_end, S.COMPRESSION_TAIL_SIZE)
+    t = _tail(node, COMPRESSION_TAIL, data, body, sec_end, S.COMPRESSION_TAIL_SIZE)
     if t is None:
         return
-    node.fields[-1].display = S.EFI_COMPRESSION_TYPE.get(t.CompressionType, f"unknown {t.CompressionType}")
+    ctype = t["CompressionType"]
+    node.fields[-1].display = S.EFI_COMPRESSION_TYPE.get(ctype, f"unknown {ctype}")
     payload = body + S.COMPRESSION_TAIL_SIZE
-    if t.CompressionType == 0:
+    if ctype == 0:
         node.title = "COMPRESSION section (not compressed)"
         _sub_stream(node, space, payload, sec_end, depth, ctx)
-    elif t.CompressionType == 1:
+    elif ctype == 1:
         node.title = "COMPRESSION section (EFI standard)"
         _inflate(node, space, data, pos, payload, sec_end, depth, ctx, "efi",
-                 lambda p, lim: efi_decompress(p, lim)[0], expected=t.UncompressedLength)
+                 lambda p, lim: efi_decompress(p, lim)[0], expected=t["UncompressedLength"])
     else:
-        node.problem(body + 4, f"unknown CompressionType {t.CompressionType}")
+        node.problem(body + 4, f"unknown CompressionType {ctype}")
 
 
 def _guid_defined(node, space, data, pos, body, sec_end, depth, ctx):
-    t = _tail(node, S.EFI_GUID_DEFINED_SECTION_TAIL, data, body, sec_end, S.GUID_DEFINED_TAIL_SIZE)
+    t = _tail(node, GUID_DEFINED_TAIL, data, body, sec_end, S.GUID_DEFINED_TAIL_SIZE)
     if t is None:
         return
-    guid = node.get("SectionDefinitionGuid")
-    attrs = t.Attributes
+    guid = t["SectionDefinitionGuid"]
+    attrs, data_offset = t["Attributes"], t["DataOffset"]
     node.fields[-1].display = flags_text(attrs, _GUIDED_FLAGS)
     min_off = body + S.GUID_DEFINED_TAIL_SIZE - pos
-    if t.DataOffset < min_off or t.DataOffset > sec_end - pos:
-        node.problem(body + 0x10, f"DataOffset 0x{t.DataOffset:x} outside 0x{min_off:x}..0x{sec_end - pos:x}")
+    if data_offset < min_off or data_offset > sec_end - pos:
+        node.problem(body + 0x10, f"DataOffset 0x{data_offset:x} outside 0x{min_off:x}..0x{sec_end - pos:x}")
         return
-    payload = pos + t.DataOffset
+    payload = pos + data_offset
     known = _GUIDED.get(guid)
     if known is not None:
         label, what, fn = known
@@ -434,7 +443,7 @@ def _depex(node, space, data, pos, body, sec_end, depth, ctx):
 
 
 def _version(node, space, data, pos, body, sec_end, depth, ctx):
-    if _tail(node, S.EFI_VERSION_SECTION_TAIL, data, body, sec_end, 2) is None:
+    if _tail(node, VERSION_TAIL, data, body, sec_end, 2) is None:
         return
     text = ucs2(data, body + 2, sec_end)
     node.add("VersionString", text, body + 2, sec_end - body - 2, repr(text))
@@ -458,7 +467,7 @@ def _fv_image(node, space, data, pos, body, sec_end, depth, ctx):
 
 
 def _freeform(node, space, data, pos, body, sec_end, depth, ctx):
-    if _tail(node, S.EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL, data, body, sec_end, 16) is not None:
+    if _tail(node, FREEFORM_TAIL, data, body, sec_end, 16) is not None:
         node.title = f"FREEFORM_SUBTYPE_GUID section {node.fields[-1].display}"
 
 

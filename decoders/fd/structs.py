@@ -258,8 +258,3 @@ EFI_COMPRESSED_HEADER = Struct(
     "OrigSize" / Int32ul,
 )
 EFI_COMPRESSED_HEADER_SIZE = 8
-
-# The hot loops parse thousands of these fixed-size headers from bounds-checked slices;
-# compiled parsers are ~4x faster (construct's docs/compilation.rst: compiled parsers skip checks, so only pre-validated input).
-FFS_HEADER_FAST = EFI_FFS_FILE_HEADER.compile()
-SECTION_HEADER_FAST = EFI_COMMON_SECTION_HEADER.compile()
