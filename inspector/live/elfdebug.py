@@ -329,8 +329,11 @@ class ModuleSymbols:
                     s = self._dwarf.debug_line_sec.stream
                     s.seek(0)
                     self._line_data = s.read()
-            except (OSError, ELFError, ValueError, KeyError, AttributeError) as e:
+            except (OSError, ELFError) as e:
                 self.problems.append(f"{self.path}: DWARF unreadable: {e}")
+                self._dwarf = False
+            except Exception as e:          # noqa: BLE001 - pyelftools raises many kinds on bad ELF
+                self.problems.append(f"{self.path}: DWARF unreadable: {type(e).__name__}: {e}")
                 self._dwarf = False
         return self._dwarf or None
 

@@ -252,7 +252,7 @@ class SymbolIndex:
         firmware volume, linked at its ImageBase) is `pe_file`: the .debug file must hold that very
         code; RVA = ELF address - ELF .text sh_addr + PE .text VirtualAddress."""
         from decoders.memory import BytesMemory
-        pe = pe_info(BytesMemory(pe_file), 0)
+        pe = pe_info(BytesMemory(bytes(pe_file) + bytes(PE_HEADER_BYTES)), 0)   # a small PE: header read whole
         if pe is None:
             return [], None, [f"{name}: no PE .text section in the image"]
         text = pe_file[pe.text_raw:pe.text_raw + min(pe.text_size, MAX_VERIFY_BYTES)]

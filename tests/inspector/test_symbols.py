@@ -257,3 +257,43 @@ def test_function_breakpoint_errors(debug_build, tmp_path):
     with pytest.raises(ValueError, match="another build"):
         wrong.add_breakpoint("DxeCore!CoreDispatcher")
     assert not m.breakpoints and not wrong.breakpoints
+
+
+def crafted_pe(text: bytes, text_va: int = 0x240) -> bytes:
+    """A minimal PE32+ (PE/COFF spec 3.2-3.4) whose one section .text at `text_va` holds `text`
+    (FileAlignment = SectionAlignment: the file is the image as loaded at ImageBase 0)."""
+    lfanew = 0x40
+    opt_size = 112 + 16 * 8
+    dos = b"MZ" + bytes(0x3A) + struct.pack("<I", lfanew)
+    coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0x8664, 1, 0, 0, 0, opt_size, 0x2E)
+    opt = struct.pack("<HBBIIIIIQIIHHHHHHIIIIHHQQQQII", 0x20B, 0, 0, len(text), 0, 0, text_va, text_va, 0,
+                      0x40, 0x40, 0, 0, 0, 0, 0, 0, 0, text_va + len(text), text_va, 0, 0xB, 0, 0, 0, 0, 0, 0, 16)
+    opt += bytes(16 * 8)
+    sec = struct.pack("<8sIIIIIIHHI", b".text", len(text), text_va, len(text), text_va, 0, 0, 0, 0, 0x60000020)
+    head = dos + coff + opt + sec
+    return head + bytes(text_va - len(head)) + text
+
+
+def test_elf_and_pe_text_at_different_addresses_map_through_both_starts(tmp_path, elf):
+    """The gcc-built ELF's .text (sh_addr from objdump -h) carried at PE .text VA 0x240 of a crafted PE:
+    symbolize maps pc -> ELF address by the two .text starts, and a function name gives MODULE+RVA =
+    nm address - ELF .text + 0x240 (the edk2 GCC5 build has both at 0x240, so it cannot tell)."""
+    text_vma = objdump_text_vma(elf)
+    out = subprocess.run(["objcopy", "-O", "binary", "--only-section=.text", str(elf), str(tmp_path / "t.bin")],
+                         check=True, timeout=60)
+    assert out.returncode == 0
+    pe = crafted_pe((tmp_path / "t.bin").read_bytes())
+    (tmp_path / "syms").mkdir()
+    shutil.copyfile(elf, tmp_path / "syms" / "Mod.debug")
+    index = SymbolIndex(tmp_path / "syms")
+    second = nm_address(elf, "second")
+    rvas, path, problems = index.function_in_pe("Mod", None, pe, "second")
+    assert (rvas, path.name, problems) == ([second - text_vma + 0x240], "Mod.debug", [])
+    base = 0x1E000000
+    mem = BytesMemory(pe + bytes(0x1000), base)
+    node = symbolize(index, [LoadedModule("Mod", base, len(pe))], mem, base + 0x240 + second + 8 - text_vma)
+    func, file, line = addr2line(elf, second + 8)
+    assert (node.get("ElfAddress"), node.get("Function"), node.get("File"), node.get("Line")) == \
+        (second + 8, func, file, line)
+    assert f"add-symbol-file {tmp_path / 'syms' / 'Mod.debug'} 0x{base + 0x240:x}" in \
+        gdb_script(index, [LoadedModule("Mod", base, len(pe))], mem).splitlines()

@@ -406,3 +406,39 @@ def test_name_index_finds_modules_from_symbol_tables_only(symdir):
     assert len(many) > 100 and "SecMain" in many
     assert index.modules_with("NoSuchFunctionAnywhere") == []
     assert all(m._dwarf is None for m in index._modules.values())       # no DWARF was read
+
+
+def test_debug_section_offsets_past_the_file_are_problems_not_tracebacks(tmp_path, symdir):
+    """.debug_line / .debug_info sh_offset set past any file (2**63 - 1: pyelftools' seek overflows)
+    and .symtab's size past the end: every lookup answers "unknown" with a problem naming the file."""
+    data = bytearray((symdir / "SecMain.debug").read_bytes())
+    for name in (b".debug_line", b".debug_info"):
+        struct.pack_into("<Q", data, section_header(bytes(data), name) + 24, (1 << 63) - 1)
+    struct.pack_into("<Q", data, section_header(bytes(data), b".symtab") + 32, 1 << 40)
+    (tmp_path / "SecMain.debug").write_bytes(bytes(data))
+    syms = ModuleSymbols(tmp_path / "SecMain.debug")
+    s = syms.lookup(0x266)
+    assert (s.function, s.file, s.line) == (None, None, None)
+    assert syms.problems and all("SecMain.debug" in p for p in syms.problems)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_corrupted_debug_file_never_raises(tmp_path, symdir, seed):
+    """Random byte damage in the ELF header, the section header table and .debug_line."""
+    rng = random.Random(seed)
+    data = bytearray((symdir / "SecMain.debug").read_bytes())
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    line = section_header(bytes(data), b".debug_line")
+    line_off, line_size = struct.unpack_from("<QQ", data, line + 24)
+    for _ in range(8):
+        at = rng.choice([rng.randrange(0x40), shoff + rng.randrange(len(data) - shoff),
+                         line_off + rng.randrange(line_size)])
+        data[at:at + 4] = rng.randbytes(4)
+    if seed % 3 == 0:
+        data = data[:rng.randrange(len(data))]
+    (tmp_path / "SecMain.debug").write_bytes(bytes(data))
+    syms = ModuleSymbols(tmp_path / "SecMain.debug")
+    for a in (0x240, 0x266, 0xA3E0, 0x5000, 0xD000):
+        syms.lookup(a)
+    syms.function_names()
+    syms.text_bytes()
