@@ -409,11 +409,11 @@ def test_name_index_finds_modules_from_symbol_tables_only(symdir):
 
 
 def test_debug_section_offsets_past_the_file_are_problems_not_tracebacks(tmp_path, symdir):
-    """.debug_line / .debug_info sh_offset set past any file (2**63 - 1: pyelftools' seek overflows)
+    """.debug_line / .debug_info sh_offset set past any file (2**64 - 1: pyelftools' seek overflows)
     and .symtab's size past the end: every lookup answers "unknown" with a problem naming the file."""
     data = bytearray((symdir / "SecMain.debug").read_bytes())
     for name in (b".debug_line", b".debug_info"):
-        struct.pack_into("<Q", data, section_header(bytes(data), name) + 24, (1 << 63) - 1)
+        struct.pack_into("<Q", data, section_header(bytes(data), name) + 24, (1 << 64) - 1)
     struct.pack_into("<Q", data, section_header(bytes(data), b".symtab") + 32, 1 << 40)
     (tmp_path / "SecMain.debug").write_bytes(bytes(data))
     syms = ModuleSymbols(tmp_path / "SecMain.debug")
