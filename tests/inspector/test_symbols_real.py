@@ -414,6 +414,11 @@ def test_debug_section_offsets_past_the_file_are_problems_not_tracebacks(tmp_pat
     data = bytearray((symdir / "SecMain.debug").read_bytes())
     for name in (b".debug_line", b".debug_info"):
         struct.pack_into("<Q", data, section_header(bytes(data), name) + 24, (1 << 64) - 1)
+    (tmp_path / "SecMain.debug").write_bytes(bytes(data))
+    syms = ModuleSymbols(tmp_path / "SecMain.debug")
+    s = syms.lookup(0x266)
+    assert (s.file, s.line) == (None, None)
+    assert any("DWARF unreadable: OverflowError" in p for p in syms.problems)
     struct.pack_into("<Q", data, section_header(bytes(data), b".symtab") + 32, 1 << 40)
     (tmp_path / "SecMain.debug").write_bytes(bytes(data))
     syms = ModuleSymbols(tmp_path / "SecMain.debug")
