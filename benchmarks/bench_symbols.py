@@ -11,6 +11,9 @@ Run: `.venv/bin/python -m benchmarks.bench_symbols [--symbols DIR] [--image OVMF
 3. warm lookup: symbolize() again at other DxeCore addresses (what every later stop pays).
 4. name: a fresh index, then the module holding `CoreDispatcher` (every symbol table, no DWARF) and
    its offset (DxeCore's code checked against the image).
+5. with --live: QEMU booting that OVMF.fd to the DXE core entry, then `Session.current()` rebuilt
+   (page cache dropped each time) with and without the SymbolIndex: the first stop with symbols
+   (DxeCore's .text read from the guest and checked, one CU's lines) and the median of later ones.
 Medians of RUNS. Nothing here asserts.
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--symbols", type=Path, default=DEFAULT_SYMBOLS)
     p.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--live", action="store_true", help="also time stops of a real session (boots QEMU)")
     args = p.parse_args(argv)
     if not (args.symbols / "DxeCore.debug").is_file():
         raise SystemExit(f"no DxeCore.debug in {args.symbols} (run the tests once, or unpack DEBUG.tar.xz there)")
@@ -77,10 +81,39 @@ def main(argv=None) -> int:
         index.function_in_pe(m, ffs.get("Name"), pe, "CoreDispatcher")
     results["name -> DxeCore+offset (fresh index)"] = median_of(args.runs, name)
 
+    if args.live:
+        results.update(live(args, img))
     print(f"# bench_symbols on {machine()}: {args.symbols}, medians of {args.runs}")
     for k, v in results.items():
         print(f"{k:40s} {v * 1000:9.2f} ms")
     return 0
+
+
+def live(args, img) -> dict:
+    from inspector.live.qemu import QemuProcess
+    from inspector.live.session import Session
+    out = {}
+    with QemuProcess(args.image) as q:
+        s = Session(q.attach("rsp"), img, q, symbols=SymbolIndex(args.symbols))
+        stop = s.run_to("dxe-core", 120.0)
+        if stop.handoff != "dxe-core":
+            raise SystemExit(f"dxe-core not reached: {stop.problems}")
+        t = s.target
+        s.symbols = SymbolIndex(args.symbols)
+        t.generation += 1
+        t0 = time.perf_counter()
+        s.current()
+        out["live: first stop in DxeCore, symbols"] = time.perf_counter() - t0
+
+        def rebuild():
+            t.generation += 1           # drops the page cache and the cached Stop
+            s.current()
+        out["live: stop with symbols (warm)"] = median_of(args.runs, rebuild)
+        index, s.symbols = s.symbols, None
+        out["live: stop without symbols"] = median_of(args.runs, rebuild)
+        s.symbols = index
+        s.close()
+    return out
 
 
 if __name__ == "__main__":
