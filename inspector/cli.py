@@ -281,6 +281,7 @@ def cmd_pages(args) -> int:
 
 def cmd_translate(args) -> int:
     from decoders.paging import translate
+    from decoders.paging_translate import non_canonical
     from inspector.dump import CR4_LA57
 
     with _open_dump(args) as dump:
@@ -294,7 +295,8 @@ def cmd_translate(args) -> int:
     for line in steps:
         print(line)
     if pa is None:
-        print(f"0x{args.va:x}: not mapped")
+        if non_canonical(args.va, cfg.la57) is None:   # else the step above says why
+            print(f"0x{args.va:x}: not mapped")
         return EXIT_PROBLEMS
     print(f"0x{args.va:x} -> 0x{pa:x}")
     return EXIT_OK

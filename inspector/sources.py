@@ -99,19 +99,14 @@ def dump_tree(path: Path) -> Node:
     if dump.cpus and dump.cpus[0].cr3:
         result = dump_pages(dump)
         pages = root.append(page_tables_node(result))
-        # Drill down: PML4 -> PDPT -> PD -> PT, each table with its bytes and entries.
+        # Drill down: PML5/PML4 -> PDPT -> PD -> PT, each table with its bytes and entries.
         from decoders.paging import table_tree_node
-        pages.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
-        from decoders.paging import VirtualMemory
+        from decoders.paging_translate import virtual_memory_node
 
-        # The lower canonical half (VA 0 .. 2^47 or 2^56) through CR3: `g` goes to a virtual
-        # address; unmapped pages show blank.
-        half = 1 << (56 if result.config.la57 else 47)
-        vspace = Space(f"virtual memory (CR3 0x{result.cr3:x})",
-                       MemoryBytes(VirtualMemory(dump.memory, result.cr3, result.config), 0, half, owner=dump), 0)
-        virt = root.append(Node("memory", f"Virtual memory through CR3 0x{result.cr3:x}, lower half "
-                                          f"(g goes to an address)", vspace, 0, half))
-        virt.note(None, "unmapped pages show blank; the upper canonical half is not shown")
+        pages.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
+        # Both canonical halves through CR3 (0..2^47 and 0xFFFF800000000000.., or 0..2^56 and
+        # 0xFF00000000000000.. with LA57), read row by row; `g` goes to any canonical address.
+        root.append(virtual_memory_node(dump.memory, result.cr3, result.config, owner=dump))
     top = max((s.paddr + s.memsz for s in dump.segments), default=0)
     if top:
         space = Space("physical memory", MemoryBytes(dump.memory, 0, top, owner=dump), 0)

@@ -23,15 +23,13 @@ from decoders.efi.pei import decode_ppi_list, decode_sec_pei_handoff
 from decoders.hob.decode import decode_hob_list
 from decoders.memory import Memory
 from decoders.model import Node, Space
-from decoders.paging import PagingConfig, page_tables_node, walk
+from decoders.paging_nodes import cpu_page_tables_node
 from inspector.live.phases import ADDRESS_MASK, RESET_VECTOR, BootState
 from inspector.live.session_api import Mode, Phase
 from inspector.live.target import Registers
 
 RESET_VECTOR_BYTES = 16
 BP_SIGNATURE = 0x5042                    # DI = 'BP' at SEC entry (OvmfPkg/Sec/X64/SecEntry.nasm)
-CR4_LA57 = 1 << 12                       # Intel SDM vol. 3A 2.5
-EFER_NXE = 1 << 11
 HOB_HANDOFF = 1                          # EFI_HOB_TYPE_HANDOFF (MdePkg/Include/Pi/PiHob.h)
 HOB_RESOURCE_DESCRIPTOR = 3              # EFI_HOB_TYPE_RESOURCE_DESCRIPTOR
 EFI_RESOURCE_SYSTEM_MEMORY = 0
@@ -54,6 +52,12 @@ def decode_handoff(phase: Phase, ctx: HandoffContext, regs: Registers) -> Node:
     node.add("Mode", mode.value)
     node.add("EntryPoint", regs.pc, display=f"0x{regs.pc:x}")
     HANDOFF_DECODERS[phase](ctx, regs, node)
+    # Every handoff in long mode shows the tables CR3 points at, walked as the CPU walks them:
+    # 5-level when CR4.LA57 is set (Intel SDM vol. 3A 4.5; OvmfPkg/ResetVector turns LA57 on before
+    # SEC when PagingLevel=5), NX with EFER.NXE. None in real mode and 32-bit code (reset).
+    pages = cpu_page_tables_node(ctx.phys, regs.cr0, regs.cr3, regs.cr4, regs.efer)
+    if pages is not None:
+        node.append(pages)
     return node
 
 
@@ -131,8 +135,6 @@ def _dxe_core(ctx: HandoffContext, regs: Registers, node: Node) -> None:
     ram = system_memory(hobs)
     if ram:
         ctx.boot.ram = ram
-    cfg = PagingConfig(la57=bool(regs.cr4 & CR4_LA57), nxe=bool(regs.efer & EFER_NXE))
-    node.append(page_tables_node(walk(ctx.phys, regs.cr3, cfg)))
 
 
 def _bds(ctx: HandoffContext, regs: Registers, node: Node) -> None:

@@ -1,10 +1,11 @@
 """`fwinspect qemu` and `fwinspect attach`: live sessions from the command line.
 
     fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
-                   [--break SPEC]... [--symbols BUILD_DIR] [--gdb-script FILE] [-- QEMU-ARGS...]
+                   [--break SPEC]... [--symbols DIR] [--gdb-script FILE] [-- QEMU-ARGS...]
     fwinspect attach HOST:PORT --image IMAGE [--backend rsp|gdb] [--until PHASE] [--json] [--break SPEC]...
 
---break SPEC (0xADDR, MODULE or MODULE+OFFSET; MODULE an FFS UI name or file GUID) sets breakpoints
+--break SPEC (0xADDR, MODULE, MODULE+OFFSET; MODULE an FFS UI name or file GUID; with --symbols also
+FUNCTION or MODULE!FUNCTION) sets breakpoints
 first; without --until the session continues to the first one and prints that stop. --symbols
 names function and line at every stop from an edk2 build's .debug files; --gdb-script writes
 `add-symbol-file` lines for the loaded images when the session ends.
@@ -116,8 +117,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="FILE",
                    help="keep every stop (registers, decoded trees and their bytes) for `fwinspect replay FILE`")
     p.add_argument("--break", dest="breaks", action="append", metavar="SPEC",
-                   help="breakpoint: 0xADDR, MODULE or MODULE+OFFSET (FFS UI name or file GUID; repeatable)")
-    p.add_argument("--symbols", metavar="BUILD_DIR", help="edk2 build output with DEBUG/*.debug ELF files")
+                   help="breakpoint: 0xADDR, MODULE or MODULE+OFFSET (FFS UI name or file GUID), or with --symbols "
+                        "FUNCTION or MODULE!FUNCTION (repeatable)")
+    p.add_argument("--symbols", metavar="DIR",
+                   help="the build's .debug files: an edk2 build folder (Build/<Platform>/<TARGET>_<TOOLCHAIN>), "
+                        "its <ARCH>/ folder, or a flat folder of .debug files (DEBUG.tar.xz)")
     p.add_argument("--gdb-script", metavar="FILE", help="write add-symbol-file lines for the loaded images at exit")
 
 

@@ -70,7 +70,7 @@ class Session:
                 self.entries[addr] = phase
         self.phys = target.physical_memory()
         self.virt = target.virtual_memory()
-        self.modules = ModuleTracker(target, self.phys, image, self.boot, call_timeout)
+        self.modules = ModuleTracker(target, self.phys, image, self.boot, call_timeout, symbols=symbols)
         self.copies = CopyFollower(target, self.phys, self.boot, call_timeout, self.modules)
         self.decode_context = HandoffContext(self.phys, bytes(image.data[-16:]), self.boot, self.modules.dxe_tables)
         # The guest's DEBUG log (debugcon), parsed as it grows, when we started QEMU and so have the file.

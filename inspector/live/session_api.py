@@ -93,7 +93,7 @@ class SessionLike(Protocol):
 
     def interrupt(self) -> Stop: ...
 
-    def add_breakpoint(self, spec: str): ...   # "0xADDR", "MODULE+OFFSET" (UI name or file GUID)
+    def add_breakpoint(self, spec: str): ...   # "0xADDR", "MODULE+OFFSET" (UI name or file GUID), with symbols "FUNCTION" / "MODULE!FUNCTION"
 
     def remove_breakpoint(self, spec: str) -> None: ...
 

@@ -186,17 +186,14 @@ def test_translate_57_bit_addresses_as_gva2gpa(stops, phase):
 
 
 def test_the_session_s_own_dxe_core_page_tables_are_5_level(stops):
-    """The DXE core handoff decodes CR3's tables itself (inspector/live/handoffs.py): 5-level, the
-    leaves info tlb lists. The other handoffs show them once handoffs.py appends
-    cpu_page_tables_node() to every stop in long mode; then the same must hold at each."""
+    """Every handoff in long mode decodes CR3's tables itself (inspector/live/handoffs.py): 5-level,
+    the leaves info tlb lists, at sec, pei-core, dxe-ipl, dxe-core and bds."""
     for phase in PHASES:
         s = stops[phase]
         pages = next(s["tree"].find("page-tables"), None) if s["tree"] is not None else None
-        if phase == "dxe-core":
-            assert pages is not None
-        if pages is not None:
-            assert pages.get("Levels") == 5 and pages.get("Leaves") == len(tlb_lines(s["info tlb"]))
-            assert pages.get("CR3") == s["registers"]["cr3"]
+        assert pages is not None, phase
+        assert pages.get("Levels") == 5 and pages.get("Leaves") == len(tlb_lines(s["info tlb"])), phase
+        assert pages.get("CR3") == s["registers"]["cr3"], phase
 
 
 # -- boot 2: at the UEFI shell, dumped ------------------------------------------------------------------

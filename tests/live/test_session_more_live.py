@@ -215,36 +215,34 @@ def test_gdb_script_has_bds_dxe_at_image_base_plus_text_rva(run):
 
 @pytest.mark.live
 def test_cli_break_on_pending_module_with_symbols_and_gdb_script(tmp_path, capsys):
-    """`fwinspect qemu OVMF.fd --break BdsDxe --symbols BUILD --gdb-script F --json`: runs to BdsDxe's
-    entry, names the stop from BUILD/.../DEBUG/BdsDxe.debug (a stand-in ELF built here) and writes
-    an add-symbol-file line whose address is ImageBase + the loaded PE's .text RVA."""
+    """`fwinspect qemu OVMF.fd --break BdsDxe --symbols DEBUG --gdb-script F --json` on our DEBUG
+    build with its own .debug files: runs to BdsDxe's entry, names it `_ModuleEntryPoint` with
+    addr2line's line, and writes an add-symbol-file line at ImageBase + the loaded PE's .text RVA."""
     import argparse
     import json
 
     from inspector.live.script import add_live_arguments
+    from tests.realdata import debug_symbols, firmware
     tool("qemu-system-x86_64", "qemu-system-x86")
-    tool("gcc", "gcc")
-    debug = tmp_path / "Build" / "X64" / "BdsDxe" / "DEBUG"
-    debug.mkdir(parents=True)
-    (tmp_path / "m.c").write_text("int f(int a) { return a + 1; }\n")
-    subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(debug / "BdsDxe.debug"), str(tmp_path / "m.c")],
-                   check=True, timeout=60)
+    symdir = debug_symbols()
     script = tmp_path / "syms.gdb"
-    path = bookworm("OVMF.fd")
+    path = firmware("ovmf-debug/OVMF.fd")
     p = argparse.ArgumentParser()
     add_live_arguments(p.add_subparsers())
-    a = p.parse_args(["qemu", str(path), "--break", "BdsDxe", "--symbols", str(tmp_path / "Build"),
+    a = p.parse_args(["qemu", str(path), "--break", "BdsDxe", "--symbols", str(symdir),
                       "--gdb-script", str(script), "--json", "--timeout", str(TIMEOUT)])
     assert a.func(a) == 0
     out = json.loads(capsys.readouterr().out)
-    entry = pe_fields(module_pe(load_image(path), "BdsDxe"))["entry"]
+    bds = pe_fields(module_pe(load_image(path), "BdsDxe"))
     sym = next(c for c in out["tree"]["children"] if c["kind"] == "symbol")
     fields = {f["name"]: f["value"] for f in sym["fields"]}
-    assert out["reason"] == "breakpoint" and out["module"].startswith("BdsDxe!")
-    assert out["linear_rip"] == fields["ImageBase"] + entry
-    line = next(ln for ln in script.read_text().splitlines() if "BdsDxe.debug" in ln)
-    assert line.split()[1] == str(debug / "BdsDxe.debug")
-    assert int(line.split()[2], 16) > fields["ImageBase"]
+    where = subprocess.run(["addr2line", "-e", str(symdir / "BdsDxe.debug"), hex(fields["ElfAddress"])],
+                           capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    assert out["reason"] == "breakpoint" and out["module"].startswith("BdsDxe!_ModuleEntryPoint at ")
+    assert out["linear_rip"] == fields["ImageBase"] + bds["entry"]
+    assert f'{fields["File"]}:{fields["Line"]}' == where
+    assert f"add-symbol-file {symdir / 'BdsDxe.debug'} 0x{fields['ImageBase'] + bds['text']:x}" in \
+        script.read_text().splitlines()
 
 
 @pytest.mark.live
