@@ -50,6 +50,7 @@ class Fixed:
             raise TypeError(f"{self.name}: derived format {self.format!r} is {self.size} bytes, "
                             f"construct says {struct_.sizeof()}")
         self.names = tuple(m[0] for m in self.members)
+        self._prepare()
 
     # -- deriving the format -----------------------------------------------------------------
     def _walk(self, st: construct.Struct, prefix: str, pos: int, fmt: list[str]) -> int:
@@ -99,55 +100,80 @@ class Fixed:
         return pos + size
 
     # -- reading -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """What parse and add_fields need per member, worked out once."""
+        # Raw values that need more than a name (GUIDs, Int24 halves, arrays, Consts), by raw index,
+        # last first so that merging a run of raw values keeps the earlier indices.
+        fixups, i = [], 0
+        for mname, _, _, kind, count, extra in self.members:
+            if kind != _INT or count != 1 or extra is not None:
+                if not (kind == _BYTES and extra is None):
+                    fixups.append((i, mname, kind, count, extra))
+            i += count
+        self._fixups = tuple(reversed(fixups))
+        self._fields: dict[tuple[str, ...] | None, tuple] = {}
+
     def parse(self, data, offset: int = 0, what: str | None = None) -> dict[str, Any]:
         """The members at data[offset:], or DecodeError(offset, ...) as errors.parse_at raises it."""
-        name = what or self.name
         if offset < 0 or offset > len(data):
+            name = what or self.name
             raise DecodeError(offset, f"{name}: offset past the end of a {len(data)}-byte buffer")
         if len(data) - offset < self.size:
+            name = what or self.name
             raise DecodeError(offset, f"{name}: needs {self.size} bytes, {len(data) - offset} left")
         try:
             raw = self._unpack(data, offset)
         except struct.error:
-            raise DecodeError(offset, f"{name}: StreamError") from None
-        out: dict[str, Any] = {}
-        i = 0
-        for mname, _, _, kind, count, extra in self.members:
-            if kind == _INT:
-                out[mname] = raw[i] if count == 1 else raw[i] | raw[i + 1] << 16
-            elif kind == _BYTES:
-                if extra is not None and raw[i] != extra:
-                    raise DecodeError(offset, f"{name}: ConstError", f"(parsing) -> {mname}")
-                out[mname] = raw[i]
+            raise DecodeError(offset, f"{what or self.name}: StreamError") from None
+        if not self._fixups:
+            return dict(zip(self.names, raw))
+        values = list(raw)
+        for i, mname, kind, count, extra in self._fixups:
+            if kind == _INT:     # Int24ul: low word, high byte
+                values[i:i + 2] = [values[i] | values[i + 1] << 16]
+            elif kind == _BYTES:  # a Const
+                if values[i] != extra:
+                    raise DecodeError(offset, f"{what or self.name}: ConstError", f"(parsing) -> {mname}")
             elif kind == _GUID:
-                out[mname] = uuid.UUID(bytes_le=raw[i])
+                values[i] = uuid.UUID(bytes_le=values[i])
             elif kind == _LIST:
-                out[mname] = list(raw[i:i + count])
+                values[i:i + count] = [values[i:i + count]]
             else:
                 n = len(extra)
-                out[mname] = [dict(zip(extra, raw[j:j + n])) for j in range(i, i + count, n)]
-            i += count
-        return out
+                values[i:i + count] = [[dict(zip(extra, values[j:j + n])) for j in range(i, i + count, n)]]
+        return dict(zip(self.names, values))
+
+    def _field_plan(self, only: tuple[str, ...] | None) -> tuple:
+        plan = []
+        for mname, rel, size, kind, _, _ in self.members:
+            if only is not None and mname not in only:
+                continue
+            if kind == _DICTS:
+                # construct's Containers carry its `_io` stream: not reproduced, so not shown.
+                raise TypeError(f"{self.name}.{mname}: an array of Structs is read, not added as a field")
+            plan.append((mname, rel, size, kind == _GUID))
+        return tuple(plan)
 
     def add_fields(self, node: Node, values: dict[str, Any], offset: int, *,
                    only: tuple[str, ...] | None = None, displays: dict[str, Display] | None = None) -> int:
         """Add the parsed members to `node` at absolute `offset`, as `fields.add_fields(node,
         struct, parsed, offset, only=..., displays=...)` does from a construct parse; returns the
         offset just past the struct."""
-        fields = node.fields
-        for mname, rel, size, kind, _, _ in self.members:
-            if only is not None and mname not in only:
-                continue
+        try:
+            plan = self._fields.get(only)
+        except TypeError:   # an unhashable `only` (a list): worked out each time
+            plan = self._field_plan(only)
+        if plan is None:
+            plan = self._fields[only] = self._field_plan(only)
+        append = node.fields.append
+        for mname, rel, size, guid in plan:
             value = values[mname]
-            text = guids.describe(value) if kind == _GUID else None
-            if kind == _DICTS:
-                # construct's Containers carry its `_io` stream: not reproduced, so not shown.
-                raise TypeError(f"{self.name}.{mname}: an array of Structs is read, not added as a field")
+            text = guids.describe(value) if guid else None
             if displays:
                 shown = displays.get(mname)
                 if shown is not None:
                     text = shown(value) if callable(shown) else shown
-            fields.append(Field(mname, value, offset + rel, size, text))
+            append(Field(mname, value, offset + rel, size, text))
         return offset + self.size
 
 

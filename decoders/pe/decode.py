@@ -7,6 +7,7 @@ located problems on the returned node; nothing here raises for bad bytes.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Any
 
 import uuid
@@ -55,12 +56,24 @@ _ROLE = {
 
 
 # -- display helpers -----------------------------------------------------------------------------
+# The flag texts are worked out once per value: an image repeats the same few in every section.
+@lru_cache(maxsize=1024)
 def section_characteristics_text(value: int) -> str:
     extra = []
     align = (value & S.SCN_ALIGN_MASK) >> S.SCN_ALIGN_SHIFT
     if align:
         extra.append(f"ALIGN_{1 << (align - 1)}BYTES")
     return flags_text(value, S.SECTION_CHARACTERISTICS, extra=extra, handled=S.SCN_ALIGN_MASK)
+
+
+@lru_cache(maxsize=1024)
+def _file_characteristics_text(value: int) -> str:
+    return flags_text(value, S.FILE_CHARACTERISTICS)
+
+
+@lru_cache(maxsize=1024)
+def _dll_characteristics_text(value: int) -> str:
+    return flags_text(value, S.DLL_CHARACTERISTICS)
 
 
 # -- shared image model --------------------------------------------------------------------------
@@ -318,7 +331,7 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     fmachine, opt_size = fh["Machine"], fh["SizeOfOptionalHeader"]
     FILE_HEADER.add_fields(node, fh, base + fh_rel, displays={
         "Machine": enum_text(S.MACHINE, fmachine),
-        "Characteristics": flags_text(fh["Characteristics"], S.FILE_CHARACTERISTICS),
+        "Characteristics": _file_characteristics_text(fh["Characteristics"]),
     })
     machine = enum_name(S.MACHINE, fmachine) or f"machine 0x{fmachine:x}"
     if enum_name(S.MACHINE, fmachine) is None:
@@ -346,7 +359,7 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     ohs.add_fields(node, oh, base + oh_rel, displays={
         "Magic": f"0x{magic:x} ({kind})",
         "Subsystem": enum_text(S.SUBSYSTEM, subsystem),
-        "DllCharacteristics": flags_text(oh["DllCharacteristics"], S.DLL_CHARACTERISTICS),
+        "DllCharacteristics": _dll_characteristics_text(oh["DllCharacteristics"]),
         "ImageBase": f"0x{image_base:x}",
         "AddressOfEntryPoint": f"0x{entry_rva:x}",
     })
