@@ -131,7 +131,9 @@ class CopyFollower:
             return h.peifv_ram_base
         header = bytes(fv.bytes[:FV_HEADER_MATCH])
         found = self.fv_from_hobs(header)
-        if found is None:
+        if found is None and h.pei_core_entry is not None:
+            # Only SEC before a PEI core puts volumes at fixed places; PEI-less SEC allocates them
+            # (module docstring), and run_to_decompression finds them.
             found = self.scan_fixed(header)
         if found is not None:        # not cached when absent: SEC may not have decompressed it yet
             self.fv_ram[key] = found
