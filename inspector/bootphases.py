@@ -234,7 +234,9 @@ def boot_phases_node(h: ImageHandoffs) -> Node:
         if h.pei_core is not None:
             loader = "DxeIpl's DxeLoadCore (MdeModulePkg/Core/DxeIplPeim/DxeLoad.c)"
         elif h.sec.ffs.get("Name") == PEILESS_SEC_GUID:
-            loader = "SEC's PeilessStartup (OvmfPkg/Library/PeilessStartupLib/DxeLoad.c DxeLoadCore)"
+            loader = ("SEC's PeilessStartup (OvmfPkg/Library/PeilessStartupLib/DxeLoad.c DxeLoadCore), from "
+                      "the DXEFV it decompresses into pages allocated at run time, from the top of memory "
+                      "below 4 GiB down (EmbeddedPkg/Library/PrePiLib/FwVol.c FfsProcessSection)")
         else:
             loader = "SEC (no PEI core in the image)"
         n.append(_phase_node(DXE_CORE, f"{dc.name}, loaded at run time from {_fv_name(dc)}", dc, None,

@@ -153,3 +153,11 @@ def test_volume_from_the_fv_hobs_is_the_one_holding_its_header():
     f.boot.hob_list = hob_list
     assert f.fv_from_hobs(HEADER) == dxefv
     assert f.fv_from_hobs(b"\xff" * len(HEADER)) is None
+
+
+def test_offline_boot_phases_say_config_b_dxefv_is_decompressed_into_allocated_pages(configb):
+    """`fwinspect fd`'s "Boot phases": the DXE core of a PEI-less SEC comes from the DXEFV that
+    PeilessStartup decompresses into pages allocated at run time (not a fixed MEMFD place)."""
+    (bp,) = [c for c in configb.info.children if c.kind == "boot-phases"]
+    where = next(c for c in bp.children if c.get("Phase") == "dxe-core").get("Where")
+    assert "pages allocated at run time" in where and "FfsProcessSection" in where
