@@ -7,7 +7,7 @@ was wrong with it (`problems`, each located by an offset in the node's space).
 """
 from __future__ import annotations
 
-import uuid
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator
@@ -168,9 +168,16 @@ class Node:
         return out
 
 
+def _is_uuid(value: Any) -> bool:
+    # No value can be a uuid.UUID before the uuid module is loaded, and this module does not load
+    # it: the budget imports this module before a command starts its work, and uuid brings platform.
+    uuid = sys.modules.get("uuid")
+    return uuid is not None and isinstance(value, uuid.UUID)
+
+
 def json_value(value: Any) -> Any:
     """JSON form of a field value: GUIDs lowercase canonical, bytes as hex, enums by value."""
-    if isinstance(value, uuid.UUID):
+    if _is_uuid(value):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
@@ -190,7 +197,7 @@ def format_value(value: Any) -> str:
         return str(value)
     if isinstance(value, int):
         return f"0x{value:x}" if value > 9 else str(value)
-    if isinstance(value, uuid.UUID):
+    if _is_uuid(value):
         return str(value).upper()
     if isinstance(value, (bytes, bytearray, memoryview)):
         head = bytes(value[:33])  # never copy a whole blob to show 32 bytes of it
