@@ -3,10 +3,10 @@
 The symbol table is read with `struct` straight from the ELF (System V gABI, chapter 4: ELF header,
 section header table, Elf32_Sym/Elf64_Sym), which is fast enough to index every module's names
 without touching DWARF. Line tables come from .debug_line (DWARF 5 section 6.2, DWARF 4 too): the
-CU holding an address is found through .debug_aranges (DWARF 5 6.1.2), pyelftools reads that CU's
-line-program header and the opcodes are run here (6.2.5), keeping rows per sequence: a row covers
-[its address, the next row's address) within its sequence, and DW_LNE_end_sequence ends coverage,
-so an address in no sequence (assembly without line info) has no line.
+CU holding an address is found through .debug_aranges (DWARF 5 6.1.2), that CU's first DIE and
+line-program header are read and its opcodes run (6.2.5) by dwarfline.py, with `struct` and
+bounded; what that reader does not take (compressed sections, DWARF64, unusual forms) pyelftools
+reads, as it read every file before.
 
 Function at an address follows binutils' addr2line (bfd/elf.c _bfd_elf_find_function,
 _bfd_elf_maybe_function_sym, better_fit): STT_FUNC and STT_NOTYPE symbols of the code section are
@@ -29,14 +29,18 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.live.dwarfline import SECTIONS as DWARF_SECTIONS
+from inspector.live.dwarfline import Declined, DwarfReader, FileTable, find_row, run_line_program, table
+
 # gABI constants.
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB = 1
 EM_386, EM_X86_64, EM_AARCH64, EM_RISCV = 3, 62, 183, 243
-SHT_SYMTAB = 2
-SHF_EXECINSTR = 0x4
+SHT_SYMTAB, SHT_NOBITS = 2, 8
+SHF_EXECINSTR, SHF_COMPRESSED = 0x4, 0x800
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE, STT_GNU_IFUNC = 0, 1, 2, 3, 4, 10
+SYMBOL_TYPES = frozenset((STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_GNU_IFUNC))      # the ones kept
 STB_LOCAL = 0
 STV_HIDDEN = 2
 SHN_UNDEF, SHN_LORESERVE = 0, 0xFF00
@@ -46,12 +50,6 @@ SHN_UNDEF, SHN_LORESERVE = 0, 0xFF00
 MAX_SECTIONS = 4096
 MAX_SYMBOLS = 1 << 18
 MAX_DEBUG_FILE = 1 << 30
-# Rows decoded from one CU's line program (DxeCore's largest LTO partition has ~10 k) and opcodes
-# run for it: a corrupt program stops there with a problem, never loops.
-MAX_LINE_ROWS = 1 << 20
-MAX_LINE_OPCODES = 1 << 22
-# Sequences examined backwards when they overlap (discarded functions keep sequences at address 0).
-MAX_OVERLAP_WALK = 64
 
 
 class ElfProblem(Exception):
@@ -103,30 +101,6 @@ class Symbolized:
         return where
 
 
-def _uleb(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[at]
-        at += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, at
-        shift += 7
-
-
-def _sleb(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[at]
-        at += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                value -= 1 << shift
-            return value, at
-
-
 class ModuleSymbols:
     """One module's .debug ELF. Nothing is read until asked; problems (truncated, not an ELF, no
     symbol table, no DWARF) are kept in `problems` and the lookups then answer "unknown"."""
@@ -140,10 +114,15 @@ class ModuleSymbols:
         self.machine: int | None = None
         self.sections: list[Section] = []
         self.text: Section | None = None
+        self._symtab: tuple[bytes, bytes] | None | bool = None
         self._symbols: list[Symbol] = []
+        self._code: list[tuple] | None = None
         self._starts: list[int] = []
         self._by_name: dict[str, list[Symbol]] | None = None
-        self._dwarf = None
+        self._dwarf = None              # None: not read yet; False: no lines; else the reader in use
+        self._fast: DwarfReader | None = None
+        self._pyelf = None
+        self._line_data = b""
         self._aranges = None
         self._cu_lines: dict[int, tuple] = {}
         self._all_lines: tuple | None = None
@@ -224,56 +203,109 @@ class ModuleSymbols:
         return self.text.addr if self.header() else None
 
     # ---- symbols ----------------------------------------------------------------------------------
+    def _symbol_table(self) -> tuple[bytes, bytes] | None:
+        """(.symtab cut to whole entries and MAX_SYMBOLS, .strtab), read once; None, with a problem,
+        when there is none."""
+        if self._symtab is None:
+            self._symtab = False
+            if not self.header():
+                return None
+            symtab = next((s for s in self.sections if s.type == SHT_SYMTAB), None)
+            if symtab is None:
+                self.problems.append(f"{self.path}: no .symtab (stripped?): no function names")
+                return None
+            try:
+                with open(self.path, "rb") as f:
+                    if symtab.link >= len(self.sections):
+                        raise ElfProblem(f".symtab sh_link {symtab.link} names no section")
+                    strtab = self.sections[symtab.link]
+                    raw = self._read(f, symtab.offset, symtab.size, ".symtab")
+                    strings = self._read(f, strtab.offset, strtab.size, ".strtab")
+            except (OSError, ElfProblem) as e:
+                self.problems.append(f"{self.path}: {e}")
+                return None
+            entsize = 24 if self.elf_class == ELFCLASS64 else 16
+            if len(raw) // entsize > MAX_SYMBOLS:
+                self.problems.append(f"{self.path}: {len(raw) // entsize} symbols: only the first {MAX_SYMBOLS} read")
+            self._symtab = raw[:min(len(raw) // entsize, MAX_SYMBOLS) * entsize], strings
+        return self._symtab or None
+
+    def _rows(self, raw: bytes):
+        """(st_name, st_info, st_other, st_shndx, st_value, st_size) of each Elf64_Sym/Elf32_Sym."""
+        if self.elf_class == ELFCLASS64:
+            return struct.iter_unpack("<IBBHQQ", raw)
+        return ((n, i, o, sh, v, sz) for n, v, sz, i, o, sh in struct.iter_unpack("<IIIBBH", raw))
+
+    def _name(self, strings: bytes, at: int) -> str:
+        end = strings.find(b"\0", at)
+        return strings[at:end if end >= 0 else None].decode("utf-8", "replace")
+
+    def _load_code(self) -> None:
+        """The code symbols for address lookup, as (value, order, size, type, st_name) sorted by value
+        then order: STT_FUNC/STT_GNU_IFUNC/STT_NOTYPE/STT_OBJECT symbols of .text (bfd compares the
+        symbol's section), minus bfd's exclusion of hidden local notype size-0 symbols (annobin
+        markers) and local .L labels. Names are decoded only for the symbol a lookup returns."""
+        if self._code is not None:
+            return
+        self._code, self._starts = [], []
+        table = self._symbol_table()
+        if table is None:
+            return
+        raw, strings = table
+        text, n = self.text.index, len(strings)
+        if text == SHN_UNDEF:
+            return
+        code = []
+        for order, (name, info, other, shndx, value, size) in enumerate(self._rows(raw)):
+            typ = info & 0xF
+            if shndx != text or typ not in SYMBOL_TYPES or not name or name >= n:
+                continue
+            if typ == STT_NOTYPE and (info >> 4) == STB_LOCAL and (
+                    size == 0 and (other & 3) == STV_HIDDEN or strings.startswith(b".L", name)):
+                continue
+            code.append((value, order, size, typ, name))
+        code.sort()
+        self._code = code
+        self._starts = [c[0] for c in code]
+
     def _load_symbols(self) -> None:
+        """Every named symbol of a section (function names for breakpoints)."""
         if self._symbols_read:
             return
         self._symbols_read = True
-        if not self.header():
+        table = self._symbol_table()
+        if table is None:
             return
-        symtab = next((s for s in self.sections if s.type == SHT_SYMTAB), None)
-        if symtab is None:
-            self.problems.append(f"{self.path}: no .symtab (stripped?): no function names")
-            return
-        try:
-            with open(self.path, "rb") as f:
-                if symtab.link >= len(self.sections):
-                    raise ElfProblem(f".symtab sh_link {symtab.link} names no section")
-                strtab = self.sections[symtab.link]
-                raw = self._read(f, symtab.offset, symtab.size, ".symtab")
-                strings = self._read(f, strtab.offset, strtab.size, ".strtab")
-        except (OSError, ElfProblem) as e:
-            self.problems.append(f"{self.path}: {e}")
-            return
-        if self.elf_class == ELFCLASS64:
-            entsize, rows = 24, ((n, i, o, sh, v, sz) for n, i, o, sh, v, sz in struct.iter_unpack(
-                "<IBBHQQ", raw[:len(raw) - len(raw) % 24]))
-        else:
-            entsize, rows = 16, ((n, i, o, sh, v, sz) for n, v, sz, i, o, sh in struct.iter_unpack(
-                "<IIIBBH", raw[:len(raw) - len(raw) % 16]))
-        if len(raw) // entsize > MAX_SYMBOLS:
-            self.problems.append(f"{self.path}: {len(raw) // entsize} symbols: only the first {MAX_SYMBOLS} read")
+        raw, strings = table
         syms = []
-        for order, (name, info, other, shndx, value, size) in enumerate(rows):
-            if order >= MAX_SYMBOLS:
-                break
+        for order, (name, info, other, shndx, value, size) in enumerate(self._rows(raw)):
             typ = info & 0xF
-            if typ not in (STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_GNU_IFUNC) or shndx == SHN_UNDEF \
-                    or shndx >= SHN_LORESERVE:
+            if typ not in SYMBOL_TYPES or shndx == SHN_UNDEF or shndx >= SHN_LORESERVE:
                 continue
             if not name or name >= len(strings):
                 continue
-            end = strings.find(b"\0", name)
-            text = strings[name:end if end >= 0 else None].decode("utf-8", "replace")
-            syms.append(Symbol(text, value, size, typ, info >> 4, other & 3, shndx, order))
+            syms.append(Symbol(self._name(strings, name), value, size, typ, info >> 4, other & 3, shndx, order))
         self._symbols = syms
-        # Code symbols for address lookup: those of .text (bfd compares the symbol's section), minus
-        # bfd's exclusion of hidden local notype size-0 symbols (annobin markers).
-        code = [s for s in syms if s.shndx == self.text.index
-                and not (s.size == 0 and s.bind == STB_LOCAL and s.type == STT_NOTYPE and s.other == STV_HIDDEN)
-                and not (s.bind == STB_LOCAL and s.type == STT_NOTYPE and s.name.startswith(".L"))]
-        code.sort(key=lambda s: (s.value, s.order))
-        self._code = code
-        self._starts = [s.value for s in code]
+
+    def may_define(self, name: bytes) -> bool:
+        """False only when `name` is certainly no symbol's: the bytes of `name` and a NUL are nowhere in
+        .strtab (a symbol's st_name points into .strtab, gABI 4 "String Table"). Reads .strtab alone,
+        a quick test before the symbol table is decoded; True whenever that cannot be told."""
+        if self._symtab:
+            strings = self._symtab[1]
+        else:
+            if not self.header():
+                return True
+            symtab = next((s for s in self.sections if s.type == SHT_SYMTAB), None)
+            if symtab is None or symtab.link >= len(self.sections):
+                return True
+            strtab = self.sections[symtab.link]
+            try:
+                with open(self.path, "rb") as f:
+                    strings = self._read(f, strtab.offset, strtab.size, ".strtab")
+            except (OSError, ElfProblem):
+                return True
+        return name + b"\0" in strings or strings.endswith(name)
 
     def function_names(self) -> set[str]:
         """Names a breakpoint can take: STT_FUNC symbols and global/weak STT_NOTYPE ones (nasm
@@ -293,49 +325,82 @@ class ModuleSymbols:
         return sorted({s.value for s in self._by_name.get(name, [])})
 
     def function_at(self, address: int) -> tuple[str, int] | None:
-        self._load_symbols()
-        i = bisect.bisect_right(self._starts, address) - 1
+        self._load_code()
+        starts = self._starts
+        i = bisect.bisect_right(starts, address) - 1
         if i < 0:
             return None
-        at = self._starts[i]
         best = None
-        j = bisect.bisect_left(self._starts, at)
-        for s in self._code[j:i + 1]:
-            if best is None or _better_fit(best, s, address):
-                best = s
+        for c in self._code[bisect.bisect_left(starts, starts[i]):i + 1]:
+            if best is None or _better_fit(best, c, address):
+                best = c
+        value, _order, size, typ, name = best
         # Data (rodata is linked into .text by edk2's GccBase.lds) and past-the-end addresses of a
         # sized function are in no function.
-        if best.type == STT_OBJECT or (best.size and address >= best.value + best.size):
+        if typ == STT_OBJECT or (size and address >= value + size):
             return None
-        return best.name, address - best.value
+        return self._name(self._symtab[1], name), address - value
 
     # ---- lines ------------------------------------------------------------------------------------
-    def _dwarf_info(self):
+    def _dwarf_ready(self) -> bool:
+        """Read the DWARF sections once: with the reader here (`DwarfReader`), else, for what it
+        does not take (compressed or .zdebug sections, DWARF64 aranges, segmented addresses),
+        with pyelftools."""
         if self._dwarf is None:
-            from elftools.common.exceptions import ELFError
-            from elftools.elf.elffile import ELFFile
             self._dwarf = False
             if not self.header():
-                return None
+                return False
             if not any(s.name == ".debug_line" for s in self.sections):
                 self.problems.append(f"{self.path}: no .debug_line (no DWARF line table): no source lines")
-                return None
+                return False
+            self._fast = self._read_dwarf()
+            self._dwarf = self._fast or self._pyelftools() or False
+        return bool(self._dwarf)
+
+    def _read_dwarf(self):
+        # pyelftools' ELFFile.get_section_by_name takes the last section of a name: so do we.
+        by_name = {s.name: s for s in self.sections}
+        if any(n.startswith(".zdebug") for n in by_name) or \
+                not all(n in by_name for n in (".debug_info", ".debug_abbrev", ".debug_line")):
+            return None
+        raw = {}
+        try:
+            with open(self.path, "rb") as f:
+                for name in DWARF_SECTIONS:
+                    s = by_name.get(name)
+                    if s is None:
+                        continue
+                    if s.flags & SHF_COMPRESSED or s.type == SHT_NOBITS or s.offset + s.size > self._size:
+                        return None
+                    f.seek(s.offset)
+                    raw[name] = f.read(s.size)
+        except OSError:
+            return None
+        try:
+            return DwarfReader(raw)
+        except (Declined, IndexError, struct.error):
+            return None
+
+    def _pyelftools(self):
+        if self._pyelf is None:
+            from elftools.common.exceptions import ELFError
+            from elftools.elf.elffile import ELFFile
+            self._pyelf = False
             try:
                 elf = ELFFile(io.BytesIO(self.path.read_bytes()))
-                self._dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
-                self._line_data = self._dwarf.debug_line_sec.stream.getvalue() \
-                    if hasattr(self._dwarf.debug_line_sec.stream, "getvalue") else None
+                self._pyelf = elf.get_dwarf_info(relocate_dwarf_sections=False)
+                s = self._pyelf.debug_line_sec.stream
+                self._line_data = s.getvalue() if hasattr(s, "getvalue") else None
                 if self._line_data is None:
-                    s = self._dwarf.debug_line_sec.stream
                     s.seek(0)
                     self._line_data = s.read()
             except (OSError, ELFError) as e:
                 self.problems.append(f"{self.path}: DWARF unreadable: {e}")
-                self._dwarf = False
+                self._pyelf = False
             except Exception as e:          # noqa: BLE001 - pyelftools raises many kinds on bad ELF
                 self.problems.append(f"{self.path}: DWARF unreadable: {type(e).__name__}: {e}")
-                self._dwarf = False
-        return self._dwarf or None
+                self._pyelf = False
+        return self._pyelf or None
 
     def _cu_offset(self, dwarf, address: int) -> int | None:
         if self._aranges is None:
@@ -344,58 +409,79 @@ class ModuleSymbols:
                 self._aranges = dwarf.get_aranges() or False
             except Exception as e:          # noqa: BLE001 - pyelftools raises many kinds on bad DWARF
                 self.problems.append(f"{self.path}: .debug_aranges unreadable: {e}")
-        if not self._aranges:
+        if not self._aranges or not self._aranges.entries:
             return None
         return self._aranges.cu_offset_at_addr(address)
 
     def line_at(self, address: int) -> tuple[str, int] | None:
         """(file, line) of the line-table row covering `address`, None when no row covers it."""
-        dwarf = self._dwarf_info()
-        if dwarf is None:
+        if not self._dwarf_ready():
             return None
-        off = self._cu_offset(dwarf, address)
+        if self._fast is not None:
+            off = self._fast.cu_offset_at(address)
+        else:
+            off = self._cu_offset(self._dwarf, address)
         if off is not None:
-            table = self._cu_lines.get(off)
-            if table is None:
-                table = self._cu_lines[off] = self._lines_of_cu(dwarf, off)
-            hit = _find_row(table, address)
-            if hit is not None:
-                return hit
-            if self._aranges:
-                return None
+            # The CU .debug_aranges names: its rows or none (DWARF 5 6.1.2: a CU's ranges are its code).
+            return find_row(self._cu_table(off), address)
         # No .debug_aranges (or the address is not in it): every CU's table, merged.
         if self._all_lines is None:
-            seqs = []
-            try:
-                for cu in dwarf.iter_CUs():
-                    t = self._cu_lines.get(cu.cu_offset)
-                    if t is None:
-                        t = self._cu_lines[cu.cu_offset] = self._lines_of_cu(dwarf, cu.cu_offset)
-                    seqs.extend(t[1])
-            except Exception as e:          # noqa: BLE001 - pyelftools raises many kinds on bad DWARF
-                self.problems.append(f"{self.path}: DWARF CUs unreadable: {e}")
-            self._all_lines = _table(seqs)
-        return _find_row(self._all_lines, address)
+            self._all_lines = table(self._all_sequences())
+        return find_row(self._all_lines, address)
 
-    def _lines_of_cu(self, dwarf, cu_offset: int):
+    def _cu_table(self, cu_offset: int) -> tuple:
+        t = self._cu_lines.get(cu_offset)
+        if t is None:
+            t = self._cu_lines[cu_offset] = self._lines_of_cu(cu_offset)
+        return t
+
+    def _all_sequences(self) -> list:
+        seqs = []
+        offsets = None
+        if self._fast is not None:
+            try:
+                offsets = self._fast.cu_offsets()
+            except (Declined, IndexError, struct.error):
+                offsets = None
+        if offsets is not None:
+            for off in offsets:
+                seqs.extend(self._cu_table(off)[1])
+            return seqs
+        dwarf = self._pyelftools()
+        if dwarf is None:
+            return seqs
         try:
-            cu = dwarf.get_CU_at(cu_offset)
-            prog = dwarf.line_program_for_CU(cu)
-            if prog is None:
-                return _table([])
-            comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
-            comp_dir = comp_dir.value.decode("utf-8", "replace") if comp_dir is not None and \
-                isinstance(comp_dir.value, bytes) else ""
-            files = _file_names(prog.header, comp_dir)
-            seqs = _run_line_program(self._line_data, prog, files, self.problems, self.path)
-            # Sequences of functions the linker discarded keep address 0 (ld's tombstone for
-            # .debug_line); gdb skips them when no code is at 0, and so do we.
-            if self.text is not None and self.text.addr > 0:
-                seqs = [q for q in seqs if q[0] != 0]
+            for cu in dwarf.iter_CUs():
+                seqs.extend(self._cu_table(cu.cu_offset)[1])
         except Exception as e:              # noqa: BLE001 - pyelftools raises many kinds on bad DWARF
-            self.problems.append(f"{self.path}: line program of the CU at 0x{cu_offset:x} unreadable: {e}")
-            return _table([])
-        return _table(seqs)
+            self.problems.append(f"{self.path}: DWARF CUs unreadable: {e}")
+        return seqs
+
+    def _lines_of_cu(self, cu_offset: int) -> tuple:
+        read = False
+        if self._fast is not None:
+            try:
+                prog, data, read = self._fast.line_program(cu_offset), self._fast.line, True
+            except (Declined, IndexError, ValueError, struct.error):
+                pass                        # pyelftools reads this CU
+        if not read:
+            dwarf = self._pyelftools()
+            if dwarf is None:
+                return table([])
+            try:
+                prog = pyelftools_program(dwarf, cu_offset)
+            except Exception as e:          # noqa: BLE001 - pyelftools raises many kinds on bad DWARF
+                self.problems.append(f"{self.path}: line program of the CU at 0x{cu_offset:x} unreadable: {e}")
+                return table([])
+            data = self._line_data
+        if prog is None:
+            return table([])
+        seqs = run_line_program(data, prog, self.problems, self.path)
+        # Sequences of functions the linker discarded keep address 0 (ld's tombstone for
+        # .debug_line); gdb skips them when no code is at 0, and so do we.
+        if self.text is not None and self.text.addr > 0:
+            seqs = [q for q in seqs if q[0] != 0]
+        return table(seqs)
 
     # ---- both -------------------------------------------------------------------------------------
     def lookup(self, elf_address: int) -> Symbolized:
@@ -405,163 +491,39 @@ class ModuleSymbols:
                           line[0] if line else None, line[1] if line else None, elf_address)
 
 
-def _better_fit(cur: Symbol, new: Symbol, offset: int) -> bool:
-    """binutils bfd/elf.c better_fit, for two candidates at the same address (`new` later in order)."""
-    cur_size, new_size = cur.size or 1, new.size or 1
-    if cur.value + cur_size <= offset:
+def _better_fit(cur: tuple, new: tuple, offset: int) -> bool:
+    """binutils bfd/elf.c better_fit, for two candidates (value, order, size, type, name) at the same
+    address (`new` later in order)."""
+    cur_size, new_size = cur[2] or 1, new[2] or 1
+    if cur[0] + cur_size <= offset:
         return new_size > cur_size
-    if new.value + new_size <= offset:
+    if new[0] + new_size <= offset:
         return False
-    cur_func, new_func = cur.type != STT_NOTYPE, new.type != STT_NOTYPE
+    cur_func, new_func = cur[3] != STT_NOTYPE, new[3] != STT_NOTYPE
     if cur_func != new_func:
         return new_func
     if new_size == cur_size:
         # Aliases (identical code folded by LTO): gdb's minimal-symbol lookup takes the last one.
         return True
-    if cur_func != new_func:
-        return new_func
     return new_size < cur_size
 
 
-def _file_names(header, comp_dir: str) -> tuple[list[str], int]:
-    """Full paths of the line program's file table and the number of its first entry: DWARF 5 numbers
-    files from 0 and its directory 0 is the CU's directory; DWARF 2-4 number both from 1, directory
-    0 being the compilation directory (DWARF 5 6.2.4 items 19-20; DWARF 4 6.2.4 items 11-12)."""
-    version = header["version"]
-    dirs = [d.decode("utf-8", "replace") if isinstance(d, bytes) else str(d)
-            for d in header.get("include_directory", [])]
-    if version < 5:
-        dirs = [comp_dir] + dirs
-    out = []
-    for fe in header.get("file_entry", []):
-        name = fe.name.decode("utf-8", "replace") if isinstance(fe.name, bytes) else str(fe.name)
-        d = dirs[fe.dir_index] if 0 <= fe.dir_index < len(dirs) else ""
-        if not name.startswith("/") and d:
-            name = f"{d}/{name}"
-        if not name.startswith("/") and comp_dir:
-            name = f"{comp_dir}/{name}"
-        out.append(name)
-    return out, 0 if version >= 5 else 1
-
-
-def _run_line_program(data: bytes, prog, files: tuple[list[str], int], problems: list[str], path) -> list:
-    """The line program's rows as sequences [(start, end, addrs, rows)], rows (file, line) with line
-    0 ("no source line", DWARF 5 6.2.2) kept as None. The state machine of DWARF 5 6.2.2/6.2.5;
-    op_index is ignored (x86 is not VLIW)."""
+def pyelftools_program(dwarf, cu_offset: int) -> tuple | None:
+    """What dwarfline.DwarfReader.line_program gives, read by pyelftools (raising what pyelftools
+    raises, the file table's names made at once so that a bad one raises here too)."""
+    cu = dwarf.get_CU_at(cu_offset)
+    prog = dwarf.line_program_for_CU(cu)
+    if prog is None:
+        return None
+    comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
+    comp_dir = comp_dir.value.decode("utf-8", "replace") if comp_dir is not None and \
+        isinstance(comp_dir.value, bytes) else ""
     h = prog.header
-    names, first = files
-    min_len = h["minimum_instruction_length"]
-    line_base, line_range, opcode_base = h["line_base"], h["line_range"], h["opcode_base"]
-    lengths = list(h["standard_opcode_lengths"])
-    default_stmt = bool(h["default_is_stmt"])
-    if line_range == 0:
-        problems.append(f"{path}: line program with line_range 0")
-        return []
-    at, end = prog.program_start_offset, prog.program_end_offset
-    end = min(end, len(data))
-    const_add = min_len * ((255 - opcode_base) // line_range)
-    seqs = []
-    addr, file, line, stmt = 0, 1, 1, default_stmt
-    addrs: list[int] = []
-    rows: list = []
-    count = ops = 0
-
-    def emit():
-        nonlocal count
-        count += 1
-        i = file - first
-        name = names[i] if 0 <= i < len(names) else None
-        row = (name, line or None, stmt) if name is not None else None
-        if addrs and addrs[-1] == addr:
-            # Several rows at one address: only the last covers anything ([its address, the next
-            # row's address), DWARF 5 6.2.1), as binutils' addr2line keeps it (bfd/dwarf2.c
-            # add_line_info). gdb prefers the last is_stmt row instead; the two differ there only.
-            rows[-1] = row
-        else:
-            addrs.append(addr)
-            rows.append(row)
-
-    try:
-        while at < end:
-            ops += 1
-            if ops > MAX_LINE_OPCODES or count > MAX_LINE_ROWS:
-                problems.append(f"{path}: line program at 0x{prog.program_start_offset:x} stopped after "
-                                f"{ops} opcodes / {count} rows")
-                break
-            op = data[at]
-            at += 1
-            if op >= opcode_base:
-                adj = op - opcode_base
-                addr += min_len * (adj // line_range)
-                delta = line_base + adj % line_range
-                line += delta
-                emit()
-            elif op == 0:
-                n, at = _uleb(data, at)
-                sub_end = at + n
-                if n == 0:
-                    continue
-                sub = data[at]
-                if sub == 1:        # DW_LNE_end_sequence
-                    if addrs:
-                        seqs.append((addrs[0], addr, addrs, rows))
-                    addr, file, line, stmt, addrs, rows = 0, 1, 1, default_stmt, [], []
-                elif sub == 2:      # DW_LNE_set_address
-                    addr = int.from_bytes(data[at + 1:sub_end], "little")
-                at = sub_end
-            elif op == 1:           # DW_LNS_copy
-                emit()
-            elif op == 2:           # DW_LNS_advance_pc
-                n, at = _uleb(data, at)
-                addr += min_len * n
-            elif op == 3:           # DW_LNS_advance_line
-                n, at = _sleb(data, at)
-                line += n
-            elif op == 4:           # DW_LNS_set_file
-                file, at = _uleb(data, at)
-            elif op == 6:           # DW_LNS_negate_stmt
-                stmt = not stmt
-            elif op == 8:           # DW_LNS_const_add_pc
-                addr += const_add
-            elif op == 9:           # DW_LNS_fixed_advance_pc
-                addr += int.from_bytes(data[at:at + 2], "little")
-                at += 2
-            else:                   # column, negate_stmt, ...: operands skipped by their count
-                for _ in range(lengths[op - 1] if op - 1 < len(lengths) else 0):
-                    _, at = _uleb(data, at)
-    except IndexError:
-        problems.append(f"{path}: line program at 0x{prog.program_start_offset:x} runs past .debug_line")
-    return seqs
-
-
-def _table(seqs: list) -> tuple:
-    """Sequences sorted by start, with the running maximum of their ends for the overlap walk."""
-    seqs = sorted(seqs, key=lambda s: (s[0], s[1]))
-    starts = [s[0] for s in seqs]
-    max_end, m = [], -1
-    for s in seqs:
-        m = max(m, s[1])
-        max_end.append(m)
-    return starts, seqs, max_end
-
-
-def _find_row(table: tuple, address: int) -> tuple[str, int] | None:
-    starts, seqs, max_end = table
-    i = bisect.bisect_right(starts, address) - 1
-    walked = 0
-    # The sequence starting last at or below the address that still covers it: discarded functions'
-    # sequences start at 0 and may overlap the real ones.
-    while i >= 0 and max_end[i] > address and walked < MAX_OVERLAP_WALK:
-        start, end, addrs, rows = seqs[i]
-        if start <= address < end:
-            j = bisect.bisect_right(addrs, address) - 1
-            row = rows[j]
-            if row is None or row[1] is None:
-                return None
-            return row[0], row[1]
-        i -= 1
-        walked += 1
-    return None
+    files = FileTable(h["version"], list(h.get("include_directory", [])),
+                      [(fe.name, fe.dir_index) for fe in h.get("file_entry", [])], comp_dir)
+    files.names()
+    return (prog.program_start_offset, prog.program_end_offset, h["minimum_instruction_length"], h["line_base"],
+            h["line_range"], h["opcode_base"], bytes(h["standard_opcode_lengths"]), files)
 
 
 __all__ = ["ModuleSymbols", "Symbolized", "ElfProblem", "EM_386", "EM_X86_64"]

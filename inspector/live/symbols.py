@@ -117,7 +117,7 @@ class SymbolIndex:
         self.layout = "none"
         self._modules: dict[Path, ModuleSymbols] = {}
         self._resolved: dict[tuple, Resolved] = {}
-        self._names: dict[str, set[str]] | None = None
+        self._names: dict[str, list[str]] = {}
         self._count = 0
         flat = self._flat_files(self.root)
         if flat:
@@ -269,15 +269,23 @@ class SymbolIndex:
 
     # ---- names ------------------------------------------------------------------------------------
     def modules_with(self, function: str) -> list[str]:
-        """Module names whose symbol table has `function`: a lazy index of the symbol tables alone
-        (no DWARF), built on the first call."""
-        if self._names is None:
-            self._names = {}
-            for name, files in self.files.items():
-                for f in files:
-                    for fn in self._symbols(f).function_names():
-                        self._names.setdefault(fn, set()).add(name)
-        return sorted(self._names.get(function, ()))
+        """Module names whose symbol table has `function` (symbol tables alone, no DWARF), remembered
+        per name. Only the files whose .strtab holds the name's bytes are decoded (a name with
+        U+FFFD, which an undecodable name decodes to, is looked for in every table)."""
+        if function in self._names:
+            return list(self._names[function])
+        try:
+            needle = function.encode("utf-8") if "\ufffd" not in function else None
+        except UnicodeEncodeError:
+            needle = None
+        found = set()
+        for name, files in self.files.items():
+            for f in files:
+                syms = self._symbols(f)
+                if (needle is None or syms.may_define(needle)) and function in syms.function_names():
+                    found.add(name)
+        self._names[function] = sorted(found)
+        return list(self._names[function])
 
 
 def code_mismatch(syms: ModuleSymbols, loaded: bytes, text_va: int, pe: PeInfo) -> str | None:
@@ -308,23 +316,39 @@ def code_mismatch(syms: ModuleSymbols, loaded: bytes, text_va: int, pe: PeInfo) 
             continue
         k = i
         while k < j:
-            if elf[k] == loaded[k]:
-                k += 1
+            # The first byte at or after k that differs: the lowest set bit of the XOR.
+            x = int.from_bytes(elf[k:j], "little") ^ int.from_bytes(loaded[k:j], "little")
+            if not x:
+                break
+            k += ((x & -x).bit_length() - 1) >> 3
+            end = _fixup_at(elf, loaded, k, n, width, mask, delta)
+            if end is not None:
+                k = end
                 continue
-            # A fixup covering byte k: a width-byte span starting at most width-1 before it.
-            for s in range(max(0, k - width + 1), min(k, n - width) + 1):
-                a = int.from_bytes(elf[s:s + width], "little")
-                b = int.from_bytes(loaded[s:s + width], "little")
-                if (b - a) & mask == delta and delta:
-                    k = s + width
-                    break
-            else:
-                unexplained += 1
-                if unexplained > MAX_UNEXPLAINED:
-                    return (f"its .text differs from the loaded image's at +0x{k:x} (and more) beyond "
-                            "relocation fixups: of another build")
-                k += 1
+            unexplained += 1
+            if unexplained > MAX_UNEXPLAINED:
+                return (f"its .text differs from the loaded image's at +0x{k:x} (and more) beyond "
+                        "relocation fixups: of another build")
+            k += 1
         i = max(j, k)
+    return None
+
+
+def _fixup_at(elf: bytes, loaded: bytes, k: int, n: int, width: int, mask: int, delta: int) -> int | None:
+    """The end of the first width-byte span covering byte k (starting at most width-1 before it)
+    whose value in `loaded` is its value in `elf` plus the load delta, or None. Both windows are read
+    as one integer each and the spans taken out of them by shifts."""
+    if not delta:
+        return None
+    lo, hi = max(0, k - width + 1), min(k, n - width)
+    if hi < lo:
+        return None
+    a = int.from_bytes(elf[lo:hi + width], "little")
+    b = int.from_bytes(loaded[lo:hi + width], "little")
+    for s in range(lo, hi + 1):
+        shift = 8 * (s - lo)
+        if ((b >> shift) - (a >> shift)) & mask == delta:
+            return s + width
     return None
 
 
