@@ -433,7 +433,8 @@ def walk_mode_switches(session, timeout: float = 30.0, image=None) -> Walk:
             session.add_breakpoint(spec)
             ours.append(spec)
         pending = set(by_address)
-        while pending:
+        # Until the exit (the jump to SEC) is hit, or, for code without one found, every switch.
+        while pending or exits:
             left = deadline - time.monotonic()
             if left <= 0:
                 walk.problems.append(f"timed out after {timeout} s with {len(pending)} switches not reached")
@@ -609,8 +610,9 @@ def _tell(w: Writer, k: int, before: Stop, after: Stop, register: str, nxt: Stop
                   w.value("la57" + s, bool(cr4 & CR4_LA57)))
             w.say(("Paging now runs on the tables the reset vector built: CR3 {cr3%s}, {levels%s}-level (CR4.LA57: "
                    "{la57%s})." % (s, s, s)), *pv)
-            w.say(("CS is still the 32-bit segment, so the CPU runs in compatibility mode (the stop after it: "
-                   "{mode%s}) until the far jump to the 64-bit code segment." % s), mode_after)
+            w.say(("CS is still the 32-bit code segment (CS.L=0; the stop after it reads as {mode%s}), so in IA-32e "
+                   "mode the CPU runs in compatibility mode until the far jump to the 64-bit code segment." % s),
+                  mode_after)
             w.try_this(f"g 0x{cr3:x}")
         else:
             w.unexpected(f"CR0.PG was set at 0x{before.linear_rip:x} but EFER.LMA is 0 (EFER 0x{efer_after:x}): "

@@ -180,3 +180,67 @@ def test_a_wrmsr_to_another_msr_is_not_an_efer_switch():
     s = [_stop(0, "breakpoint", Mode.PROT32, 0xFFFFF000, "wrmsr", rcx=0xC0010130),
          _stop(1, "step", Mode.PROT32, 0xFFFFF002, "nop")]
     assert mode_pairs(s) == []
+
+
+# ---- walk_mode_switches: failures are problems, never exceptions ------------------------------------
+
+class FakeSession:
+    """Just enough of a SessionLike: at the reset stop; breakpoints refused when `refuse`."""
+
+    def __init__(self, image, refuse: Exception | None = None, mode=Mode.REAL):
+        self.image, self.refuse, self.mode = image, refuse, mode
+        self.added, self.removed = [], []
+
+    def current(self):
+        return _stop(0, "reset", self.mode, 0xFFFFFFF0, "mov eax, cr0")
+
+    def add_breakpoint(self, spec):
+        if self.refuse is not None and len(self.added) == 2:
+            raise self.refuse
+        self.added.append(spec)
+
+    def remove_breakpoint(self, spec):
+        self.removed.append(spec)
+
+    def cont(self, timeout=60.0):
+        raise AssertionError("not reached")
+
+
+def test_a_refused_breakpoint_is_a_problem_and_the_ones_set_are_removed():
+    from inspector.live.target import TargetError
+    from inspector.tour.modes import walk_mode_switches
+
+    image, _ = flow_of("bookworm")
+    s = FakeSession(image, refuse=TargetError("E01"))
+    walk = walk_mode_switches(s, 5.0)
+    assert list(walk) == [] and walk.problems == ["TargetError: E01"]
+    assert s.removed == s.added and len(s.added) == 2
+
+
+def test_a_walk_not_started_at_the_reset_stop_says_so():
+    from inspector.tour.modes import walk_mode_switches
+
+    image, _ = flow_of("bookworm")
+    walk = walk_mode_switches(FakeSession(image, mode=Mode.LONG64), 5.0)
+    assert list(walk) == [] and walk.problems == ["not at the reset stop (at 0xfffffff0 in long64 mode)"]
+
+
+def test_a_recorder_wrapped_session_gives_the_walk_its_image():
+    from inspector.tour.modes import walk_mode_switches
+
+    class Wrapper:          # as inspector.live.record.Recorder holds the Session
+        def __init__(self, session):
+            self.session = session
+
+        def current(self):
+            return self.session.current()
+
+        def add_breakpoint(self, spec):
+            return self.session.add_breakpoint(spec)
+
+        def remove_breakpoint(self, spec):
+            self.session.remove_breakpoint(spec)
+
+    image, _ = flow_of("bookworm")
+    walk = walk_mode_switches(Wrapper(FakeSession(image, refuse=ValueError("replay: read-only"))), 5.0)
+    assert walk.problems == ["ValueError: replay: read-only"] and len(walk.switches) == 5
