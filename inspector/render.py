@@ -143,6 +143,11 @@ def _json_value(value) -> str:
     return _json(json_value(value))
 
 
+# `{"name":<name>,"value":` by field name: a tree repeats a few hundred names thousands of times.
+_FIELD_HEADS: dict[str, str] = {}
+_MAX_FIELD_HEADS = 4096   # names from hostile input (variable names, indices) are not kept past this
+
+
 def _node_json(node: Node) -> str:
     """The node's JSON without its children, ending in the opened `"children":[`: the text
     `json.dumps(node.to_json(), separators=(",", ":"))` starts with (Node.to_json puts "children"
@@ -158,25 +163,31 @@ def _node_json(node: Node) -> str:
         parts.append(f',"address":{_json(address)}')
     parts.append(',"fields":[')
     sep = ""
+    heads = _FIELD_HEADS
     for f in node.fields:
-        # Field.to_json: name, value, offset, size, then display when there is one.
+        # Field.to_json: name, value, offset, size, then display when there is one. An int is
+        # written by the f-string as json.dumps writes it (int.__repr__).
         name, value, offset, size, display = f.name, f.value, f.offset, f.size, f.display
-        t = type(value)
-        if t is int:
-            value = int.__repr__(value)
-        elif t is str:
-            value = enc(value)
+        if type(name) is str:
+            head = heads.get(name)
+            if head is None:
+                head = '{"name":' + enc(name) + ',"value":'
+                if len(heads) < _MAX_FIELD_HEADS:
+                    heads[name] = head
         else:
-            value = _json_value(value)
-        offset = int.__repr__(offset) if type(offset) is int else _json(offset)
-        size = int.__repr__(size) if type(size) is int else _json(size)
-        name = enc(name) if type(name) is str else _json(name)
+            head = '{"name":' + _json(name) + ',"value":'
+        t = type(value)
+        if t is not int:
+            value = enc(value) if t is str else _json_value(value)
+        if type(offset) is not int:
+            offset = _json(offset)
+        if type(size) is not int:
+            size = _json(size)
         if display is None:
-            parts.append(f'{sep}{{"name":{name},"value":{value},"offset":{offset},"size":{size}}}')
+            parts.append(f'{sep}{head}{value},"offset":{offset},"size":{size}}}')
         else:
             display = enc(display) if type(display) is str else _json(display)
-            parts.append(f'{sep}{{"name":{name},"value":{value},"offset":{offset},"size":{size},'
-                         f'"display":{display}}}')
+            parts.append(f'{sep}{head}{value},"offset":{offset},"size":{size},"display":{display}}}')
         sep = ","
     parts.append('],"problems":[')
     parts.append(",".join(f'{{"offset":{_json(p.offset)},"severity":{_json(p.severity.value)},'
