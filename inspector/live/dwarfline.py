@@ -586,8 +586,8 @@ def run_line_program(data: bytes, prog: tuple, problems: list[str], path) -> lis
                 addr += advance[op]
                 if first < 0:
                     first = addr
-            elif op == 5 or op == 7 or op > 9:      # set_column, set_basic_block, ...: operands skipped
-                k = operands[op]
+            elif op == 5:           # DW_LNS_set_column: its operands skipped
+                k = operands[5]
                 while k:
                     while data[at] >= 0x80:
                         at += 1
@@ -624,9 +624,16 @@ def run_line_program(data: bytes, prog: tuple, problems: list[str], path) -> lis
                 else:
                     n, at = uleb(data, at)
                 addr += min_len * n
-            else:                   # DW_LNS_fixed_advance_pc
+            elif op == 9:           # DW_LNS_fixed_advance_pc
                 addr += int.from_bytes(data[at:at + 2], "little")
                 at += 2
+            else:                   # set_basic_block, set_prologue_end, ...: operands skipped
+                k = operands[op]
+                while k:
+                    while data[at] >= 0x80:
+                        at += 1
+                    at += 1
+                    k -= 1
     except IndexError:
         problems.append(f"{path}: line program at 0x{start:x} runs past .debug_line")
     return seqs
