@@ -98,7 +98,8 @@ def test_each_switch_disassembles_so_in_objdump(name, tmp_path):
     for address, text, bits in [(s.address, s.text, s.bits) for s in flow.switches] + flow.exits:
         out = subprocess.run([objdump, "-D", "-b", "binary", "-m", "i386", *OBJDUMP_MODE[bits],
                               f"--adjust-vma=0x{flow.start:x}", f"--start-address=0x{address:x}",
-                              f"--stop-address=0x{address + 1:x}", str(blob)], capture_output=True, text=True, timeout=60)
+                              f"--stop-address=0x{address + 1:x}", str(blob)],
+                             capture_output=True, text=True, timeout=60)
         line = [ln for ln in out.stdout.splitlines() if ln.strip().startswith(f"{address:x}:")]
         assert line and line[0].split("\t")[-1].strip() == OBJDUMP_TEXT[text], (hex(address), out.stdout[-500:])
 
@@ -143,7 +144,11 @@ def test_the_chapter_tells_each_bit_from_the_registers_of_the_stops():
               cr3=0x800000, efer=0x500),
         _stop(11, "breakpoint", Mode.LONG64, 0xFFFFFF49, "jmp rsi", cr0=0xC0000033, cr4=0x660, cs=0x18,
               cr3=0x800000, efer=0x500, rsi=0xFFFCC094),
+        # run.py tells the chapter from all the boot's stops: the handoffs follow
+        _stop(12, "handoff", Mode.LONG64, 0xFFFCC094, "mov rsp, rax", cr0=0xC0000033, cr4=0x660, cs=0x38,
+              cr3=0x800000, efer=0x500),
     ]
+    s[-1].handoff = "sec"
     assert [(b.index, a.index, r) for b, a, r in mode_pairs(s)] == [(1, 2, "CR0"), (3, 4, "CR4"), (5, 6, "CR4"),
                                                                     (7, 8, "EFER"), (9, 10, "CR0")]
     c = mode_chapter(s)
@@ -171,8 +176,13 @@ def test_an_ia32_boot_s_chapter_says_long_mode_never_came():
 
 
 def test_no_switch_in_the_stops_is_said_not_invented():
-    c = mode_chapter([_stop(0, "interrupt", Mode.REAL, 0xFFFFFFF0, "mov eax, cr0")])
-    assert c.unexpected and "no stop shows the reset vector writing" in c.unexpected[0]
+    s = [_stop(0, "interrupt", Mode.REAL, 0xFFFFFFF0, "mov eax, cr0"),
+         _stop(1, "interrupt", Mode.REAL, 0xFFFFFFF0, "mov eax, cr0"),
+         _stop(2, "handoff", Mode.LONG64, 0xFFFCC094, "mov rsp, rax")]
+    s[1].problems, s[2].problems, s[2].handoff = ["target refused a request: E01"], ["later"], "sec"
+    c = mode_chapter(s)
+    assert c.unexpected == ["no stop shows the reset vector writing CR0, CR4 or EFER; target refused a request: "
+                            "E01: the mode switches cannot be told for this boot"]
     assert mode_chapter([]) is None
 
 
