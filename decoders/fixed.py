@@ -111,7 +111,8 @@ class Fixed:
                     fixups.append((i, mname, kind, count, extra))
             i += count
         self._fixups = tuple(reversed(fixups))
-        self._fields: dict[tuple[str, ...] | None, tuple] = {}
+        # per `only`: (name, offset, size, is a GUID) of each member added, and each one's index
+        self._fields: dict[tuple[str, ...] | None, tuple[tuple, dict[str, int]]] = {}
 
     def parse(self, data, offset: int = 0, what: str | None = None) -> dict[str, Any]:
         """The members at data[offset:], or DecodeError(offset, ...) as errors.parse_at raises it."""
@@ -152,7 +153,7 @@ class Fixed:
                 # construct's Containers carry its `_io` stream: not reproduced, so not shown.
                 raise TypeError(f"{self.name}.{mname}: an array of Structs is read, not added as a field")
             plan.append((mname, rel, size, kind == _GUID))
-        return tuple(plan)
+        return tuple(plan), {p[0]: i for i, p in enumerate(plan)}
 
     def add_fields(self, node: Node, values: dict[str, Any], offset: int, *,
                    only: tuple[str, ...] | None = None, displays: dict[str, Display] | None = None) -> int:
@@ -160,20 +161,23 @@ class Fixed:
         struct, parsed, offset, only=..., displays=...)` does from a construct parse; returns the
         offset just past the struct."""
         try:
-            plan = self._fields.get(only)
+            found = self._fields.get(only)
         except TypeError:   # an unhashable `only` (a list): worked out each time
-            plan = self._field_plan(only)
-        if plan is None:
-            plan = self._fields[only] = self._field_plan(only)
-        append = node.fields.append
-        for mname, rel, size, guid in plan:
-            value = values[mname]
-            text = guids.describe(value) if guid else None
-            if displays:
-                shown = displays.get(mname)
-                if shown is not None:
-                    text = shown(value) if callable(shown) else shown
-            append(Field(mname, value, offset + rel, size, text))
+            found = self._field_plan(only)
+        if found is None:
+            found = self._fields[only] = self._field_plan(only)
+        plan, at = found
+        fields = node.fields
+        start = len(fields)
+        describe = guids.describe
+        fields.extend([Field(mname, values[mname], offset + rel, size, describe(values[mname]) if guid else None)
+                       for mname, rel, size, guid in plan])
+        if displays:
+            for mname, shown in displays.items():
+                i = at.get(mname)
+                if i is not None and shown is not None:
+                    f = fields[start + i]
+                    f.display = shown(f.value) if callable(shown) else shown
         return offset + self.size
 
 
