@@ -208,6 +208,15 @@ class TestDebugBuild:
         assert bds.unexpected == [f"the log loaded {gone.get('Name')} at 0x{gone.get('ImageBase'):x}, which is not "
                                   "in the debug image info table"]
 
+    def test_a_disagreement_the_cross_check_found_is_said(self, debug_boot):
+        stops, image = debug_boot
+        stops = copy.deepcopy(stops)
+        check = next(next(s for s in stops if s.handoff == "bds").tree.find("debug-log-cross-check"))
+        check.problem(None, "line 7: the log loads X at 0x1000; the session has Y there")
+        bds = stop_chapters(stops, image)[-1]
+        assert bds.unexpected == ["the debug log disagrees with the session: line 7: the log loads X at 0x1000; "
+                                  "the session has Y there"]
+
     def test_dxe_ipl_at_another_base_than_the_log_is_said(self, debug_boot):
         stops, image = debug_boot
         stops = copy.deepcopy(stops)
@@ -227,6 +236,17 @@ class TestMissingHandoffs:
             "the session did not stop at the pei-core handoff, so that chapter is not told",
             "the session did not stop at the dxe-ipl handoff, so that chapter is not told"]
         assert [c.unexpected for c in chapters[:2] + chapters[3:]] == [[], [], []]
+
+    def test_with_a_config_b_image_the_chapter_says_the_image_has_no_pei(self, bookworm_boot):
+        from inspector.image import load_image
+        from tests.realdata import firmware
+
+        stops, _ = bookworm_boot
+        kept = [s for s in stops if s.handoff not in ("pei-core", "dxe-ipl")]
+        chapters = stop_chapters(kept, load_image(firmware("inteltdx/OVMF.fd")))
+        assert chapters[2].unexpected == [
+            f"there is no {p} handoff: the image has none (its handoffs: reset, sec, dxe-core, bds); a PEI-less "
+            "image's SEC hands off to the DXE core itself" for p in ("pei-core", "dxe-ipl")]
 
     def test_a_session_that_ended_early_gets_a_final_note(self, bookworm_boot):
         stops, image = bookworm_boot
