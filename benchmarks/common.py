@@ -58,7 +58,9 @@ def run_side_by_side(a: tuple[str, list[str]], b: tuple[str, list[str]], runs: i
                      cwd: str | None = None, env_a: dict | None = None) -> tuple[Timing, Timing]:
     """Two whole processes timed in alternation (a, b, a, b, ...), so load from other work on the
     machine falls on both alike; each Timing carries its median wall time and CPU time (user +
-    system, from the child's rusage) in its note, and its peak RSS as run_process measures it."""
+    system, from the child's rusage) in its note with the 1-minute load average before and after
+    (on a shared 2-core machine a load above 1 takes the second core a threaded run overlaps on),
+    and its peak RSS as run_process measures it."""
     import resource
 
     def once(argv: list[str], env: dict | None) -> tuple[float, float]:
@@ -73,6 +75,7 @@ def run_side_by_side(a: tuple[str, list[str]], b: tuple[str, list[str]], runs: i
     for _ in range(warmup):
         once(a[1], env_a)
         once(b[1], None)
+    load_before = os.getloadavg()[0]
     walls: dict[int, list[float]] = {0: [], 1: []}
     cpus: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(runs):
@@ -80,11 +83,12 @@ def run_side_by_side(a: tuple[str, list[str]], b: tuple[str, list[str]], runs: i
             wall, cpu = once(argv, envs[i])
             walls[i].append(wall)
             cpus[i].append(cpu)
+    load = f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
     out = []
     for i, (label, argv) in enumerate((a, b)):
         t = run_process(label, argv, runs=1, cwd=cwd, env=envs[i])  # its peak RSS
         out.append(Timing(label, statistics.median(walls[i]), walls[i], t.peak_rss_mib,
-                          f"cpu {statistics.median(cpus[i]) * 1000:.0f} ms"))
+                          f"cpu {statistics.median(cpus[i]) * 1000:.0f} ms, {load}"))
     return out[0], out[1]
 
 

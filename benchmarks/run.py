@@ -1,7 +1,8 @@
 """Benchmarks, side by side with the tools a user would pick instead (README, "Budgets").
 
-Run: `make bench` (or `.venv/bin/python -m benchmarks.run [--runs N]`). Prints a table and writes
-benchmarks/results/latest.txt. Nothing here is a pass/fail assertion.
+Run: `make bench` (or `.venv/bin/python -m benchmarks.run [--runs N] [--only image,print,...]`).
+Prints a table and writes benchmarks/results/latest.txt (latest-image.txt etc. for a partial run).
+Nothing here is a pass/fail assertion.
 """
 from __future__ import annotations
 
@@ -226,18 +227,29 @@ def bench_print(runs: int) -> list[Timing]:
     return out
 
 
+BENCHES = {"image": bench_image, "print": bench_print, "handover": bench_handover, "paging": bench_paging,
+           "dump": bench_dump, "app": bench_app}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--only", default="", help="comma-separated: " + ", ".join(BENCHES))
     args = ap.parse_args()
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
+    unknown = [n for n in chosen if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     rows = [f"machine: {machine()}"]
-    for bench in (bench_image, bench_print, bench_handover, bench_paging, bench_dump, bench_app):
+    for bench in (BENCHES[n] for n in chosen):
         for t in bench(args.runs):
             rows.append(t.row())
             print(rows[-1], flush=True)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
-    (results / "latest.txt").write_text("\n".join(rows) + "\n")
+    # A partial run (--only) does not replace the full table.
+    name = "latest.txt" if chosen == list(BENCHES) else f"latest-{'-'.join(chosen)}.txt"
+    (results / name).write_text("\n".join(rows) + "\n")
     return 0
 
 
