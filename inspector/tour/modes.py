@@ -36,11 +36,18 @@ class Walk(list):
         self.switches: list[Switch] = []
 
 
+# Wrappers (a Recorder, run.py's TourRecorder) hold the Session as `.session`: a few levels at most.
+MAX_WRAPPERS = 4
+
+
 def _session_image(session):
-    for s in (session, getattr(session, "session", None)):     # a Recorder wraps the Session
-        image = getattr(s, "image", None)
-        if image is not None:
+    for _ in range(MAX_WRAPPERS + 1):
+        if session is None:
+            break
+        image = getattr(session, "image", None)
+        if image is not None and hasattr(image, "root"):
             return image
+        session = getattr(session, "session", None)
     return None
 
 

@@ -6,8 +6,11 @@ jump to SEC) the monitor's `info registers` is read on the same stopped CPU, and
 CR3, CR4, EFER and EIP must equal it. The switch addresses are the ones objdump gives
 (tests/inspector/test_tour_modes.py). Two boots: Debian 12's OVMF.fd (4-level), and our DEBUG
 build on `-cpu max` with PagingLevel=5, whose reset vector turns on CR4.LA57
-(OvmfPkg/ResetVector/Ia32/PageTables64.asm, Enable5LevelPaging). The reset vector runs in
-milliseconds; each boot goes only to SEC. QEMU is ended by its PID; every wait is bounded.
+(OvmfPkg/ResetVector/Ia32/PageTables64.asm, Enable5LevelPaging); and Debian 12's Ia32X64
+OVMF_CODE_4M.fd, whose reset vector stops at 32-bit protected mode (OvmfPkg/ResetVector/Main.asm,
+ARCH_IA32). The bookworm walk is recorded (inspector/live/record.py) and its replay must tell the
+same chapter. The reset vector runs in milliseconds; each boot goes only to SEC. QEMU is ended by
+its PID; every wait is bounded.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import pytest
 
 from inspector.image import load_image
 from inspector.live.qemu import QemuProcess
+from inspector.live.record import Recorder, load_recording
 from inspector.live.session import Session
 from inspector.tour.modes import CR0_PE, CR0_PG, CR4_LA57, CR4_PAE, EFER_LMA, EFER_LME, mode_chapter, mode_pairs, \
     walk_mode_switches
@@ -61,9 +65,8 @@ class Watched:
     def remove_breakpoint(self, spec):
         self.session.remove_breakpoint(spec)
 
-    @property
-    def breakpoints(self):
-        return self.session.breakpoints
+    def console(self, line):
+        return self.session.console(line)
 
 
 def monitor_registers(text: str) -> dict[str, int]:
@@ -78,25 +81,31 @@ def monitor_registers(text: str) -> dict[str, int]:
     return out
 
 
-def boot(path, extra=()):
+def boot(path, extra=(), record=None):
+    """Reset, the walk (each stop's `info registers` read), then run_to("sec"); with `record`, the
+    session is recorded as `fwinspect tour --record` records it (a Recorder around the Session)."""
     tool("qemu-system-x86_64", "qemu-system-x86")
     qemu = QemuProcess(path, memory=MEMORY, extra_args=list(extra)).start()
     try:
         session = Session(qemu.attach("rsp"), load_image(path), qemu)
-        watched = Watched(session)
+        front = Recorder(session, record) if record is not None else session
+        watched = Watched(front)
         reset = watched.current()
         walk = walk_mode_switches(watched, WALK_TIMEOUT)
         breakpoints_after = dict(session.breakpoints)
-        sec = session.run_to("sec", SEC_TIMEOUT)
+        sec = front.run_to("sec", SEC_TIMEOUT)
         return {"reset": reset, "walk": walk, "info": watched.info, "sec": sec, "image": session.image,
-                "sec_entry": session.handoffs.static_entry("sec"), "breakpoints_after": breakpoints_after}
+                "sec_entry": session.handoffs.static_entry("sec"), "breakpoints_after": breakpoints_after,
+                "recording": record}
     finally:
+        if record is not None:
+            front.close()           # closes the session (QEMU too) and the recording
         qemu.close()
 
 
 @pytest.fixture(scope="module")
-def bookworm_boot():
-    return boot(bookworm("OVMF.fd"))
+def bookworm_boot(tmp_path_factory):
+    return boot(bookworm("OVMF.fd"), record=tmp_path_factory.mktemp("modes") / "bookworm.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +207,33 @@ def test_5_level_the_reset_vector_s_cr4_write_sets_la57(la57_boot):
     pg = [i for i, (_b, _a, r) in enumerate(pairs) if r == "CR0"][-1]
     assert v[f"levels_{pg}"] == 5 and v[f"la57_{pg}"] is True
     assert b["sec"].handoff == "sec" and b["sec"].registers["cr4"] & CR4_LA57
+
+
+def test_the_replayed_recording_tells_the_same_chapter(bookworm_boot):
+    """The chapter is computed from the stops alone: the recording's stops tell it word for word."""
+    b = bookworm_boot
+    replayed = load_recording(b["recording"])
+    assert [s.index for s in replayed] == [b["reset"].index, *(s.index for s in b["walk"]), b["sec"].index]
+    live = mode_chapter([b["reset"], *b["walk"], b["sec"]], b["image"])
+    again = mode_chapter(replayed, b["image"])
+    assert again.text == live.text and again.to_json() == live.to_json()
+
+
+@pytest.fixture(scope="module")
+def ia32_boot():
+    return boot(bookworm("OVMF_CODE_4M.fd"))
+
+
+def test_an_ia32_boot_stops_at_protected_mode_and_the_chapter_says_so(ia32_boot):
+    b = ia32_boot
+    check_stops_equal_the_monitor(b)
+    pairs = mode_pairs(b["walk"], b["image"])
+    assert [(s.linear_rip, r) for s, _a, r in pairs] == [(0xFFFFFF04, "CR0"), (0xFFFFFF14, "CR4")]
+    exit_stop = b["walk"][-1]
+    assert exit_stop.linear_rip == 0xFFFFFF7B and exit_stop.disassembly[0][1] == "jmp esi"
+    assert exit_stop.mode == "prot32" and exit_stop.registers["rsi"] & 0xFFFFFFFF == b["sec_entry"]
+    assert all(monitor_registers(b["info"][s.index])["efer"] & EFER_LMA == 0 for s in b["walk"])
+    c = mode_chapter([b["reset"], *b["walk"], b["sec"]], b["image"])
+    assert len(c.unexpected) == 1 and "never entered long mode" in c.unexpected[0]
+    assert f"for SEC's entry at 0x{b['sec_entry']:x}, in 32-bit protected mode" in c.text
+    assert b["sec"].handoff == "sec" and b["sec"].mode == "prot32"
