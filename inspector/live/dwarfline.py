@@ -348,8 +348,8 @@ class DwarfReader:
             formats.append((ct, form))
         count, at = uleb(d, at)
         # Every form taken below is at least one byte: more entries than bytes left is corrupt.
-        if count > max(0, end - at) or (count and not formats):
-            raise Declined(f"{count} line table entries in {end - at} bytes")
+        if count > max(0, min(end, len(d)) - at) or (count and not formats):
+            raise Declined(f"{count} line table entries in {min(end, len(d)) - at} bytes")
         sec, last = self.line_str, self.line_str_end
         if formats == [(DW_LNCT_path, DW_FORM_line_strp)] and not files:    # what GCC writes
             offsets = struct.unpack_from(f"<{count}I", d, at)
