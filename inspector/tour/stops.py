@@ -275,8 +275,9 @@ def _sec(w: Writer, stop: Stop, image) -> None:
           "(OvmfPkg/Sec/X64/SecEntry.nasm).", sig, bist)
     for p in entry.problems:
         w.unexpected(p.message)
-    w.say("Temporary RAM is not set up yet: SecEntry.nasm points the stack at PcdOvmfSecPeiTempRamBase, and "
-          "SecCoreStartupWithStack hands the range to the PEI core (next chapter).")
+    w.say("No register holds SEC's stack or temporary RAM yet: SecEntry.nasm loads RSP/ESP with "
+          "PcdOvmfSecPeiTempRamBase + PcdOvmfSecPeiTempRamSize, and SecCoreStartupWithStack hands the range to the "
+          "PEI core (next chapter).")
     _control_registers(w, stop)
     who = "the tables OvmfPkg/ResetVector built before SEC (Ia32/PageTables64.asm, identity-mapped)"
     _page_tables(w, stop, entry, who)
@@ -298,6 +299,12 @@ def _control_registers(w: Writer, stop: Stop) -> None:
     long_active = bool(regs["efer"] & EFER_LMA)
     if long_active != (str(stop.mode) == "long64"):
         w.unexpected(f"EFER.LMA is {'set' if long_active else 'clear'} but the stop's mode is {stop.mode}")
+
+
+def _flash_base(image) -> int | None:
+    """Where the flash image is mapped: its last byte at 4 GiB - 1 (OvmfPkg/OvmfPkgX64.fdf [FD.OVMF])."""
+    data = getattr(image, "data", None) if image is not None else None
+    return None if data is None else (1 << 32) - len(data)
 
 
 def _image_fv_at(image, address: int | None) -> Node | None:
@@ -334,8 +341,12 @@ def _pei(w: Writer, stop: Stop, image) -> None:
     if s0 is not None and t0 is not None and not t0 <= s0 <= s1 <= t1:
         w.unexpected(f"the stack [0x{s0:x}, 0x{s1:x}) is not inside temporary RAM [0x{t0:x}, 0x{t1:x})")
     bb, bs = w.field("bfv_base", handoff, "BootFirmwareVolumeBase"), w.field("bfv_size", handoff, "BootFirmwareVolumeSize")
-    w.say("The boot firmware volume PEI dispatches from is {bfv_base} + {bfv_size}: PEIFV, which SEC decompressed "
-          "into RAM.", bb, bs)
+    flash = _flash_base(image)
+    if flash is not None and handoff.get("BootFirmwareVolumeBase", 0) >= flash:
+        w.say("The boot firmware volume PEI dispatches from is {bfv_base} + {bfv_size}, in the flash itself.", bb, bs)
+    else:
+        w.say("The boot firmware volume PEI dispatches from is {bfv_base} + {bfv_size}, in RAM: PEIFV, which SEC "
+              "found decompressed there (OvmfPkg/Sec/SecMain.c FindPeiCoreImageBase, DecompressMemFvs).", bb, bs)
     for p in handoff.problems + entry.problems:
         w.unexpected(p.message)
     if ppis is not None:
@@ -372,7 +383,7 @@ def _dxe_ipl(w: Writer, stop: Stop, image) -> None:
             w.field("entry", entry, "EntryPoint")
         w.say("PEI has found memory and dispatches {module} from RAM: its image is at {base}, entry {entry}.",
               mod, base, ep)
-        flash = (1 << 32) - len(image.data) if image is not None and getattr(image, "data", None) is not None else None
+        flash = _flash_base(image)
         if flash is not None and entry.get("ImageBase") >= flash:
             w.unexpected(f"DxeIpl runs at 0x{entry.get('ImageBase'):x}, inside the flash image, not from a RAM copy")
         else:
