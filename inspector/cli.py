@@ -347,15 +347,25 @@ def cmd_open(args) -> int:
     return start_app("open", path.name, lambda: load_source(path)[1])
 
 
-def start_app(kind: str, *args) -> int:
+def start_app(kind: str, *args) -> int | None:
     """The one place the engine starts the Textual app (README, "Layout": inspector imports views only here): `open` a source,
-    `replay` a recording, or drive a `live` session."""
+    `replay` a recording, drive a `live` session, or show a `tour` (None when the app has no tour screen)."""
     if kind == "open":
         from views.app import run_app
 
         name, loader = args
         run_app(None, name, loader=loader)
         return EXIT_OK
+    if kind == "tour":
+        # The tour screen (views/tour_app.py), when this fwinspect has it; None: print the chapters.
+        try:
+            import views.tour_app as tour_app
+        except ModuleNotFoundError as e:
+            if e.name != "views.tour_app":
+                raise
+            return None
+        run_tour = getattr(tour_app, "run_tour", None)
+        return run_tour(*args) if run_tour is not None else None
     if kind == "replay":
         from views.live_app import replay_main
 
@@ -509,6 +519,8 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
              "inspector.live.script:add_qemu_arguments", ()),
     "attach": ("debug a guest on a running gdbstub by phase", "inspector.live.script:add_attach_arguments", ()),
     "replay": ("show a recorded live session (fwinspect qemu --record FILE) offline", _args_replay, ("json",)),
+    "tour": ("a guided walkthrough of the image and its boot, told with its own values",
+             "inspector.tour.run:add_tour_arguments", ()),
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
