@@ -157,8 +157,8 @@ def _page_tables(w: Writer, stop: Stop, entry: Node, who: str) -> None:
         return
     cr3, levels = w.field("cr3", pages, "CR3"), w.field("levels", pages, "Levels")
     leaves, mapped = w.field("leaves", pages, "Leaves"), w.field("mapped", pages, "MappedBytes")
-    w.say("CR3 {cr3} points at " + who + ": {levels}-level tables with {leaves} leaves, mapping {mapped}.",
-          cr3, levels, leaves, mapped)
+    w.say("CR3 {cr3} points at " + who + ": {levels}-level tables mapping {mapped}; their leaves: {leaves}.",
+          cr3, levels, mapped, leaves)
     reg = stop.registers.get("cr3")
     if reg is not None and pages.get("CR3") != reg & ~0xFFF:
         w.unexpected(f"the page tables decoded here are at 0x{pages.get('CR3'):x}, not at CR3 0x{reg:x}")
@@ -417,7 +417,7 @@ def _dxe_core(w: Writer, stop: Stop, image) -> None:
     if entry is None or entry.kind != "dxe-core-entry":
         w.unexpected("the DXE core entry was not decoded at this stop")
         return
-    hob = w.field("hob_list", entry, "HobList")
+    hob = w.field("hob_list", entry, "HobList", text=f"0x{entry.get('HobList'):x}")
     w.say("The DXE IPL jumps to DxeMain(HobStart) with the HOB list in RCX: {hob_list} "
           "(MdeModulePkg/Core/DxeIplPeim/DxeLoad.c HandOffToDxeCore).", hob)
     for p in entry.problems:
@@ -624,11 +624,8 @@ CHAPTER_NAMES = {Phase.RESET: "reset", Phase.SEC: "sec", Phase.PEI_CORE: "pei", 
 TITLES = {Phase.RESET: "The first instruction", Phase.SEC: "SEC: the boot firmware volume and long mode",
           Phase.PEI_CORE: "SEC hands off to the PEI core", Phase.DXE_IPL: "Memory found: the DXE IPL",
           Phase.DXE_CORE: "The DXE core and its HOB list", Phase.BDS: "BDS: what DXE built"}
-COMMANDS = {Phase.RESET: "fwinspect qemu IMAGE --until reset --json", Phase.SEC: "fwinspect qemu IMAGE --until sec --json",
-            Phase.PEI_CORE: "fwinspect qemu IMAGE --until pei-core --json",
-            Phase.DXE_IPL: "fwinspect qemu IMAGE --until dxe-ipl --json",
-            Phase.DXE_CORE: "fwinspect qemu IMAGE --until dxe-core --json",
-            Phase.BDS: "fwinspect qemu IMAGE --until bds --json"}
+# The command that prints the same stop without the tour.
+COMMANDS = {phase: f"fwinspect qemu IMAGE --until {phase} --json" for phase in ORDER}
 WRITERS: dict[Phase, Callable[[Writer, Stop, Any], None]] = {
     Phase.RESET: _reset, Phase.SEC: _sec, Phase.PEI_CORE: _pei, Phase.DXE_IPL: _dxe_ipl,
     Phase.DXE_CORE: _dxe_core, Phase.BDS: _bds,

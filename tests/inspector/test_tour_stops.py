@@ -9,12 +9,14 @@ of real stops check that a disagreement with the debug log, or a missing handoff
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
 
 from decoders.model import Node
 from inspector.live.session_api import Stop
+from inspector.tour.model import chapters_json
 from inspector.tour.stops import stop_chapters
 from tests.inspector.tour_recordings import bookworm_boot, debug_boot  # noqa: F401 (fixtures)
 
@@ -104,6 +106,15 @@ class TestRealBoots:
             for v in c.values:
                 check_value(by_index[c.stop], boot[1], v)
                 assert v.text in c.text, (c.chapter, v.name, v.text)
+
+    def test_chapters_are_json(self, boot):
+        chapters, _ = chapters_of(boot)
+        out = json.loads(json.dumps(chapters_json(chapters)))
+        assert [c["chapter"] for c in out] == BOOT_ORDER
+        assert [c["command"] for c in out] == [f"fwinspect qemu IMAGE --until {p} --json" for p in
+                                               ("reset", "sec", "pei-core", "dxe-ipl", "dxe-core", "bds")]
+        assert all(v["path"] is not None or v["name"].startswith(("reg_", "stop_", "image_"))
+                   for c in out for v in c["values"])
 
     def test_no_hole_is_left_unfilled(self, boot):
         chapters, _ = chapters_of(boot)
