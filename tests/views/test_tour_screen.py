@@ -15,6 +15,8 @@ import pytest
 from textual.widgets import OptionList
 
 from decoders.model import Node
+from decoders.mrtd import compute_mrtd, mrtd_node
+from decoders.ovmf.metadata import tdx_sections
 from inspector.image import load_image
 from inspector.live.record import load_recording
 from inspector.tour.model import Chapter, Value, Writer
@@ -214,6 +216,26 @@ class TestValues:
             assert app.tour_screen.current is fv
             assert app.tour_screen.hex_view.mark == (fv.offset + FV_LENGTH_OFFSET,
                                                      fv.offset + FV_LENGTH_OFFSET + FV_LENGTH_SIZE)
+
+    async def test_a_value_of_a_computed_node_shows_its_fields_without_moving_the_tree(self, image):
+        """The MRTD is computed from the image, not decoded into its tree: choosing it fills the
+        field table with that node (MRTD row selected) and leaves the tree where it was."""
+        mrtd = mrtd_node(compute_mrtd(image.data, tdx_sections(image.tdx_metadata()), order="per-page"))
+        w = Writer("mrtd", "offline", "MRTD", root=image.root)
+        w.say("The TDX module measures {mrtd}.", w.field("mrtd", mrtd, "MRTD"))
+        chapter = w.done()
+        assert chapter.values[0].path is None
+        app = TourApp([chapter], None, image)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot)
+            await pilot.press("enter")
+            await pilot.pause()
+            screen = app.tour_screen
+            assert screen.current is mrtd
+            assert screen.node_tree.cursor_node.data is image.root
+            table = screen.query_one(FieldTable)
+            assert str(table.get_row_at(table.cursor_row)[0]) == "MRTD"
+            assert str(table.get_row_at(table.cursor_row)[3]) == mrtd.field("MRTD").text
 
     @pytest.mark.live
     async def test_a_boot_value_selects_its_node_in_the_stop_tree(self, stops, image):

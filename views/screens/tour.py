@@ -261,21 +261,23 @@ class TourScreen(InspectScreen):
         self.jump(event.value)
 
     def value_node(self, value: Value) -> Node | None:
-        """The node a value came from, in the tree shown: by its path from the chapter's root, or
-        by the node itself when it has no path (a value of a node outside that tree has none)."""
+        """The node a value came from: by its path from the chapter's root, else the node itself
+        (a value computed into a node of its own, outside the tree, has no path)."""
         if value.path is not None:
             return node_at(self.root, value.path)
-        if value.node is not None and value.node in self.index:
-            return value.node
-        return None
+        return value.node
 
     def jump(self, value: Value) -> Node | None:
-        """Show the value's node in the tree, fields and bytes, with its field selected."""
+        """Show the value's node in the tree, fields and bytes, with its field selected. A node
+        outside the tree shown (an MRTD computed from the image) fills the fields and bytes only."""
         node = self.value_node(value)
         if node is None:
-            self.notify(f"{value.text}: not tied to a node of this tree", severity="warning", markup=False)
+            self.notify(f"{value.text}: not tied to a node", severity="warning", markup=False)
             return None
-        if not self.node_tree.reveal(node):
+        if node not in self.index:
+            self.notify(f"{clean_text(node.title, 80)}: computed from the tree, not in it; its fields are shown",
+                        severity="information", markup=False)
+        elif not self.node_tree.reveal(node):
             self.notify(f"{node.title}: not shown in the tree (its parent lists too many children)",
                         severity="warning", markup=False)
         self.show_node(node)
