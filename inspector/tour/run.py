@@ -247,9 +247,10 @@ def replay_tour(path: str, image_arg: str | None) -> tuple[list[Chapter], list, 
         for stop in iter_recording(p):
             stops.append(stop)
     except RecordingError as e:
-        if e.line <= 1:
+        if e.line <= 1 and not _is_recording(_header(p)):
             raise UsageError(f"tour --replay: {e}") from None   # not a recording at all
-        broken = e
+        broken = e          # cut short, malformed later, or a recording of another version
+        print(f"fwinspect tour: {e}", file=sys.stderr)
     chapters: list[Chapter] = []
     image, note = _replay_image(p, image_arg)
     if image is not None:
@@ -263,18 +264,31 @@ def replay_tour(path: str, image_arg: str | None) -> tuple[list[Chapter], list, 
     return chapters + boot, stops, image, EXIT_PROBLEMS if broken else code
 
 
+def _header(path: Path) -> dict | None:
+    """The recording's first line as a dict, or None."""
+    with path.open("rb") as f:
+        raw = f.readline(MAX_HEADER_BYTES + 1)
+    try:
+        header = json.loads(raw) if len(raw) <= MAX_HEADER_BYTES else None
+    except (ValueError, RecursionError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _is_recording(header: dict | None) -> bool:
+    """A recording's header, whatever its version (inspector/live/record.py FORMAT)."""
+    from inspector.live.record import FORMAT
+
+    return header is not None and header.get("format") == FORMAT
+
+
 def _replay_image(path: Path, image_arg: str | None):
     """The image the recording was made with: IMAGE when given, else the one its header names when it
     is still there with the same SHA-256. (image, None) or (None, why not)."""
     if image_arg:
         return load_image_arg(image_arg), None
     tour = None
-    with path.open("rb") as f:
-        raw = f.readline(MAX_HEADER_BYTES + 1)
-    try:
-        header = json.loads(raw) if len(raw) <= MAX_HEADER_BYTES else None
-    except ValueError:
-        header = None
+    header = _header(path)
     if isinstance(header, dict) and isinstance(header.get(HEADER_KEY), dict):
         tour = header[HEADER_KEY]
     where, digest = (tour or {}).get("image"), (tour or {}).get("sha256")
@@ -369,7 +383,7 @@ def stopped_chapter(last, why: str) -> Chapter:
     """The tour's last chapter when it ends before BDS: where the guest was and why."""
     if last is None:
         w = Writer("stopped", "unknown", "The tour stopped")
-        w.say(_literal(f"The tour stopped before the boot began: {why.rstrip('.')}."))
+        w.say(_literal(f"The tour tells no boot: {why.rstrip('.')}."))
         return w.done()
     w = Writer("stopped", str(last.phase), "The tour stopped", root=last.tree, stop=last.index)
     w.say("The tour stopped at stop {stop_index}, in {stop_phase} at {stop_rip}: " + _literal(why.rstrip(".")) + ".", w.value("stop_index", last.index, last.tree, text=str(last.index)),
