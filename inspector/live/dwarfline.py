@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 import struct
 
 # Bytes of one CU's line program run (the largest of the DEBUG OvmfPkgX64 build, CpuMpPei's, is
@@ -48,6 +49,28 @@ UNSIGNED_FORMS = {DW_FORM_data1: "<B", DW_FORM_data2: "<H", DW_FORM_data4: "<I",
 DW_UT_compile, DW_UT_partial = 0x01, 0x03
 # DWARF 5 6.2.4.1 table 7.27: line-table entry content types.
 DW_LNCT_path, DW_LNCT_directory_index, DW_LNCT_timestamp, DW_LNCT_size, DW_LNCT_MD5 = 1, 2, 3, 4, 5
+
+
+# One abbreviation declaration (DWARF 5 7.5.3) with a canonical non-zero code, single-byte forms and
+# canonical attribute numbers: code, tag, DW_CHILDREN byte, (attribute, form[, implicit SLEB128])*,
+# then the 0, 0 pair. Anything else stops the regex and the byte-by-byte reader takes over there.
+_ULEB = rb"[\x80-\xff]*+[\x00-\x7f]"
+_DECL = (rb"[\x80-\xff]*+[\x01-\x7f]" + _ULEB + rb"[\x00-\xff]"
+         rb"(?:(?!\x00\x00)(?:[\x80-\xff]*+[\x01-\x7f]|\x00)(?:\x21" + _ULEB + rb"|[\x00-\x20\x22-\x7f]))*+"
+         rb"\x00\x00")
+
+
+@functools.lru_cache(maxsize=256)
+def _declarations_before(code: int) -> re.Pattern:
+    """A regex over the declarations of a table up to the one numbered `code` (whose canonical
+    ULEB128 bytes start it; the declarations passed all have canonical codes)."""
+    enc = bytearray()
+    while True:
+        enc.append(code & 0x7F | (0x80 if code >= 0x80 else 0))
+        code >>= 7
+        if not code:
+            break
+    return re.compile(rb"(?:(?!" + re.escape(bytes(enc)) + rb")" + _DECL + rb")*+")
 
 
 class Declined(Exception):
@@ -164,16 +187,16 @@ class DwarfReader:
     # ---- the CU's first DIE ------------------------------------------------------------------------
     def _abbreviation(self, table: int, code: int) -> list:
         """[(attribute, form, implicit value)] of abbreviation `code` in the table at `table`
-        (DWARF 5 7.5.3); codes are unique within a table, so the first one found is it. The
-        declarations before it are skipped reading one-byte LEB128s inline (GCC puts the
-        compile-unit abbreviation anywhere in the table)."""
+        (DWARF 5 7.5.3); codes are unique within a table, so the first one found is it. GCC puts
+        the compile-unit abbreviation anywhere in the table: the declarations before it are
+        skipped by a regex, then read byte by byte."""
         key = (table, code)
         if key in self._abbrevs:
             return self._abbrevs[key]
         a = self.abbrev
         if not 0 <= table < len(a):
             raise Declined(f"abbreviation table 0x{table:x} outside .debug_abbrev")
-        at = table
+        at = _declarations_before(code).match(a, table).end()
         while True:
             c = a[at]
             if c < 0x80:
