@@ -155,7 +155,7 @@ def _page_tables(w: Writer, stop: Stop, entry: Node, who: str) -> None:
         if stop.registers.get("cr0", 0) & CR0_PG:
             w.unexpected("paging is on (CR0.PG) but no page tables were decoded at this stop")
         return
-    cr3, levels = w.field("cr3", pages, "CR3"), w.field("levels", pages, "Levels")
+    cr3, levels = w.field("cr3", pages, "CR3"), w.field("levels", pages, "Levels", text=str(pages.get("Levels")))
     leaves, mapped = w.field("leaves", pages, "Leaves"), w.field("mapped", pages, "MappedBytes")
     w.say("CR3 {cr3} points at " + who + ": {levels}-level tables mapping {mapped}; their leaves: {leaves}.",
           cr3, levels, mapped, leaves)
@@ -258,6 +258,8 @@ def _sec(w: Writer, stop: Stop, image) -> None:
         w.unexpected("the SEC entry was not decoded at this stop")
         return
     mode, ep = w.field("mode", entry, "Mode"), w.field("entry", entry, "EntryPoint")
+    arch = "X64" if str(entry.get("Mode")) == "long64" else "Ia32"
+    w.out.title = f"SEC: the boot firmware volume, in {MODES.get(str(entry.get('Mode')), 'an unknown mode')}"
     w.say("The ResetVector jumps to SEC's entry at {entry} in {mode} (" + MODES.get(str(entry.get("Mode")), "?")
           + ").", ep, mode)
     bfv = w.field("bfv", entry, "BootFirmwareVolumeBase")
@@ -272,7 +274,7 @@ def _sec(w: Writer, stop: Stop, image) -> None:
             w.unexpected(f"no volume of the image starts at the boot firmware volume 0x{entry.get('BootFirmwareVolumeBase'):x}")
     sig, bist = w.field("signature", entry, "Signature"), w.field("bist", entry, "Bist")
     w.say("DI carries the signature {signature} and EAX the built-in self-test result {bist} "
-          "(OvmfPkg/Sec/X64/SecEntry.nasm).", sig, bist)
+          "(OvmfPkg/Sec/" + arch + "/SecEntry.nasm).", sig, bist)
     for p in entry.problems:
         w.unexpected(p.message)
     w.say("No register holds SEC's stack or temporary RAM yet: SecEntry.nasm loads RSP/ESP with "
@@ -621,7 +623,7 @@ def _size(n: int) -> str:
 
 CHAPTER_NAMES = {Phase.RESET: "reset", Phase.SEC: "sec", Phase.PEI_CORE: "pei", Phase.DXE_IPL: "dxe-ipl",
                  Phase.DXE_CORE: "dxe-core", Phase.BDS: "bds"}
-TITLES = {Phase.RESET: "The first instruction", Phase.SEC: "SEC: the boot firmware volume and long mode",
+TITLES = {Phase.RESET: "The first instruction", Phase.SEC: "SEC: the boot firmware volume",
           Phase.PEI_CORE: "SEC hands off to the PEI core", Phase.DXE_IPL: "Memory found: the DXE IPL",
           Phase.DXE_CORE: "The DXE core and its HOB list", Phase.BDS: "BDS: what DXE built"}
 # The command that prints the same stop without the tour.

@@ -1,7 +1,8 @@
 """The handoff chapters (inspector/tour/stops.py) over real recorded boots.
 
-Two boots are recorded once per session (tests/inspector/tour_recordings.py): Debian 12's OVMF.fd
-with a swtpm TPM, and our DEBUG build with its debug log. Each chapter's values are followed back
+Four boots are recorded once per session (tests/inspector/tour_recordings.py): Debian 12's OVMF.fd
+with a swtpm TPM and its Ia32X64 OVMF_CODE_4M.fd, our DEBUG build with its debug log, and the
+same on `-cpu max` (5-level paging before SEC). Each chapter's values are followed back
 to the recorded tree (or register) they name and recomputed here, each value's text is looked for
 in the chapter's text, and the values known for these images are checked exactly. Altered copies
 of real stops check that a disagreement with the debug log, or a missing handoff, is said.
@@ -18,7 +19,7 @@ from decoders.model import Node
 from inspector.live.session_api import Stop
 from inspector.tour.model import chapters_json
 from inspector.tour.stops import stop_chapters
-from tests.inspector.tour_recordings import bookworm_boot, debug_boot  # noqa: F401 (fixtures)
+from tests.inspector.tour_recordings import bookworm_boot, code4m_boot, debug_boot, debug_la57_boot  # noqa: F401
 
 BOOT_ORDER = ["reset", "sec", "pei", "dxe-ipl", "dxe-core", "bds"]
 
@@ -82,7 +83,7 @@ def check_value(stop: Stop, image, v) -> None:
         assert COMPUTED[name](node) == v.value, v
 
 
-@pytest.fixture(params=["bookworm", "debug"])
+@pytest.fixture(params=["bookworm", "code4m", "debug", "debug_la57"])
 def boot(request):
     return request.getfixturevalue(f"{request.param}_boot")
 
@@ -165,6 +166,32 @@ class TestBookworm:
         assert "measurements went to PCR0, PCR7" in bds.text
         assert "No ACPI tables are installed yet" in bds.text
         assert "gEfiTcg2FinalEventsTableGuid" in bds.text
+
+
+class TestIa32X64:
+    def test_ia32_reset_vector_sec_and_pei_are_32_bit(self, code4m_boot):
+        reset, sec, pei, ipl, core = stop_chapters(*code4m_boot)[:5]
+        assert values(reset)["stop_disasm"] == "nop"
+        assert "an IA32 build pads with two NOPs" in reset.text
+        assert (values(sec)["mode"], sec.title) == ("prot32", "SEC: the boot firmware volume, in 32-bit protected mode")
+        assert "PG clear (paging off)" in sec.text and "(OvmfPkg/Sec/Ia32/SecEntry.nasm)" in sec.text
+        assert "cr3" not in values(sec) and "cr3" not in values(ipl)
+        got = values(pei)
+        assert (got["temp_base"], got["temp_size"], got["stack_base"], got["stack_size"]) == \
+               (0x810000, 0x10000, 0x818000, 0x8000)
+        assert "SEC calls PeiCore(SecCoreData, PpiList) on the stack (IA32 cdecl)" in pei.text
+        assert values(core)["reg_efer"] & 0x400 and values(core)["levels"] == 4
+
+
+class TestLa57:
+    def test_sec_runs_on_5_level_tables_and_the_dxe_core_on_4(self, debug_la57_boot):
+        chapters = stop_chapters(*debug_la57_boot)
+        sec, core = chapters[1], chapters[4]
+        assert (values(sec)["levels"], values(sec)["reg_cr4"] & 0x1000) == (5, 0x1000)
+        assert "LA57 set (5-level paging)" in sec.text and ": 5-level tables mapping 4 GiB" in sec.text
+        # The DXE IPL builds 4-level tables here and the DXE core runs with LA57 clear.
+        assert (values(core)["levels"], values(core)["reg_cr4"] & 0x1000) == (4, 0)
+        assert "LA57 clear (4-level paging)" in core.text
 
 
 class TestDebugBuild:

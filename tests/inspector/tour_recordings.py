@@ -7,7 +7,10 @@ chapters are told from a replay exactly as `fwinspect tour` tells them from a re
 
 - `bookworm_boot`: Debian 12's OVMF.fd (X64, RELEASE: no debug log) with a swtpm TPM, so BDS finds
   a TCG event log;
-- `debug_boot`: our DEBUG OvmfPkgX64 build, whose stops carry the debug log node.
+- `code4m_boot`: Debian 12's OVMF_CODE_4M.fd (Ia32X64: SEC, PEI and the DXE IPL run 32-bit, the
+  DXE core 64-bit);
+- `debug_boot`: our DEBUG OvmfPkgX64 build, whose stops carry the debug log node;
+- `debug_la57_boot`: the same build on `-cpu max`, where the ResetVector turns on 5-level paging.
 Each is (stops, loaded image). Import the fixtures into a test module to use them.
 """
 from __future__ import annotations
@@ -57,4 +60,22 @@ def debug_boot(tmp_path_factory):
     image = firmware("ovmf-debug/OVMF.fd")
     path = tmp_path_factory.mktemp("tour") / "debug.fwrec"
     record_boot(image, path)
+    return load_recording(path), load_image(image)
+
+
+@pytest.fixture(scope="session")
+def code4m_boot(tmp_path_factory):
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    image = bookworm("OVMF_CODE_4M.fd")
+    path = tmp_path_factory.mktemp("tour") / "code4m.fwrec"
+    record_boot(image, path)
+    return load_recording(path), load_image(image)
+
+
+@pytest.fixture(scope="session")
+def debug_la57_boot(tmp_path_factory):
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    image = firmware("ovmf-debug/OVMF.fd")
+    path = tmp_path_factory.mktemp("tour") / "debug-la57.fwrec"
+    record_boot(image, path, "--", "-cpu", "max")
     return load_recording(path), load_image(image)
