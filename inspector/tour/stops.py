@@ -548,11 +548,19 @@ def _acpi(w: Writer, entry: Node) -> None:
     tables = [t for t in acpi.children if t.kind == "acpi-table"]
     sigs = []
     for i, t in enumerate(tables[:MAX_LISTED]):
-        raw = _as_bytes(t.get("Signature"))
-        if raw is not None:
-            sigs.append(w.field(f"acpi_{i}", t, "Signature", text=raw.decode("ascii", "replace")))
-    w.say("ACPI is there already: {acpi_count} tables, QEMU's, placed by its linker/loader script: "
-          + ", ".join("{%s}" % v.name for v in sigs) + ".", w.value("acpi_count", len(tables), acpi), *sigs)
+        sig = t.get("Signature")
+        if isinstance(sig, (bytes, bytearray)):
+            sig = bytes(sig).decode("ascii", "replace")
+        if isinstance(sig, str) and sig:
+            sigs.append(w.field(f"acpi_{i}", t, "Signature", text=sig))
+    count = w.value("acpi_count", len(tables), acpi)
+    w.say("ACPI is there already: {acpi_count} tables: " + ", ".join("{%s}" % v.name for v in sigs) + ".", count, *sigs)
+    # QEMU builds its tables with OEM ID "BOCHS " (QEMU include/hw/acpi/aml-build.h, ACPI_BUILD_APPNAME6);
+    # OVMF installs them from fw_cfg's linker/loader script (OvmfPkg/AcpiPlatformDxe/QemuFwCfgAcpi.c).
+    oem = {str(t.get("OemId", "")).strip() for t in tables}
+    if oem == {"BOCHS"}:
+        w.say("All carry QEMU's OEM ID {oem_id}: QEMU built them, and OVMF installed them by following QEMU's "
+              "fw_cfg linker/loader script.", w.field("oem_id", tables[0], "OemId", text="BOCHS"))
 
 
 def _event_log(w: Writer, entry: Node) -> None:

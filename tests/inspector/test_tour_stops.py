@@ -168,6 +168,27 @@ class TestBookworm:
         assert "gEfiTcg2FinalEventsTableGuid" in bds.text
 
 
+class TestAcpiPresent:
+    def test_acpi_tables_at_the_stop_are_named_by_signature(self, bookworm_boot):
+        """No real boot has ACPI at BdsDxe's entry (OVMF installs QEMU's tables later in BDS): the
+        real BDS stop with real tables (tests/data/acpi/fwts, decoded) added as inspector.locate adds them."""
+        from decoders.acpi.decode import decode_table
+        from tests.realdata import fixture
+
+        stops, image = bookworm_boot
+        stops = copy.deepcopy(stops)
+        bds_stop = next(s for s in stops if s.handoff == "bds")
+        acpi = bds_stop.tree.append(Node("acpi", "ACPI tables"))
+        for rel in ("tpm2-0001/extracted/facp.dat", "tpm2-0001/extracted/tpm2.dat", "madt-0001/extracted/apic1.dat"):
+            acpi.append(decode_table(fixture(f"acpi/fwts/{rel}").read_bytes()))
+        bds = stop_chapters(stops, image)[-1]
+        assert "ACPI is there already: 3 tables: FACP, TPM2, APIC." in bds.text
+        assert "QEMU built them" not in bds.text          # their OEM IDs are INTEL and PTLTD, not BOCHS
+        assert "No ACPI tables are installed yet" not in bds.text
+        for v in bds.values:
+            check_value(bds_stop, image, v)
+
+
 class TestIa32X64:
     def test_ia32_reset_vector_sec_and_pei_are_32_bit(self, code4m_boot):
         reset, sec, pei, ipl, core = stop_chapters(*code4m_boot)[:5]
