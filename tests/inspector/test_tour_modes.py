@@ -254,3 +254,25 @@ def test_a_recorder_wrapped_session_gives_the_walk_its_image():
     image, _ = flow_of("bookworm")
     walk = walk_mode_switches(Wrapper(FakeSession(image, refuse=ValueError("replay: read-only"))), 5.0)
     assert walk.problems == ["ValueError: replay: read-only"] and len(walk.switches) == 5
+
+
+def test_garbage_in_the_reset_vector_gives_problems_not_exceptions():
+    """The file's code replaced by seeded random bytes (its FFS header kept): the walk ends, bounded,
+    and what it could not follow is a located problem."""
+    import random
+
+    from inspector.tour.resetcode import MAX_INSTRUCTIONS
+
+    path = bookworm("OVMF.fd")
+    data = path.read_bytes()
+    image, flow = flow_of("bookworm")
+    start = len(data) - ((1 << 32) - flow.start)
+    rng = random.Random(1)
+    problems = 0
+    for _ in range(6):
+        body = bytes(rng.getrandbits(8) for _ in range(len(data) - start))
+        bad = follow_reset_vector(load_image(path, data=data[:start] + body))
+        assert bad.start == flow.start and bad.instructions <= MAX_INSTRUCTIONS
+        assert all(isinstance(p, str) and "0x" in p for p in bad.problems)
+        problems += bool(bad.problems)
+    assert problems >= 3
