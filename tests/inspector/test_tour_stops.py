@@ -187,6 +187,10 @@ class TestAcpiPresent:
         assert "No ACPI tables are installed yet" not in bds.text
         for v in bds.values:
             check_value(bds_stop, image, v)
+        for t in acpi.children:
+            t.field("OemId").value = "BOCHS "
+        bds = stop_chapters(stops, image)[-1]
+        assert "All carry QEMU's OEM ID BOCHS: QEMU built them" in bds.text
 
 
 class TestIa32X64:
