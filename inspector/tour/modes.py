@@ -204,7 +204,9 @@ def mode_chapter(stops: list[Stop], image=None) -> Chapter | None:
             w.say("At {exit}, `{exit_insn}` leaves the reset vector for SEC's entry at {sec_entry}, "
                   "in {exit_mode}.", *vs)
     w.try_this("r sec")
-    return w.done()
+    # The same stops by hand: a breakpoint on each switch the boot hit, then `s` at each.
+    name = getattr(getattr(image, "path", None), "name", None) or "IMAGE"
+    return w.done(f"fwinspect qemu {name} " + " ".join(f"--break 0x{b.linear_rip:x}" for b, _a, _r in pairs))
 
 
 def _exit_stop(stops: list[Stop], last_after: Stop) -> Stop | None:

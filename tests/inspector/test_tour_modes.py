@@ -165,6 +165,8 @@ def test_the_chapter_tells_each_bit_from_the_registers_of_the_stops():
     assert v["cr3_4"].value == 0x800000 and v["levels_4"].value == 4
     assert v["sec_entry"].value == 0xFFFCC094 and "leaves the reset vector for SEC's entry at 0xfffcc094" in c.text
     assert all(x.node is None for x in c.values)
+    assert c.command == ("fwinspect qemu IMAGE --break 0xfffffeb4 --break 0xfffffec4 --break 0xfffff89c "
+                         "--break 0xfffff8b5 --break 0xfffff8e9")
 
 
 def test_an_ia32_boot_s_chapter_says_long_mode_never_came():
