@@ -64,6 +64,9 @@ def stop_chapters(stops: list[Stop], image: Any = None) -> list[Chapter]:
         w = Writer("end", str(chapters[-1].phase) if chapters else "reset", "Where this session ended")
         for missed in skipped:
             w.unexpected(_missing(missed, has, before=False))
+        # Why it ended, when the last stop says (the target died, a run timed out).
+        for problem in stops[-1].problems if stops else ():
+            w.unexpected(f"the last stop (#{stops[-1].index}) says: {problem}")
         chapters.append(w.done())
     return chapters
 
@@ -109,6 +112,16 @@ def _bits(value: int, names: list[tuple[int, str, str, str]]) -> str:
     """"PE set (protected mode), PG clear (...)": each (bit, name, meaning when set, when clear)."""
     return ", ".join(f"{name} {'set' if value & bit else 'clear'} ({on if value & bit else off})"
                      for bit, name, on, off in names)
+
+
+def _hx(value: Any) -> str:
+    """An address or value in hex for a message; "?" when the tree lacks it."""
+    return f"0x{value:x}" if isinstance(value, int) else "?"
+
+
+def _plus(a: Any, b: Any) -> int | None:
+    """a + b when both are numbers the tree holds, else None."""
+    return a + b if isinstance(a, int) and isinstance(b, int) else None
 
 
 def _short(text: str) -> str:
@@ -161,7 +174,7 @@ def _page_tables(w: Writer, stop: Stop, entry: Node, who: str) -> None:
           cr3, levels, mapped, leaves)
     reg = stop.registers.get("cr3")
     if reg is not None and pages.get("CR3") != reg & ~0xFFF:
-        w.unexpected(f"the page tables decoded here are at 0x{pages.get('CR3'):x}, not at CR3 0x{reg:x}")
+        w.unexpected(f"the page tables decoded here are at {_hx(pages.get('CR3'))}, not at CR3 {_hx(reg)}")
     la57 = bool(stop.registers.get("cr4", 0) & CR4_LA57)
     if (pages.get("Levels") == 5) != la57:
         w.unexpected(f"CR4.LA57 is {'set' if la57 else 'clear'} but the tables were walked with "
@@ -190,8 +203,8 @@ def _module_against_log(w: Writer, entry: Node, log: Node | None) -> None:
         w.unexpected(f"the debug log names no load of {name} before this stop")
         return
     if (mod.get("ImageBase"), mod.get("EntryPoint")) != (base, ep):
-        w.unexpected(f"the debug log loads {name} at 0x{mod.get('ImageBase'):x} (entry 0x{mod.get('EntryPoint'):x}, "
-                     f"line {mod.get('Line')}); this chapter has 0x{base:x} (entry 0x{ep:x})")
+        w.unexpected(f"the debug log loads {name} at {_hx(mod.get('ImageBase'))} (entry {_hx(mod.get('EntryPoint'))}, "
+                     f"line {mod.get('Line')}); this chapter has {_hx(base)} (entry {_hx(ep)})")
         return
     line = w.field("log_line", mod, "Line", text=str(mod.get("Line")))
     w.say("The debug log agrees: its line {log_line} loads it at that base, with that entry point.", line)
@@ -214,7 +227,7 @@ def _reset(w: Writer, stop: Stop, image) -> None:
                   "after RESET the processor loads that base so the first fetch lands just below 4 GiB "
                   "(Intel SDM vol. 3A 9.1.4).", cs, base)
         else:
-            w.unexpected(f"CS base is 0x{regs['cs_base']:x}, not the 0x{RESET_CS_BASE:x} a RESET loads: "
+            w.unexpected(f"CS base is {_hx(regs['cs_base'])}, not the {_hx(RESET_CS_BASE)} a RESET loads: "
                          "the guest was not stopped at its first instruction")
         if entry is not None:
             linear = w.field("linear", entry, "EntryPoint")
@@ -223,7 +236,7 @@ def _reset(w: Writer, stop: Stop, image) -> None:
         w.unexpected("the reset vector was not decoded at this stop")
         return
     if entry.get("EntryPoint") != RESET_VECTOR:
-        w.unexpected(f"the stop is at 0x{entry.get('EntryPoint'):x}, not at the reset vector 0x{RESET_VECTOR:x}")
+        w.unexpected(f"the stop is at {_hx(entry.get('EntryPoint'))}, not at the reset vector {_hx(RESET_VECTOR)}")
     raw = _as_bytes(entry.get("ResetVectorBytes"))
     tail = bytes(image.data[-16:]) if image is not None and getattr(image, "data", None) is not None else None
     vector = w.field("vector", entry, "ResetVectorBytes")
@@ -271,7 +284,7 @@ def _sec(w: Writer, stop: Stop, image) -> None:
             size = w.field("image_fv_size", fv, "FvLength")
             w.say("In the image that volume is {image_fv_size} bytes long.", size)
         else:
-            w.unexpected(f"no volume of the image starts at the boot firmware volume 0x{entry.get('BootFirmwareVolumeBase'):x}")
+            w.unexpected(f"no volume of the image starts at the boot firmware volume {_hx(entry.get('BootFirmwareVolumeBase'))}")
     sig, bist = w.field("signature", entry, "Signature"), w.field("bist", entry, "Bist")
     w.say("DI carries the signature {signature} and EAX the built-in self-test result {bist} "
           "(OvmfPkg/Sec/" + arch + "/SecEntry.nasm).", sig, bist)
@@ -338,13 +351,14 @@ def _pei(w: Writer, stop: Stop, image) -> None:
     w.say("EFI_SEC_PEI_HAND_OFF (PI 1.8 vol. 1 6.3) gives the temporary RAM: {temp_base} + {temp_size}; "
           "of it the PEI core's heap is {heap_base} + {heap_size} and the stack {stack_base} + {stack_size}.",
           tb, ts, hb, hs, sb, ss)
-    t0, t1 = handoff.get("TemporaryRamBase"), handoff.get("TemporaryRamBase", 0) + handoff.get("TemporaryRamSize", 0)
-    s0, s1 = handoff.get("StackBase"), handoff.get("StackBase", 0) + handoff.get("StackSize", 0)
-    if s0 is not None and t0 is not None and not t0 <= s0 <= s1 <= t1:
-        w.unexpected(f"the stack [0x{s0:x}, 0x{s1:x}) is not inside temporary RAM [0x{t0:x}, 0x{t1:x})")
+    t0, t1 = handoff.get("TemporaryRamBase"), _plus(handoff.get("TemporaryRamBase"), handoff.get("TemporaryRamSize"))
+    s0, s1 = handoff.get("StackBase"), _plus(handoff.get("StackBase"), handoff.get("StackSize"))
+    if None not in (t1, s1) and not t0 <= s0 <= s1 <= t1:
+        w.unexpected(f"the stack [{_hx(s0)}, {_hx(s1)}) is not inside temporary RAM [{_hx(t0)}, {_hx(t1)})")
     bb, bs = w.field("bfv_base", handoff, "BootFirmwareVolumeBase"), w.field("bfv_size", handoff, "BootFirmwareVolumeSize")
     flash = _flash_base(image)
-    if flash is not None and handoff.get("BootFirmwareVolumeBase", 0) >= flash:
+    if flash is not None and isinstance(handoff.get("BootFirmwareVolumeBase"), int) \
+            and handoff.get("BootFirmwareVolumeBase") >= flash:
         w.say("The boot firmware volume PEI dispatches from is {bfv_base} + {bfv_size}, in the flash itself.", bb, bs)
     else:
         w.say("The boot firmware volume PEI dispatches from is {bfv_base} + {bfv_size}, in RAM: PEIFV, which SEC "
@@ -368,7 +382,7 @@ def _pei(w: Writer, stop: Stop, image) -> None:
             w.say("The debug log's first firmware volume (line {log_fv_line}) is that volume.",
                   w.field("log_fv_line", fv0, "Line", text=str(fv0.get("Line"))))
         else:
-            w.unexpected(f"the debug log's 0th FV is 0x{fv0.get('BaseAddress'):x} + 0x{fv0.get('Length'):x}, not the "
+            w.unexpected(f"the debug log's 0th FV is {_hx(fv0.get('BaseAddress'))} + {_hx(fv0.get('Length'))}, not the "
                          f"boot firmware volume handed over")
     w.try_this("open sec-pei-handoff", "open ppi-list")
 
@@ -386,8 +400,8 @@ def _dxe_ipl(w: Writer, stop: Stop, image) -> None:
         w.say("PEI has found memory and dispatches {module} from RAM: its image is at {base}, entry {entry}.",
               mod, base, ep)
         flash = _flash_base(image)
-        if flash is not None and entry.get("ImageBase") >= flash:
-            w.unexpected(f"DxeIpl runs at 0x{entry.get('ImageBase'):x}, inside the flash image, not from a RAM copy")
+        if flash is not None and isinstance(entry.get("ImageBase"), int) and entry.get("ImageBase") >= flash:
+            w.unexpected(f"DxeIpl runs at {_hx(entry.get('ImageBase'))}, inside the flash image, not from a RAM copy")
         else:
             w.say("The PEI core loaded it into memory it allocated once PeiInstallPeiMemory had installed RAM, "
                   "instead of running it in place in PEIFV (PcdShadowPeimOnBoot; MdeModulePkg/Core/Pei/Image/Image.c).")
@@ -419,7 +433,7 @@ def _dxe_core(w: Writer, stop: Stop, image) -> None:
     if entry is None or entry.kind != "dxe-core-entry":
         w.unexpected("the DXE core entry was not decoded at this stop")
         return
-    hob = w.field("hob_list", entry, "HobList", text=f"0x{entry.get('HobList'):x}")
+    hob = w.field("hob_list", entry, "HobList", text=f"{_hx(entry.get('HobList'))}")
     w.say("The DXE IPL jumps to DxeMain(HobStart) with the HOB list in RCX: {hob_list} "
           "(MdeModulePkg/Core/DxeIplPeim/DxeLoad.c HandOffToDxeCore).", hob)
     for p in entry.problems:
@@ -433,7 +447,8 @@ def _dxe_core(w: Writer, stop: Stop, image) -> None:
         if phit is not None:
             top, bottom = w.field("mem_top", phit, "EfiMemoryTop"), w.field("mem_bottom", phit, "EfiMemoryBottom")
             ftop, fbot = phit.get("EfiFreeMemoryTop"), phit.get("EfiFreeMemoryBottom")
-            free = w.value("free_memory", ftop - fbot, phit, text=_size(ftop - fbot))
+            free = w.value("free_memory", _plus(ftop, -fbot if isinstance(fbot, int) else None), phit,
+                           text=_size(_plus(ftop, -fbot if isinstance(fbot, int) else None)))
             w.say("The PHIT says PEI's memory is [{mem_bottom}, {mem_top}), of which {free_memory} is still free "
                   "(EfiFreeMemoryTop - EfiFreeMemoryBottom).", bottom, top, free)
         resources = [h for h in items if h.get("HobType") == HOB_RESOURCE_DESCRIPTOR]
@@ -473,13 +488,13 @@ def _module_hob(w: Writer, entry: Node, allocs: list[Node]) -> None:
     base, ep = entry.get("ImageBase"), entry.get("EntryPoint")
     hit = next((h for h in mods if h.get("EntryPoint") == ep), None)
     if hit is None:
-        w.unexpected(f"no memory allocation module HOB has the entry point 0x{ep:x} the CPU stopped at")
+        w.unexpected(f"no memory allocation module HOB has the entry point {_hx(ep)} the CPU stopped at")
         return
     w.say("Its memory allocation module HOB records the same entry point, {module_hob_entry}.",
           w.field("module_hob_entry", hit, "EntryPoint"))
     if base is not None and hit.get("MemoryBaseAddress") != base:
-        w.unexpected(f"the module HOB puts the DXE core at 0x{hit.get('MemoryBaseAddress'):x}; the session has "
-                     f"0x{base:x}")
+        w.unexpected(f"the module HOB puts the DXE core at {_hx(hit.get('MemoryBaseAddress'))}; the session has "
+                     f"{_hx(base)}")
 
 
 def _dxe_core_against_log(w: Writer, entry: Node, phit: Node | None, log: Node) -> None:
@@ -491,19 +506,19 @@ def _dxe_core_against_log(w: Writer, entry: Node, phit: Node | None, log: Node) 
             w.say("The debug log's `Loading DXE CORE at` line ({log_line}) gives the same base and entry.",
                   w.field("log_line", ev, "Line", text=str(ev.get("Line"))))
         else:
-            w.unexpected(f"the debug log loads the DXE core at 0x{ev.get('ImageBase'):x} entry "
-                         f"0x{ev.get('EntryPoint'):x} (line {ev.get('Line')}); this chapter has "
-                         f"{'?' if base is None else hex(base)} entry 0x{ep:x}")
+            w.unexpected(f"the debug log loads the DXE core at {_hx(ev.get('ImageBase'))} entry "
+                         f"{_hx(ev.get('EntryPoint'))} (line {ev.get('Line')}); this chapter has "
+                         f"{'?' if base is None else hex(base)} entry {_hx(ep)}")
     mem = _log_events(log, "log-pei-memory")
     if mem and phit is not None:
         ev = mem[-1]
         begin, length = ev.get("MemoryBegin"), ev.get("MemoryLength")
-        if (phit.get("EfiMemoryBottom"), phit.get("EfiMemoryTop")) == (begin, begin + length):
+        if (phit.get("EfiMemoryBottom"), phit.get("EfiMemoryTop")) == (begin, _plus(begin, length)):
             w.say("That is the range the debug log's PeiInstallPeiMemory line ({pei_memory_line}) gave.",
                   w.field("pei_memory_line", ev, "Line", text=str(ev.get("Line"))))
         else:
-            w.unexpected(f"the debug log installs PEI memory [0x{begin:x}, 0x{begin + length:x}); the PHIT has "
-                         f"[0x{phit.get('EfiMemoryBottom'):x}, 0x{phit.get('EfiMemoryTop'):x})")
+            w.unexpected(f"the debug log installs PEI memory [{_hx(begin)}, {_hx(_plus(begin, length))}); the PHIT has "
+                         f"[{_hx(phit.get('EfiMemoryBottom'))}, {_hx(phit.get('EfiMemoryTop'))})")
 
 
 def _bds(w: Writer, stop: Stop, image) -> None:
@@ -610,9 +625,9 @@ def _images(w: Writer, entry: Node) -> None:
     table_bases = {img.get("ImageBase"): img for img in images if img.get("ImageBase") not in core}
     extra, absent = set(table_bases) - set(running), set(running) - set(table_bases)
     if extra or absent:
-        say = [f"the debug image info table has {table_bases[b].get('Name')} at 0x{b:x}, which the log never "
+        say = [f"the debug image info table has {table_bases[b].get('Name')} at {_hx(b)}, which the log never "
                "loaded there" for b in sorted(extra)]
-        say += [f"the log loaded {running[b].get('Name')} at 0x{b:x}, which is not in the debug image info table"
+        say += [f"the log loaded {running[b].get('Name')} at {_hx(b)}, which is not in the debug image info table"
                 for b in sorted(absent)]
         for s in say:
             w.unexpected(s)
@@ -622,11 +637,13 @@ def _images(w: Writer, entry: Node) -> None:
     _module_against_log(w, entry, log)
 
 
-def _size(n: int) -> str:
+def _size(n: int | None) -> str:
+    if not isinstance(n, int):
+        return "?"
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift and n % (1 << shift) == 0:
             return f"{n >> shift} {unit}"
-    return f"0x{n:x} bytes"
+    return f"{_hx(n)} bytes"
 
 
 CHAPTER_NAMES = {Phase.RESET: "reset", Phase.SEC: "sec", Phase.PEI_CORE: "pei", Phase.DXE_IPL: "dxe-ipl",

@@ -318,6 +318,38 @@ class TestMissingHandoffs:
         assert chapters[-1].unexpected == [f"the session ended before the {p} handoff: the chapters stop here"
                                            for p in ("pei-core", "dxe-ipl", "dxe-core", "bds")]
 
+    def test_the_final_note_says_why_the_last_stop_ended(self, bookworm_boot):
+        stops, image = bookworm_boot
+        dead = Stop(9, "interrupt", "unknown", "unknown", 0, {}, problems=["the guest exited (shutdown)"])
+        chapters = stop_chapters(stops[:3] + [dead], image)
+        assert [c.chapter for c in chapters] == ["reset", "sec", "pei", "end"]
+        assert chapters[-1].unexpected[-1] == "the last stop (#9) says: the guest exited (shutdown)"
+
+    @pytest.mark.parametrize("damage", ["no fields", "no values", "no children", "shallow"])
+    def test_damaged_real_trees_give_chapters_not_exceptions(self, boot, damage):
+        """Every node of every real stop stripped of its fields (or their values, or its children):
+        the chapters are still told, saying where the story stops short."""
+        stops, image = boot
+        stops = copy.deepcopy(stops)
+        for s in stops:
+            if s.tree is None:
+                continue
+            if damage == "no children":
+                s.tree.children = []
+            elif damage == "shallow":
+                for c in s.tree.children:
+                    c.children = []
+            else:
+                for n in s.tree.walk():
+                    if damage == "no fields":
+                        n.fields = []
+                    else:
+                        for f in n.fields:
+                            f.value = None
+        chapters = stop_chapters(stops, image)
+        assert [c.chapter for c in chapters] == BOOT_ORDER
+        assert any(c.unexpected for c in chapters)
+
     def test_stops_without_trees_and_no_stops_give_chapters_not_exceptions(self, bookworm_boot):
         stops, _ = bookworm_boot
         bare = [Stop(s.index, s.reason, s.phase, s.mode, s.linear_rip, {}, handoff=s.handoff) for s in stops]
