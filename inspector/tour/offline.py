@@ -28,8 +28,6 @@ from __future__ import annotations
 from decoders.model import Node
 from inspector.tour.model import Chapter, Value, Writer
 
-PAGE = 0x1000
-
 # What each TDVF section type is for (IntelTdxMetadata.asm's comments; TDVF Design Guide, "TDVF
 # Metadata"). What the VMM does is told from the section's Attributes, not from this table.
 TDX_ROLES = {
