@@ -12,12 +12,17 @@ feeds its leaves one by one, so 524,288 mappings are never built as one list.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
-from json.encoder import encode_basestring_ascii as _encode_str  # json.dumps's own (ensure_ascii)
 from typing import IO, Iterable, Iterator
+
+# json.dumps's own string encoder (ensure_ascii), from its C module: this module is imported after a
+# decode, on the way to the output, and the json package itself is needed only for rare values.
+try:
+    from _json import encode_basestring_ascii as _encode_str
+except ImportError:   # an interpreter without the accelerator: json.encoder's pure-Python one
+    from json.encoder import encode_basestring_ascii as _encode_str
 
 from decoders.model import Node, Severity, json_value
 
@@ -28,7 +33,7 @@ MAX_PRINT_DEPTH = 64
 SUMMARY_KINDS = {"image-info", "mrtd", "replay-bank", "comparison", "memory-map"}
 # The sink encodes and writes when this much text has gathered.
 _CHUNK = 64 << 10
-# Leaves encoded by one json.dumps call (the output budget cuts between batches).
+# Leaves written by one sink write (the output budget cuts between batches).
 LEAF_BATCH = 256
 
 # rich's tree guides, so the text reads as it did when rich drew it.
@@ -124,6 +129,14 @@ def _json(value) -> str:
         return int.__repr__(value)
     if value is None:
         return "null"
+    if t is bool:
+        return "true" if value else "false"
+    if isinstance(value, str):   # a subclass (construct's EnumIntegerString): json.dumps writes the text
+        return _encode_str(value)
+    if (t is list or t is tuple) and all(type(v) is int for v in value):
+        return "[" + ",".join(map(int.__repr__, value)) + "]"
+    import json
+
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -41,7 +41,7 @@ def test_odd_field_values_are_written_as_json_dumps_writes_them():
     node = Node("k\u00e9ind", "title \"quoted\" \\ \u2603 \x01", Space("s\u00fcb", b"", base=0x1000), 3, 4)
     values = [True, False, None, 0, -5, 1 << 70, 1.5, math.inf, "t\u00e9xt", Label("sub"), b"\x00\xff",
               bytearray(b"ab"), memoryview(b"cd"), uuid.UUID(int=7), Colour.RED, Severity.ERROR, [1, "a", None],
-              (0, 0), {"VirtualAddress": 1, "Size": 2}, {"a": [1, {"b": b"x"}]}, {1: 2}, {"x": True}, object]
+              (0, 0), [1, 2, 3], [], (), {"VirtualAddress": 1, "Size": 2}, {"a": [1, {"b": b"x"}]}, {1: 2}, {"x": True}, object]
     for i, v in enumerate(values):
         node.add(f"F{i}", v, i if i % 3 else None, None if i % 2 else i, None if i % 4 else f"d\u00e9{i}")
     node.problem(None, "no offset \u2603")
