@@ -414,3 +414,57 @@ def test_markdown_escapes_pipes_in_values(loaded):
     c = offline_chapters(loaded("bookworm-OVMF.fd"))[0]
     c.values[0].text = "a|b"
     assert "| a\\|b |" in markdown([c])
+
+
+# ---- malformed images, a QEMU that does not start, no tour screen ----------------------------------
+
+def malformed_cases():
+    import subprocess
+    import sys
+
+    import sample_images
+
+    manifest = sample_images.OUT / "malformed" / "MANIFEST.json"
+    if not manifest.exists():
+        subprocess.run([sys.executable, "-m", "sample_images.generate"], check=True, timeout=300)
+    return [pytest.param(sample_images.OUT / "malformed" / e["file"], id=e["file"])
+            for e in json.loads(manifest.read_text())]
+
+
+@pytest.mark.parametrize("path", malformed_cases())
+def test_offline_tour_of_a_malformed_image_is_told_with_its_problems_exit_1(path, capsys):
+    assert main(["tour", str(path), "--offline", "--json"]) == 1     # the image has problems, as `fd` says
+    chapters = json.loads(capsys.readouterr().out)
+    assert chapters[0]["chapter"] == "flash-image" and chapters[-1]["chapter"] == "config-a-vs-b"
+    img = load_image(path)
+    for c in offline_chapters(img):
+        for v in c.values:
+            assert v.text in c.text
+            if v.path is not None:
+                assert node_at(img.root, v.path) is v.node
+
+
+def test_live_tour_whose_qemu_does_not_start_ends_in_a_stopped_chapter(monkeypatch, capsys):
+    from inspector.live.qemu import QemuError, QemuProcess
+
+    def fail(self, timeout=0):
+        raise QemuError("`qemu-system-x86_64` not found: install Debian's `qemu-system-x86`")
+
+    monkeypatch.setattr(QemuProcess, "start", fail)
+    assert main(["tour", str(images()["bookworm-OVMF.fd"]()), "--json"]) == 1
+    chapters = json.loads(capsys.readouterr().out)
+    assert [c["chapter"] for c in chapters] == WITH_TDX + ["stopped"]
+    assert chapters[-1]["text"] == ("The tour tells no boot: QEMU did not start: `qemu-system-x86_64` not found: "
+                                    "install Debian's `qemu-system-x86`.")
+
+
+def test_without_a_tour_screen_the_chapters_are_printed_as_text(monkeypatch, capsys, loaded):
+    import inspector.cli as cli
+
+    monkeypatch.setattr(cli, "start_app", lambda kind, *args: None)
+    assert main(["tour", str(images()["inteltdx-configB"]()), "--offline"]) == 0
+    out = capsys.readouterr().out
+    for c in offline_chapters(loaded("inteltdx-configB")):
+        assert f"== {c.title} ({c.chapter}; offline)" in out
+        assert f"   reproduce: {c.command}" in out
+    assert "0xffc84000" in out and CONFIG_B_MRTD_PER_PAGE[:40] in out.replace("\n", "")
