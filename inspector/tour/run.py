@@ -174,6 +174,11 @@ def live_tour(args) -> tuple[list[Chapter], list, object, int]:
     image = load_image_arg(args.image)
     check_image_phases(image, None, qemu=True)   # a PEI-less image gets its note on stderr
     chapters = offline_chapters(image)
+    if args.record:
+        try:                                 # before QEMU starts: a path that cannot be written is a usage error
+            Path(args.record).open("w").close()
+        except OSError as e:
+            raise UsageError(f"--record {args.record}: {e.strerror or e}") from None
     qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
     try:
         qemu.start()

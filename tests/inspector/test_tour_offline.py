@@ -468,3 +468,14 @@ def test_without_a_tour_screen_the_chapters_are_printed_as_text(monkeypatch, cap
         assert f"== {c.title} ({c.chapter}; offline)" in out
         assert f"   reproduce: {c.command}" in out
     assert "0xffc84000" in out and CONFIG_B_MRTD_PER_PAGE[:40] in out.replace("\n", "")
+
+
+def test_record_path_that_cannot_be_written_is_a_usage_error_before_qemu_starts(monkeypatch, tmp_path, capsys):
+    from inspector.live.qemu import QemuProcess
+
+    started = []
+    monkeypatch.setattr(QemuProcess, "start", lambda self, timeout=0: started.append(self))
+    bad = tmp_path / "no-such-dir" / "tour.rec"
+    assert main(["tour", str(images()["bookworm-OVMF.fd"]()), "--json", "--record", str(bad)]) == 2
+    assert f"--record {bad}: No such file or directory" in capsys.readouterr().err
+    assert started == []
