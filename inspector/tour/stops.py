@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from decoders import guids
 from decoders.model import Node
 from inspector.live.session_api import Phase, Stop
 from inspector.tour.model import Chapter, Writer
@@ -426,8 +427,19 @@ def _acpi(w: Writer, entry: Node) -> None:
 
 def _event_log(w: Writer, entry: Node) -> None:
     logs = [c for c in entry.children if c.kind == "event-log"]
+    # Tcg2Dxe and the CC measurement driver install a final-events configuration table when they
+    # measure (SecurityPkg/Tcg/Tcg2Dxe/Tcg2Dxe.c, OvmfPkg/IntelTdx/TdTcg2Dxe/TdTcg2Dxe.c).
+    finals = {str(guids.gEfiTcg2FinalEventsTableGuid), str(guids.gEfiCcFinalEventsTableGuid)}
+    st = child_of(entry, "efi-system-table")
+    final = [t for t in (st.children if st is not None else ()) if t.kind == "efi-config-table"
+             and str(t.get("VendorGuid")).lower() in finals]
     if not logs:
-        w.say("No TPM or CC event log was found: this boot measures nothing (no TPM).")
+        if final:
+            w.unexpected(f"{short_name(final[0].field('VendorGuid').text)} is installed, so something measures "
+                         "this boot, but no event log was found in RAM")
+        else:
+            w.say("No event log: neither a TCG2 nor a CC final-events configuration table is installed, so no "
+                  "driver measures this boot.")
         return
     for i, log in enumerate(logs):
         events = [e for e in log.children if e.kind == "event"]

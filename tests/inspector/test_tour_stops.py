@@ -271,6 +271,19 @@ class TestDebugBuild:
         assert bds.unexpected == [f"the log loaded {gone.get('Name')} at 0x{gone.get('ImageBase'):x}, which is not "
                                   "in the debug image info table"]
 
+    def test_no_tpm_no_final_events_table_no_event_log(self, debug_boot):
+        bds = stop_chapters(*debug_boot)[-1]
+        assert "No event log: neither a TCG2 nor a CC final-events configuration table is installed" in bds.text
+
+    def test_a_final_events_table_without_a_log_is_said(self, bookworm_boot):
+        stops, image = bookworm_boot
+        stops = copy.deepcopy(stops)
+        tree = next(s for s in stops if s.handoff == "bds").tree
+        tree.children = [c for c in tree.children if c.kind != "event-log"]
+        bds = stop_chapters(stops, image)[-1]
+        assert bds.unexpected == ["gEfiTcg2FinalEventsTableGuid is installed, so something measures this boot, "
+                                  "but no event log was found in RAM"]
+
     def test_a_disagreement_the_cross_check_found_is_said(self, debug_boot):
         stops, image = debug_boot
         stops = copy.deepcopy(stops)
