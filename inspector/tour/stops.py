@@ -402,6 +402,9 @@ def _bds(w: Writer, stop: Stop, image) -> None:
 
 def _acpi(w: Writer, entry: Node) -> None:
     acpi = child_of(entry, "acpi")
+    if acpi is None and _config_tables(entry, guids.gEfiAcpi20TableGuid, guids.gEfiAcpi10TableGuid):
+        w.unexpected("an ACPI configuration table is installed but no ACPI tables were decoded from it")
+        return
     if acpi is None:
         w.say("No ACPI tables are installed yet: OVMF's QemuFwCfgAcpiPlatform (OvmfPkg/AcpiPlatformDxe) installs "
               "the tables QEMU's fw_cfg linker/loader script builds only once BDS has connected the PCI root "
@@ -425,14 +428,20 @@ def _acpi(w: Writer, entry: Node) -> None:
               "fw_cfg linker/loader script.", w.field("oem_id", tables[0], "OemId", text="BOCHS"))
 
 
+def _config_tables(entry: Node, *wanted) -> list[Node]:
+    """The system table's configuration tables with one of these VendorGuids (a recording keeps
+    GUIDs as text, a live tree as UUIDs)."""
+    st = child_of(entry, "efi-system-table")
+    names = {str(g) for g in wanted}
+    return [t for t in (st.children if st is not None else ()) if t.kind == "efi-config-table"
+            and str(t.get("VendorGuid")).lower() in names]
+
+
 def _event_log(w: Writer, entry: Node) -> None:
     logs = [c for c in entry.children if c.kind == "event-log"]
     # Tcg2Dxe and the CC measurement driver install a final-events configuration table when they
     # measure (SecurityPkg/Tcg/Tcg2Dxe/Tcg2Dxe.c, OvmfPkg/IntelTdx/TdTcg2Dxe/TdTcg2Dxe.c).
-    finals = {str(guids.gEfiTcg2FinalEventsTableGuid), str(guids.gEfiCcFinalEventsTableGuid)}
-    st = child_of(entry, "efi-system-table")
-    final = [t for t in (st.children if st is not None else ()) if t.kind == "efi-config-table"
-             and str(t.get("VendorGuid")).lower() in finals]
+    final = _config_tables(entry, guids.gEfiTcg2FinalEventsTableGuid, guids.gEfiCcFinalEventsTableGuid)
     if not logs:
         if final:
             w.unexpected(f"{short_name(final[0].field('VendorGuid').text)} is installed, so something measures "

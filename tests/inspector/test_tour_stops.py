@@ -275,6 +275,15 @@ class TestDebugBuild:
         bds = stop_chapters(*debug_boot)[-1]
         assert "No event log: neither a TCG2 nor a CC final-events configuration table is installed" in bds.text
 
+    def test_an_acpi_config_table_without_decoded_tables_is_said(self, bookworm_boot):
+        stops, image = bookworm_boot
+        stops = copy.deepcopy(stops)
+        st = next(next(s for s in stops if s.handoff == "bds").tree.find("efi-system-table"))
+        st.children[0].field("VendorGuid").value = "8868e871-e4f1-11d3-bc22-0080c73c8881"   # EFI_ACPI_20_TABLE_GUID
+        bds = stop_chapters(stops, image)[-1]
+        assert bds.unexpected == ["an ACPI configuration table is installed but no ACPI tables were decoded from it"]
+        assert "No ACPI tables are installed yet" not in bds.text
+
     def test_a_final_events_table_without_a_log_is_said(self, bookworm_boot):
         stops, image = bookworm_boot
         stops = copy.deepcopy(stops)
