@@ -13,6 +13,7 @@ import struct
 
 import pytest
 from textual.widgets import OptionList
+from textual.widgets._footer import FooterKey
 
 from decoders.model import Node
 from decoders.mrtd import compute_mrtd, mrtd_node
@@ -58,7 +59,7 @@ def flash_chapter(image) -> Chapter:
     w.say("The image holds {volumes} firmware volumes.", count)
     w.say("FVMAIN_COMPACT is {main} bytes long and SECFV {sec}.", main, sec)
     w.unexpected(UNUSUAL)
-    w.try_this("g 0xFFFFFFF0", "/ SECFV", "open ovmf-guid-table")
+    w.try_this("g 0xFFFFFFF0", "/ SECFV", "open fv")
     return w.done("fwinspect fd OVMF.fd")
 
 
@@ -101,6 +102,12 @@ async def move_to_item(pilot, text: ChapterText, pick) -> None:
     assert pick(text.current), "no such item in the chapter"
 
 
+def footer_disabled(app) -> dict[str, bool]:
+    """Whether the footer shows each chapter key greyed."""
+    return {k.action: k.has_class("-disabled") for k in app.screen.query(FooterKey)
+            if k.action in ("next_chapter", "previous_chapter")}
+
+
 def is_value(chapter: Chapter, name: str):
     return lambda item: item.value is not None and chapter.values[item.value].name == name
 
@@ -141,6 +148,7 @@ class TestChapters:
             assert screen.position == 0 and text.chapter is chapters[0]
             assert screen.check_action("previous_chapter", ()) is None
             assert screen.check_action("next_chapter", ()) is True
+            await wait_for(pilot, lambda: footer_disabled(app) == {"next_chapter": False, "previous_chapter": True})
             await pilot.press("p")
             assert screen.position == 0
             await pilot.press("n")
@@ -152,6 +160,8 @@ class TestChapters:
             assert screen.node_tree.index.root is stops[DXE_CORE].tree
             assert screen.current is stops[DXE_CORE].tree
             assert screen.check_action("next_chapter", ()) is None
+            # The footer shows n greyed and p live once the last chapter is reached.
+            await wait_for(pilot, lambda: footer_disabled(app) == {"next_chapter": True, "previous_chapter": False})
             await pilot.press("n")
             assert screen.position == 2
             await pilot.press("p", "p")
@@ -309,11 +319,13 @@ class TestTryThis:
             assert str(screen.search_bar.query_one("#search-status").render()) == f"1 of {len(expected)}"
             await pilot.press("escape")
             text.focus()
-            await move_to_item(pilot, text, is_command("open ovmf-guid-table"))
+            await move_to_item(pilot, text, is_command("open fv"))
             await pilot.press("enter")
             await pilot.pause()
-            table = next(image.root.find("ovmf-guid-table"))
-            assert screen.current is table and screen.node_tree.cursor_node.data is table
+            # The first of the three volumes: the variable store at the start of the flash.
+            first = next(n for n in image.root.children if n.kind == "fv")
+            assert first.offset == 0
+            assert screen.current is first and screen.node_tree.cursor_node.data is first
 
 
 @pytest.mark.asyncio
