@@ -155,8 +155,9 @@ def output(chapters: list[Chapter], stops: list, image, args, code: int) -> int:
         return code
     from inspector.cli import start_app
 
-    app_code = start_app("tour", chapters, stops, image)
-    if app_code is None:                 # no tour screen in this fwinspect: the chapters as text
+    # The app needs a terminal; printed to a pipe or a file, the tour is its chapters as text.
+    app_code = start_app("tour", chapters, stops, image) if sys.stdout.isatty() else None
+    if app_code is None:
         print(text(chapters), end="")
         return code
     return max(code, app_code)
@@ -372,16 +373,24 @@ def boot_chapters(stops: list, image, cut: str | None = None) -> tuple[list[Chap
         out.insert(at, mode)
     last = stops[-1] if stops else None
     reached = last is not None and last.handoff == LAST
+    if cut is None and reached:
+        return out, EXIT_OK
     if cut is not None:
-        out.append(stopped_chapter(last, f"the recording is cut short: {cut}"))
-        return out, EXIT_PROBLEMS
-    if not reached:
+        why = f"the recording is cut short: {cut}"
+    else:
         why = "; ".join(last.problems) if last is not None and last.problems else (
             f"the boot stopped in {last.phase} at 0x{last.linear_rip:x} before {LAST}" if last is not None
             else "no stop")
-        out.append(stopped_chapter(last, why))
-        return out, EXIT_PROBLEMS
-    return out, EXIT_OK
+    # stop_chapters ends a short session with an "end" chapter naming the handoffs not reached:
+    # one closing chapter says both why the tour stopped and what it did not reach.
+    end = out.pop() if out and out[-1].chapter == "end" else None
+    closing = stopped_chapter(last, why)
+    if end is not None:
+        closing.text = f"{closing.text} {end.text}"
+        closing.values.extend(v for v in end.values if v not in closing.values)
+        closing.unexpected.extend(end.unexpected)
+    out.append(closing)
+    return out, EXIT_PROBLEMS
 
 
 def stopped_chapter(last, why: str) -> Chapter:
