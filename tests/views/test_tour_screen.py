@@ -23,6 +23,7 @@ from inspector.live.record import load_recording
 from inspector.tour.model import Chapter, Value, Writer
 from tests.realdata import bookworm
 from tests.views.live_helpers import wait_for
+from views.screens.help import HelpScreen
 from views.screens.tour import ContentsScreen
 from views.tour_app import TourApp, run_tour
 from views.widgets.chapter_text import UNEXPECTED_PREFIX, ChapterText, unexpected_spans, value_spans
@@ -269,6 +270,33 @@ class TestValues:
 
 
 @pytest.mark.asyncio
+class TestChapterText:
+    async def test_moving_the_cursor_scrolls_its_line_into_view(self, image):
+        """In a chapter taller than its box, up from the first value goes to the last command,
+        which is then on screen; down again goes back to the top."""
+        root = image.root
+        w = Writer("long", "offline", "A long chapter", root=root)
+        for i in range(12):
+            w.say(f"Sentence {i} of a long chapter says again that the image holds {{volumes}} volumes.",
+                  w.count("volumes", root, "fv"))
+        w.try_this("g 0xFFFFFFF0", "open fv")
+        app = TourApp([w.done()], None, image)
+        async with app.run_test(size=(120, 30)) as pilot:
+            text = await started(pilot)
+            box = app.screen.query_one("#chapter-box")
+            height = box.scrollable_content_region.height
+            line = next(y for y in range(text.size.height) if "open fv" in text.render_line(y).text)
+            assert line >= height  # below the box at first
+            await pilot.press("up")
+            await pilot.pause()
+            assert text.current.command == "open fv"
+            assert box.scroll_y <= line < box.scroll_y + height
+            await pilot.press("down")
+            await pilot.pause()
+            assert text.cursor == 0 and box.scroll_y == 0
+
+
+@pytest.mark.asyncio
 class TestTryThis:
     async def test_g_goes_to_the_address_from_any_bytes_shown(self, image):
         """`g 0xFFFFFFF0` puts the hex cursor on the reset vector's byte of the flash image (its
@@ -349,6 +377,18 @@ class TestUnexpected:
             assert colours(UNEXPECTED_PREFIX + UNUSUAL) == {warning}
             assert colours(UNEXPECTED_PREFIX + "a second line only in the list") == {warning}
             assert warning not in colours("firmware volumes")
+
+
+@pytest.mark.asyncio
+async def test_help_lists_the_tour_keys(image):
+    app = TourApp([flash_chapter(image)], None, image)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        listed = app.screen.text().splitlines()
+        for row in ("n\tNext chapter", "p\tPrevious chapter", "t\tContents", "/\tSearch nodes"):
+            assert row in listed
 
 
 def test_run_tour_without_chapters_says_so(capsys):

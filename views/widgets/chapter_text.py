@@ -286,6 +286,10 @@ class ChapterText(Widget, can_focus=True):
         item, parent = self.current, self.parent
         if item is None or not isinstance(parent, Widget) or self.size.width <= 0:
             return
+        if self.cursor == 0:
+            # Back at the first value: show the chapter from its title.
+            parent.scroll_home(animate=False, immediate=True)
+            return
         width = max(1, self.content_region.width)
         # The line the item starts on once wrapped as it is drawn.
         before = self._text[:item.span[0]]
