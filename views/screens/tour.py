@@ -272,7 +272,9 @@ class TourScreen(InspectScreen):
         outside the tree shown (an MRTD computed from the image) fills the fields and bytes only."""
         node = self.value_node(value)
         if node is None:
-            self.notify(f"{value.text}: not tied to a node", severity="warning", markup=False)
+            # A register of the stop, say: a value of the machine, not of a decoded structure.
+            self.notify(f"{value.name} = {clean_text(value.text, 80)}: not taken from a node of the tree",
+                        severity="information", markup=False)
             return None
         if node not in self.index:
             self.notify(f"{clean_text(node.title, 80)}: computed from the tree, not in it; its fields are shown",
