@@ -12,6 +12,7 @@ claim instead of telling it.
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
 _field = field
@@ -50,6 +51,8 @@ class Chapter:
     try_this: list[str] = field(default_factory=list)     # app commands: "g 0xFFFFFFF0", "open hob-list"
     command: str | None = None           # the fwinspect command that shows the same values
     stop: int | None = None              # the index of the stop it was told at (live and replay)
+    # Where each value stands in `text`: (start, end, index into values), in text order.
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"chapter": self.chapter, "phase": self.phase, "title": self.title, "text": self.text,
@@ -120,7 +123,23 @@ class Writer:
     def say(self, template: str, *values: Value) -> None:
         """One sentence: `template` with a `{name}` hole for each of `values` (and no other holes)."""
         by_name = {v.name: v for v in values}
-        self._sentences.append(template.format(**{k: v.text for k, v in by_name.items()}))
+        start = sum(len(t) + 1 for t in self._sentences)    # the sentences are joined with " "
+        pieces: list[str] = []
+        at = start
+        for literal, name, spec, conv in string.Formatter().parse(template):
+            pieces.append(literal)
+            at += len(literal)
+            if name is None:
+                continue
+            if spec or conv:
+                raise ValueError(f"{{{name}}}: a value's text is the value's own, with no format spec")
+            v = by_name[name]
+            if v not in self.out.values:
+                self.out.values.append(v)
+            self.out.spans.append((at, at + len(v.text), self.out.values.index(v)))
+            pieces.append(v.text)
+            at += len(v.text)
+        self._sentences.append("".join(pieces))
         self.out.values.extend(v for v in values if v not in self.out.values)
 
     def unexpected(self, text: str) -> None:

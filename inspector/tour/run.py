@@ -386,7 +386,13 @@ def boot_chapters(stops: list, image, cut: str | None = None) -> tuple[list[Chap
     end = out.pop() if out and out[-1].chapter == "end" else None
     closing = stopped_chapter(last, why)
     if end is not None:
+        shift = len(closing.text) + 1
         closing.text = f"{closing.text} {end.text}"
+        for s, e, i in end.spans:
+            v = end.values[i]
+            if v not in closing.values:
+                closing.values.append(v)
+            closing.spans.append((s + shift, e + shift, closing.values.index(v)))
         closing.values.extend(v for v in end.values if v not in closing.values)
         closing.unexpected.extend(end.unexpected)
     out.append(closing)

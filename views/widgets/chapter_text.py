@@ -217,7 +217,9 @@ class ChapterText(Widget, can_focus=True):
         warn, self._missing = unexpected_spans(body, chapter.unexpected)
         for s, e in warn:
             text.stylize("chapter-text--unexpected", start + s, start + e)
-        for s, e, i in value_spans(body, chapter.values):
+        # Writer records where it put each value; a chapter built by other means is searched.
+        spans = [sp for sp in chapter.spans if sp[1] <= len(body)] if chapter.spans else value_spans(body, chapter.values)
+        for s, e, i in spans:
             self.items.append(Item(value=i, span=(start + s, start + e)))
         for line in self._missing:
             text.append("\n\n")
