@@ -27,14 +27,21 @@ def fwinspect(*args: str) -> subprocess.CompletedProcess:
                           timeout=PROCESS_TIMEOUT, cwd=ROOT)
 
 
-@pytest.mark.live
-def test_tour_to_bds_recorded_and_replayed_gives_the_same_chapters(tmp_path):
+@pytest.fixture(scope="session")
+def bookworm_tour(tmp_path_factory) -> tuple[Path, Path, list]:
+    """`fwinspect tour OVMF.fd --json --record F` on Debian 12's OVMF.fd (rsp backend): (image, F, chapters).
+    Session-scoped: tests/live/test_tour_real.py compares its gdb-backend tour of the same image with it."""
     tool("qemu-system-x86_64", "qemu-system-x86")
     image = bookworm("OVMF.fd")
-    rec = tmp_path / "tour.rec"
+    rec = tmp_path_factory.mktemp("tour") / "tour.rec"
     live = fwinspect("tour", str(image), "--json", "--record", str(rec), "--timeout", str(TOUR_TIMEOUT))
     assert live.returncode == 0, live.stderr
-    chapters = json.loads(live.stdout)
+    return image, rec, json.loads(live.stdout)
+
+
+@pytest.mark.live
+def test_tour_to_bds_recorded_and_replayed_gives_the_same_chapters(bookworm_tour):
+    image, rec, chapters = bookworm_tour
 
     # The offline chapters first, then one per stop in boot order, ending at BDS.
     phases = [c["phase"] for c in chapters]
