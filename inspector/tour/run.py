@@ -2,8 +2,8 @@
 
     fwinspect tour IMAGE [--vars VARS] [--memory M] [--tpm] [--backend rsp|gdb] [--timeout S]
                          [--record FILE] [--json | --export FILE.md] [-- QEMU-ARGS...]
-    fwinspect tour IMAGE --offline [--json | --export FILE.md]
-    fwinspect tour --replay FILE [IMAGE] [--json | --export FILE.md]
+    fwinspect tour IMAGE --offline [--cc-eventlog CCEL [--quote QUOTE]] [--json | --export FILE.md]
+    fwinspect tour --replay FILE [IMAGE] [--cc-eventlog CCEL [--quote QUOTE]] [--json | --export FILE.md]
 
 Live: boots IMAGE in QEMU as `fwinspect qemu` does (inspector/live/script.py), takes the reset
 stop, walks the reset vector's mode switches (inspector.tour.modes), then runs to each handoff the
@@ -15,6 +15,10 @@ mode switches and one per handoff stop (inspector.tour.stops). A chapter module 
 the recording's header also names the image and its SHA-256, so the replay tells the offline
 chapters too when the same image is still there. A replay gives the same chapters as the boot
 it recorded, without QEMU.
+
+A TDVF image also gets "mrtd-pages" (MRTD built page by page) after its "mrtd" chapter;
+--cc-eventlog CCEL adds "rtmr0" to "rtmr3" (the CC event log replayed event by event,
+inspector.tour.tdx) after them, and --quote QUOTE compares each RTMR with a TDX quote's.
 
 Output: --json prints the chapters (Chapter.to_json); --export FILE.md writes a Markdown handout;
 otherwise the app's tour screen opens (views.tour_app), or the chapters are printed as text when
@@ -50,7 +54,12 @@ HEADER_KEY = "tour"
 MAX_HEADER_BYTES = 64 << 10
 
 _FLAGS = {"--tpm", "--json", "--offline"}
-_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--timeout", "--record", "--replay", "--export"}
+_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--timeout", "--record", "--replay", "--export",
+                     "--cc-eventlog", "--quote"}
+# A CC event log is a few KiB to 64 KiB (TDVF reserves 64 KiB, edk2 PcdTcgLogAreaMinLen; GCE 256 KiB); a
+# TDX quote v4 with its certification chain about 5-8 KiB. Larger files are not what these options take.
+MAX_CC_EVENTLOG = 16 << 20
+MAX_QUOTE = 1 << 20
 
 
 def add_tour_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,6 +77,8 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="FILE", help="record the boot for `fwinspect tour --replay FILE`")
     p.add_argument("--json", action="store_true", help="print the chapters as JSON")
     p.add_argument("--export", metavar="FILE.md", help="write the chapters as a Markdown handout")
+    p.add_argument("--cc-eventlog", metavar="CCEL", help="a CC event log (TDX): tell RTMR0-3 event by event")
+    p.add_argument("--quote", metavar="QUOTE", help="with --cc-eventlog: compare each RTMR with a TDX quote v4's")
     p.add_argument("--vars", help="VARS template for a split CODE image (a private copy is used)")
     p.add_argument("--memory", default="256M", help="guest RAM, QEMU's -m (default 256M)")
     p.add_argument("--tpm", action="store_true", help="attach a swtpm TPM 2.0 (tpm-crb)")
@@ -116,13 +127,14 @@ def cmd_tour(args: argparse.Namespace) -> int:
         raise UsageError(f"tour: {e}") from None
     if args.json and args.export:
         raise UsageError("tour: --json and --export are two outputs; give one")
+    cc, cc_code = _cc_log(args)
     if args.replay:
         if args.offline or args.record:
             raise UsageError("tour: --replay reads a recording; --offline and --record do not go with it")
         if args.qemu_args:
             raise UsageError(f"tour: {' '.join(args.qemu_args)}: an unknown option, or QEMU arguments, which "
                              f"--replay does not take (it starts no QEMU)")
-        chapters, stops, image, code = replay_tour(args.replay, args.image)
+        chapters, stops, image, code = replay_tour(args.replay, args.image, cc)
     elif not args.image:
         raise UsageError("tour: give an IMAGE (or --replay FILE)")
     elif args.offline:
@@ -132,14 +144,61 @@ def cmd_tour(args: argparse.Namespace) -> int:
             raise UsageError(f"tour: {' '.join(args.qemu_args)}: an unknown option, or QEMU arguments, which "
                              f"--offline does not take (it starts no QEMU)")
         from inspector.render import has_problems
-        from inspector.tour.offline import offline_chapters
-
         image = load_image_arg(args.image)
-        chapters, stops = offline_chapters(image), []
+        chapters, stops = tour_offline_chapters(image, cc), []
         code = EXIT_PROBLEMS if has_problems(image.root) else EXIT_OK
     else:
-        chapters, stops, image, code = live_tour(args)
-    return output(chapters, stops, image, args, code)
+        chapters, stops, image, code = live_tour(args, cc)
+    return output(chapters, stops, image, args, max(code, cc_code))
+
+
+def _cc_log(args):
+    """The CC event log of --cc-eventlog (with --quote compared), and the exit status it adds: 1 when
+    the log or the quote has problems or the quote's RTMRs differ from the replay."""
+    if getattr(args, "quote", None) and not getattr(args, "cc_eventlog", None):
+        raise UsageError("tour: --quote compares the RTMRs of a CC event log: give --cc-eventlog too")
+    if not getattr(args, "cc_eventlog", None):
+        return None, EXIT_OK
+    from inspector.cli import _read_file
+    from inspector.render import has_problems
+    from inspector.tour.tdx import load_cc_log
+
+    data = _read_file(args.cc_eventlog, MAX_CC_EVENTLOG, "--cc-eventlog")
+    quote = _read_file(args.quote, MAX_QUOTE, "--quote") if args.quote else None
+    cc = load_cc_log(data, Path(args.cc_eventlog).name, quote, Path(args.quote).name if args.quote else "quote")
+    bad = has_problems(cc.root) or (cc.comparison is not None and not cc.comparison.matches)
+    return cc, EXIT_PROBLEMS if bad else EXIT_OK
+
+
+def tour_offline_chapters(image, cc=None) -> list[Chapter]:
+    """The offline chapters (inspector.tour.offline), then for a TDVF image "mrtd-pages" after "mrtd",
+    then with a CC event log the RTMR chapters (inspector.tour.tdx) after those."""
+    from inspector.tour.offline import offline_chapters
+
+    chapters = offline_chapters(image) if image is not None else []
+    return insert_tdx_chapters(chapters, image, cc)
+
+
+def insert_tdx_chapters(chapters: list[Chapter], image, cc=None) -> list[Chapter]:
+    """`chapters` with "mrtd-pages" after "mrtd" (when `image` has TDX metadata) and the RTMR chapters
+    of `cc` after the TDX ones, else after the last offline chapter."""
+    names = [c.chapter for c in chapters]
+    meta = image.tdx_metadata() if image is not None else None
+    if meta is not None and "mrtd" in names:
+        fn = _function("inspector.tour.tdx", "mrtd_pages_chapter")
+        extra = fn(image, meta, image.path.name) if callable(fn) else unavailable(
+            "mrtd-pages", "offline", "The chapter on MRTD page by page", fn)
+        chapters.insert(names.index("mrtd") + 1, extra)
+        names = [c.chapter for c in chapters]
+    if cc is not None:
+        fn = _function("inspector.tour.tdx", "rtmr_chapters")
+        rtmr = list(fn(cc)) if callable(fn) else [unavailable("rtmr", "offline", "The chapters on the RTMRs", fn)]
+        at = next((i + 1 for i in range(len(names) - 1, -1, -1)
+                   if names[i] in ("tdx-metadata", "mrtd", "mrtd-pages")), None)
+        if at is None:
+            at = next((i for i, c in enumerate(chapters) if c.phase != "offline"), len(chapters))
+        chapters[at:at] = rtmr
+    return chapters
 
 
 def output(chapters: list[Chapter], stops: list, image, args, code: int) -> int:
@@ -165,16 +224,14 @@ def output(chapters: list[Chapter], stops: list, image, args, code: int) -> int:
 
 # ---- live ------------------------------------------------------------------------------------------
 
-def live_tour(args) -> tuple[list[Chapter], list, object, int]:
+def live_tour(args, cc=None) -> tuple[list[Chapter], list, object, int]:
     from inspector.live.qemu import QemuError, QemuProcess
     from inspector.live.script import check_image_phases
     from inspector.live.session import Session
     from inspector.live.target import TargetError
-    from inspector.tour.offline import offline_chapters
-
     image = load_image_arg(args.image)
     check_image_phases(image, None, qemu=True)   # a PEI-less image gets its note on stderr
-    chapters = offline_chapters(image)
+    chapters = tour_offline_chapters(image, cc)
     if args.record:
         try:                                 # before QEMU starts: a path that cannot be written is a usage error
             Path(args.record).open("w").close()
@@ -240,9 +297,8 @@ def _dead(session) -> bool:
 
 # ---- replay ----------------------------------------------------------------------------------------
 
-def replay_tour(path: str, image_arg: str | None) -> tuple[list[Chapter], list, object, int]:
+def replay_tour(path: str, image_arg: str | None, cc=None) -> tuple[list[Chapter], list, object, int]:
     from inspector.live.record import RecordingError, iter_recording
-    from inspector.tour.offline import offline_chapters
 
     p = Path(path)
     if not p.is_file():
@@ -260,9 +316,10 @@ def replay_tour(path: str, image_arg: str | None) -> tuple[list[Chapter], list, 
     chapters: list[Chapter] = []
     image, note = _replay_image(p, image_arg)
     if image is not None:
-        chapters = offline_chapters(image)
+        chapters = tour_offline_chapters(image, cc)
     else:
-        chapters = [unavailable("offline", "offline", "The chapters on the flash image", note)]
+        chapters = insert_tdx_chapters([unavailable("offline", "offline", "The chapters on the flash image", note)],
+                                       None, cc)
     if not stops:
         chapters.append(stopped_chapter(None, f"{broken}" if broken else "the recording holds no stops"))
         return chapters, stops, image, EXIT_PROBLEMS
