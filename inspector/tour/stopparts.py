@@ -123,8 +123,8 @@ def page_tables_story(w: Writer, stop: Stop, entry: Node, who: str) -> None:
         n_ranges = w.value("ranges", len(ranges), pages)
         n_nx = w.value("nx_ranges", len(nx), pages)
         n_ro = w.value("ro_ranges", len(ro), pages)
-        w.say("Merged, they are {ranges} ranges: {nx_ranges} of them no-execute (NX), {ro_ranges} read-only.",
-              n_ranges, n_nx, n_ro)
+        w.say("Merged, they are {ranges} " + ("range" if len(ranges) == 1 else "ranges")
+              + ": {nx_ranges} of them no-execute (NX), {ro_ranges} read-only.", n_ranges, n_nx, n_ro)
     for p in pages.problems:
         if p.severity.value == "error":
             w.unexpected(f"the page-table walk found a problem: {p.message}")

@@ -165,6 +165,11 @@ class TestTrixieWithVarsAndTpm:
                (0x811000, 0xF000, 0x818800, 0x7800)
         assert (got["bfv_base"], got["bfv_size"]) == (0x820000, 0xE0000)
         assert trixie_tour.values("sec")["mode"] == "long64"
+        # The reset vector's tables (OvmfPkg/ResetVector/Ia32/PageTables64.asm): 2048 2 MiB leaves
+        # identity-mapping 4 GiB, writable and executable, so one merged range.
+        sec = trixie_tour.chapter("sec")
+        assert (trixie_tour.values("sec")["leaves"], trixie_tour.values("sec")["ranges"]) == (2048, 1)
+        assert "Merged, they are 1 range: 0 of them no-execute (NX), 0 read-only." in sec.text
 
     def test_no_chapter_has_an_unexpected_line(self, trixie_tour):
         assert {c["chapter"]: c["unexpected"] for c in trixie_tour.chapters} == \
