@@ -192,7 +192,14 @@ def insert_tdx_chapters(chapters: list[Chapter], image, cc=None) -> list[Chapter
         names = [c.chapter for c in chapters]
     if cc is not None:
         fn = _function("inspector.tour.tdx", "rtmr_chapters")
-        rtmr = list(fn(cc)) if callable(fn) else [unavailable("rtmr", "offline", "The chapters on the RTMRs", fn)]
+        tree = None
+        if image is not None and callable(fn):
+            # The tour app shows the image's tree for the offline chapters: the log goes under it, so a
+            # value's path (from the image's root) reaches its event there, and `/` finds every event.
+            if cc.root not in image.root.children:
+                image.root.append(cc.root)
+            tree = image.root
+        rtmr = list(fn(cc, tree)) if callable(fn) else [unavailable("rtmr", "offline", "The chapters on the RTMRs", fn)]
         at = next((i + 1 for i in range(len(names) - 1, -1, -1)
                    if names[i] in ("tdx-metadata", "mrtd", "mrtd-pages")), None)
         if at is None:

@@ -107,9 +107,12 @@ def _located(p) -> str:
     return f"{p.message} (at 0x{p.offset:x})" if p.offset is not None else p.message
 
 
-def rtmr_chapters(log: CcLog) -> list[Chapter]:
+def rtmr_chapters(log: CcLog, tree: Node | None = None) -> list[Chapter]:
     """One chapter per RTMR: every event that extends it (up to MAX_LISTED_EVENTS told one by one),
-    with its digest and the register's value after it, the final value, and the quote's."""
+    with its digest and the register's value after it, the final value, and the quote's.
+
+    The values' paths start at `tree`: the log's root, or a tree the log's root was put under (the
+    image's, so that the tour app, which shows the image's tree, reaches the events)."""
     root = log.root
     events = _events(root)
     by_reg: dict[int, list[tuple[int, Node]]] = {i: [] for i in range(RTMR_COUNT)}
@@ -127,8 +130,8 @@ def rtmr_chapters(log: CcLog) -> list[Chapter]:
         (by_reg if _extends(index, ev) else cut)[mr - 1].append((index, ev))
     chapters = []
     for reg in range(RTMR_COUNT):
-        chapters.append(_rtmr_chapter(log, reg, by_reg[reg], cut[reg], events, last=reg == RTMR_COUNT - 1,
-                                      stray=stray))
+        chapters.append(_rtmr_chapter(log, reg, by_reg[reg], cut[reg], last=reg == RTMR_COUNT - 1,
+                                      stray=stray, tree=tree if tree is not None else root))
     return chapters
 
 
@@ -166,10 +169,10 @@ def _what(w: Writer, key: str, ev: Node) -> tuple[str, list[Value]]:
 
 
 def _rtmr_chapter(log: CcLog, reg: int, extend: list[tuple[int, Node]], cut: list[tuple[int, Node]],
-                  events: list[Node], last: bool, stray: list[str]) -> Chapter:
+                  last: bool, stray: list[str], tree: Node) -> Chapter:
     root = log.root
     name = f"RTMR{reg}"
-    w = Writer(f"rtmr{reg}", "offline", f"{name}: the CC event log, event by event", root)
+    w = Writer(f"rtmr{reg}", "offline", f"{name}: the CC event log, event by event", tree)
     if reg == 0:
         w.say(f"The CC event log {log.name} holds {{events}} events ({{format}}). TDVF extends one of four "
               "RTMRs for each measurement: RTMR = SHA384(RTMR || digest), each starting at 48 zero bytes "

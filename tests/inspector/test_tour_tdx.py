@@ -319,7 +319,19 @@ def test_cli_offline_with_a_cc_log_and_its_quote(capsys):
     assert [c["chapter"] for c in out] == ["flash-image", "reset-vector-table", "tdx-metadata", "mrtd", "mrtd-pages",
                                            "rtmr0", "rtmr1", "rtmr2", "rtmr3", "sev-metadata", "config-a-vs-b"]
     cc, chapters = chapters_of(log_rel, fixture(quote_rel).read_bytes(), fixture(quote_rel).name)
+    # The tour app shows the image's tree: the log is put under the image's root (its last child), and
+    # the values' paths start there, otherwise the same chapters.
+    img = load_image(image)
+    at = len(img.root.children)
+    for c in out[5:9]:
+        for v in c["values"]:
+            assert v["path"][0] == at
+            v["path"] = v["path"][1:]
     assert out[5:9] == chapters_json(chapters)
+    img.root.append(cc.root)
+    for c in rtmr_chapters(cc, img.root):
+        for v in c.values:
+            assert node_at(img.root, v.path) is v.node and v.path[0] == at
     assert out[8]["command"] == ("fwinspect eventlog ccel_data.DERIVED-first-18101-bytes.bin --replay "
                                  "--expect-quote cos-113-tdx-quote.dat")
 
