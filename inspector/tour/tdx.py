@@ -21,6 +21,7 @@ Sources:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from decoders.model import Node
@@ -125,7 +126,7 @@ def rtmr_chapters(log: CcLog, tree: Node | None = None) -> list[Chapter]:
         if mr is None or not 1 <= mr <= RTMR_COUNT:
             # CC MR index 0 is MRTD, which only the TDX module extends (UEFI 2.10 section 38.4.1).
             stray.append(f"event #{index} at 0x{ev.offset:x} names MR index {mr}, which a log cannot extend "
-                         f"(only 1-4, RTMR0-3); not replayed")
+                         f"(only 1-4, RTMR0-3); not replayed.")
             continue
         (by_reg if _extends(index, ev) else cut)[mr - 1].append((index, ev))
     chapters = []
@@ -193,7 +194,7 @@ def _rtmr_chapter(log: CcLog, reg: int, extend: list[tuple[int, Node]], cut: lis
         digest = ev.get("Digest.sha384")
         if digest is None:
             w.unexpected(f"event #{index} at 0x{ev.offset:x} has no SHA-384 digest; {name} cannot be "
-                         f"replayed past it")
+                         f"replayed past it.")
             break
         value = hashlib.sha384(value + digest).digest()
         last_node = ev
@@ -207,7 +208,7 @@ def _rtmr_chapter(log: CcLog, reg: int, extend: list[tuple[int, Node]], cut: lis
               w.field(f"{key}_digest", ev, "Digest.sha384", text=digest.hex()),
               w.value(f"{key}_after", value, ev, text=value.hex()))
         for p in _serious(ev) + [p for c in ev.walk() if c is not ev for p in _serious(c)]:
-            w.unexpected(f"event #{index}: {_located(p)}")
+            w.unexpected(f"event #{index}: {_located(p)}.")
     if listed:
         w.try_this(f"/ #{listed[0][0]} {name}")
     if len(extend) > MAX_LISTED_EVENTS:
@@ -218,13 +219,13 @@ def _rtmr_chapter(log: CcLog, reg: int, extend: list[tuple[int, Node]], cut: lis
                       text=str(len(extend) - MAX_LISTED_EVENTS)))
         for index, ev in extend[MAX_LISTED_EVENTS:]:
             for p in _serious(ev):
-                w.unexpected(f"event #{index}: {_located(p)}")
+                w.unexpected(f"event #{index}: {_located(p)}.")
         w.try_this(f"/ #{first} {name}")
     for index, ev in cut:
         for p in _serious(ev) or []:
-            w.unexpected(f"event #{index} ({name}) is cut short and not replayed: {_located(p)}")
+            w.unexpected(f"event #{index} ({name}) is cut short and not replayed: {_located(p)}.")
         if not _serious(ev):
-            w.unexpected(f"event #{index} at 0x{ev.offset:x} ({name}) has no event data; not replayed")
+            w.unexpected(f"event #{index} at 0x{ev.offset:x} ({name}) has no event data; not replayed.")
     final_node = last_node if last_node is not None else root
     w.say(f"The replay ends with {name} = {{{name}_final}}.",
           w.value(f"{name}_final", value, final_node, text=value.hex()))
@@ -233,11 +234,11 @@ def _rtmr_chapter(log: CcLog, reg: int, extend: list[tuple[int, Node]], cut: lis
         for text in stray:
             w.unexpected(text)
         for p in _serious(root):
-            w.unexpected(f"the log: {_located(p)}")
+            w.unexpected(f"the log: {_located(p)}.")
         if log.quote is not None:
             for node, p in log.quote.all_problems():
                 if p.severity.value != "info":
-                    w.unexpected(f"the quote: {_located(p)}")
+                    w.unexpected(f"the quote: {_located(p)}.")
     return w.done(f"fwinspect eventlog {log.name} --replay"
                   + (f" --expect-quote {log.quote.space.name}" if log.quote is not None and log.quote.space
                      else ""))
@@ -275,7 +276,7 @@ def _quote(w: Writer, log: CcLog, reg: int, name: str) -> None:
 
 # ---- MRTD page by page ------------------------------------------------------------------------------
 
-def _records(data, s) -> "iter[tuple[bytes, int, int | None]]":
+def _records(data, s) -> Iterator[tuple[bytes, int, int | None]]:
     """The records one section feeds MRTD in the per-page order: (operation, GPA, image offset of the
     256 data bytes or None). Zero-padded past RawDataSize (decoders/mrtd.py)."""
     for page in range(s.pages):

@@ -219,7 +219,7 @@ def test_a_cut_log_is_told_up_to_the_cut_with_the_located_problem():
     size_at = 0x2320 + 12 + 2 + 48                        # EventSize after the header and the one digest
     assert chapters[0].unexpected == [
         f"event #13 (RTMR0) is cut short and not replayed: EventSize 144 runs past the end of the log "
-        f"({cut - size_at - 4} bytes left); log truncated here (at 0x{size_at:x})"]
+        f"({cut - size_at - 4} bytes left); log truncated here (at 0x{size_at:x})."]
     assert event13.problems[0].offset == size_at
     assert [c.chapter for c in chapters] == ["rtmr0", "rtmr1", "rtmr2", "rtmr3"]
     for c in chapters[1:]:
@@ -357,3 +357,14 @@ def test_cli_replay_takes_a_cc_log_too(tmp_path, capsys):
                  str(fixture(quote_rel)), "--json"]) == 0
     names = [c["chapter"] for c in json.loads(capsys.readouterr().out)]
     assert names[3:9] == ["mrtd", "mrtd-pages", "rtmr0", "rtmr1", "rtmr2", "rtmr3"]
+
+
+def test_a_cut_quote_compares_nothing_and_the_last_chapter_says_why():
+    log_rel, quote_rel, _yaml, _m = LOGS["go-tdx-guest"]
+    cc, chapters = chapters_of(log_rel, fixture(quote_rel).read_bytes()[:100])
+    check_values(cc, chapters)
+    assert not any(v.name.startswith("quote_") for c in chapters for v in c.values)
+    assert [c.unexpected for c in chapters[:3]] == [[], [], []]
+    assert chapters[3].unexpected == ["the quote: TD quote body: needs 584 bytes, 52 left (at 0x30).",
+                                      "the quote: RTMR0-3 not compared: it ends at 0x64, before the TD quote body's "
+                                      "end (0x278) (at 0x64)."]
