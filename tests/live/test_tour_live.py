@@ -27,16 +27,26 @@ def fwinspect(*args: str) -> subprocess.CompletedProcess:
                           timeout=PROCESS_TIMEOUT, cwd=ROOT)
 
 
-@pytest.fixture(scope="session")
+_BOOKWORM_TOUR: list = []
+
+
+def bookworm_tour_once(tmp_path_factory) -> tuple[Path, Path, list]:
+    """`fwinspect tour OVMF.fd --json --record F` on Debian 12's OVMF.fd (rsp backend): (image, F, chapters),
+    booted once per session: tests/live/test_tour_real.py compares its gdb-backend tour of the same
+    image with it."""
+    if not _BOOKWORM_TOUR:
+        tool("qemu-system-x86_64", "qemu-system-x86")
+        image = bookworm("OVMF.fd")
+        rec = tmp_path_factory.mktemp("tour") / "tour.rec"
+        live = fwinspect("tour", str(image), "--json", "--record", str(rec), "--timeout", str(TOUR_TIMEOUT))
+        assert live.returncode == 0, live.stderr
+        _BOOKWORM_TOUR.append((image, rec, json.loads(live.stdout)))
+    return _BOOKWORM_TOUR[0]
+
+
+@pytest.fixture(scope="module")
 def bookworm_tour(tmp_path_factory) -> tuple[Path, Path, list]:
-    """`fwinspect tour OVMF.fd --json --record F` on Debian 12's OVMF.fd (rsp backend): (image, F, chapters).
-    Session-scoped: tests/live/test_tour_real.py compares its gdb-backend tour of the same image with it."""
-    tool("qemu-system-x86_64", "qemu-system-x86")
-    image = bookworm("OVMF.fd")
-    rec = tmp_path_factory.mktemp("tour") / "tour.rec"
-    live = fwinspect("tour", str(image), "--json", "--record", str(rec), "--timeout", str(TOUR_TIMEOUT))
-    assert live.returncode == 0, live.stderr
-    return image, rec, json.loads(live.stdout)
+    return bookworm_tour_once(tmp_path_factory)
 
 
 @pytest.mark.live

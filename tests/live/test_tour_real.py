@@ -26,7 +26,7 @@ from inspector.tour.model import chapters_json
 from inspector.tour.modes import mode_pairs
 from inspector.tour.run import replay_tour
 from tests.inspector.test_tour_stops import check_value
-from tests.live.test_tour_live import TOUR_TIMEOUT, bookworm_tour, fwinspect  # noqa: F401
+from tests.live.test_tour_live import TOUR_TIMEOUT, bookworm_tour_once, fwinspect
 from tests.realdata import bookworm, firmware, tool, trixie
 
 pytestmark = pytest.mark.live
@@ -81,6 +81,12 @@ def debug_tour(tmp_path_factory):
     return run_tour(tmp_path_factory, "debug", firmware("ovmf-debug/OVMF.fd"))
 
 
+@pytest.fixture(scope="module")
+def bookworm_tour(tmp_path_factory):
+    """The rsp backend's tour of the same image, shared with tests/live/test_tour_live.py (one boot)."""
+    return bookworm_tour_once(tmp_path_factory)
+
+
 @pytest.fixture(params=["trixie", "gdb", "debug"])
 def tour(request) -> Tour:
     return request.getfixturevalue(f"{request.param}_tour")
@@ -95,7 +101,9 @@ def check_mode_chapter(t: Tour, c) -> None:
         key = "efer" if register == "EFER" else register.lower()
         assert got[f"at_{k}"] == before.linear_rip
         assert got[f"insn_{k}"] == before.disassembly[0][1]
-        assert (got[f"old_{k}"], got[f"new_{k}"]) == (before.registers[key], after.registers[key])
+        old, new = before.registers[key], after.registers[key]
+        assert (got[f"old_{k}"], got[f"new_{k}"]) == (old, new)
+        assert got.get(f"set_{k}", 0) == new & ~old and got.get(f"cleared_{k}", 0) == old & ~new
         assert got.get(f"mode_{k}", after.mode) == after.mode
     assert c.stop == pairs[0][0].index
     # The reset vector's exit jumps to SEC's entry: the entry the SEC handoff stop is at.
