@@ -204,6 +204,20 @@ class CopyFollower:
                 top = start
         return None
 
+    def _cont(self, deadline: float, late: str):
+        """One continue of the guest: its stop event; an Outcome when the run timed out (`late` says
+        what was not reached) or the guest exited; None for an image-load event, handled here."""
+        try:
+            ev = self.target.cont(remaining(deadline))
+        except TargetTimeout:
+            return Outcome(timed_out=True, problem=late)
+        if ev.reason == "exited":
+            return Outcome(event=ev)
+        if self.modules.is_load_event(ev):
+            self.modules.on_load_event()
+            return None
+        return ev
+
     def run_to_decompression(self, m: Module, deadline: float) -> Outcome | None:
         """Run until the decompressor reads the middle of the compressed section in flash that
         `m`'s volume comes out of, then find the volume in RAM (module docstring). None when found
@@ -219,17 +233,12 @@ class CopyFollower:
         result: Outcome | None = None
         try:
             for _ in range(MAX_DECOMPRESS_STOPS):
-                try:
-                    ev = t.cont(remaining(deadline))
-                except TargetTimeout:
-                    result = Outcome(timed_out=True, problem=f"{m.name}'s volume was not decompressed in time")
-                    break
-                if ev.reason == "exited":
-                    result = Outcome(event=ev)
-                    break
-                if self.modules.is_load_event(ev):
-                    self.modules.on_load_event()
+                ev = self._cont(deadline, f"{m.name}'s volume was not decompressed in time")
+                if ev is None:
                     continue
+                if isinstance(ev, Outcome):
+                    result = ev
+                    break
                 if ev.reason != "watchpoint" or ev.address != watch:
                     result = Outcome(event=ev, problem=f"stopped before {m.name}'s volume was decompressed "
                                                        f"({ev.reason})")
@@ -282,17 +291,12 @@ class CopyFollower:
             for b in sources:
                 add(b, pinned=True)
             for _ in range(MAX_FOLLOW_STOPS):
-                try:
-                    ev = t.cont(remaining(deadline))
-                except TargetTimeout:
-                    result = Outcome(timed_out=True, problem=f"{phase} ({m.name}) not reached in time")
-                    break
-                if ev.reason == "exited":
-                    result = Outcome(event=ev)
-                    break
-                if self.modules.is_load_event(ev):
-                    self.modules.on_load_event()
+                ev = self._cont(deadline, f"{phase} ({m.name}) not reached in time")
+                if ev is None:
                     continue
+                if isinstance(ev, Outcome):
+                    result = ev
+                    break
                 regs = t.read_registers(self.call_timeout)
                 if regs.pc in entries:
                     result = Followed(regs.pc, entries[regs.pc])
