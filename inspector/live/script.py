@@ -33,6 +33,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from inspector.cli import EXIT_OK, EXIT_PROBLEMS, Parser, UsageError, dispatch, load_image_arg
 from inspector.live.session_api import PHASES, Stop
@@ -63,6 +64,19 @@ _OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--until", "--timeou
 def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
     """Move our options that argparse left in the REMAINDER back into `args`; the rest after `--`
     becomes args.qemu_args. Raises ValueError on a bad option."""
+    def options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--vars")
+        p.add_argument("--memory")
+        p.add_argument("--tpm", action="store_true")
+        _common(p)
+    return split_remainder(args, "fwinspect qemu", _OUR_OPTIONS, _FLAGS, options)
+
+
+def split_remainder(args: argparse.Namespace, prog: str, names: set[str], flags: set[str],
+                    add_options: Callable[[argparse.ArgumentParser], None]) -> argparse.Namespace:
+    """For a command whose last positional is an argparse REMAINDER (`IMAGE [options] [-- QEMU-ARGS]`):
+    the options `names` (of which `flags` take no value; `add_options` declares them) found in the
+    remainder go into `args`, and what follows `--` becomes args.qemu_args."""
     rest = list(getattr(args, "qemu_args", None) or [])
     if "--" in rest:
         cut = rest.index("--")
@@ -73,19 +87,15 @@ def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
         cut, i = len(rest), 0
         while i < len(rest):
             name = rest[i].split("=", 1)[0]
-            if name not in _OUR_OPTIONS:
+            if name not in names:
                 cut = i
                 break
-            i += 1 if name in _FLAGS or "=" in rest[i] else 2
+            i += 1 if name in flags or "=" in rest[i] else 2
         ours, extra = rest[:cut], rest[cut:]
     if ours:
         # SUPPRESS: an option not given stays out of the namespace, so no default overrides `args`.
-        p = Parser(prog="fwinspect qemu", add_help=False, exit_on_error=False,
-                   argument_default=argparse.SUPPRESS)
-        p.add_argument("--vars")
-        p.add_argument("--memory")
-        p.add_argument("--tpm", action="store_true")
-        _common(p)
+        p = Parser(prog=prog, add_help=False, exit_on_error=False, argument_default=argparse.SUPPRESS)
+        add_options(p)
         try:
             parsed, unknown = p.parse_known_args(ours)
         except argparse.ArgumentError as e:

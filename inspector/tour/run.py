@@ -90,32 +90,9 @@ def _options(p: argparse.ArgumentParser) -> None:
 def split_args(args: argparse.Namespace) -> argparse.Namespace:
     """Our options that argparse left in the REMAINDER back into `args`; what follows `--` becomes
     args.qemu_args. Raises ValueError on a bad option."""
-    rest = list(getattr(args, "qemu_args", None) or [])
-    if "--" in rest:
-        cut = rest.index("--")
-        ours, extra = rest[:cut], rest[cut + 1:]
-    else:
-        cut, i = len(rest), 0
-        while i < len(rest):
-            name = rest[i].split("=", 1)[0]
-            if name not in _OPTIONS:
-                cut = i
-                break
-            i += 1 if name in _FLAGS or "=" in rest[i] else 2
-        ours, extra = rest[:cut], rest[cut:]
-    if ours:
-        p = Parser(prog="fwinspect tour", add_help=False, exit_on_error=False, argument_default=argparse.SUPPRESS)
-        _options(p)
-        try:
-            parsed, unknown = p.parse_known_args(ours)
-        except argparse.ArgumentError as e:
-            raise ValueError(str(e)) from None
-        if unknown:
-            raise ValueError(f"unrecognized arguments: {' '.join(unknown)} (QEMU arguments go after --)")
-        for k, v in vars(parsed).items():
-            setattr(args, k, v)
-    args.qemu_args = extra
-    return args
+    from inspector.live.script import split_remainder
+
+    return split_remainder(args, "fwinspect tour", _OPTIONS, _FLAGS, _options)
 
 
 # ---- the command -----------------------------------------------------------------------------------
