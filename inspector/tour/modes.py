@@ -19,6 +19,7 @@ from inspector.live.session_api import Mode, Stop
 from inspector.tour.model import Chapter, Value, Writer
 from inspector.tour.resetcode import (BITS_OF, CR0_PE, CR0_PG, CR4_LA57, CR4_PAE, EFER_LMA, EFER_LME,  # noqa: F401
                                       IA32_EFER, Flow, Switch, find_mode_switches, follow_reset_vector)
+from inspector.tour.stopparts import registers_node
 
 # How a stop's mode reads in prose (the value stays the Mode name).
 MODE_TEXT = {Mode.REAL: "real-address mode", Mode.PROT16: "16-bit protected mode", Mode.PROT32: "32-bit protected mode",
@@ -235,8 +236,12 @@ def _tell(w: Writer, k: int, before: Stop, after: Stop, register: str, nxt: Stop
     addr = w.value("at" + s, before.linear_rip)
     insn = w.value("insn" + s, before.disassembly[0][1])
     code = w.value("bits" + s, bits, text=f"{bits}-bit" if bits else str(before.mode))
-    o = w.value("old" + s, old, text=f"0x{old:x}")
-    nv = w.value("new" + s, new, text=f"0x{new:x}")
+    # Linked to the stops' registers nodes when the register is there (a replayed stop of an
+    # older recording may lack it: then the value stands alone).
+    o = (w.field("old" + s, registers_node(before), key, text=f"0x{old:x}") if key in before.registers
+         else w.value("old" + s, old, text=f"0x{old:x}"))
+    nv = (w.field("new" + s, registers_node(after), key, text=f"0x{new:x}") if key in after.registers
+          else w.value("new" + s, new, text=f"0x{new:x}"))
     set_mask, clear_mask = new & ~old, old & ~new
     sets = w.value("set" + s, set_mask, text=_bits_text(set_mask, register))
     head = f"At {{at{s}}} `{{insn{s}}}` ({{bits{s}}} code) writes {register}"

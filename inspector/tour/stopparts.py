@@ -39,10 +39,21 @@ def find_in(node: Node | None, kind: str) -> Node | None:
 
 
 def reg_value(w: Writer, stop: Stop, name: str, width: int = 0) -> Value | None:
+    """A register of the stop, linked to the stop's registers node (registers_node) and its field."""
     value = stop.registers.get(name)
     if value is None:
         return None
-    return w.value(f"reg_{name}", value, text=f"0x{value:0{width}x}")
+    return w.field(f"reg_{name}", registers_node(stop), name, text=f"0x{value:0{width}x}")
+
+
+def registers_node(stop: Stop) -> Node:
+    """The stop's registers as a node of their own, outside the stop's tree (the live screen shows
+    them in its register pane): what a chapter's register values link to, so choosing one in the app
+    shows every register of the stop with that one selected."""
+    node = Node("cpu-registers", f"Registers at stop {stop.index} ({stop.mode}, linear RIP 0x{stop.linear_rip:x})")
+    for name, value in stop.registers.items():
+        node.add(name, value, display=f"0x{value:x}")
+    return node
 
 
 def bits_text(value: int, names: list[tuple[int, str, str, str]]) -> str:

@@ -164,7 +164,14 @@ def test_the_chapter_tells_each_bit_from_the_registers_of_the_stops():
     assert v["set_4"].text == "PG" and v["lma_4"].value is True and v["efer_new_4"].value == 0x500
     assert v["cr3_4"].value == 0x800000 and v["levels_4"].value == 4
     assert v["sec_entry"].value == 0xFFFCC094 and "leaves the reset vector for SEC's entry at 0xfffcc094" in c.text
-    assert all(x.node is None for x in c.values)
+    # A register's old and new values link to the registers node of the stop before and after the
+    # switch, with the register as the field; the others are values of the stops themselves.
+    for x in c.values:
+        if x.name.startswith(("old_", "new_")):
+            assert x.kind == "cpu-registers" and x.node.get(x.field) == x.value, x
+        else:
+            assert x.node is None, x
+    assert v["old_0"].field == "cr0" and v["new_3"].field == "efer"
     assert c.command == ("fwinspect qemu IMAGE --break 0xfffffeb4 --break 0xfffffec4 --break 0xfffff89c "
                          "--break 0xfffff8b5 --break 0xfffff8e9")
 

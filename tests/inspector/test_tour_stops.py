@@ -60,7 +60,10 @@ COMPUTED = {
 def check_value(stop: Stop, image, v) -> None:
     if v.path is None:
         if v.name.startswith("reg_"):
-            assert stop.registers[v.name[4:]] == v.value, v
+            # The stop's registers node (outside its tree): the register is its field.
+            assert v.kind == "cpu-registers" and v.field == v.name[4:], v
+            assert stop.registers[v.field] == v.value == v.node.get(v.field), v
+            assert v.node.get("rip") == stop.registers.get("rip"), v
         elif v.name == "stop_disasm":
             assert v.value == stop.disassembly[0][1]
         elif v.name == "stop_mode":

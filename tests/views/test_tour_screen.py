@@ -269,6 +269,27 @@ class TestValues:
             assert f"top of memory at 0x{top:x}." in text.plain
 
 
+    @pytest.mark.live
+    async def test_a_register_value_shows_the_stops_registers_with_it_selected(self, stops, image):
+        """CR3 at the DXE core entry comes from the stop's registers, not its tree: choosing it
+        fills the field table with the stop's registers (cpu-registers), CR3's row selected."""
+        from inspector.tour.stopparts import reg_value
+        stop = stops[DXE_CORE]
+        w = Writer("regs", "dxe-core", "Registers", root=stop.tree, stop=stop.index)
+        w.say("CR3 holds {reg_cr3}.", reg_value(w, stop, "cr3"))
+        chapter = w.done()
+        app = TourApp([chapter], stops, image)
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot)
+            await pilot.press("enter")
+            await pilot.pause()
+            screen = app.tour_screen
+            assert screen.current.kind == "cpu-registers"
+            table = screen.query_one(FieldTable)
+            assert str(table.get_row_at(table.cursor_row)[0]) == "cr3"
+            assert str(table.get_row_at(table.cursor_row)[3]) == f"0x{stop.registers['cr3']:x}"
+
+
 @pytest.mark.asyncio
 class TestChapterText:
     async def test_moving_the_cursor_scrolls_its_line_into_view(self, image):

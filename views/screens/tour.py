@@ -277,7 +277,8 @@ class TourScreen(InspectScreen):
                         severity="information", markup=False)
             return None
         if node not in self.index:
-            self.notify(f"{clean_text(node.title, 80)}: computed from the tree, not in it; its fields are shown",
+            self.notify(f"{clean_text(node.title, 80)}: not in the tree shown (computed, or the stop's registers); "
+                        "its fields are shown",
                         severity="information", markup=False)
         elif not self.node_tree.reveal(node):
             self.notify(f"{node.title}: not shown in the tree (its parent lists too many children)",
