@@ -26,8 +26,10 @@ import struct
 from array import array
 from dataclasses import dataclass, field
 
-from decoders.model import Node, Problem, Severity
+from decoders import budget
+from decoders.model import Node, Problem, Severity, Space
 from decoders.ovmf.metadata import TdxSection
+from decoders.ovmf.resetvector import decode_reset_vector_table, find_metadata
 
 PAGE_SIZE = 0x1000
 EXTEND_CHUNK = 0x100          # TDH.MR.EXTEND measures 256 bytes
@@ -74,6 +76,18 @@ class MrtdResult:
     @property
     def hex(self) -> str | None:
         return None if self.digest is None else self.digest.hex()
+
+
+def image_tdx_metadata(data: bytes, name: str) -> Node | None:
+    """The "tdx-metadata" node of the image file `data`, or None when it has none; only what the
+    MRTD needs is decoded: the GUIDed table walked back from the footer GUID at E-0x30 (QEMU
+    hw/i386/pc_sysfw_ovmf.c, pc_system_parse_ovmf_flash) and the TDVF descriptor its TDX entry
+    points to. The firmware volumes (and their LZMA sections) are never read: the VMM copies
+    section bytes straight from the image file (TDVF design guide, "TDVF metadata")."""
+    # The image's end sits at 4 GiB, as decoders.fd.decode_image places it.
+    space = Space(name, data, (1 << 32) - len(data))
+    with budget.scope():
+        return find_metadata(decode_reset_vector_table(space), "tdx-metadata")
 
 
 def page_add_record(gpa: int) -> bytes:

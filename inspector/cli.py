@@ -103,25 +103,32 @@ def cmd_fd(args) -> int:
 
 def cmd_mrtd(args) -> int:
     from decoders.model import Node
-    from decoders.mrtd import compute_mrtd, mrtd_node
+    from decoders.mrtd import compute_mrtd, image_tdx_metadata, mrtd_node
     from decoders.ovmf.metadata import tdx_sections
+    from inspector.imagefile import ImageError, read_image
     from inspector.render import has_problems, print_problems, write_json
 
-    img = load_image_arg(args.image)
-    meta = img.tdx_metadata()
+    # Only the GUIDed table and the TDVF descriptor: the MRTD hashes image bytes the descriptor
+    # names, so nothing is decompressed (load_image_arg would decode the whole flash layout).
+    try:
+        data = read_image(args.image)
+    except ImageError as e:
+        raise UsageError(str(e)) from None
+    name = Path(args.image).name
+    meta = image_tdx_metadata(data, name)
     if meta is None:
         print(f"{args.image}: no TDX metadata (not a TDVF image); no MRTD to compute", file=sys.stderr)
         return EXIT_PROBLEMS
     orders = ["per-page", "two-pass"] if args.order == "both" else [args.order]
-    results = [compute_mrtd(img.data, tdx_sections(meta), order=o) for o in orders]
+    results = [compute_mrtd(data, tdx_sections(meta), order=o) for o in orders]
     if args.json:
-        root = Node("mrtd-report", f"MRTD of {img.path.name}")
+        root = Node("mrtd-report", f"MRTD of {name}")
         root.children = [mrtd_node(r) for r in results]
         root.problems = list(meta.problems)
         write_json(root)
     else:
         for r in results:
-            print(f"{r.hex or 'not computed'}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {img.path.name}")
+            print(f"{r.hex or 'not computed'}  {r.order}  ({r.pages_added} pages added, {r.pages_extended} extended)  {name}")
         print_problems(meta)
         for p in dict.fromkeys(str(p) for r in results for p in r.problems):  # a refused MRTD says why
             print(p, file=sys.stderr)
