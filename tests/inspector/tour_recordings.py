@@ -44,38 +44,32 @@ def record_boot(image: Path, path: Path, *extra: str) -> None:
     assert rc == 0, f"fwinspect qemu {image} --until bds: exit {rc}: {err.getvalue()[-2000:]}"
 
 
+def recorded_boot(tmp_path_factory, name: str, image: Path, *extra: str, tpm: bool = False):
+    """(stops, loaded image) of one real boot of `image` to BDS, recorded and read back."""
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    if tpm:
+        tool("swtpm", "swtpm")
+        extra = ("--tpm", *extra)
+    path = tmp_path_factory.mktemp("tour") / f"{name}.fwrec"
+    record_boot(image, path, *extra)
+    return load_recording(path), load_image(image)
+
+
 @pytest.fixture(scope="session")
 def bookworm_boot(tmp_path_factory):
-    tool("qemu-system-x86_64", "qemu-system-x86")
-    tool("swtpm", "swtpm")
-    image = bookworm("OVMF.fd")
-    path = tmp_path_factory.mktemp("tour") / "bookworm.fwrec"
-    record_boot(image, path, "--tpm")
-    return load_recording(path), load_image(image)
+    return recorded_boot(tmp_path_factory, "bookworm", bookworm("OVMF.fd"), tpm=True)
 
 
 @pytest.fixture(scope="session")
 def debug_boot(tmp_path_factory):
-    tool("qemu-system-x86_64", "qemu-system-x86")
-    image = firmware("ovmf-debug/OVMF.fd")
-    path = tmp_path_factory.mktemp("tour") / "debug.fwrec"
-    record_boot(image, path)
-    return load_recording(path), load_image(image)
+    return recorded_boot(tmp_path_factory, "debug", firmware("ovmf-debug/OVMF.fd"))
 
 
 @pytest.fixture(scope="session")
 def code4m_boot(tmp_path_factory):
-    tool("qemu-system-x86_64", "qemu-system-x86")
-    image = bookworm("OVMF_CODE_4M.fd")
-    path = tmp_path_factory.mktemp("tour") / "code4m.fwrec"
-    record_boot(image, path)
-    return load_recording(path), load_image(image)
+    return recorded_boot(tmp_path_factory, "code4m", bookworm("OVMF_CODE_4M.fd"))
 
 
 @pytest.fixture(scope="session")
 def debug_la57_boot(tmp_path_factory):
-    tool("qemu-system-x86_64", "qemu-system-x86")
-    image = firmware("ovmf-debug/OVMF.fd")
-    path = tmp_path_factory.mktemp("tour") / "debug-la57.fwrec"
-    record_boot(image, path, "--", "-cpu", "max")
-    return load_recording(path), load_image(image)
+    return recorded_boot(tmp_path_factory, "debug-la57", firmware("ovmf-debug/OVMF.fd"), "--", "-cpu", "max")
