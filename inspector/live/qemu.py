@@ -11,6 +11,9 @@ for the debug console on port 0x402):
         -bios IMAGE                                                            (unified images)
         [-chardev socket,id=chrtpm,path=... -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0]
 
+With a TPM, QEMU's TPM chardev reaches swtpm through inspector.live.tpmrelay (unless
+tpm_readback=False), so `read_pcrs()` can read the PCRs back while the guest is stopped.
+
 and ends every process it started (QEMU, swtpm) by PID on close(), at interpreter exit, or when
 starting fails. QMP is used read-only (query-status, HMP `info`/`gpa2hva`): the gdbstub owns run
 control (a QMP `cont` + `stop` while gdb was attached made QEMU 7.2 send an unsolicited stop
@@ -121,11 +124,13 @@ class QemuProcess:
 
     def __init__(self, image: str | Path, vars: str | Path | None = None, memory: str = "256M",
                  tpm: bool = False, extra_args: list[str] | tuple[str, ...] = (), gdb: str = "tcp",
-                 workdir: str | Path | None = None, qemu: str = QEMU):
+                 workdir: str | Path | None = None, qemu: str = QEMU, tpm_readback: bool = True):
         self.image = Path(image)
         self.vars = Path(vars) if vars else vars_for(self.image)
         self.memory = memory
         self.tpm = tpm
+        self.tpm_readback = tpm_readback
+        self.tpm_relay = None           # inspector.live.tpmrelay.TpmRelay once started
         self.extra_args = list(extra_args)
         self.gdb_kind = gdb
         self.qemu = qemu
@@ -174,7 +179,8 @@ class QemuProcess:
         else:
             args += ["-bios", str(self.image)]
         if self.tpm:
-            tpm_sock = self.dir / "swtpm.sock"
+            # QEMU docs/specs/tpm.rst: swtpm's control socket, or our relay in front of it.
+            tpm_sock = self.dir / ("tpmrelay.sock" if self.tpm_readback else "swtpm.sock")
             args += ["-chardev", f"socket,id=chrtpm,path={tpm_sock}",
                      "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-crb,tpmdev=tpm0"]
         return args + self.extra_args
@@ -214,6 +220,20 @@ class QemuProcess:
             if time.monotonic() > deadline:
                 raise QemuError("swtpm did not create its control socket in time")
             time.sleep(0.02)
+        if self.tpm_readback:
+            from inspector.live.tpmrelay import TpmRelay, TpmRelayError
+            try:
+                self.tpm_relay = TpmRelay(self.dir / "tpmrelay.sock", sock).start()
+            except TpmRelayError as e:
+                raise QemuError(str(e)) from None
+
+    def read_pcrs(self, banks=("sha1", "sha256"), pcrs=range(8)) -> dict[str, dict[int, bytes]]:
+        """{bank: {PCR index: value}} read from swtpm now (TPM2_PCR_Read through the relay).
+        Stop the guest first (QMP `stop` or a gdbstub stop): while it runs a TPM command this raises
+        inspector.live.tpmrelay.TpmBusy; TpmGone when QEMU or swtpm has gone."""
+        if self.tpm_relay is None:
+            raise QemuError("no TPM to read: start QemuProcess with tpm=True (and tpm_readback=True)")
+        return self.tpm_relay.read_pcrs(banks, pcrs)
 
     def _wait_ready(self, deadline: float) -> None:
         """QMP answering means QEMU finished initialising, gdbstub included (it is set up before)."""
@@ -299,6 +319,8 @@ class QemuProcess:
             self.qmp.close()
             self.qmp = None
         self._end(self.proc)
+        if self.tpm_relay is not None:
+            self.tpm_relay.close()      # joins its threads: none outlives this QemuProcess
         self._end(self.swtpm)
         _live.discard(self)
         if self._own_dir:
