@@ -8,17 +8,23 @@ show it.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Union
 
-import construct
+# construct.Enum | construct.FlagsEnum | Mapping | Sequence (a name for annotations only: this module
+# does not import construct, which the fast metadata-only commands never load).
+Table = object
 
-Table = Union[construct.Enum, construct.FlagsEnum, Mapping, Sequence]
+
+def _construct():
+    """construct, when something loaded it; a table can be one of its Enums only then."""
+    return sys.modules.get("construct")
 
 
 def enum_name(table: Table, value: int) -> str | None:
     """The name of `value` in an Enum or value -> name mapping, or None."""
-    if isinstance(table, construct.Enum):
+    construct = _construct()
+    if construct is not None and isinstance(table, construct.Enum):
         name = table.decmapping.get(int(value))
     else:
         name = table.get(int(value))
@@ -32,7 +38,8 @@ def enum_text(table: Table, value: int) -> str:
 
 
 def _bits(table: Table) -> list[tuple[int, str]]:
-    if isinstance(table, construct.FlagsEnum):
+    construct = _construct()
+    if construct is not None and isinstance(table, construct.FlagsEnum):
         # construct needs identifiers: PiHob.h's EFI_RESOURCE_ATTRIBUTE_16_BIT_IO is `_16_BIT_IO` there
         return [(bit, name.lstrip("_")) for name, bit in table.flags.items()]
     if isinstance(table, Mapping):

@@ -6,8 +6,6 @@ from typing import Any
 
 import weakref
 
-import construct
-
 
 class DecodeError(Exception):
     """Nothing could be decoded at `offset`; `path` is construct's field path when there is one."""
@@ -32,6 +30,8 @@ def static_size(struct: construct.Construct) -> int | None:
         return _SIZES[struct]
     except KeyError:
         pass
+    import construct  # on first use: decoders.layout records never need it
+
     try:
         size = struct.sizeof()
     except construct.SizeofError:
@@ -50,6 +50,14 @@ def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, 
     name = what or getattr(struct, "name", None) or type(struct).__name__
     if offset < 0 or offset > len(data):
         raise DecodeError(offset, f"{name}: offset past the end of a {len(data)}-byte buffer")
+    from decoders.layout import Layout
+
+    if isinstance(struct, Layout):
+        if offset + struct.size > len(data):
+            raise DecodeError(offset, f"{name}: needs {struct.size} bytes, {len(data) - offset} left")
+        return struct.parse(data, offset)
+    import construct
+
     size = static_size(struct)
     if size is not None:
         chunk = bytes(data[offset:offset + size])

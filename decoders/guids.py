@@ -15,11 +15,9 @@ The GUIDs decoders dispatch on are the named constants at the end, each written 
 """
 from __future__ import annotations
 
+import os
 import threading
 import uuid
-from importlib import resources
-
-from construct import Adapter, Bytes
 
 _NAMES: dict[uuid.UUID, str] = {}
 _PENDING: dict[uuid.UUID, str] = {}  # register() calls made before the table was read
@@ -57,7 +55,9 @@ def _names() -> dict[uuid.UUID, str]:
     if not _LOADED:
         with _LOCK:  # decoders run in worker threads; read the table exactly once
             if not _LOADED:
-                _parse(resources.files(__package__).joinpath("guid_names.txt").read_text(encoding="ascii"))
+                # Beside this file (importlib.resources would cost more to import than the read).
+                with open(os.path.join(os.path.dirname(__file__), "guid_names.txt"), encoding="ascii") as f:
+                    _parse(f.read())
                 _parse(_TABLE)
                 for g, n in _PENDING.items():
                     _NAMES.setdefault(g, n)
@@ -103,19 +103,31 @@ def lookup(text: str) -> uuid.UUID | None:
     return None
 
 
-class GuidAdapter(Adapter):
-    """EFI_GUID: its 16 wire bytes <-> uuid.UUID (representation only)."""
+def _construct_adapter():
+    from construct import Adapter, Bytes
 
-    def _decode(self, obj, context, path):
-        return from_bytes(obj)
+    class GuidAdapter(Adapter):
+        """EFI_GUID: its 16 wire bytes <-> uuid.UUID (representation only)."""
 
-    def _encode(self, obj, context, path):
-        if isinstance(obj, (bytes, bytearray)) and len(obj) == 16:  # already the wire form
-            return bytes(obj)
-        return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
+        def _decode(self, obj, context, path):
+            return from_bytes(obj)
+
+        def _encode(self, obj, context, path):
+            if isinstance(obj, (bytes, bytearray)) and len(obj) == 16:  # already the wire form
+                return bytes(obj)
+            return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
+
+    return GuidAdapter, GuidAdapter(Bytes(16))
 
 
-EFI_GUID = GuidAdapter(Bytes(16))
+def __getattr__(name: str):
+    """EFI_GUID (and its class GuidAdapter) are made on first use: construct takes ~15 ms to import,
+    and the commands that read only the OVMF metadata (decoders.layout) never need it."""
+    if name in ("EFI_GUID", "GuidAdapter"):
+        global EFI_GUID, GuidAdapter
+        GuidAdapter, EFI_GUID = _construct_adapter()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- GUIDs that decoders dispatch on, by their edk2 names (the names above give their text) -------

@@ -28,9 +28,9 @@ MAX_TDX_SECTIONS = 64
 # SEV/IGVM descriptors hold 5-7 sections in edk2; same reasoning.
 MAX_CC_SECTIONS = 64
 
-TDX_TYPE_NAMES = {int(v): k for k, v in S.TDVF_SECTION_TYPE.encmapping.items()}
-SEV_TYPE_NAMES = {int(v): k for k, v in S.SEV_SECTION_TYPE.encmapping.items()}
-IGVM_TYPE_NAMES = {int(v): k for k, v in S.IGVM_SECTION_TYPE.encmapping.items()}
+TDX_TYPE_NAMES = S.TDVF_SECTION_TYPES
+SEV_TYPE_NAMES = S.SEV_SECTION_TYPES
+IGVM_TYPE_NAMES = S.IGVM_SECTION_TYPES
 
 BFV, CFV, TD_HOB, TEMP_MEM, PERM_MEM, PAYLOAD, PAYLOAD_PARAM, TD_INFO, TD_PARAMS = range(9)
 # QEMU upstream (hw/i386/tdvf.c) knows only these four types; the rest are td-shim's.
