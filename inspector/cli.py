@@ -512,6 +512,8 @@ PARENTS = {"json": _parent_json, "fields": _parent_fields}
 COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "fd": ("print the flash layout of a firmware image", _args_fd, ("json", "fields")),
     "mrtd": ("compute the TDX MRTD a TDVF image produces", _args_mrtd, ("json",)),
+    "measure": ("predict the measurements an image will produce: TPM PCR0/PCR7, SEV-SNP launch "
+                "digest, TDX MRTD/RTMR0", "inspector.measure:add_measure_arguments", ("json",)),
     "extract": ("write every file, section and decompressed blob under DIR", _args_extract, ()),
     "acpi": ("decode ACPI tables: files, folders, or acpidump text (followed from the RSDP)", _args_acpi,
              ("json", "fields")),
@@ -531,7 +533,7 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
+ONE_SHOT = {"fd", "mrtd", "measure", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
 
 EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
           "comparison failed; 2 usage errors or unreadable input; 3 an internal error")

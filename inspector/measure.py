@@ -1,0 +1,245 @@
+"""`fwinspect measure IMAGE`: the launch and boot measurements an image will produce, predicted
+before it runs (decoders/measure/), and a real log explained against them.
+
+One or more of:
+- `--tpm`: the TCG events edk2 measures into PCR0 and PCR7 from the image and its VARS alone, the
+  final PCR0/PCR7 per bank, and the PCRs that depend on the VM's configuration;
+  `--against LOG` names where a real log (a file, a memory dump, a `--record` recording) parts from
+  the prediction and why.
+- `--snp`: the SEV-SNP launch digest as QEMU launches the image (SEV metadata, VMSAs per vCPU,
+  the kernel hashes table).
+- `--tdx`: the MRTD in both page orders, the RTMR0 events TDVF extends and the TD HOB QEMU builds.
+
+`--snp` and `--tdx` read only the OVMF GUIDed table, the metadata and the bytes they measure;
+`--tpm` decodes the flash layout (it hashes the decompressed PEIFV and DXEFV).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inspector.cli import EXIT_OK, EXIT_PROBLEMS, UsageError, _read_file
+from inspector.options import number
+
+BANKS = ("sha1", "sha256", "sha384", "sha512")
+# A kernel or initrd is hashed whole (SEV hashes table: SHA-256 of each file); bound what is read.
+MAX_KERNEL_FILE = 2 << 30
+
+
+def _banks(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(b.strip().lower() for b in text.split(",") if b.strip()))
+    bad = [b for b in names if b not in BANKS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown bank {', '.join(bad) or repr(text)} "
+                                         f"(use a comma-separated list of {', '.join(BANKS)})")
+    return names
+
+
+def _size(text: str) -> int:
+    """A memory size: bytes, or with a K/M/G/T suffix (QEMU's -m style, powers of two)."""
+    units = {"k": 10, "m": 20, "g": 30, "t": 40}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    shift = units.get(t[-1:], None)
+    try:
+        value = int(t[:-1], 0) << shift if shift is not None else number(t)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 2G, 512M, 0x80000000)") from None
+    if not 0 < value < 1 << 52:
+        raise argparse.ArgumentTypeError(f"{text}: a memory size from 1 byte to 4 PiB")
+    return value
+
+
+def _vcpus(text: str) -> int:
+    value = number(text)
+    if not 1 <= value <= 512:
+        raise argparse.ArgumentTypeError(f"{text}: from 1 to 512 vCPUs")
+    return value
+
+
+def add_measure_arguments(p) -> None:
+    p.add_argument("image", help="the firmware image (OVMF.fd, OVMF_CODE*.fd, a TDVF image)")
+    p.add_argument("--vars", metavar="VARS", help="the VARS file the guest boots with (OVMF_VARS*.fd)")
+    tpm = p.add_argument_group("TPM (PCR0, PCR7)")
+    tpm.add_argument("--tpm", action="store_true", help="predict the TCG events and PCR0/PCR7")
+    tpm.add_argument("--bank", type=_banks, default=("sha256",), metavar="BANKS",
+                     help="PCR banks, comma-separated: sha1,sha256,sha384,sha512 (default sha256)")
+    tpm.add_argument("--fw-version", metavar="TEXT",
+                     help="the firmware version string (PcdFirmwareVersionString) when the image "
+                          "does not carry it")
+    tpm.add_argument("--against", metavar="LOG",
+                     help="explain a real TCG log against the prediction: an event log file, a "
+                          "memory dump (ELF) or a `fwinspect qemu --record` recording")
+    snp = p.add_argument_group("SEV-SNP launch digest")
+    snp.add_argument("--snp", action="store_true", help="predict the SEV-SNP launch digest")
+    snp.add_argument("--vcpus", type=_vcpus, default=None, metavar="N", help="number of vCPUs (default 1)")
+    snp.add_argument("--vcpu-type", metavar="TYPE", help="QEMU CPU model (EPYC, EPYC-v4, EPYC-Milan, ...)")
+    snp.add_argument("--vcpu-sig", type=number, metavar="VALUE", help="CPUID(1).EAX signature instead of a type")
+    snp.add_argument("--kernel", metavar="FILE", help="direct kernel boot: the kernel (its hash is measured)")
+    snp.add_argument("--initrd", metavar="FILE", help="with --kernel: the initrd")
+    snp.add_argument("--append", metavar="TEXT", help="with --kernel: the kernel command line")
+    snp.add_argument("--guest-features", type=number, default=None, metavar="VALUE",
+                     help="SEV_FEATURES of the VMSAs (default 0x1, SNP active)")
+    tdx = p.add_argument_group("TDX")
+    tdx.add_argument("--tdx", action="store_true", help="predict the MRTD, RTMR0 events and TD HOB")
+    tdx.add_argument("--memory", type=_size, default=None, metavar="SIZE",
+                     help="guest RAM for the TD HOB QEMU builds (default 2G)")
+    p.set_defaults(func=run_measure)
+
+
+def _check_usage(args) -> None:
+    if not (args.tpm or args.snp or args.tdx):
+        raise UsageError("measure: say what to predict: --tpm, --snp and/or --tdx")
+    needs = {"--fw-version": (args.fw_version, "tpm"), "--against": (args.against, "tpm"),
+             "--vcpus": (args.vcpus, "snp"), "--vcpu-type": (args.vcpu_type, "snp"),
+             "--vcpu-sig": (args.vcpu_sig, "snp"), "--kernel": (args.kernel, "snp"),
+             "--initrd": (args.initrd, "snp"), "--append": (args.append, "snp"),
+             "--guest-features": (args.guest_features, "snp"), "--memory": (args.memory, "tdx")}
+    for option, (value, mode) in needs.items():
+        if value is not None and not getattr(args, mode):
+            raise UsageError(f"measure: {option} goes with --{mode}")
+    if (args.initrd is not None or args.append is not None) and args.kernel is None:
+        raise UsageError("measure: --initrd and --append go with --kernel")
+    if args.vcpu_type is not None and args.vcpu_sig is not None:
+        raise UsageError("measure: give --vcpu-type or --vcpu-sig, not both")
+
+
+def run_measure(args) -> int:
+    _check_usage(args)
+    from decoders.model import Node
+
+    name = Path(args.image).name
+    root = Node("measure", f"measurements of {name}")
+    failed = False          # a mode that could not predict (no metadata, unreadable input)
+    data = None
+    if args.snp or args.tdx:
+        data = _read_image(args.image)
+    if args.tdx:
+        failed |= _tdx(root, data, name, args)
+    if args.snp:
+        failed |= _snp(root, data, name, args)
+    if args.tpm:
+        failed |= _tpm(root, args)
+    from inspector.render import has_problems, print_problems, print_tree, write_json
+
+    if args.json:
+        complete = write_json(root)
+        print_problems(root)
+    else:
+        complete = print_tree(root)
+    if failed or not complete or has_problems(root):
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _read_image(path: str) -> bytes:
+    from inspector.imagefile import ImageError, read_image
+
+    try:
+        return read_image(path)
+    except ImageError as e:
+        raise UsageError(str(e)) from None
+
+
+def _refuse(root, kind: str, message: str) -> bool:
+    """A mode that cannot run on this input: one line on stderr, a problem in the tree, exit 1."""
+    from decoders.model import Node
+
+    print(f"fwinspect measure: {message}", file=sys.stderr)
+    node = root.append(Node(kind, message))
+    node.problem(None, message)
+    return True
+
+
+def _tdx(root, data: bytes, name: str, args) -> bool:
+    from decoders.measure.tdx import predict_tdx
+
+    vars_data = _read_file(args.vars, what="VARS") if args.vars else None
+    kwargs = {"vars_data": vars_data}
+    if args.memory is not None:
+        kwargs["memory"] = args.memory
+    p = predict_tdx(data, name, **kwargs)
+    if not p.mrtd:
+        return _refuse(root, "tdx-prediction", f"{args.image}: no TDX metadata (not a TDVF image); "
+                       "nothing to predict for --tdx")
+    root.append(p.node())
+    return False
+
+
+def _snp(root, data: bytes, name: str, args) -> bool:
+    from decoders.measure.snp import predict_snp
+
+    kernel = _read_file(args.kernel, MAX_KERNEL_FILE, "kernel") if args.kernel else None
+    initrd = _read_file(args.initrd, MAX_KERNEL_FILE, "initrd") if args.initrd else None
+    kwargs = {}
+    if args.guest_features is not None:
+        kwargs["guest_features"] = args.guest_features
+    p = predict_snp(data, name, vcpus=args.vcpus or 1, vcpu_type=args.vcpu_type, vcpu_sig=args.vcpu_sig,
+                    kernel=kernel, initrd=initrd, append=args.append, **kwargs)
+    if p.digest is None:
+        why = "; ".join(str(x.message) for x in p.problems) or "no SEV metadata"
+        return _refuse(root, "snp-prediction", f"{args.image}: no SEV-SNP launch digest: {why}")
+    from decoders.measure.snp import snp_node
+
+    root.append(snp_node(p))
+    return False
+
+
+def _tpm(root, args) -> bool:
+    from inspector.cli import load_image_arg
+    from decoders.measure.tpm import load_vars, predict_tpm
+
+    img = load_image_arg(args.image)
+    vars_root = None
+    if args.vars:
+        vars_root = load_vars(_read_file(args.vars, what="VARS"), Path(args.vars).name)
+    p = predict_tpm(img.root, vars_root, banks=args.bank, fw_version=args.fw_version)
+    node = root.append(p.node())
+    if args.against:
+        from decoders.measure.against import explain_against
+
+        log = load_log(args.against)
+        node.append(explain_against(p, log, banks=args.bank))
+    return False
+
+
+def load_log(path: str):
+    """The TCG event log in a file: the log itself, a memory dump (found as `fwinspect dump` finds
+    it) or a live-session recording (the last stop that holds one)."""
+    from decoders.eventlog import decode_event_log
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--against {path}: no such file")
+    with p.open("rb") as f:
+        head = f.read(64)
+    if head[:4] == b"\x7fELF":
+        from inspector.dump import open_dump
+        from inspector.locate import dump_overview
+
+        log = _tcg_log(dump_overview(open_dump(p)))
+        if log is None:
+            raise UsageError(f"--against {path}: no TCG event log found in the dump")
+        return decode_event_log(log.bytes, space_name=p.name)
+    if head[:1] == b"{":
+        from inspector.live.record import RecordingError, iter_recording
+
+        found = None
+        try:
+            for stop in iter_recording(p):
+                log = _tcg_log(stop.tree) if stop.tree is not None else None
+                if log is not None:
+                    found = log.bytes
+        except RecordingError as e:
+            raise UsageError(f"--against {path}: {e}") from None
+        if found is None:
+            raise UsageError(f"--against {path}: no stop of the recording holds a TCG event log")
+        return decode_event_log(found, space_name=p.name)
+    return decode_event_log(_read_file(path, 64 << 20, "--against"), space_name=p.name)
+
+
+def _tcg_log(tree):
+    for node in tree.walk():
+        if node.kind == "event-log" and node.get("Format", "tcg") != "cc" and node.bytes:
+            return node
+    return None
