@@ -315,8 +315,9 @@ def _why(p: PredictedEvent, e: LogEvent, banks: list[str]) -> str:
             return (head + f"firmware blob {_range(lb)} in the log, {_range(pb)} predicted ({what}): the "
                            f"image booted is not this one, or its PEIFV/DXEFV is at another base or of "
                            f"another size")
-        return (head + f"firmware blob {_range(lb)}: same range, another digest{digest}: the firmware "
-                       f"bytes differ (another build of the same layout was booted)")
+        return (head + f"firmware blob {_range(lb)}: same range, another digest{digest}: the bytes hashed "
+                       f"differ from the predicted ones (another build of the same layout was booted, or "
+                       f"the firmware wrote into the volume before measuring it)")
     if etype in _VARIABLE_EVENTS:
         return head + _variable_why(p, e, digest)
     if p.data == e.data:
@@ -350,9 +351,22 @@ def _variable_why(p: PredictedEvent, e: LogEvent, digest: str) -> str:
                 f"({words.get(pdata[0], 'invalid')}) predicted from the VARS{hint}")
     if lname in _SIGNATURE_DATABASES:
         return _database_why(lname, lnode, pnode)
+    if not ldata or not pdata:
+        shown = _value_text(lname, ldata or pdata)
+        if not pdata:
+            return (f"{lname} is {shown} in the log, absent from the prediction (measured with "
+                    f"VariableDataLength 0: the VARS or the image do not make it)")
+        return (f"{lname} is absent in the log (measured with VariableDataLength 0), {shown} predicted "
+                f"from the VARS")
     at = next((k for k, (a, b) in enumerate(zip(ldata, pdata)) if a != b), min(len(ldata), len(pdata)))
-    return (f"{lname} holds {len(ldata)} bytes in the log, {len(pdata)} in the VARS; they differ from "
-            f"byte {at}")
+    return (f"{lname} holds {len(ldata)} byte{'s' if len(ldata) != 1 else ''} in the log, {len(pdata)} "
+            f"predicted from the VARS; they differ from byte {at}")
+
+
+def _value_text(name: str, value: bytes) -> str:
+    if name == "SecureBoot" and len(value) == 1:
+        return f"{value[0]} ({ {0: 'disabled', 1: 'enabled'}.get(value[0], 'invalid') })"
+    return f"{len(value)} byte{'s' if len(value) != 1 else ''} ({value[:16].hex()}{'…' if len(value) > 16 else ''})"
 
 
 def _entries(node: Node) -> list[tuple[tuple, str, bool, object]]:
@@ -375,14 +389,19 @@ def _entries(node: Node) -> list[tuple[tuple, str, bool, object]]:
     return out
 
 
-def _count(entries) -> str:
+def _kinds(entries) -> tuple[int, int]:
     certs = sum(1 for e in entries if e[2])
-    hashes = len(entries) - certs
+    return certs, len(entries) - certs
+
+
+def _count(entries, nouns: bool = True) -> str:
+    """"2 certificates", "1 certificate and 3 hashes"; without nouns just the numbers."""
+    certs, hashes = _kinds(entries)
     parts = []
     if certs or not hashes:
-        parts.append(f"{certs} certificate{'s' if certs != 1 else ''}")
+        parts.append(f"{certs} certificate{'s' if certs != 1 else ''}" if nouns else f"{certs}")
     if hashes:
-        parts.append(f"{hashes} hash{'es' if hashes != 1 else ''}")
+        parts.append(f"{hashes} hash{'es' if hashes != 1 else ''}" if nouns else f"{hashes}")
     return " and ".join(parts)
 
 
@@ -395,10 +414,15 @@ def _database_why(name: str, lnode: Node, pnode: Node) -> str:
     lent, pent = _entries(lnode), _entries(pnode)
     lkeys, pkeys = Counter(e[0] for e in lent), Counter(e[0] for e in pent)
     labels = {e[0]: e[1] for e in lent + pent}
-    vars_side = "none in the VARS" if not pent and not (pnode.get("VariableData") or b"") \
-        else f"{_count(pent)} in the VARS"
-    text = f"{name} holds {_count(lent)} in the log, {vars_side}"
-    if not pent and not (pnode.get("VariableData") or b""):
+    log_empty = not lent and not (lnode.get("VariableData") or b"")
+    vars_empty = not pent and not (pnode.get("VariableData") or b"")
+    # "2 certificates in the log, 1 in the VARS": the nouns once when both sides hold the same kinds
+    same = [bool(n) for n in _kinds(lent)] == [bool(n) for n in _kinds(pent)]
+    text = (f"{name} holds {'nothing' if log_empty else _count(lent)} in the log, "
+            f"{'none' if vars_empty else _count(pent, nouns=not same)} in the VARS")
+    if log_empty:
+        text += f" ({name} was not enrolled in the boot)"
+    elif vars_empty:
         text += f" ({name} is not enrolled there)"
     only_log = [labels[k] for k in (lkeys - pkeys).elements()]
     only_vars = [labels[k] for k in (pkeys - lkeys).elements()]
