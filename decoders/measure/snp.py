@@ -237,8 +237,9 @@ def _table(data, p: SnpPrediction) -> dict[bytes, tuple[int, int]] | None:
         guid = bytes(data[pos - 16:pos])
         elen = struct.unpack_from("<H", data, pos - ENTRY_TAIL)[0]
         if elen < ENTRY_TAIL or elen > left:
-            p._error(pos - ENTRY_TAIL, f"GUIDed table entry length 0x{elen:x} is < 18 or runs past the table "
-                                       f"(0x{left:x} bytes left); QEMU stops looking here")
+            # Entries nearer the footer are still found; a missing one is reported where it is needed.
+            p._warn(pos - ENTRY_TAIL, f"GUIDed table entry length 0x{elen:x} is < 18 or runs past the table "
+                                      f"(0x{left:x} bytes left); QEMU stops looking here")
             break
         if guid in entries:
             p._warn(pos - elen, f"GUID {_guid_text(guid)} appears twice in the table; QEMU uses the one "
