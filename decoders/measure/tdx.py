@@ -1,0 +1,407 @@
+"""What a TDVF image measures into the TDX MRTD and RTMR0 before the OS runs, with the TD HOB QEMU
+builds for it.
+
+MRTD: decoders.mrtd (the VMM's PAGE.ADD/MR.EXTEND records), in both page orders.
+
+RTMR0 (CC MR index 1; UEFI 2.10 §38.4.1: MR index 1 = RTMR0, where TPM PCR1 and PCR7 map, edk2
+OvmfPkg/IntelTdx/TdxMeasurementLib/TdxMeasurementCommon.c TdxMeasurementMapPcrToMrIndex), each
+event SHA-384 only, R = SHA-384(R || digest) from 48 zero bytes (TDG.MR.RTMR.EXTEND):
+
+1. the TD HOB. SEC (OvmfPkg/Sec/SecMain.c for Config-A, OvmfPkg/IntelTdx/Sec/SecMain.c for
+   Config-B) calls TdxHelperMeasureTdHob (OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c): the HOB
+   list at PcdOvmfSecGhcbBase (the TD_HOB section's MemoryAddress, ResetVector.nasmb) from its start
+   up to, not including, the END HOB. Logged (TdxMeasurementHob.c, by PeilessStartup or PlatformPei)
+   as EV_EFI_HANDOFF_TABLES2 with TDX_HANDOFF_TABLE_POINTERS2 {9, "TdxTable\\0", 1,
+   {gUefiOvmfPkgTokenSpaceGuid, the HOB's address}} (42 bytes, packed);
+2. the CFV. TdxHelperMeasureCfvImage hashes PcdCfvRawDataSize bytes at
+   PcdOvmfFlashNvStorageVariableBase: the CFV section's RawDataSize bytes, which the VMM copied
+   from the image to its MemoryAddress (OvmfPkgDefines.fdf.inc: PcdCfvBase = FW_BASE_ADDRESS =
+   PcdOvmfFlashNvStorageVariableBase, PcdCfvRawDataSize = VARS_SIZE). Logged as
+   EV_EFI_PLATFORM_FIRMWARE_BLOB2 {41, "Fv(<FvName>)" or "Fv(XXXXXXXX-...)" when the volume has no
+   extension header, base, length} (58 bytes);
+3. the Secure Boot policy (OvmfPkg/Tcg/TdTcg2Dxe/TdTcg2Dxe.c MeasureSecureBootPolicy, when the
+   variable write protocol appears, PCR7 -> RTMR0): EV_EFI_VARIABLE_DRIVER_CONFIG for SecureBoot, PK,
+   KEK, db, dbx (each logged even when absent, with no data), dbt only when present, each hashed over
+   its whole UEFI_VARIABLE_DATA; then EV_SEPARATOR (4 zero bytes).
+
+Where the variables come from: a build with PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE) copies
+the CFV's variable store into the emulated store (OvmfPkg/Library/PlatformInitLib/Platform.c
+PlatformInitEmuVariableNvStore, after PlatformValidateNvVarStore) and links SecurityPkg's
+AuthVariableLib, which sets SecureBoot = 1 when PK exists and SecureBootEnable is absent or 1, else 0
+(AuthVariableLib.c). A build without it starts from an empty store and has no SecureBoot variable:
+all five are logged empty. Which build an image is cannot be read without decompressing its DXE
+volume, so it is a parameter (`secure_boot_build`, default True: Debian's OVMF and every TDVF log we
+hold are such builds; edk2's IntelTdxX64.dsc defaults to FALSE).
+
+Later RTMR0 events depend on the VM, not the image, and are named in `TdxPrediction.depends`.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid
+from dataclasses import dataclass, field
+
+from decoders.model import Node, Problem, Severity, Space
+from decoders.measure.tdhob_build import build_td_hob
+from decoders.ovmf.metadata import CFV, TD_HOB, TdxSection
+
+RTMR0 = 1                                   # CC MR index of RTMR0 (UEFI 2.10 §38.4.1)
+BANK = "sha384"
+# MdePkg/Include/IndustryStandard/UefiTcgPlatform.h
+EV_SEPARATOR = 0x00000004
+EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
+EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000000A
+EV_EFI_HANDOFF_TABLES2 = 0x8000000B
+
+# GUIDs (MdePkg.dec, MdeModulePkg.dec, SecurityPkg.dec, OvmfPkg.dec)
+gUefiOvmfPkgTokenSpaceGuid = uuid.UUID("93bb96af-b9f2-4eb8-9462-e0ba74564236")
+gEfiGlobalVariableGuid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+gEfiImageSecurityDatabaseGuid = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
+gEfiSecureBootEnableDisableGuid = uuid.UUID("f0a30bc7-af08-4556-99c4-001009c93a44")
+gEfiSystemNvDataFvGuid = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
+gEfiAuthenticatedVariableGuid = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")
+
+# TdxMeasurementHob.c
+HANDOFF_TABLE_DESC = b"TdxTable\0"
+FV_HANDOFF_TABLE_DESC = b"Fv(XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)\0"   # 41 bytes with its NUL
+# TdTcg2Dxe.c mVariableType, in measurement order, then dbt (EFI_IMAGE_SECURITY_DATABASE2) if present.
+SECURE_BOOT_VARIABLES = (("SecureBoot", gEfiGlobalVariableGuid), ("PK", gEfiGlobalVariableGuid),
+                         ("KEK", gEfiGlobalVariableGuid), ("db", gEfiImageSecurityDatabaseGuid),
+                         ("dbx", gEfiImageSecurityDatabaseGuid))
+DBT = ("dbt", gEfiImageSecurityDatabaseGuid)
+
+# PiFirmwareVolume.h: sizeof (EFI_FIRMWARE_VOLUME_HEADER) with its one BlockMap entry; the
+# extension header is FvName + ExtHeaderSize.
+FV_HEADER_SIZE = 0x40
+FV_EXT_HEADER_SIZE = 20
+# VariableFormat.h
+VARIABLE_STORE_HEADER_SIZE = 28
+AUTH_VARIABLE_HEADER_SIZE = 60
+VARIABLE_DATA = 0x55AA
+VAR_ADDED, VAR_DELETED, VAR_IN_DELETED_TRANSITION, VAR_HEADER_VALID_ONLY = 0x3F, 0xFD, 0xFE, 0x7F
+VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEALTHY = 0x5A, 0xFE
+# PlatformValidateNvVarStore accepts only these State values.
+_VALID_STATES = {VAR_HEADER_VALID_ONLY, VAR_ADDED, VAR_ADDED & VAR_DELETED, VAR_ADDED & VAR_IN_DELETED_TRANSITION,
+                 VAR_ADDED & VAR_IN_DELETED_TRANSITION & VAR_DELETED}
+# A variable is at least a 60-byte header: a 528 KiB store holds fewer than 9,000. Bounds crafted input.
+MAX_VARIABLES = 16384
+
+DEPENDS = [
+    "EV_PLATFORM_CONFIG_FLAGS \"ACPI DATA\": QEMU's etc/table-loader, then each ACPI blob it allocates "
+    "(OvmfPkg/Library/AcpiPlatformLib/QemuFwCfgAcpi.c, PCR1): the machine type, devices, CPUs and memory",
+    "EV_EFI_VARIABLE_BOOT for BootOrder and each Boot#### it names, at ReadyToBoot (TdTcg2Dxe.c "
+    "MeasureAllBootVariables, PCR1): the boot options BDS builds from the VM's devices and QEMU's bootorder",
+    "EV_EFI_VARIABLE_AUTHORITY for the db entry that verified each image and what the OS loader adds "
+    "(shim's SbatLevel, MokListTrusted), PCR7: the OS loader and the keys",
+    "EV_TABLE_OF_DEVICES (CPU locations, PCR1) only when PcdTpmPlatformClass is the server class "
+    "(not OVMF's default); EV_EFI_ACTION \"UEFI Debug Mode\" first when PcdFirmwareDebuggerInitialized",
+]
+
+
+@dataclass
+class TdxPrediction:
+    """The MRTD in each page order, RTMR0 as far as the image, the HOB and the VARS decide it, and
+    the TD HOB QEMU builds."""
+
+    name: str
+    memory: int
+    mrtd: list = field(default_factory=list)           # decoders.mrtd.MrtdResult, one per order
+    rtmr0: object = None                                # decoders.measure.model.Prediction
+    td_hob: Node | None = None
+    td_hob_bytes: bytes = b""
+    td_hob_address: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    depends: list[str] = field(default_factory=list)
+    secure_boot_build: bool = True
+    metadata: Node | None = None
+
+    def node(self) -> Node:
+        """The `tdx-prediction` node: a predicted-register per MRTD order, the RTMR0 events, the
+        RTMR0 register as far as predicted, the TD HOB."""
+        from decoders.measure.model import register_node
+
+        size = _size_text(self.memory)
+        root = Node("tdx-prediction", f"TDX measurements of {self.name} ({size} of RAM, QEMU q35)")
+        root.add("Image", self.name)
+        root.add("Memory", self.memory, display=f"0x{self.memory:x} ({size})")
+        root.add("SecureBootBuild", self.secure_boot_build,
+                 display=("assumed: AuthVariableLib and PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE)"
+                          if self.secure_boot_build else "assumed: no Secure Boot support (empty variable store)"))
+        root.problems.extend(self.problems)
+        for r in self.mrtd:
+            if r.digest is not None:
+                reg = register_node("MRTD", BANK, r.digest)
+            else:
+                reg = Node("predicted-register", f"MRTD ({BANK}) not computed")
+                reg.add("Register", "MRTD")
+                reg.add("Bank", BANK)
+                reg.add("Value", None, display="not computed")
+                reg.problems.extend(r.problems)
+            reg.title += f" [{r.order}]"
+            reg.add("Order", r.order)
+            root.append(reg)
+        if self.rtmr0 is not None:
+            for ev in self.rtmr0.event_nodes():
+                root.append(ev)
+            root.append(self._rtmr0_node())
+        if self.td_hob is not None:
+            root.append(self.td_hob)
+        return root
+
+    def _rtmr0_node(self) -> Node:
+        from decoders.measure.model import register_node
+
+        value = self.rtmr0.registers()[BANK].get(RTMR0, bytes(48))
+        node = register_node("RTMR0", BANK, value, len(self.rtmr0.events))
+        node.title = (f"RTMR0 ({BANK}) as far as predicted = {value.hex()}, {len(self.rtmr0.events)} events; "
+                      f"{len(self.depends)} kinds of later events extend it")
+        node.add("Complete", False, display="no: later events extend RTMR0")
+        node.add("Later", list(self.depends), display="; ".join(self.depends))
+        return node
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+# -- the prediction ------------------------------------------------------------------------------
+
+def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: bytes | None = None,
+                orders=("per-page", "two-pass"), secure_boot_build: bool = True) -> TdxPrediction:
+    """MRTD, RTMR0 and TD HOB of the TDVF image `image` on a q35 QEMU with `memory` bytes of RAM.
+
+    `vars_data` stands for the image's CFV (the unified image rebuilt as that VARS + the image's
+    CODE: a TD has no separate flash); it must have the CFV's size. Only the GUIDed table, the TDVF
+    descriptor, the CFV and its variable store are read."""
+    from decoders.measure.model import Prediction
+    from decoders.mrtd import compute_mrtd, image_tdx_metadata
+    from decoders.ovmf.metadata import tdx_sections
+
+    out = TdxPrediction(name=name, memory=memory, secure_boot_build=secure_boot_build)
+    out.rtmr0 = Prediction(banks=(BANK,))
+    meta = image_tdx_metadata(image, name)
+    if meta is None:
+        out.problems.append(Problem(None, Severity.ERROR, f"{name} has no TDX metadata (no TDVF descriptor in "
+                                                          "its OVMF GUIDed table): it is not a TDVF image"))
+        return out
+    out.metadata = meta
+    out.problems.extend(p for _, p in meta.all_problems() if p.severity == Severity.ERROR)
+    sections = tdx_sections(meta)
+    for order in orders:
+        result = compute_mrtd(image, sections, order=order)
+        out.mrtd.append(result)
+        out.problems.extend(p for p in result.problems if p not in out.problems)
+
+    hob_bytes, gpa, problems = build_td_hob(sections, memory)
+    out.problems.extend(problems)
+    out.td_hob_bytes, out.td_hob_address = hob_bytes, gpa
+    out.td_hob = _td_hob_node(hob_bytes, gpa, sections, memory, problems)
+    out.depends = list(DEPENDS)
+    image_space = Space(name, image, (1 << 32) - len(image))
+
+    if not hob_bytes:
+        out.depends.insert(0, "the TD HOB (QEMU would not build one: see the problems), then the CFV and "
+                              "Secure Boot events")
+        return out
+    out.rtmr0.events.append(_td_hob_event(hob_bytes, gpa, out.td_hob.space))
+
+    cfv = _cfv(sections, image, image_space, vars_data, out.problems)
+    if cfv is None:
+        out.depends.insert(0, "the CFV (its bytes are not available: see the problems), then the Secure "
+                              "Boot events")
+        return out
+    section, data, space, offset = cfv
+    out.rtmr0.events.append(_cfv_event(section, data, space, offset))
+    out.rtmr0.events.extend(_secure_boot_events(data, space, offset, secure_boot_build, out.problems))
+    return out
+
+
+def _td_hob_node(hob_bytes: bytes, gpa: int, sections: list[TdxSection], memory: int,
+                 problems: list[Problem]) -> Node:
+    from decoders.hob import decode_hob_list, lint_td_hob
+
+    size = _size_text(memory)
+    if not hob_bytes:
+        node = Node("hob-list", f"TD HOB: QEMU builds none for this image with {size} of RAM")
+        node.problems.extend(problems)
+        return node
+    space = Space(f"TD HOB (QEMU q35, {size})", hob_bytes, base=gpa)
+    node = decode_hob_list(space, gpa)
+    hob = next(s for s in sections if s.type == TD_HOB)
+    lint_td_hob(node, td_hob_size=hob.memory_data_size)
+    node.title = f"TD HOB as QEMU builds it ({size} of RAM): " + node.title
+    return node
+
+
+def _td_hob_event(hob_bytes: bytes, gpa: int, space: Space):
+    from decoders.measure.model import PredictedEvent
+
+    measured = len(hob_bytes) - 8        # up to, not including, the 8-byte END HOB (SecTdxHelper.c)
+    data = struct.pack("<B9sQ16sQ", len(HANDOFF_TABLE_DESC), HANDOFF_TABLE_DESC, 1,
+                       gUefiOvmfPkgTokenSpaceGuid.bytes_le, gpa)
+    return PredictedEvent(RTMR0, EV_EFI_HANDOFF_TABLES2, {BANK: hashlib.sha384(hob_bytes[:measured]).digest()},
+                          data, f"TD HOB at 0x{gpa:x}, {measured} bytes before the END HOB",
+                          "TdxHelperMeasureTdHob: the TD HOB QEMU wrote", space, 0, measured, cc=True)
+
+
+def _cfv(sections: list[TdxSection], image: bytes, image_space: Space, vars_data: bytes | None,
+         problems: list[Problem]):
+    """(section, CFV bytes, their space, offset in it) or None."""
+    section = next((s for s in sections if s.type == CFV), None)
+    if section is None:
+        problems.append(Problem(None, Severity.ERROR, "no CFV section: TdxHelperMeasureCfvImage would hash "
+                                                      "PcdCfvRawDataSize bytes the metadata does not describe"))
+        return None
+    if vars_data is not None:
+        if len(vars_data) != section.raw_data_size:
+            problems.append(Problem(None, Severity.ERROR,
+                                    f"the VARS file has {len(vars_data)} bytes, the CFV section {section.raw_data_size}:"
+                                    f" it cannot stand for this image's CFV"))
+            if section.file_offset is None:
+                return None
+        else:
+            return section, bytes(vars_data), Space("VARS", vars_data), 0
+    if section.file_offset is None or section.file_offset + section.raw_data_size > len(image):
+        problems.append(Problem(section.at, Severity.ERROR,
+                                "the CFV is not in this file (a CODE-only image?): pass the VARS file"))
+        return None
+    start = section.file_offset
+    return section, image[start:start + section.raw_data_size], image_space, start
+
+
+def _fv_name(cfv: bytes) -> uuid.UUID | None:
+    """TdxMeasurementHob.c GetFvName: the extension header's FvName, if the header has one."""
+    if len(cfv) < FV_HEADER_SIZE:
+        return None
+    ext = struct.unpack_from("<H", cfv, 0x34)[0]          # EFI_FIRMWARE_VOLUME_HEADER.ExtHeaderOffset
+    if ext < FV_HEADER_SIZE or ext + FV_EXT_HEADER_SIZE > len(cfv):
+        return None
+    return uuid.UUID(bytes_le=bytes(cfv[ext:ext + 16]))
+
+
+def _cfv_event(section: TdxSection, cfv: bytes, space: Space, offset: int):
+    from decoders.measure.model import PredictedEvent
+
+    name = _fv_name(cfv)
+    # AsciiSPrint "%g" prints a GUID in upper case (MdePkg/Library/BasePrintLib).
+    desc = FV_HANDOFF_TABLE_DESC if name is None else f"Fv({str(name).upper()})".encode("ascii") + b"\0"
+    data = struct.pack("<B41sQQ", len(FV_HANDOFF_TABLE_DESC), desc, section.memory_address, section.raw_data_size)
+    return PredictedEvent(RTMR0, EV_EFI_PLATFORM_FIRMWARE_BLOB2, {BANK: hashlib.sha384(cfv).digest()}, data,
+                          f"CFV {'(the VARS file) ' if space.name == 'VARS' else ''}at GPA 0x{section.memory_address:x},"
+                          f" {section.raw_data_size:#x} bytes", "TdxHelperMeasureCfvImage: the CFV (variable store)",
+                          space, offset, len(cfv), cc=True)
+
+
+def _variable_data(name: str, guid: uuid.UUID, value: bytes) -> bytes:
+    """UEFI_VARIABLE_DATA (TCG PC Client PFP §10.2.6; UefiTcgPlatform.h): the name without its NUL."""
+    uname = name.encode("utf-16-le")
+    return guid.bytes_le + struct.pack("<QQ", len(name), len(value)) + uname + value
+
+
+def _secure_boot_events(cfv: bytes, space: Space, offset: int, sb_build: bool, problems: list[Problem]):
+    from decoders.measure.model import PredictedEvent
+
+    store: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
+    if sb_build:
+        store = read_variable_store(cfv, offset, problems)
+    values: list[tuple[str, uuid.UUID, bytes, int | None, str]] = []
+    for vname, guid in SECURE_BOOT_VARIABLES:
+        if vname == "SecureBoot":
+            if not sb_build:
+                values.append((vname, guid, b"", None, "no SecureBoot variable (build without AuthVariableLib)"))
+                continue
+            pk = ("PK", gEfiGlobalVariableGuid) in store
+            enable = store.get(("SecureBootEnable", gEfiSecureBootEnableDisableGuid))
+            on = pk and (enable is None or enable[0][:1] == b"\x01")
+            why = ("PK present" + (", SecureBootEnable absent" if enable is None else
+                                   f", SecureBootEnable {enable[0][:1].hex() or 'empty'}")) if pk else "no PK (setup mode)"
+            values.append((vname, guid, b"\x01" if on else b"\x00", None, f"SecureBoot = {int(on)} ({why}, AuthVariableLib)"))
+            continue
+        hit = store.get((vname, guid))
+        if hit is None:
+            values.append((vname, guid, b"", None, f"{vname} absent: logged with no data"))
+        else:
+            values.append((vname, guid, hit[0], hit[1], f"{vname}, {len(hit[0])} bytes from the variable store"))
+    if (DBT in store):
+        data, at = store[DBT]
+        values.append((DBT[0], DBT[1], data, at, f"dbt, {len(data)} bytes from the variable store"))
+    events = []
+    for vname, guid, value, at, why in values:
+        logged = _variable_data(vname, guid, value)
+        events.append(PredictedEvent(RTMR0, EV_EFI_VARIABLE_DRIVER_CONFIG, {BANK: hashlib.sha384(logged).digest()},
+                                     logged, f"variable {vname}", why, space if at is not None else None,
+                                     at or 0, len(value) if at is not None else 0, cc=True))
+    events.append(PredictedEvent(RTMR0, EV_SEPARATOR, {BANK: hashlib.sha384(bytes(4)).digest()}, bytes(4),
+                                 "separator after the Secure Boot policy (PCR7)", "MeasureSecureBootPolicy", cc=True))
+    return events
+
+
+# -- the variable store --------------------------------------------------------------------------
+
+def read_variable_store(cfv: bytes, base: int, problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
+    """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
+    (data, offset of the data + base)}. When PlatformValidateNvVarStore (PlatformInitLib/Platform.c)
+    would refuse the store, TDVF starts from an empty one: a problem and {}."""
+    def refuse(at: int, why: str) -> dict:
+        problems.append(Problem(base + at, Severity.ERROR,
+                                f"CFV variable store refused ({why}): TDVF starts with an empty store, so the "
+                                "Secure Boot variables are predicted absent"))
+        return {}
+
+    if len(cfv) < FV_HEADER_SIZE:
+        return refuse(0, f"{len(cfv)} bytes, shorter than a firmware volume header")
+    zero, fs_guid, fv_length, sig, attrs, hlen, _cks, _ext, _res, rev = struct.unpack_from("<16s16sQ4sIHHHBB", cfv, 0)
+    if (any(zero) or uuid.UUID(bytes_le=fs_guid) != gEfiSystemNvDataFvGuid or sig != b"_FVH" or attrs != 0x4FEFF
+            or hlen & 1 or rev != 2 or fv_length != len(cfv)):
+        return refuse(0, "FV header is not the NV variable FV's (signature, FileSystemGuid, attributes 0x4feff, "
+                         "revision 2, FvLength = CFV size)")
+    if hlen < FV_HEADER_SIZE or hlen + VARIABLE_STORE_HEADER_SIZE > len(cfv):
+        return refuse(0x30, f"HeaderLength 0x{hlen:x} leaves no room for the variable store header")
+    if sum(struct.unpack_from(f"<{hlen // 2}H", cfv, 0)) & 0xFFFF:
+        return refuse(0x32, "FV header checksum is not 0")
+    vsig, vsize, vformat, vstate = struct.unpack_from("<16sIBB", cfv, hlen)
+    if (uuid.UUID(bytes_le=vsig) != gEfiAuthenticatedVariableGuid or vformat != VARIABLE_STORE_FORMATTED
+            or vstate != VARIABLE_STORE_HEALTHY or vsize > fv_length - hlen or vsize < VARIABLE_STORE_HEADER_SIZE):
+        return refuse(hlen, "VARIABLE_STORE_HEADER is not an authenticated, formatted, healthy store inside the FV")
+    start = hlen + VARIABLE_STORE_HEADER_SIZE
+    limit = vsize - VARIABLE_STORE_HEADER_SIZE
+    added: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
+    transition: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
+    pos = 0
+    for _ in range(MAX_VARIABLES):
+        if pos >= limit:
+            break
+        at = start + pos
+        if at + 2 > len(cfv) or struct.unpack_from("<H", cfv, at)[0] != VARIABLE_DATA:
+            if any(b != 0xFF for b in cfv[at:start + limit]):
+                return refuse(at, f"bytes after the last variable at 0x{at:x} are not erased")
+            break
+        if at + AUTH_VARIABLE_HEADER_SIZE > len(cfv):
+            return refuse(at, "variable header cut off")
+        state = cfv[at + 2]
+        name_size, data_size = struct.unpack_from("<II", cfv, at + 40)
+        vendor = uuid.UUID(bytes_le=bytes(cfv[at + 44:at + 60]))
+        if state not in _VALID_STATES:
+            return refuse(at + 2, f"variable State 0x{state:02x}")
+        pos += AUTH_VARIABLE_HEADER_SIZE + name_size + data_size
+        if pos > limit:
+            return refuse(at + 40, "variable runs past the store")
+        aligned = (pos + 3) & ~3
+        if any(b != 0xFF for b in cfv[start + pos:start + aligned]):
+            return refuse(start + pos, "padding after a variable is not erased")
+        pos = aligned
+        if state not in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION):
+            continue
+        raw_name = bytes(cfv[at + AUTH_VARIABLE_HEADER_SIZE:at + AUTH_VARIABLE_HEADER_SIZE + name_size])
+        text = raw_name[:len(raw_name) & ~1].decode("utf-16-le", errors="replace").split("\0", 1)[0]
+        data_at = at + AUTH_VARIABLE_HEADER_SIZE + name_size
+        # VariableParsing.c FindVariableEx: a VAR_ADDED copy wins over one in deleted transition.
+        (added if state == VAR_ADDED else transition)[(text, vendor)] = (bytes(cfv[data_at:data_at + data_size]),
+                                                                         base + data_at)
+    else:
+        return refuse(start + pos, f"more than {MAX_VARIABLES} variables")
+    return {**transition, **added}
