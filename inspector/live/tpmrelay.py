@@ -483,7 +483,9 @@ class TpmRelay:
                 raise ConnectionError(f"swtpm declared a {size}-byte response")
             rest = _recv_exact(tpm, max(size - TPM_HEADER_SIZE, 0), deadline, "TPM response")
         except (TimeoutError, ConnectionError, OSError) as e:
+            if self._stop.is_set():     # the relay went down meanwhile, for a reason it knows
+                raise TpmGone(f"the TPM is gone: {self.error}") from None
             # The channel may hold half an answer now: it can no longer be shared with the guest.
-            self._fail(f"our TPM command failed: {e}")
-            raise TpmGone(f"the TPM did not answer: {e}") from None
+            self._fail(f"swtpm did not answer our TPM command (swtpm exited?): {e}")
+            raise TpmGone(f"swtpm did not answer our TPM command (swtpm exited?): {e}") from None
         return header + rest
