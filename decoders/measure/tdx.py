@@ -342,6 +342,11 @@ def _secure_boot_events(cfv: bytes, space: Space, offset: int, sb_build: bool, p
 
 # -- the variable store --------------------------------------------------------------------------
 
+def _erased(data: bytes, start: int, end: int) -> bool:
+    """PlatformInitLib CheckPaddingData: every byte 0xFF."""
+    return data.count(b"\xff", start, end) == max(0, end - start)
+
+
 def read_variable_store(cfv: bytes, base: int, problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
     """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
     (data, offset of the data + base)}. When PlatformValidateNvVarStore (PlatformInitLib/Platform.c)
@@ -377,21 +382,21 @@ def read_variable_store(cfv: bytes, base: int, problems: list[Problem]) -> dict[
             break
         at = start + pos
         if at + 2 > len(cfv) or struct.unpack_from("<H", cfv, at)[0] != VARIABLE_DATA:
-            if any(b != 0xFF for b in cfv[at:start + limit]):
+            if not _erased(cfv, at, start + limit):
                 return refuse(at, f"bytes after the last variable at 0x{at:x} are not erased")
             break
         if at + AUTH_VARIABLE_HEADER_SIZE > len(cfv):
             return refuse(at, "variable header cut off")
         state = cfv[at + 2]
-        name_size, data_size = struct.unpack_from("<II", cfv, at + 40)
+        name_size, data_size = struct.unpack_from("<II", cfv, at + 36)   # after PubKeyIndex
         vendor = uuid.UUID(bytes_le=bytes(cfv[at + 44:at + 60]))
         if state not in _VALID_STATES:
             return refuse(at + 2, f"variable State 0x{state:02x}")
         pos += AUTH_VARIABLE_HEADER_SIZE + name_size + data_size
         if pos > limit:
-            return refuse(at + 40, "variable runs past the store")
+            return refuse(at + 36, "variable runs past the store")
         aligned = (pos + 3) & ~3
-        if any(b != 0xFF for b in cfv[start + pos:start + aligned]):
+        if not _erased(cfv, start + pos, start + aligned):
             return refuse(start + pos, "padding after a variable is not erased")
         pos = aligned
         if state not in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION):
