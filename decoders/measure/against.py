@@ -281,9 +281,10 @@ def _unexpected(e: LogEvent) -> str:
 
 
 def _digest_text(p: PredictedEvent, e: LogEvent, banks: list[str]) -> str:
-    # the longest digest that differs: the bank a verifier is likeliest to check
+    # one bank's digests, sha256 first: the bank verifiers most often check
     differing = [b for b in banks if b in p.digests and b in e.digests and p.digests[b] != e.digests[b]]
-    bank = max(differing, key=lambda b: DIGEST_SIZES.get(b, 0), default=None)
+    order = ("sha256", "sha384", "sha512", "sha1")
+    bank = min(differing, key=lambda b: order.index(b) if b in order else len(order), default=None)
     if bank is None:
         return ""
     return f" ({bank} {e.digests[bank].hex()[:16]}… in the log, {p.digests[bank].hex()[:16]}… predicted)"

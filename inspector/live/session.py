@@ -33,6 +33,7 @@ from inspector.live.copies import CopyFollower, Followed
 from inspector.live.debuglog import DebugLog
 from inspector.live.disasm import disassemble_at
 from inspector.live.handoffs import HandoffContext, decode_handoff
+from inspector.live.measured import MeasureCheck
 from inspector.live.modules import ModuleTracker
 from inspector.live.phases import RESET_VECTOR, BootState, Breakpoint, classify, compute_handoffs, phase_index
 from inspector.live.runctl import Outcome, release, remaining
@@ -75,6 +76,8 @@ class Session:
         self.decode_context = HandoffContext(self.phys, bytes(image.data[-16:]), self.boot, self.modules.dxe_tables)
         # The guest's DEBUG log (debugcon), parsed as it grows, when we started QEMU and so have the file.
         self.debug_log = DebugLog(qemu.read_debug_log) if qemu is not None and hasattr(qemu, "read_debug_log") else None
+        # Predicted PCR0/PCR7 beside the TCG log of a stop (predicted once, from the image and VARS).
+        self.measured = MeasureCheck.for_session(image, qemu)
         self.index = -1
         self.dead: str | None = None
         self._stop: Stop | None = None
@@ -270,6 +273,7 @@ class Session:
                 self.modules.dxe_tables(node)
                 return node
             self._decode(stop, "the DXE tables", tables)
+        self.measured.attach(stop.tree)
         if self.symbols is not None:
             sym = symbolize(self.symbols, self.images(), self.phys, pc)
             if sym is not None:
