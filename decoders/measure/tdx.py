@@ -350,9 +350,10 @@ def _erased(data: bytes, start: int, end: int) -> bool:
 def read_variable_store(cfv: bytes, base: int, problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
     """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
     (data, offset of the data + base)}. When PlatformValidateNvVarStore (PlatformInitLib/Platform.c)
-    would refuse the store, TDVF starts from an empty one: a problem and {}."""
+    would refuse the store, TDVF starts from an empty one: a warning and {}."""
     def refuse(at: int, why: str) -> dict:
-        problems.append(Problem(base + at, Severity.ERROR,
+        # TDVF goes on booting (PlatformInitEmuVariableNvStore's error is only logged): a warning.
+        problems.append(Problem(base + at, Severity.WARNING,
                                 f"CFV variable store refused ({why}): TDVF starts with an empty store, so the "
                                 "Secure Boot variables are predicted absent"))
         return {}
