@@ -96,6 +96,8 @@ DEPENDS = [
     "(shim's SbatLevel, MokListTrusted), PCR7: the OS loader and the keys",
     "EV_TABLE_OF_DEVICES (CPU locations, PCR1) only when PcdTpmPlatformClass is the server class "
     "(not OVMF's default); EV_EFI_ACTION \"UEFI Debug Mode\" first when PcdFirmwareDebuggerInitialized",
+    "TDVFs older than edk2 2025.02 also extend an EV_SEPARATOR into RTMR0 at ReadyToBoot (the real CC "
+    "event logs show it after the boot variables); this tree extends that separator into RTMR1 only",
 ]
 
 
@@ -197,9 +199,9 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
         out.problems.extend(p for p in result.problems if p not in out.problems)
 
     hob_bytes, gpa, problems = build_td_hob(sections, memory)
-    out.problems.extend(problems)
     out.td_hob_bytes, out.td_hob_address = hob_bytes, gpa
     out.td_hob = _td_hob_node(hob_bytes, gpa, sections, memory, problems)
+    out.problems.extend(problems)
     out.depends = list(DEPENDS)
     image_space = Space(name, image, (1 << 32) - len(image))
 
@@ -216,6 +218,13 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
         return out
     section, data, space, offset = cfv
     out.rtmr0.events.append(_cfv_event(section, data, space, offset))
+    out.problems.append(Problem(None, Severity.INFO, (
+        "the Secure Boot events assume a build with Secure Boot support (SECURE_BOOT_ENABLE=TRUE: "
+        "AuthVariableLib, the CFV's variables copied into the store), as Debian's OVMF and the TDVF logs "
+        "we hold are; a build without it (IntelTdxX64.dsc's default) logs SecureBoot, PK, KEK, db, dbx "
+        "empty") if secure_boot_build else (
+        "the Secure Boot events assume a build without Secure Boot support: an empty variable store and "
+        "no SecureBoot variable")))
     out.rtmr0.events.extend(_secure_boot_events(data, space, offset, secure_boot_build, out.problems))
     return out
 
@@ -227,12 +236,13 @@ def _td_hob_node(hob_bytes: bytes, gpa: int, sections: list[TdxSection], memory:
     size = _size_text(memory)
     if not hob_bytes:
         node = Node("hob-list", f"TD HOB: QEMU builds none for this image with {size} of RAM")
-        node.problems.extend(problems)
+        why = next((p.message for p in problems if p.severity == Severity.ERROR), "see the problems")
+        node.problem(None, f"no TD HOB: {why}")
         return node
     space = Space(f"TD HOB (QEMU q35, {size})", hob_bytes, base=gpa)
     node = decode_hob_list(space, gpa)
     hob = next(s for s in sections if s.type == TD_HOB)
-    lint_td_hob(node, td_hob_size=hob.memory_data_size)
+    problems.extend(lint_td_hob(node, td_hob_size=hob.memory_data_size))
     node.title = f"TD HOB as QEMU builds it ({size} of RAM): " + node.title
     return node
 

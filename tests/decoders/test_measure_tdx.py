@@ -320,7 +320,7 @@ def test_secure_boot_events_come_from_the_vars(vars_name):
     image = trixie("OVMF.fd").read_bytes()
     vars_ = trixie(vars_name).read_bytes()
     pred = predict_tdx(image, "OVMF.fd", memory=2 * GiB, vars_data=vars_, orders=())
-    assert not pred.problems
+    assert not [p for p in pred.problems if p.severity != Severity.INFO]
     store = store_variables(vars_)
     enrolled = ("PK", GLOBAL) in store
     want = [uefi_variable_data("SecureBoot", GLOBAL, b"\x01" if enrolled else b"\x00")]
@@ -375,7 +375,7 @@ def test_dbt_is_measured_only_when_present():
                                                                 len(name), len(data)) + IMAGE_SECURITY.bytes_le
                                                     + name + data)
     pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=())
-    assert not pred.problems
+    assert not [p for p in pred.problems if p.severity != Severity.INFO]
     assert pred.rtmr0.events[7].data == uefi_variable_data("dbt", IMAGE_SECURITY, data)
     assert pred.rtmr0.events[8].event_type == 4
 
