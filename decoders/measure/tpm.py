@@ -29,10 +29,19 @@ EV_S_CRTM_VERSION = 0x8
 EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
 EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008
 SEPARATOR = b"\x00\x00\x00\x00"     # Tcg2Dxe.c MeasureSeparatorEvent: EventData 0 (1 = error)
+# Seen on Debian's images (RAM dumps of real boots against the decompressed PEIFV): bookworm's
+# PlatformPei wrote 22 bytes of its platform-info global, trixie's PeiCore 2 bytes (0x0608).
+PEIFV_WRITES = ("PCR0: the PEIFV digest is that of the volume as decompressed (as virt-fw-measure computes it); "
+                "a real boot hashes PEIFV after the PEIMs that ran in place before Tcg2Pei wrote their globals "
+                "into it, values that depend on the VM (machine type, memory size), so a real PCR0 differs")
 MAX_VARS_FILE = 64 << 20            # a VARS is 128 KiB-540 KiB; a unified image 4 MiB
 
 # What the other PCRs depend on (Tcg2Dxe.c OnReadyToBoot and the drivers named).
 DEPENDS: tuple[tuple[int, str], ...] = (
+    (0, "the PEIFV blob's digest: PEIFV runs in place in RAM, so the PEIMs dispatched before Tcg2Pei "
+        "(PeiCore, PlatformPei, …) write their global variables into the very bytes Tcg2Pei then hashes; "
+        "their values come from the VM (machine type, memory, CPUs), e.g. the ACPI PM timer port PeiCore's "
+        "AcpiTimerLib caches (0x608 on q35) or PlatformPei's platform info (host bridge 0x29C0, memory layout)"),
     (1, "EV_PLATFORM_CONFIG_FLAGS \"ACPI DATA\": the ACPI tables QEMU builds and passes over fw_cfg "
         "(OvmfPkg/Library/AcpiPlatformLib/QemuFwCfgAcpi.c), so the machine type, devices, memory and CPUs"),
     (1, "EV_EFI_VARIABLE_BOOT BootOrder and every Boot#### it lists, as BDS leaves them at ReadyToBoot: "
@@ -148,6 +157,8 @@ def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha2
         f"PcdFirmwareVersionString {shown} ({version.source}), UTF-16 with its NUL, {len(crtm)} bytes",
         f"S-CRTM version {shown}", version.space, version.offset, version.size))
     pcr0_ok = True
+    if facts.peifv is not None:
+        _problem(pred.problems, "warning", PEIFV_WRITES)
     for vol in (facts.peifv, facts.dxefv):
         if vol is None:
             pcr0_ok = False
@@ -191,6 +202,8 @@ def _blob_event(vol, banks, problems: list[Problem]) -> PredictedEvent | None:
     fs = fv.get("FileSystemGuid")
     source = (f"{vol.name} {str(fv_name) if fv_name else '(no FvName)'} decompressed ({fv.space.name}), "
               f"at {where} + 0x{vol.length:x}; filesystem {fs}; base: {vol.base_rule}")
+    if vol.name == "PEIFV":
+        source += "; a real boot hashes it after the PEIMs run before Tcg2Pei wrote their globals into it"
     return PredictedEvent(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, digests(banks, blob), event_data, source,
                           f"{vol.name} {where} + 0x{vol.length:x}", fv.space, fv.offset, vol.length)
 
@@ -207,12 +220,7 @@ def _store(facts, vars_root: Node | None, problems: list[Problem]):
                                         "VARIABLE_STORE_HEADER)" + (": " + "; ".join(msgs) if msgs else "")
                      + "; the PCR7 variable events cannot be predicted")
             return None
-        damage = None
-        for _, p in vars_root.all_problems():
-            if p.severity == Severity.ERROR and "runs past the end" in p.message:
-                damage = p.message
-                break
-        return tpm_vars.Store(store, label, damage)
+        return tpm_vars.Store(store, label)
     if facts.nv_store is not None:
         label = facts.nv_store.space.name if facts.nv_store.space else "the image"
         return tpm_vars.Store(facts.nv_store, f"{label} (the image's own varstore)")

@@ -98,14 +98,12 @@ class Store:
 
 
 def _damage(store: Node) -> str | None:
-    """Why the walk of a store may have missed variables (an error on it or on a variable)."""
+    """Why the walk of a store may have missed variables: an error on the store itself (its header,
+    a variable whose sizes run past the end, a cut-off header). Errors inside a variable's payload
+    (a malformed signature list) do not hide other variables."""
     for p in store.problems:
         if p.severity == Severity.ERROR:
             return p.message
-    for v in store.children:
-        for p in v.problems:
-            if p.severity == Severity.ERROR:
-                return f"{v.title}: {p.message}"
     return None
 
 
