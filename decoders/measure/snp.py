@@ -8,7 +8,7 @@ VMM hands to SNP_LAUNCH_UPDATE (AMD SEV-SNP Firmware ABI Specification #56860, 8
     0x00 DIGEST_CUR  the launch digest so far (48 bytes, zero at SNP_LAUNCH_START)
     0x30 CONTENTS    SHA-384 of the page for NORMAL and VMSA pages, zero for the others
     0x60 LENGTH      u16 0x70
-    0x62 PAGE_TYPE   u8 (Table 68 "Page Types": NORMAL 1, VMSA 2, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6)
+    0x62 PAGE_TYPE   u8 (the section's page type encodings: NORMAL 1, VMSA 2, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6)
     0x63 IMI_PAGE    bit 0, 0 here;  0x64-0x66 VMPL3/2/1_PERMS, 0 here;  0x67 reserved
     0x68 GPA         u64
 
@@ -40,7 +40,7 @@ FOUR_GIB = 1 << 32
 LD_SIZE = 48
 NO_SEV_METADATA = "no SEV metadata"
 
-# SNP ABI #56860, Table 68 "Page Types".
+# SNP ABI #56860, SNP_LAUNCH_UPDATE: the PAGE_TYPE encodings.
 PAGE_TYPE_NORMAL, PAGE_TYPE_VMSA, PAGE_TYPE_ZERO, PAGE_TYPE_UNMEASURED, PAGE_TYPE_SECRETS, PAGE_TYPE_CPUID = \
     1, 2, 3, 4, 5, 6
 PAGE_TYPE_NAMES = {1: "NORMAL", 2: "VMSA", 3: "ZERO", 4: "UNMEASURED", 5: "SECRETS", 6: "CPUID"}
@@ -319,8 +319,14 @@ def _check_sections(sections, image_gpa: int, p: SnpPrediction) -> bool:
     spans = []
     for i, (at, base, size, typ) in enumerate(sections):
         name = f"section {i} ({SECTION_TYPE_NAMES.get(typ, f'type 0x{typ:x}')})"
-        if base % PAGE_SIZE or size % PAGE_SIZE or size == 0:
-            p._error(at, f"{name}: Base 0x{base:x} / Size 0x{size:x} not whole, non-empty 4 KiB pages "
+        if size == 0:
+            # QEMU target/i386/sev.c, sev_snp_launch_update: "SNP_LAUNCH_UPDATE called with invalid
+            # address / length", and the launch stops (sev-snp-measure measures nothing for it).
+            p._error(at + 4, f"{name}: Size 0; QEMU refuses a zero-length SNP_LAUNCH_UPDATE")
+            ok = False
+            continue
+        if base % PAGE_SIZE or size % PAGE_SIZE:
+            p._error(at, f"{name}: Base 0x{base:x} / Size 0x{size:x} not whole 4 KiB pages "
                          f"(KVM SNP_LAUNCH_UPDATE rejects it)")
             ok = False
             continue

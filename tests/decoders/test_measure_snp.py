@@ -21,7 +21,7 @@ import pytest
 
 from decoders.measure.snp import NO_SEV_METADATA, VCPU_TYPES, predict_snp, snp_node
 from decoders.measure.vmsa import vmsa_page
-from tests.realdata import bookworm, missing, trixie
+from tests.realdata import bookworm, firmware, missing, trixie
 
 PAGE = 4096
 
@@ -185,6 +185,27 @@ RUNS = [(1, "EPYC"), (2, "EPYC-v4"), (4, "EPYC-Milan"), (64, "EPYC-Genoa")]
 
 def real(where: str, name: str) -> Path:
     return bookworm(name) if where == "bookworm" else trixie(name)
+
+
+@pytest.mark.parametrize("name", ["OVMF.fd", "OVMF_CODE.fd"])
+def test_snp_digest_equals_sev_snp_measure_on_our_edk2_debug_build(name):
+    """Our edk2 2025.02 OvmfPkgX64 DEBUG build (../shared/firmware/README.md)."""
+    path = firmware(f"ovmf-debug/{name}")
+    p = predict_snp(path.read_bytes(), name, vcpus=4, vcpu_type="EPYC-Milan")
+    assert not p.problems and p.hex == oracle_ld(path, 4, "EPYC-Milan")
+
+
+def test_snp_tdvf_config_b_zero_size_sections_are_refused():
+    """IntelTdxX64 (Config-B) carries an ASEV descriptor whose SVSM_CAA and last SNP_SEC_MEM
+    sections are 0 + 0: QEMU stops at a zero-length SNP_LAUNCH_UPDATE
+    (sev_snp_launch_update), so there is no digest; sev-snp-measure measures nothing for them and
+    prints one."""
+    path = firmware("inteltdx/OVMF.fd")
+    p = predict_snp(path.read_bytes(), "OVMF.fd", vcpus=1, vcpu_type="EPYC")
+    assert p.digest is None and p.has_metadata
+    zero = [x for x in p.problems if "Size 0; QEMU refuses" in x.message]
+    assert [x.message.split(":")[0] for x in zero] == ["section 4 (SVSM_CAA)", "section 5 (SNP_SEC_MEM)"]
+    assert oracle(path, 1, "EPYC").returncode == 0
 
 
 @pytest.mark.parametrize("where,name", REAL, ids=[f"{w}-{n}" for w, n in REAL])

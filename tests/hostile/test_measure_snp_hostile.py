@@ -137,9 +137,9 @@ def test_snp_version_two_is_a_warning():
 
 
 @pytest.mark.parametrize("section,message", [
-    ((0x800800, 0x1000, 1), "not whole, non-empty 4 KiB pages"),
-    ((0x800000, 0x1800, 1), "not whole, non-empty 4 KiB pages"),
-    ((0x800000, 0, 1), "not whole, non-empty 4 KiB pages"),
+    ((0x800800, 0x1000, 1), "not whole 4 KiB pages"),
+    ((0x800000, 0x1800, 1), "not whole 4 KiB pages"),
+    ((0x900000, 0, 1), "Size 0; QEMU refuses a zero-length SNP_LAUNCH_UPDATE"),
     ((0xFFFFF000, 0x2000, 1), "runs past 4 GiB"),
     ((0x2000, 0xFFFFF000, 1), "runs past 4 GiB"),
     ((0xFFFF0000, 0x1000, 1), "overlaps the firmware image"),
