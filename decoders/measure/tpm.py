@@ -46,7 +46,8 @@ DEPENDS: tuple[tuple[int, str], ...] = (
         "(OvmfPkg/Library/AcpiPlatformLib/QemuFwCfgAcpi.c), so the machine type, devices, memory and CPUs"),
     (1, "EV_EFI_VARIABLE_BOOT BootOrder and every Boot#### it lists, as BDS leaves them at ReadyToBoot: "
         "the VARS' boot options refreshed by OVMF's PlatformBootManagerLib from QEMU's devices and bootindex"),
-    (1, "EV_EFI_HANDOFF_TABLES (SMBIOS) only on platforms whose Tcg2Dxe measures them (not OVMF 2025.02)"),
+    (1, "EV_TABLE_OF_DEVICES (the CPUs' locations) only with PcdTpmPlatformClass = server "
+        "(Tcg2Dxe.c MeasureHandoffTables; OVMF keeps the client default, so not on OVMF)"),
     (2, "option ROMs and drivers loaded from outside the image (PCI option ROMs of the VM's devices)"),
     (3, "configuration of those option ROMs (nothing on OVMF)"),
     (4, "EV_EFI_ACTION \"Calling EFI Application from Boot Option\" at ReadyToBoot, then the PE/COFF "

@@ -86,7 +86,7 @@ class ImageFacts:
     version: Version | None = None
     tcg2pei: bool = False
     tcg2dxe: bool = False
-    secure_boot: bool = False
+    secure_boot: bool | None = False     # None: unknown (no DXEFV to look in)
     secure_boot_rule: str = ""
     nv_store: Node | None = None        # the image's own variable store (a unified OVMF.fd)
     problems: list[tuple[str, str]] = field(default_factory=list)   # (severity, message)
@@ -139,7 +139,7 @@ def scan_image(root: Node) -> ImageFacts:
     facts.tcg2pei = TCG2PEI in files
     facts.tcg2dxe = TCG2DXE in files
     sb = [g for g in (SECURE_BOOT_CONFIG_DXE, ENROLL_DEFAULT_KEYS) if g in files]
-    facts.secure_boot = bool(sb)
+    facts.secure_boot = bool(sb) if dxefv is not None else None
     facts.secure_boot_rule = (
         f"the image has {' and '.join(files[g].get('UI') or str(g).upper() for g in sb)} (a "
         "SECURE_BOOT_ENABLE build: AuthVariableLib creates the volatile SecureBoot variable)" if sb else
@@ -151,12 +151,15 @@ def scan_image(root: Node) -> ImageFacts:
         facts.peifv = _peifv(peifv, facts)
     if dxefv is not None:
         facts.dxefv = _dxefv(dxefv, facts)
-    facts.version = find_version(files.get(TCG2PEI), files.get(SMBIOS_PLATFORM_DXE), facts)
-    if not facts.tcg2pei:
+    facts.version = find_version(files.get(TCG2PEI), files.get(SMBIOS_PLATFORM_DXE), facts) if peifv is not None \
+        else Version("", "not found: the image's PEIFV is missing; empty string assumed")
+    if facts.secure_boot is None:
+        facts.secure_boot_rule = "the image's DXEFV is missing, so whether it supports Secure Boot is unknown"
+    if not facts.tcg2pei and peifv is not None:
         facts.problems.append(("warning", "the image has no Tcg2Pei PEIM (A0C98B77-CBA5-4BB8-993B-4AF6CE33ECE4): "
                                           "built without TPM2_ENABLE it measures nothing into PCR0; the PCR0 "
                                           "events are what a TPM-enabled build of it would log"))
-    if not facts.tcg2dxe:
+    if not facts.tcg2dxe and dxefv is not None:
         facts.problems.append(("warning", "the image has no Tcg2Dxe driver (FDFF263D-5F68-4591-87BA-B768F445A9AF): "
                                           "it logs no PCR7 events; they are what a TPM-enabled build would log"))
     return facts
@@ -167,9 +170,13 @@ def _missing_volumes(root: Node, facts: ImageFacts, pei: bool, dxe: bool) -> Non
                                        ("DXEFV (7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)", dxe)) if m)
     why = []
     for sec in root.find("section"):
-        if sec.get("SectionDefinitionGuid") is not None and sec.problems:
-            why.append(f"{sec.title} at 0x{sec.offset:x} of {sec.space.name if sec.space else '?'}: "
-                       + "; ".join(p.message for p in sec.problems[:2]))
+        if sec.get("SectionDefinitionGuid") is None or not (sec.problems or not sec.children):
+            continue
+        where = f"{sec.title} at 0x{sec.offset:x} of {sec.space.name if sec.space else '?'}: "
+        if sec.problems:
+            why.append(where + "; ".join(p.message for p in sec.problems[:2]))
+        else:   # e.g. an LZMA header whose uncompressed size was zeroed: nothing came out
+            why.append(where + f"it decompressed to nothing (DecompressedSize {sec.get('DecompressedSize')})")
     reason = (" — a compressed section could not be decompressed: " + " | ".join(why[:3])) if why else \
         " — no such volume in the image (not an OVMF image with a PEI phase, or a PEI-less TDVF)"
     facts.problems.append(("error", f"no {what}{reason}; PCR0 cannot be predicted"))

@@ -107,8 +107,12 @@ def _damage(store: Node) -> str | None:
     return None
 
 
-def secure_boot_value(store: Store, supported: bool) -> tuple[Found, str]:
-    """The SecureBoot variable as AuthVariableLibInitialize leaves it, and the reason in words."""
+def secure_boot_value(store: Store, supported: bool | None) -> tuple[Found, str]:
+    """The SecureBoot variable as AuthVariableLibInitialize leaves it, and the reason in words
+    (`supported` None: whether the image has AuthVariableLib is unknown)."""
+    if supported is None:
+        return Found("SecureBoot", GLOBAL, None, None, "whether the image creates it (a Secure Boot build) is "
+                                                       "unknown: the image's DXEFV is missing"), ""
     if not supported:
         found = store.lookup("SecureBoot", GLOBAL)
         return found, "no AuthVariableLib in the image: SecureBoot is whatever the store holds (normally absent)"
