@@ -145,6 +145,7 @@ class SnpPrediction:
         self.guest_features = 0
         self.ap_eip: int | None = None
         self.metadata_at: int | None = None   # file offset of the "ASEV" descriptor
+        self.metadata_found = False           # QEMU would find it (signature and Length good)
         self._metadata: Node | None = None
 
     @property
@@ -153,7 +154,8 @@ class SnpPrediction:
 
     @property
     def has_metadata(self) -> bool:
-        return self.metadata_at is not None
+        """False when QEMU would find no SEV metadata and refuse the SNP launch."""
+        return self.metadata_found
 
     @property
     def metadata(self) -> Node | None:
@@ -280,8 +282,9 @@ def _sections(data, entries, p: SnpPrediction) -> list[tuple[int, int, int, int]
     offset = v[0]
     end = len(data)
     entry_at = entries[SEV_METADATA_OFFSET_GUID][0]
-    # QEMU hw/i386/pc_sysfw_ovmf.c (pc_system_parse_sev_metadata): the descriptor is at E - offset,
-    # must say "ASEV" and its Length must fit between there and the end of the image.
+    # QEMU target/i386/sev.c (pc_system_parse_sev_metadata): the descriptor is at E - offset, must
+    # say "ASEV" and its Length must fit between there and the end of the image, else QEMU has no
+    # SEV metadata; it keeps Length bytes and reads NumSections entries from them.
     if offset < 16 or offset > end:
         p._error(entry_at, f"{NO_SEV_METADATA}: SEV metadata offset 0x{offset:x} points outside the "
                            f"0x{end:x}-byte image")
@@ -296,13 +299,14 @@ def _sections(data, entries, p: SnpPrediction) -> list[tuple[int, int, int, int]
         # QEMU does not check it; sev-snp-measure refuses any other version.
         p._warn(at + 8, f"SEV metadata Version {version}, only 1 is defined (OvmfSevMetadata.asm)")
     if length < 16 or length > offset:
-        p._error(at + 4, f"SEV metadata Length 0x{length:x} is < 16 or runs past the end of the image")
+        p._error(at + 4, f"{NO_SEV_METADATA}: the descriptor's Length 0x{length:x} is < 16 or runs past the "
+                         f"end of the image")
         return None
+    p.metadata_found = True
     if num > MAX_SECTIONS:
         p._error(at + 12, f"SEV metadata NumSections {num} is more than {MAX_SECTIONS}")
         return None
     if 16 + 12 * num > length:
-        # QEMU copies Length bytes and then reads NumSections entries from the copy.
         p._error(at + 12, f"{num} sections need 0x{16 + 12 * num:x} bytes, the descriptor's Length is 0x{length:x}")
         return None
     if 16 + 12 * num < length:

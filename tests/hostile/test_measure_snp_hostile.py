@@ -93,7 +93,8 @@ def test_snp_duplicate_metadata_guid_uses_the_one_nearest_the_footer():
 
 @pytest.mark.parametrize("offset", [0, 8, SIZE + 1, 0xFFFFFFFF])
 def test_snp_metadata_offset_outside_image(offset):
-    img = crafted_image(entries=[entry(struct.pack("<I", offset), SEV_META), entry(struct.pack("<I", 0x80B004), RESET_BLOCK)])
+    img = crafted_image(entries=[entry(struct.pack("<I", offset), SEV_META),
+                                 entry(struct.pack("<I", 0x80B004), RESET_BLOCK)])
     p = predict(img)
     assert p.digest is None and any("no SEV metadata" in m and "points outside" in m for m in errors(p))
 
@@ -122,10 +123,19 @@ def test_snp_num_sections_huge():
     assert p.problems[0].offset == DESCRIPTOR_AT + 12
 
 
-@pytest.mark.parametrize("length", [0, 15, 16 + 12 * 5, 0xFFFFFFFF])
-def test_snp_descriptor_length_does_not_cover_sections(length):
+@pytest.mark.parametrize("length", [0, 15, SIZE - DESCRIPTOR_AT + 1, 0xFFFFFFFF])
+def test_snp_descriptor_length_out_of_bounds_is_no_metadata(length):
+    """QEMU's pc_system_parse_sev_metadata ignores such a descriptor: no metadata, no SNP launch."""
     p = predict(patch(crafted_image(), DESCRIPTOR_AT + 4, "<I", length))
-    assert p.digest is None and errors(p)
+    assert p.digest is None and not p.has_metadata
+    assert [m for m in errors(p) if m.startswith("no SEV metadata: the descriptor's Length")]
+    assert p.metadata is not None      # the Node decoder still shows what is there
+
+
+def test_snp_descriptor_length_shorter_than_its_sections():
+    p = predict(patch(crafted_image(), DESCRIPTOR_AT + 4, "<I", 16 + 12 * 5))
+    assert p.digest is None and p.has_metadata
+    assert errors(p) == ["6 sections need 0x58 bytes, the descriptor's Length is 0x4c"]
 
 
 def test_snp_version_two_is_a_warning():
@@ -240,7 +250,8 @@ def test_snp_truncated_real_image():
 def test_snp_random_bytes_in_table_and_descriptor():
     img = crafted_image()
     rng = random.Random(0x5EF)
-    hot = list(range(DESCRIPTOR_AT, DESCRIPTOR_AT + 16 + 12 * len(CRAFTED_SECTIONS))) + list(range(SIZE - 0x120, SIZE - 0x20))
+    # The bytes that are parsed: the descriptor and its sections, and the GUIDed table with its footer.
+    hot = [*range(DESCRIPTOR_AT, DESCRIPTOR_AT + 16 + 12 * len(CRAFTED_SECTIONS)), *range(SIZE - 0x120, SIZE - 0x20)]
     for _ in range(300):
         b = bytearray(img)
         for _ in range(rng.randrange(1, 6)):
