@@ -335,6 +335,25 @@ def test_separator_value_differs():
                                          "0x00000000 predicted (sha256 ")
 
 
+def test_one_bank_differing_is_a_divergence_even_when_another_agrees():
+    evs = boot_events()
+    raw = spec_id(("sha1", "sha256"))
+    for n, e in enumerate(evs):
+        d = e.digests(("sha1", "sha256"))
+        if n == 2:                 # DXEFV: sha1 of the right bytes, sha256 of other bytes
+            d["sha256"] = h("sha256", b"other bytes")
+        raw += event2(e.pcr, e.etype, d, e.data)
+    node = explain_against(prediction_of(evs), decode_event_log(raw))
+    assert node.get("FirstDivergence") == 3
+    assert node.get("Reason") == (f"#3 PCR0 EV_EFI_PLATFORM_FIRMWARE_BLOB: firmware blob 0x900000+0xc00000: same "
+                                  f"range, another digest (sha256 {h('sha256', b'other bytes').hex()[:16]}… in the "
+                                  f"log, {h('sha256', bytes([2]) * 64).hex()[:16]}… predicted): the bytes hashed "
+                                  f"differ from the predicted ones (another build of the same layout was booted, "
+                                  f"or the firmware wrote into the volume before measuring it)")
+    regs = registers(node)
+    assert (regs[("PCR0", "sha1")].get("Equal"), regs[("PCR0", "sha256")].get("Equal")) == (True, False)
+
+
 def test_first_divergence_is_the_earliest_over_all_pcrs():
     log_evs = boot_events(secure_boot=1, version="X")
     node = explain(log_evs, boot_events())
