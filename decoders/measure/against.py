@@ -509,11 +509,33 @@ def against(prediction: Prediction, log_root: Node, *, banks=None, so_far: bool 
     for pcr in pcrs:
         mine = [p for p in predicted if p.index == pcr]
         result.divergences += _pair(pcr, mine, by_pcr[pcr], result.banks, result.event_count)
+    if 0 in pcrs:
+        result.divergences += _locality(prediction, log_root, by_pcr[0], result.event_count)
     result.divergences.sort(key=lambda d: (d.log_index, d.pcr))
     rp = replay(log_root)
     result.registers = compare_registers(Prediction(predicted, prediction.banks, prediction.initial), rp,
                                          banks=wanted, pcrs=pcrs)
     return result
+
+
+def _locality(prediction: Prediction, log_root: Node, pcr0: list[LogEvent], end: int) -> list[Divergence]:
+    """PCR0's reset value: 0…0L after a StartupLocality event of locality L (PFP §10.4.5.3), zero
+    without one; the prediction says it with `initial[0]`."""
+    logged, where = 0, None
+    for index, ev in enumerate(log_events(log_root)):
+        data = ev.children[0] if ev.children else None
+        if index and ev.get("EventType") == S.EV_NO_ACTION and ev.get("PCRIndex") == 0 \
+                and data is not None and data.kind == "startup-locality":
+            logged, where = data.get("StartupLocality") or 0, index
+            break
+    init = prediction.initial.get(0)
+    predicted = init[-1] if init else 0
+    if logged == predicted:
+        return []
+    index = where if where is not None else (pcr0[0].index if pcr0 else end)
+    said = f" (StartupLocality event #{where})" if where is not None else " (no StartupLocality event)"
+    return [Divergence(0, "differs", index, f"PCR0 starts at locality {logged} in the log{said}, at locality "
+                                            f"{predicted} in the prediction: every PCR0 value differs")]
 
 
 def explain_against(prediction: Prediction, log_root: Node, *, banks=None, so_far: bool = False) -> Node:

@@ -354,6 +354,21 @@ def test_one_bank_differing_is_a_divergence_even_when_another_agrees():
     assert (regs[("PCR0", "sha1")].get("Equal"), regs[("PCR0", "sha256")].get("Equal")) == (True, False)
 
 
+def test_startup_locality_in_the_log_not_predicted():
+    # PFP §10.4.5.3: EV_NO_ACTION in PCR0, "StartupLocality\0" then the locality byte
+    locality = struct.pack("<IIIH", 0, EV_NO_ACTION, 2, 0x0004) + bytes(20) + struct.pack("<H", 0x000B) + bytes(32)
+    locality += struct.pack("<I", 17) + b"StartupLocality\0" + b"\x03"
+    evs = boot_events()
+    raw = spec_id(("sha1", "sha256")) + locality + b"".join(
+        event2(e.pcr, e.etype, e.digests(("sha1", "sha256")), e.data) for e in evs)
+    node = explain_against(prediction_of(evs), decode_event_log(raw))
+    assert node.get("FirstDivergence") == 1
+    assert node.get("Reason") == ("PCR0 starts at locality 3 in the log (StartupLocality event #1), at locality 0 "
+                                  "in the prediction: every PCR0 value differs")
+    assert registers(node)[("PCR0", "sha256")].get("Equal") is False
+    assert registers(node)[("PCR7", "sha256")].get("Equal") is True
+
+
 def test_first_divergence_is_the_earliest_over_all_pcrs():
     log_evs = boot_events(secure_boot=1, version="X")
     node = explain(log_evs, boot_events())
