@@ -468,3 +468,41 @@ def test_image_without_tdx_metadata_says_so():
     assert "no TDX metadata" in pred.problems[0].message
     node = pred.node()
     assert node.kind == "tdx-prediction" and node.problems
+
+
+def _find_variable(vars_: bytes, wanted: str) -> tuple[int, int]:
+    """(header offset, data offset) of the live variable `wanted`, walked with struct."""
+    hlen = struct.unpack_from("<H", vars_, 0x30)[0]
+    pos = hlen + 28
+    while struct.unpack_from("<H", vars_, pos)[0] == 0x55AA:
+        nsize, dsize = struct.unpack_from("<II", vars_, pos + 36)
+        name = vars_[pos + 60:pos + 60 + nsize].decode("utf-16-le").rstrip("\0")
+        if name == wanted and vars_[pos + 2] == 0x3F:
+            return pos, pos + 60 + nsize
+        pos = (pos + 60 + nsize + dsize + 3) & ~3
+    raise AssertionError(f"{wanted} not in the store")
+
+
+@pytest.mark.parametrize("change,secure_boot", [
+    ("none", b"\x01"),       # PK and SecureBootEnable = 1
+    ("deleted", b"\x01"),    # PK, no SecureBootEnable: AuthVariableLib creates it enabled
+    ("zero", b"\x00"),       # PK and SecureBootEnable = 0
+])
+def test_secure_boot_value_follows_auth_variable_lib(change, secure_boot):
+    image = trixie("OVMF.fd").read_bytes()
+    vars_ = bytearray(trixie("OVMF_VARS_4M.ms.fd").read_bytes())
+    header, data = _find_variable(bytes(vars_), "SecureBootEnable")
+    if change == "deleted":
+        vars_[header + 2] = 0x3F & 0xFD          # VAR_ADDED & VAR_DELETED
+    elif change == "zero":
+        vars_[data] = 0
+    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=())
+    assert pred.rtmr0.events[2].data == uefi_variable_data("SecureBoot", GLOBAL, secure_boot)
+
+
+def test_the_build_assumption_is_stated(config_b):
+    on = predict_tdx(config_b, "OVMF.fd", orders=())
+    off = predict_tdx(config_b, "OVMF.fd", orders=(), secure_boot_build=False)
+    assert any(p.severity == Severity.INFO and "SECURE_BOOT_ENABLE=TRUE" in p.message for p in on.problems)
+    assert any(p.severity == Severity.INFO and "without Secure Boot" in p.message for p in off.problems)
+    assert on.node().get("SecureBootBuild") is True and off.node().get("SecureBootBuild") is False
