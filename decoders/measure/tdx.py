@@ -269,8 +269,8 @@ def _cfv(sections: list[TdxSection], image: bytes, image_space: Space, vars_data
     if vars_data is not None:
         if len(vars_data) != section.raw_data_size:
             problems.append(Problem(None, Severity.ERROR,
-                                    f"the VARS file has {len(vars_data)} bytes, the CFV section {section.raw_data_size}:"
-                                    f" it cannot stand for this image's CFV"))
+                                    f"the VARS file has {len(vars_data)} bytes, the CFV section "
+                                    f"{section.raw_data_size}: it cannot stand for this image's CFV"))
             if section.file_offset is None:
                 return None
         else:
@@ -300,10 +300,11 @@ def _cfv_event(section: TdxSection, cfv: bytes, space: Space, offset: int):
     # AsciiSPrint "%g" prints a GUID in upper case (MdePkg/Library/BasePrintLib).
     desc = FV_HANDOFF_TABLE_DESC if name is None else f"Fv({str(name).upper()})".encode("ascii") + b"\0"
     data = struct.pack("<B41sQQ", len(FV_HANDOFF_TABLE_DESC), desc, section.memory_address, section.raw_data_size)
+    source = (f"CFV {'(the VARS file) ' if space.name == 'VARS' else ''}at GPA 0x{section.memory_address:x}, "
+              f"{section.raw_data_size:#x} bytes")
     return PredictedEvent(RTMR0, EV_EFI_PLATFORM_FIRMWARE_BLOB2, {BANK: hashlib.sha384(cfv).digest()}, data,
-                          f"CFV {'(the VARS file) ' if space.name == 'VARS' else ''}at GPA 0x{section.memory_address:x},"
-                          f" {section.raw_data_size:#x} bytes", "TdxHelperMeasureCfvImage: the CFV (variable store)",
-                          space, offset, len(cfv), cc=True)
+                          source, "TdxHelperMeasureCfvImage: the CFV (variable store)", space, offset, len(cfv),
+                          cc=True)
 
 
 def _variable_data(name: str, guid: uuid.UUID, value: bytes) -> bytes:
@@ -327,9 +328,14 @@ def _secure_boot_events(cfv: bytes, space: Space, offset: int, sb_build: bool, p
             pk = ("PK", gEfiGlobalVariableGuid) in store
             enable = store.get(("SecureBootEnable", gEfiSecureBootEnableDisableGuid))
             on = pk and (enable is None or enable[0][:1] == b"\x01")
-            why = ("PK present" + (", SecureBootEnable absent" if enable is None else
-                                   f", SecureBootEnable {enable[0][:1].hex() or 'empty'}")) if pk else "no PK (setup mode)"
-            values.append((vname, guid, b"\x01" if on else b"\x00", None, f"SecureBoot = {int(on)} ({why}, AuthVariableLib)"))
+            if not pk:
+                why = "no PK (setup mode)"
+            elif enable is None:
+                why = "PK present, SecureBootEnable absent"
+            else:
+                why = f"PK present, SecureBootEnable {enable[0][:1].hex() or 'empty'}"
+            values.append((vname, guid, b"\x01" if on else b"\x00", None,
+                           f"SecureBoot = {int(on)} ({why}, AuthVariableLib)"))
             continue
         hit = store.get((vname, guid))
         if hit is None:
@@ -357,7 +363,8 @@ def _erased(data: bytes, start: int, end: int) -> bool:
     return data.count(b"\xff", start, end) == max(0, end - start)
 
 
-def read_variable_store(cfv: bytes, base: int, problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
+def read_variable_store(cfv: bytes, base: int,
+                        problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
     """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
     (data, offset of the data + base)}. When PlatformValidateNvVarStore (PlatformInitLib/Platform.c)
     would refuse the store, TDVF starts from an empty one: a warning and {}."""
