@@ -118,8 +118,9 @@ class MeasureCheck:
             differ += not r.get("Equal")
         node.add("FirstDivergence", against.get("FirstDivergence"), display=against.field("FirstDivergence").display)
         node.append(against)
-        node.title = "PCR0/PCR7: predicted vs replayed: " + (
-            f"all {checked} equal so far" if not differ else f"{differ} of {checked} differ")
+        # The title stays the same from stop to stop (the live screen keeps the selection by
+        # kind and title); the verdict is a field.
+        node.add("Summary", differ, display=f"all {checked} equal so far" if not differ else f"{differ} of {checked} differ")
         return node
 
 
