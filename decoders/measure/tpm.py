@@ -110,19 +110,20 @@ class TpmPrediction(Prediction):
 
 
 def load_vars(source: str | Path | bytes | bytearray, name: str | None = None) -> Node:
-    """Decode a VARS file (path or bytes) into the Node tree predict_tpm reads (decoders.fd)."""
-    from decoders.fd import decode_image
+    """Read a VARS file (path or bytes) into the Node tree predict_tpm reads: its variable store
+    (decoders.measure.tpm_vars.read_vars; a full decode with decoders.fd works as well)."""
+    from decoders.measure.tpm_vars import read_vars
 
     if isinstance(source, (bytes, bytearray)):
         data, label = bytes(source), name or "VARS"
     else:
         p = Path(source)
         if p.stat().st_size > MAX_VARS_FILE:
-            root = Node("image", f"{p.name}: larger than {MAX_VARS_FILE:,} bytes, not read")
+            root = Node("vars-file", f"{p.name}: larger than {MAX_VARS_FILE:,} bytes, not read")
             root.problem(None, f"{p.name} is larger than {MAX_VARS_FILE:,} bytes: not a VARS file")
             return root
         data, label = p.read_bytes(), name or p.name
-    return decode_image(data, name=label)
+    return read_vars(data, label)
 
 
 def _problem(problems: list[Problem], severity: str, message: str) -> None:
@@ -159,7 +160,7 @@ def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha2
         f"S-CRTM version {shown}", version.space, version.offset, version.size))
     pcr0_ok = True
     if facts.peifv is not None:
-        _problem(pred.problems, "warning", PEIFV_WRITES)
+        _problem(pred.problems, "info", PEIFV_WRITES)
     for vol in (facts.peifv, facts.dxefv):
         if vol is None:
             pcr0_ok = False

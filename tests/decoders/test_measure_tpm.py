@@ -295,3 +295,29 @@ def test_split_code_without_vars_says_pcr7_is_not_predictable():
     assert 7 in p.unpredictable and 7 not in p.registers()["sha256"]
     assert any("no VARS given" in x.message for x in p.problems)
     assert 0 in p.registers()["sha256"]
+
+
+VARS_FILES = [("bookworm", n) for n in ("OVMF_VARS.fd", "OVMF_VARS.ms.fd", "OVMF_VARS_4M.fd", "OVMF_VARS_4M.ms.fd",
+                                        "OVMF_VARS_4M.snakeoil.fd")] + \
+             [("trixie", n) for n in ("OVMF_VARS_4M.fd", "OVMF_VARS_4M.ms.fd", "OVMF_VARS_4M.snakeoil.fd")]
+
+
+@pytest.mark.parametrize("release,name", VARS_FILES, ids=[f"{r}-{n}" for r, n in VARS_FILES])
+def test_light_vars_reader_agrees_with_the_full_decoder(release, name):
+    """load_vars' reader gives the same variables (name, vendor, state, data, where) as decoders.nvvars
+    through decoders.fd, and predict_tpm the same PCR7 from either."""
+    from decoders.fd import decode_image
+    from decoders.measure.tpm import load_vars, predict_tpm
+    path = bookworm(name) if release == "bookworm" else trixie(name)
+    data = path.read_bytes()
+
+    def rows(root):
+        return [(v.get("Name"), v.get("VendorGuid"), v.get("State"), bytes(v.get("Data")), v.field("Data").offset)
+                for v in next(root.find("variable-store")).children if v.kind == "variable"]
+    light, full = load_vars(path), decode_image(data, name=path.name)
+    assert rows(light) == rows(full)
+    assert rows(light) or ".ms." not in name and "snakeoil" not in name
+    img = _image(bookworm("OVMF_CODE_4M.fd"))
+    a = predict_tpm(img, light, banks=("sha256",)).registers()["sha256"][7]
+    b = predict_tpm(img, full, banks=("sha256",)).registers()["sha256"][7]
+    assert a == b
