@@ -116,6 +116,7 @@ class TdxPrediction:
     problems: list[Problem] = field(default_factory=list)
     depends: list[str] = field(default_factory=list)
     secure_boot_build: bool = True
+    sec_measures: bool = True                           # False: a SEC without SHA-384 (edk2 before 2023)
     metadata: Node | None = None
 
     def node(self) -> Node:
@@ -172,6 +173,19 @@ def _size_text(n: int) -> str:
 
 # -- the prediction ------------------------------------------------------------------------------
 
+# SHA-512's first two round constants as a table of UINT64 holds them, little-endian (FIPS 180-4
+# §4.2.3; SHA-384 uses the same table). TdxHelperMeasureTdHob hashes in SEC through BaseCryptLib's
+# Sha384HashAll, so a SEC that measures carries this table in the uncompressed part of the flash;
+# edk2 2022.11's OvmfPkgX64 SEC (Debian 12) has no hash code at all.
+_SHA512_K0_K1 = struct.pack("<QQ", 0x428A2F98D728AE22, 0x7137449123EF65CD)
+
+
+def sec_measures(image: bytes) -> bool:
+    """Whether the image's SEC can hash: the SHA-512/384 constants lie in its uncompressed bytes
+    (in compressed volumes they would not appear as such)."""
+    return _SHA512_K0_K1 in image
+
+
 def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: bytes | None = None,
                 orders=("per-page", "two-pass"), secure_boot_build: bool = True) -> TdxPrediction:
     """MRTD, RTMR0 and TD HOB of the TDVF image `image` on a q35 QEMU with `memory` bytes of RAM.
@@ -205,6 +219,16 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
     out.depends = list(DEPENDS)
     image_space = Space(name, image, (1 << 32) - len(image))
 
+    if not sec_measures(image):
+        out.sec_measures = False
+        out.problems.append(Problem(None, Severity.WARNING, (
+            "no SHA-384 code in the image's uncompressed volumes: its SEC predates edk2-stable202302, "
+            "which added the TD HOB and CFV measurement to SEC (OvmfPkg/Sec/SecMain.c, TdxHelperLib); such a "
+            "TDVF extends nothing into RTMR0 before DXE, and RTMR0 gets later events only if its DXE volume "
+            "holds TdTcg2Dxe (Debian 12's OVMF has none: `fwinspect fd` lists it when present)")))
+        out.depends.insert(0, "whether DXE measures at all (TdTcg2Dxe in the compressed DXE volume); this "
+                              "image's SEC measures neither the TD HOB nor the CFV")
+        return out
     if not hob_bytes:
         out.depends.insert(0, "the TD HOB (QEMU would not build one: see the problems), then the CFV and "
                               "Secure Boot events")

@@ -253,9 +253,9 @@ def test_td_hob_event_hashes_the_built_hob_up_to_its_end_hob(config_b):
     assert ev.data == struct.pack("<B9sQ16sQ", 9, b"TdxTable\0", 1, OVMF_TOKEN_SPACE.bytes_le, gpa)
 
 
-@pytest.mark.parametrize("which", ["config-b", "bookworm"])
+@pytest.mark.parametrize("which", ["config-b", "trixie"])
 def test_cfv_event_hashes_the_cfv_section_bytes(which):
-    image = (firmware("inteltdx/OVMF.fd") if which == "config-b" else bookworm("OVMF.fd")).read_bytes()
+    image = (firmware("inteltdx/OVMF.fd") if which == "config-b" else trixie("OVMF.fd")).read_bytes()
     cfv = next(s for s in descriptor_sections(image) if s[4] == 1)
     pred = predict_tdx(image, which, memory=2 * GiB, orders=())
     ev = pred.rtmr0.events[1]
@@ -391,22 +391,22 @@ def test_corrupt_vars_mean_an_empty_store():
 
 
 def test_vars_of_another_size_are_refused():
-    image = bookworm("OVMF.fd").read_bytes()
-    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(0x84000), orders=())
+    image = trixie("OVMF.fd").read_bytes()
+    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(0x20000), orders=())
     assert any("VARS file has" in p.message for p in pred.problems)
     # the image's own CFV is used instead
-    assert pred.rtmr0.events[1].digests["sha384"] == hashlib.sha384(image[:0x20000]).digest()
+    assert pred.rtmr0.events[1].digests["sha384"] == hashlib.sha384(image[:0x84000]).digest()
 
 
 def test_code_only_image_needs_its_vars():
-    code = bookworm("OVMF_CODE.fd").read_bytes()
+    code = trixie("OVMF_CODE_4M.fd").read_bytes()
     pred = predict_tdx(code, "OVMF_CODE.fd", orders=())
     assert len(pred.rtmr0.events) == 1 and "pass the VARS" in pred.problems[-1].message
     assert pred.depends[0].startswith("the CFV")
-    vars_ = bookworm("OVMF_VARS.fd").read_bytes()
+    vars_ = trixie("OVMF_VARS_4M.fd").read_bytes()
     pred = predict_tdx(code, "OVMF_CODE.fd", vars_data=vars_, orders=())
     assert pred.rtmr0.events[1].digests["sha384"] == hashlib.sha384(vars_).digest()
-    unified = bookworm("OVMF.fd").read_bytes()
+    unified = trixie("OVMF.fd").read_bytes()
     assert [ev.digests for ev in pred.rtmr0.events] == \
         [ev.digests for ev in predict_tdx(unified, "OVMF.fd", vars_data=vars_, orders=()).rtmr0.events]
 
@@ -416,6 +416,8 @@ def _image_with_cfv(cfv: bytes, cfv_gpa: int) -> bytes:
     TempMem) found through the OVMF GUIDed table at the end (QEMU pc_sysfw_ovmf.c)."""
     size = len(cfv) + 0x10000
     image = bytearray(cfv + bytes(0x10000))
+    # a SEC that can hash: SHA-512/384's first round constants (FIPS 180-4 §4.2.3) as a UINT64 table
+    image[len(cfv) + 0x800:len(cfv) + 0x810] = struct.pack("<QQ", 0x428A2F98D728AE22, 0x7137449123EF65CD)
     desc_at = len(cfv) + 0x100
     rows = [(len(cfv), 0x1000, 0xFFFFF000, 0x1000, 0, 1), (0, len(cfv), cfv_gpa, len(cfv), 1, 0),
             (0, 0, 0x809000, 0x2000, 2, 0), (0, 0, 0x800000, 0x6000, 3, 0)]
@@ -506,3 +508,24 @@ def test_the_build_assumption_is_stated(config_b):
     assert any(p.severity == Severity.INFO and "SECURE_BOOT_ENABLE=TRUE" in p.message for p in on.problems)
     assert any(p.severity == Severity.INFO and "without Secure Boot" in p.message for p in off.problems)
     assert on.node().get("SecureBootBuild") is True and off.node().get("SecureBootBuild") is False
+
+
+def test_a_sec_without_sha384_measures_nothing():
+    """Debian 12's OVMF (edk2 2022.11): no SHA-384 in SEC, no TdTcg2Dxe in DXE (`fwinspect fd`):
+    nothing is extended into RTMR0; the TD HOB QEMU writes is still built and shown."""
+    pred = predict_tdx(bookworm("OVMF.fd").read_bytes(), "OVMF.fd", orders=())
+    assert pred.rtmr0.events == [] and pred.sec_measures is False
+    assert any(p.severity == Severity.WARNING and "SHA-384" in p.message for p in pred.problems)
+    assert pred.td_hob_bytes and pred.td_hob.get("HobCount") == 10
+    node = pred.node()
+    rtmr0 = next(c for c in node.children if c.get("Register") == "RTMR0")
+    assert rtmr0.get("Value") == bytes(48).hex() and rtmr0.get("Events") == 0
+
+
+@pytest.mark.parametrize("image", ["config-b", "trixie", "trixie-code"])
+def test_secs_of_2025_carry_sha384(image):
+    from decoders.measure.tdx import sec_measures
+
+    path = {"config-b": lambda: firmware("inteltdx/OVMF.fd"), "trixie": lambda: trixie("OVMF.fd"),
+            "trixie-code": lambda: trixie("OVMF_CODE_4M.fd")}[image]()
+    assert sec_measures(path.read_bytes())

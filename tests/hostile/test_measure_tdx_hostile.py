@@ -56,6 +56,8 @@ def _tdvf_image(rows, size: int = 0x40000, cfv: bytes | None = None) -> bytes:
     image = bytearray(size)
     if cfv is not None:
         image[:len(cfv)] = cfv
+    # a SEC that can hash: SHA-512/384's first round constants (FIPS 180-4 §4.2.3) as a UINT64 table
+    image[0x30000:0x30010] = struct.pack("<QQ", 0x428A2F98D728AE22, 0x7137449123EF65CD)
     desc_at = size - 0x1000
     image[desc_at:desc_at + 16] = b"TDVF" + struct.pack("<III", 16 + 32 * len(rows), 1, len(rows))
     for i, r in enumerate(rows):
