@@ -1,0 +1,146 @@
+"""decoders.measure.tpm.predict_tpm against real boots: Debian 12 and 13 OVMF images with their VARS
+under QEMU 7.2 (q35, TCG) and swtpm, each booted once until ReadyToBoot has passed and the PCRs
+stay still (watched through the relay), then stopped over QMP.
+
+Three values per PCR and bank, from three independent places:
+- swtpm's own PCRs, read back with TPM2_PCR_Read through inspector.live.tpmrelay;
+- the replay of the TCG2 event log found in the guest's RAM (`dump-guest-memory`, paging off);
+- the prediction from the image and VARS bytes alone.
+The first two must agree on PCR0-7 (the log explains the TPM); the prediction must equal them on
+PCR0 and PCR7, in SHA-1 and SHA-256. When it does not, the failure lists the predicted and the
+logged events of that PCR side by side, so the differing event is named.
+
+Pairings (Debian's ovmf README.Debian): OVMF_CODE_4M.ms.fd and OVMF_CODE_4M.snakeoil.fd are both
+links to OVMF_CODE_4M.secboot.fd, which stops without SMM; QEMU 7.2 takes the SMM settings as
+extra arguments (`-machine q35,smm=on` merges with QemuProcess's `-machine q35`, and the
+pflash must be `secure` so only SMM code writes the variables).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.live.test_tpm_relay_live import run_to_ready_to_boot
+from tests.realdata import bookworm, missing, tool, trixie
+
+pytestmark = pytest.mark.live
+
+BANKS = ("sha1", "sha256")
+EV_NO_ACTION, EV_SEPARATOR = 0x3, 0x4
+SMM = ("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on")
+
+
+def bookworm_snakeoil_vars() -> Path:
+    p = bookworm("OVMF_VARS_4M.ms.fd").with_name("OVMF_VARS_4M.snakeoil.fd")
+    if not p.is_file():
+        missing(f"{p.name} not found: install Debian bookworm's `ovmf` package")
+    return p
+
+
+# id: (CODE or unified image, VARS or None, extra QEMU arguments)
+CONFIGS = {
+    "bookworm-OVMF.fd": (lambda: bookworm("OVMF.fd"), None, ()),
+    "bookworm-4M": (lambda: bookworm("OVMF_CODE_4M.fd"), lambda: bookworm("OVMF_VARS_4M.fd"), ()),
+    "bookworm-4M.ms": (lambda: bookworm("OVMF_CODE_4M.secboot.fd"), lambda: bookworm("OVMF_VARS_4M.ms.fd"), SMM),
+    "bookworm-4M.snakeoil": (lambda: bookworm("OVMF_CODE_4M.secboot.fd"), bookworm_snakeoil_vars, SMM),
+    "trixie-4M": (lambda: trixie("OVMF_CODE_4M.fd"), lambda: trixie("OVMF_VARS_4M.fd"), ()),
+    "trixie-4M.ms": (lambda: trixie("OVMF_CODE_4M.ms.fd"), lambda: trixie("OVMF_VARS_4M.ms.fd"), SMM),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def boot(request, tmp_path_factory):
+    """One boot of one image + VARS: swtpm's PCRs at the stop and the log from the RAM dump."""
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    tool("swtpm", "swtpm")
+    from inspector.live.qemu import QemuProcess
+    from inspector.dump import open_dump
+    from inspector.locate import dump_overview
+
+    code_of, vars_of, extra = CONFIGS[request.param]
+    code, vars_ = code_of(), (vars_of() if vars_of else None)
+    out = tmp_path_factory.mktemp(request.param)
+    with QemuProcess(code, vars=vars_, tpm=True, extra_args=extra) as q:
+        if vars_ is None:
+            assert q.vars is None, "a unified image boots with -bios and its own varstore"
+        run_to_ready_to_boot(q)
+        pcrs = q.read_pcrs(BANKS, range(8))
+        q.qmp.execute("dump-guest-memory", paging=False, protocol=f"file:{out / 'guest.elf'}")
+    with open_dump(out / "guest.elf") as d:           # the log's bytes are copied into its node
+        logs = [n for n in dump_overview(d).walk() if n.kind == "event-log"]
+    assert len(logs) == 1, f"{request.param}: {len(logs)} TCG2 logs found in RAM"
+    (out / "guest.elf").unlink()         # 256 MiB each: keep the disk free for the next boot
+    return {"id": request.param, "code": code, "vars": vars_, "pcrs": pcrs, "log": logs[0]}
+
+
+def logged(log, pcr: int) -> list:
+    """The events of one PCR the TPM extended (EV_NO_ACTION is not extended, PFP §10.4.1)."""
+    from decoders.eventlog.decode import event_digests, log_events
+
+    out = []
+    for i, e in enumerate(log_events(log)):
+        if i == 0 or e.get("PCRIndex") != pcr or e.get("EventType") == EV_NO_ACTION:
+            continue
+        out.append((e.get("EventType"), dict(event_digests(e)), e.get("Event") or b""))
+    return out
+
+
+def test_swtpm_pcrs_equal_the_replay_of_the_log_in_ram(boot):
+    from decoders.eventlog.replay import replay
+
+    for n in (0, 7):
+        assert any(t == EV_SEPARATOR for t, _d, _e in logged(boot["log"], n)), \
+            f"{boot['id']}: no EV_SEPARATOR in PCR{n}: the boot had not reached ReadyToBoot, settle longer"
+    rp = replay(boot["log"])
+    for bank in BANKS:
+        for n in range(8):
+            assert boot["pcrs"][bank][n] == rp.value(bank, n), f"{boot['id']} {bank} PCR{n}"
+
+
+@pytest.fixture(scope="module")
+def predictions():
+    return {}
+
+
+def prediction(boot, cache):
+    if boot["id"] not in cache:
+        try:
+            from decoders.measure.tpm import load_vars, predict_tpm
+        except ImportError as e:
+            pytest.skip(f"decoders.measure.tpm.predict_tpm is not there yet: {e}")
+        from inspector.cli import load_image_arg
+
+        image_root = load_image_arg(str(boot["code"])).root
+        vars_root = load_vars(boot["vars"]) if boot["vars"] else None
+        cache[boot["id"]] = predict_tpm(image_root, vars_root, banks=BANKS)
+    return cache[boot["id"]]
+
+
+def side_by_side(pred, log, pcr: int, bank: str) -> str:
+    """Predicted and logged events of one PCR, position by position, `!=` where they differ."""
+    ours = [(e.event_type, e.digests.get(bank), e.data, e.source) for e in pred.events if e.index == pcr]
+    real = logged(log, pcr)
+    lines = [f"PCR{pcr} {bank}: {len(ours)} predicted events, {len(real)} logged"]
+    for i in range(max(len(ours), len(real))):
+        p = ours[i] if i < len(ours) else None
+        r = real[i] if i < len(real) else None
+        same = p is not None and r is not None and p[0] == r[0] and p[1] == r[1].get(bank)
+        mark = "==" if same else "!="
+        lines.append(f"  #{i} {mark} predicted " + (f"type 0x{p[0]:x} {p[1].hex() if p[1] else None} "
+                                                      f"data {p[2][:24].hex()} ({p[3]})" if p else "-"))
+        lines.append("          logged    " + (f"type 0x{r[0]:x} {r[1].get(bank, b'').hex()} "
+                                               f"data {r[2][:24].hex()}" if r else "-"))
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("pcr", [0, 7])
+@pytest.mark.parametrize("bank", BANKS)
+def test_prediction_equals_the_pcr_swtpm_reached(boot, predictions, bank, pcr):
+    pred = prediction(boot, predictions)
+    values = pred.registers().get(bank, {})
+    assert pcr in values, (f"{boot['id']}: PCR{pcr} not predicted: "
+                           + "; ".join(p.message for p in pred.problems))
+    assert values[pcr] == boot["pcrs"][bank][pcr], (
+        f"{boot['id']}: predicted {bank} PCR{pcr} {values[pcr].hex()}, swtpm {boot['pcrs'][bank][pcr].hex()}\n"
+        + side_by_side(pred, boot["log"], pcr, bank))
