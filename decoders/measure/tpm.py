@@ -22,7 +22,7 @@ from pathlib import Path
 
 from decoders.measure.model import (DIGEST_SIZES, PredictedEvent, Prediction, digests, extend,
                                     register_name)
-from decoders.model import Node, Problem, Severity
+from decoders.model import Node, Problem, Severity, Space
 
 EV_SEPARATOR = 0x4
 EV_S_CRTM_VERSION = 0x8
@@ -132,9 +132,13 @@ def _problem(problems: list[Problem], severity: str, message: str) -> None:
 
 
 def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha256",),
-                fw_version: str | None = None) -> TpmPrediction:
+                fw_version: str | None = None, peifv_ram: bytes | None = None) -> TpmPrediction:
     """PCR0 and PCR7 events and values of an OVMF image (inspector.image.load_image(...).root) with
-    a decoded VARS (load_vars), or the image's own varstore when `vars_root` is None."""
+    a decoded VARS (load_vars), or the image's own varstore when `vars_root` is None.
+
+    `peifv_ram`: PEIFV as read from a guest's RAM at its base (the PEIFV event's BlobBase, FvLength
+    bytes), for a prediction of one VM's boot: its digest replaces that of the decompressed PEIFV,
+    whose bytes the PEIMs dispatched before Tcg2Pei change at run time."""
     from decoders.measure import tpm_image, tpm_vars
 
     banks = tuple(banks)
@@ -159,13 +163,13 @@ def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha2
         f"PcdFirmwareVersionString {shown} ({version.source}), UTF-16 with its NUL, {len(crtm)} bytes",
         f"S-CRTM version {shown}", version.space, version.offset, version.size))
     pcr0_ok = True
-    if facts.peifv is not None:
+    if facts.peifv is not None and peifv_ram is None:
         _problem(pred.problems, "info", PEIFV_WRITES)
     for vol in (facts.peifv, facts.dxefv):
         if vol is None:
             pcr0_ok = False
             continue
-        ev = _blob_event(vol, banks, pred.problems)
+        ev = _blob_event(vol, banks, pred.problems, peifv_ram if vol is facts.peifv else None)
         if ev is None:
             pcr0_ok = False
         else:
@@ -187,7 +191,7 @@ def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha2
     return pred
 
 
-def _blob_event(vol, banks, problems: list[Problem]) -> PredictedEvent | None:
+def _blob_event(vol, banks, problems: list[Problem], ram: bytes | None = None) -> PredictedEvent | None:
     fv = vol.node
     data = fv.space.data if fv.space is not None else None
     have = len(data) - fv.offset if data is not None else 0
@@ -204,10 +208,37 @@ def _blob_event(vol, banks, problems: list[Problem]) -> PredictedEvent | None:
     fs = fv.get("FileSystemGuid")
     source = (f"{vol.name} {str(fv_name) if fv_name else '(no FvName)'} decompressed ({fv.space.name}), "
               f"at {where} + 0x{vol.length:x}; filesystem {fs}; base: {vol.base_rule}")
+    if ram is not None and len(ram) != vol.length:
+        _problem(problems, "error", f"the PEIFV bytes read from RAM are 0x{len(ram):x} long, not FvLength "
+                                    f"0x{vol.length:x}: the image's decompressed PEIFV is used")
+    elif ram is not None:
+        changed = _changed(bytes(blob), ram)
+        where = ", ".join(f"+0x{a:x}..0x{b:x}" for a, b in changed[:8]) + (" …" if len(changed) > 8 else "")
+        source = (f"{vol.name} as read from the guest's RAM at 0x{base:x} + 0x{vol.length:x} (given); it differs "
+                  f"from the image's decompressed {vol.name} in {len(changed)} place(s){': ' + where if where else ''}")
+        space = Space(f"{vol.name} in RAM", ram, base if vol.base is not None else None)
+        return PredictedEvent(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, digests(banks, ram), event_data, source,
+                              f"{vol.name} 0x{base:x} + 0x{vol.length:x} (RAM)", space, 0, vol.length)
     if vol.name == "PEIFV":
         source += "; a real boot hashes it after the PEIMs run before Tcg2Pei wrote their globals into it"
     return PredictedEvent(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, digests(banks, blob), event_data, source,
                           f"{vol.name} {where} + 0x{vol.length:x}", fv.space, fv.offset, vol.length)
+
+
+def _changed(a: bytes, b: bytes, gap: int = 16) -> list[tuple[int, int]]:
+    """Ranges [start, end) where two equal-length buffers differ (runs closer than `gap` merged),
+    compared in 4 KiB blocks so equal blocks cost one comparison."""
+    out: list[tuple[int, int]] = []
+    for block in range(0, len(a), 4096):
+        if a[block:block + 4096] == b[block:block + 4096]:
+            continue
+        for i in range(block, min(block + 4096, len(a))):
+            if a[i] != b[i]:
+                if out and i - out[-1][1] < gap:
+                    out[-1] = (out[-1][0], i + 1)
+                else:
+                    out.append((i, i + 1))
+    return out
 
 
 def _store(facts, vars_root: Node | None, problems: list[Problem]):

@@ -321,3 +321,26 @@ def test_light_vars_reader_agrees_with_the_full_decoder(release, name):
     a = predict_tpm(img, light, banks=("sha256",)).registers()["sha256"][7]
     b = predict_tpm(img, full, banks=("sha256",)).registers()["sha256"][7]
     assert a == b
+
+
+@pytest.mark.parametrize("log", ["bookworm-OVMF.fd.tcglog", "trixie-OVMF.fd.tcglog"])
+def test_peifv_read_from_ram_gives_the_real_pcr0(log):
+    """With PEIFV as the guest's RAM held it (the image's bytes plus the recorded writes), every
+    PCR0 event and the final PCR0 equal the real boot's, in all four banks."""
+    from decoders.measure.model import extend
+    from decoders.measure.tpm import predict_tpm
+    image = bookworm("OVMF.fd") if log.startswith("bookworm") else trixie("OVMF.fd")
+    plain = _predict(image, banks=("sha256",))
+    ev = next(e for e in plain.events if e.description.startswith("PEIFV"))
+    ram = bytearray(ev.space.data[ev.offset:ev.offset + ev.size])
+    writes = json.loads(fixture(f"{BOOTS}/peifv-ram-writes.json").read_text())[log]
+    for off, hexbytes in writes:
+        ram[off:off + len(hexbytes) // 2] = bytes.fromhex(hexbytes)
+    pred = predict_tpm(_image(image), None, banks=BANKS, peifv_ram=bytes(ram))
+    real = [(p, d) for p, t, _, d in _real(log) if p == 0]
+    assert [e.digests for e in pred.events if e.index == 0] == [{b: d[b] for b in BANKS} for _, d in real]
+    events = [type("E", (), {"index": 0, "digests": d})() for _, d in real]
+    assert pred.registers() and all(pred.registers()[b][0] == extend(events, BANKS)[b][0] for b in BANKS)
+    peifv = next(e for e in pred.events if e.description.startswith("PEIFV"))
+    assert "read from the guest's RAM" in peifv.source and peifv.space.name == "PEIFV in RAM"
+    assert not any("PEIFV digest" in p.message for p in pred.problems)
