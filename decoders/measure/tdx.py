@@ -34,6 +34,10 @@ volume, so it is a parameter (`secure_boot_build`, default True: Debian's OVMF a
 hold are such builds; edk2's IntelTdxX64.dsc defaults to FALSE).
 
 Later RTMR0 events depend on the VM, not the image, and are named in `TdxPrediction.depends`.
+
+A TDVF whose SEC carries no SHA-384 code (edk2 before stable202302, which added steps 1 and 2 to
+OvmfPkg/Sec/SecMain.c; Debian 12's OVMF, whose DXE volume has no TdTcg2Dxe either) measures nothing
+into RTMR0: no events are predicted for it, with a warning (`sec_measures`).
 """
 from __future__ import annotations
 
@@ -96,6 +100,8 @@ DEPENDS = [
     "(shim's SbatLevel, MokListTrusted), PCR7: the OS loader and the keys",
     "EV_TABLE_OF_DEVICES (CPU locations, PCR1) only when PcdTpmPlatformClass is the server class "
     "(not OVMF's default); EV_EFI_ACTION \"UEFI Debug Mode\" first when PcdFirmwareDebuggerInitialized",
+    "EV_EFI_VARIABLE_DRIVER_CONFIG again for a Secure Boot variable written during the boot (key enrollment: "
+    "MdeModulePkg/Universal/Variable/RuntimeDxe/Measurement.c, PCR7)",
     "TDVFs older than edk2 2025.02 also extend an EV_SEPARATOR into RTMR0 at ReadyToBoot (the real CC "
     "event logs show it after the boot variables); this tree extends that separator into RTMR1 only",
 ]
