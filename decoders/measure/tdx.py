@@ -189,7 +189,8 @@ _SHA512_K0_K1 = struct.pack("<QQ", 0x428A2F98D728AE22, 0x7137449123EF65CD)
 def sec_measures(image: bytes) -> bool:
     """Whether the image's SEC can hash: the SHA-512/384 constants lie in its uncompressed bytes
     (in compressed volumes they would not appear as such)."""
-    return _SHA512_K0_K1 in image
+    find = getattr(image, "find", None)            # bytes, bytearray, mmap; a memoryview is copied
+    return (find(_SHA512_K0_K1) if find is not None else bytes(image).find(_SHA512_K0_K1)) >= 0
 
 
 def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: bytes | None = None,
@@ -310,7 +311,7 @@ def _cfv(sections: list[TdxSection], image: bytes, image_space: Space, vars_data
                                 "the CFV is not in this file (a CODE-only image?): pass the VARS file"))
         return None
     start = section.file_offset
-    return section, image[start:start + section.raw_data_size], image_space, start
+    return section, bytes(image[start:start + section.raw_data_size]), image_space, start
 
 
 def _fv_name(cfv: bytes) -> uuid.UUID | None:

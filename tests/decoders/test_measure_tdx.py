@@ -529,3 +529,15 @@ def test_secs_of_2025_carry_sha384(image):
     path = {"config-b": lambda: firmware("inteltdx/OVMF.fd"), "trixie": lambda: trixie("OVMF.fd"),
             "trixie-code": lambda: trixie("OVMF_CODE_4M.fd")}[image]()
     assert sec_measures(path.read_bytes())
+
+
+def test_image_may_be_a_bytearray_memoryview_or_mmap(config_b):
+    import mmap
+
+    want = predict_tdx(config_b, "OVMF.fd", orders=("per-page",))
+    path = firmware("inteltdx/OVMF.fd")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        for image in (bytearray(config_b), memoryview(config_b), mapped):
+            got = predict_tdx(image, "OVMF.fd", orders=("per-page",))
+            assert got.rtmr0.registers() == want.rtmr0.registers()
+            assert got.mrtd[0].digest == want.mrtd[0].digest
