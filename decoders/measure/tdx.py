@@ -137,6 +137,9 @@ class TdxPrediction:
         root.add("SecureBootBuild", self.secure_boot_build,
                  display=("assumed: AuthVariableLib and PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE)"
                           if self.secure_boot_build else "assumed: no Secure Boot support (empty variable store)"))
+        root.add("SecMeasures", self.sec_measures,
+                 display=("yes: SHA-384 in SEC, the TD HOB and the CFV are measured" if self.sec_measures
+                          else "no: no SHA-384 in SEC (edk2 before 2023.02), nothing measured before DXE"))
         root.problems.extend(self.problems)
         for r in self.mrtd:
             if r.digest is not None:
