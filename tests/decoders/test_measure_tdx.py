@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from decoders.hob import decode_hob_list, lint_td_hob
+from decoders.hob import decode_hob_list, lint_td_hob, td_hob_digest
 from decoders.measure.tdhob_build import build_td_hob, q35_ram
 from decoders.measure.tdx import predict_tdx, read_variable_store
 from decoders.model import Severity, Space
@@ -143,7 +143,10 @@ def test_td_hob_decodes_and_passes_tdvf_lint(memory):
     node = decode_hob_list(Space("td-hob", hob, base=gpa), gpa)
     assert not list(node.all_problems())
     assert lint_td_hob(node, td_hob_size=0x2000) == []
+    assert lint_td_hob(node, profile="edk2-stable202211", td_hob_size=0x2000) == []
     assert node.children[0].get("Version") == 9 and node.children[-1].get("HobType") == 0xFFFF
+    # decoders.hob's own TD HOB digest (TdxHelperMeasureTdHob's rule) agrees with the bytes hashed here
+    assert td_hob_digest(hob) == hashlib.sha384(hob[:-8]).digest()
 
 
 def test_td_hob_has_the_layout_of_the_td_shim_fixture():
