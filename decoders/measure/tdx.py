@@ -30,8 +30,10 @@ PlatformInitEmuVariableNvStore, after PlatformValidateNvVarStore) and links Secu
 AuthVariableLib, which sets SecureBoot = 1 when PK exists and SecureBootEnable is absent or 1, else 0
 (AuthVariableLib.c). A build without it starts from an empty store and has no SecureBoot variable:
 all five are logged empty. Which build an image is cannot be read without decompressing its DXE
-volume, so it is a parameter (`secure_boot_build`, default True: Debian's OVMF and every TDVF log we
-hold are such builds; edk2's IntelTdxX64.dsc defaults to FALSE).
+volume (SECURE_BOOT_ENABLE also puts SecureBootConfigDxe there), so it is a parameter
+(`secure_boot_build`); unknown, the Secure Boot events are left to `depends`. Every TDVF log we hold
+comes from such a build; our Config-B build and Debian 13's OVMF.fd are not (IntelTdxX64.dsc and
+OvmfPkgX64.dsc default to FALSE).
 
 Later RTMR0 events depend on the VM, not the image, and are named in `TdxPrediction.depends`.
 
@@ -121,7 +123,7 @@ class TdxPrediction:
     td_hob_address: int = 0
     problems: list[Problem] = field(default_factory=list)
     depends: list[str] = field(default_factory=list)
-    secure_boot_build: bool = True
+    secure_boot_build: bool | None = None               # None: not known, the Secure Boot events undecided
     sec_measures: bool = True                           # False: a SEC without SHA-384 (edk2 before 2023)
     metadata: Node | None = None
 
@@ -134,9 +136,11 @@ class TdxPrediction:
         root = Node("tdx-prediction", f"TDX measurements of {self.name} ({size} of RAM, QEMU q35)")
         root.add("Image", self.name)
         root.add("Memory", self.memory, display=f"0x{self.memory:x} ({size})")
-        root.add("SecureBootBuild", self.secure_boot_build,
-                 display=("assumed: AuthVariableLib and PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE)"
-                          if self.secure_boot_build else "assumed: no Secure Boot support (empty variable store)"))
+        root.add("SecureBootBuild", self.secure_boot_build, display={
+            True: "given: AuthVariableLib and PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE)",
+            False: "given: no Secure Boot support (empty variable store, no SecureBoot variable)",
+            None: "not known: the Secure Boot policy events are not predicted (detect_secure_boot_build "
+                  "reads the DXE volume)"}[self.secure_boot_build])
         root.add("SecMeasures", self.sec_measures,
                  display=("yes: SHA-384 in SEC, the TD HOB and the CFV are measured" if self.sec_measures
                           else "no: no SHA-384 in SEC (edk2 before 2023.02), nothing measured before DXE"))
@@ -180,6 +184,30 @@ def _size_text(n: int) -> str:
     return f"{n} bytes"
 
 
+# -- the build: Secure Boot support ------------------------------------------------------------
+
+# SECURE_BOOT_ENABLE gates together (OvmfPkgX64.dsc/.fdf, IntelTdx/IntelTdxX64.dsc/.fdf): SecurityPkg's
+# AuthVariableLib, PcdSecureBootSupported and the SecureBootConfigDxe driver in the DXE volume.
+SECURE_BOOT_CONFIG_DXE = uuid.UUID("f0e6a44f-7195-41c3-ac64-54f202cd0a21")   # SecureBootConfigDxe.inf FILE_GUID
+DXE_CORE = uuid.UUID("d6a2cb7f-6a18-4e2f-b43b-9920a733700a")                 # DxeMain.inf FILE_GUID
+
+
+def detect_secure_boot_build(image: bytes, name: str = "image") -> bool | None:
+    """Whether the image was built with SECURE_BOOT_ENABLE: its DXE volume holds SecureBootConfigDxe.
+    None when no DXE core was found (the DXE volume could not be decoded). This decodes the whole
+    flash, LZMA included (a few hundred ms): it is not part of predict_tdx, which reads only the
+    metadata and the CFV; a caller that can spend the time passes the answer as secure_boot_build."""
+    from decoders.fd import decode_image
+
+    found = set()
+    for node in decode_image(image, name=name).walk():
+        if node.kind == "ffs":
+            found.add(node.get("Name"))
+    if DXE_CORE not in found:
+        return None
+    return SECURE_BOOT_CONFIG_DXE in found
+
+
 # -- the prediction ------------------------------------------------------------------------------
 
 # SHA-512's first two round constants as a table of UINT64 holds them, little-endian (FIPS 180-4
@@ -197,12 +225,14 @@ def sec_measures(image: bytes) -> bool:
 
 
 def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: bytes | None = None,
-                orders=("per-page", "two-pass"), secure_boot_build: bool = True) -> TdxPrediction:
+                orders=("per-page", "two-pass"), secure_boot_build: bool | None = None) -> TdxPrediction:
     """MRTD, RTMR0 and TD HOB of the TDVF image `image` on a q35 QEMU with `memory` bytes of RAM.
 
     `vars_data` stands for the image's CFV (the unified image rebuilt as that VARS + the image's
-    CODE: a TD has no separate flash); it must have the CFV's size. Only the GUIDed table, the TDVF
-    descriptor, the CFV and its variable store are read."""
+    CODE: a TD has no separate flash); it must have the CFV's size. `secure_boot_build` says whether
+    the image was built with SECURE_BOOT_ENABLE (detect_secure_boot_build can tell, slowly); None
+    leaves the Secure Boot policy events out of the prediction and names them in `depends`. Only the
+    GUIDed table, the TDVF descriptor, the CFV and its variable store are read."""
     from decoders.measure.model import Prediction
     from decoders.mrtd import compute_mrtd, image_tdx_metadata
     from decoders.ovmf.metadata import tdx_sections
@@ -252,13 +282,21 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
         return out
     section, data, space, offset = cfv
     out.rtmr0.events.append(_cfv_event(section, data, space, offset))
+    if secure_boot_build is None:
+        out.problems.append(Problem(None, Severity.INFO, (
+            "whether the image was built with Secure Boot support (SECURE_BOOT_ENABLE) is not known: the "
+            "Secure Boot policy events (SecureBoot, PK, KEK, db, dbx, separator) are not predicted; with it "
+            "the CFV's variables are measured, without it all five are logged empty. Give the build "
+            "(detect_secure_boot_build finds SecureBootConfigDxe in the DXE volume)")))
+        out.depends.insert(0, "the Secure Boot policy (TdTcg2Dxe.c MeasureSecureBootPolicy: SecureBoot, PK, "
+                              "KEK, db, dbx, dbt if present, EV_SEPARATOR): its data depend on whether the "
+                              "image was built with SECURE_BOOT_ENABLE")
+        return out
     out.problems.append(Problem(None, Severity.INFO, (
-        "the Secure Boot events assume a build with Secure Boot support (SECURE_BOOT_ENABLE=TRUE: "
-        "AuthVariableLib, the CFV's variables copied into the store), as Debian's OVMF and the TDVF logs "
-        "we hold are; a build without it (IntelTdxX64.dsc's default) logs SecureBoot, PK, KEK, db, dbx "
-        "empty") if secure_boot_build else (
-        "the Secure Boot events assume a build without Secure Boot support: an empty variable store and "
-        "no SecureBoot variable")))
+        "the Secure Boot events are those of a build with Secure Boot support (SECURE_BOOT_ENABLE=TRUE: "
+        "AuthVariableLib, the CFV's variables copied into the store)") if secure_boot_build else (
+        "the Secure Boot events are those of a build without Secure Boot support: an empty variable store "
+        "and no SecureBoot variable")))
     out.rtmr0.events.extend(_secure_boot_events(data, space, offset, secure_boot_build, out.problems))
     return out
 

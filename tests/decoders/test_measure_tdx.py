@@ -242,7 +242,7 @@ def test_replaying_the_prediction_gives_the_real_logs_rtmr0_prefix(config_b):
     value = bytes(48)
     for e in real:
         value = hashlib.sha384(value + e[2]).digest()
-    pred = predict_tdx(config_b, "OVMF.fd", memory=2 * GiB, orders=())
+    pred = predict_tdx(config_b, "OVMF.fd", memory=2 * GiB, orders=(), secure_boot_build=True)
     assert pred.rtmr0.registers()["sha384"][1] == value
 
 
@@ -320,9 +320,11 @@ def store_variables(vars_: bytes) -> dict:
 
 @pytest.mark.parametrize("vars_name", ["OVMF_VARS_4M.ms.fd", "OVMF_VARS_4M.snakeoil.fd", "OVMF_VARS_4M.fd"])
 def test_secure_boot_events_come_from_the_vars(vars_name):
+    """What a Secure Boot capable build measures from these VARS (Debian 13's OVMF.fd itself is not
+    one: it stands in for the layout, the VARS decide the events)."""
     image = trixie("OVMF.fd").read_bytes()
     vars_ = trixie(vars_name).read_bytes()
-    pred = predict_tdx(image, "OVMF.fd", memory=2 * GiB, vars_data=vars_, orders=())
+    pred = predict_tdx(image, "OVMF.fd", memory=2 * GiB, vars_data=vars_, orders=(), secure_boot_build=True)
     assert not [p for p in pred.problems if p.severity != Severity.INFO]
     store = store_variables(vars_)
     enrolled = ("PK", GLOBAL) in store
@@ -377,7 +379,7 @@ def test_dbt_is_measured_only_when_present():
     vars_[pos:pos + 60 + len(name) + len(data)] = (struct.pack("<HBBIQ16sIII", 0x55AA, 0x3F, 0, 0x27, 0, bytes(16), 0,
                                                                 len(name), len(data)) + IMAGE_SECURITY.bytes_le
                                                     + name + data)
-    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=())
+    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=(), secure_boot_build=True)
     assert not [p for p in pred.problems if p.severity != Severity.INFO]
     assert pred.rtmr0.events[7].data == uefi_variable_data("dbt", IMAGE_SECURITY, data)
     assert pred.rtmr0.events[8].event_type == 4
@@ -387,7 +389,7 @@ def test_corrupt_vars_mean_an_empty_store():
     image = trixie("OVMF.fd").read_bytes()
     vars_ = bytearray(trixie("OVMF_VARS_4M.ms.fd").read_bytes())
     vars_[0x10] ^= 1                       # FileSystemGuid
-    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=())
+    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=(), secure_boot_build=True)
     assert any("refused" in p.message for p in pred.problems)
     assert pred.rtmr0.events[2].data == uefi_variable_data("SecureBoot", GLOBAL, b"\x00")
     assert pred.rtmr0.events[3].data == uefi_variable_data("PK", GLOBAL, b"")
@@ -501,16 +503,33 @@ def test_secure_boot_value_follows_auth_variable_lib(change, secure_boot):
         vars_[header + 2] = 0x3F & 0xFD          # VAR_ADDED & VAR_DELETED
     elif change == "zero":
         vars_[data] = 0
-    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=())
+    pred = predict_tdx(image, "OVMF.fd", vars_data=bytes(vars_), orders=(), secure_boot_build=True)
     assert pred.rtmr0.events[2].data == uefi_variable_data("SecureBoot", GLOBAL, secure_boot)
 
 
-def test_the_build_assumption_is_stated(config_b):
-    on = predict_tdx(config_b, "OVMF.fd", orders=())
+def test_the_build_is_stated_and_unknown_leaves_the_secure_boot_events_to_depends(config_b):
+    on = predict_tdx(config_b, "OVMF.fd", orders=(), secure_boot_build=True)
     off = predict_tdx(config_b, "OVMF.fd", orders=(), secure_boot_build=False)
+    unknown = predict_tdx(config_b, "OVMF.fd", orders=())
     assert any(p.severity == Severity.INFO and "SECURE_BOOT_ENABLE=TRUE" in p.message for p in on.problems)
     assert any(p.severity == Severity.INFO and "without Secure Boot" in p.message for p in off.problems)
     assert on.node().get("SecureBootBuild") is True and off.node().get("SecureBootBuild") is False
+    assert [ev.event_type for ev in unknown.rtmr0.events] == [0x8000000B, 0x8000000A]
+    assert unknown.depends[0].startswith("the Secure Boot policy")
+    assert unknown.node().get("SecureBootBuild") is None
+    assert [ev.digests for ev in unknown.rtmr0.events] == [ev.digests for ev in on.rtmr0.events[:2]]
+
+
+@pytest.mark.parametrize("which,expected", [("config-b", False), ("bookworm", True), ("trixie", False)])
+def test_detect_secure_boot_build_finds_secure_boot_config_dxe(which, expected):
+    """Our Config-B build (IntelTdxX64.dsc default) and Debian 13's OVMF.fd have no SecureBootConfigDxe;
+    Debian 12's OVMF.fd has (`fwinspect fd` lists the files)."""
+    from decoders.measure.tdx import detect_secure_boot_build
+
+    path = {"config-b": lambda: firmware("inteltdx/OVMF.fd"), "bookworm": lambda: bookworm("OVMF.fd"),
+            "trixie": lambda: trixie("OVMF.fd")}[which]()
+    assert detect_secure_boot_build(path.read_bytes(), which) is expected
+    assert detect_secure_boot_build(bookworm("OVMF_VARS.fd").read_bytes()) is None    # no DXE volume
 
 
 def test_a_sec_without_sha384_measures_nothing():

@@ -73,7 +73,7 @@ GOOD_ROWS = [(0x20000, 0x10000, 0xFFFE0000, 0x10000, 0, 1), (0, 0x20000, 0xFFFC0
 
 
 def test_crafted_image_is_predicted_without_problems():
-    pred = predict_tdx(_tdvf_image(GOOD_ROWS), "crafted", memory=GiB)
+    pred = predict_tdx(_tdvf_image(GOOD_ROWS), "crafted", memory=GiB, secure_boot_build=True)
     assert [p for p in pred.problems if p.severity == Severity.ERROR] == []
     assert len(pred.rtmr0.events) == 8 and all(r.digest for r in pred.mrtd)
 
@@ -104,7 +104,8 @@ def test_mutated_descriptors_never_raise(seed):
         image[at] = rng.randrange(256)
     if rng.random() < 0.3:
         image = image[:rng.randrange(0, len(image))]
-    pred = predict_tdx(bytes(image), "mutated", memory=rng.choice([GiB, 0, 1 << 60]), orders=("per-page",))
+    pred = predict_tdx(bytes(image), "mutated", memory=rng.choice([GiB, 0, 1 << 60]), orders=("per-page",),
+                       secure_boot_build=rng.choice([True, False, None]))
     pred.node()
     if not pred.rtmr0.events:
         assert pred.problems
@@ -146,7 +147,8 @@ def test_truncated_vars(ms_vars, size):
     problems = []
     assert read_variable_store(ms_vars[:size], 0, problems) == {}
     assert problems
-    pred = predict_tdx(trixie("OVMF.fd").read_bytes(), "OVMF.fd", vars_data=ms_vars[:size], orders=())
+    pred = predict_tdx(trixie("OVMF.fd").read_bytes(), "OVMF.fd", vars_data=ms_vars[:size], orders=(),
+                       secure_boot_build=True)
     assert any("VARS file has" in p.message for p in pred.problems)
 
 
