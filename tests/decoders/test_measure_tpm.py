@@ -222,7 +222,8 @@ def test_prediction_node_shape():
     assert kinds[-1] == "tpm-depends"
     assert {c.get("PCRIndex") for c in node.children[-1].children} >= {0, 1, 2, 4, 5, 7}
     pk = next(e for e in p.events if e.description.startswith("PK"))
-    assert pk.space is not None and bytes(pk.space.data[pk.offset:pk.offset + pk.size]) == pk.data[32 + 4:]  # UEFI_VARIABLE_DATA: GUID, two u64, "PK"
+    # UEFI_VARIABLE_DATA: GUID, two u64, then "PK" (4 bytes), then the variable's data
+    assert pk.space is not None and bytes(pk.space.data[pk.offset:pk.offset + pk.size]) == pk.data[32 + 4:]
 
 
 # -- crafted VARS (struct.pack from VariableFormat.h / PiFirmwareVolume.h) ----------------------
@@ -237,10 +238,18 @@ def _var(name: str, vendor: uuid.UUID, data: bytes, state: int = 0x3F, attrs: in
     return rec + b"\xff" * (-len(rec) % 4)
 
 
-def crafted_vars(*records: bytes, fv_length: int = 0x4000) -> bytes:
+def _plain_var(name: str, vendor: uuid.UUID, data: bytes, state: int = 0x3F, attrs: int = 7) -> bytes:
+    """VARIABLE_HEADER (32 bytes, a gEfiVariableGuid store) + UCS-2 name with NUL + data, 4-byte aligned."""
+    n = (name + "\0").encode("utf-16-le")
+    # StartId, State, Reserved, Attributes, NameSize, DataSize, VendorGuid
+    rec = struct.pack("<HBBIII16s", 0x55AA, state, 0, attrs, len(n), len(data), vendor.bytes_le) + n + data
+    return rec + b"\xff" * (-len(rec) % 4)
+
+
+def crafted_vars(*records: bytes, fv_length: int = 0x4000, signature: uuid.UUID = AUTH_STORE) -> bytes:
     body = b"".join(records)
     store_size = fv_length - 0x48
-    store = struct.pack("<16sIBBHI", AUTH_STORE.bytes_le, store_size, 0x5A, 0xFE, 0, 0) + body
+    store = struct.pack("<16sIBBHI", signature.bytes_le, store_size, 0x5A, 0xFE, 0, 0) + body
     store += b"\xff" * (store_size - len(store))
     hdr = bytearray(struct.pack("<16s16sQ4sIHHHBB", bytes(16), NV_FV.bytes_le, fv_length, b"_FVH", 0x4FEFF,
                                 0x48, 0, 0, 0, 2) + struct.pack("<IIII", fv_length // 0x1000, 0x1000, 0, 0))
@@ -344,3 +353,45 @@ def test_peifv_read_from_ram_gives_the_real_pcr0(log):
     peifv = next(e for e in pred.events if e.description.startswith("PEIFV"))
     assert "read from the guest's RAM" in peifv.source and peifv.space.name == "PEIFV in RAM"
     assert not any("PEIFV digest" in p.message for p in pred.problems)
+
+
+def test_crafted_plain_store_is_read_with_the_32_byte_header():
+    """A store signed gEfiVariableGuid (no authenticated header): the light reader and the full
+    decoder read the same PK and KEK."""
+    from decoders.fd import decode_image
+    from decoders.measure.tpm import load_vars, predict_tpm
+    plain = uuid.UUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")
+    data = crafted_vars(_plain_var("PK", GLOBAL, b"p" * 9), _plain_var("KEK", GLOBAL, b"k" * 5), signature=plain)
+    img = _image(bookworm("OVMF_CODE_4M.fd"))
+    for root in (load_vars(data, "plain.fd"), decode_image(data, name="plain.fd")):
+        p = predict_tpm(img, root)
+        by = {e.description.split(" ")[0]: e for e in p.events if e.index == 7}
+        assert by["PK"].data == _uvd("PK", GLOBAL, b"p" * 9)
+        assert by["KEK"].data == _uvd("KEK", GLOBAL, b"k" * 5)
+        assert by["SecureBoot"].data == _uvd("SecureBoot", GLOBAL, b"\x01")
+
+
+def _module(data: bytes):
+    """A stand-in for an FFS file holding one PE image: the two nodes find_version looks at."""
+    from decoders.model import Node, Space
+    ffs = Node("ffs", "module")
+    ffs.append(Node("pe", "pe", Space("module.efi", data), 0, len(data)))
+    return ffs
+
+
+def test_version_candidates_are_aligned_utf16_strings_of_three_or_more_characters():
+    from decoders.measure.tpm_image import ImageFacts, find_version
+    u = lambda s: s.encode("utf-16-le") + b"\0\0"   # noqa: E731
+    # code bytes, a 2-char string (ignored), the version at an even offset, code
+    data = b"\x55\x89\xe5\x90" + u("ab") + b"\x90\x90" + u("1.2-3") + b"\xc3\x00"
+    v = find_version(_module(data), None, ImageFacts())
+    assert v.text == "1.2-3" and v.offset == data.index(u("1.2-3")) and v.size == 12
+    # the same string at an odd offset is not a UINT16 array: nothing found
+    odd = b"\x55" + u("1.2-3") + b"\xc3"
+    assert find_version(_module(odd), None, ImageFacts()).text == ""
+    # two candidates: SmbiosPlatformDxe's copy decides; without it the empty string and a warning
+    two = u("Xyz1") + b"\x90\x90" + u("9.8.7")
+    facts = ImageFacts()
+    assert find_version(_module(two), _module(b"\x90\x90" + u("9.8.7")), facts).text == "9.8.7"
+    facts = ImageFacts()
+    assert find_version(_module(two), None, facts).text == "" and facts.problems
