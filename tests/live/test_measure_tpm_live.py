@@ -17,6 +17,8 @@ pflash must be `secure` so only SMM code writes the variables).
 """
 from __future__ import annotations
 
+import hashlib
+import struct
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,15 @@ pytestmark = pytest.mark.live
 
 BANKS = ("sha1", "sha256")
 EV_NO_ACTION, EV_SEPARATOR = 0x3, 0x4
+EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008          # TCG PC Client PFP §10.4.1
+# The one PCR0 event whose prediction cannot be exact yet: PEIFV runs in place in RAM, and the PEIMs
+# dispatched before Tcg2Pei (PlatformPei, PeiCore) write their globals into the very bytes
+# Tcg2Pei then hashes (measured here: Debian 12's OVMF.fd differs from its decompressed PEIFV in
+# 22 bytes at 0x82efd8-0x82f04b, the first two 0x29c0, q35's host bridge device id). The test
+# below checks that cause on every boot: the logged digest is that of PEIFV's bytes in RAM.
+MAX_KEPT_BLOB = 4 << 20     # PEIFV is 0xE0000 bytes; DXEFV (14.5 MiB) is only hashed
+PEIFV_XFAIL = pytest.mark.xfail(strict=True, reason="PCR0: the PEIFV blob digest is of PEIFV after the "
+                                "PEIMs before Tcg2Pei wrote their globals into it; predict_tpm hashes it as built")
 SMM = ("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on")
 
 
@@ -69,9 +80,18 @@ def boot(request, tmp_path_factory):
         q.qmp.execute("dump-guest-memory", paging=False, protocol=f"file:{out / 'guest.elf'}")
     with open_dump(out / "guest.elf") as d:           # the log's bytes are copied into its node
         logs = [n for n in dump_overview(d).walk() if n.kind == "event-log"]
-    assert len(logs) == 1, f"{request.param}: {len(logs)} TCG2 logs found in RAM"
+        assert len(logs) == 1, f"{request.param}: {len(logs)} TCG2 logs found in RAM"
+        blobs, small = {}, {}
+        for _type, _digests, data in logged(logs[0], 0):
+            if _type == EV_EFI_PLATFORM_FIRMWARE_BLOB and len(data) == 16:
+                base, length = struct.unpack("<QQ", data)     # UEFI_PLATFORM_FIRMWARE_BLOB
+                ram = d.memory.read(base, length)
+                blobs[(base, length)] = {bank: hashlib.new(bank, ram).digest() for bank in BANKS}
+                if length <= MAX_KEPT_BLOB:
+                    small[(base, length)] = ram
     (out / "guest.elf").unlink()         # 256 MiB each: keep the disk free for the next boot
-    return {"id": request.param, "code": code, "vars": vars_, "pcrs": pcrs, "log": logs[0]}
+    return {"id": request.param, "code": code, "vars": vars_, "pcrs": pcrs, "log": logs[0], "ram_blobs": blobs,
+            "ram_bytes": small}
 
 
 def logged(log, pcr: int) -> list:
@@ -103,8 +123,9 @@ def predictions():
     return {}
 
 
-def prediction(boot, cache):
-    if boot["id"] not in cache:
+def prediction(boot, cache, peifv_ram: bytes | None = None):
+    key = (boot["id"], peifv_ram is not None)
+    if key not in cache:
         try:
             from decoders.measure.tpm import load_vars, predict_tpm
         except ImportError as e:
@@ -113,8 +134,9 @@ def prediction(boot, cache):
 
         image_root = load_image_arg(str(boot["code"])).root
         vars_root = load_vars(boot["vars"]) if boot["vars"] else None
-        cache[boot["id"]] = predict_tpm(image_root, vars_root, banks=BANKS)
-    return cache[boot["id"]]
+        extra = {"peifv_ram": peifv_ram} if peifv_ram is not None else {}
+        cache[key] = predict_tpm(image_root, vars_root, banks=BANKS, **extra)
+    return cache[key]
 
 
 def side_by_side(pred, log, pcr: int, bank: str) -> str:
@@ -134,7 +156,33 @@ def side_by_side(pred, log, pcr: int, bank: str) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("pcr", [0, 7])
+def test_firmware_blob_digests_are_the_hashes_of_the_volumes_in_ram(boot):
+    """Tcg2Pei hashes PEIFV and DXEFV where they are in RAM (FvBase, FvLength in the event data):
+    the logged digests equal the hashes of those bytes in the dump, taken after the boot."""
+    blobs = [(d, data) for t, d, data in logged(boot["log"], 0) if t == EV_EFI_PLATFORM_FIRMWARE_BLOB]
+    assert len(blobs) == 2, f"{boot['id']}: {len(blobs)} firmware blob events in PCR0 (PEIFV, DXEFV expected)"
+    for digests, data in blobs:
+        base, length = struct.unpack("<QQ", data)
+        for bank in BANKS:
+            assert digests[bank] == boot["ram_blobs"][(base, length)][bank], f"{bank} blob 0x{base:x}+0x{length:x}"
+
+
+def test_predicted_pcr0_events_equal_the_log_but_for_the_peifv_digest(boot, predictions):
+    """S-CRTM version, the PEIFV blob's base and length, DXEFV's digest and the separator are
+    exact; PEIFV's digest is the one event PEIFV_XFAIL excuses."""
+    pred = prediction(boot, predictions)
+    ours = [e for e in pred.events if e.index == 0]
+    real = logged(boot["log"], 0)
+    assert [(e.event_type, e.data) for e in ours] == [(t, data) for t, _d, data in real], \
+        side_by_side(pred, boot["log"], 0, "sha256")
+    for bank in BANKS:
+        differ = [i for i, (e, r) in enumerate(zip(ours, real)) if e.digests[bank] != r[1][bank]]
+        peifv = [i for i, e in enumerate(ours) if e.event_type == EV_EFI_PLATFORM_FIRMWARE_BLOB
+                 and e.description.startswith("PEIFV")]
+        assert set(differ) <= set(peifv), side_by_side(pred, boot["log"], 0, bank)
+
+
+@pytest.mark.parametrize("pcr", [pytest.param(0, marks=PEIFV_XFAIL), 7])
 @pytest.mark.parametrize("bank", BANKS)
 def test_prediction_equals_the_pcr_swtpm_reached(boot, predictions, bank, pcr):
     pred = prediction(boot, predictions)
@@ -144,3 +192,20 @@ def test_prediction_equals_the_pcr_swtpm_reached(boot, predictions, bank, pcr):
     assert values[pcr] == boot["pcrs"][bank][pcr], (
         f"{boot['id']}: predicted {bank} PCR{pcr} {values[pcr].hex()}, swtpm {boot['pcrs'][bank][pcr].hex()}\n"
         + side_by_side(pred, boot["log"], pcr, bank))
+
+
+@pytest.mark.parametrize("bank", BANKS)
+def test_prediction_with_peifv_as_read_from_ram_equals_pcr0(boot, predictions, bank):
+    """predict_tpm(peifv_ram=...) with PEIFV's bytes from this guest's RAM (where the predicted
+    PEIFV event says it lies): every other PCR0 event still comes from the image alone."""
+    plain = prediction(boot, predictions)
+    peifv = [e for e in plain.events if e.index == 0 and e.event_type == EV_EFI_PLATFORM_FIRMWARE_BLOB
+             and e.description.startswith("PEIFV")]
+    assert len(peifv) == 1, f"{boot['id']}: {len(peifv)} predicted PEIFV events"
+    where = struct.unpack("<QQ", peifv[0].data)
+    assert where in boot["ram_bytes"], f"{boot['id']}: no logged blob at 0x{where[0]:x}+0x{where[1]:x}"
+    pred = prediction(boot, predictions, peifv_ram=boot["ram_bytes"][where])
+    value = pred.registers().get(bank, {}).get(0)
+    assert value == boot["pcrs"][bank][0], (
+        f"{boot['id']}: predicted {bank} PCR0 {value and value.hex()}, swtpm {boot['pcrs'][bank][0].hex()}\n"
+        + side_by_side(pred, boot["log"], 0, bank))
