@@ -178,14 +178,28 @@ def test_virt_fw_measure_omits_the_crtm_event_of_an_empty_version():
     assert rest.registers()["sha256"][0].hex() == ref[(0, "sha256")]
 
 
-def test_pcr7_equals_virt_fw_measure_where_every_policy_variable_exists():
-    """OVMF_VARS_4M.ms.fd enrolls PK, KEK, db, dbx: SecureBoot is 1 and virt-fw-measure (which
-    assumes SecureBoot 1 and skips absent variables) agrees with the real boot."""
-    for vars_ in (bookworm("OVMF_VARS_4M.ms.fd"), trixie("OVMF_VARS_4M.ms.fd")):
-        pred = _predict(bookworm("OVMF_CODE_4M.ms.fd"), vars_, banks=("sha256", "sha1"))
-        ref = _virt_fw_measure("--vars", str(vars_))
-        assert pred.registers()["sha256"][7].hex() == ref[(7, "sha256")]
-        assert pred.registers()["sha1"][7].hex() == ref[(7, "sha1")]
+ENROLLED = [("bookworm", "OVMF_VARS_4M.ms.fd"), ("bookworm", "OVMF_VARS.ms.fd"), ("bookworm", "OVMF_VARS_4M.snakeoil.fd"),
+            ("trixie", "OVMF_VARS_4M.ms.fd"), ("trixie", "OVMF_VARS_4M.snakeoil.fd")]
+
+
+@pytest.mark.parametrize("release,name", ENROLLED, ids=[f"{r}-{n}" for r, n in ENROLLED])
+def test_pcr7_equals_virt_fw_measure_where_every_policy_variable_exists(release, name):
+    """These VARS enroll PK, KEK, db, dbx: SecureBoot is 1 and virt-fw-measure (which assumes
+    SecureBoot 1 and skips absent variables) agrees with us (and with the real boots above)."""
+    vars_ = bookworm(name) if release == "bookworm" else trixie(name)
+    pred = _predict(bookworm("OVMF_CODE_4M.ms.fd"), vars_, banks=("sha256", "sha1"))
+    assert next(e for e in pred.events if e.index == 7).description == "SecureBoot = 01"
+    ref = _virt_fw_measure("--vars", str(vars_))
+    assert pred.registers()["sha256"][7].hex() == ref[(7, "sha256")]
+    assert pred.registers()["sha1"][7].hex() == ref[(7, "sha1")]
+
+
+@pytest.mark.parametrize("name", ["OVMF_VARS_4M.fd", "OVMF_VARS.fd"])
+def test_pcr7_of_an_empty_vars_differs_from_virt_fw_measure(name):
+    """No PK: edk2 measures SecureBoot 0 and four empty variables; virt-fw-measure SecureBoot 1 only."""
+    pred = _predict(bookworm("OVMF_CODE_4M.fd"), bookworm(name), banks=("sha256",))
+    ref = _virt_fw_measure("--vars", str(bookworm(name)))
+    assert pred.registers()["sha256"][7].hex() != ref[(7, "sha256")]
 
 
 def test_pcr7_differs_from_virt_fw_measure_without_enrolled_keys():
