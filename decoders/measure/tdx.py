@@ -31,9 +31,10 @@ AuthVariableLib, which sets SecureBoot = 1 when PK exists and SecureBootEnable i
 (AuthVariableLib.c). A build without it starts from an empty store and has no SecureBoot variable:
 all five are logged empty. Which build an image is cannot be read without decompressing its DXE
 volume (SECURE_BOOT_ENABLE also puts SecureBootConfigDxe there), so it is a parameter
-(`secure_boot_build`); unknown, the Secure Boot events are left to `depends`. Every TDVF log we hold
-comes from such a build; our Config-B build and Debian 13's OVMF.fd are not (IntelTdxX64.dsc and
-OvmfPkgX64.dsc default to FALSE).
+(`secure_boot_build`); unknown, the Secure Boot events are left to `depends`. GCE's and Intel's TDVF
+event logs come from such builds (SecureBoot logged with one byte of data); an IntelTdxX64.dsc or
+OvmfPkgX64.dsc build without -D SECURE_BOOT_ENABLE=TRUE (their default) is not, and neither is
+Debian 13's OVMF.fd.
 
 Later RTMR0 events depend on the VM, not the image, and are named in `TdxPrediction.depends`.
 
