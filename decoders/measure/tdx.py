@@ -140,8 +140,8 @@ class TdxPrediction:
         root.add("SecureBootBuild", self.secure_boot_build, display={
             True: "given: AuthVariableLib and PcdSecureBootSupported (SECURE_BOOT_ENABLE=TRUE)",
             False: "given: no Secure Boot support (empty variable store, no SecureBoot variable)",
-            None: "not known: the Secure Boot policy events are not predicted (detect_secure_boot_build "
-                  "reads the DXE volume)"}[self.secure_boot_build])
+            None: "not known: the Secure Boot policy events are not predicted (SecureBootConfigDxe in the "
+                  "DXE volume marks a build with it)"}[self.secure_boot_build])
         root.add("SecMeasures", self.sec_measures,
                  display=("yes: SHA-384 in SEC, the TD HOB and the CFV are measured" if self.sec_measures
                           else "no: no SHA-384 in SEC (edk2 before 2023.02), nothing measured before DXE"))
@@ -287,8 +287,8 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
         out.problems.append(Problem(None, Severity.INFO, (
             "whether the image was built with Secure Boot support (SECURE_BOOT_ENABLE) is not known: the "
             "Secure Boot policy events (SecureBoot, PK, KEK, db, dbx, separator) are not predicted; with it "
-            "the CFV's variables are measured, without it all five are logged empty. Give the build "
-            "(detect_secure_boot_build finds SecureBootConfigDxe in the DXE volume)")))
+            "the CFV's variables are measured, without it all five are logged empty (such a build's DXE "
+            "volume holds SecureBootConfigDxe, which `fwinspect fd` lists)")))
         out.depends.insert(0, "the Secure Boot policy (TdTcg2Dxe.c MeasureSecureBootPolicy: SecureBoot, PK, "
                               "KEK, db, dbx, dbt if present, EV_SEPARATOR): its data depend on whether the "
                               "image was built with SECURE_BOOT_ENABLE")
