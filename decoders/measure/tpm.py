@@ -1,7 +1,7 @@
 """The TPM event log an edk2 OVMF image + VARS will write to PCR0 and PCR7, and the final values.
 
-Only what the image and the VARS decide is predicted (TCG PC Client PFP spec 1.05 §3.3.4 for
-which PCR holds what; the edk2 2025.02 code that does it is cited in the modules below):
+Only what the image and the VARS decide is predicted (TCG PC Client Platform Firmware Profile
+1.05, "PCR Usage", for which PCR holds what; the edk2 2025.02 code that does it is cited in the modules below):
 
 - PCR0 (decoders.measure.tpm_image): EV_S_CRTM_VERSION (PcdFirmwareVersionString), then
   EV_EFI_PLATFORM_FIRMWARE_BLOB for PEIFV and for DXEFV as decompressed in RAM, then at
@@ -20,8 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoders.measure.model import (DIGEST_SIZES, PredictedEvent, Prediction, digests, extend,
-                                    register_name)
+from decoders.measure.model import DIGEST_SIZES, PredictedEvent, Prediction, digests, extend
 from decoders.model import Node, Problem, Severity, Space
 
 EV_SEPARATOR = 0x4
@@ -73,17 +72,6 @@ class TpmPrediction(Prediction):
         values = extend(self.events, self.banks, self.initial)
         return {bank: {i: v for i, v in regs.items() if i not in self.unpredictable}
                 for bank, regs in values.items()}
-
-    def register_nodes(self) -> list[Node]:
-        from decoders.measure.model import register_node
-
-        values = self.registers()
-        counts: dict[int, int] = {}
-        for ev in self.events:
-            counts[ev.index] = counts.get(ev.index, 0) + 1
-        return [register_node(register_name(i), bank, values[bank][i], counts.get(i))
-                for i in sorted({i for b in values for i in values[b]}) for bank in self.banks
-                if i in values.get(bank, {})]
 
     def node(self) -> Node:
         root = Node("tpm-prediction", f"TPM PCR0/PCR7 prediction: {len(self.events)} events, banks "

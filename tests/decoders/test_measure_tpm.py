@@ -93,13 +93,20 @@ def test_every_predicted_event_matches_the_real_boot(name, image, vars_, log):
         assert {b: ev.digests[b] for b in BANKS} == {b: digests[b] for b in BANKS}, ev.source
 
 
-@pytest.mark.parametrize("log", ["bookworm-OVMF.fd.tcglog", "bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog",
-                                 "trixie-OVMF.fd.tcglog"])
+WRITES = {  # log -> the image booted (tests/data/eventlog/ovmf-boots/peifv-ram-writes.json)
+    "bookworm-OVMF.fd.tcglog": lambda: bookworm("OVMF.fd"),
+    "bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog": lambda: bookworm("OVMF_CODE_4M.ms.fd"),
+    "trixie-OVMF.fd.tcglog": lambda: trixie("OVMF.fd"),
+    "trixie-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog": lambda: trixie("OVMF_CODE_4M.ms.fd"),
+    "ovmf-debug-OVMF.fd.tcglog": lambda: firmware("ovmf-debug/OVMF.fd"),
+}
+
+
+@pytest.mark.parametrize("log", list(WRITES))
 def test_peifv_digest_is_the_decompressed_volume_plus_the_peims_writes(log):
     """The predicted PEIFV bytes (space/offset/size of the event) with the bytes the boot's PEIMs wrote
     into RAM put in hash to the logged digest: the prediction has the right volume and extent."""
-    image = {"bookworm-OVMF.fd.tcglog": lambda: bookworm("OVMF.fd"),
-             "trixie-OVMF.fd.tcglog": lambda: trixie("OVMF.fd")}.get(log, lambda: bookworm("OVMF_CODE_4M.ms.fd"))()
+    image = WRITES[log]()
     pred = _predict(image, banks=("sha256",))
     ev = next(e for e in pred.events if e.description.startswith("PEIFV"))
     assert ev.data == struct.pack("<QQ", 0x820000, 0xE0000)
@@ -346,13 +353,13 @@ def test_light_vars_reader_agrees_with_the_full_decoder(release, name):
     assert a == b
 
 
-@pytest.mark.parametrize("log", ["bookworm-OVMF.fd.tcglog", "trixie-OVMF.fd.tcglog"])
+@pytest.mark.parametrize("log", list(WRITES))
 def test_peifv_read_from_ram_gives_the_real_pcr0(log):
     """With PEIFV as the guest's RAM held it (the image's bytes plus the recorded writes), every
     PCR0 event and the final PCR0 equal the real boot's, in all four banks."""
     from decoders.measure.model import extend
     from decoders.measure.tpm import predict_tpm
-    image = bookworm("OVMF.fd") if log.startswith("bookworm") else trixie("OVMF.fd")
+    image = WRITES[log]()
     plain = _predict(image, banks=("sha256",))
     ev = next(e for e in plain.events if e.description.startswith("PEIFV"))
     ram = bytearray(ev.space.data[ev.offset:ev.offset + ev.size])
