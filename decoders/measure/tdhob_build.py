@@ -175,6 +175,12 @@ def build_td_hob(sections: list[TdxSection], memory: int) -> tuple[bytes, int, l
     problems. The bytes end with the END HOB; they are empty when QEMU would refuse the image or
     the size."""
     problems: list[Problem] = []
+    if len(sections) < 2:
+        # hw/i386/tdvf.c tdvf_parse_metadata: "Invalid number of fw entries"
+        problems.append(Problem(None, Severity.ERROR, f"{len(sections)} TDVF section(s): QEMU refuses a "
+                                                      "descriptor with fewer than 2"))
+        hob = next((s for s in sections if s.type == TD_HOB), None)
+        return b"", hob.memory_address if hob else 0, problems
     hobs = [s for s in sections if s.type == TD_HOB]
     if not hobs:
         problems.append(Problem(None, Severity.ERROR, "no TD_HOB section: QEMU (target/i386/kvm/tdx.c) stops "

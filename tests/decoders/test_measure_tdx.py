@@ -200,7 +200,10 @@ def test_partly_overlapping_sections_stop_qemu():
 
 
 def test_no_td_hob_section_and_unknown_types_are_errors():
-    assert build_td_hob(sections((3, 0x800000, 0x1000, 0)), GiB)[2][0].message.startswith("no TD_HOB")
+    assert build_td_hob(sections((3, 0x800000, 0x1000, 0), (3, 0x900000, 0x1000, 0)),
+                        GiB)[2][0].message.startswith("no TD_HOB")
+    hob, gpa, problems = build_td_hob(sections((2, 0x809000, 0x2000, 0)), GiB)     # QEMU wants 2 or more
+    assert hob == b"" and gpa == 0x809000 and "fewer than 2" in problems[0].message
     hob, _, problems = build_td_hob(sections((2, 0x809000, 0x2000, 0), (4, 0x900000, 0x1000, 0)), GiB)
     assert hob == b"" and "PermMem" in problems[0].message
 
