@@ -123,3 +123,27 @@ def test_image_whose_compressed_volumes_do_not_decompress(where):
     msg = " ".join(x.message for x in p.problems)
     assert "could not be decompressed" in msg and "LZMA" in msg
     assert any("SecureBoot" in x.message for x in p.problems)   # Secure Boot support is unknown now
+
+
+@pytest.mark.parametrize("case", ["truncated-vars", "random-vars", "random-image"])
+def test_measure_tpm_command_on_hostile_input(tmp_path, case):
+    """The whole `fwinspect measure --tpm` process: a documented exit status, no traceback, bounded
+    memory (tests/hostile/harness.py)."""
+    from pathlib import Path
+    from tests.hostile.harness import run_fwinspect
+    rng = random.Random(SEED + 2)
+    image = bookworm("OVMF_CODE_4M.fd")
+    if case == "truncated-vars":
+        bad = tmp_path / "vars.fd"
+        bad.write_bytes(Path(bookworm("OVMF_VARS_4M.ms.fd")).read_bytes()[:0x3000])
+        args = ["measure", image, "--vars", bad, "--tpm"]
+    elif case == "random-vars":
+        bad = tmp_path / "vars.fd"
+        bad.write_bytes(bytes(rng.randrange(256) for _ in range(0x2000)))
+        args = ["measure", image, "--vars", bad, "--tpm", "--bank", "sha1,sha256"]
+    else:
+        bad = tmp_path / "image.fd"
+        bad.write_bytes(bytes(rng.randrange(256) for _ in range(0x10000)))
+        args = ["measure", bad, "--tpm"]
+    out = run_fwinspect(args)
+    out.check()
