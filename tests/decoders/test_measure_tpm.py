@@ -416,3 +416,5 @@ def test_version_candidates_are_aligned_utf16_strings_of_three_or_more_character
     assert find_version(_module(two), _module(b"\x90\x90" + u("9.8.7")), facts).text == "9.8.7"
     facts = ImageFacts()
     assert find_version(_module(two), None, facts).text == "" and facts.problems
+    # a UTF-16 text longer than 256 characters is no version, and neither is its tail
+    assert find_version(_module(b"\x90\x90" + u("x" * 300)), None, ImageFacts()).text == ""
