@@ -25,48 +25,63 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 from .model import Node, Severity
 
 
-@dataclass(frozen=True)
 class Limits:
+    """What one decode may build and hold; each a keyword (Limits(nodes=40)), immutable."""
+
     # A real OVMF.fd decodes to about 3,000 nodes and a real 1 TiB identity map to 525k leaves,
     # which are streamed and not counted here; 200k is far above any real tree and still prints in
     # a few seconds.
-    nodes: int = 200_000
+    nodes = 200_000
     # Problems beyond this are counted, not kept: a person reads the first few hundred.
-    problems: int = 10_000
+    problems = 10_000
     # Decompressed bytes kept in memory at once. Real OVMF images hold about 12 MiB decompressed;
     # the 256 MiB whole-process RSS budget leaves room for two 64 MiB blobs being worked on.
-    held_bytes: int = 96 << 20
+    held_bytes = 96 << 20
     # Nesting of decoded structures. edk2 nests volumes at most 3 deep; 16 stops a self-including
     # image long before Python's recursion limit.
-    depth: int = 16
+    depth = 16
     # What one command prints. OVMF.fd --json --fields is about 6 MiB.
-    output_bytes: int = 512 << 20
+    output_bytes = 512 << 20
     # FFS files decoded in one image, and files one `extract` writes. Debian's OVMF.fd holds 146
     # files and extracts to 773; a file node costs ~0.1 ms to build and a written file about 1 ms
     # (a directory and a file), so 4,096 keeps either to a few seconds.
-    files: int = 4_096
+    files = 4_096
     # FFS sections decoded in one image: OVMF.fd holds 487; ~60 us each.
-    sections: int = 8_192
+    sections = 8_192
+
+    _NAMES = ("nodes", "problems", "held_bytes", "depth", "output_bytes", "files", "sections")
+
+    def __init__(self, **limits: int):
+        unknown = set(limits) - set(self._NAMES)
+        if unknown:
+            raise TypeError(f"unknown limits {sorted(unknown)}")
+        for name, value in limits.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Limits are immutable")
+
+    def __repr__(self) -> str:
+        return "Limits(" + ", ".join(f"{n}={getattr(self, n)}" for n in self._NAMES) + ")"
 
 
 DEFAULT = Limits()
 
 
-@dataclass
 class Budget:
-    limits: Limits = DEFAULT
-    nodes: int = 0
-    problems: int = 0
-    held: int = 0
-    depth: int = 0
-    # What was left out per budget, for the closing summary: name -> count.
-    dropped: dict[str, int] = field(default_factory=dict)
+    def __init__(self, limits: Limits = DEFAULT):
+        self.limits = limits
+        self.nodes = 0
+        self.problems = 0
+        self.held = 0
+        self.depth = 0
+        # What was left out per budget, for the closing summary: name -> count.
+        self.dropped: dict[str, int] = {}
 
     # -- nodes -------------------------------------------------------------------------------
     def take_nodes(self, wanted: int = 1) -> int:

@@ -8,9 +8,13 @@ was wrong with it (`problems`, each located by an offset in the node's space).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from enum import Enum
-from typing import Any, Iterator
+
+# Plain classes, not dataclasses: every command imports this module, and `dataclasses` (which
+# imports `inspect`) costs ~15 ms of start-up that `mrtd` and `measure --snp/--tdx` (well under
+# 100 ms in all) cannot spare. The constructors, equality and reprs are the ones @dataclass made.
+Any = object  # annotations only
 
 
 class Severity(str, Enum):
@@ -19,7 +23,6 @@ class Severity(str, Enum):
     INFO = "info"
 
 
-@dataclass(eq=False)
 class Space:
     """A buffer or address space that nodes point into.
 
@@ -29,10 +32,15 @@ class Space:
     A decompressed blob's `parent` is the section node it came out of.
     """
 
-    name: str
-    data: bytes | bytearray | memoryview | None = field(default=None, repr=False)  # MiB: never in a repr
-    base: int | None = None
-    parent: "Node | None" = field(default=None, repr=False)
+    def __init__(self, name: str, data: bytes | bytearray | memoryview | None = None, base: int | None = None,
+                 parent: "Node | None" = None):
+        self.name = name
+        self.data = data            # MiB: never in a repr
+        self.base = base
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"Space(name={self.name!r}, base={self.base!r})"
 
     @property
     def size(self) -> int:
@@ -46,11 +54,24 @@ class Space:
         start, except a blob still being inflated (decoders.fd.blobs.BlobSpace), which waits."""
 
 
-@dataclass
 class Problem:
-    offset: int | None
-    severity: Severity
-    message: str
+    __slots__ = ("offset", "severity", "message")
+
+    def __init__(self, offset: int | None, severity: Severity, message: str):
+        self.offset = offset
+        self.severity = severity
+        self.message = message
+
+    def _key(self) -> tuple:
+        return (self.offset, self.severity, self.message)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
+
+    __hash__ = None     # mutable, compared by value (as @dataclass(eq=True) made it)
+
+    def __repr__(self) -> str:
+        return f"Problem(offset={self.offset!r}, severity={self.severity!r}, message={self.message!r})"
 
     def to_json(self) -> dict[str, Any]:
         return {"offset": self.offset, "severity": self.severity.value, "message": self.message}
@@ -60,15 +81,30 @@ class Problem:
         return f"{self.severity.value}: {where}{self.message}"
 
 
-@dataclass
 class Field:
     """One decoded field: its spec name, raw value, where it sits and how to show it."""
 
-    name: str
-    value: Any
-    offset: int | None = None
-    size: int | None = None
-    display: str | None = None
+    __slots__ = ("name", "value", "offset", "size", "display")
+
+    def __init__(self, name: str, value: Any, offset: int | None = None, size: int | None = None,
+                 display: str | None = None):
+        self.name = name
+        self.value = value
+        self.offset = offset
+        self.size = size
+        self.display = display
+
+    def _key(self) -> tuple:
+        return (self.name, self.value, self.offset, self.size, self.display)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return (f"Field(name={self.name!r}, value={self.value!r}, offset={self.offset!r}, size={self.size!r}, "
+                f"display={self.display!r})")
 
     @property
     def text(self) -> str:
@@ -81,16 +117,23 @@ class Field:
         return out
 
 
-@dataclass(eq=False)
 class Node:
-    kind: str
-    title: str
-    space: Space | None = None
-    offset: int = 0
-    size: int = 0
-    fields: list[Field] = field(default_factory=list)
-    children: list["Node"] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    def __init__(self, kind: str, title: str, space: Space | None = None, offset: int = 0, size: int = 0,
+                 fields: list[Field] | None = None, children: list["Node"] | None = None,
+                 problems: list[Problem] | None = None):
+        self.kind = kind
+        self.title = title
+        self.space = space
+        self.offset = offset
+        self.size = size
+        self.fields = [] if fields is None else fields
+        self.children = [] if children is None else children
+        self.problems = [] if problems is None else problems
+
+    def __repr__(self) -> str:
+        return (f"Node(kind={self.kind!r}, title={self.title!r}, space={self.space!r}, offset={self.offset!r}, "
+                f"size={self.size!r}, {len(self.fields)} fields, {len(self.children)} children, "
+                f"{len(self.problems)} problems)")
 
     # -- building -----------------------------------------------------------------
     def add(self, name: str, value: Any, offset: int | None = None, size: int | None = None,

@@ -4,7 +4,6 @@ over virtual addresses; `VirtualSpace` lays both canonical halves of the address
 space for a hex view. decoders/paging.py walks every leaf."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from decoders.memory import Memory, MemoryBytes, Unreadable, check_read
 from decoders.model import Node, Space
@@ -120,14 +119,15 @@ class CanonicalWindow:
         return self.virtual.read(canonical(address, self.la57), size)
 
 
-@dataclass
 class VirtualSpace(Space):
     """Both canonical halves of a virtual address space as one space of 2^48 (4-level) or 2^57
     (5-level) offsets: offset = VA for the lower half, and the upper half follows it, so offset
     2^47 shows VA 0xFFFF800000000000 (2^56 shows 0xFF00000000000000 with LA57). Nothing is held
     per page: the bytes are read through the page tables when a row is drawn."""
 
-    la57: bool = False
+    def __init__(self, name: str, data, base: int | None = 0, la57: bool = False):
+        super().__init__(name, data, base)
+        self.la57 = la57
 
     def address_of(self, offset: int) -> int | None:
         return canonical(offset, self.la57)

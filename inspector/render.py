@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
-from typing import IO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+
+# Annotations only (this module starts every command; typing and uuid cost start-up time).
+IO = object
 
 # json.dumps's own string encoder (ensure_ascii), from its C module: this module is imported after a
 # decode, on the way to the output, and the json package itself is needed only for rare values.
@@ -147,7 +149,7 @@ def _json_value(value) -> str:
         return int.__repr__(value)
     if t is str:
         return _encode_str(value)
-    if t is uuid.UUID:
+    if t.__name__ == "UUID" and t.__module__ == "uuid":
         return f'"{value}"'   # hex digits and dashes: nothing to escape
     if t is bytes:
         return f'"{value.hex()}"'
