@@ -16,9 +16,7 @@ hex), so the views, the JSON export and the comparison with a real log read one 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 
-from decoders.eventlog import structs as S
 from decoders.model import Node, Space
 
 DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
@@ -34,7 +32,6 @@ def digests(banks, data: bytes | bytearray | memoryview) -> dict[str, bytes]:
     return {bank: digest(bank, data) for bank in banks}
 
 
-@dataclass
 class PredictedEvent:
     """One event the firmware (or the VMM) will measure.
 
@@ -45,16 +42,25 @@ class PredictedEvent:
     they are bytes of a decoded input (a volume of the image, a variable of the VARS).
     """
 
-    index: int
-    event_type: int
-    digests: dict[str, bytes]
-    data: bytes
-    source: str
-    description: str = ""
-    space: Space | None = None
-    offset: int = 0
-    size: int = 0
-    cc: bool = False
+    # A plain class (not a dataclass): the SNP/TDX commands start in well under 100 ms, and
+    # `dataclasses` alone costs ~15 ms to import (decoders/model.py says more).
+    def __init__(self, index: int, event_type: int, digests: dict[str, bytes], data: bytes, source: str,
+                 description: str = "", space: Space | None = None, offset: int = 0, size: int = 0,
+                 cc: bool = False):
+        self.index = index
+        self.event_type = event_type
+        self.digests = digests
+        self.data = data
+        self.source = source
+        self.description = description
+        self.space = space
+        self.offset = offset
+        self.size = size
+        self.cc = cc
+
+    def __repr__(self) -> str:
+        return (f"PredictedEvent({self.register} type=0x{self.event_type:x} {self.description or self.source!r} "
+                f"{ {b: d.hex()[:16] for b, d in self.digests.items()} })")
 
     @property
     def register(self) -> str:
@@ -88,7 +94,10 @@ def extend(events: list[PredictedEvent], banks, initial: dict[int, bytes] | None
 
 
 def _event_type_text(event_type: int) -> str:
-    return S.event_type_name(event_type) or f"0x{event_type:x}"
+    # On first use: the event log's tables bring construct, which SNP/TDX predictions never need.
+    from decoders.eventlog.structs import event_type_name
+
+    return event_type_name(event_type) or f"0x{event_type:x}"
 
 
 def event_node(ev: PredictedEvent, number: int | None = None) -> Node:
@@ -126,26 +135,11 @@ def register_node(register: str, bank: str, value: bytes, events: int | None = N
     return node
 
 
-@dataclass
-class Prediction:
-    """Events in measurement order and the registers they give, with what could not be decided."""
+def __getattr__(name: str):
+    """Prediction is a dataclass (predictions subclass it as dataclasses); it is loaded on first use
+    so that a command that only builds nodes (the SNP launch digest) never imports `dataclasses`."""
+    if name == "Prediction":
+        from decoders.measure.prediction import Prediction
 
-    events: list[PredictedEvent] = field(default_factory=list)
-    banks: tuple[str, ...] = ("sha256",)
-    initial: dict[int, bytes] = field(default_factory=dict)
-
-    def registers(self) -> dict[str, dict[int, bytes]]:
-        return extend(self.events, self.banks, self.initial)
-
-    def register_nodes(self) -> list[Node]:
-        values = self.registers()
-        counts: dict[int, int] = {}
-        for ev in self.events:
-            counts[ev.index] = counts.get(ev.index, 0) + 1
-        cc = bool(self.events) and self.events[0].cc
-        return [register_node(register_name(i, cc), bank, values[bank][i], counts.get(i))
-                for i in sorted({i for bank in values for i in values[bank]}) for bank in self.banks
-                if i in values.get(bank, {})]
-
-    def event_nodes(self) -> list[Node]:
-        return [event_node(ev, n) for n, ev in enumerate(self.events)]
+        return Prediction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
