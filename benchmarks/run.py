@@ -227,8 +227,14 @@ def bench_print(runs: int) -> list[Timing]:
     return out
 
 
+def bench_measure(runs: int) -> list[Timing]:
+    from benchmarks.bench_measure import bench_measure as run
+
+    return run(runs)
+
+
 BENCHES = {"image": bench_image, "print": bench_print, "handover": bench_handover, "paging": bench_paging,
-           "dump": bench_dump, "app": bench_app}
+           "dump": bench_dump, "app": bench_app, "measure": bench_measure}
 
 
 def main() -> int:

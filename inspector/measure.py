@@ -102,6 +102,14 @@ def _check_usage(args) -> None:
         raise UsageError("measure: --initrd and --append go with --kernel")
     if args.vcpu_type is not None and args.vcpu_sig is not None:
         raise UsageError("measure: give --vcpu-type or --vcpu-sig, not both")
+    if args.snp and args.vcpu_type is None and args.vcpu_sig is None:
+        raise UsageError("measure: --snp needs --vcpu-type TYPE or --vcpu-sig VALUE (each VMSA holds the "
+                         "vCPU's CPUID signature)")
+    if args.vcpu_type is not None:
+        from decoders.measure.snp import VCPU_TYPES
+
+        if args.vcpu_type not in VCPU_TYPES:
+            raise UsageError(f"measure: unknown --vcpu-type {args.vcpu_type!r}; one of {', '.join(VCPU_TYPES)}")
 
 
 def run_measure(args) -> int:
@@ -127,9 +135,19 @@ def run_measure(args) -> int:
         print_problems(root)
     else:
         complete = print_tree(root)
-    if failed or not complete or has_problems(root):
+    if failed or not complete or has_problems(root) or _diverged(root):
         return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _diverged(root) -> bool:
+    """A real log that parts from the prediction (--against) is a failed comparison: exit 1."""
+    for node in root.find("measure-against"):
+        if node.get("FirstDivergence") is not None:
+            return True
+        if any(c.kind == "against-register" and c.get("Equal") is False for c in node.children):
+            return True
+    return False
 
 
 def _read_image(path: str) -> bytes:
@@ -176,11 +194,13 @@ def _snp(root, data: bytes, name: str, args) -> bool:
         kwargs["guest_features"] = args.guest_features
     p = predict_snp(data, name, vcpus=args.vcpus or 1, vcpu_type=args.vcpu_type, vcpu_sig=args.vcpu_sig,
                     kernel=kernel, initrd=initrd, append=args.append, **kwargs)
-    if p.digest is None:
-        why = "; ".join(str(x.message) for x in p.problems) or "no SEV metadata"
-        return _refuse(root, "snp-prediction", f"{args.image}: no SEV-SNP launch digest: {why}")
     from decoders.measure.snp import snp_node
 
+    if p.digest is None:
+        why = "; ".join(x.message for x in p.problems if x.severity.value == "error") or "no SEV metadata"
+        print(f"fwinspect measure: {args.image}: no SEV-SNP launch digest: {why}", file=sys.stderr)
+        root.append(snp_node(p))       # what was decoded, with its located problems
+        return True
     root.append(snp_node(p))
     return False
 
