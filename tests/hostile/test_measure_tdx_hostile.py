@@ -21,7 +21,18 @@ TDX_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 TABLE_FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 
 
+def _plausible_sections(rng: random.Random) -> list[TdxSection]:
+    """BFV and CFV below 4 GiB, a TD_HOB and some TempMem pages in the first 64 MiB (they may overlap)."""
+    rows = [(0, 0xFFE00000, 0x100000), (1, 0xFFD00000, 0x100000)]
+    rows.append((2, rng.randrange(0, 0x4000) * 0x1000, rng.randrange(1, 5) * 0x1000))
+    rows += [(3, rng.randrange(0, 0x4000) * 0x1000, rng.randrange(0, 17) * 0x1000) for _ in range(rng.randrange(0, 8))]
+    rng.shuffle(rows)
+    return [TdxSection(i, 0, 0, addr, size, typ, 0, None, 0x100 + 32 * i) for i, (typ, addr, size) in enumerate(rows)]
+
+
 def _random_sections(rng: random.Random) -> list[TdxSection]:
+    if rng.random() < 0.5:
+        return _plausible_sections(rng)
     out = []
     for i in range(rng.randrange(0, 12)):
         typ = rng.choice([0, 1, 2, 2, 3, 3, 3, 4, 5, 8, 99])
@@ -37,7 +48,7 @@ def test_random_sections_and_memory_give_a_valid_hob_or_errors(seed):
     rng = random.Random(seed)
     secs = _random_sections(rng)
     memory = rng.choice([0, -5, 1, 0x1000, 0x1FFF, GiB, 3 * GiB, 0xB0000000, 1 << 52, (1 << 52) + 1,
-                         1 << 64, rng.randrange(0, 1 << 45)])
+                         1 << 64, rng.randrange(0, 1 << 45), 64 << 20, GiB + 0x1000, 8 * GiB])
     hob, gpa, problems = build_td_hob(secs, memory)
     assert isinstance(gpa, int)
     if not hob:
@@ -48,6 +59,21 @@ def test_random_sections_and_memory_give_a_valid_hob_or_errors(seed):
     node = decode_hob_list(Space("td-hob", hob, base=gpa), gpa)
     assert not list(node.all_problems())
     assert lint_td_hob(node, td_hob_size=td_hob.memory_data_size) == []
+    # The resources tile the q35 RAM in address order, and every accepted section is SYSTEM_MEMORY.
+    res = [struct.unpack_from("<IIQQ", hob, off + 24) for off in range(56, len(hob) - 8, 48)]
+    ram = -(-memory // 8192) * 8192
+    below = ram if ram < 0xB0000000 else 0x80000000
+    expected_end, covered = 0, 0
+    for rtype, attr, start, length in res:
+        if start == 1 << 32 and expected_end == below:
+            expected_end = start
+        assert start == expected_end and attr == 0x7 and rtype in (0, 7)
+        expected_end, covered = start + length, covered + length
+    assert covered == ram
+    for s in secs:
+        if s.type in (2, 3) and s.memory_data_size:
+            assert any(r[0] == 0 and r[2] <= s.memory_address and s.memory_address + s.memory_data_size <= r[2] + r[3]
+                       for r in res)
 
 
 def _tdvf_image(rows, size: int = 0x40000, cfv: bytes | None = None) -> bytes:
