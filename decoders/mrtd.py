@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import struct
 from array import array
-from dataclasses import dataclass, field
 
 from decoders import budget
 from decoders.model import Node, Problem, Severity, Space
@@ -52,26 +51,34 @@ _EXTEND_RECORD = _EXTEND_TAG + bytes(RECORD - 16)
 _GPA_AT = 16                  # the GPA's offset in a record
 
 
-@dataclass
+# Plain classes (no dataclasses import): `mrtd` is a whole process of well under 100 ms.
 class MrtdStep:
     """What one section contributed."""
 
-    index: int
-    type_name: str
-    memory_address: int
-    pages_added: int
-    pages_extended: int
+    def __init__(self, index: int, type_name: str, memory_address: int, pages_added: int, pages_extended: int):
+        self.index = index
+        self.type_name = type_name
+        self.memory_address = memory_address
+        self.pages_added = pages_added
+        self.pages_extended = pages_extended
+
+    def __repr__(self) -> str:
+        return (f"MrtdStep({self.index}, {self.type_name}, 0x{self.memory_address:x}, added={self.pages_added}, "
+                f"extended={self.pages_extended})")
 
 
-@dataclass
 class MrtdResult:
-    digest: bytes | None               # 48 bytes; None when the metadata was refused
-    order: str
-    pages_added: int = 0
-    pages_extended: int = 0
-    bytes_extended: int = 0
-    log: list[MrtdStep] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    def __init__(self, digest: bytes | None, order: str):
+        self.digest = digest            # 48 bytes; None when the metadata was refused
+        self.order = order
+        self.pages_added = 0
+        self.pages_extended = 0
+        self.bytes_extended = 0
+        self.log: list[MrtdStep] = []
+        self.problems: list[Problem] = []
+
+    def __repr__(self) -> str:
+        return f"MrtdResult({self.order}, {self.hex}, {self.pages_added} added, {self.pages_extended} extended)"
 
     @property
     def hex(self) -> str | None:

@@ -12,7 +12,6 @@ OvmfPkg/OvmfPkgDefines.fdf.inc's VARS and CODE regions; `ImageLayout` below).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from decoders import guids
 from decoders.display import flag_names
@@ -39,19 +38,40 @@ QEMU_TYPES = {BFV, CFV, TD_HOB, TEMP_MEM}
 AT_MOST_ONE = {TD_HOB, PAYLOAD, PAYLOAD_PARAM, TD_INFO, TD_PARAMS}
 
 
-@dataclass(frozen=True)
 class TdxSection:
-    """One TDVF_SECTION with the numbers the MRTD needs and where its data is in *this* file."""
+    """One TDVF_SECTION with the numbers the MRTD needs and where its data is in *this* file.
+    Immutable and compared by value (a plain class: the metadata-only commands skip dataclasses)."""
 
-    index: int
-    data_offset: int        # DataOffset as written (unified-image offset)
-    raw_data_size: int
-    memory_address: int
-    memory_data_size: int
-    type: int
-    attributes: int
-    file_offset: int | None  # DataOffset rebased to this file; None when the data is not in it
-    at: int | None = None    # where the TDVF_SECTION entry itself is in the file, for located problems
+    __slots__ = ("index", "data_offset", "raw_data_size", "memory_address", "memory_data_size", "type",
+                 "attributes", "file_offset", "at")
+
+    def __init__(self, index: int, data_offset: int, raw_data_size: int, memory_address: int,
+                 memory_data_size: int, type: int, attributes: int, file_offset: int | None, at: int | None = None):
+        set_ = object.__setattr__
+        set_(self, "index", index)
+        set_(self, "data_offset", data_offset)          # DataOffset as written (unified-image offset)
+        set_(self, "raw_data_size", raw_data_size)
+        set_(self, "memory_address", memory_address)
+        set_(self, "memory_data_size", memory_data_size)
+        set_(self, "type", type)
+        set_(self, "attributes", attributes)
+        set_(self, "file_offset", file_offset)          # DataOffset rebased to this file; None when not in it
+        set_(self, "at", at)                            # where the TDVF_SECTION entry is, for located problems
+
+    def __setattr__(self, name, value):
+        raise AttributeError("TdxSection is immutable")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "TdxSection(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def type_name(self) -> str:
