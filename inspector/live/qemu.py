@@ -221,16 +221,16 @@ class QemuProcess:
                 raise QemuError("swtpm did not create its control socket in time")
             time.sleep(0.02)
         if self.tpm_readback:
-            from inspector.live.tpmrelay import TpmRelay, TpmRelayError
-            try:
-                self.tpm_relay = TpmRelay(self.dir / "tpmrelay.sock", sock).start()
-            except TpmRelayError as e:
-                raise QemuError(str(e)) from None
+            from inspector.live.tpmrelay import TpmRelay
+
+            self.tpm_relay = TpmRelay(self.dir / "tpmrelay.sock", sock).start()   # TpmGone (a QemuError)
 
     def read_pcrs(self, banks=("sha1", "sha256"), pcrs=range(8)) -> dict[str, dict[int, bytes]]:
         """{bank: {PCR index: value}} read from swtpm now (TPM2_PCR_Read through the relay).
-        Stop the guest first (QMP `stop` or a gdbstub stop): while it runs a TPM command this raises
-        inspector.live.tpmrelay.TpmBusy; TpmGone when QEMU or swtpm has gone."""
+        Stop the guest first (QMP `stop` or a gdbstub stop) for values that stay put. Raises (all
+        QemuErrors, from inspector.live.tpmrelay) TpmBusy while a guest TPM command is in flight,
+        TpmGone once QEMU or swtpm has gone, TpmResponseError for an error or malformed answer
+        (TPM_RC_INITIALIZE before the firmware's TPM2_Startup)."""
         if self.tpm_relay is None:
             raise QemuError("no TPM to read: start QemuProcess with tpm=True (and tpm_readback=True)")
         return self.tpm_relay.read_pcrs(banks, pcrs)

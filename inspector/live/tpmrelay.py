@@ -28,12 +28,14 @@ from __future__ import annotations
 import os
 import select
 import socket
+import stat
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
 from decoders.eventlog.structs import ALGORITHMS
+from inspector.live.qemu import QemuError
 
 # swtpm include/swtpm/tpm_ioctl.h: control command codes.
 CMD_SET_DATAFD = 0x10
@@ -65,6 +67,7 @@ ACCEPT_TIMEOUT = 30.0      # QEMU connects during its initialisation (START_TIME
 # loaded machine); past this the TPM counts as hung and QEMU's data channel is closed, which QEMU
 # answers with a fatal-error response to the guest (tpm_util_write_fatal_error_response).
 GUEST_COMMAND_TIMEOUT = 300.0
+SEND_TIMEOUT = 10.0        # a peer that stops reading a few bytes is gone
 READ_TIMEOUT = 5.0         # our PCR_Read: swtpm answers in well under a millisecond
 BUSY_TIMEOUT = 2.0         # how long read_pcrs waits for a guest command in flight to finish
 
@@ -79,8 +82,9 @@ BANK_ALG = {name: alg for alg, (name, _size) in ALGORITHMS.items()}
 ALG_SIZE = {alg: size for alg, (_name, size) in ALGORITHMS.items()}
 
 
-class TpmRelayError(Exception):
-    """The PCRs cannot be read: the TPM is gone, busy, or answered something that is not PCR_Read."""
+class TpmRelayError(QemuError):
+    """The PCRs cannot be read: the TPM is gone, busy, or answered something that is not PCR_Read.
+    A QemuError, so whoever reports a QemuProcess's errors reports these too."""
 
 
 class TpmBusy(TpmRelayError):
@@ -262,7 +266,9 @@ class TpmRelay:
             self._tpm_ctrl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._tpm_ctrl.settimeout(READ_TIMEOUT)
             self._tpm_ctrl.connect(self.swtpm_path)
-            self._tpm_ctrl.setblocking(True)
+            self._tpm_ctrl.settimeout(SEND_TIMEOUT)
+            if os.path.exists(self.listen_path) and stat.S_ISSOCK(os.stat(self.listen_path).st_mode):
+                os.unlink(self.listen_path)         # a stale socket of an earlier run in the same dir
             self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._listener.bind(self.listen_path)
             self._listener.listen(1)
@@ -324,6 +330,7 @@ class TpmRelay:
                 ready, _, _ = select.select([self._listener], [], [], POLL)
                 if ready:
                     self._qemu_ctrl, _ = self._listener.accept()
+                    self._qemu_ctrl.settimeout(SEND_TIMEOUT)
                     break
                 if time.monotonic() > deadline:
                     self._fail(f"QEMU did not connect to the TPM relay within {ACCEPT_TIMEOUT:.0f} s")
@@ -347,6 +354,8 @@ class TpmRelay:
         except OSError as e:
             if not self._stop.is_set():
                 self._fail(f"TPM control channel: {e}")
+        except Exception as e:      # a bug here must end the relay with a reason, not a thread traceback
+            self._fail(f"TPM relay control thread: {type(e).__name__}: {e}")
 
     def _from_qemu(self, data: bytes, fds: list[int]) -> None:
         if not fds:
@@ -361,10 +370,18 @@ class TpmRelay:
             return
         qemu_data = socket.socket(fileno=fds[0])
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        with self._lock:
+        for sock in (qemu_data, ours):
+            sock.settimeout(SEND_TIMEOUT)       # bounds sendall; every recv follows a select
+        if not self._acquire():                 # closing meanwhile
+            for sock in (qemu_data, ours, theirs):
+                sock.close()
+            return
+        try:
             # A second CMD_SET_DATAFD replaces the data channel in swtpm; so it does here.
             self._retired += [s for s in (self._qemu_data, self._tpm_data) if s is not None]
             self._qemu_data, self._tpm_data = qemu_data, ours
+        finally:
+            self._lock.release()
         try:
             socket.send_fds(self._tpm_ctrl, [data], [theirs.fileno()])
         finally:
@@ -392,6 +409,8 @@ class TpmRelay:
         except (OSError, ConnectionError, TimeoutError) as e:
             if not self._stop.is_set():
                 self._fail(f"TPM data channel: {e}")
+        except Exception as e:      # a bug here must end the relay with a reason, not a thread traceback
+            self._fail(f"TPM relay data thread: {type(e).__name__}: {e}")
 
     def _acquire(self) -> bool:
         while not self._stop.is_set():
