@@ -259,6 +259,7 @@ def test_read_pcrs_without_a_tpm_is_a_qemu_error(tmp_path):
 BOOT_TIMEOUT = 120.0
 STABLE = 2.0              # PCRs unchanged this long after ReadyToBoot: BDS has started its app
 EV_SEPARATOR = 0x4
+ALL_BANKS = ("sha1", "sha256", "sha384", "sha512")
 # PFP §3.3.4.1 (and Tcg2Dxe.c OnReadyToBoot): nothing but the ReadyToBoot separator extends PCR6
 # on OVMF, so PCR6 leaving zero says ReadyToBoot has come.
 PCR6_AFTER_SEPARATOR = hashlib.sha256(bytes(32) + hashlib.sha256(bytes(4)).digest()).digest()
@@ -333,6 +334,8 @@ def boot(out: Path, log_address: int | None = None) -> dict:
             r["before_startup"] = str(before.value)
             run_to_ready_to_boot(q)
             r["pcrs"] = q.read_pcrs(("sha1", "sha256"), range(8))
+            # every bank the Spec ID lists, all 24 PCRs: 96 digests, at most 8 per PCR_Read
+            r["all"] = q.read_pcrs(ALL_BANKS, range(24))
             r["commands"] = q.tpm_relay.commands
         else:
             run_until_log_settles(q, log_address, out)
@@ -407,3 +410,26 @@ def test_pcrs_before_tpm2_startup_are_a_clear_error(relayed):
 def test_read_after_qemu_died_is_tpm_gone_and_no_relay_thread_outlives_it(relayed):
     assert "QEMU" in relayed["after_kill"]
     assert relayed["threads_after_close"] == []
+
+
+@pytest.mark.live
+def test_all_24_pcrs_of_all_four_banks_read_back_and_agree_with_the_log(relayed):
+    """swtpm allocates SHA-1, SHA-256, SHA-384 and SHA-512 (the log's Spec ID lists those four).
+    PCR0-7 replay from the log; PCR8-16 and 23 stay zero and PCR17-22 all ones, their reset values
+    (PC Client Platform TPM Profile, PCR attributes: 17-22 reset to -1 until a dynamic launch)."""
+    from decoders.eventlog.replay import replay
+
+    rp = replay(relayed["log"])
+    assert relayed["log"].get("Algorithms") == {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+    for bank in ALL_BANKS:
+        values = relayed["all"][bank]
+        assert sorted(values) == list(range(24))
+        size = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}[bank]
+        for n in range(8):
+            assert values[n] == rp.value(bank, n), f"{bank} PCR{n}"
+        for n in [*range(8, 17), 23]:
+            assert values[n] == bytes(size), f"{bank} PCR{n}"
+        for n in range(17, 23):
+            assert values[n] == b"\xff" * size, f"{bank} PCR{n}"
+    for bank in ("sha1", "sha256"):      # the two reads at the same stop agree
+        assert {n: relayed["all"][bank][n] for n in range(8)} == relayed["pcrs"][bank]
