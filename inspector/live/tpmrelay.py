@@ -258,6 +258,7 @@ class TpmRelay:
         self._tpm_data: socket.socket | None = None
         self._retired: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
+        self._bound = False                    # listen_path is our socket (close() removes it)
         self.commands = 0                      # guest TPM commands relayed
 
     # -- lifecycle
@@ -271,6 +272,7 @@ class TpmRelay:
                 os.unlink(self.listen_path)         # a stale socket of an earlier run in the same dir
             self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self._listener.bind(self.listen_path)
+            self._bound = True
             self._listener.listen(1)
         except OSError as e:
             self.close()
@@ -296,10 +298,12 @@ class TpmRelay:
         self._retired = []
         if self.error is None:
             self.error = "the TPM relay was closed"
-        try:
-            os.unlink(self.listen_path)
-        except OSError:
-            pass
+        if self._bound:
+            self._bound = False
+            try:
+                os.unlink(self.listen_path)
+            except OSError:
+                pass
 
     def alive(self) -> bool:
         return not self._stop.is_set()
