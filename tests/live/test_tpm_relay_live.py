@@ -7,7 +7,8 @@ keep our PCR_Read apart from a guest command in flight, and turn a peer's death 
 
 Live (marked `live`): Debian 12's OVMF.fd under QEMU 7.2 (q35, TCG) with swtpm, booted once
 through the relay and once straight to swtpm. The PCRs read back at a QMP stop equal the replay
-of the TCG2 log found in the guest's RAM (`dump-guest-memory`), in SHA-1 and SHA-256, and the log
+of the TCG2 log found in the guest's RAM (`dump-guest-memory`), in all four banks swtpm allocates;
+at a gdbstub stop on the DXE core's entry PCR0 holds the PEI measurements of that log; and the log
 of the boot through the relay has the same events as the log of the boot without it.
 """
 from __future__ import annotations
@@ -332,6 +333,15 @@ def boot(out: Path, log_address: int | None = None) -> dict:
             with pytest.raises(TpmResponseError) as before:
                 q.read_pcrs()
             r["before_startup"] = str(before.value)
+            # A gdbstub stop mid-boot: at the DXE core's entry Tcg2Pei has measured PEIFV and DXEFV
+            from inspector.image import load_image
+            from inspector.live.session import Session
+
+            session = Session(q.attach("rsp"), load_image(image), q)
+            stop = session.run_to("dxe-core", BOOT_TIMEOUT)
+            r["dxe_core_stop"] = (stop.handoff, stop.problems)
+            r["at_dxe_core"] = q.read_pcrs(("sha1", "sha256"), [0, 7])
+            session.target.detach()             # the stub's `D`: QEMU resumes the guest
             run_to_ready_to_boot(q)
             r["pcrs"] = q.read_pcrs(("sha1", "sha256"), range(8))
             # every bank the Spec ID lists, all 24 PCRs: 96 digests, at most 8 per PCR_Read
@@ -433,3 +443,22 @@ def test_all_24_pcrs_of_all_four_banks_read_back_and_agree_with_the_log(relayed)
             assert values[n] == b"\xff" * size, f"{bank} PCR{n}"
     for bank in ("sha1", "sha256"):      # the two reads at the same stop agree
         assert {n: relayed["all"][bank][n] for n in range(8)} == relayed["pcrs"][bank]
+
+
+@pytest.mark.live
+def test_pcrs_read_at_a_gdbstub_stop_at_the_dxe_core_entry(relayed):
+    """At the DXE core's entry (a gdbstub stop) PCR0 holds the PEI measurements only: the first
+    three PCR0 events of the final log (S-CRTM version, PEIFV, DXEFV: Tcg2Pei); PCR7 is still zero
+    (Tcg2Dxe measures the Secure Boot policy later)."""
+    from decoders.eventlog.decode import event_digests, log_events
+
+    handoff, problems = relayed["dxe_core_stop"]
+    assert handoff == "dxe-core", problems
+    pcr0 = [dict(event_digests(e)) for i, e in enumerate(log_events(relayed["log"]))
+            if i > 0 and e.get("PCRIndex") == 0 and e.get("EventType") != 0x3]
+    for bank, size in (("sha1", 20), ("sha256", 32)):
+        value = bytes(size)
+        for digests in pcr0[:3]:
+            value = hashlib.new(bank, value + digests[bank]).digest()
+        assert relayed["at_dxe_core"][bank][0] == value, bank
+        assert relayed["at_dxe_core"][bank][7] == bytes(size), bank
