@@ -8,10 +8,13 @@ Three values per PCR and bank, from three independent places:
 - the prediction from the image and VARS bytes alone.
 The first two must agree on PCR0-7 (the log explains the TPM); the prediction must equal them on
 PCR0 and PCR7, in SHA-1 and SHA-256. When it does not, the failure lists the predicted and the
-logged events of that PCR side by side, so the differing event is named.
+logged events of that PCR side by side, so the differing event is named. PCR7 is exact on every
+boot; PCR0 is exact but for PEIFV's digest (PEIFV_XFAIL below), and exact with
+`predict_tpm(peifv_ram=...)` given PEIFV's bytes from the guest's RAM.
 
-Pairings (Debian's ovmf README.Debian): OVMF_CODE_4M.ms.fd and OVMF_CODE_4M.snakeoil.fd are both
-links to OVMF_CODE_4M.secboot.fd, which stops without SMM; QEMU 7.2 takes the SMM settings as
+Pairings (Debian's ovmf README.Debian): OVMF_VARS_4M.ms.fd goes with OVMF_CODE_4M.ms.fd and
+OVMF_VARS_4M.snakeoil.fd with OVMF_CODE_4M.snakeoil.fd, both links to OVMF_CODE_4M.secboot.fd,
+which stops without SMM; QEMU 7.2 takes the SMM settings as
 extra arguments (`-machine q35,smm=on` merges with QemuProcess's `-machine q35`, and the
 pflash must be `secure` so only SMM code writes the variables).
 """
