@@ -143,76 +143,112 @@ def _check(image, sections: list[TdxSection], out: MrtdResult) -> bool:
 def compute_mrtd(image: bytes | bytearray | memoryview, sections: list[TdxSection],
                  order: str = "per-page") -> MrtdResult:
     """MRTD for `image` (the file the sections' `file_offset`s point into) built in `order`."""
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-    out = MrtdResult(None, order)
-    if not _check(image, sections, out):
-        return out
-    h = hashlib.sha384()
+    return compute_mrtds(image, sections, (order,))[0]
+
+
+def compute_mrtds(image: bytes | bytearray | memoryview, sections: list[TdxSection],
+                  orders=ORDERS) -> list[MrtdResult]:
+    """MRTD in each of `orders`, one result per order. The records are built once and fed to one
+    SHA-384 per order: the orders differ only in where each page's PAGE.ADD record goes."""
+    for order in orders:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+    outs = [MrtdResult(None, order) for order in orders]
+    if not outs:
+        return outs
+    if not _check(image, sections, outs[0]):
+        for out in outs[1:]:
+            out.problems = list(outs[0].problems)
+        return outs
+    hashers = {order: hashlib.sha384() for order in orders}
     for s in sections:
         added, extended = _counts(s)
-        if order == "per-page":
-            _hash_pages(h, image, s, bool(added), bool(extended))
-        else:
-            if added:
-                _hash_pages(h, image, s, True, False)
-            if extended:
-                _hash_pages(h, image, s, False, True)
-        out.pages_added += added
-        out.pages_extended += extended
-        out.bytes_extended += extended * PAGE_SIZE
-        out.log.append(MrtdStep(s.index, s.type_name, s.memory_address, added, extended))
-    out.digest = h.digest()
-    return out
+        _hash_section(hashers, image, s, bool(added), bool(extended))
+        for out in outs:
+            out.pages_added += added
+            out.pages_extended += extended
+            out.bytes_extended += extended * PAGE_SIZE
+            out.log.append(MrtdStep(s.index, s.type_name, s.memory_address, added, extended))
+    for out in outs:
+        out.digest = hashers[out.order].digest()
+    return outs
 
 
-def _hash_pages(h, image, s: TdxSection, add: bool, extend: bool) -> None:
-    """Feed SHA-384 every page of `s`: per page its PAGE.ADD record when `add`, then its 16
-    MR.EXTEND records each followed by 256 data bytes when `extend`.
-
-    The records of a run of pages differ only in their GPAs, so a batch of pages is one buffer
-    built from a template, the GPAs written in with strided assignments, the data copied in for
-    pages that have image bytes (the rest stay zero: td-shim tee_info_hash.rs zero-pads the data
-    to MemoryDataSize).
-    """
+def _hash_section(hashers: dict, image, s: TdxSection, add: bool, extend: bool) -> None:
+    """Feed each order's SHA-384 the pages of `s`: "per-page" gets, page by page, its PAGE.ADD
+    record then its 16 MR.EXTEND records each followed by 256 data bytes; "two-pass" gets all the
+    section's PAGE.ADD records, then all its MR.EXTENDs."""
     if not (add or extend) or not s.pages:
         return
-    unit = (RECORD if add else 0) + (EXTEND_BYTES if extend else 0)
-    template = ((_ADD_RECORD if add else b"")
-                + ((_EXTEND_RECORD + bytes(EXTEND_CHUNK)) * CHUNKS if extend else b""))
-    first_extend = RECORD if add else 0
-    per_batch = max(1, BATCH_BYTES // unit)
-    step = unit // 8
+    per_page, two_pass = hashers.get("per-page"), hashers.get("two-pass")
+    if add and not extend:          # both orders hash the same stream of PAGE.ADD records
+        for first, n in _batches(s.pages, RECORD):
+            adds = _add_records(s.memory_address + first * PAGE_SIZE, n)
+            for h in hashers.values():
+                h.update(adds)
+        return
+    if add and two_pass is not None:
+        for first, n in _batches(s.pages, RECORD):
+            two_pass.update(_add_records(s.memory_address + first * PAGE_SIZE, n))
     data_pages = 0
-    if extend and s.raw_data_size and s.file_offset is not None:
+    if s.raw_data_size and s.file_offset is not None:
         data_pages = -(-min(s.raw_data_size, s.memory_data_size) // PAGE_SIZE)
-    for first in range(0, s.pages, per_batch):
-        n = min(per_batch, s.pages - first)
-        buf = bytearray(template * n)
-        q = memoryview(buf).cast("Q")
-        gpa0 = s.memory_address + first * PAGE_SIZE
-        if add:
-            q[_GPA_AT // 8::step] = array("Q", range(gpa0, gpa0 + n * PAGE_SIZE, PAGE_SIZE))
-        if extend:
-            for c in range(CHUNKS):
-                at = (first_extend + c * (RECORD + EXTEND_CHUNK) + _GPA_AT) // 8
-                g = gpa0 + c * EXTEND_CHUNK
-                q[at::step] = array("Q", range(g, g + n * PAGE_SIZE, PAGE_SIZE))
-            for p in range(first, min(first + n, data_pages)):
-                _copy_page_data(buf, (p - first) * unit + first_extend, image, s, p)
-        q.release()
-        h.update(buf)
+    for first, n in _batches(s.pages, EXTEND_BYTES):
+        ext = _extend_records(image, s, first, n, data_pages)
+        if two_pass is not None:
+            two_pass.update(ext)
+        if per_page is None:
+            continue
+        if not add:
+            per_page.update(ext)
+            continue
+        adds = memoryview(_add_records(s.memory_address + first * PAGE_SIZE, n))
+        view = memoryview(ext)
+        for i in range(n):
+            per_page.update(adds[i * RECORD:(i + 1) * RECORD])
+            per_page.update(view[i * EXTEND_BYTES:(i + 1) * EXTEND_BYTES])
 
 
-def _copy_page_data(buf: bytearray, at: int, image, s: TdxSection, page: int) -> None:
-    """Page `page` of the section's image bytes (up to RawDataSize) into the data slots at `at`."""
-    start = page * PAGE_SIZE
-    n = min(PAGE_SIZE, s.raw_data_size - start)
-    src = memoryview(image)[s.file_offset + start:s.file_offset + start + n]
-    for c in range(0, n, EXTEND_CHUNK):
-        d = at + (c // EXTEND_CHUNK) * (RECORD + EXTEND_CHUNK) + RECORD
-        piece = src[c:c + EXTEND_CHUNK]
-        buf[d:d + len(piece)] = piece
+def _batches(pages: int, unit: int):
+    """(first page, count) runs of at most BATCH_BYTES of `unit`-byte records."""
+    per_batch = max(1, BATCH_BYTES // unit)
+    for first in range(0, pages, per_batch):
+        yield first, min(per_batch, pages - first)
+
+
+def _add_records(gpa0: int, n: int) -> bytearray:
+    """The PAGE.ADD records of `n` pages from `gpa0`: one template, the GPAs written in strided."""
+    buf = bytearray(_ADD_RECORD * n)
+    q = memoryview(buf).cast("Q")
+    q[_GPA_AT // 8::RECORD // 8] = array("Q", range(gpa0, gpa0 + n * PAGE_SIZE, PAGE_SIZE))
+    q.release()
+    return buf
+
+
+def _extend_records(image, s: TdxSection, first: int, n: int, data_pages: int) -> bytearray:
+    """The MR.EXTEND records of pages first..first+n of `s`, each 256-byte chunk after its record.
+
+    Built as 8-byte words: a record is 16 words and its chunk 32, so the GPAs are one strided
+    assignment and the data 32 (one per word of a chunk), however many pages there are. Pages past
+    RawDataSize stay zero (td-shim tee_info_hash.rs zero-pads the data to MemoryDataSize)."""
+    chunks = n * CHUNKS
+    unit = (RECORD + EXTEND_CHUNK) // 8
+    buf = bytearray((_EXTEND_RECORD + bytes(EXTEND_CHUNK)) * chunks)
+    q = memoryview(buf).cast("Q")
+    g0 = s.memory_address + first * PAGE_SIZE
+    q[_GPA_AT // 8::unit] = array("Q", range(g0, g0 + chunks * EXTEND_CHUNK, EXTEND_CHUNK))
+    with_data = min(first + n, data_pages) - first
+    if with_data > 0:
+        start = s.file_offset + first * PAGE_SIZE
+        end = s.file_offset + min(s.raw_data_size, s.memory_data_size, (first + with_data) * PAGE_SIZE)
+        src = bytes(image[start:end]).ljust(with_data * PAGE_SIZE, b"\0")
+        words = memoryview(src).cast("Q")
+        filled = with_data * CHUNKS * unit
+        for j in range(EXTEND_CHUNK // 8):
+            q[RECORD // 8 + j:filled:unit] = words[j::EXTEND_CHUNK // 8]
+        words.release()
+    q.release()
+    return buf
 
 
 def mrtd_node(result: MrtdResult) -> Node:

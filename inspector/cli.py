@@ -103,7 +103,7 @@ def cmd_fd(args) -> int:
 
 def cmd_mrtd(args) -> int:
     from decoders.model import Node
-    from decoders.mrtd import compute_mrtd, image_tdx_metadata, mrtd_node
+    from decoders.mrtd import compute_mrtds, image_tdx_metadata, mrtd_node
     from decoders.ovmf.metadata import tdx_sections
     from inspector.imagefile import ImageError, read_image
     from inspector.render import has_problems, print_problems, write_json
@@ -120,7 +120,7 @@ def cmd_mrtd(args) -> int:
         print(f"{args.image}: no TDX metadata (not a TDVF image); no MRTD to compute", file=sys.stderr)
         return EXIT_PROBLEMS
     orders = ["per-page", "two-pass"] if args.order == "both" else [args.order]
-    results = [compute_mrtd(data, tdx_sections(meta), order=o) for o in orders]
+    results = compute_mrtds(data, tdx_sections(meta), orders)
     if args.json:
         root = Node("mrtd-report", f"MRTD of {name}")
         root.children = [mrtd_node(r) for r in results]

@@ -72,7 +72,7 @@ def hob_tree(data: bytes, name: str, base: int | None, td_profile: str | None = 
 def image_tree(path: Path) -> Node:
     """An image for the app: its tree, plus the MRTD in both page orders under its TDX metadata
     (what a TDX VMM measures; the CLI computes it only when asked, with `fwinspect mrtd`)."""
-    from decoders.mrtd import compute_mrtd, mrtd_node
+    from decoders.mrtd import compute_mrtds, mrtd_node
     from decoders.ovmf.metadata import tdx_sections
     from inspector.image import load_image
 
@@ -80,8 +80,7 @@ def image_tree(path: Path) -> Node:
     meta = img.tdx_metadata()
     if meta is not None:
         sections = tdx_sections(meta)
-        for order in ("per-page", "two-pass"):
-            meta.append(mrtd_node(compute_mrtd(img.data, sections, order=order)))
+        meta.children.extend(mrtd_node(r) for r in compute_mrtds(img.data, sections))
     return img.root
 
 

@@ -235,7 +235,7 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
     leaves the Secure Boot policy events out of the prediction and names them in `depends`. Only the
     GUIDed table, the TDVF descriptor, the CFV and its variable store are read."""
     from decoders.measure.model import Prediction
-    from decoders.mrtd import compute_mrtd, image_tdx_metadata
+    from decoders.mrtd import compute_mrtds, image_tdx_metadata
     from decoders.ovmf.metadata import tdx_sections
 
     out = TdxPrediction(name=name, memory=memory, secure_boot_build=secure_boot_build)
@@ -248,8 +248,7 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
     out.metadata = meta
     out.problems.extend(p for _, p in meta.all_problems() if p.severity == Severity.ERROR)
     sections = tdx_sections(meta)
-    for order in orders:
-        result = compute_mrtd(image, sections, order=order)
+    for result in compute_mrtds(image, sections, orders):
         out.mrtd.append(result)
         out.problems.extend(p for p in result.problems if p not in out.problems)
 
