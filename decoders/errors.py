@@ -2,7 +2,6 @@
 a DecodeError located by offset, keeping construct's field path."""
 from __future__ import annotations
 
-from typing import Any
 
 import weakref
 
@@ -41,7 +40,7 @@ def static_size(struct: construct.Construct) -> int | None:
 
 
 def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, offset: int,
-             what: str | None = None) -> Any:
+             what: str | None = None) -> object:
     """Parse `struct` from `data[offset:]`, raising DecodeError(offset, ...) on any failure.
 
     The slice is bounded by the struct's static size when it has one, so a header

@@ -25,7 +25,30 @@ class UsageError(Exception):
     """A usage error or an input that cannot be read at all: one line, exit 2."""
 
 
+def _help_width() -> int:
+    """The terminal's width for --help, as shutil.get_terminal_size gives it (COLUMNS, else the
+    terminal, else 80), without importing shutil: argparse makes a formatter for every argument
+    it adds, and shutil (with the compression modules it imports) is ~4 ms of a one-shot command."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        super().__init__(prog, indent_increment, max_help_position, _help_width() - 2 if width is None else width)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         """One line naming the command and the option (argparse's default adds the usage block)."""
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (--help for usage)\n")
