@@ -94,8 +94,7 @@ def extend(events: list[PredictedEvent], banks, initial: dict[int, bytes] | None
 
 
 def _event_type_text(event_type: int) -> str:
-    # On first use: the event log's tables bring construct, which SNP/TDX predictions never need.
-    from decoders.eventlog.structs import event_type_name
+    from decoders.tcg import event_type_name
 
     return event_type_name(event_type) or f"0x{event_type:x}"
 
