@@ -8,7 +8,7 @@ UEFI_VARIABLE_DATA (§10.2.6), EFI_SIGNATURE_LIST (UEFI 2.10 §32.4.1). Digests 
 separator its 4 bytes; Tcg2Pei.c: a blob the volume's bytes, the CRTM version its string).
 Register values are recomputed here with hashlib (PCR = H(PCR || digest), TPM 2.0 Part 1 "PCR Extend").
 
-Real logs (tests/data/eventlog/ovmf-against/, README there) are OVMF boots under QEMU and swtpm,
+Real logs (tests/data/ovmf-boots/, README there) are OVMF boots under QEMU and swtpm,
 explained against predict_tpm's predictions from another VARS or another image.
 """
 from __future__ import annotations
@@ -386,7 +386,7 @@ def test_not_a_tcg_crypto_agile_log_is_a_problem():
 # -- real logs ------------------------------------------------------------------------------------
 
 def real_log(name):
-    return decode_event_log(fixture(f"eventlog/ovmf-against/{name}").read_bytes())
+    return decode_event_log(fixture(f"ovmf-boots/{name}").read_bytes())
 
 
 def tpm_prediction(image, vars_path=None):
@@ -402,7 +402,7 @@ def by_pcr(node, pcr):
 
 
 # OVMF's PEIMs run in place from PEIFV in RAM (0x820000) and PlatformPei writes its globals there
-# before Tcg2Pei hashes the volume: in the d12-ovmf boot the RAM copy differs from the image's
+# before Tcg2Pei hashes the volume: in the bookworm OVMF.fd boot the RAM copy differs from the image's
 # decompressed PEIFV in 22 bytes between offsets 0xefd8 and 0xf048 (PlatformPei's PE image), and the
 # RAM copy hashes to the log's #2 digest (sha256 f163cd8f…, checked on a dump of that boot). A
 # prediction from the image can therefore part from a real log at #2; that divergence is the only
@@ -417,7 +417,7 @@ def assert_pcr0_is_the_image(node):
 
 
 def test_real_log_against_the_prediction_of_its_own_image_agrees_on_pcr7_and_dxefv():
-    log = real_log("d12-ovmf.bin")
+    log = real_log("bookworm-OVMF.fd.tcglog")
     node = explain_against(tpm_prediction(bookworm("OVMF.fd")), log)
     assert by_pcr(node, 7) == {}
     assert_pcr0_is_the_image(node)
@@ -430,7 +430,7 @@ def test_real_log_against_the_prediction_of_its_own_image_agrees_on_pcr7_and_dxe
 
 def test_real_ms_log_against_its_own_vars_agrees_on_pcr7():
     node = explain_against(tpm_prediction(bookworm("OVMF_CODE_4M.secboot.fd"), bookworm("OVMF_VARS_4M.ms.fd")),
-                           real_log("d12-code4m-ms.bin"))
+                           real_log("bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog"))
     assert by_pcr(node, 7) == {}
     assert_pcr0_is_the_image(node)
     assert registers(node)[("PCR7", "sha256")].get("Replayed") == \
@@ -440,7 +440,7 @@ def test_real_ms_log_against_its_own_vars_agrees_on_pcr7():
 
 def test_real_ms_log_against_the_plain_vars_parts_at_secure_boot_then_names_the_keys():
     node = explain_against(tpm_prediction(bookworm("OVMF_CODE_4M.secboot.fd"), bookworm("OVMF_VARS_4M.fd")),
-                           real_log("d12-code4m-ms.bin"))
+                           real_log("bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog"))
     d = by_pcr(node, 7)
     assert_pcr0_is_the_image(node)
     # SecureBoot (#4) is measured before PK (Tcg2Dxe.c MeasureAllSecureVariables: mVariableType order)
@@ -463,7 +463,7 @@ def test_real_ms_log_against_the_plain_vars_parts_at_secure_boot_then_names_the_
 
 def test_real_plain_log_against_the_ms_vars_names_what_only_the_vars_hold():
     node = explain_against(tpm_prediction(bookworm("OVMF_CODE_4M.fd"), bookworm("OVMF_VARS_4M.ms.fd")),
-                           real_log("d12-code4m.bin"))
+                           real_log("bookworm-OVMF_CODE_4M.fd+OVMF_VARS_4M.fd.tcglog"))
     d = by_pcr(node, 7)
     assert min(d) == 4
     assert d[5] == ("#5 PCR7 EV_EFI_VARIABLE_DRIVER_CONFIG: PK holds nothing in the log, 1 certificate in the "
@@ -473,7 +473,7 @@ def test_real_plain_log_against_the_ms_vars_names_what_only_the_vars_hold():
 def test_real_log_against_another_image_of_the_same_layout_parts_at_dxefv():
     # OVMF.fd's boot against OVMF_CODE_4M.fd: the same PEIFV/DXEFV ranges, other bytes in DXEFV
     node = explain_against(tpm_prediction(bookworm("OVMF_CODE_4M.fd"), bookworm("OVMF_VARS_4M.fd")),
-                           real_log("d12-ovmf.bin"))
+                           real_log("bookworm-OVMF.fd.tcglog"))
     pcr0 = by_pcr(node, 0)
     assert 3 in pcr0 and set(pcr0) <= {2, 3}
     assert pcr0[3].startswith("#3 PCR0 EV_EFI_PLATFORM_FIRMWARE_BLOB: firmware blob 0x900000+0xc00000: same range, "
@@ -482,7 +482,7 @@ def test_real_log_against_another_image_of_the_same_layout_parts_at_dxefv():
 
 
 def test_real_log_against_debian_13_names_the_version_and_the_dxefv_size():
-    node = explain_against(tpm_prediction(trixie("OVMF.fd")), real_log("d12-ovmf.bin"))
+    node = explain_against(tpm_prediction(trixie("OVMF.fd")), real_log("bookworm-OVMF.fd.tcglog"))
     pcr0 = by_pcr(node, 0)
     assert node.get("FirstDivergence") == 1
     assert pcr0[1].startswith('#1 PCR0 EV_S_CRTM_VERSION: CRTM version "" in the log, "2025.02')

@@ -1,6 +1,6 @@
 """predict_tpm (decoders/measure/tpm.py) against real boots of Debian's OVMF and against virt-fw-measure.
 
-Evidence: tests/data/eventlog/ovmf-boots/ (TCG logs of real boots under QEMU + swtpm, README there)
+Evidence: tests/data/ovmf-boots/ (TCG logs of real boots under QEMU + swtpm, README there)
 and `virt-fw-measure` (PyPI virt-firmware) on the same images. Crafted VARS are built here with
 struct.pack from edk2's VariableFormat.h and PiFirmwareVolume.h.
 """
@@ -22,7 +22,7 @@ from tests.realdata import bookworm as _bookworm
 from tests.realdata import firmware, fixture, missing, trixie
 
 BANKS = ("sha1", "sha256", "sha384", "sha512")
-BOOTS = "eventlog/ovmf-boots"
+BOOTS = "ovmf-boots"
 GLOBAL = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 IMAGE_SECURITY = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
 SB_ENABLE = uuid.UUID("f0a30bc7-af08-4556-99c4-001009c93a44")
@@ -93,7 +93,7 @@ def test_every_predicted_event_matches_the_real_boot(name, image, vars_, log):
         assert {b: ev.digests[b] for b in BANKS} == {b: digests[b] for b in BANKS}, ev.source
 
 
-WRITES = {  # log -> the image booted (tests/data/eventlog/ovmf-boots/peifv-ram-writes.json)
+WRITES = {  # log -> the image booted (tests/data/ovmf-boots/peifv-ram-writes.json)
     "bookworm-OVMF.fd.tcglog": lambda: bookworm("OVMF.fd"),
     "bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog": lambda: bookworm("OVMF_CODE_4M.ms.fd"),
     "trixie-OVMF.fd.tcglog": lambda: trixie("OVMF.fd"),

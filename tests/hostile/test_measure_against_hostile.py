@@ -4,7 +4,7 @@ unknown banks. Each gives a `measure-against` node (problems where something cou
 never a traceback; the node always serialises to JSON.
 
 Logs are TCG PC Client PFP 1.05 §10.2 crypto-agile logs built with struct.pack (Spec ID event, then
-TCG_PCR_EVENT2), or the real OVMF log of tests/data/eventlog/ovmf-against/.
+TCG_PCR_EVENT2), or the real OVMF log of tests/data/ovmf-boots/.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def decode_or_none(raw: bytes) -> Node | None:
 
 @pytest.fixture(scope="module")
 def real():
-    raw = fixture("eventlog/ovmf-against/d12-code4m-ms.bin").read_bytes()
+    raw = fixture("ovmf-boots/bookworm-OVMF_CODE_4M.ms.fd+OVMF_VARS_4M.ms.fd.tcglog").read_bytes()
     return raw, prediction_from(decode_event_log(raw))
 
 

@@ -7,7 +7,7 @@ the replay of the log in the same tree (decoders/eventlog/replay.py) and predict
 as many per PCR as that log holds, extended here with hashlib (PCR = H(PCR || digest), TPM 2.0 Part 1
 "PCR Extend").
 
-Offline: a stop tree made of the real OVMF log of tests/data/eventlog/ovmf-against/d12-ovmf.bin cut
+Offline: a stop tree made of the real OVMF log of tests/data/ovmf-boots/bookworm-OVMF.fd.tcglog cut
 before its PCR7 separator (as a stop before the Secure Boot policy is complete sees it), with a
 prediction built from known events.
 """
@@ -26,7 +26,7 @@ from inspector.live.measured import MeasureCheck, find_tcg_log
 from tests.realdata import bookworm, fixture, tool
 
 EV_NO_ACTION, EV_SEPARATOR = 0x3, 0x4
-# d12-ovmf.bin: event #9 (PCR7 EV_SEPARATOR) starts at 0x718 (fwinspect eventlog; README there).
+# bookworm-OVMF.fd.tcglog: event #9 (PCR7 EV_SEPARATOR) starts at 0x718 (fwinspect eventlog; README there).
 BEFORE_PCR7_SEPARATOR = 0x718
 BDS_TIMEOUT = 60.0
 
@@ -67,7 +67,7 @@ def registers(node: Node) -> dict[tuple[str, str], Node]:
 # -- offline: a recorded stop ----------------------------------------------------------------------
 
 def early_stop_tree() -> tuple[Node, Node]:
-    raw = fixture("eventlog/ovmf-against/d12-ovmf.bin").read_bytes()[:BEFORE_PCR7_SEPARATOR]
+    raw = fixture("ovmf-boots/bookworm-OVMF.fd.tcglog").read_bytes()[:BEFORE_PCR7_SEPARATOR]
     tree = Node("dxe-state", "DXE state at a stop before the PCR7 separator")
     log = tree.append(decode_event_log(raw))
     return tree, log
@@ -192,7 +192,7 @@ def test_bds_stop_of_a_real_boot_shows_prediction_and_replay():
             assert r.get("Replayed") == (replayed or bytes(hashlib.new(bank).digest_size)).hex()
             assert r.get("Predicted") == extend(bank, [ev.digests[bank] for ev in mine]).hex()
             assert r.get("Equal") is (r.get("Predicted") == r.get("Replayed"))
-    # PCR7 is complete at BDS: the value of the whole boot's log (d12-ovmf.bin, captured the same way),
+    # PCR7 is complete at BDS: the value of the whole boot's log (bookworm-OVMF.fd.tcglog, captured the same way),
     # predicted from the image's own empty Secure Boot variables
     assert regs[("PCR7", "sha256")].get("Replayed") == "65caf8dd1e0ea7a6347b635d2b379c93b9a1351edc2afc3ecda700e534eb3068"
     assert regs[("PCR7", "sha256")].get("Equal") is True
