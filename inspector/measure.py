@@ -84,6 +84,10 @@ def add_measure_arguments(p) -> None:
     tdx.add_argument("--tdx", action="store_true", help="predict the MRTD, RTMR0 events and TD HOB")
     tdx.add_argument("--memory", type=_size, default=None, metavar="SIZE",
                      help="guest RAM for the TD HOB QEMU builds (default 2G)")
+    tdx.add_argument("--secure-boot-build", choices=("yes", "no", "detect"), default=None,
+                     help="whether the image was built with Secure Boot support, which decides the "
+                          "Secure Boot policy events in RTMR0 (detect: decode the DXE volume, slower); "
+                          "unset, those events are named, not predicted")
     p.set_defaults(func=run_measure)
 
 
@@ -94,7 +98,8 @@ def _check_usage(args) -> None:
              "--vcpus": (args.vcpus, "snp"), "--vcpu-type": (args.vcpu_type, "snp"),
              "--vcpu-sig": (args.vcpu_sig, "snp"), "--kernel": (args.kernel, "snp"),
              "--initrd": (args.initrd, "snp"), "--append": (args.append, "snp"),
-             "--guest-features": (args.guest_features, "snp"), "--memory": (args.memory, "tdx")}
+             "--guest-features": (args.guest_features, "snp"), "--memory": (args.memory, "tdx"),
+             "--secure-boot-build": (args.secure_boot_build, "tdx")}
     for option, (value, mode) in needs.items():
         if value is not None and not getattr(args, mode):
             raise UsageError(f"measure: {option} goes with --{mode}")
@@ -176,6 +181,12 @@ def _tdx(root, data: bytes, name: str, args) -> bool:
     kwargs = {"vars_data": vars_data}
     if args.memory is not None:
         kwargs["memory"] = args.memory
+    if args.secure_boot_build == "detect":
+        from decoders.measure.tdx import detect_secure_boot_build
+
+        kwargs["secure_boot_build"] = detect_secure_boot_build(data, name)
+    elif args.secure_boot_build is not None:
+        kwargs["secure_boot_build"] = args.secure_boot_build == "yes"
     p = predict_tdx(data, name, **kwargs)
     if not p.mrtd:
         return _refuse(root, "tdx-prediction", f"{args.image}: no TDX metadata (not a TDVF image); "
@@ -214,18 +225,28 @@ def _tpm(root, args) -> bool:
     if args.vars:
         vars_root = load_vars(_read_file(args.vars, what="VARS"), Path(args.vars).name)
     p = predict_tpm(img.root, vars_root, banks=args.bank, fw_version=args.fw_version)
-    node = root.append(p.node())
+    log = read_phys = None
     if args.against:
+        log, read_phys = load_log(args.against)
+        where = getattr(p, "peifv_range", None)
+        if read_phys is not None and where is not None:
+            # A dump holds the guest's PEIFV as it was measured (the PEIMs that ran before Tcg2Pei
+            # wrote their globals into it): with it, PCR0 is that boot's.
+            ram = read_phys(*where)
+            if len(ram) == where[1]:
+                p = predict_tpm(img.root, vars_root, banks=args.bank, fw_version=args.fw_version, peifv_ram=ram)
+    node = root.append(p.node())
+    if log is not None:
         from decoders.measure.against import explain_against
 
-        log = load_log(args.against)
         node.append(explain_against(p, log, banks=args.bank))
     return False
 
 
 def load_log(path: str):
-    """The TCG event log in a file: the log itself, a memory dump (found as `fwinspect dump` finds
-    it) or a live-session recording (the last stop that holds one)."""
+    """The TCG event log in a file (the log itself, a memory dump, where it is found as `fwinspect
+    dump` finds it, or a live-session recording: the last stop that holds one), and for a dump a
+    reader of its physical memory (address, size) -> bytes, else None."""
     from decoders.eventlog import decode_event_log
 
     p = Path(path)
@@ -237,10 +258,12 @@ def load_log(path: str):
         from inspector.dump import open_dump
         from inspector.locate import dump_overview
 
-        log = _tcg_log(dump_overview(open_dump(p)))
+        dump = open_dump(p)
+        log = _tcg_log(dump_overview(dump))
         if log is None:
             raise UsageError(f"--against {path}: no TCG event log found in the dump")
-        return decode_event_log(log.bytes, space_name=p.name)
+        # The reader holds the Dump: the memory reads through its open file.
+        return decode_event_log(log.bytes, space_name=p.name), lambda address, size: dump.memory.read(address, size)
     if head[:1] == b"{":
         from inspector.live.record import RecordingError, iter_recording
 
@@ -254,8 +277,8 @@ def load_log(path: str):
             raise UsageError(f"--against {path}: {e}") from None
         if found is None:
             raise UsageError(f"--against {path}: no stop of the recording holds a TCG event log")
-        return decode_event_log(found, space_name=p.name)
-    return decode_event_log(_read_file(path, 64 << 20, "--against"), space_name=p.name)
+        return decode_event_log(found, space_name=p.name), None
+    return decode_event_log(_read_file(path, 64 << 20, "--against"), space_name=p.name), None
 
 
 def _tcg_log(tree):

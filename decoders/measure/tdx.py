@@ -261,7 +261,8 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
 
     if not sec_measures(image):
         out.sec_measures = False
-        out.problems.append(Problem(None, Severity.WARNING, (
+        # A fact about a valid image (what it will measure), not a problem with the input: a note.
+        out.problems.append(Problem(None, Severity.INFO, (
             "no SHA-384 code in the image's uncompressed volumes: its SEC predates edk2-stable202302, "
             "which added the TD HOB and CFV measurement to SEC (OvmfPkg/Sec/SecMain.c, TdxHelperLib); such a "
             "TDVF extends nothing into RTMR0 before DXE, and RTMR0 gets later events only if its DXE volume "

@@ -151,6 +151,10 @@ def predict_tpm(image_root: Node, vars_root: Node | None = None, *, banks=("sha2
         f"PcdFirmwareVersionString {shown} ({version.source}), UTF-16 with its NUL, {len(crtm)} bytes",
         f"S-CRTM version {shown}", version.space, version.offset, version.size))
     pcr0_ok = True
+    # Where PEIFV sits in RAM, for a caller that can read it there (a dump, a live guest) and
+    # predict again with peifv_ram: the one PCR0 input the image alone does not decide.
+    pred.peifv_range = ((facts.peifv.base, facts.peifv.length)
+                        if facts.peifv is not None and facts.peifv.base is not None else None)
     if facts.peifv is not None and peifv_ram is None:
         _problem(pred.problems, "info", PEIFV_WRITES)
     for vol in (facts.peifv, facts.dxefv):

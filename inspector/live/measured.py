@@ -33,41 +33,63 @@ LOG_DEPTH = 2
 Predictor = Callable[[Node, Path | None, tuple[str, ...]], Prediction]
 
 
-def predict_with_tpm(image_root: Node, vars_path: Path | None, banks: tuple[str, ...]) -> Prediction:
+def predict_with_tpm(image_root: Node, vars_path: Path | None, banks: tuple[str, ...],
+                     peifv_ram: bytes | None = None) -> Prediction:
     """predict_tpm on the session's image, with the VARS file when there is one."""
     from decoders.measure.tpm import load_vars, predict_tpm
 
     vars_root = load_vars(vars_path) if vars_path is not None else None
-    return predict_tpm(image_root, vars_root, banks=banks)
+    return predict_tpm(image_root, vars_root, banks=banks, peifv_ram=peifv_ram)
 
 
 class MeasureCheck:
     """The `measure-check` node of a session's stops; the prediction is made lazily and cached."""
 
     def __init__(self, image_root: Node, vars_path: str | Path | None = None, *, vars_known: bool = True,
-                 predictor: Predictor = predict_with_tpm):
+                 predictor: Predictor = predict_with_tpm,
+                 read_phys: Callable[[int, int], bytes] | None = None):
         self.image_root = image_root
+        # Guest physical memory: PEIFV is read there once (the PEIMs that run before Tcg2Pei write
+        # their globals into it, so only the RAM copy gives the logged digest).
+        self.read_phys = read_phys
         self.vars_path = Path(vars_path) if vars_path is not None else None
         self.vars_known = vars_known          # False: attached to a guest whose VARS we do not know
         self.predictor = predictor
         self._cache: dict[tuple[str, ...], Prediction | str] = {}
 
     @classmethod
-    def for_session(cls, image, qemu=None) -> "MeasureCheck":
+    def for_session(cls, image, qemu=None, read_phys=None) -> "MeasureCheck":
         """For a Session: its decoded image, and the VARS template the QEMU we started booted from
         (QemuProcess.vars; None means -bios, the image's own varstore)."""
         if qemu is not None:
-            return cls(image.root, getattr(qemu, "vars", None))
-        return cls(image.root, None, vars_known=False)
+            return cls(image.root, getattr(qemu, "vars", None), read_phys=read_phys)
+        return cls(image.root, None, vars_known=False, read_phys=read_phys)
 
     def prediction(self, banks: tuple[str, ...]) -> Prediction | str:
         """The prediction in these banks, or why there is none (made once per set of banks)."""
         if banks not in self._cache:
             try:
-                self._cache[banks] = self.predictor(self.image_root, self.vars_path, banks)
+                pred = self.predictor(self.image_root, self.vars_path, banks)
+                ram = self._peifv_ram(pred)
+                if ram is not None:
+                    pred = self.predictor(self.image_root, self.vars_path, banks, peifv_ram=ram)
+                self._cache[banks] = pred
             except Exception as e:   # a live stop must survive any predictor failure; it is reported
                 self._cache[banks] = f"the prediction failed: {type(e).__name__}: {e}"
         return self._cache[banks]
+
+    def _peifv_ram(self, pred) -> bytes | None:
+        """PEIFV as the guest holds it (one read), when the prediction says where and memory can be
+        read; None otherwise (the prediction then hashes the image's decompressed PEIFV)."""
+        where = getattr(pred, "peifv_range", None)
+        if self.read_phys is None or where is None:
+            return None
+        base, length = where
+        try:
+            data = self.read_phys(base, length)
+        except Exception:   # noqa: BLE001 - no RAM copy: the image's PEIFV is predicted instead
+            return None
+        return data if len(data) == length else None
 
     def attach(self, tree: Node | None) -> Node | None:
         """Append the measure-check node to `tree` when it holds a TCG log; returns it."""

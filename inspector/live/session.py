@@ -77,7 +77,7 @@ class Session:
         # The guest's DEBUG log (debugcon), parsed as it grows, when we started QEMU and so have the file.
         self.debug_log = DebugLog(qemu.read_debug_log) if qemu is not None and hasattr(qemu, "read_debug_log") else None
         # Predicted PCR0/PCR7 beside the TCG log of a stop (predicted once, from the image and VARS).
-        self.measured = MeasureCheck.for_session(image, qemu)
+        self.measured = MeasureCheck.for_session(image, qemu, read_phys=self.phys.read)
         self.index = -1
         self.dead: str | None = None
         self._stop: Stop | None = None

@@ -167,6 +167,9 @@ def test_bds_stop_of_a_real_boot_shows_prediction_and_replay():
     try:
         session = Session(qemu.attach("rsp"), image, qemu)
         stop = session.run_to("bds", BDS_TIMEOUT)
+        # PEIFV as the guest holds it (the session reads it once for its own prediction)
+        where = predict_tpm(image.root, None).peifv_range
+        peifv_ram = session.phys.read(*where)
     finally:
         qemu.close()
     assert stop.handoff == "bds", stop.problems
@@ -182,7 +185,7 @@ def test_bds_stop_of_a_real_boot_shows_prediction_and_replay():
     # protocol appeared, before BdsDxe's entry)
     assert {p: counts.get(p) for p in (0, 7)} == {0: 3, 7: 6}
     rp = replay(log)
-    pred = predict_tpm(image.root, None, banks=banks)
+    pred = predict_tpm(image.root, None, banks=banks, peifv_ram=peifv_ram)
     regs = registers(node)
     for pcr in (0, 7):
         mine = [ev for ev in pred.events if ev.index == pcr][:counts.get(pcr, 0)]
@@ -196,3 +199,10 @@ def test_bds_stop_of_a_real_boot_shows_prediction_and_replay():
     # predicted from the image's own empty Secure Boot variables
     assert regs[("PCR7", "sha256")].get("Replayed") == "65caf8dd1e0ea7a6347b635d2b379c93b9a1351edc2afc3ecda700e534eb3068"
     assert regs[("PCR7", "sha256")].get("Equal") is True
+    # PCR0 as far as it goes at BDS (CRTM version, PEIFV as in RAM, DXEFV) is the boot's: the first
+    # three PCR0 events of the whole boot's log, replayed
+    whole = decode_event_log(fixture("ovmf-boots/bookworm-OVMF.fd.tcglog").read_bytes())
+    first3 = [ev for ev in log_events(whole) if ev.get("PCRIndex") == 0 and ev.get("EventType") != 3][:3]
+    expected = extend("sha256", [dict(event_digests(ev))["sha256"] for ev in first3]).hex()
+    assert regs[("PCR0", "sha256")].get("Replayed") == expected
+    assert regs[("PCR0", "sha256")].get("Equal") is True
