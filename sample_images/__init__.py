@@ -21,6 +21,10 @@ BOOKWORM = {
     "OVMF_CODE_4M.secboot.fd": Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
     "OVMF_VARS_4M.fd": Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
     "OVMF_VARS_4M.ms.fd": Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
+    # Secure Boot pairs (README.Debian): .ms and .snakeoil CODE are links to .secboot
+    "OVMF_CODE_4M.ms.fd": Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd"),
+    "OVMF_CODE_4M.snakeoil.fd": Path("/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"),
+    "OVMF_VARS_4M.snakeoil.fd": Path("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"),
 }
 
 # Debian 13 (trixie) `ovmf` 2025.02: unpacked by sample_images.fetch.
