@@ -48,6 +48,13 @@ def _mrtd(gen) -> Builder:
     return build
 
 
+def _measure(gen) -> Builder:
+    def build(tmp: Path) -> list[list[str]]:
+        image = _in_child(gen, tmp / "input.fd")
+        return [["measure", image, "--tdx", "--snp", "--vcpu-type", "EPYC-v4", "--vcpus", "64", "--tpm"]]
+    return build
+
+
 def _extract(gen) -> Builder:
     def build(tmp: Path) -> list[list[str]]:
         return [["extract", _in_child(gen, tmp / "input.fd"), str(tmp / "x")]]
@@ -61,6 +68,7 @@ def _rows() -> list[tuple[str, Builder]]:
 
     rows: list[tuple[str, Builder]] = [(name, _fd(gen)) for name, gen in F.FD_CLASSES.items()]
     rows += [(name, _mrtd(gen)) for name, gen in M.MRTD_CLASSES.items()]
+    rows += [(f"measure-{name}", _measure(gen)) for name, gen in M.MRTD_CLASSES.items()]
     rows += [(name, _extract(gen)) for name, gen in X.EXTRACT_CLASSES.items()]
     rows += _decode_rows()
     return rows

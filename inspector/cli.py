@@ -650,4 +650,8 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m inspector.cli`: run the imported module, not this __main__ copy, so the commands
+    # that import inspector.cli (UsageError, the readers) share its classes.
+    from inspector.cli import main as _main
+
+    sys.exit(_main())

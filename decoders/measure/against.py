@@ -316,6 +316,13 @@ def _why(p: PredictedEvent, e: LogEvent, banks: list[str]) -> str:
             return (head + f"firmware blob {_range(lb)} in the log, {_range(pb)} predicted ({what}): the "
                            f"image booted is not this one, or its PEIFV/DXEFV is at another base or of "
                            f"another size")
+        if p.description.startswith("PEIFV") and "(RAM)" not in p.description:
+            # Tcg2Pei hashes PEIFV in RAM, where the PEIMs dispatched before it (which run in place)
+            # have written their globals: decoders/measure/tpm.py PEIFV_WRITES.
+            return (head + f"firmware blob {_range(lb)} (PEIFV): same range, another digest{digest}: the "
+                           f"prediction hashes PEIFV as built, the boot hashed it in RAM after the PEIMs that "
+                           f"ran before Tcg2Pei wrote their globals into it; give a memory dump of that boot "
+                           f"(--against DUMP) to predict from its RAM copy")
         return (head + f"firmware blob {_range(lb)}: same range, another digest{digest}: the bytes hashed "
                        f"differ from the predicted ones (another build of the same layout was booted, or "
                        f"the firmware wrote into the volume before measuring it)")

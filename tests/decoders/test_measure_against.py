@@ -407,13 +407,16 @@ def by_pcr(node, pcr):
 # RAM copy hashes to the log's #2 digest (sha256 f163cd8f…, checked on a dump of that boot). A
 # prediction from the image can therefore part from a real log at #2; that divergence is the only
 # one allowed on PCR0 in a boot of the predicted image.
-PEIFV_REWRITTEN = "#2 PCR0 EV_EFI_PLATFORM_FIRMWARE_BLOB: firmware blob 0x820000+0xe0000: same range, another digest"
+PEIFV_REWRITTEN = ("#2 PCR0 EV_EFI_PLATFORM_FIRMWARE_BLOB: firmware blob 0x820000+0xe0000 (PEIFV): same range, "
+                   "another digest")
 
 
 def assert_pcr0_is_the_image(node):
     pcr0 = by_pcr(node, 0)
     assert set(pcr0) <= {2}, pcr0
     assert all(r.startswith(PEIFV_REWRITTEN) for r in pcr0.values())
+    # the reason names the cause and the remedy
+    assert all("PEIMs that ran before Tcg2Pei" in r and "--against DUMP" in r for r in pcr0.values())
 
 
 def test_real_log_against_the_prediction_of_its_own_image_agrees_on_pcr7_and_dxefv():
