@@ -537,6 +537,9 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "mrtd": ("compute the TDX MRTD a TDVF image produces", _args_mrtd, ("json",)),
     "measure": ("predict the measurements an image will produce: TPM PCR0/PCR7, SEV-SNP launch "
                 "digest, TDX MRTD/RTMR0", "inspector.measure:add_measure_arguments", ("json",)),
+    "diff": ("compare two firmware images by identity: modules added, removed and changed (code, data, "
+             "depex, compression, debug-only), variables, TDX/SEV metadata", "inspector.diff:add_diff_arguments",
+             ("json",)),
     "extract": ("write every file, section and decompressed blob under DIR", _args_extract, ()),
     "acpi": ("decode ACPI tables: files, folders, or acpidump text (followed from the RSDP)", _args_acpi,
              ("json", "fields")),
@@ -556,7 +559,7 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "measure", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
+ONE_SHOT = {"fd", "mrtd", "measure", "diff", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
 
 EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
           "comparison failed; 2 usage errors or unreadable input; 3 an internal error")

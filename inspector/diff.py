@@ -1,0 +1,600 @@
+"""`fwinspect diff A B`: what changed between two firmware images, matched by identity.
+
+Two decoded images (inspector.image) in, one Node tree out. Nothing is matched by offset:
+
+- volumes by FvName (the EFI_FIRMWARE_VOLUME_EXT_HEADER GUID, PI 1.8 vol 3, 3.2.1.2), else by
+  FileSystemGuid and their order among the volumes without a name; a volume nested in a compressed
+  section is compared by its decompressed content, as a volume of its own;
+- files by their GUID (EFI_FFS_FILE_HEADER.Name) within their volume, pad files left out;
+- sections by type and their order among the sections of that type within their file; a
+  GUID-defined or compression section by what it decompresses to, so a different compression of
+  the same content is `compression`, not a change of the module;
+- variables by name and vendor GUID (the live copy, as VariableParsing.c FindVariableEx picks it);
+  Secure Boot certificates by their bytes, shown by subject;
+- the OVMF reset-vector table's entries by GUID, TDX and SEV metadata sections by index and type.
+
+The tree (kinds and fields are a stable interface; the app's diff screen and the measurement diff,
+inspector/diff_measure.py, consume it). Every diff node has field `Change`: `added`, `removed`,
+`changed` or `unchanged`. A node with bytes points at B's bytes (space/offset/size; a removed one
+at A's, its only bytes) and carries the A side in fields `OffsetA`, `SpaceA`, `SizeA`.
+
+- `diff` (root): `Change`, `ImageA`, `ImageB`, `SizeA`, `SizeB`; its problems are the images'.
+- `diff-summary`: counts of files `FilesAdded`, `FilesRemoved`, `FilesChanged`, `FilesUnchanged`,
+  `VariablesAdded/Removed/Changed`, `MetadataChanged`; sizes `SizeA/B` (image), `ModulesA/B` (bytes
+  of files outside pad files in every volume, decompressed ones included), `CompressedA/B` and
+  `DecompressedA/B` (compressed sections of the flash itself, before and after decompression).
+- `diff-volume`: `Change`, `Name` (FvName GUID, else FileSystemGuid; lowercase), `Label`
+  (FVMAIN_COMPACT...), `Container` (the Name of the volume whose compressed section holds it, or
+  None), `SizeA/B` (FvLength), `UsedA/B` (bytes of non-pad files), `FreeA/B` (free space),
+  `CompressedA/B`/`DecompressedA/B` (its compressed sections), `FilesAdded/Removed/Changed`.
+  Children: `diff-file`, and `diff-variable` for a volume holding a variable store.
+- `diff-file`: `Change`, `Name` (file GUID, lowercase), `UiName`, `Volume` (Name of its volume),
+  `Type`, `SizeA`, `SizeB`, and for `changed` `Changes`: a list of `code`, `data`, `reloc`,
+  `headers` (PE/TE), `debug-only` (only the time stamp, checksum or debug directory),
+  `compression` (same decompressed content, other compressed bytes or algorithm), `depex` (with
+  `DepexA`, `DepexB`: both expressions), `ui`, `version`, `raw`, `volume` (a volume inside
+  changed: see its own diff-volume), `sections` (sections added or removed), `type`, `attributes`,
+  `header` (FFS header bytes only), `image` (an image that did not decode), `content`. Children:
+  `diff-section`.
+- `diff-section`: `Change`, `Name` (section type, or PE section name), `Kind` (`section`,
+  `pe-section`, `pe-headers`), `Index`, `SizeA/B`, `Class`, `FirstDifference`.
+- `diff-variable`: `Change`, `Name`, `VendorGuid`, `AttributesA/B`, `SizeA/B`, `Changes`
+  (`data`, `attributes`, `certificates`); children `diff-signature` (`Change`, `Type`, `Subject`
+  or `Hash`, `Owner`) for PK/KEK/db/dbx.
+- `diff-metadata`: `Change`, `Table` (`reset-vector`, `ovmf-table`, `tdx`, `sev`), `Index`,
+  `Type`, `Fields` (names that differ) and each as `<name>A`/`<name>B`.
+
+Exit status of the command: 0 equal, 1 different (or an image had problems), 2 usage.
+"""
+from __future__ import annotations
+
+import contextvars
+import threading
+from pathlib import Path
+
+from decoders.model import Node, Severity
+from inspector import diff_nv
+from inspector.diff_pe import compare_images, first_difference
+
+ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
+# PI 1.8 vol 3, 2.1.4.1 EFI_FV_FILETYPE_FFS_PAD: padding, no identity of its own.
+FFS_PAD = 0xF0
+# PI 1.8 vol 3, 3.2.5 section types.
+SEC_COMPRESSION, SEC_GUID_DEFINED, SEC_PE32, SEC_TE = 0x01, 0x02, 0x10, 0x12
+SEC_DXE_DEPEX, SEC_VERSION, SEC_UI, SEC_FV_IMAGE = 0x13, 0x14, 0x15, 0x17
+SEC_FREEFORM, SEC_RAW, SEC_PEI_DEPEX, SEC_MM_DEPEX = 0x18, 0x19, 0x1B, 0x1C
+_DEPEX = (SEC_DXE_DEPEX, SEC_PEI_DEPEX, SEC_MM_DEPEX)
+_SECTION_CHANGE = {SEC_PE32: "code", SEC_TE: "code", SEC_VERSION: "version", SEC_UI: "ui", SEC_FV_IMAGE: "volume",
+                   SEC_RAW: "raw", SEC_FREEFORM: "raw", **{t: "depex" for t in _DEPEX}}
+# The order Changes are listed in: what runs first.
+ORDER = ("code", "data", "reloc", "headers", "depex", "volume", "compression", "debug-only", "image", "raw",
+         "ui", "version", "sections", "type", "attributes", "header", "content")
+# Problems of one image copied onto the diff root; the rest are counted.
+MAX_PROBLEMS_SHOWN = 20
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+class NotAnImage(Exception):
+    """One of the two files is another kind of input (an event log, a HOB list...)."""
+
+
+def load_pair(path_a, path_b):
+    """Both images decoded, in parallel: each image's LZMA sections start inflating on their own
+    thread (inspector.imagefile.EarlyLzma) before the decoders are imported, A is decoded on a
+    thread and B here (liblzma and the waits for it release the GIL). Returns (img_a, img_b), the
+    objects inspector.image.load_image returns. Raises inspector.imagefile.ImageError for a file
+    that cannot be read and NotAnImage for one that is not a firmware image."""
+    from inspector.imagefile import EarlyLzma, read_image
+
+    data_a, data_b = read_image(path_a), read_image(path_b)
+    for path, data in ((path_a, data_a), (path_b, data_b)):
+        _check_kind(Path(path), data)
+    early_a, early_b = EarlyLzma(data_a), EarlyLzma(data_b)
+    from inspector.image import load_image
+
+    out: dict[str, object] = {}
+
+    def work():
+        try:
+            # A fresh context: each image decodes under its own budget (decoders.budget is a context variable).
+            out["a"] = contextvars.Context().run(load_image, path_a, data_a, early_a)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, raised there
+            out["error"] = e
+
+    t = threading.Thread(target=work, name="diff-load-a", daemon=True)
+    t.start()
+    img_b = contextvars.Context().run(load_image, path_b, data_b, early_b)
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["a"], img_b
+
+
+def _check_kind(path: Path, data: bytes) -> None:
+    from inspector.sources import sniff
+
+    kind = sniff(data, path)
+    if kind != "image":
+        what = {"eventlog": "a TCG/CC event log", "hob": "a HOB list", "acpi": "ACPI tables", "dump": "a memory dump",
+                "tdx-quote": "a TDX quote"}.get(kind, kind)
+        raise NotAnImage(f"{path}: {what}, not a firmware image (diff compares two images)")
+
+
+# ---- the tree of each image ----------------------------------------------------------------------
+
+class Volume:
+    """One fv node and what identifies it."""
+
+    def __init__(self, node: Node, container: "Volume | None", root_space):
+        self.node = node
+        self.container = container
+        self.files: dict[tuple[str, int], Node] = {}
+        fv_name = node.get("FvName")
+        self.fv_name = fv_name
+        fs = node.get("FileSystemGuid")
+        self.name = str(fv_name if fv_name is not None else fs).lower()
+        f = node.field("FvName") or node.field("FileSystemGuid")
+        label = (f.display or "") if f is not None else ""
+        self.label = label.split(" (")[0] if label else self.name
+        self.nested = node.space is not root_space
+        self.key: tuple = ()
+
+
+def _volumes(root: Node) -> list[Volume]:
+    """Every volume of the tree, outermost first, each with its files by (GUID, nth)."""
+    out: list[Volume] = []
+    stack: list[tuple[Node, Volume | None]] = [(root, None)]
+    root_space = root.space
+    while stack:
+        node, vol = stack.pop()
+        if node.kind == "fv":
+            vol = Volume(node, vol, root_space)
+            out.append(vol)
+            seen: dict[str, int] = {}
+            for f in node.children:
+                if f.kind != "ffs" or f.get("Type") == FFS_PAD or f.get("Name") is None:
+                    continue
+                name = str(f.get("Name")).lower()
+                n = seen.get(name, 0)
+                seen[name] = n + 1
+                vol.files[(name, n)] = f
+        stack.extend((c, vol) for c in reversed(node.children))
+    # Keys: FvName, else FileSystemGuid and the order among the unnamed volumes of that file system.
+    unnamed: dict[str, int] = {}
+    for v in out:
+        if v.fv_name is not None:
+            n = unnamed.get("name:" + v.name, 0)
+            unnamed["name:" + v.name] = n + 1
+            v.key = ("name", v.name, n)
+        else:
+            n = unnamed.get(v.name, 0)
+            unnamed[v.name] = n + 1
+            v.key = ("fs", v.name, n)
+    return out
+
+
+def _packed(vol_node: Node) -> tuple[int, int]:
+    """(compressed, decompressed) bytes of the outermost compressed sections in a volume's files."""
+    packed = unpacked = 0
+    for f in vol_node.children:
+        if f.kind != "ffs":
+            continue
+        stack = list(f.children)
+        while stack:
+            s = stack.pop()
+            if s.kind != "section":
+                continue
+            size = s.get("DecompressedSize")
+            if size is not None:
+                packed += s.size
+                unpacked += size
+            else:
+                stack.extend(s.children)
+    return packed, unpacked
+
+
+def _used(vol: Volume) -> int:
+    return sum(f.size for f in vol.files.values())
+
+
+def _free(vol_node: Node) -> int:
+    return sum(c.size for c in vol_node.children if c.kind == "free-space")
+
+
+# ---- sections ----------------------------------------------------------------------------------
+
+def _keyed_sections(children: list[Node]) -> dict[tuple[int, int], Node]:
+    out: dict[tuple[int, int], Node] = {}
+    seen: dict[int, int] = {}
+    for s in children:
+        if s.kind != "section":
+            continue
+        t = s.get("Type")
+        n = seen.get(t, 0)
+        seen[t] = n + 1
+        out[(t, n)] = s
+    return out
+
+
+def _blob(section: Node) -> bytes | None:
+    """The decompressed bytes of a compression or GUID-defined section, when they were decoded."""
+    if section.get("DecompressedSize") is None:
+        return None
+    for c in section.children:
+        if c.space is not None and c.space is not section.space:
+            data = c.space.data
+            return bytes(data) if data is not None else None
+    return None
+
+
+def _type_name(section: Node) -> str:
+    f = section.field("Type")
+    return (f.display if f is not None and f.display else str(section.get("Type")))
+
+
+def _sections_diff(ca: list[Node], cb: list[Node], changes: set[str], out: list[Node], depex: dict) -> None:
+    """Compare two lists of sections (a file's, or an encapsulation's) by type and position."""
+    sa, sb = _keyed_sections(ca), _keyed_sections(cb)
+    for key in list(sa) + [k for k in sb if k not in sa]:
+        xa, xb = sa.get(key), sb.get(key)
+        if xa is None or xb is None:
+            changes.add("sections")
+            x = xb if xb is not None else xa
+            what = _SECTION_CHANGE.get(key[0])
+            if what is not None:
+                changes.add(what)
+            if key[0] in _DEPEX:
+                depex["A" if xa is not None else "B"] = _depex_text(x)
+            out.append(_section_node(key, xa, xb, "section " + (ADDED if xa is None else REMOVED)))
+            continue
+        if xa.bytes == xb.bytes:
+            continue
+        _section_pair(key, xa, xb, changes, out, depex)
+
+
+def _section_pair(key, xa: Node, xb: Node, changes: set[str], out: list[Node], depex: dict) -> None:
+    t = key[0]
+    if t in (SEC_COMPRESSION, SEC_GUID_DEFINED):
+        ba, bb = _blob(xa), _blob(xb)
+        if ba is not None and bb is not None:
+            if ba == bb:
+                changes.add("compression")
+                out.append(_section_node(key, xa, xb, "compression: the same decompressed content"))
+                return
+            if xa.get("SectionDefinitionGuid") != xb.get("SectionDefinitionGuid") or \
+                    xa.get("CompressionType") != xb.get("CompressionType"):
+                changes.add("compression")
+        # Same content or not: what is inside (the encapsulated sections) says what changed.
+        inner: list[Node] = []
+        _sections_diff(xa.children, xb.children, changes, inner, depex)
+        if (ba is None or bb is None) and not inner:
+            changes.add("content")
+        node = _section_node(key, xa, xb, "encapsulated sections differ")
+        node.children = inner
+        out.append(node)
+        return
+    if t in (SEC_PE32, SEC_TE):
+        pa = next((c for c in xa.children if c.kind in ("pe", "te")), None)
+        pb = next((c for c in xb.children if c.kind in ("pe", "te")), None)
+        if pa is None or pb is None:
+            changes.add("image")
+            out.append(_section_node(key, xa, xb, "image not decoded"))
+            return
+        names, nodes = compare_images(pa, pb)
+        changes.update(names)
+        node = _section_node(key, xa, xb, ", ".join(names) + (": " + ", ".join(
+            (n.get("Name") or "") for n in nodes) if nodes else ""))
+        node.children = nodes
+        out.append(node)
+        return
+    if t in _DEPEX:
+        changes.add("depex")
+        depex["A"], depex["B"] = _depex_text(xa), _depex_text(xb)
+        node = _section_node(key, xa, xb, f"{depex['A']}  ->  {depex['B']}")
+        node.add("DepexA", depex["A"])
+        node.add("DepexB", depex["B"])
+        out.append(node)
+        return
+    if t == SEC_UI:
+        changes.add("ui")
+        out.append(_section_node(key, xa, xb, f"{xa.get('String')!r} -> {xb.get('String')!r}"))
+        return
+    if t == SEC_VERSION:
+        changes.add("version")
+        out.append(_section_node(key, xa, xb, f"{xa.get('VersionString')!r} -> {xb.get('VersionString')!r}"))
+        return
+    if t == SEC_FV_IMAGE:
+        changes.add("volume")
+        out.append(_section_node(key, xa, xb, "the volume inside differs (see its own entry)"))
+        return
+    changes.add(_SECTION_CHANGE.get(t, "content"))
+    ba, bb = xa.bytes, xb.bytes
+    first = first_difference(ba, bb)
+    out.append(_section_node(key, xa, xb, f"bytes differ from +0x{first:x}"))
+
+
+def _depex_text(section: Node) -> str | None:
+    d = next((c for c in section.children if c.kind == "depex"), None)
+    return None if d is None else d.get("Expression")
+
+
+def _section_node(key, xa: Node | None, xb: Node | None, what: str) -> Node:
+    at = xb if xb is not None else xa
+    change = CHANGED if xa is not None and xb is not None else (ADDED if xa is None else REMOVED)
+    name = _type_name(at)
+    title = f"{name} section #{key[1]}: {what}" if key[1] else f"{name} section: {what}"
+    node = Node("diff-section", title, at.space, at.offset, at.size)
+    node.add("Change", change)
+    node.add("Name", name)
+    node.add("Kind", "section")
+    node.add("Index", key[1])
+    node.add("SizeA", xa.size if xa is not None else None)
+    node.add("SizeB", xb.size if xb is not None else None)
+    if xa is not None:
+        node.add("OffsetA", xa.offset)
+        node.add("SpaceA", xa.space.name if xa.space else None)
+    return node
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+def _ui(f: Node) -> str | None:
+    return f.get("UI")
+
+
+def _file_type(f: Node) -> str:
+    t = f.field("Type")
+    return (t.display or str(t.value)) if t is not None else "?"
+
+
+def _file_node(change: str, fa: Node | None, fb: Node | None, volume: str) -> Node:
+    at = fb if fb is not None else fa
+    guid = str(at.get("Name")).lower()
+    ui = _ui(fb) if fb is not None and _ui(fb) else (_ui(fa) if fa is not None else None)
+    node = Node("diff-file", "", at.space, at.offset, at.size)
+    node.add("Change", change)
+    node.add("Name", guid)
+    node.add("UiName", ui)
+    node.add("Volume", volume)
+    node.add("Type", _file_type(at))
+    node.add("SizeA", fa.size if fa is not None else None)
+    node.add("SizeB", fb.size if fb is not None else None)
+    if fa is not None:
+        node.add("OffsetA", fa.offset)
+        node.add("SpaceA", fa.space.name if fa.space else None)
+    return node
+
+
+def _title_file(node: Node) -> None:
+    ui, guid, typ = node.get("UiName"), node.get("Name"), node.get("Type")
+    who = f"{ui} ({typ}, {guid})" if ui else f"{guid} ({typ})"
+    a, b, change = node.get("SizeA"), node.get("SizeB"), node.get("Change")
+    mark = {ADDED: "+", REMOVED: "-", CHANGED: "~", UNCHANGED: "="}[change]
+    if change == CHANGED:
+        what = ", ".join(node.get("Changes"))
+        pe = [c.get("Name") for s in node.walk() if s.kind == "diff-section" for c in s.children
+              if c.kind == "diff-section" and c.get("Kind") == "pe-section"]
+        if pe:
+            what += f" [{', '.join(dict.fromkeys(pe))}]"
+        size = f"0x{a:x} -> 0x{b:x} ({b - a:+d})" if a != b else f"0x{a:x}"
+        node.title = f"{mark} {who}: {what}; {size} bytes"
+    else:
+        node.title = f"{mark} {who}: {change}, 0x{(b if b is not None else a):x} bytes"
+
+
+def _compare_files(fa: Node, fb: Node, volume: str) -> Node | None:
+    """The diff-file of two files with one GUID; None when their bytes are equal."""
+    if fa.bytes == fb.bytes:
+        return None
+    changes: set[str] = set()
+    sections: list[Node] = []
+    depex: dict = {}
+    if fa.get("Type") != fb.get("Type"):
+        changes.add("type")
+    if fa.get("Attributes") != fb.get("Attributes"):
+        changes.add("attributes")
+    _sections_diff(fa.children, fb.children, changes, sections, depex)
+    if not changes:
+        changes.add("header")   # IntegrityCheck/State bytes, or bytes no section covers
+    if "debug-only" in changes and changes & {"code", "data", "reloc", "headers", "image"}:
+        changes.discard("debug-only")
+    node = _file_node(CHANGED, fa, fb, volume)
+    node.add("Changes", sorted(changes, key=lambda c: ORDER.index(c) if c in ORDER else len(ORDER)))
+    if "depex" in changes:
+        node.add("DepexA", depex.get("A"))
+        node.add("DepexB", depex.get("B"))
+    node.children = sections
+    return node
+
+
+# ---- the diff ------------------------------------------------------------------------------------
+
+def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
+    """The `diff` tree of two decoded images (the roots load_image gives). Unchanged files are
+    listed only with all_files."""
+    root = Node("diff", "", b_root.space, b_root.offset, b_root.size)
+    va, vb = _volumes(a_root), _volumes(b_root)
+    by_a = {v.key: v for v in va}
+    by_b = {v.key: v for v in vb}
+    counts = dict.fromkeys((ADDED, REMOVED, CHANGED, UNCHANGED), 0)
+    vol_nodes: list[Node] = []
+    var_counts = dict.fromkeys((ADDED, REMOVED, CHANGED), 0)
+    for key in list(by_a) + [k for k in by_b if k not in by_a]:
+        a, b = by_a.get(key), by_b.get(key)
+        node = _volume_diff(a, b, counts, all_files)
+        vol_nodes.append(node)
+        # Variables: under the diff-volume of the volume that holds the store.
+        stores_a = [s for s in a.node.children if s.kind == "variable-store"] if a else []
+        stores_b = [s for s in b.node.children if s.kind == "variable-store"] if b else []
+        if stores_a or stores_b:
+            vars_ = diff_nv.variables_diff(stores_a, stores_b, all_files)
+            for v in vars_:
+                if v.get("Change") in var_counts:
+                    var_counts[v.get("Change")] += 1
+            node.children.extend(vars_)
+    meta = diff_nv.metadata_diff(a_root, b_root)
+    summary = _summary(a_root, b_root, va, vb, counts, var_counts, len(meta))
+    root.children = [summary] + [n for n in vol_nodes if all_files or n.get("Change") != UNCHANGED
+                                 or n.children] + meta
+    differ = bool(counts[ADDED] or counts[REMOVED] or counts[CHANGED] or any(var_counts.values()) or meta
+                  or any(n.get("Change") != UNCHANGED for n in vol_nodes)
+                  or a_root.bytes != b_root.bytes)
+    name_a, name_b = a_root.space.name if a_root.space else "A", b_root.space.name if b_root.space else "B"
+    root.add("Change", CHANGED if differ else UNCHANGED)
+    root.add("ImageA", name_a)
+    root.add("ImageB", name_b)
+    root.add("SizeA", a_root.size)
+    root.add("SizeB", b_root.size)
+    if differ:
+        root.title = (f"{name_a} -> {name_b}: {counts[ADDED]} modules added, {counts[REMOVED]} removed, "
+                      f"{counts[CHANGED]} changed; {sum(var_counts.values())} variables, {len(meta)} metadata "
+                      f"entries differ")
+    else:
+        root.title = f"{name_a} -> {name_b}: identical"
+    _copy_problems(root, a_root, "A")
+    _copy_problems(root, b_root, "B")
+    return root
+
+
+def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bool) -> Node:
+    v = b if b is not None else a
+    node = Node("diff-volume", "", v.node.space, v.node.offset, v.node.size)
+    files: list[Node] = []
+    local = dict.fromkeys((ADDED, REMOVED, CHANGED, UNCHANGED), 0)
+    fa = a.files if a else {}
+    fb = b.files if b else {}
+    for key in list(fa) + [k for k in fb if k not in fa]:
+        xa, xb = fa.get(key), fb.get(key)
+        if xa is None or xb is None:
+            f = _file_node(ADDED if xa is None else REMOVED, xa, xb, v.name)
+            local[f.get("Change")] += 1
+        else:
+            f = _compare_files(xa, xb, v.name)
+            if f is None:
+                local[UNCHANGED] += 1
+                if not all_files:
+                    continue
+                f = _file_node(UNCHANGED, xa, xb, v.name)
+            else:
+                local[CHANGED] += 1
+        _title_file(f)
+        files.append(f)
+    for k, n in local.items():
+        counts[k] += n
+    if a is None or b is None:
+        change = ADDED if a is None else REMOVED
+    elif local[ADDED] or local[REMOVED] or local[CHANGED] or a.node.bytes != b.node.bytes:
+        change = CHANGED
+    else:
+        change = UNCHANGED
+    node.add("Change", change)
+    node.add("Name", v.name)
+    node.add("Label", v.label)
+    node.add("Container", v.container.name if v.container is not None else None)
+    node.add("Nested", v.nested)
+    node.add("SizeA", a.node.size if a else None)
+    node.add("SizeB", b.node.size if b else None)
+    node.add("UsedA", _used(a) if a else None)
+    node.add("UsedB", _used(b) if b else None)
+    node.add("FreeA", _free(a.node) if a else None)
+    node.add("FreeB", _free(b.node) if b else None)
+    pa, ua = _packed(a.node) if a else (None, None)
+    pb, ub = _packed(b.node) if b else (None, None)
+    if pa or pb:
+        node.add("CompressedA", pa)
+        node.add("CompressedB", pb)
+        node.add("DecompressedA", ua)
+        node.add("DecompressedB", ub)
+    node.add("FilesAdded", local[ADDED])
+    node.add("FilesRemoved", local[REMOVED])
+    node.add("FilesChanged", local[CHANGED])
+    if a is not None:
+        node.add("OffsetA", a.node.offset)
+        node.add("SpaceA", a.node.space.name if a.node.space else None)
+    where = f" in {v.container.label}, decompressed" if v.container is not None and v.nested else ""
+    sizes = ""
+    if a and b:
+        sizes = f"; used 0x{_used(a):x} -> 0x{_used(b):x} ({_used(b) - _used(a):+d})"
+        if pa or pb:
+            sizes += f"; compressed 0x{pa or 0:x} -> 0x{pb or 0:x} ({(pb or 0) - (pa or 0):+d})"
+    node.title = (f"Volume {v.label}{where}: {change}; files +{local[ADDED]} -{local[REMOVED]} "
+                  f"~{local[CHANGED]}{sizes}")
+    node.children = files
+    return node
+
+
+def _summary(a_root: Node, b_root: Node, va: list[Volume], vb: list[Volume], counts: dict, var_counts: dict,
+             meta: int) -> Node:
+    node = Node("diff-summary", "Summary")
+    node.add("Change", CHANGED if any(counts[k] for k in (ADDED, REMOVED, CHANGED)) else UNCHANGED)
+    node.add("FilesAdded", counts[ADDED])
+    node.add("FilesRemoved", counts[REMOVED])
+    node.add("FilesChanged", counts[CHANGED])
+    node.add("FilesUnchanged", counts[UNCHANGED])
+    node.add("VariablesAdded", var_counts[ADDED])
+    node.add("VariablesRemoved", var_counts[REMOVED])
+    node.add("VariablesChanged", var_counts[CHANGED])
+    node.add("MetadataChanged", meta)
+    node.add("SizeA", a_root.size)
+    node.add("SizeB", b_root.size)
+    ma, mb = sum(_used(v) for v in va), sum(_used(v) for v in vb)
+    node.add("ModulesA", ma, display=f"0x{ma:x}")
+    node.add("ModulesB", mb, display=f"0x{mb:x} ({mb - ma:+d})")
+    pa = [_packed(v.node) for v in va if not v.nested]
+    pb = [_packed(v.node) for v in vb if not v.nested]
+    ca, cb = sum(p[0] for p in pa), sum(p[0] for p in pb)
+    da, db = sum(p[1] for p in pa), sum(p[1] for p in pb)
+    node.add("CompressedA", ca, display=f"0x{ca:x}")
+    node.add("CompressedB", cb, display=f"0x{cb:x} ({cb - ca:+d})")
+    node.add("DecompressedA", da, display=f"0x{da:x}")
+    node.add("DecompressedB", db, display=f"0x{db:x} ({db - da:+d})")
+    node.title = (f"Summary: modules +{counts[ADDED]} -{counts[REMOVED]} ~{counts[CHANGED]} "
+                  f"(={counts[UNCHANGED]}); module bytes 0x{ma:x} -> 0x{mb:x} ({mb - ma:+d}); compressed "
+                  f"0x{ca:x} -> 0x{cb:x} ({cb - ca:+d}), decompressed 0x{da:x} -> 0x{db:x} ({db - da:+d})")
+    return node
+
+
+def _copy_problems(root: Node, image: Node, side: str) -> None:
+    """The image's warnings and errors on the diff root, each naming its side and node."""
+    shown = left = 0
+    for n, p in image.all_problems():
+        if p.severity is Severity.INFO:
+            continue
+        if shown >= MAX_PROBLEMS_SHOWN:
+            left += 1
+            continue
+        where = f" at 0x{p.offset:x}" if p.offset is not None else ""
+        root.problem(None, f"{side} ({image.space.name if image.space else '?'}): {n.title}{where}: {p.message}",
+                     p.severity)
+        shown += 1
+    if left:
+        root.warn(None, f"{side}: {left} more problems (fwinspect fd shows them all)")
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def add_diff_arguments(p) -> None:
+    p.add_argument("a", metavar="A", help="the first (old) firmware image")
+    p.add_argument("b", metavar="B", help="the second (new) firmware image")
+    p.add_argument("--all", action="store_true", help="list unchanged files too")
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_diff(args) -> int:
+    from inspector.cli import EXIT_OK, EXIT_PROBLEMS, UsageError
+    from inspector.imagefile import ImageError
+    from inspector.render import has_problems, print_tree, write_json
+
+    try:
+        img_a, img_b = load_pair(args.a, args.b)
+    except (ImageError, NotAnImage) as e:
+        raise UsageError(str(e)) from None
+    root = diff_images(img_a.root, img_b.root, all_files=args.all)
+    if args.json:
+        complete = write_json(root)
+    else:
+        complete = print_tree(root)
+    if root.get("Change") != UNCHANGED or has_problems(root) or not complete:
+        return EXIT_PROBLEMS
+    return EXIT_OK
