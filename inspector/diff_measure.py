@@ -1,0 +1,695 @@
+"""What changing an image does to its measurements: the TDX MRTD and the TPM PCR0 firmware blobs of
+two images A and B, and, where they differ, which measured pages and which files moved them.
+
+MRTD (decoders.mrtd; Intel TDX Module ABI TDH.MEM.PAGE.ADD / TDH.MR.EXTEND, record layouts as in
+td-shim `doc/tdshim_spec.md`): per TDVF_SECTION (edk2 OvmfPkg/ResetVector/X64/IntelTdxMetadata.asm)
+every 4 KiB page of MemoryDataSize is PAGE.ADDed (its GPA alone is hashed) unless PAGE.AUG, and with
+MR.EXTEND its bytes are hashed too: RawDataSize bytes from the image at DataOffset, zero-padded to
+MemoryDataSize. So a byte at file offset X moves the MRTD iff X lies in an MR.EXTEND section's
+[DataOffset, DataOffset + RawDataSize); its page is (X - DataOffset) // 4096, at GPA MemoryAddress +
+page * 4096. The two images' layouts may differ, so pages are compared by GPA: for each GPA, what
+each image's sections feed SHA-384 for it (nothing, a PAGE.ADD, the page's bytes) is compared, and
+a differing page names the files of A and of B whose bytes lie in it (in the image file, so a
+module inside a compressed volume shows as the compressed file that carries it).
+
+TPM (decoders.measure.tpm): PCR0's EV_EFI_PLATFORM_FIRMWARE_BLOB events of PEIFV and DXEFV as
+decompressed (edk2 SecurityPkg/Tcg/Tcg2Pei/Tcg2Pei.c MeasureFvImage). When a blob's digest differs,
+the volume's FFS files are matched by file name GUID (PI spec vol 3, EFI_FFS_FILE_HEADER.Name) and
+the changed, moved, added and removed ones named.
+"""
+from __future__ import annotations
+
+import uuid
+from bisect import bisect_right
+
+from decoders.model import Node, Severity
+
+PAGE = 0x1000
+# Output bounds: a diff of two unrelated images differs in every measured page (Debian 12 vs 13
+# OVMF.fd: ~900), and a reviewer reads the first few hundred; the rest is a count.
+MAX_PAGE_NODES = 256
+MAX_FILE_NODES = 256
+# Names listed per page: a 4 KiB page holds at most ~170 FFS headers (24 bytes each); a sane one a
+# handful. Hostile overlapping files are cut here.
+MAX_NAMES_PER_PAGE = 16
+MAX_SCAN_PER_PAGE = 256
+# Files per volume matched by GUID: edk2's DXEFV holds ~150; 1 << 16 covers any real volume and
+# keeps a hostile one (millions of empty files) bounded.
+MAX_FILES_PER_VOLUME = 1 << 16
+# Segments of the GPA axis: at most 64 TDVF sections per image (decoders.ovmf.metadata
+# MAX_TDX_SECTIONS), 2 boundaries each.
+EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008
+FFS_PAD = 0xF0                      # PI vol 3, EFI_FV_FILETYPE_FFS_PAD
+
+
+def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
+    """A `diff-measurements` node for two loaded images (inspector.image.LoadedImage: `.root`,
+    `.data`): a `diff-mrtd` child and a `diff-tpm` child. Never raises on bad input: what could not
+    be compared is a problem on the node concerned."""
+    root = Node("diff-measurements", f"Measurements: {name_a} vs {name_b}")
+    root.add("A", name_a)
+    root.add("B", name_b)
+    root.append(mrtd_diff(img_a, img_b, name_a, name_b))
+    root.append(tpm_diff(img_a, img_b, name_a, name_b))
+    return root
+
+
+# == MRTD ===========================================================================================
+class _Side:
+    """One image's TDX side: its sections, MRTDs and an index of its image-space files."""
+
+    def __init__(self, img, label: str):
+        from decoders.mrtd import ORDERS, compute_mrtds
+        from decoders.ovmf.metadata import tdx_sections
+
+        self.label = label
+        self.data = img.data
+        self.root = img.root
+        self.meta = _tdx_metadata(img)
+        self.sections = tdx_sections(self.meta) if self.meta is not None else []
+        self.results = compute_mrtds(self.data, self.sections, ORDERS) if self.meta is not None else []
+        self._files = None
+
+    @property
+    def computed(self) -> bool:
+        return bool(self.results) and all(r.digest is not None for r in self.results)
+
+    def segments(self) -> list[tuple[int, int, int, object]]:
+        """(gpa start, gpa end, section order, section) of every section that feeds the MRTD."""
+        out = []
+        for s in self.sections:
+            if s.page_aug and not s.mr_extend:
+                continue            # added later with TDH.MEM.PAGE.AUG: nothing measured
+            if s.memory_data_size:
+                out.append((s.memory_address, s.memory_address + s.memory_data_size, s.index, s))
+        return out
+
+    # -- which files lie in a range of the image file ------------------------------------------
+    def files(self):
+        if self._files is None:
+            self._files = _FileIndex(self.root)
+        return self._files
+
+
+def _tdx_metadata(img) -> Node | None:
+    """The image's "tdx-metadata" node: under its OVMF GUIDed table (inspector.image.LoadedImage
+    .table) when it has one, so the whole decoded tree is not walked for it."""
+    table = getattr(img, "table", None)
+    where = table if table is not None else img.root
+    return next(where.find("tdx-metadata"), None)
+
+
+def _sec_name(s) -> str:
+    return f"{s.index} {s.type_name}"
+
+
+def _kinds(covering) -> tuple:
+    """What each covering section feeds the MRTD for a page: PAGE.ADD, its bytes, or both."""
+    return tuple(("add" if not s.page_aug else "") + ("+extend" if s.mr_extend else "") for s in covering)
+
+
+def _page_bytes(data, s, page: int) -> bytes:
+    """The 4 KiB an MR.EXTEND section measures for its page `page` (td-shim tee_info_hash.rs pads
+    the section's data with zeros to MemoryDataSize)."""
+    have = min(s.raw_data_size, s.memory_data_size) if s.file_offset is not None else 0
+    start = page * PAGE
+    if start >= have:
+        return bytes(PAGE)
+    chunk = bytes(data[s.file_offset + start:s.file_offset + min(have, start + PAGE)])
+    return chunk if len(chunk) == PAGE else chunk + bytes(PAGE - len(chunk))
+
+
+def _data_pages(s) -> int:
+    """Pages of an MR.EXTEND section that hold image bytes (the rest are zero in both images)."""
+    if not s.mr_extend or s.file_offset is None:
+        return 0
+    return -(-min(s.raw_data_size, s.memory_data_size) // PAGE)
+
+
+def _span(a: bytes, b: bytes) -> tuple[int, int]:
+    """[first, last] offsets where two equal-length, different buffers differ, by bisection over
+    slice comparisons (12 steps per end for a page, no per-byte loop)."""
+    lo, hi = 0, len(a)          # a[:lo] == b[:lo]; a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    first = lo
+    n = len(a)
+    lo, hi = 0, n - first       # suffixes of length lo equal, of length hi not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[n - mid:] == b[n - mid:]:
+            lo = mid
+        else:
+            hi = mid
+    return first, n - 1 - lo
+
+
+def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
+    """The `diff-mrtd` node: both images' MRTDs in both orders and the pages (by GPA) whose
+    measured content differs."""
+    a, b = _Side(img_a, name_a), _Side(img_b, name_b)
+    node = Node("diff-mrtd", "MRTD")
+    if a.meta is None and b.meta is None:
+        node.title = "MRTD: neither image has TDX metadata (no TDVF descriptor): nothing to compare"
+        node.note(None, f"{name_a} and {name_b} have no TDX metadata: neither is a TDVF image")
+        return node
+    for side in (a, b):
+        if side.meta is None:
+            node.note(None, f"{side.label} has no TDX metadata (no TDVF descriptor): it has no MRTD")
+        for r in side.results[:1]:
+            for p in r.problems:
+                node.warn(None, f"{side.label}: MRTD not computed: {p.message}")
+    equal_all = True
+    for i, order in enumerate(("per-page", "two-pass")):
+        ha = a.results[i].hex if a.results else None
+        hb = b.results[i].hex if b.results else None
+        node.add(f"MRTD.{order}.A", ha, display=ha or "none")
+        node.add(f"MRTD.{order}.B", hb, display=hb or "none")
+        eq = ha is not None and ha == hb
+        equal_all &= eq
+        node.add(f"Equal.{order}", eq)
+    if not (a.computed and b.computed):
+        node.title = "MRTD: " + ("not comparable: " + " and ".join(
+            s.label for s in (a, b) if not s.computed) + " has no MRTD")
+        return node
+    node.add("Sections.A", len(a.sections))
+    node.add("Sections.B", len(b.sections))
+    table = _section_table_diff(a, b)
+    if table is not None:
+        node.append(table)
+    pages = _differing_pages(a, b, node)
+    node.add("DifferingPages", pages, display=f"{pages} page(s) of 4 KiB")
+    node.children.sort(key=lambda c: c.kind != "diff-tdx-sections")
+    if equal_all:
+        node.title = "MRTD: equal in both orders"
+    else:
+        orders = "both orders" if not any(node.get(f"Equal.{o}") for o in ("per-page", "two-pass")) \
+            else "in one order"
+        node.title = f"MRTD differs ({orders}): {pages} measured page(s) differ"
+        if pages == 0:
+            node.note(None, "no measured page differs: the MRTDs differ by the sections' order or attributes "
+                            "(the records' order), see the section tables")
+    return node
+
+
+def _section_table_diff(a: _Side, b: _Side) -> Node | None:
+    key = lambda s: (s.type, s.memory_address, s.memory_data_size, s.raw_data_size, s.attributes)  # noqa: E731
+    ka, kb = [key(s) for s in a.sections], [key(s) for s in b.sections]
+    if ka == kb:
+        return None
+    node = Node("diff-tdx-sections", f"TDVF section tables differ ({len(ka)} vs {len(kb)} sections)")
+    for i in range(max(len(ka), len(kb))):
+        sa = a.sections[i] if i < len(ka) else None
+        sb = b.sections[i] if i < len(kb) else None
+        if sa is not None and sb is not None and key(sa) == key(sb):
+            continue
+        child = Node("diff-tdx-section", f"section {i}: {_sec_text(sa)} vs {_sec_text(sb)}")
+        child.add("Index", i)
+        child.add("A", _sec_text(sa))
+        child.add("B", _sec_text(sb))
+        node.append(child)
+    return node
+
+
+def _sec_text(s) -> str:
+    if s is None:
+        return "(none)"
+    from decoders.ovmf.metadata import attributes_text
+
+    return (f"{s.type_name} GPA 0x{s.memory_address:x}+0x{s.memory_data_size:x} raw 0x{s.raw_data_size:x} "
+            f"{attributes_text(s.attributes)}")
+
+
+def _differing_pages(a: _Side, b: _Side, node: Node) -> int:
+    """Append the pages (by GPA) whose measurement differs and return how many do.
+
+    The GPA axis is cut at every section boundary of both images; within a piece the sections
+    covering a page are the same for all its pages. Pages with bytes on a side (MR.EXTEND) get one
+    `diff-mrtd-page` each, those whose bytes differ on both sides first, then those measured on
+    one side only, at most MAX_PAGE_NODES in all (listed in GPA order), the rest counted in a
+    `diff-mrtd-more`. Pieces only PAGE.ADDed (GPAs, no bytes) on the side(s) covering them get
+    one `diff-mrtd-range` each: such a range can be GiBs of TempMem/PermMem and is never
+    enumerated. Pages compared one by one are those with image bytes on either side (past
+    RawDataSize both sides are zero): the MRTD's hashing budget bounds them."""
+    sa, sb = a.segments(), b.segments()
+    cuts = sorted({x for seg in sa + sb for x in seg[:2]})
+    both: list[tuple] = []          # (gpa, ca, cb, pa, pb), bytes differ on both sides
+    one: list[tuple] = []           # (gpa, ca, cb, why), bytes on one side only
+    ranges: list[Node] = []
+    counts = {"bytes": 0, "one": 0, "range": 0}
+    for lo, hi in zip(cuts, cuts[1:]):
+        ca = [seg[3] for seg in sa if seg[0] <= lo < seg[1]]
+        cb = [seg[3] for seg in sb if seg[0] <= lo < seg[1]]
+        if not ca and not cb:
+            continue
+        pages = -(-(hi - lo) // PAGE)
+        ka, kb = _kinds(ca), _kinds(cb)
+        ext_a = [s for s in ca if s.mr_extend]
+        ext_b = [s for s in cb if s.mr_extend]
+        if ka != kb:
+            why = "only A" if not cb else "only B" if not ca else "kind"
+            if not ext_a and not ext_b:
+                counts["range"] += pages
+                if len(ranges) < MAX_PAGE_NODES:
+                    ranges.append(_range_node(a, b, lo, hi, ca, cb, why))
+                continue
+            counts["one"] += pages
+            for i in range(min(pages, MAX_PAGE_NODES - len(one))):
+                one.append((lo + i * PAGE, ca, cb, why))
+            continue
+        if not ext_a:
+            continue                # PAGE.ADD only on both sides: the same GPAs, the same records
+        # Pages with data in at least one covering section; past those, both sides are zeros.
+        limit = 0
+        for s in ext_a + ext_b:
+            first = (lo - s.memory_address) // PAGE
+            limit = max(limit, min(pages, _data_pages(s) - first))
+        if limit > 0 and len(ext_a) == 1 and len(ext_b) == 1 and _same_run(a.data, ext_a[0], b.data, ext_b[0],
+                                                                          lo, limit):
+            continue                # one slice comparison for the whole run (an unchanged BFV)
+        for i in range(max(limit, 0)):
+            gpa = lo + i * PAGE
+            pa = [_page_bytes(a.data, s, (gpa - s.memory_address) // PAGE) for s in ext_a]
+            pb = [_page_bytes(b.data, s, (gpa - s.memory_address) // PAGE) for s in ext_b]
+            if pa == pb:
+                continue
+            counts["bytes"] += 1
+            if len(both) < MAX_PAGE_NODES:
+                both.append((gpa, ca, cb, pa, pb))
+    shown = both + one[:MAX_PAGE_NODES - len(both)]
+    shown.sort(key=lambda t: t[0])
+    for item in shown:
+        if len(item) == 5:
+            gpa, ca, cb, pa, pb = item
+            node.append(_page_node(a, b, gpa, ca, cb, "bytes", pa, pb))
+        else:
+            gpa, ca, cb, why = item
+            node.append(_page_node(a, b, gpa, ca, cb, why))
+    left = counts["bytes"] + counts["one"] - len(shown)
+    if left:
+        rest = Node("diff-mrtd-more", f"{left} more differing page(s) with measured bytes not listed")
+        rest.add("Count", left, display=str(left))
+        rest.add("BytesDiffer", counts["bytes"] - sum(1 for t in shown if len(t) == 5))
+        rest.add("MeasuredOnOneSide", counts["one"] - sum(1 for t in shown if len(t) == 4))
+        node.append(rest)
+    for r in ranges:
+        node.append(r)
+    node.add("PagesBytesDiffer", counts["bytes"], display=str(counts["bytes"]))
+    node.add("PagesExtendedOnOneSide", counts["one"], display=str(counts["one"]))
+    node.add("PagesAddedOnOneSide", counts["range"], display=str(counts["range"]))
+    return counts["bytes"] + counts["one"] + counts["range"]
+
+
+def _same_run(da, sa, db, sb, gpa: int, pages: int) -> bool:
+    """Whether two MR.EXTEND sections measure the same bytes for `pages` pages from `gpa`."""
+    def run(data, s):
+        first = (gpa - s.memory_address) // PAGE
+        have = min(s.raw_data_size, s.memory_data_size)
+        start = min(first * PAGE, have)
+        end = min((first + pages) * PAGE, have)
+        return memoryview(data)[s.file_offset + start:s.file_offset + end], (first + pages) * PAGE - end
+    (ra, pad_a), (rb, pad_b) = run(da, sa), run(db, sb)
+    return pad_a == pad_b and ra == rb
+
+
+def _range_node(a: _Side, b: _Side, lo: int, hi: int, ca, cb, why: str) -> Node:
+    sec = (ca or cb)[0]
+    what = {"only A": f"PAGE.ADDed in {a.label} only", "only B": f"PAGE.ADDed in {b.label} only",
+            "kind": "measured differently (PAGE.ADD / PAGE.AUG)"}[why]
+    pages = -(-(hi - lo) // PAGE)
+    node = Node("diff-mrtd-range", f"GPA 0x{lo:x}..0x{hi:x} ({_sec_name(sec)}, {pages} page(s)): {what}")
+    node.add("Section", _sec_name(sec))
+    node.add("Gpa", lo)
+    node.add("GpaEnd", hi)
+    node.add("Pages", pages, display=str(pages))
+    node.add("Differs", why, display=what)
+    return node
+
+
+def _page_node(a: _Side, b: _Side, gpa: int, ca, cb, why: str, pa=None, pb=None) -> Node:
+    ext_a = next((s for s in ca if s.mr_extend), None)
+    ext_b = next((s for s in cb if s.mr_extend), None)
+    first, last = 0, PAGE - 1
+    if pa is not None and pb is not None:
+        # The first covering MR.EXTEND section's bytes locate the change (several overlapping
+        # sections only happen in hostile metadata).
+        for x, y in zip(pa, pb):
+            if x != y:
+                first, last = _span(x, y)
+                break
+    sec = (ca or cb)[0]
+    what = {"only A": f"measured in {a.label} only", "only B": f"measured in {b.label} only",
+            "kind": "measured differently (PAGE.ADD vs MR.EXTEND)", "bytes": "bytes differ"}[why]
+    node = Node("diff-mrtd-page", f"GPA 0x{gpa:x} ({_sec_name(sec)}): {what}")
+    node.add("Section", _sec_name(sec))
+    node.add("Gpa", gpa)
+    node.add("Differs", why, display=what)
+    for side, ext, tag in ((a, ext_a, "A"), (b, ext_b, "B")):
+        page_off = None
+        names: list[str] = []
+        changed: list[str] = []
+        if ext is not None:
+            i = (gpa - ext.memory_address) // PAGE
+            start = i * PAGE
+            have = min(ext.raw_data_size, ext.memory_data_size)
+            if ext.file_offset is not None and start < have:
+                page_off = ext.file_offset + start
+                end = ext.file_offset + min(have, start + PAGE)
+                names = side.files().names(page_off, end)
+                lo = page_off + first
+                hi = min(page_off + last + 1, end)
+                changed = side.files().names(lo, hi) if lo < hi else ["(zero padding past RawDataSize)"]
+            else:
+                changed = ["(zero padding past RawDataSize)"]
+        node.add(f"FileOffset{tag}", page_off, display="none" if page_off is None else f"0x{page_off:x}")
+        node.add(f"Files{tag}", names, display=", ".join(names) or "none")
+        node.add(f"ChangedFiles{tag}", changed, display=", ".join(changed) or "none")
+    if pa is not None:
+        node.add("FirstDifference", first, display=f"+0x{first:x}")
+        node.add("LastDifference", last, display=f"+0x{last:x}")
+    return node
+
+
+class _FileIndex:
+    """The innermost FFS files of the image file's own space (not of decompressed volumes), sorted
+    by offset, with the volumes around them, to name what lies in a range of file offsets."""
+
+    def __init__(self, root: Node):
+        space = root.space
+        files: list[tuple[int, int, str]] = []
+        vols: list[tuple[int, int, int, str]] = []
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            if n.kind == "fv" and n.space is space:
+                vols.append((n.offset, n.offset + n.size, n.offset + (n.get("HeaderLength") or 0), _fv_label(n)))
+            if n.kind == "ffs" and n.space is space and not any(
+                    c.kind == "ffs" and c.space is space for c in _desc_same_space(n, space)):
+                files.append((n.offset, n.offset + n.size, _file_label(n, space)))
+            stack.extend(c for c in n.children if c.space is space)
+        files.sort()
+        vols.sort()
+        self.files = files
+        self.starts = [f[0] for f in files]
+        self.vols = vols
+        self.vol_starts = [v[0] for v in vols]
+
+    def names(self, lo: int, hi: int) -> list[str]:
+        """Names of what lies in [lo, hi) of the image file: the files, and for bytes in no file
+        the volume header or free space they are in, or "outside any volume"."""
+        out: list[str] = []
+        gaps: list[tuple[int, int]] = []
+        pos = lo
+        i = max(0, bisect_right(self.starts, lo) - 1)
+        scanned = 0
+        while i < len(self.files) and self.files[i][0] < hi and scanned < MAX_SCAN_PER_PAGE:
+            start, end, label = self.files[i]
+            i += 1
+            scanned += 1
+            if end <= lo:
+                continue
+            if len(out) < MAX_NAMES_PER_PAGE:
+                if label not in out:
+                    out.append(label)
+            elif out[-1] != "…":
+                out.append("…")
+            if start > pos:
+                gaps.append((pos, start, True))
+            pos = max(pos, min(end, hi))
+        if pos < hi:
+            gaps.append((pos, hi, False))
+        for g0, g1, before_file in gaps[:MAX_NAMES_PER_PAGE]:
+            for label in self._gap(g0, g1, before_file):
+                if label not in out:
+                    out.append(label)
+        return out
+
+    def _gap(self, lo: int, hi: int, before_file: bool) -> list[str]:
+        """What holds bytes [lo, hi) that are in no file: the innermost volume around them (its
+        header, the padding that aligns the next file to 8 bytes (PI vol 3, 2.1.4), or its free
+        space after the last file)."""
+        j = bisect_right(self.vol_starts, lo) - 1
+        for k in range(j, max(j - 64, -1), -1):
+            start, end, header_end, name = self.vols[k]
+            if start <= lo < end:
+                out = []
+                if lo < header_end:
+                    out.append(f"{name} header")
+                if hi > header_end:
+                    out.append(f"{name} {'padding' if before_file else 'free space'}")
+                return out
+        return ["outside any volume"]
+
+
+def _desc_same_space(n: Node, space):
+    stack = list(n.children)
+    while stack:
+        c = stack.pop()
+        if c.space is space:
+            yield c
+            stack.extend(c.children)
+
+
+def _fv_label(fv: Node) -> str:
+    t = fv.title
+    return t[len("Volume "):] if t.startswith("Volume ") else t
+
+
+def _file_label(ffs: Node, space=None) -> str:
+    """UI name, else the name GUID; a file carrying compressed volumes says which."""
+    if ffs.get("Type") == FFS_PAD:
+        return "Pad file"
+    label = ffs.get("UI") or _guid_text(ffs.get("Name"))
+    if space is not None:
+        inner = []
+        stack = list(ffs.children)
+        while stack and len(inner) < 8:
+            c = stack.pop()
+            if c.kind == "fv" and c.space is not space:
+                inner.append(_fv_label(c).split(" (")[0])
+                continue
+            stack.extend(reversed(c.children))
+        if inner:
+            label += f" (compressed: {', '.join(inner)})"
+        elif any(c.kind == "section" and c.problems and c.get("SectionDefinitionGuid") is not None
+                 for c in _desc_same_space(ffs, space)):
+            label += " (a compressed section that did not decode)"
+    return label
+
+
+def _guid_text(g) -> str:
+    return str(g).upper() if isinstance(g, uuid.UUID) else (str(g) if g is not None else "?")
+
+
+# == TPM PCR0 =====================================================================================
+# predict_tpm's messages that are about PCR7 or the PEIFV RAM caveat (said once here) are not part
+# of a PCR0 blob comparison.
+def _pcr0_problem(message: str) -> bool:
+    return "PCR7" not in message and "VARS" not in message and "varstore" not in message
+
+
+def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
+    """The `diff-tpm` node: PCR0's firmware-blob events (PEIFV, DXEFV) of A and B, their files
+    that differ, and PCR0 (sha256) when predictable."""
+    from decoders.measure.tpm import PEIFV_WRITES, predict_tpm
+
+    node = Node("diff-tpm", "TPM PCR0 firmware blobs")
+    preds = []
+    for img, label in ((img_a, name_a), (img_b, name_b)):
+        pred = predict_tpm(img.root, banks=("sha256",))
+        preds.append(pred)
+        for p in pred.problems:
+            if p.message != PEIFV_WRITES and _pcr0_problem(p.message):
+                # Not an error of the diff: what one image lacks for a prediction.
+                sev = Severity.WARNING if p.severity == Severity.ERROR else p.severity
+                node.problem(p.offset, f"{label}: {p.message}", sev)
+    pa, pb = preds
+    blobs_a = _blobs(pa)
+    blobs_b = _blobs(pb)
+    for vol in ("PEIFV", "DXEFV"):
+        ea, eb = blobs_a.get(vol), blobs_b.get(vol)
+        if ea is None and eb is None:
+            continue
+        node.append(_blob_node(vol, ea, eb, img_a.root, img_b.root, name_a, name_b))
+    if not blobs_a and not blobs_b:
+        node.title = "TPM PCR0 firmware blobs: neither image has a PEIFV or DXEFV (not OVMF images with PEI)"
+    reg = Node("diff-tpm-register", "PCR0 (sha256)")
+    reg.add("Register", "PCR0")
+    reg.add("Bank", "sha256")
+    values = []
+    for pred, tag, label in ((pa, "A", name_a), (pb, "B", name_b)):
+        v = pred.registers().get("sha256", {}).get(0)
+        values.append(v)
+        reg.add(f"Value{tag}", None if v is None else v.hex(),
+                display="not predictable (see the problems)" if v is None else v.hex())
+    reg.add("Equal", values[0] is not None and values[0] == values[1])
+    missing = [label for v, label in zip(values, (name_a, name_b)) if v is None]
+    reg.title = ("PCR0 (sha256): " + ("equal" if reg.get("Equal") else "differs" if not missing else
+                                      f"not predictable for {' and '.join(missing)}"))
+    reg.note(None, "PCR0 as predicted from the image (S-CRTM version, PEIFV and DXEFV as decompressed, "
+                   "separator); a real boot's PEIFV digest also depends on the RAM writes of the PEIMs that "
+                   "run before Tcg2Pei (not modelled here)")
+    node.append(reg)
+    return node
+
+
+def _blobs(pred) -> dict:
+    out = {}
+    for ev in pred.events:
+        if ev.index == 0 and ev.event_type == EV_EFI_PLATFORM_FIRMWARE_BLOB:
+            name = (ev.description or "").split(" ")[0]
+            if name in ("PEIFV", "DXEFV") and name not in out:
+                out[name] = ev
+    return out
+
+
+def _blob_fields(ev) -> tuple[int | None, int | None, str | None]:
+    import struct
+
+    if ev is None:
+        return None, None, None
+    base, length = struct.unpack("<QQ", ev.data[:16]) if len(ev.data) >= 16 else (None, None)
+    return base, length, ev.digests["sha256"].hex()
+
+
+def _blob_node(vol: str, ea, eb, root_a: Node, root_b: Node, name_a: str, name_b: str) -> Node:
+    (ba, la, da), (bb, lb, db) = _blob_fields(ea), _blob_fields(eb)
+    node = Node("diff-tpm-blob", vol)
+    node.add("Volume", vol)
+    for tag, base, length, dig in (("A", ba, la, da), ("B", bb, lb, db)):
+        node.add(f"BlobBase{tag}", base, display="none" if base is None else f"0x{base:x}")
+        node.add(f"BlobLength{tag}", length, display="none" if length is None else f"0x{length:x}")
+        node.add(f"Digest{tag}", dig, display=f"sha256:{dig}" if dig else "none")
+    equal = da is not None and da == db and ba == bb and la == lb
+    node.add("Equal", equal)
+    if vol == "PEIFV":
+        node.note(None, "a real boot hashes PEIFV after the PEIMs that run before Tcg2Pei wrote their globals "
+                        "into it: these are the digests of the volume as decompressed, not modelled further")
+    if ea is None or eb is None:
+        node.title = f"{vol}: only in {name_a if eb is None else name_b}"
+        return node
+    if equal:
+        node.title = f"{vol}: equal (0x{ba:x} + 0x{la:x}, sha256 {da[:16]}…)"
+        return node
+    what = []
+    if ba != bb or la != lb:
+        what.append(f"event data (0x{ba:x} + 0x{la:x} vs 0x{bb:x} + 0x{lb:x})")
+    if da != db:
+        what.append("digest")
+    fva, fvb = _fv_of(root_a, ea), _fv_of(root_b, eb)
+    changed = 0
+    if da != db and fva is not None and fvb is not None:
+        changed = _file_diffs(node, fva, fvb, ea, eb)
+        if changed == 0:
+            _outside_files(node, ea, eb)
+    node.title = (f"{vol}: {' and '.join(what)} differ{'s' if len(what) == 1 else ''}"
+                  + (f"; {changed} file(s) differ" if da != db else ""))
+    node.add("FilesDiffer", changed, display=str(changed))
+    return node
+
+
+def _fv_of(root: Node, ev) -> Node | None:
+    for fv in root.find("fv"):
+        if fv.space is ev.space and fv.offset == ev.offset:
+            return fv
+    return None
+
+
+def _vol_files(fv: Node) -> list[Node]:
+    """The FFS files directly in a volume (not those of nested volumes), bounded."""
+    out = []
+    stack = list(reversed(fv.children))
+    while stack and len(out) < MAX_FILES_PER_VOLUME:
+        n = stack.pop()
+        if n.kind == "ffs":
+            out.append(n)
+        elif n.kind != "fv":
+            stack.extend(reversed(n.children))
+    return out
+
+
+def _keyed(fv: Node) -> dict:
+    """Files by (name GUID, occurrence): a GUID seen twice is matched in order. Pad files have no
+    identity (their size follows the layout) and are left out."""
+    out = {}
+    count: dict = {}
+    for f in _vol_files(fv):
+        if f.get("Type") == FFS_PAD:
+            continue
+        g = f.get("Name")
+        k = count.get(g, 0)
+        count[g] = k + 1
+        out[(g, k)] = f
+    return out
+
+
+def _file_bytes(f: Node) -> bytes:
+    sp = f.space
+    if sp is None or sp.data is None:
+        return b""
+    sp.need(f.offset + f.size)
+    return bytes(sp.data[f.offset:f.offset + f.size])
+
+
+def _file_diffs(node: Node, fva: Node, fvb: Node, ea, eb) -> int:
+    ka, kb = _keyed(fva), _keyed(fvb)
+    rows = []
+    for key, f in ka.items():
+        g = kb.get(key)
+        if g is None:
+            rows.append(("removed", f, None))
+            continue
+        if f.size != g.size or _file_bytes(f) != _file_bytes(g):
+            rows.append(("changed", f, g))
+        elif f.offset - fva.offset != g.offset - fvb.offset:
+            rows.append(("moved", f, g))
+    for key, g in kb.items():
+        if key not in ka:
+            rows.append(("added", None, g))
+    order = {"changed": 0, "added": 1, "removed": 2, "moved": 3}
+    rows.sort(key=lambda r: order[r[0]])
+    counts = {k: 0 for k in order}
+    for status, f, g in rows:
+        counts[status] += 1
+    for status, f, g in rows[:MAX_FILE_NODES]:
+        ref = f if f is not None else g
+        label = _file_label(ref)
+        child = Node("diff-tpm-blob-file", f"{status}: {label}")
+        child.add("Status", status)
+        child.add("Name", ref.get("Name"))
+        child.add("UI", (f.get("UI") if f is not None else None) or (g.get("UI") if g is not None else None))
+        for tag, x, fv in (("A", f, fva), ("B", g, fvb)):
+            child.add(f"Offset{tag}", None if x is None else x.offset - fv.offset,
+                      display="none" if x is None else f"+0x{x.offset - fv.offset:x}")
+            child.add(f"Size{tag}", None if x is None else x.size)
+        node.append(child)
+    if len(rows) > MAX_FILE_NODES:
+        rest = Node("diff-tpm-blob-more", f"{len(rows) - MAX_FILE_NODES} more differing file(s) not listed")
+        rest.add("Count", len(rows) - MAX_FILE_NODES)
+        node.append(rest)
+    for status, n in counts.items():
+        node.add(status.capitalize(), n, display=str(n))
+    return sum(counts[k] for k in ("changed", "added", "removed", "moved"))
+
+
+def _outside_files(node: Node, ea, eb) -> None:
+    """No file differs but the digests do: the volume header, pad files or free space. Compared
+    4 KiB page by page at the same offsets."""
+    a, b = ea.space.data, eb.space.data
+    n = min(ea.size, eb.size)
+    differing = []
+    for off in range(0, n, PAGE):
+        end = min(off + PAGE, n)
+        if a[ea.offset + off:ea.offset + end] != b[eb.offset + off:eb.offset + end]:
+            differing.append(off)
+    node.add("PagesOutsideFiles", len(differing))
+    for off in differing[:MAX_PAGE_NODES]:
+        child = Node("diff-tpm-blob-page", f"volume +0x{off:x}: bytes outside any file differ (header, pad or free space)")
+        child.add("Offset", off)
+        node.append(child)
+    if ea.size != eb.size:
+        node.note(None, f"the volumes are 0x{ea.size:x} and 0x{eb.size:x} bytes long")
