@@ -153,12 +153,8 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     measured content differs."""
     a, b = _Side(img_a, name_a), _Side(img_b, name_b)
     node = Node("diff-mrtd", "MRTD")
-    if a.meta is None and b.meta is None:
-        node.title = "MRTD: neither image has TDX metadata (no TDVF descriptor): nothing to compare"
-        node.note(None, f"{name_a} and {name_b} have no TDX metadata: neither is a TDVF image")
-        return node
     for side in (a, b):
-        if side.meta is None:
+        if side.meta is None and (a.meta is not None or b.meta is not None):
             node.note(None, f"{side.label} has no TDX metadata (no TDVF descriptor): it has no MRTD")
         for r in side.results[:1]:
             for p in r.problems:
@@ -172,6 +168,10 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         eq = ha is not None and ha == hb
         equal_all &= eq
         node.add(f"Equal.{order}", eq)
+    if a.meta is None and b.meta is None:
+        node.title = "MRTD: neither image has TDX metadata (no TDVF descriptor): nothing to compare"
+        node.note(None, f"{name_a} and {name_b} have no TDX metadata: neither is a TDVF image")
+        return node
     if not (a.computed and b.computed):
         node.title = "MRTD: " + ("not comparable: " + " and ".join(
             s.label for s in (a, b) if not s.computed) + " has no MRTD")
