@@ -2,7 +2,7 @@
 
 The CLI passes a loader that decodes both images and diffs them (inspector.diff `load_pair` and
 `diff_images`); it runs in a worker thread while the loading screen shows, and so do the index
-and the map of A's spaces the screen needs, so the first frame of the diff costs only drawing.
+and the maps of both trees the screen needs (views/widgets/diff_sides.py), so the first frame of the diff costs only drawing.
 BaseApp gives the inspector's stylesheet, `?`/`q`, help sections and palette entries.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from decoders.model import Node, Space
+from decoders.model import Node
 from views.base_app import BaseApp
 from views.screens.diff import DiffScreen
 from views.screens.help import Section
@@ -45,22 +45,8 @@ def tree_of(image: Any) -> Node | None:
     return getattr(image, "root", None)
 
 
-def spaces_by_name(root: Node | None) -> dict[str, Space]:
-    """Every space of a decoded image by name, the image's own first (a walk of the whole tree)."""
-    out: dict[str, Space] = {}
-    if root is None:
-        return out
-    for node in root.walk():
-        space = node.space
-        if space is not None and space.name not in out:
-            out[space.name] = space
-    return out
-
-
 def make_sides(image_a: Any, image_b: Any) -> Sides:
-    root_a, root_b = tree_of(image_a), tree_of(image_b)
-    return Sides(None if root_a is None else root_a.space, None if root_b is None else root_b.space,
-                 spaces_by_name(root_a))
+    return Sides(tree_of(image_a), tree_of(image_b))
 
 
 def pair_names(path_a: str | Path, path_b: str | Path) -> tuple[str, str]:

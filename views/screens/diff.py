@@ -76,7 +76,8 @@ class DiffScreen(InspectScreen):
             yield DiffTree(self.index, id="tree")
             with Vertical(id="details"):
                 yield Static(id="node-info")
-                yield DiffFieldTable(id="fields")
+                headers = (f"A: {clean_text(self.name_a, 30)}", f"B: {clean_text(self.name_b, 30)}")
+                yield DiffFieldTable(self.sides, headers, id="fields")
                 yield DiffHexView(id="hex-a")
                 yield DiffHexView(id="hex-b")
         yield SearchBar(id="search")
@@ -88,10 +89,7 @@ class DiffScreen(InspectScreen):
         tree = self.node_tree
         tree.border_title = "Differences"
         self._tree_subtitle()
-        fields = self.fields
-        fields.border_title = "Fields"
-        fields.sides = self.sides
-        fields.headers = (f"A: {clean_text(self.name_a, 30)}", f"B: {clean_text(self.name_b, 30)}")
+        self.fields.border_title = "Fields"
         self.hex_a.border_title = "A"
         self.hex_b.border_title = "B"
         tree.focus()

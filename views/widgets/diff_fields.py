@@ -15,13 +15,15 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from decoders.model import Node, format_value
-from views.widgets.diff_sides import Side, Sides
+from decoders.model import Field, Node
+from views.widgets.diff_sides import Side, Sides, location_a
 from views.widgets.diff_tree import REMOVED, change_of
 from views.widgets.field_table import MAX_ROWS, MAX_VALUE_CHARS, SEVERITY_CLASS
 from views.widgets.node_tree import clean_text
 
 Span = tuple[int, int]
+# The row between the diff's own fields and the decoded nodes' fields that differ.
+DECODED = "decoded fields that differ"
 
 
 @dataclass(frozen=True)
@@ -41,61 +43,83 @@ class Row:
         return self.b is not None and self.a != self.b
 
 
-def _text(value) -> str:
-    return "" if value is None else format_value(value)
-
-
 def _span(side: Side | None) -> Span | None:
     return None if side is None or side.size <= 0 else (side.offset, side.end)
 
 
-def diff_rows(node: Node, sides: Sides | None) -> list[Row]:
-    """The rows of `node`: per-side pairs from the `…A`/`…B` fields and from where each side's
-    bytes are (Offset, Size), the rest as one value."""
-    names = [f.name for f in node.fields]
-    by_name = {f.name: f for f in node.fields}
-    a = sides.a(node) if sides is not None else None
-    b = sides.b(node) if sides is not None else None
-    rows: list[Row] = []
-    used: set[str] = set()
-    where_done = False
+def _field_span(f: Field) -> Span | None:
+    # A field of size 0 or unknown size still marks the byte it starts at (as NodeScreen does).
+    return None if f.offset is None else (f.offset, f.offset + max(1, f.size or 1))
 
-    def own(span: Span | None) -> tuple[Span | None, Span | None]:
-        # A field's or problem's offset is in the node's own space: A's for a removed node, else B's.
-        return (span, None) if change_of(node) == REMOVED else (None, span)
+
+def _cell(f: Field) -> str:
+    return clean_text(f.text, MAX_VALUE_CHARS)
+
+
+def decoded_rows(node_a: Node | None, node_b: Node | None) -> list[Row]:
+    """The decoded nodes' own fields that differ (by spec name), each side's bytes located."""
+    if node_a is None or node_b is None:
+        return []
+    fields_a = {}
+    for f in node_a.fields:
+        fields_a.setdefault(f.name, f)
+    rows = []
+    for fb in node_b.fields:
+        fa = fields_a.get(fb.name)
+        if fa is None or fa.text == fb.text:
+            continue
+        rows.append(Row(fb.name, _cell(fa), _cell(fb), _field_span(fa), _field_span(fb)))
+    return rows
+
+
+def diff_rows(node: Node, sides: Sides | None) -> list[Row]:
+    """The rows of `node`: Change; where each side's bytes are (Offset, Size); the diff node's
+    per-side pairs (`UsedA`/`UsedB` as one row `Used`) and its other fields as one value; then
+    the fields of the decoded nodes behind the two sides that differ; then its problems."""
+    a = b = None
+    located = sides is not None and node.space is not None
+    if located:
+        a, b = sides.a(node), sides.b(node)
+    done: set[int] = set()  # ids of the fields already shown (names may repeat: OffsetA)
+    if located:
+        loc = location_a(node)
+        done.update(id(f) for f in node.fields
+                    if f is loc or f.name == "SpaceA" or (f.name in ("SizeA", "SizeB") and not isinstance(f.value, str)))
+    rows: list[Row] = []
 
     def where() -> None:
-        # Offset and Size of each side, from the Sides (a removed node has no B, an added no A).
         rows.append(Row("Offset", "" if a is None else f"0x{a.offset:x}", "" if b is None else f"0x{b.offset:x}",
                         _span(a), _span(b)))
         rows.append(Row("Size", "" if a is None else f"0x{a.size:x}", "" if b is None else f"0x{b.size:x}",
                         _span(a), _span(b)))
-        used.update({"OffsetA", "OffsetB", "SizeA", "SizeB"})
 
-    for name in names:
-        if name in used:
-            continue
-        field = by_name[name]
-        if name in ("OffsetA", "OffsetB", "SizeA", "SizeB") and sides is not None:
-            if not where_done:
-                where()
-                where_done = True
-            continue
-        stem = name[:-1] if len(name) > 1 and name[-1] in "AB" else None
-        other = None if stem is None else by_name.get(stem + ("B" if name[-1] == "A" else "A"))
-        if other is not None:
-            fa, fb = (field, other) if name[-1] == "A" else (other, field)
-            rows.append(Row(stem, clean_text(fa.text, MAX_VALUE_CHARS), clean_text(fb.text, MAX_VALUE_CHARS)))
-            used.update({fa.name, fb.name})
-            continue
-        span = None if field.offset is None else (field.offset, field.offset + max(1, field.size or 1))
-        rows.append(Row(name, clean_text(field.text, MAX_VALUE_CHARS), None, *own(span)))
-        used.add(name)
-        if name == "Change" and not where_done and sides is not None:
-            where()
-            where_done = True
-    if not where_done and sides is not None:
+    def own(span: Span | None) -> tuple[Span | None, Span | None]:
+        # A diff node's field or problem offset is in its own space: A's for a removed node.
+        return (span, None) if change_of(node) == REMOVED else (None, span)
+
+    if located and node.field("Change") is None:
         where()
+    for f in node.fields:
+        if id(f) in done:
+            continue
+        done.add(id(f))
+        name = f.name
+        if len(name) > 1 and name[-1] in "AB":
+            want = name[:-1] + ("B" if name[-1] == "A" else "A")
+            other = next((g for g in node.fields if g.name == want and id(g) not in done), None)
+            if other is not None:
+                done.add(id(other))
+                fa, fb = (f, other) if name[-1] == "A" else (other, f)
+                rows.append(Row(name[:-1], _cell(fa), _cell(fb)))
+                continue
+        rows.append(Row(name, _cell(f), None, *own(_field_span(f))))
+        if name == "Change" and located:
+            where()
+    if sides is not None:
+        decoded = decoded_rows(*sides.decoded(node))
+        if decoded:
+            rows.append(Row(DECODED, "", None))
+            rows.extend(decoded)
     for p in node.problems:
         span = None if p.offset is None else (p.offset, p.offset + 1)
         rows.append(Row(p.severity.value, clean_text(p.message, MAX_VALUE_CHARS), None, *own(span),
@@ -104,7 +128,7 @@ def diff_rows(node: Node, sides: Sides | None) -> list[Row]:
 
 
 class DiffFieldTable(DataTable):
-    """Set `sides` once, then `node` to show it; posts `DiffFieldTable.RowSelected` when the user
+    """Set `node` to show it (its sides found by `sides`); posts `DiffFieldTable.RowSelected` when the user
     moves over a row."""
 
     COMPONENT_CLASSES = set(SEVERITY_CLASS.values()) | {"diff-fields--a", "diff-fields--b", "diff-fields--same"}
@@ -135,11 +159,12 @@ class DiffFieldTable(DataTable):
 
     node: reactive[Node | None] = reactive(None, always_update=True)
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None):
+    def __init__(self, sides: Sides | None = None, headers: tuple[str, str] = ("A", "B"), *, id: str | None = None,
+                 classes: str | None = None):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
-        self.sides: Sides | None = None
+        self.sides = sides
+        self.headers = headers
         self.rows_shown: list[Row] = []
-        self.headers = ("A", "B")
 
     def on_mount(self) -> None:
         self.add_column("Field", key="name")
@@ -156,6 +181,8 @@ class DiffFieldTable(DataTable):
                 cls = next((c for s, c in SEVERITY_CLASS.items() if s.value == row.severity), None)
                 style = get(cls, partial=True) if cls else ""
                 out.append((Text(row.name, style=style), Text(row.a, style=style), Text("")))
+            elif row.name == DECODED:
+                out.append((Text("─ " + DECODED, style="dim italic"), Text(""), Text("")))
             elif row.b is None:
                 out.append((Text(row.name), Text(row.a), Text("")))
             elif row.differs:

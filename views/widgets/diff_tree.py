@@ -15,10 +15,15 @@ from textual.widgets.tree import TreeNode
 
 from decoders.model import Node
 from views.index import TreeIndex
-from views.widgets.node_tree import NodeTree
+from views.widgets.node_tree import MAX_LABEL_CHARS, NodeTree, clean_text
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 MARKERS = {ADDED: "+", REMOVED: "-", CHANGED: "~", UNCHANGED: "="}
+# What `n` stops at: a whole module, variable or metadata entry, whatever changed inside it
+# (inspector/diff.py kinds).
+UNIT_KINDS = frozenset({"diff-file", "diff-variable", "diff-metadata"})
+# Details of a unit, or no change of their own: `n` passes them.
+DETAIL_KINDS = frozenset({"diff-section", "diff-signature", "diff-summary"})
 # A node's "what changed" list is cut to this many characters in its label.
 MAX_CHANGES_CHARS = 40
 
@@ -64,17 +69,18 @@ class DiffIndex(TreeIndex):
         return [c for c in kids if change_of(c) != UNCHANGED]
 
     def changes(self) -> list[Node]:
-        """The changes `n`/`N` step through, in tree order: a changed node none of whose children
-        changed (where the difference is), and an added or removed node (once, not its contents)."""
+        """The changes `n`/`N` step through, in tree order: each file, variable or metadata entry
+        that differs (its sections are details, seen by expanding it); any other node that differs
+        while none of its children does (a volume whose size alone changed); an added or removed
+        node once, not its contents. The summary is no change of its own."""
         out = []
         for node in self.order:
             change = change_of(node)
-            if change not in (ADDED, REMOVED, CHANGED):
+            if change not in (ADDED, REMOVED, CHANGED) or node.kind in DETAIL_KINDS:
                 continue
-            parent = self.parent(node)
-            if parent is not None and change_of(parent) in (ADDED, REMOVED):
+            if any(change_of(n) in (ADDED, REMOVED) or n.kind in UNIT_KINDS for n in self.path(node)[:-1]):
                 continue
-            if change == CHANGED and any(is_change(c) for c in TreeIndex.children(self, node)):
+            if node.kind not in UNIT_KINDS and any(is_change(c) for c in TreeIndex.children(self, node)):
                 continue
             out.append(node)
         return out
@@ -97,6 +103,15 @@ class DiffTree(NodeTree):
 
     index: DiffIndex
 
+    @staticmethod
+    def label_for(node: Node) -> Text:
+        # inspector/diff.py starts some titles with the change's mark; the tree draws its own.
+        title = node.title or node.kind
+        change = change_of(node)
+        if change in MARKERS and title.startswith(MARKERS[change] + " "):
+            title = title[2:]
+        return Text(clean_text(title, MAX_LABEL_CHARS))
+
     def render_label(self, node: TreeNode[Node], base_style: Style, style: Style) -> Text:
         text = super().render_label(node, base_style, style)
         data = node.data
@@ -108,7 +123,7 @@ class DiffTree(NodeTree):
         if change == UNCHANGED:
             text.stylize(colour)
         what = changes_of(data)
-        if what:
+        if what and ", ".join(what) not in (data.title or ""):
             text.append("  " + ", ".join(what)[:MAX_CHANGES_CHARS], style=get("diff-tree--what", partial=True))
         return Text.assemble((MARKERS[change] + " ", colour), text)
 
