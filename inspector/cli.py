@@ -556,10 +556,12 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "replay": ("show a recorded live session (fwinspect qemu --record FILE) offline", _args_replay, ("json",)),
     "tour": ("a guided walkthrough of the image and its boot, told with its own values",
              "inspector.tour.run:add_tour_arguments", ()),
+    "review": ("review an image as a platform reviewer would: findings with evidence",
+               "inspector.review.cli:add_review_arguments", ("json",)),
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "measure", "diff", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate"}
+ONE_SHOT = {"fd", "mrtd", "measure", "diff", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate", "review"}
 
 EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
           "comparison failed; 2 usage errors or unreadable input; 3 an internal error")
