@@ -365,11 +365,34 @@ def cmd_replay(args) -> int:
 
 
 def cmd_open(args) -> int:
-    path = Path(args.source)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
-    if path.is_file() and path.stat().st_size == 0:
-        raise UsageError(f"{path}: empty file")
+    paths = [Path(args.source)] + ([Path(args.other)] if args.other is not None else [])
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_file() and path.stat().st_size == 0:
+            raise UsageError(f"{path}: empty file")
+    if len(paths) == 2:
+        # `fwinspect A B`: the diff screen of two firmware images; anything else is a usage error,
+        # said before the app starts.
+        from inspector.sources import MAX_SOURCE_SIZE, sniff
+
+        for path in paths:
+            if not path.is_file():
+                raise UsageError(f"{path} is a folder: `fwinspect A B` compares two firmware images")
+            with path.open("rb") as f:
+                kind = sniff(f.read(MAX_SOURCE_SIZE), path)
+            if kind != "image":
+                raise UsageError(f"{path} is not a firmware image ({kind}): `fwinspect A B` compares two images")
+        path_a, path_b = paths
+
+        def load_diff():
+            from inspector.diff import diff_images, load_pair
+
+            img_a, img_b = load_pair(path_a, path_b)
+            return diff_images(img_a.root, img_b.root), img_a, img_b
+
+        return start_app("diff", path_a, path_b, load_diff)
+    path = paths[0]
     from inspector.sources import load_source
 
     # The app shows its first frame at once and decodes in a worker (views.app loader): any
@@ -379,7 +402,12 @@ def cmd_open(args) -> int:
 
 def start_app(kind: str, *args) -> int | None:
     """The one place the engine starts the Textual app (README, "Layout": inspector imports views only here): `open` a source,
-    `replay` a recording, drive a `live` session, or show a `tour` (None when the app has no tour screen)."""
+    `replay` a recording, drive a `live` session, show a `tour` (None when the app has no tour screen),
+    or the `diff` of two images."""
+    if kind == "diff":
+        from views.diff_app import run_diff
+
+        return run_diff(*args)
     if kind == "open":
         from views.app import run_app
 
@@ -507,6 +535,8 @@ def _args_replay(p) -> None:
 
 def _args_open(p) -> None:
     p.add_argument("source")
+    p.add_argument("other", nargs="?", metavar="B",
+                   help="a second firmware image: show what changed from SOURCE to it (the diff screen)")
     p.set_defaults(func=cmd_open)
 
 
