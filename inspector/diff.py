@@ -49,12 +49,14 @@ Exit status of the command: 0 equal, 1 different (or an image had problems), 2 u
 from __future__ import annotations
 
 import contextvars
+import sys
 import threading
 from pathlib import Path
 
 from decoders.model import Node, Severity
-from inspector import diff_nv
-from inspector.diff_pe import compare_images, first_difference
+
+# inspector.diff_nv and inspector.diff_pe (and the decoders) are imported once both images' LZMA
+# streams are inflating: importing is a third of a whole-process diff, and overlaps with liblzma.
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 # PI 1.8 vol 3, 2.1.4.1 EFI_FV_FILETYPE_FFS_PAD: padding, no identity of its own.
@@ -90,6 +92,9 @@ def load_pair(path_a, path_b):
     data_a, data_b = read_image(path_a), read_image(path_b)
     for path, data in ((path_a, data_a), (path_b, data_b)):
         _check_kind(Path(path), data)
+    # Each EarlyLzma lowers the switch interval while it inflates and puts back what it found; two
+    # overlapping ones can leave it lowered, so it is put back here once both are done.
+    interval = sys.getswitchinterval()
     early_a, early_b = EarlyLzma(data_a), EarlyLzma(data_b)
     from inspector.image import load_image
 
@@ -104,14 +109,25 @@ def load_pair(path_a, path_b):
 
     t = threading.Thread(target=work, name="diff-load-a", daemon=True)
     t.start()
-    img_b = contextvars.Context().run(load_image, path_b, data_b, early_b)
-    t.join()
+    try:
+        img_b = contextvars.Context().run(load_image, path_b, data_b, early_b)
+    finally:
+        t.join()
+        sys.setswitchinterval(interval)
     if "error" in out:
         raise out["error"]
     return out["a"], img_b
 
 
+# PI 1.8 vol 3, 3.2.1.1 EFI_FIRMWARE_VOLUME_HEADER: Signature "_FVH" at offset 0x28. Every edk2 flash
+# device (OVMF.fd, *_CODE.fd, *_VARS.fd) starts with a volume; such a file is an image without asking
+# inspector.sources.sniff (whose ACPI check imports the ACPI decoders: ~0.1 s).
+FV_SIGNATURE_OFFSET = 0x28
+
+
 def _check_kind(path: Path, data: bytes) -> None:
+    if data[FV_SIGNATURE_OFFSET:FV_SIGNATURE_OFFSET + 4] == b"_FVH":
+        return
     from inspector.sources import sniff
 
     kind = sniff(data, path)
@@ -217,14 +233,21 @@ def _keyed_sections(children: list[Node]) -> dict[tuple[int, int], Node]:
     return out
 
 
-def _blob(section: Node) -> bytes | None:
+def raw(node: Node):
+    """A node's bytes, one copy (bytes or bytearray; comparing two is one memcmp)."""
+    data = node.space.data if node.space is not None else None
+    if data is None:
+        return b""
+    return data[node.offset:node.offset + node.size]
+
+
+def _blob(section: Node):
     """The decompressed bytes of a compression or GUID-defined section, when they were decoded."""
     if section.get("DecompressedSize") is None:
         return None
     for c in section.children:
         if c.space is not None and c.space is not section.space:
-            data = c.space.data
-            return bytes(data) if data is not None else None
+            return c.space.data
     return None
 
 
@@ -248,7 +271,7 @@ def _sections_diff(ca: list[Node], cb: list[Node], changes: set[str], out: list[
                 depex["A" if xa is not None else "B"] = _depex_text(x)
             out.append(_section_node(key, xa, xb, "section " + (ADDED if xa is None else REMOVED)))
             continue
-        if xa.bytes == xb.bytes:
+        if raw(xa) == raw(xb):
             continue
         _section_pair(key, xa, xb, changes, out, depex)
 
@@ -281,6 +304,8 @@ def _section_pair(key, xa: Node, xb: Node, changes: set[str], out: list[Node], d
             changes.add("image")
             out.append(_section_node(key, xa, xb, "image not decoded"))
             return
+        from inspector.diff_pe import compare_images
+
         names, nodes = compare_images(pa, pb)
         changes.update(names)
         node = _section_node(key, xa, xb, ", ".join(names) + (": " + ", ".join(
@@ -309,7 +334,9 @@ def _section_pair(key, xa: Node, xb: Node, changes: set[str], out: list[Node], d
         out.append(_section_node(key, xa, xb, "the volume inside differs (see its own entry)"))
         return
     changes.add(_SECTION_CHANGE.get(t, "content"))
-    ba, bb = xa.bytes, xb.bytes
+    from inspector.diff_pe import first_difference
+
+    ba, bb = raw(xa), raw(xb)
     first = first_difference(ba, bb)
     out.append(_section_node(key, xa, xb, f"bytes differ from +0x{first:x}"))
 
@@ -358,6 +385,9 @@ def _file_node(change: str, fa: Node | None, fb: Node | None, volume: str) -> No
     node.add("UiName", ui)
     node.add("Volume", volume)
     node.add("Type", _file_type(at))
+    named = at.field("Name")
+    if named is not None and named.display and " (" in named.display:   # a GUID edk2 names (gPeiAprioriFileNameGuid)
+        node.add("GuidName", named.display.split(" (")[0])
     node.add("SizeA", fa.size if fa is not None else None)
     node.add("SizeB", fb.size if fb is not None else None)
     if fa is not None:
@@ -367,7 +397,7 @@ def _file_node(change: str, fa: Node | None, fb: Node | None, volume: str) -> No
 
 
 def _title_file(node: Node) -> None:
-    ui, guid, typ = node.get("UiName"), node.get("Name"), node.get("Type")
+    ui, guid, typ = node.get("UiName") or node.get("GuidName"), node.get("Name"), node.get("Type")
     who = f"{ui} ({typ}, {guid})" if ui else f"{guid} ({typ})"
     a, b, change = node.get("SizeA"), node.get("SizeB"), node.get("Change")
     mark = {ADDED: "+", REMOVED: "-", CHANGED: "~", UNCHANGED: "="}[change]
@@ -385,7 +415,7 @@ def _title_file(node: Node) -> None:
 
 def _compare_files(fa: Node, fb: Node, volume: str) -> Node | None:
     """The diff-file of two files with one GUID; None when their bytes are equal."""
-    if fa.bytes == fb.bytes:
+    if raw(fa) == raw(fb):
         return None
     changes: set[str] = set()
     sections: list[Node] = []
@@ -413,6 +443,8 @@ def _compare_files(fa: Node, fb: Node, volume: str) -> Node | None:
 def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
     """The `diff` tree of two decoded images (the roots load_image gives). Unchanged files are
     listed only with all_files."""
+    from inspector import diff_nv
+
     root = Node("diff", "", b_root.space, b_root.offset, b_root.size)
     va, vb = _volumes(a_root), _volumes(b_root)
     by_a = {v.key: v for v in va}
@@ -433,13 +465,14 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
                 if v.get("Change") in var_counts:
                     var_counts[v.get("Change")] += 1
             node.children.extend(vars_)
+    moved = _mark_moves(vol_nodes)
     meta = diff_nv.metadata_diff(a_root, b_root)
-    summary = _summary(a_root, b_root, va, vb, counts, var_counts, len(meta))
+    summary = _summary(a_root, b_root, va, vb, counts, var_counts, len(meta), moved)
     root.children = [summary] + [n for n in vol_nodes if all_files or n.get("Change") != UNCHANGED
                                  or n.children] + meta
     differ = bool(counts[ADDED] or counts[REMOVED] or counts[CHANGED] or any(var_counts.values()) or meta
                   or any(n.get("Change") != UNCHANGED for n in vol_nodes)
-                  or a_root.bytes != b_root.bytes)
+                  or raw(a_root) != raw(b_root))
     name_a, name_b = a_root.space.name if a_root.space else "A", b_root.space.name if b_root.space else "B"
     root.add("Change", CHANGED if differ else UNCHANGED)
     root.add("ImageA", name_a)
@@ -455,6 +488,32 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
     _copy_problems(root, a_root, "A")
     _copy_problems(root, b_root, "B")
     return root
+
+
+def _mark_moves(vol_nodes: list[Node]) -> dict[str, int]:
+    """A file removed from one volume and added to another (TDVF Config-B moves DXE drivers from
+    DXEFV to NCCFV): both entries keep their Change and say where the other one is (`MovedFrom`,
+    `MovedTo`). Returns the image-wide counts by GUID: `new` (in B only), `dropped` (in A only),
+    `moved`."""
+    added: dict[str, list[tuple[Node, Node]]] = {}
+    removed: dict[str, list[tuple[Node, Node]]] = {}
+    for vol in vol_nodes:
+        for f in vol.children:
+            if f.kind != "diff-file":
+                continue
+            where = {ADDED: added, REMOVED: removed}.get(f.get("Change"))
+            if where is not None:
+                where.setdefault(f.get("Name"), []).append((f, vol))
+    moved = 0
+    for guid, gone in removed.items():
+        for (fa, va), (fb, vb) in zip(gone, added.get(guid, [])):
+            fa.add("MovedTo", vb.get("Name"))
+            fb.add("MovedFrom", va.get("Name"))
+            fa.title += f" (moved to {vb.get('Label')})"
+            fb.title += f" (moved from {va.get('Label')})"
+            moved += 1
+    return {"new": sum(1 for g in added if g not in removed), "dropped": sum(1 for g in removed if g not in added),
+            "moved": moved}
 
 
 def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bool) -> Node:
@@ -484,7 +543,7 @@ def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bo
         counts[k] += n
     if a is None or b is None:
         change = ADDED if a is None else REMOVED
-    elif local[ADDED] or local[REMOVED] or local[CHANGED] or a.node.bytes != b.node.bytes:
+    elif local[ADDED] or local[REMOVED] or local[CHANGED] or raw(a.node) != raw(b.node):
         change = CHANGED
     else:
         change = UNCHANGED
@@ -525,13 +584,17 @@ def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bo
 
 
 def _summary(a_root: Node, b_root: Node, va: list[Volume], vb: list[Volume], counts: dict, var_counts: dict,
-             meta: int) -> Node:
+             meta: int, moved: dict) -> Node:
     node = Node("diff-summary", "Summary")
     node.add("Change", CHANGED if any(counts[k] for k in (ADDED, REMOVED, CHANGED)) else UNCHANGED)
     node.add("FilesAdded", counts[ADDED])
     node.add("FilesRemoved", counts[REMOVED])
     node.add("FilesChanged", counts[CHANGED])
     node.add("FilesUnchanged", counts[UNCHANGED])
+    # By GUID over the whole image: a file that moved between volumes is neither new nor dropped.
+    node.add("ModulesNew", moved["new"])
+    node.add("ModulesDropped", moved["dropped"])
+    node.add("FilesMoved", moved["moved"])
     node.add("VariablesAdded", var_counts[ADDED])
     node.add("VariablesRemoved", var_counts[REMOVED])
     node.add("VariablesChanged", var_counts[CHANGED])
@@ -549,8 +612,9 @@ def _summary(a_root: Node, b_root: Node, va: list[Volume], vb: list[Volume], cou
     node.add("CompressedB", cb, display=f"0x{cb:x} ({cb - ca:+d})")
     node.add("DecompressedA", da, display=f"0x{da:x}")
     node.add("DecompressedB", db, display=f"0x{db:x} ({db - da:+d})")
-    node.title = (f"Summary: modules +{counts[ADDED]} -{counts[REMOVED]} ~{counts[CHANGED]} "
-                  f"(={counts[UNCHANGED]}); module bytes 0x{ma:x} -> 0x{mb:x} ({mb - ma:+d}); compressed "
+    node.title = (f"Summary: files +{counts[ADDED]} -{counts[REMOVED]} ~{counts[CHANGED]} "
+                  f"(={counts[UNCHANGED]}); modules new {moved['new']}, dropped {moved['dropped']}, moved "
+                  f"{moved['moved']}; module bytes 0x{ma:x} -> 0x{mb:x} ({mb - ma:+d}); compressed "
                   f"0x{ca:x} -> 0x{cb:x} ({cb - ca:+d}), decompressed 0x{da:x} -> 0x{db:x} ({db - da:+d})")
     return node
 
