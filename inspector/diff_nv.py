@@ -15,7 +15,7 @@ by their index and type.
 from __future__ import annotations
 
 from decoders.model import Node
-from decoders.nvvars.structs import VAR_ADDED, VAR_IN_DELETED_TRANSITION
+from decoders.nvvars.structs import VAR_ADDED, VAR_IN_DELETED_TRANSITION  # decoded already: no import cost
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 _LIVE = (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION)

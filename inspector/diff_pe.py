@@ -16,13 +16,15 @@ SCN_MEM_EXECUTE = 0x20000000
 # Fields that a rebuild changes without changing what runs (PE/COFF spec, "COFF File Header",
 # "Optional Header Windows-Specific Fields").
 _STAMP_FIELDS = ("TimeDateStamp", "CheckSum")
+_MISSING = object()
 
 
-def image_bytes(node: Node) -> bytes:
+def image_bytes(node: Node):
+    """The node's bytes (bytes or bytearray: one copy, compared with one memcmp)."""
     data = node.space.data if node.space is not None else None
     if data is None:
         return b""
-    return bytes(data[node.offset:node.offset + node.size])
+    return data[node.offset:node.offset + node.size]
 
 
 def debug_ranges(pe: Node) -> list[tuple[int, int]]:
@@ -44,11 +46,13 @@ def masked(data: bytes, ranges: list[tuple[int, int]], base: int = 0) -> bytes:
     if not ranges:
         return data
     out = bytearray(data)
+    touched = False
     for s, e in ranges:
         s, e = max(s - base, 0), min(e - base, len(out))
         if e > s:
             out[s:e] = bytes(e - s)
-    return bytes(out)
+            touched = True
+    return out if touched else data
 
 
 def first_difference(a: bytes, b: bytes) -> int | None:
@@ -125,8 +129,9 @@ def compare_images(pa: Node, pb: Node) -> tuple[list[str], list[Node]]:
     hb = masked(b[:_headers_end(pb)], rb)
     if ha != hb:
         changes.append("headers")
+        values_a = {f.name: f.value for f in pa.fields}
         fields = [f.name for f in pb.fields if f.name not in _STAMP_FIELDS and f.name != "PdbPath"
-                  and (pa.field(f.name) is None or pa.get(f.name) != f.value)]
+                  and values_a.get(f.name, _MISSING) != f.value]
         node = Node("diff-section", f"headers: {', '.join(fields[:8]) or 'bytes'} differ", pb.space, pb.offset,
                     len(hb))
         node.add("Change", "changed")
