@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_right
 
-from decoders.model import Node, Severity
+from decoders.model import Node
 
 PAGE = 0x1000
 # Output bounds: a diff of two unrelated images differs in every measured page (Debian 12 vs 13
@@ -42,15 +42,31 @@ EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008
 FFS_PAD = 0xF0                      # PI vol 3, EFI_FV_FILETYPE_FFS_PAD
 
 
+CHANGE = {"only A": "removed", "only B": "added", "kind": "changed", "bytes": "changed"}
+
+
+def _node(kind: str, title: str, change: str) -> Node:
+    """A diff node with the `Change` field every node of inspector.diff's tree has (added,
+    removed, changed, unchanged)."""
+    node = Node(kind, title)
+    node.add("Change", change)
+    return node
+
+
 def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     """A `diff-measurements` node for two loaded images (inspector.image.LoadedImage: `.root`,
     `.data`): a `diff-mrtd` child and a `diff-tpm` child. Never raises on bad input: what could not
     be compared is a problem on the node concerned."""
-    root = Node("diff-measurements", f"Measurements: {name_a} vs {name_b}")
-    root.add("A", name_a)
-    root.add("B", name_b)
+    root = _node("diff-measurements", f"Measurements: {name_a} vs {name_b}", "unchanged")
+    root.add("ImageA", name_a)
+    root.add("ImageB", name_b)
     root.append(mrtd_diff(img_a, img_b, name_a, name_b))
     root.append(tpm_diff(img_a, img_b, name_a, name_b))
+    if any(c.get("Change") != "unchanged" for c in root.children):
+        root.field("Change").value = "changed"
+        root.title += ": " + "; ".join(c.title for c in root.children if c.get("Change") != "unchanged")
+    else:
+        root.title += ": MRTD and PCR0 blobs unchanged"
     return root
 
 
@@ -152,7 +168,9 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     """The `diff-mrtd` node: both images' MRTDs in both orders and the pages (by GPA) whose
     measured content differs."""
     a, b = _Side(img_a, name_a), _Side(img_b, name_b)
-    node = Node("diff-mrtd", "MRTD")
+    node = _node("diff-mrtd", "MRTD", "unchanged")
+    if (a.meta is None) != (b.meta is None):
+        node.field("Change").value = "added" if a.meta is None else "removed"
     for side in (a, b):
         if side.meta is None and (a.meta is not None or b.meta is not None):
             node.note(None, f"{side.label} has no TDX metadata (no TDVF descriptor): it has no MRTD")
@@ -173,6 +191,8 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         node.note(None, f"{name_a} and {name_b} have no TDX metadata: neither is a TDVF image")
         return node
     if not (a.computed and b.computed):
+        if a.meta is not None and b.meta is not None and not equal_all:
+            node.field("Change").value = "changed"
         node.title = "MRTD: " + ("not comparable: " + " and ".join(
             s.label for s in (a, b) if not s.computed) + " has no MRTD")
         return node
@@ -187,6 +207,7 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     if equal_all:
         node.title = "MRTD: equal in both orders"
     else:
+        node.field("Change").value = "changed"
         orders = "both orders" if not any(node.get(f"Equal.{o}") for o in ("per-page", "two-pass")) \
             else "in one order"
         node.title = f"MRTD differs ({orders}): {pages} measured page(s) differ"
@@ -201,13 +222,14 @@ def _section_table_diff(a: _Side, b: _Side) -> Node | None:
     ka, kb = [key(s) for s in a.sections], [key(s) for s in b.sections]
     if ka == kb:
         return None
-    node = Node("diff-tdx-sections", f"TDVF section tables differ ({len(ka)} vs {len(kb)} sections)")
+    node = _node("diff-tdx-sections", f"TDVF section tables differ ({len(ka)} vs {len(kb)} sections)", "changed")
     for i in range(max(len(ka), len(kb))):
         sa = a.sections[i] if i < len(ka) else None
         sb = b.sections[i] if i < len(kb) else None
         if sa is not None and sb is not None and key(sa) == key(sb):
             continue
-        child = Node("diff-tdx-section", f"section {i}: {_sec_text(sa)} vs {_sec_text(sb)}")
+        child = _node("diff-tdx-section", f"section {i}: {_sec_text(sa)} vs {_sec_text(sb)}",
+                      "added" if sa is None else "removed" if sb is None else "changed")
         child.add("Index", i)
         child.add("A", _sec_text(sa))
         child.add("B", _sec_text(sb))
@@ -291,7 +313,7 @@ def _differing_pages(a: _Side, b: _Side, node: Node) -> int:
             node.append(_page_node(a, b, gpa, ca, cb, why))
     left = counts["bytes"] + counts["one"] - len(shown)
     if left:
-        rest = Node("diff-mrtd-more", f"{left} more differing page(s) with measured bytes not listed")
+        rest = _node("diff-mrtd-more", f"{left} more differing page(s) with measured bytes not listed", "changed")
         rest.add("Count", left, display=str(left))
         rest.add("BytesDiffer", counts["bytes"] - sum(1 for t in shown if len(t) == 5))
         rest.add("MeasuredOnOneSide", counts["one"] - sum(1 for t in shown if len(t) == 4))
@@ -321,7 +343,8 @@ def _range_node(a: _Side, b: _Side, lo: int, hi: int, ca, cb, why: str) -> Node:
     what = {"only A": f"PAGE.ADDed in {a.label} only", "only B": f"PAGE.ADDed in {b.label} only",
             "kind": "measured differently (PAGE.ADD / PAGE.AUG)"}[why]
     pages = -(-(hi - lo) // PAGE)
-    node = Node("diff-mrtd-range", f"GPA 0x{lo:x}..0x{hi:x} ({_sec_name(sec)}, {pages} page(s)): {what}")
+    node = _node("diff-mrtd-range", f"GPA 0x{lo:x}..0x{hi:x} ({_sec_name(sec)}, {pages} page(s)): {what}",
+                 CHANGE[why])
     node.add("Section", _sec_name(sec))
     node.add("Gpa", lo)
     node.add("GpaEnd", hi)
@@ -344,7 +367,7 @@ def _page_node(a: _Side, b: _Side, gpa: int, ca, cb, why: str, pa=None, pb=None)
     sec = (ca or cb)[0]
     what = {"only A": f"measured in {a.label} only", "only B": f"measured in {b.label} only",
             "kind": "measured differently (PAGE.ADD vs MR.EXTEND)", "bytes": "bytes differ"}[why]
-    node = Node("diff-mrtd-page", f"GPA 0x{gpa:x} ({_sec_name(sec)}): {what}")
+    node = _node("diff-mrtd-page", f"GPA 0x{gpa:x} ({_sec_name(sec)}): {what}", CHANGE[why])
     node.add("Section", _sec_name(sec))
     node.add("Gpa", gpa)
     node.add("Differs", why, display=what)
@@ -497,16 +520,16 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     that differ, and PCR0 (sha256) when predictable."""
     from decoders.measure.tpm import PEIFV_WRITES, predict_tpm
 
-    node = Node("diff-tpm", "TPM PCR0 firmware blobs")
+    node = _node("diff-tpm", "TPM PCR0 firmware blobs", "unchanged")
     preds = []
     for img, label in ((img_a, name_a), (img_b, name_b)):
         pred = predict_tpm(img.root, banks=("sha256",))
         preds.append(pred)
         for p in pred.problems:
             if p.message != PEIFV_WRITES and _pcr0_problem(p.message):
-                # Not an error of the diff: what one image lacks for a prediction.
-                sev = Severity.WARNING if p.severity == Severity.ERROR else p.severity
-                node.problem(p.offset, f"{label}: {p.message}", sev)
+                # Not a problem of the diff: what a prediction from this image cannot decide (the
+                # image's own decoding problems are inspector.diff's to report).
+                node.note(p.offset, f"{label}: {p.message}")
     pa, pb = preds
     blobs_a = _blobs(pa)
     blobs_b = _blobs(pb)
@@ -517,7 +540,7 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         node.append(_blob_node(vol, ea, eb, img_a.root, img_b.root, name_a, name_b))
     if not blobs_a and not blobs_b:
         node.title = "TPM PCR0 firmware blobs: neither image has a PEIFV or DXEFV (not OVMF images with PEI)"
-    reg = Node("diff-tpm-register", "PCR0 (sha256)")
+    reg = _node("diff-tpm-register", "PCR0 (sha256)", "unchanged")
     reg.add("Register", "PCR0")
     reg.add("Bank", "sha256")
     values = []
@@ -527,6 +550,8 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         reg.add(f"Value{tag}", None if v is None else v.hex(),
                 display="not predictable (see the problems)" if v is None else v.hex())
     reg.add("Equal", values[0] is not None and values[0] == values[1])
+    if values[0] != values[1]:
+        reg.field("Change").value = "changed"
     missing = [label for v, label in zip(values, (name_a, name_b)) if v is None]
     reg.title = ("PCR0 (sha256): " + ("equal" if reg.get("Equal") else "differs" if not missing else
                                       f"not predictable for {' and '.join(missing)}"))
@@ -534,6 +559,12 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
                    "separator); a real boot's PEIFV digest also depends on the RAM writes of the PEIMs that "
                    "run before Tcg2Pei (not modelled here)")
     node.append(reg)
+    changed = [c.title for c in node.children if c.get("Change") != "unchanged"]
+    if changed:
+        node.field("Change").value = "changed"
+        node.title = "TPM PCR0: " + "; ".join(changed)
+    elif blobs_a or blobs_b:
+        node.title = "TPM PCR0 firmware blobs: unchanged"
     return node
 
 
@@ -558,7 +589,7 @@ def _blob_fields(ev) -> tuple[int | None, int | None, str | None]:
 
 def _blob_node(vol: str, ea, eb, root_a: Node, root_b: Node, name_a: str, name_b: str) -> Node:
     (ba, la, da), (bb, lb, db) = _blob_fields(ea), _blob_fields(eb)
-    node = Node("diff-tpm-blob", vol)
+    node = _node("diff-tpm-blob", vol, "unchanged")
     node.add("Volume", vol)
     for tag, base, length, dig in (("A", ba, la, da), ("B", bb, lb, db)):
         node.add(f"BlobBase{tag}", base, display="none" if base is None else f"0x{base:x}")
@@ -566,6 +597,8 @@ def _blob_node(vol: str, ea, eb, root_a: Node, root_b: Node, name_a: str, name_b
         node.add(f"Digest{tag}", dig, display=f"sha256:{dig}" if dig else "none")
     equal = da is not None and da == db and ba == bb and la == lb
     node.add("Equal", equal)
+    if not equal:
+        node.field("Change").value = "added" if ea is None else "removed" if eb is None else "changed"
     if vol == "PEIFV":
         node.note(None, "a real boot hashes PEIFV after the PEIMs that run before Tcg2Pei wrote their globals "
                         "into it: these are the digests of the volume as decompressed, not modelled further")
@@ -658,9 +691,10 @@ def _file_diffs(node: Node, fva: Node, fvb: Node, ea, eb) -> int:
     for status, f, g in rows[:MAX_FILE_NODES]:
         ref = f if f is not None else g
         label = _file_label(ref)
-        child = Node("diff-tpm-blob-file", f"{status}: {label}")
+        child = _node("diff-tpm-blob-file", f"{status}: {label}", "changed" if status == "moved" else status)
         child.add("Status", status)
-        child.add("Name", ref.get("Name"))
+        name = ref.get("Name")
+        child.add("Name", str(name) if isinstance(name, uuid.UUID) else name, display=_guid_text(name))
         child.add("UI", (f.get("UI") if f is not None else None) or (g.get("UI") if g is not None else None))
         for tag, x, fv in (("A", f, fva), ("B", g, fvb)):
             child.add(f"Offset{tag}", None if x is None else x.offset - fv.offset,
@@ -668,7 +702,8 @@ def _file_diffs(node: Node, fva: Node, fvb: Node, ea, eb) -> int:
             child.add(f"Size{tag}", None if x is None else x.size)
         node.append(child)
     if len(rows) > MAX_FILE_NODES:
-        rest = Node("diff-tpm-blob-more", f"{len(rows) - MAX_FILE_NODES} more differing file(s) not listed")
+        rest = _node("diff-tpm-blob-more", f"{len(rows) - MAX_FILE_NODES} more differing file(s) not listed",
+                     "changed")
         rest.add("Count", len(rows) - MAX_FILE_NODES)
         node.append(rest)
     for status, n in counts.items():
@@ -688,7 +723,8 @@ def _outside_files(node: Node, ea, eb) -> None:
             differing.append(off)
     node.add("PagesOutsideFiles", len(differing))
     for off in differing[:MAX_PAGE_NODES]:
-        child = Node("diff-tpm-blob-page", f"volume +0x{off:x}: bytes outside any file differ (header, pad or free space)")
+        child = _node("diff-tpm-blob-page", f"volume +0x{off:x}: bytes outside any file differ (header, pad or "
+                                            "free space)", "changed")
         child.add("Offset", off)
         node.append(child)
     if ea.size != eb.size:

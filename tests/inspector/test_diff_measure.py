@@ -126,6 +126,11 @@ def errors(node):
     return [p for _, p in node.all_problems() if p.severity.value == "error"]
 
 
+def not_info(node):
+    """Problems a diff command would count (render.has_problems: anything but INFO)."""
+    return [p for _, p in node.all_problems() if p.severity.value != "info"]
+
+
 @pytest.fixture(scope="module")
 def b12():
     return load_image(bookworm("OVMF.fd"))
@@ -155,7 +160,8 @@ def test_diff_measure_image_against_itself_is_equal_everywhere(b12):
     assert all(field(b, "Equal") for b in blobs) and not any(b.children for b in blobs)
     reg = child(tpm, "diff-tpm-register")
     assert field(reg, "Equal") is True and field(reg, "ValueA") == field(reg, "ValueB")
-    assert not errors(root)
+    assert [field(n, "Change") for n in root.walk()] == ["unchanged"] * len(list(root.walk()))
+    assert not not_info(root)
 
 
 def test_diff_measure_secfv_byte_moves_one_page_at_its_gpa(b12, tmp_path):
@@ -183,8 +189,11 @@ def test_diff_measure_secfv_byte_moves_one_page_at_its_gpa(b12, tmp_path):
     assert field(page, "ChangedFilesA") == field(page, "ChangedFilesB") == [holder.text]
     assert holder.text in field(page, "FilesA")
     # SECFV is not part of PEIFV or DXEFV: PCR0 does not move.
-    reg = child(tpm_diff(b12, b), "diff-tpm-register")
-    assert field(reg, "Equal") is True
+    root = measurement_diff(b12, b)
+    assert [(c.kind, field(c, "Change")) for c in root.children] == [("diff-mrtd", "changed"),
+                                                                     ("diff-tpm", "unchanged")]
+    assert field(root, "Change") == "changed" and field(page, "Change") == "changed"
+    assert field(child(child(root, "diff-tpm"), "diff-tpm-register"), "Equal") is True
 
 
 def test_diff_measure_varstore_byte_leaves_the_mrtd_alone(b12, tmp_path):
@@ -264,7 +273,7 @@ def test_diff_measure_bookworm_vs_trixie_bounded_pages_and_named_dxefv_files(b12
     want = {"added": {k[0] for k in fb.keys() - fa.keys()},
             "removed": {k[0] for k in fa.keys() - fb.keys()},
             "changed": {k[0] for k in fa.keys() & fb.keys() if fa[k] != fb[k]}}
-    got = {s: {field(f, "Name") for f in kids(dxe, "diff-tpm-blob-file") if field(f, "Status") == s}
+    got = {s: {uuid.UUID(field(f, "Name")) for f in kids(dxe, "diff-tpm-blob-file") if field(f, "Status") == s}
            for s in want}
     assert got == want
     assert want["added"] and want["removed"] and want["changed"]
@@ -364,10 +373,13 @@ def test_diff_measure_without_tdx_metadata_says_so(tmp_path):
     tdx = _loaded(tdvf_image(tmp_path / "t.fd", [_BFV]))
     one = mrtd_diff(tdx, loaded, "A", "B")
     assert field(one, "MRTD.per-page.A") == tdshim_mrtd(tdx.data) and field(one, "MRTD.per-page.B") is None
-    assert any("B has no TDX metadata" in p.message for p in one.problems) and not errors(one)
+    assert any("B has no TDX metadata" in p.message for p in one.problems) and not not_info(one)
+    assert field(one, "Change") == "removed"
     tpm = tpm_diff(loaded, loaded)
     assert not kids(tpm, "diff-tpm-blob") and "neither image has a PEIFV or DXEFV" in tpm.title
-    assert any("PCR0 cannot be predicted" in p.message for p in tpm.problems) and not errors(tpm)
+    assert any("PCR0 cannot be predicted" in p.message for p in tpm.problems) and not not_info(tpm)
+    assert not not_info(measurement_diff(loaded, loaded))
+    assert field(measurement_diff(loaded, loaded), "Change") == "unchanged"
 
 
 # -- crafted volumes for the blob-file matching (PI spec vol 3 FV/FFS layouts) ----------------------
@@ -384,7 +396,8 @@ def _dxe_image(path: Path, files: list[tuple[int, bytes]], size: int | None = No
 
 
 def _statuses(blob):
-    return sorted((field(f, "Status"), field(f, "Name").int & 0xFFFF) for f in kids(blob, "diff-tpm-blob-file"))
+    return sorted((field(f, "Status"), uuid.UUID(field(f, "Name")).int & 0xFFFF)
+                  for f in kids(blob, "diff-tpm-blob-file"))
 
 
 def test_diff_measure_crafted_dxefv_files_changed_added_removed_moved(tmp_path):
@@ -395,6 +408,8 @@ def test_diff_measure_crafted_dxefv_files_changed_added_removed_moved(tmp_path):
     blob, = kids(node, "diff-tpm-blob")
     assert field(blob, "Volume") == "DXEFV" and field(blob, "Equal") is False
     assert _statuses(blob) == [("added", 4), ("changed", 2), ("moved", 3), ("removed", 1)]
+    assert sorted(field(f, "Change") for f in kids(blob, "diff-tpm-blob-file")) == \
+        ["added", "changed", "changed", "removed"]
     moved = next(f for f in kids(blob, "diff-tpm-blob-file") if field(f, "Status") == "moved")
     assert field(moved, "SizeA") == field(moved, "SizeB")
     # File 4 (24-byte header + 4-byte section header + 40 bytes, 8-aligned: 72) took the place of
