@@ -197,7 +197,7 @@ def evidence(target: Node, what: str, **fields) -> Node:
     ev.add("Title", target.title)
     for name, value in fields.items():
         if value is not None:
-            ev.add(name, value)
+            ev.add(name, value, display=f"{value:,} bytes" if name == "Bytes" else None)
     return ev
 
 

@@ -26,9 +26,10 @@ def cc_unneeded_driver(ctx: Context) -> list:
         total = sum(f.bytes for f in found)
         ev = [e for f in found for e in file_evidence(f, f"{what} driver")]
         out.append(finding(rule, "warning",
-                           f"{what}: {len(found)} module(s) a {ctx.profile.upper()} guest does not use, "
+                           f"{what}: {len(found)} module(s) {'a TDX' if ctx.profile == 'tdx' else 'an SEV'} guest does not use, "
                            f"{total:,} bytes decompressed ({', '.join(f.ui or str(f.guid).upper() for f in found)})",
                            ev, Category=cat_id, Modules=len(found), Bytes=total, Reason=why))
+        out[-1].field("Bytes").display = f"{total:,} bytes decompressed"
     gap = ctx.module_list_gap()
     if gap:
         out.append(undecided(rule, f"the list above may be short: {gap}"))

@@ -119,18 +119,19 @@ def _arbitration(rule: str, files: list[FoundFile], severity_when_overlap: str, 
     """(findings, outcome) for a set of drivers that should not all run."""
     ev = [e for f in files for e in file_evidence(f, what, with_depex=True)]
     depexes = "; ".join(_depex_text(f) for f in files)
+    every = "both" if len(files) == 2 else "all"
     try:
         trees = [expression_tree(f.depex) for f in files]
         witness = joint_witness(trees)
     except Undecidable as e:
-        return [undecided(rule, f"{names(files)} are all present but {e}", ev)], "undecided"
+        return [undecided(rule, f"{names(files)} are {every} present but {e}", ev)], "undecided"
     if witness is None:
-        return [finding(rule, "info", f"{names(files)} are all present; their DEPEXes exclude each other "
+        return [finding(rule, "info", f"{names(files)} are {every} present; their DEPEXes exclude each other "
                         f"(no set of installed GUIDs satisfies them all): {depexes}", ev,
                         Exclusive=True, Depexes=depexes)], "exclusive by DEPEX"
     return [finding(rule, severity_when_overlap,
-                    f"{names(files)} are all present and their DEPEXes do not make them exclusive: all "
-                    f"are dispatched once {_guid_list(witness)} are installed ({depexes})", ev,
+                    f"{names(files)} are {every} present and their DEPEXes do not make them exclusive: "
+                    f"{every} are dispatched once {_guid_list(witness)} are installed ({depexes})", ev,
                     Exclusive=False, Depexes=depexes, DispatchedTogetherWhen=_guid_list(witness))], \
         "not exclusive by DEPEX"
 
