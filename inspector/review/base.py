@@ -67,6 +67,7 @@ class Context:
         self.tdx_metadata: Node | None = None
         self.sev_metadata: Node | None = None
         self.guid_entries: list[Node] = []
+        self.guid_table: Node | None = None
         self.image_problems: list[tuple[Node, object]] = []   # error-severity problems of the image tree
         self.image_stores = _Stores()
         self.vars_stores = _Stores()
@@ -111,6 +112,8 @@ class Context:
                 self.sev_metadata = node
             elif kind == "ovmf-guid-entry":
                 self.guid_entries.append(node)
+            elif kind == "ovmf-guid-table" and self.guid_table is None:
+                self.guid_table = node
             elif kind in _STORE_KINDS:
                 self.image_stores.add(node)
             stack.extend((c, ffs, fv) for c in reversed(node.children))

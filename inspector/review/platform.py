@@ -86,7 +86,14 @@ def platform_config(ctx: Context) -> list:
             break
     if sev_bits:
         cc.append(f"SEV ({', '.join(sev_bits)})")
-    parts.append("built for " + (" and ".join(cc) if cc else "no confidential-computing technology"))
+    if cc:
+        parts.append("built for " + " and ".join(cc))
+    elif ctx.guid_table is None and ctx.image_problems:
+        # The metadata hangs off the reset vector's GUIDed table (the image's last bytes): absent from
+        # a damaged image, it says nothing about what the build supports.
+        parts.append("CC technologies: cannot tell (no reset-vector GUIDed table in this damaged image)")
+    else:
+        parts.append("built for no confidential-computing technology")
     out = [finding(rule, "info", "; ".join(parts), ev, Pei=has_pei, Architecture=arch,
                    Tdx=ctx.tdx_metadata is not None, SevSnp=ctx.sev_metadata is not None,
                    SevEs="SEV-ES AP reset block" in sev_bits)]
