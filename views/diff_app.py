@@ -51,15 +51,10 @@ def make_sides(image_a: Any, image_b: Any) -> Sides:
 
 def pair_names(path_a: str | Path, path_b: str | Path) -> tuple[str, str]:
     """What the title calls the two files: their names, or, when the names are the same (two
-    OVMF.fd), as much of their paths as tells them apart."""
+    OVMF.fd), their paths as given."""
     a, b = Path(path_a), Path(path_b)
     if a.name != b.name:
         return a.name, b.name
-    pa, pb = a.parts, b.parts
-    for n in range(2, max(len(pa), len(pb)) + 1):
-        ta, tb = "/".join(pa[-n:]), "/".join(pb[-n:])
-        if ta != tb:
-            return ta, tb
     return str(a), str(b)
 
 

@@ -27,19 +27,20 @@ from views.widgets.diff_fields import DiffFieldTable
 from views.widgets.diff_hex import DiffHexView
 from views.widgets.diff_sides import Side, Sides
 from views.widgets.diff_tree import MARKERS, DiffIndex, DiffTree, change_of, changes_of
-from views.widgets.node_tree import MAX_LABEL_CHARS, clean_text
+from views.widgets.node_tree import clean_text
 from views.widgets.search_bar import SearchBar
 
 
 def describe_diff(node: Node, a: Side | None, b: Side | None) -> Text:
     """Two lines: the change, kind and title; where the node's bytes are in A and in B."""
     change = change_of(node)
-    text = Text()
+    # One line each, cut at the pane's edge: a long title must not push the places out of view.
+    text = Text(no_wrap=True, overflow="ellipsis")
     if change in MARKERS:
         text.append(f"{MARKERS[change]} {change}  ", style="bold")
     text.append(node.kind, style="bold")
     text.append("  ")
-    text.append(clean_text(node.title or "", MAX_LABEL_CHARS))
+    text.append(DiffTree.label_for(node))
 
     def where(label: str, side: Side | None) -> str:
         if side is None:
@@ -97,7 +98,9 @@ class DiffScreen(InspectScreen):
         self.call_after_refresh(self._first_change)
 
     def _first_change(self) -> None:
-        if self.current is None or self.current is self.root:
+        # Unless the cursor was moved already (a search or a test before this first refresh).
+        cursor = self.node_tree.current
+        if cursor is None or cursor is self.root:
             self.step_change(+1)
 
     # -- widgets ------------------------------------------------------------------
@@ -215,7 +218,7 @@ class DiffScreen(InspectScreen):
 
     def _tree_subtitle(self, position: int | None = None) -> None:
         changes = self.changes()
-        hidden = "" if self.index.show_unchanged else " · unchanged hidden (u)"
+        hidden = "" if self.index.show_unchanged else " · = hidden"
         where = f"change {position + 1} of {len(changes)}" if position is not None else f"{len(changes)} changes"
         self.node_tree.border_subtitle = where + hidden
 

@@ -23,7 +23,7 @@ from views.widgets.node_tree import clean_text
 
 Span = tuple[int, int]
 # The row between the diff's own fields and the decoded nodes' fields that differ.
-DECODED = "decoded fields that differ"
+DECODED = "≠ decoded"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ def _field_span(f: Field) -> Span | None:
 
 
 def _cell(f: Field) -> str:
+    value = f.value
+    if f.display is None and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return clean_text(", ".join(value), MAX_VALUE_CHARS)  # Changes, Fields: short names
     return clean_text(f.text, MAX_VALUE_CHARS)
 
 
@@ -182,7 +185,8 @@ class DiffFieldTable(DataTable):
                 style = get(cls, partial=True) if cls else ""
                 out.append((Text(row.name, style=style), Text(row.a, style=style), Text("")))
             elif row.name == DECODED:
-                out.append((Text("─ " + DECODED, style="dim italic"), Text(""), Text("")))
+                out.append((Text(DECODED, style="dim italic"), Text("fields that differ", style="dim italic"),
+                            Text("")))
             elif row.b is None:
                 out.append((Text(row.name), Text(row.a), Text("")))
             elif row.differs:
