@@ -362,6 +362,13 @@ def test_diff_measure_crafted_zero_padding_past_raw_data(tmp_path):
     assert [field(p, "Gpa") for p in kids(mrtd_diff(_loaded(a), _loaded(_flip(a, 0x37FF))), "diff-mrtd-page")] \
         == [0x201000]
     assert field(mrtd_diff(_loaded(a), _loaded(_flip(a, 0x3800))), "DifferingPages") == 0
+    # A byte in the data and one past RawDataSize in the same page: only the first counts.
+    both = _flip(_flip(a, 0x2010), 0x3900)
+    page, = kids(mrtd_diff(_loaded(a), _loaded(both)), "diff-mrtd-page")
+    assert field(page, "Gpa") == 0x200000 and field(page, "FirstDifference") == field(page, "LastDifference") == 0x10
+    both = _flip(_flip(a, 0x3010), 0x3900)
+    page, = kids(mrtd_diff(_loaded(a), _loaded(both)), "diff-mrtd-page")
+    assert field(page, "Gpa") == 0x201000 and field(page, "LastDifference") == 0x10
 
 
 def test_diff_measure_without_tdx_metadata_says_so(tmp_path):
