@@ -57,6 +57,8 @@ from decoders.model import Node, Severity
 
 # inspector.diff_nv and inspector.diff_pe (and the decoders) are imported once both images' LZMA
 # streams are inflating: importing is a third of a whole-process diff, and overlaps with liblzma.
+# inspector.diff_pe imports nothing but decoders.model.
+from inspector.diff_pe import first_difference_nodes, same_bytes  # noqa: E402
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 # PI 1.8 vol 3, 2.1.4.1 EFI_FV_FILETYPE_FFS_PAD: padding, no identity of its own.
@@ -96,21 +98,30 @@ def load_pair(path_a, path_b):
     # overlapping ones can leave it lowered, so it is put back here once both are done.
     interval = sys.getswitchinterval()
     early_a, early_b = EarlyLzma(data_a), EarlyLzma(data_b)
+    from decoders import budget
     from inspector.image import load_image
+
+    # Each image decodes under its own budget (a fresh context: decoders.budget is a context
+    # variable), holding at most half the decompressed bytes one decode may: the two together stay
+    # within the one-command memory budget. A real OVMF holds ~16 MiB, far below either half.
+    limits = budget.Limits(held_bytes=budget.DEFAULT.held_bytes // 2)
+
+    def load(path, data, early):
+        with budget.scope(limits):
+            return load_image(path, data, early)
 
     out: dict[str, object] = {}
 
     def work():
         try:
-            # A fresh context: each image decodes under its own budget (decoders.budget is a context variable).
-            out["a"] = contextvars.Context().run(load_image, path_a, data_a, early_a)
+            out["a"] = contextvars.Context().run(load, path_a, data_a, early_a)
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, raised there
             out["error"] = e
 
     t = threading.Thread(target=work, name="diff-load-a", daemon=True)
     t.start()
     try:
-        img_b = contextvars.Context().run(load_image, path_b, data_b, early_b)
+        img_b = contextvars.Context().run(load, path_b, data_b, early_b)
     finally:
         t.join()
         sys.setswitchinterval(interval)
@@ -233,14 +244,6 @@ def _keyed_sections(children: list[Node]) -> dict[tuple[int, int], Node]:
     return out
 
 
-def raw(node: Node):
-    """A node's bytes, one copy (bytes or bytearray; comparing two is one memcmp)."""
-    data = node.space.data if node.space is not None else None
-    if data is None:
-        return b""
-    return data[node.offset:node.offset + node.size]
-
-
 def _blob(section: Node):
     """The decompressed bytes of a compression or GUID-defined section, when they were decoded."""
     if section.get("DecompressedSize") is None:
@@ -271,7 +274,7 @@ def _sections_diff(ca: list[Node], cb: list[Node], changes: set[str], out: list[
                 depex["A" if xa is not None else "B"] = _depex_text(x)
             out.append(_section_node(key, xa, xb, "section " + (ADDED if xa is None else REMOVED)))
             continue
-        if raw(xa) == raw(xb):
+        if same_bytes(xa, xb):
             continue
         _section_pair(key, xa, xb, changes, out, depex)
 
@@ -334,10 +337,7 @@ def _section_pair(key, xa: Node, xb: Node, changes: set[str], out: list[Node], d
         out.append(_section_node(key, xa, xb, "the volume inside differs (see its own entry)"))
         return
     changes.add(_SECTION_CHANGE.get(t, "content"))
-    from inspector.diff_pe import first_difference
-
-    ba, bb = raw(xa), raw(xb)
-    first = first_difference(ba, bb)
+    first = first_difference_nodes(xa, xb)
     out.append(_section_node(key, xa, xb, f"bytes differ from +0x{first:x}"))
 
 
@@ -415,7 +415,7 @@ def _title_file(node: Node) -> None:
 
 def _compare_files(fa: Node, fb: Node, volume: str) -> Node | None:
     """The diff-file of two files with one GUID; None when their bytes are equal."""
-    if raw(fa) == raw(fb):
+    if same_bytes(fa, fb):
         return None
     changes: set[str] = set()
     sections: list[Node] = []
@@ -472,7 +472,7 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
                                  or n.children] + meta
     differ = bool(counts[ADDED] or counts[REMOVED] or counts[CHANGED] or any(var_counts.values()) or meta
                   or any(n.get("Change") != UNCHANGED for n in vol_nodes)
-                  or raw(a_root) != raw(b_root))
+                  or not same_bytes(a_root, b_root))
     name_a, name_b = a_root.space.name if a_root.space else "A", b_root.space.name if b_root.space else "B"
     root.add("Change", CHANGED if differ else UNCHANGED)
     root.add("ImageA", name_a)
@@ -543,7 +543,7 @@ def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bo
         counts[k] += n
     if a is None or b is None:
         change = ADDED if a is None else REMOVED
-    elif local[ADDED] or local[REMOVED] or local[CHANGED] or raw(a.node) != raw(b.node):
+    elif local[ADDED] or local[REMOVED] or local[CHANGED] or not same_bytes(a.node, b.node):
         change = CHANGED
     else:
         change = UNCHANGED

@@ -19,12 +19,52 @@ _STAMP_FIELDS = ("TimeDateStamp", "CheckSum")
 _MISSING = object()
 
 
+# Bytes are compared a chunk at a time: two slices of this size at most are copied at once, so
+# a hostile 64 MiB section costs no more memory than a real one (memcmp speed either way).
+CHUNK = 1 << 20
+# Images up to this size are compared with their build-only bytes masked (a copy of each); edk2's
+# largest module (the UEFI Shell) is about 1 MiB, so larger ones are hostile and compared as they are.
+MAX_MASKED = 16 << 20
+
+
 def image_bytes(node: Node):
     """The node's bytes (bytes or bytearray: one copy, compared with one memcmp)."""
     data = node.space.data if node.space is not None else None
     if data is None:
         return b""
     return data[node.offset:node.offset + node.size]
+
+
+def _data(node: Node):
+    data = node.space.data if node.space is not None else None
+    return b"" if data is None else data
+
+
+def same_bytes(na: Node, nb: Node) -> bool:
+    """Whether two nodes hold the same bytes, a chunk at a time."""
+    if na.size != nb.size:
+        return False
+    da, db = _data(na), _data(nb)
+    oa, ob, size = na.offset, nb.offset, na.size
+    if len(da) < oa + size or len(db) < ob + size:
+        return da[oa:oa + size] == db[ob:ob + size]
+    for i in range(0, size, CHUNK):
+        m = min(CHUNK, size - i)
+        if da[oa + i:oa + i + m] != db[ob + i:ob + i + m]:
+            return False
+    return True
+
+
+def first_difference_nodes(na: Node, nb: Node) -> int | None:
+    """Offset of the first byte where two nodes' bytes differ, a chunk at a time."""
+    da, db = _data(na), _data(nb)
+    n = min(na.size, nb.size)
+    for i in range(0, n, CHUNK):
+        m = min(CHUNK, n - i)
+        at = first_difference(da[na.offset + i:na.offset + i + m], db[nb.offset + i:nb.offset + i + m])
+        if at is not None:
+            return i + at
+    return None if na.size == nb.size else n
 
 
 def debug_ranges(pe: Node) -> list[tuple[int, int]]:
@@ -103,11 +143,11 @@ def compare_images(pa: Node, pb: Node) -> tuple[list[str], list[Node]]:
     `data` (another section), `reloc` (.reloc), `headers` (the headers outside the time stamp and
     debug data), `debug-only` (nothing but the time stamp, checksum and debug directory), `image`
     (an image that did not decode on one side)."""
-    a, b = image_bytes(pa), image_bytes(pb)
-    if a == b:
+    if same_bytes(pa, pb):
         return [], []
-    ra, rb = debug_ranges(pa), debug_ranges(pb)
-    if len(a) == len(b) and masked(a, ra) == masked(b, rb):
+    small = pa.size <= MAX_MASKED and pb.size <= MAX_MASKED
+    ra, rb = (debug_ranges(pa), debug_ranges(pb)) if small else ([], [])
+    if small and pa.size == pb.size and masked(image_bytes(pa), ra) == masked(image_bytes(pb), rb):
         return ["debug-only"], []
     sa, sb = _sections(pa), _sections(pb)
     if not sa or not sb:
@@ -116,17 +156,26 @@ def compare_images(pa: Node, pb: Node) -> tuple[list[str], list[Node]]:
     nodes: list[Node] = []
     for key in list(sa) + [k for k in sb if k not in sa]:
         xa, xb = sa.get(key), sb.get(key)
-        ba = masked(image_bytes(xa), ra, xa.offset - pa.offset) if xa is not None else None
-        bb = masked(image_bytes(xb), rb, xb.offset - pb.offset) if xb is not None else None
-        if ba is not None and bb is not None and ba == bb:
-            continue
+        if xa is not None and xb is not None:
+            if xa.size <= MAX_MASKED and xb.size <= MAX_MASKED:
+                ba = masked(image_bytes(xa), ra, xa.offset - pa.offset)
+                bb = masked(image_bytes(xb), rb, xb.offset - pb.offset)
+                if ba == bb:
+                    continue
+                first = first_difference(ba, bb)
+            else:
+                if same_bytes(xa, xb):
+                    continue
+                first = first_difference_nodes(xa, xb)
+        else:
+            first = None
         what = _section_change(xb if xb is not None else xa)
         if what not in changes:
             changes.append(what)
-        nodes.append(_section_node(key[0], xa, xb, ba, bb, what))
+        nodes.append(_section_node(key[0], xa, xb, first, what))
     # The headers: everything before the first section's raw data, stamps masked.
-    ha = masked(a[:_headers_end(pa)], ra)
-    hb = masked(b[:_headers_end(pb)], rb)
+    ha = masked(_data(pa)[pa.offset:pa.offset + _headers_end(pa)], ra)
+    hb = masked(_data(pb)[pb.offset:pb.offset + _headers_end(pb)], rb)
     if ha != hb:
         changes.append("headers")
         values_a = {f.name: f.value for f in pa.fields}
@@ -148,20 +197,17 @@ def compare_images(pa: Node, pb: Node) -> tuple[list[str], list[Node]]:
 
 def _headers_end(pe: Node) -> int:
     starts = [s.offset - pe.offset for s in pe.children if s.kind == "pe-section" and s.size]
-    return min(starts) if starts else min(pe.size, 0x400)
+    return max(0, min(min(starts) if starts else 0x400, pe.size, 0x10000))
 
 
-def _section_node(name: str, xa: Node | None, xb: Node | None, ba: bytes | None, bb: bytes | None,
-                  what: str) -> Node:
+def _section_node(name: str, xa: Node | None, xb: Node | None, first: int | None, what: str) -> Node:
     change = "changed" if xa is not None and xb is not None else ("added" if xa is None else "removed")
     at = xb if xb is not None else xa
     size_a = xa.size if xa is not None else None
     size_b = xb.size if xb is not None else None
     if change == "changed":
-        first = first_difference(ba, bb)
-        title = f"{name or '(no name)'}: {what}, {_size_text(size_a, size_b)}, first difference at +0x{first:x}"
+        title = f"{name or '(no name)'}: {what}, {_size_text(size_a, size_b)}, first difference at +0x{first or 0:x}"
     else:
-        first = None
         title = f"{name or '(no name)'}: section {change}, {_size_text(size_a, size_b)}"
     node = Node("diff-section", title, at.space, at.offset, at.size)
     node.add("Change", change)
