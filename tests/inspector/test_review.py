@@ -350,7 +350,7 @@ def modules(tmp_path_factory):
     def get(image: Path):
         if image not in cache:
             rows = uefiextract_report(image, tmp_path_factory.mktemp("uefiextract"))
-            out: dict[uuid.UUID, list] = {}
+            out: dict = {"subtypes": {r.subtype for r in rows if r.type == "File"}}
             for r in rows:
                 if r.type == "File":
                     try:
@@ -384,7 +384,9 @@ def test_real_image_findings_rest_on_modules_uefiextract_lists(case, reviewed, m
                 g = e.get("FileGuid")
                 assert g in mods, (f.title, g)
                 assert (e.get("UiName"), e.get("Bytes")) in mods[g], (g, mods[g])
-    has = set(mods)
+    has = set(mods) - {"subtypes"}
+    [platform] = findings(r, "platform-config")
+    assert platform.get("Pei") is ("PEI core" in mods["subtypes"])
     sb = findings(r, "secure-boot-without-smm")
     secure_boot_offered = SECURE_BOOT_CONFIG_DXE in has or case_id.endswith(("ms", "snakeoil"))
     assert bool(sb) == (secure_boot_offered and not {PI_SMM_CORE, VARIABLE_SMM} <= has)
@@ -392,6 +394,7 @@ def test_real_image_findings_rest_on_modules_uefiextract_lists(case, reviewed, m
     assert bool(emu) == (EMU_FVB in has)
     if emu:
         assert emu[0].get("FlashDriver") is (FLASH_FVB in has)
+        assert {e.get("FileGuid") for e in emu[0].children if e.get("What") == "RAM variable store driver"} == {EMU_FVB}
     pairs = [(a, b) for a, b in ((TCG2_DXE, TD_TCG2_DXE), (TCG2_PEI, TD_TCG2_PEI)) if a in has and b in has]
     arb = findings(r, "measurement-driver-arbitration")
     assert sorted(frozenset(evidence_guids(f)) for f in arb) == sorted(frozenset(p) for p in pairs)
