@@ -18,6 +18,8 @@ def add_review_arguments(p) -> None:
                    "default: the image's own variable store")
     p.add_argument("--profile", choices=("generic", "tdx", "sev"), default="generic",
                    help="the guest the image is for: tdx or sev add the confidential-guest rules")
+    p.epilog = ("exit status: 0 no warning or risk finding; 1 at least one (a damaged image is an image-decode "
+                "warning); 2 usage errors or unreadable input; 3 an internal error")
     p.set_defaults(func=cmd_review)
 
 

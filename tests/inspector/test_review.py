@@ -489,3 +489,28 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert _run(tmp_path / "missing.fd").returncode == 2
     assert _run(bookworm("OVMF.fd"), "--profile", "arm").returncode == 2
     assert _run(bookworm("OVMF.fd"), "--vars", tmp_path / "missing.fd").returncode == 2
+
+
+# ---- the app: a Review node at the top of the image's tree ---------------------------------------
+
+@pytest.mark.asyncio
+async def test_app_selecting_a_finding_and_its_evidence_shows_the_module_bytes():
+    """The review inserted first in the image tree (as inspector.sources.image_tree is to do): the
+    finding and its evidence show the bytes of SecureBootConfigDxe's FFS file in the hex view."""
+    from inspector.image import load_image
+    from views.app import FwInspectApp
+    from views.widgets.hex_view import HexView
+
+    root = load_image(bookworm("OVMF.fd")).root
+    r = review(root)
+    root.children.insert(0, r)
+    [f] = findings(r, "secure-boot-without-smm")
+    target = next(n for n in root.find("ffs") if n.get("Name") == SECURE_BOOT_CONFIG_DXE)
+    app = FwInspectApp(root, "OVMF.fd")
+    async with app.run_test(size=(120, 40)) as pilot:
+        for node in (f, f.children[0]):
+            assert app.screen.node_tree.reveal(node)
+            await pilot.pause()
+            hv = app.screen.query_one(HexView)
+            assert hv.space is target.space
+            assert hv.span == (target.offset, target.offset + target.size)
