@@ -74,7 +74,7 @@ def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node
 class _Side:
     """One image's TDX side: its sections, MRTDs and an index of its image-space files."""
 
-    def __init__(self, img, label: str):
+    def __init__(self, img, label: str, other: "_Side | None" = None):
         from decoders.mrtd import ORDERS, compute_mrtds
         from decoders.ovmf.metadata import tdx_sections
 
@@ -83,7 +83,14 @@ class _Side:
         self.root = img.root
         self.meta = _tdx_metadata(img)
         self.sections = tdx_sections(self.meta) if self.meta is not None else []
-        self.results = compute_mrtds(self.data, self.sections, ORDERS) if self.meta is not None else []
+        if self.meta is None:
+            self.results = []
+        elif other is not None and other.meta is not None and _same_measured_input(other, self):
+            # The MRTD is a function of the section table and the measured bytes alone: the same
+            # inputs give the other image's values without hashing again.
+            self.results = other.results
+        else:
+            self.results = compute_mrtds(self.data, self.sections, ORDERS)
         self._files = None
 
     @property
@@ -105,6 +112,23 @@ class _Side:
         if self._files is None:
             self._files = _FileIndex(self.root)
         return self._files
+
+
+def _same_measured_input(a: "_Side", b: "_Side") -> bool:
+    """Whether two images feed the MRTD the same records: the same sections (but where their
+    descriptors sit) and, for each MR.EXTEND section, the same bytes (one comparison each)."""
+    key = lambda s: (s.type, s.memory_address, s.memory_data_size, s.raw_data_size, s.attributes,  # noqa: E731
+                     s.file_offset is None)
+    if [key(s) for s in a.sections] != [key(s) for s in b.sections]:
+        return False
+    for sa, sb in zip(a.sections, b.sections):
+        if sa.mr_extend and sa.file_offset is not None and sa.raw_data_size:
+            n = min(sa.raw_data_size, sa.memory_data_size)
+            ra = memoryview(a.data)[sa.file_offset:sa.file_offset + n]
+            rb = memoryview(b.data)[sb.file_offset:sb.file_offset + n]
+            if len(ra) != n or ra != rb:
+                return False
+    return True
 
 
 def _tdx_metadata(img) -> Node | None:
@@ -167,7 +191,8 @@ def _span(a: bytes, b: bytes) -> tuple[int, int]:
 def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     """The `diff-mrtd` node: both images' MRTDs in both orders and the pages (by GPA) whose
     measured content differs."""
-    a, b = _Side(img_a, name_a), _Side(img_b, name_b)
+    a = _Side(img_a, name_a)
+    b = _Side(img_b, name_b, a)
     node = _node("diff-mrtd", "MRTD", "unchanged")
     if (a.meta is None) != (b.meta is None):
         node.field("Change").value = "added" if a.meta is None else "removed"
@@ -204,13 +229,13 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     pages = _differing_pages(a, b, node)
     node.add("DifferingPages", pages, display=f"{pages} page(s) of 4 KiB")
     node.children.sort(key=lambda c: c.kind != "diff-tdx-sections")
+    values = ", ".join(_moved(order, node.get(f"MRTD.{order}.A"), node.get(f"MRTD.{order}.B"))
+                       for order in ("per-page", "two-pass"))
     if equal_all:
-        node.title = "MRTD: equal in both orders"
+        node.title = f"MRTD equal in both orders ({values})"
     else:
         node.field("Change").value = "changed"
-        orders = "both orders" if not any(node.get(f"Equal.{o}") for o in ("per-page", "two-pass")) \
-            else "in one order"
-        node.title = f"MRTD differs ({orders}): {pages} measured page(s) differ"
+        node.title = f"MRTD {values}: {pages} measured page(s) differ"
         if pages == 0:
             node.note(None, "no measured page differs: the MRTDs differ by the sections' order or attributes "
                             "(the records' order), see the section tables")
@@ -326,6 +351,11 @@ def _differing_pages(a: _Side, b: _Side, node: Node) -> int:
     return counts["bytes"] + counts["one"] + counts["range"]
 
 
+def _moved(order: str, a: str | None, b: str | None) -> str:
+    short = lambda h: (h[:16] + "…") if h else "none"  # noqa: E731
+    return f"{order} {short(a)}" if a == b else f"{order} {short(a)} -> {short(b)}"
+
+
 def _same_run(da, sa, db, sb, gpa: int, pages: int) -> bool:
     """Whether two MR.EXTEND sections measure the same bytes for `pages` pages from `gpa`."""
     def run(data, s):
@@ -394,6 +424,12 @@ def _page_node(a: _Side, b: _Side, gpa: int, ca, cb, why: str, pa=None, pb=None)
     if pa is not None:
         node.add("FirstDifference", first, display=f"+0x{first:x}")
         node.add("LastDifference", last, display=f"+0x{last:x}")
+    # The title says it all for the tree view: where the page is in each file and what is there.
+    where = " | ".join("-" if node.get(f"FileOffset{t}") is None else f"0x{node.get(f'FileOffset{t}'):x}"
+                       for t in ("A", "B"))
+    span = f" +0x{first:x}..+0x{last:x}" if pa is not None else ""
+    held = " | ".join(", ".join(node.get(f"ChangedFiles{t}")[:3]) or "-" for t in ("A", "B"))
+    node.title = f"GPA 0x{gpa:x} ({_sec_name(sec)}, file {where}): {what}{span}; {held}"
     return node
 
 
@@ -555,9 +591,8 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     missing = [label for v, label in zip(values, (name_a, name_b)) if v is None]
     reg.title = ("PCR0 (sha256): " + ("equal" if reg.get("Equal") else "differs" if not missing else
                                       f"not predictable for {' and '.join(missing)}"))
-    reg.note(None, "PCR0 as predicted from the image (S-CRTM version, PEIFV and DXEFV as decompressed, "
-                   "separator); a real boot's PEIFV digest also depends on the RAM writes of the PEIMs that "
-                   "run before Tcg2Pei (not modelled here)")
+    reg.note(None, "PCR0 as predicted from each image: S-CRTM version, PEIFV and DXEFV as decompressed, "
+                   "separator (see the PEIFV note)")
     node.append(reg)
     changed = [c.title for c in node.children if c.get("Change") != "unchanged"]
     if changed:
@@ -695,7 +730,8 @@ def _file_diffs(node: Node, fva: Node, fvb: Node, ea, eb) -> int:
         child.add("Status", status)
         name = ref.get("Name")
         child.add("Name", str(name) if isinstance(name, uuid.UUID) else name, display=_guid_text(name))
-        child.add("UI", (f.get("UI") if f is not None else None) or (g.get("UI") if g is not None else None))
+        ui = (f.get("UI") if f is not None else None) or (g.get("UI") if g is not None else None)
+        child.add("UI", ui, display=ui or "none")
         for tag, x, fv in (("A", f, fva), ("B", g, fvb)):
             child.add(f"Offset{tag}", None if x is None else x.offset - fv.offset,
                       display="none" if x is None else f"+0x{x.offset - fv.offset:x}")
