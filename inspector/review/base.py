@@ -242,5 +242,9 @@ def undecided(rule: str, why: str, evidence_nodes: list[Node] | None = None) -> 
     return finding(rule, "info", f"cannot decide: {why}", evidence_nodes, Decided=False)
 
 
+MAX_NAMES = 24     # module names spelled out in one summary; the evidence lists them all
+
+
 def names(files: list[FoundFile]) -> str:
-    return ", ".join(f.ui or str(f.guid).upper() for f in files)
+    text = ", ".join(f.ui or str(f.guid).upper() for f in files[:MAX_NAMES])
+    return text + (f" and {len(files) - MAX_NAMES} more" if len(files) > MAX_NAMES else "")

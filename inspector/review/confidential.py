@@ -6,7 +6,7 @@ source per category; the bytes are each file's size once its volume is decompres
 from __future__ import annotations
 
 from inspector.review import catalogue
-from inspector.review.base import Context, file_evidence, finding, undecided
+from inspector.review.base import Context, file_evidence, finding, names, undecided
 
 
 def cc_unneeded_driver(ctx: Context) -> list:
@@ -27,7 +27,7 @@ def cc_unneeded_driver(ctx: Context) -> list:
         ev = [e for f in found for e in file_evidence(f, f"{what} driver")]
         out.append(finding(rule, "warning",
                            f"{what}: {len(found)} module(s) {'a TDX' if ctx.profile == 'tdx' else 'an SEV'} guest does not use, "
-                           f"{total:,} bytes decompressed ({', '.join(f.ui or str(f.guid).upper() for f in found)})",
+                           f"{total:,} bytes decompressed ({names(found)})",
                            ev, Category=cat_id, Modules=len(found), Bytes=total, Reason=why))
         out[-1].field("Bytes").display = f"{total:,} bytes decompressed"
     gap = ctx.module_list_gap()

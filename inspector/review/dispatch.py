@@ -16,9 +16,15 @@ from decoders import guids
 from inspector.review import catalogue
 from inspector.review.base import Context, FoundFile, file_evidence, finding, names, undecided
 
-# Exclusivity is decided by trying every assignment of the GUIDs both DEPEXes name: 2^n cases.
-# Real DEPEXes name under 10 (Tcg2Dxe + TdTcg2Dxe: 8); past this many the rule says it cannot decide.
+# Exclusivity is decided by trying every assignment of the GUIDs both DEPEXes name: 2^n cases of a
+# walk over every expression. Real DEPEXes name under 10 GUIDs (Tcg2Dxe + TdTcg2Dxe: 8) in under 20
+# opcodes; past these bounds (hostile DEPEXes reach 1024 opcodes, decoders.depex.MAX_OPCODES) the
+# rule says it cannot decide rather than spend seconds or recurse past Python's limit.
 MAX_GUIDS = 16
+MAX_WORK = 1 << 18          # assignments x expression nodes
+MAX_DEPTH = 128             # nesting of one expression (a chain of NOTs nests one level each)
+# Drivers compared at once (a hostile image may hold thousands of copies of one producer).
+MAX_DRIVERS = 8
 
 
 class Undecidable(Exception):
@@ -37,23 +43,32 @@ def expression_tree(depex) -> tuple:
     if any(p.severity.value == "error" for p in depex.problems):
         raise Undecidable(f"its DEPEX at 0x{depex.offset:x} is malformed ({depex.problems[0].message})")
     stack: list[tuple] = []
+    depth: list[int] = []
     for f in depex.fields:
         op = f.name
         if op == "PUSH":
             if not isinstance(f.value, uuid.UUID):
                 raise Undecidable("a PUSH has no GUID")
             stack.append(("guid", f.value))
+            depth.append(1)
         elif op in ("TRUE", "FALSE"):
             stack.append(("const", op == "TRUE"))
+            depth.append(1)
         elif op in ("AND", "OR"):
             if len(stack) < 2:
                 raise Undecidable(f"{op} with fewer than two operands")
             b, a = stack.pop(), stack.pop()
             stack.append((op.lower(), a, b))
+            depth.append(max(depth.pop(), depth.pop()) + 1)
         elif op == "NOT":
             if not stack:
                 raise Undecidable("NOT with no operand")
             stack.append(("not", stack.pop()))
+            depth.append(depth.pop() + 1)
+        else:
+            continue
+        if depth[-1] > MAX_DEPTH:
+            raise Undecidable(f"its DEPEX nests deeper than {MAX_DEPTH} levels")
         elif op in ("BEFORE", "AFTER"):
             return ("const", True)
         elif op == "END":
@@ -63,15 +78,17 @@ def expression_tree(depex) -> tuple:
     return stack[0]
 
 
-def _guids(tree: tuple, out: set) -> set:
-    stack = [tree]
+def _guids(tree: tuple, out: set) -> int:
+    """Add the GUIDs of `tree` to `out`; return its number of nodes."""
+    stack, count = [tree], 0
     while stack:
         t = stack.pop()
+        count += 1
         if t[0] == "guid":
             out.add(t[1])
         elif t[0] != "const":
             stack.extend(t[1:])
-    return out
+    return count
 
 
 def _eval(tree: tuple, true: frozenset | set) -> bool:
@@ -91,13 +108,12 @@ def joint_witness(trees: list[tuple]) -> set | None:
     """A set of installed GUIDs under which every expression is TRUE (all dispatch), or None when
     no such set exists (the DEPEXes exclude each other). Undecidable past MAX_GUIDS GUIDs."""
     universe: set = set()
-    for t in trees:
-        _guids(t, universe)
+    size = sum(_guids(t, universe) for t in trees)
     if all(_eval(t, universe) for t in trees):        # monotone DEPEXes: everything installed
         return universe
     ordered = sorted(universe, key=str)
-    if len(ordered) > MAX_GUIDS:
-        raise Undecidable(f"the DEPEXes name {len(ordered)} GUIDs (more than {MAX_GUIDS} to try)")
+    if len(ordered) > MAX_GUIDS or (size << len(ordered)) > MAX_WORK:
+        raise Undecidable(f"the DEPEXes name {len(ordered)} GUIDs in {size} nodes: too many assignments to try")
     for bits in itertools.product((False, True), repeat=len(ordered)):
         true = {g for g, b in zip(ordered, bits) if b}
         if all(_eval(t, true) for t in trees):
@@ -166,7 +182,11 @@ def multiple_iommu_producers(ctx: Context) -> list:
     rule = "multiple-iommu-producers"
     found = ctx.find(catalogue.IOMMU_PRODUCERS)
     if len(found) > 1:
-        return _arbitration(rule, found, "warning", "IOMMU protocol producer")[0]
+        out = _arbitration(rule, found[:MAX_DRIVERS], "warning", "IOMMU protocol producer")[0]
+        for f in out:
+            f.add("Producers", len(found), display=f"{len(found)} producer files"
+                  + (f" (the first {MAX_DRIVERS} compared)" if len(found) > MAX_DRIVERS else ""))
+        return out
     gap = ctx.module_list_gap()
     if gap:
         return [undecided(rule, f"{len(found)} IOMMU producer(s) found, but {gap}")]

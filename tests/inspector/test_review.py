@@ -514,3 +514,18 @@ async def test_app_selecting_a_finding_and_its_evidence_shows_the_module_bytes()
             hv = app.screen.query_one(HexView)
             assert hv.space is target.space
             assert hv.span == (target.offset, target.offset + target.size)
+
+
+def test_hostile_depex_nesting_and_many_copies_stay_bounded():
+    """1000 NOTs (decoders.depex allows 1024 opcodes) would recurse past Python's limit: the rule
+    says it cannot decide; 3000 copies of one IOMMU producer make one finding with bounded text."""
+    b = Builder().dxe_core()
+    b.module(TCG2_DXE, "Tcg2Dxe", depex=depex_bytes(VARIABLE_ARCH, *["NOT"] * 1000))
+    b.module(TD_TCG2_DXE, "TdTcg2Dxe", depex=depex_bytes(ACPI_TABLE))
+    for _ in range(3000):
+        b.module(IOMMU_DXE, "IoMmuDxe", depex=depex_bytes(VARIABLE_ARCH), size=0x20)
+    r = review(b.root)
+    [arb] = findings(r, "measurement-driver-arbitration")
+    assert arb.get("Severity") == "info" and "deeper than" in arb.get("Summary")
+    [io] = findings(r, "multiple-iommu-producers")
+    assert io.get("Producers") == 3000 and len(io.get("Summary")) < 2000
