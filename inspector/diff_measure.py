@@ -38,7 +38,8 @@ MAX_SCAN_PER_PAGE = 256
 MAX_FILES_PER_VOLUME = 1 << 16
 # Segments of the GPA axis: at most 64 TDVF sections per image (decoders.ovmf.metadata
 # MAX_TDX_SECTIONS), 2 boundaries each.
-EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008
+EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008    # TCG PC Client PFP 1.05, 10.4.1 event types
+EV_S_CRTM_VERSION = 0x8
 FFS_PAD = 0xF0                      # PI vol 3, EFI_FV_FILETYPE_FFS_PAD
 
 
@@ -218,8 +219,9 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
     if not (a.computed and b.computed):
         if a.meta is not None and b.meta is not None and not equal_all:
             node.field("Change").value = "changed"
-        node.title = "MRTD: " + ("not comparable: " + " and ".join(
-            s.label for s in (a, b) if not s.computed) + " has no MRTD")
+        node.title = "MRTD: not comparable: " + "; ".join(
+            f"{s.label} has no TDX metadata" if s.meta is None else f"{s.label}'s MRTD was not computed"
+            for s in (a, b) if not s.computed)
         return node
     node.add("Sections.A", len(a.sections))
     node.add("Sections.B", len(b.sections))
@@ -576,6 +578,8 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         node.append(_blob_node(vol, ea, eb, img_a.root, img_b.root, name_a, name_b))
     if not blobs_a and not blobs_b:
         node.title = "TPM PCR0 firmware blobs: neither image has a PEIFV or DXEFV (not OVMF images with PEI)"
+    else:
+        node.append(_crtm_node(pa, pb))
     reg = _node("diff-tpm-register", "PCR0 (sha256)", "unchanged")
     reg.add("Register", "PCR0")
     reg.add("Bank", "sha256")
@@ -600,6 +604,25 @@ def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         node.title = "TPM PCR0: " + "; ".join(changed)
     elif blobs_a or blobs_b:
         node.title = "TPM PCR0 firmware blobs: unchanged"
+    return node
+
+
+def _crtm_node(pa, pb) -> Node:
+    """PCR0's first event, EV_S_CRTM_VERSION over PcdFirmwareVersionString (Tcg2Pei.c
+    MeasureCRTMVersion): a version string that differs moves PCR0 with no byte of a volume."""
+    ea, eb = (next((e for e in p.events if e.index == 0 and e.event_type == EV_S_CRTM_VERSION), None)
+              for p in (pa, pb))
+    texts = []
+    for e in (ea, eb):
+        texts.append(None if e is None else e.data[:-2].decode("utf-16-le", "replace"))
+    same = ea is not None and eb is not None and ea.data == eb.data
+    node = _node("diff-tpm-crtm-version", "S-CRTM version: " + (f"{texts[0]!r} in both" if same else
+                 f"{texts[0]!r} -> {texts[1]!r}"), "unchanged" if same else "changed")
+    for tag, e, text in (("A", ea, texts[0]), ("B", eb, texts[1])):
+        node.add(f"Version{tag}", text)
+        node.add(f"Digest{tag}", None if e is None else e.digests["sha256"].hex())
+        node.add(f"Source{tag}", None if e is None else e.source)
+    node.add("Equal", same)
     return node
 
 

@@ -281,6 +281,26 @@ def test_diff_measure_bookworm_vs_trixie_bounded_pages_and_named_dxefv_files(b12
         (len(want["changed"]), len(want["added"]), len(want["removed"]))
     reg = child(tpm, "diff-tpm-register")
     assert field(reg, "Equal") is False and field(reg, "ValueA") and field(reg, "ValueB")
+    # Debian 13 builds with --pcd PcdFirmwareVersionString=L"$(DEB_VERSION)" (debian/rules); 12 did not.
+    crtm = child(tpm, "diff-tpm-crtm-version")
+    assert field(crtm, "VersionA") == "" and field(crtm, "VersionB").startswith("2025.02")
+    assert field(crtm, "Change") == "changed"
+    assert field(crtm, "DigestA") == hashlib.sha256(b"\0\0").hexdigest()
+    assert field(crtm, "DigestB") == hashlib.sha256(field(crtm, "VersionB").encode("utf-16-le") + b"\0\0").hexdigest()
+
+
+def test_diff_measure_split_code_against_unified_image(b12):
+    # Debian 12's OVMF_CODE.fd is the CODE part of OVMF.fd: its TDVF table's DataOffsets are
+    # unified-image offsets, so the same MRTD; the same PEIFV and DXEFV.
+    code = load_image(bookworm("OVMF_CODE.fd"))
+    root = measurement_diff(b12, code, "OVMF.fd", "OVMF_CODE.fd")
+    mrtd = child(root, "diff-mrtd")
+    assert field(mrtd, "MRTD.per-page.B") == tdshim_mrtd(b12.data) and field(mrtd, "Equal.two-pass") is True
+    assert field(root, "Change") == "unchanged" and not not_info(root)
+    # The 4 MiB build of Debian 12 has no TDX metadata: said, not an error.
+    four = mrtd_diff(b12, load_image(bookworm("OVMF_CODE_4M.fd")), "OVMF.fd", "OVMF_CODE_4M.fd")
+    assert field(four, "Change") == "removed" and four.title == "MRTD: not comparable: OVMF_CODE_4M.fd has no TDX metadata"
+    assert field(four, "MRTD.per-page.A") == tdshim_mrtd(b12.data) and not not_info(four)
 
 
 # -- crafted TDVF metadata (the image layout of tests/hostile/test_mrtd_hostile.py) ---------------
