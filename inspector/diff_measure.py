@@ -36,8 +36,6 @@ MAX_SCAN_PER_PAGE = 256
 # Files per volume matched by GUID: edk2's DXEFV holds ~150; 1 << 16 covers any real volume and
 # keeps a hostile one (millions of empty files) bounded.
 MAX_FILES_PER_VOLUME = 1 << 16
-# Segments of the GPA axis: at most 64 TDVF sections per image (decoders.ovmf.metadata
-# MAX_TDX_SECTIONS), 2 boundaries each.
 EV_EFI_PLATFORM_FIRMWARE_BLOB = 0x80000008    # TCG PC Client PFP 1.05, 10.4.1 event types
 EV_S_CRTM_VERSION = 0x8
 FFS_PAD = 0xF0                      # PI vol 3, EFI_FV_FILETYPE_FFS_PAD
@@ -217,8 +215,8 @@ def mrtd_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
         node.note(None, f"{name_a} and {name_b} have no TDX metadata: neither is a TDVF image")
         return node
     if not (a.computed and b.computed):
-        if a.meta is not None and b.meta is not None and not equal_all:
-            node.field("Change").value = "changed"
+        if a.meta is not None and b.meta is not None and b.results is not a.results:
+            node.field("Change").value = "changed"      # (the same refused inputs: unchanged)
         node.title = "MRTD: not comparable: " + "; ".join(
             f"{s.label} has no TDX metadata" if s.meta is None else f"{s.label}'s MRTD was not computed"
             for s in (a, b) if not s.computed)
