@@ -109,3 +109,11 @@ def test_diff_measure_hostile_cut_ovmf(cut, tmp_path):
     (tmp_path / "cut.fd").write_bytes(src[:cut])
     root = _run(whole, load_image(tmp_path / "cut.fd"))
     assert root.get("Change") == "changed"
+
+
+def test_diff_measure_hostile_same_refused_metadata_is_unchanged(tmp_path):
+    secs = CASES["refused-page-add"][0]
+    a = load_image(tdvf_image(tmp_path / "a.fd", secs))
+    root = _run(a, load_image(tdvf_image(tmp_path / "b.fd", secs)))
+    mrtd = _mrtd(root)
+    assert mrtd.get("Change") == "unchanged" and "not comparable" in mrtd.title
