@@ -529,3 +529,30 @@ def test_hostile_depex_nesting_and_many_copies_stay_bounded():
     assert arb.get("Severity") == "info" and "deeper than" in arb.get("Summary")
     [io] = findings(r, "multiple-iommu-producers")
     assert io.get("Producers") == 3000 and len(io.get("Summary")) < 2000
+
+
+def _raw_deleted_names(vars_file: Path) -> list[str]:
+    """An independent walk of the authenticated variable store (MdeModulePkg/Include/Guid/
+    VariableFormat.h): VARIABLE_STORE_HEADER (28 bytes) after the 0x48-byte FV header, then
+    AUTHENTICATED_VARIABLE_HEADER (60 bytes: StartId 0x55AA, State, ..., NameSize @36, DataSize @40),
+    name, data, each record 4-byte aligned; deleted = State with VAR_DELETED's bit (0x02) clear."""
+    import struct
+
+    data = vars_file.read_bytes()
+    store_size = struct.unpack_from("<I", data, 0x48 + 16)[0]
+    pos, end, out = 0x48 + 28, 0x48 + store_size, []
+    while pos + 60 <= end and struct.unpack_from("<H", data, pos)[0] == 0x55AA:
+        state = data[pos + 2]
+        name_size, data_size = struct.unpack_from("<II", data, pos + 36)
+        if not state & 0x02:
+            out.append(data[pos + 60:pos + 60 + name_size].decode("utf-16-le").rstrip("\0"))
+        pos = (pos + 60 + name_size + data_size + 3) & ~3
+    return out
+
+
+@pytest.mark.parametrize("case_id,vars_", [("bookworm-secboot-ms", lambda: bookworm("OVMF_VARS_4M.ms.fd")),
+                                           ("trixie-strictnx-snakeoil", lambda: trixie("OVMF_VARS_4M.snakeoil.fd"))])
+def test_deleted_variables_match_a_raw_walk_of_the_vars_file(case_id, vars_, reviewed):
+    _, _, r = reviewed(case_id)
+    [f] = findings(r, "varstore-health")
+    assert [e.get("Name") for e in f.children] == _raw_deleted_names(vars_())
