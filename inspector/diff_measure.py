@@ -415,7 +415,10 @@ def _page_node(a: _Side, b: _Side, gpa: int, ca, cb, why: str, pa=None, pb=None)
                 names = side.files().names(page_off, end)
                 lo = page_off + first
                 hi = min(page_off + last + 1, end)
-                changed = side.files().names(lo, hi) if lo < hi else ["(zero padding past RawDataSize)"]
+                if lo >= hi:
+                    changed = ["(zero padding past RawDataSize)"]
+                else:       # a page that differs throughout (a shifted layout) names the same files
+                    changed = names if (lo, hi) == (page_off, end) else side.files().names(lo, hi)
             else:
                 changed = ["(zero padding past RawDataSize)"]
         node.add(f"FileOffset{tag}", page_off, display="none" if page_off is None else f"0x{page_off:x}")
