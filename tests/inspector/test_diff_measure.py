@@ -17,6 +17,7 @@ The oracles are computed here, independently of decoders.mrtd and decoders.ovmf:
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import uuid
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.realdata import bookworm, trixie, uefiextract_report
 FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 TDX_METADATA_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 DXEFV_NAME = "7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1"     # OvmfPkgX64.fdf [FV.DXEFV] FvNameGuid
+PEIFV_NAME = "6938079B-B503-4E3D-9D24-B28337A25806"     # OvmfPkgX64.fdf [FV.PEIFV] FvNameGuid
 PAGE = 0x1000
 
 
@@ -262,23 +264,28 @@ def test_diff_measure_bookworm_vs_trixie_bounded_pages_and_named_dxefv_files(b12
     both = [p for p in pages if field(p, "Differs") == "bytes"]
     assert both and all(field(p, "FilesA") and field(p, "FilesB") for p in both)
 
-    # DXEFV: the files UEFIExtract's CRC32s say changed, were added or removed, named by GUID.
+    # PEIFV and DXEFV: the files UEFIExtract's CRC32s say changed, were added or removed, by GUID.
     tpm = child(root, "diff-tpm")
-    dxe = next(b for b in kids(tpm, "diff-tpm-blob") if field(b, "Volume") == "DXEFV")
+    blobs = {field(b, "Volume"): b for b in kids(tpm, "diff-tpm-blob")}
+    dxe = blobs["DXEFV"]
     assert field(dxe, "Equal") is False and field(dxe, "DigestA") != field(dxe, "DigestB")
     assert (field(dxe, "BlobLengthA"), field(dxe, "BlobLengthB")) == (0xC00000, 0xE80000)
-    fa = extract_volume_files(uefiextract_report(bookworm("OVMF.fd"), tmp_path), DXEFV_NAME)
+    rows_a = uefiextract_report(bookworm("OVMF.fd"), tmp_path)
     (tmp_path / "13").mkdir()
-    fb = extract_volume_files(uefiextract_report(src_b, tmp_path / "13"), DXEFV_NAME)
-    want = {"added": {k[0] for k in fb.keys() - fa.keys()},
-            "removed": {k[0] for k in fa.keys() - fb.keys()},
-            "changed": {k[0] for k in fa.keys() & fb.keys() if fa[k] != fb[k]}}
-    got = {s: {uuid.UUID(field(f, "Name")) for f in kids(dxe, "diff-tpm-blob-file") if field(f, "Status") == s}
-           for s in want}
-    assert got == want
-    assert want["added"] and want["removed"] and want["changed"]
-    assert (field(dxe, "Changed"), field(dxe, "Added"), field(dxe, "Removed")) == \
-        (len(want["changed"]), len(want["added"]), len(want["removed"]))
+    rows_b = uefiextract_report(src_b, tmp_path / "13")
+    for vol, name in (("PEIFV", PEIFV_NAME), ("DXEFV", DXEFV_NAME)):
+        fa, fb = extract_volume_files(rows_a, name), extract_volume_files(rows_b, name)
+        want = {"added": {k[0] for k in fb.keys() - fa.keys()},
+                "removed": {k[0] for k in fa.keys() - fb.keys()},
+                "changed": {k[0] for k in fa.keys() & fb.keys() if fa[k] != fb[k]}}
+        got = {s: {uuid.UUID(field(f, "Name")) for f in kids(blobs[vol], "diff-tpm-blob-file")
+                   if field(f, "Status") == s} for s in want}
+        assert got == want, vol
+        assert (field(blobs[vol], "Changed"), field(blobs[vol], "Added"), field(blobs[vol], "Removed")) == \
+            (len(want["changed"]), len(want["added"]), len(want["removed"]))
+        if vol == "DXEFV":
+            assert want["added"] and want["removed"] and want["changed"]
+    json.dumps(root.to_json())          # every value is JSON (GUIDs as text)
     reg = child(tpm, "diff-tpm-register")
     assert field(reg, "Equal") is False and field(reg, "ValueA") and field(reg, "ValueB")
     # Debian 13 builds with --pcd PcdFirmwareVersionString=L"$(DEB_VERSION)" (debian/rules); 12 did not.
