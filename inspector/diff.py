@@ -58,7 +58,7 @@ from decoders.model import Node, Severity
 # inspector.diff_nv and inspector.diff_pe (and the decoders) are imported once both images' LZMA
 # streams are inflating: importing is a third of a whole-process diff, and overlaps with liblzma.
 # inspector.diff_pe imports nothing but decoders.model.
-from inspector.diff_pe import first_difference_nodes, same_bytes  # noqa: E402
+from inspector.diff_pe import first_difference_nodes, forget_spaces, same_bytes  # noqa: E402
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 # PI 1.8 vol 3, 2.1.4.1 EFI_FV_FILETYPE_FFS_PAD: padding, no identity of its own.
@@ -487,6 +487,7 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
         root.title = f"{name_a} -> {name_b}: identical"
     _copy_problems(root, a_root, "A")
     _copy_problems(root, b_root, "B")
+    forget_spaces()
     return root
 
 

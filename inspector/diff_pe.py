@@ -29,15 +29,34 @@ MAX_MASKED = 16 << 20
 
 def image_bytes(node: Node):
     """The node's bytes (bytes or bytearray: one copy, compared with one memcmp)."""
-    data = node.space.data if node.space is not None else None
-    if data is None:
-        return b""
-    return data[node.offset:node.offset + node.size]
+    return _data(node)[node.offset:node.offset + node.size]
+
+
+# The last few spaces' bytes: a decompressed space's `data` is a cache lookup (decoders.fd.blobs)
+# that a diff would repeat for every node. Few, so a hostile image's many blobs are not all kept.
+_RECENT: dict[int, tuple[object, object]] = {}
+_RECENT_MAX = 4
 
 
 def _data(node: Node):
-    data = node.space.data if node.space is not None else None
-    return b"" if data is None else data
+    space = node.space
+    if space is None:
+        return b""
+    hit = _RECENT.get(id(space))
+    if hit is not None and hit[0] is space:
+        return hit[1]
+    data = space.data
+    if data is None:
+        return b""
+    if len(_RECENT) >= _RECENT_MAX:
+        _RECENT.pop(next(iter(_RECENT)))
+    _RECENT[id(space)] = (space, data)
+    return data
+
+
+def forget_spaces() -> None:
+    """Drop the bytes kept by _data (the end of a diff)."""
+    _RECENT.clear()
 
 
 def same_bytes(na: Node, nb: Node) -> bool:
