@@ -518,3 +518,26 @@ def test_diff_text_output_names_modules_and_sections(tmp_path):
     out = run(image, copy, check_exit=1).stdout.decode()
     assert "~ SecMain (SECURITY_CORE, df1ccef6-f301-4a63-9661-fc6030dcc880): code [.text]" in out
     assert ".text: code, 0x9ac0 bytes, first difference at +0x10" in out
+
+
+def test_diff_bookworm_vs_trixie_metadata_tdx_and_sev_added():
+    """Debian 13's CODE_4M carries TDX and SEV metadata that Debian 12's lacks, and moves the SEV-ES
+    AP reset IP. The OVMF GUIDed table (OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm) is read here:
+    each entry is "data, UINT16 length, GUID", walked back from the footer GUID at 4 GiB - 0x30;
+    the SEV-ES reset block's data is the UINT32 SEV_ES_AP_RESET_IP."""
+    a, b = bookworm("OVMF_CODE_4M.fd"), trixie("OVMF_CODE_4M.fd")
+    sev_es = uuid.UUID("00f771de-1a7e-4fcb-890e-68c77e2fb44e").bytes_le
+    ips = []
+    for image in (a, b):
+        data = image.read_bytes()
+        at = data.rfind(sev_es)
+        ips.append(struct.unpack_from("<I", data, at - 2 - 4)[0])
+    tree = run_json(a, b, check_exit=1)
+    meta = [fields(n) for n in walk(tree) if n["kind"] == "diff-metadata"]
+    entry = next(m for m in meta if m["Table"] == "ovmf-table" and m["Type"] == str(uuid.UUID(bytes_le=sev_es)))
+    assert (entry["Change"], entry["SevEsApResetIpA"], entry["SevEsApResetIpB"]) == ("changed", *ips)
+    tdx = [(m["Index"], m["Change"]) for m in meta if m["Table"] == "tdx"]
+    sev = [(m["Index"], m["Change"]) for m in meta if m["Table"] == "sev"]
+    assert tdx == [(None, "added")] + [(i, "added") for i in range(6)]
+    assert sev == [(None, "added")] + [(i, "added") for i in range(6)]
+    assert ips[0] != ips[1]
