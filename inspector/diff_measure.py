@@ -59,14 +59,42 @@ def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node
     root = _node("diff-measurements", f"Measurements: {name_a} vs {name_b}", "unchanged")
     root.add("ImageA", name_a)
     root.add("ImageB", name_b)
-    root.append(mrtd_diff(img_a, img_b, name_a, name_b))
-    root.append(tpm_diff(img_a, img_b, name_a, name_b))
+    mrtd = root.append(mrtd_diff(img_a, img_b, name_a, name_b))
+    tpm = root.append(tpm_diff(img_a, img_b, name_a, name_b))
+    _link_compressed(mrtd, tpm)
     if any(c.get("Change") != "unchanged" for c in root.children):
         root.field("Change").value = "changed"
         root.title += ": " + "; ".join(c.title for c in root.children if c.get("Change") != "unchanged")
     else:
         root.title += ": MRTD and PCR0 blobs unchanged"
     return root
+
+
+def _link_compressed(mrtd: Node, tpm: Node) -> None:
+    """Differing MRTD pages that hold a compressed file (FVMAIN_COMPACT's LZMA section) say no more
+    than "these compressed bytes changed"; when the volumes it carries are PCR0 blobs that differ,
+    the TPM part knows which of their files did: named here, on the MRTD node."""
+    carried = set()
+    for page in mrtd.children:
+        if page.kind == "diff-mrtd-page":
+            carried.update(page.get("CompressedVolumesA") or ())
+            carried.update(page.get("CompressedVolumesB") or ())
+    if not carried:
+        return
+    out = {}
+    for blob in tpm.children:
+        if blob.kind != "diff-tpm-blob" or blob.get("Change") == "unchanged" or blob.get("FvName") not in carried:
+            continue
+        files = [c for c in blob.children if c.kind == "diff-tpm-blob-file"]
+        names = [f"{c.get('Status')} {c.get('UI') or c.field('Name').display}" for c in files[:16]]
+        total = blob.get("FilesDiffer") or len(files)
+        out[blob.get("Volume")] = (names + ([f"… {total - len(names)} more"] if total > len(names) else [])
+                                   if names else [blob.title])
+    if out:
+        mrtd.add("CompressedChanges", out, display="; ".join(f"{v}: {', '.join(n[:4])}" + (" …" if len(n) > 4 else "")
+                                                             for v, n in out.items()))
+        mrtd.note(None, "the differing pages hold compressed volumes (" + ", ".join(out) + ") whose decompressed "
+                        "files differ as the TPM part lists: " + mrtd.field("CompressedChanges").display)
 
 
 # == MRTD ===========================================================================================
@@ -422,6 +450,9 @@ def _page_node(a: _Side, b: _Side, gpa: int, ca, cb, why: str, pa=None, pb=None)
             else:
                 changed = ["(zero padding past RawDataSize)"]
         node.add(f"FileOffset{tag}", page_off, display="none" if page_off is None else f"0x{page_off:x}")
+        inner = sorted({g for label in changed for g in side.files().inner.get(label, ())}) \
+            if ext is not None else []
+        node.add(f"CompressedVolumes{tag}", inner, display=", ".join(inner) or "none")
         node.add(f"Files{tag}", names, display=", ".join(names) or "none")
         node.add(f"ChangedFiles{tag}", changed, display=", ".join(changed) or "none")
     if pa is not None:
@@ -442,6 +473,7 @@ class _FileIndex:
 
     def __init__(self, root: Node):
         space = root.space
+        self.inner: dict[str, list[str]] = {}   # file label -> FvName (lowercase) of its compressed volumes
         files: list[tuple[int, int, str]] = []
         vols: list[tuple[int, int, int, str]] = []
         stack = [root]
@@ -451,7 +483,12 @@ class _FileIndex:
                 vols.append((n.offset, n.offset + n.size, n.offset + (n.get("HeaderLength") or 0), _fv_label(n)))
             if n.kind == "ffs" and n.space is space and not any(
                     c.kind == "ffs" and c.space is space for c in _desc_same_space(n, space)):
-                files.append((n.offset, n.offset + n.size, _file_label(n, space)))
+                inner = _inner_volumes(n, space)
+                label = _file_label(n, space, inner)
+                files.append((n.offset, n.offset + n.size, label))
+                names = [str(v.get("FvName")) for v in inner if v.get("FvName") is not None]
+                if names:
+                    self.inner[label] = names
             stack.extend(c for c in n.children if c.space is space)
         files.sort()
         vols.sort()
@@ -521,22 +558,29 @@ def _fv_label(fv: Node) -> str:
     return t[len("Volume "):] if t.startswith("Volume ") else t
 
 
-def _file_label(ffs: Node, space=None) -> str:
+def _inner_volumes(ffs: Node, space) -> list[Node]:
+    """The volumes a file carries in another space (decompressed from one of its sections)."""
+    inner = []
+    stack = list(reversed(ffs.children))
+    while stack and len(inner) < 8:
+        c = stack.pop()
+        if c.kind == "fv" and c.space is not space:
+            inner.append(c)
+            continue
+        stack.extend(reversed(c.children))
+    return inner
+
+
+def _file_label(ffs: Node, space=None, inner: list[Node] | None = None) -> str:
     """UI name, else the name GUID; a file carrying compressed volumes says which."""
     if ffs.get("Type") == FFS_PAD:
         return "Pad file"
     label = ffs.get("UI") or _guid_text(ffs.get("Name"))
     if space is not None:
-        inner = []
-        stack = list(ffs.children)
-        while stack and len(inner) < 8:
-            c = stack.pop()
-            if c.kind == "fv" and c.space is not space:
-                inner.append(_fv_label(c).split(" (")[0])
-                continue
-            stack.extend(reversed(c.children))
+        if inner is None:
+            inner = _inner_volumes(ffs, space)
         if inner:
-            label += f" (compressed: {', '.join(inner)})"
+            label += f" (compressed: {', '.join(_fv_label(v).split(' (')[0] for v in inner)})"
         elif any(c.kind == "section" and c.problems and c.get("SectionDefinitionGuid") is not None
                  for c in _desc_same_space(ffs, space)):
             label += " (a compressed section that did not decode)"
@@ -650,6 +694,10 @@ def _blob_node(vol: str, ea, eb, root_a: Node, root_b: Node, name_a: str, name_b
     (ba, la, da), (bb, lb, db) = _blob_fields(ea), _blob_fields(eb)
     node = _node("diff-tpm-blob", vol, "unchanged")
     node.add("Volume", vol)
+    fv_name = next((fv.get("FvName") for fv in (_fv_of(root_a, ea) if ea is not None else None,
+                                                 _fv_of(root_b, eb) if eb is not None else None)
+                    if fv is not None and fv.get("FvName") is not None), None)
+    node.add("FvName", None if fv_name is None else str(fv_name))
     for tag, base, length, dig in (("A", ba, la, da), ("B", bb, lb, db)):
         node.add(f"BlobBase{tag}", base, display="none" if base is None else f"0x{base:x}")
         node.add(f"BlobLength{tag}", length, display="none" if length is None else f"0x{length:x}")
@@ -672,7 +720,7 @@ def _blob_node(vol: str, ea, eb, root_a: Node, root_b: Node, name_a: str, name_b
         what.append(f"event data (0x{ba:x} + 0x{la:x} vs 0x{bb:x} + 0x{lb:x})")
     if da != db:
         what.append("digest")
-    fva, fvb = _fv_of(root_a, ea), _fv_of(root_b, eb)
+    fva, fvb = _fv_of(root_a, ea), _fv_of(root_b, eb)     # (found again: a walk each, cheap)
     changed = 0
     if da != db and fva is not None and fvb is not None:
         changed = _file_diffs(node, fva, fvb, ea, eb)

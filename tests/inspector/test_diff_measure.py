@@ -235,6 +235,9 @@ def test_diff_measure_compressed_byte_names_the_compressed_file_and_reports_the_
                    for p in tpm.problems)
         assert field(reg, "ValueB") is None and field(reg, "ValueA") is not None
         assert field(page, "ChangedFilesB") == [holder.name + " (a compressed section that did not decode)"]
+        assert field(page, "CompressedVolumesA") == [PEIFV_NAME.lower(), DXEFV_NAME.lower()]
+        assert field(page, "CompressedVolumesB") == []
+        assert field(mrtd, "CompressedChanges") == {"PEIFV": ["PEIFV: only in A"], "DXEFV": ["DXEFV: only in A"]}
         assert [b_.title.split(":")[0] for b_ in kids(tpm, "diff-tpm-blob")] == ["PEIFV", "DXEFV"]
     assert not errors(root)
 
@@ -286,6 +289,10 @@ def test_diff_measure_bookworm_vs_trixie_bounded_pages_and_named_dxefv_files(b12
         if vol == "DXEFV":
             assert want["added"] and want["removed"] and want["changed"]
     json.dumps(root.to_json())          # every value is JSON (GUIDs as text)
+    # The MRTD pages of FVMAIN_COMPACT's compressed bytes are explained by the blobs' files.
+    linked = field(mrtd, "CompressedChanges")
+    assert set(linked) == {"PEIFV", "DXEFV"}
+    assert linked["DXEFV"][0] == "changed DxeCore" and linked["DXEFV"][-1].startswith("… ")
     reg = child(tpm, "diff-tpm-register")
     assert field(reg, "Equal") is False and field(reg, "ValueA") and field(reg, "ValueB")
     # Debian 13 builds with --pcd PcdFirmwareVersionString=L"$(DEB_VERSION)" (debian/rules); 12 did not.
