@@ -65,7 +65,6 @@ EV_EFI_HANDOFF_TABLES2 = 0x8000000B
 gUefiOvmfPkgTokenSpaceGuid = uuid.UUID("93bb96af-b9f2-4eb8-9462-e0ba74564236")
 gEfiGlobalVariableGuid = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 gEfiImageSecurityDatabaseGuid = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
-gEfiSecureBootEnableDisableGuid = uuid.UUID("f0a30bc7-af08-4556-99c4-001009c93a44")
 gEfiSystemNvDataFvGuid = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")
 gEfiAuthenticatedVariableGuid = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")
 
@@ -84,8 +83,6 @@ FV_HEADER_SIZE = 0x40
 FV_EXT_HEADER_SIZE = 20
 # VariableFormat.h
 VARIABLE_STORE_HEADER_SIZE = 28
-AUTH_VARIABLE_HEADER_SIZE = 60
-VARIABLE_DATA = 0x55AA
 VAR_ADDED, VAR_DELETED, VAR_IN_DELETED_TRANSITION, VAR_HEADER_VALID_ONLY = 0x3F, 0xFD, 0xFE, 0x7F
 VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEALTHY = 0x5A, 0xFE
 # PlatformValidateNvVarStore accepts only these State values.
@@ -380,53 +377,48 @@ def _cfv_event(section: TdxSection, cfv: bytes, space: Space, offset: int):
                           cc=True)
 
 
-def _variable_data(name: str, guid: uuid.UUID, value: bytes) -> bytes:
-    """UEFI_VARIABLE_DATA (TCG PC Client PFP §10.2.6; UefiTcgPlatform.h): the name without its NUL."""
-    uname = name.encode("utf-16-le")
-    return guid.bytes_le + struct.pack("<QQ", len(name), len(value)) + uname + value
-
-
 def _secure_boot_events(cfv: bytes, space: Space, offset: int, sb_build: bool, problems: list[Problem]):
+    """TdTcg2Dxe.c MeasureSecureBootPolicy into MR index 1: the policy variables as the image's
+    store starts with them (empty for a build without Secure Boot support), then the separator."""
     from decoders.measure.model import PredictedEvent
+    from decoders.measure.tpm_vars import Store, secure_boot_value, variable_data
 
-    store: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
-    if sb_build:
-        store = read_variable_store(cfv, offset, problems)
+    store = _cfv_store(cfv, problems, offset) if sb_build else None
+    lookup = Store(store, "CFV", None) if store is not None else Store(None, "CFV")
     values: list[tuple[str, uuid.UUID, bytes, int | None, str]] = []
     for vname, guid in SECURE_BOOT_VARIABLES:
         if vname == "SecureBoot":
             if not sb_build:
                 values.append((vname, guid, b"", None, "no SecureBoot variable (build without AuthVariableLib)"))
                 continue
-            pk = ("PK", gEfiGlobalVariableGuid) in store
-            enable = store.get(("SecureBootEnable", gEfiSecureBootEnableDisableGuid))
-            on = pk and (enable is None or enable[0][:1] == b"\x01")
-            if not pk:
-                why = "no PK (setup mode)"
-            elif enable is None:
-                why = "PK present, SecureBootEnable absent"
-            else:
-                why = f"PK present, SecureBootEnable {enable[0][:1].hex() or 'empty'}"
-            values.append((vname, guid, b"\x01" if on else b"\x00", None,
-                           f"SecureBoot = {int(on)} ({why}, AuthVariableLib)"))
+            found, why = secure_boot_value(lookup, True)
+            values.append((vname, guid, found.data or b"", None, f"SecureBoot = {why} (AuthVariableLib)"))
             continue
-        hit = store.get((vname, guid))
-        if hit is None:
+        found = lookup.lookup(vname, guid)
+        if found.data is None:
             values.append((vname, guid, b"", None, f"{vname} absent: logged with no data"))
         else:
-            values.append((vname, guid, hit[0], hit[1], f"{vname}, {len(hit[0])} bytes from the variable store"))
-    if (DBT in store):
-        data, at = store[DBT]
-        values.append((DBT[0], DBT[1], data, at, f"dbt, {len(data)} bytes from the variable store"))
+            values.append((vname, guid, found.data, _data_offset(found.node), f"{vname}, {len(found.data)} bytes "
+                                                                                 "from the variable store"))
+    dbt = lookup.lookup(*DBT)
+    if dbt.data is not None:
+        values.append((DBT[0], DBT[1], dbt.data, _data_offset(dbt.node),
+                       f"dbt, {len(dbt.data)} bytes from the variable store"))
     events = []
     for vname, guid, value, at, why in values:
-        logged = _variable_data(vname, guid, value)
+        logged = variable_data(vname, guid, value)
         events.append(PredictedEvent(RTMR0, EV_EFI_VARIABLE_DRIVER_CONFIG, {BANK: hashlib.sha384(logged).digest()},
                                      logged, f"variable {vname}", why, space if at is not None else None,
-                                     at or 0, len(value) if at is not None else 0, cc=True))
+                                     offset + at if at is not None else 0, len(value) if at is not None else 0,
+                                     cc=True))
     events.append(PredictedEvent(RTMR0, EV_SEPARATOR, {BANK: hashlib.sha384(bytes(4)).digest()}, bytes(4),
                                  "separator after the Secure Boot policy (PCR7)", "MeasureSecureBootPolicy", cc=True))
     return events
+
+
+def _data_offset(node: Node | None) -> int | None:
+    f = node.field("Data") if node is not None else None
+    return None if f is None else f.offset
 
 
 # -- the variable store --------------------------------------------------------------------------
@@ -436,17 +428,18 @@ def _erased(data: bytes, start: int, end: int) -> bool:
     return data.count(b"\xff", start, end) == max(0, end - start)
 
 
-def read_variable_store(cfv: bytes, base: int,
-                        problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
-    """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
-    (data, offset of the data + base)}. When PlatformValidateNvVarStore (PlatformInitLib/Platform.c)
-    would refuse the store, TDVF starts from an empty one: a warning and {}."""
-    def refuse(at: int, why: str) -> dict:
-        # TDVF goes on booting (PlatformInitEmuVariableNvStore's error is only logged): a warning.
+def _cfv_store(cfv: bytes, problems: list[Problem], base: int = 0) -> Node | None:
+    """The CFV's variable store (a decoders.nvvars `variable-store` node over the CFV's bytes) as
+    TDVF's emulated store starts with it, or None when PlatformValidateNvVarStore
+    (OvmfPkg/Library/PlatformInitLib/Platform.c) would refuse it: TDVF then starts from an empty
+    store (PlatformInitEmuVariableNvStore only logs the error), which is a warning here."""
+    from decoders.nvvars import decode_nv_body
+
+    def refuse(at: int, why: str) -> None:
         problems.append(Problem(base + at, Severity.WARNING,
                                 f"CFV variable store refused ({why}): TDVF starts with an empty store, so the "
                                 "Secure Boot variables are predicted absent"))
-        return {}
+        return None
 
     if len(cfv) < FV_HEADER_SIZE:
         return refuse(0, f"{len(cfv)} bytes, shorter than a firmware volume header")
@@ -463,41 +456,46 @@ def read_variable_store(cfv: bytes, base: int,
     if (uuid.UUID(bytes_le=vsig) != gEfiAuthenticatedVariableGuid or vformat != VARIABLE_STORE_FORMATTED
             or vstate != VARIABLE_STORE_HEALTHY or vsize > fv_length - hlen or vsize < VARIABLE_STORE_HEADER_SIZE):
         return refuse(hlen, "VARIABLE_STORE_HEADER is not an authenticated, formatted, healthy store inside the FV")
-    start = hlen + VARIABLE_STORE_HEADER_SIZE
-    limit = vsize - VARIABLE_STORE_HEADER_SIZE
-    added: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
-    transition: dict[tuple[str, uuid.UUID], tuple[bytes, int]] = {}
-    pos = 0
-    for _ in range(MAX_VARIABLES):
-        if pos >= limit:
-            break
-        at = start + pos
-        if at + 2 > len(cfv) or struct.unpack_from("<H", cfv, at)[0] != VARIABLE_DATA:
-            if not _erased(cfv, at, start + limit):
-                return refuse(at, f"bytes after the last variable at 0x{at:x} are not erased")
-            break
-        if at + AUTH_VARIABLE_HEADER_SIZE > len(cfv):
-            return refuse(at, "variable header cut off")
-        state = cfv[at + 2]
-        name_size, data_size = struct.unpack_from("<II", cfv, at + 36)   # after PubKeyIndex
-        vendor = uuid.UUID(bytes_le=bytes(cfv[at + 44:at + 60]))
-        if state not in _VALID_STATES:
-            return refuse(at + 2, f"variable State 0x{state:02x}")
-        pos += AUTH_VARIABLE_HEADER_SIZE + name_size + data_size
-        if pos > limit:
-            return refuse(at + 36, "variable runs past the store")
-        aligned = (pos + 3) & ~3
-        if not _erased(cfv, start + pos, start + aligned):
-            return refuse(start + pos, "padding after a variable is not erased")
-        pos = aligned
-        if state not in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION):
-            continue
-        raw_name = bytes(cfv[at + AUTH_VARIABLE_HEADER_SIZE:at + AUTH_VARIABLE_HEADER_SIZE + name_size])
-        text = raw_name[:len(raw_name) & ~1].decode("utf-16-le", errors="replace").split("\0", 1)[0]
-        data_at = at + AUTH_VARIABLE_HEADER_SIZE + name_size
-        # VariableParsing.c FindVariableEx: a VAR_ADDED copy wins over one in deleted transition.
-        (added if state == VAR_ADDED else transition)[(text, vendor)] = (bytes(cfv[data_at:data_at + data_size]),
-                                                                         base + data_at)
-    else:
-        return refuse(start + pos, f"more than {MAX_VARIABLES} variables")
-    return {**transition, **added}
+    data = bytes(cfv)
+    store = decode_nv_body(Space("CFV", data), hlen, fv_length - hlen, payloads=False)[0]
+    for p in store.problems:
+        if p.severity == Severity.ERROR:
+            return refuse(p.offset or hlen, p.message)
+    store_end = hlen + vsize
+    pos = hlen + VARIABLE_STORE_HEADER_SIZE
+    variables = [v for v in store.children if v.kind == "variable"]
+    if len(variables) > MAX_VARIABLES:
+        return refuse(pos, f"more than {MAX_VARIABLES} variables")
+    for v in variables:
+        if not _erased(data, pos, v.offset):
+            return refuse(pos, f"padding before the variable at 0x{v.offset:x} is not erased")
+        if v.get("State") not in _VALID_STATES:
+            return refuse(v.offset + 2, f"variable State 0x{v.get('State'):02x}")
+        if v.offset + v.size > store_end:
+            return refuse(v.offset + 36, "variable runs past the store")
+        pos = v.offset + v.size
+    if not _erased(data, pos, store_end):
+        # the walk ends at the first StartId that is not 0x55AA; after it all must be erased
+        at = _align4(pos)
+        return refuse(at, f"bytes after the last variable at 0x{at:x} are not erased")
+    return store
+
+
+def _align4(value: int) -> int:
+    return (value + 3) & ~3
+
+
+def read_variable_store(cfv: bytes, base: int,
+                        problems: list[Problem]) -> dict[tuple[str, uuid.UUID], tuple[bytes, int]]:
+    """The live variables of the CFV as TDVF's emulated store starts with them: {(name, vendor):
+    (data, offset of the data + base)}, the record edk2's lookup finds (decoders.measure.tpm_vars
+    Store); {} when the store would be refused (a warning in `problems`)."""
+    from decoders.measure.tpm_vars import Store
+
+    store = _cfv_store(cfv, problems, base)
+    if store is None:
+        return {}
+    out = {}
+    for key, node in Store(store, "CFV", None).by_key.items():
+        out[key] = (bytes(node.get("Data")), base + _data_offset(node))
+    return out

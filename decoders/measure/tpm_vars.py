@@ -140,29 +140,20 @@ def data_location(found: Found) -> tuple[Space | None, int, int]:
     return found.node.space, f.offset, f.size or 0
 
 
-# -- a light reader of a VARS file ------------------------------------------------------------
-# What predict_tpm needs of a VARS file is each variable's name, vendor, state and data; the full
-# decoder (decoders.nvvars, with X.509 parsing of the signature lists) costs more than the whole
-# prediction. This reader follows the same edk2 rules and gives nodes of the same shape
-# (`variable-store` with `variable` children: State, Attributes, Name, VendorGuid, Data).
+# -- reading a VARS file ------------------------------------------------------------------------
+# A VARS file is one FV (PiFirmwareVolume.h) whose FileSystemGuid is gEfiSystemNvDataFvGuid; its
+# body is walked by decoders.nvvars, without decoding the variables' payloads (the X.509
+# certificates of PK/KEK/db cost more than the whole prediction and are not measured as such).
 
 NV_FV = uuid.UUID("fff12b8d-7696-4c8b-a985-2747075b4f50")          # gEfiSystemNvDataFvGuid
-AUTH_STORE = uuid.UUID("aaf32c78-947b-439a-a180-2e144ec37792")      # gEfiAuthenticatedVariableGuid
-PLAIN_STORE = uuid.UUID("ddcf3616-3275-4164-98b6-fe85707ffe7d")     # gEfiVariableGuid
 FV_HEADER = struct.Struct("<16s16sQ4sIHHHBB")   # PiFirmwareVolume.h EFI_FIRMWARE_VOLUME_HEADER (to Revision)
-STORE_HEADER = struct.Struct("<16sIBBHI")       # VariableFormat.h VARIABLE_STORE_HEADER (28 bytes)
-# VariableFormat.h AUTHENTICATED_VARIABLE_HEADER (60 bytes) and VARIABLE_HEADER (32 bytes)
-AUTH_HEADER = struct.Struct("<HBBIQ16sIII16s")
-PLAIN_HEADER = struct.Struct("<HBBIII16s")
-VARIABLE_DATA = 0x55AA
-HEADER_ALIGNMENT = 4
-# A variable is at least a 32-byte header: a 64 MiB file holds fewer than 2^21.
-MAX_VARIABLES = 1 << 21
 
 
 def read_vars(data: bytes, name: str = "VARS") -> Node:
-    """The variable store of a VARS file (an FV whose FileSystemGuid is gEfiSystemNvDataFvGuid),
-    walked as edk2 VariableParsing.c does; problems say where and why the walk stopped."""
+    """The variable store (and FTW areas) of a VARS file, as decoders.nvvars decodes them, under a
+    `vars-file` root; problems say where and why the walk stopped."""
+    from decoders.nvvars import decode_nv_body
+
     space = Space(name, data)
     root = Node("vars-file", f"{name}: 0x{len(data):x} bytes", space, 0, len(data))
     if len(data) < FV_HEADER.size:
@@ -174,63 +165,11 @@ def read_vars(data: bytes, name: str = "VARS") -> Node:
         root.problem(0, f"not a variable FV: Signature {sig!r}, FileSystemGuid {fs} (expected _FVH and "
                         "gEfiSystemNvDataFvGuid)")
         return root
-    store_at = header_length
     end = min(fv_length, len(data))
-    store = Node("variable-store", "Variable store", space, store_at, max(end - store_at, 0))
-    root.append(store)
     if fv_length > len(data):
-        store.problem(store_at, f"FvLength 0x{fv_length:x} runs past the end of the 0x{len(data):x}-byte file")
-    if store_at + STORE_HEADER.size > end:
-        store.problem(store_at, "truncated VARIABLE_STORE_HEADER")
+        root.problem(0x20, f"FvLength 0x{fv_length:x} runs past the end of the 0x{len(data):x}-byte file")
+    if not FV_HEADER.size <= header_length < end:
+        root.problem(0x30, f"HeaderLength 0x{header_length:x} leaves no variable store in the FV")
         return root
-    ssig, size, fmt, state, _, _ = STORE_HEADER.unpack_from(data, store_at)
-    ssig = uuid.UUID(bytes_le=ssig)
-    store.add("Signature", ssig, store_at, 16)
-    store.add("Size", size, store_at + 16, 4)
-    if ssig not in (AUTH_STORE, PLAIN_STORE) or fmt != 0x5A:
-        store.problem(store_at, f"VARIABLE_STORE_HEADER Signature {ssig} / Format 0x{fmt:02x} is not a formatted "
-                                "variable store")
-        return root
-    var_end = store_at + size
-    if var_end > end:
-        store.problem(store_at + 16, f"Size 0x{size:x} runs past the end of the FV")
-        var_end = end
-    _walk(store, data, _align(store_at + STORE_HEADER.size), var_end, ssig == AUTH_STORE)
-    store.title = f"Variable store, {len(store.children)} variables"
+    root.children = decode_nv_body(space, header_length, end - header_length, payloads=False)
     return root
-
-
-def _align(value: int) -> int:
-    return (value + HEADER_ALIGNMENT - 1) & ~(HEADER_ALIGNMENT - 1)
-
-
-def _walk(store: Node, data: bytes, pos: int, end: int, auth: bool) -> None:
-    header = AUTH_HEADER if auth else PLAIN_HEADER
-    for _ in range(MAX_VARIABLES):
-        if pos + 2 > end or struct.unpack_from("<H", data, pos)[0] != VARIABLE_DATA:
-            return      # IsValidVariableHeader: the walk ends at the first non-0x55AA StartId
-        if pos + header.size > end:
-            store.problem(pos, f"variable header at 0x{pos:x} is cut off by the store end 0x{end:x}")
-            return
-        fields = header.unpack_from(data, pos)
-        state, attrs = fields[1], fields[3]
-        name_size, data_size, vendor = fields[-3], fields[-2], uuid.UUID(bytes_le=fields[-1])
-        if state == 0xFF or 0xFFFFFFFF in (name_size, data_size, attrs):
-            name_size = data_size = 0   # VariableParsing.c: an interrupted write has no name or data
-        name_at = pos + header.size
-        data_at = name_at + name_size
-        if data_at + data_size > end:
-            store.problem(pos, f"variable at 0x{pos:x}: NameSize 0x{name_size:x} / DataSize 0x{data_size:x} run "
-                               f"past the store end 0x{end:x}; the walk stops here")
-            return
-        raw_name = data[name_at:data_at].decode("utf-16-le", "replace")
-        vname = raw_name.split("\0", 1)[0]
-        v = Node("variable", f"{vname} ({vendor}) 0x{state:02x}", store.space, pos, data_at + data_size - pos)
-        v.add("State", state, pos + 2, 1)
-        v.add("Attributes", attrs, pos + 4, 4)
-        v.add("Name", vname, name_at, name_size)
-        v.add("VendorGuid", vendor, pos + header.size - 16, 16)
-        v.add("Data", data[data_at:data_at + data_size], data_at, data_size)
-        store.append(v)
-        pos = _align(data_at + data_size)
-    store.problem(pos, f"more than {MAX_VARIABLES} variables: the rest is not read")

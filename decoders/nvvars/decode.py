@@ -42,9 +42,11 @@ _ATTRIBUTE_NAMES = {bit: f"EFI_VARIABLE_{name}" for bit, name, _ in VARIABLE_ATT
 _ATTRIBUTE_SHORT = {bit: short for bit, _, short in VARIABLE_ATTRIBUTES}
 
 
-def decode_nv_body(space: Space, offset: int, size: int) -> list[Node]:
+def decode_nv_body(space: Space, offset: int, size: int, *, payloads: bool = True) -> list[Node]:
     """Decode the body of an FV whose FileSystemGuid is gEfiSystemNvDataFvGuid: everything from
-    the end of the FV header (`offset`) for `size` bytes (to the end of the FV)."""
+    the end of the FV header (`offset`) for `size` bytes (to the end of the FV). `payloads=False`
+    leaves each variable's data undecoded (no signature lists, no X.509): for a caller that needs
+    only names, vendors, states and bytes, such as a measurement prediction."""
     if space.data is None:  # an address space without bytes: nothing to walk
         node = Node("variable-store", "Variable store (no data)", space, offset, size)
         node.problem(offset, "the space holds no bytes to decode")
@@ -52,7 +54,7 @@ def decode_nv_body(space: Space, offset: int, size: int) -> list[Node]:
     data = space.data
     end = min(offset + size, len(data))
     nodes: list[Node] = []
-    store, store_end = _decode_store(space, offset, end)
+    store, store_end = _decode_store(space, offset, end, payloads)
     if offset + size > len(data):
         store.problem(offset, f"NV body of 0x{size:x} bytes runs past the end of the {len(data)}-byte buffer")
     nodes.append(store)
@@ -80,7 +82,7 @@ def _align(value: int) -> int:
     return (value + HEADER_ALIGNMENT - 1) & ~(HEADER_ALIGNMENT - 1)
 
 
-def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
+def _decode_store(space: Space, offset: int, end: int, payloads: bool = True) -> tuple[Node, int]:
     """The VARIABLE_STORE_HEADER and its variables; returns the node and the store's end offset."""
     data = space.data
     node = Node("variable-store", "Variable store", space, offset, max(end - offset, 0))
@@ -119,7 +121,7 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
     node.size = store_end - offset
     auth = sig != guids.gEfiVariableGuid  # VariableFormat.h: the authenticated header unless gEfiVariableGuid
     _walk_variables(node, _align(offset + header_size), _align(store_end) if _align(store_end) <= end
-                    else store_end, auth)
+                    else store_end, auth, payloads)
     variables = [c for c in node.children if c.kind == "variable"]
     live = sum(1 for v in variables if v.get("State") in (VAR_ADDED, VAR_ADDED & VAR_IN_DELETED_TRANSITION))
     kind = "authenticated" if auth else "plain"
@@ -128,7 +130,7 @@ def _decode_store(space: Space, offset: int, end: int) -> tuple[Node, int]:
     return node, store_end
 
 
-def _walk_variables(store: Node, pos: int, var_end: int, auth: bool) -> None:
+def _walk_variables(store: Node, pos: int, var_end: int, auth: bool, payloads: bool = True) -> None:
     """VariableParsing.c: IsValidVariableHeader / GetNextVariablePtr until StartId != 0x55AA."""
     space, data = store.space, store.space.data
     header = AUTHENTICATED_VARIABLE_HEADER if auth else VARIABLE_HEADER
@@ -144,7 +146,7 @@ def _walk_variables(store: Node, pos: int, var_end: int, auth: bool) -> None:
             store.problem(pos, f"variable header at 0x{pos:x} is cut off by the store end 0x{var_end:x} "
                                f"(needs {hsize} bytes)")
             return
-        node, next_pos = _decode_variable(space, pos, var_end, header, auth)
+        node, next_pos = _decode_variable(space, pos, var_end, header, auth, payloads)
         store.append(node)
         count += 1
         if next_pos is None:
@@ -182,7 +184,8 @@ def _attributes_text(attrs: int) -> tuple[str, str]:
             " | ".join(flag_names(attrs, _ATTRIBUTE_NAMES)) or "0")
 
 
-def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -> tuple[Node, int | None]:
+def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool,
+                     payloads: bool = True) -> tuple[Node, int | None]:
     data = space.data
     hsize = header.sizeof()
     h = parse_at(header, data, pos, "AUTHENTICATED_VARIABLE_HEADER" if auth else "VARIABLE_HEADER")
@@ -217,7 +220,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool) -
     raw = bytes(data[data_start:data_start + data_size])
     node.add("Data", raw, data_start, data_size)
     node.size = hsize + name_size + data_size
-    if data_size:
+    if data_size and payloads:
         decode_variable_data(node, name, vendor, data_start, data_size)
     mark = "" if live else (" (incomplete)" if short == "HEADER_VALID_ONLY" else " (deleted)")
     node.title = f"{name} ({vendor_name}) {attr_short} 0x{h.State:02x} {short}{mark}"

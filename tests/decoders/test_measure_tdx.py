@@ -566,3 +566,56 @@ def test_image_may_be_a_bytearray_memoryview_or_mmap(config_b):
             got = predict_tdx(image, "OVMF.fd", orders=("per-page",))
             assert got.rtmr0.registers() == want.rtmr0.registers()
             assert got.mrtd[0].digest == want.mrtd[0].digest
+
+
+# -- PlatformValidateNvVarStore (OvmfPkg/Library/PlatformInitLib/Platform.c): a store TDVF refuses
+# is replaced by an empty one. Each case damages Debian 13's ms VARS at a place found here with
+# struct from VariableFormat.h (FV HeaderLength at 0x30; VARIABLE_STORE_HEADER of 28 bytes;
+# AUTHENTICATED_VARIABLE_HEADER of 60: StartId u16, State u8, ..., NameSize u32 at 36, DataSize
+# u32 at 40), not with the decoder under test.
+
+def _first_variables(vars_: bytes) -> list[tuple[int, int]]:
+    """(offset, end) of the records from the start of the store, walked by hand."""
+    hlen = struct.unpack_from("<H", vars_, 0x30)[0]
+    pos, out = hlen + 28, []
+    while struct.unpack_from("<H", vars_, pos)[0] == 0x55AA:
+        name_size, data_size = struct.unpack_from("<II", vars_, pos + 36)
+        end = pos + 60 + name_size + data_size
+        out.append((pos, end))
+        pos = (end + 3) & ~3
+    return out
+
+
+def _refused(vars_: bytes) -> tuple[dict, list]:
+    problems = []
+    return read_variable_store(vars_, 0, problems), problems
+
+
+def test_an_intact_store_is_read_and_each_damage_is_refused():
+    good = trixie("OVMF_VARS_4M.ms.fd").read_bytes()
+    records = _first_variables(good)
+    assert len(records) >= 5
+    store, problems = _refused(good)
+    assert problems == []
+    live = {r for r in records if good[r[0] + 2] in (0x3F, 0x3E)}      # VAR_ADDED, in deleted transition
+    assert 0 < len(store) <= len(live)
+    assert {("PK", GLOBAL), ("KEK", GLOBAL), ("db", IMAGE_SECURITY), ("dbx", IMAGE_SECURITY)} <= store.keys()
+
+    bad_state = bytearray(good)
+    bad_state[records[1][0] + 2] = 0x12                          # not one of the five valid States
+    store, problems = _refused(bytes(bad_state))
+    assert store == {} and "variable State 0x12" in problems[0].message
+    assert problems[0].offset == records[1][0] + 2
+
+    padded = [r for r in records if r[1] % 4]                    # a record followed by padding
+    assert padded
+    bad_pad = bytearray(good)
+    bad_pad[padded[0][1]] = 0x00
+    store, problems = _refused(bytes(bad_pad))
+    assert store == {} and "padding" in problems[0].message
+
+    tail = (records[-1][1] + 3) & ~3
+    bad_tail = bytearray(good)
+    bad_tail[tail + 0x40] = 0x00                                 # after the last record: must be 0xFF
+    store, problems = _refused(bytes(bad_tail))
+    assert store == {} and "not erased" in problems[0].message
