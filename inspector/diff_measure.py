@@ -16,6 +16,29 @@ TPM (decoders.measure.tpm): PCR0's EV_EFI_PLATFORM_FIRMWARE_BLOB events of PEIFV
 decompressed (edk2 SecurityPkg/Tcg/Tcg2Pei/Tcg2Pei.c MeasureFvImage). When a blob's digest differs,
 the volume's FFS files are matched by file name GUID (PI spec vol 3, EFI_FFS_FILE_HEADER.Name) and
 the changed, moved, added and removed ones named.
+
+The tree (kinds and fields are an interface, as inspector.diff's; every node has `Change`: added,
+removed, changed or unchanged; GUIDs are lowercase text):
+
+- `diff-measurements`: `ImageA`, `ImageB`; children `diff-mrtd`, `diff-tpm`.
+- `diff-mrtd`: `MRTD.<order>.A/B` (hex or None) and `Equal.<order>` for the orders per-page and
+  two-pass; when both are computed `Sections.A/B`, `PagesBytesDiffer`, `PagesExtendedOnOneSide`,
+  `PagesAddedOnOneSide`, `DifferingPages` (their sum) and, when differing pages hold compressed
+  volumes that are PCR0 blobs that differ, `CompressedChanges` {volume: ["changed DxeCore", ...]}.
+  Children: `diff-tdx-sections` (children `diff-tdx-section`: `Index`, `A`, `B`) when the section
+  tables differ; one `diff-mrtd-page` per page with bytes that differs (at most MAX_PAGE_NODES):
+  `Section`, `Gpa`, `Differs` (bytes, only A, only B, kind), `FileOffsetA/B`, `FilesA/B` (what
+  lies in the page), `ChangedFilesA/B` (what lies in its differing span), `CompressedVolumesA/B`
+  (FvNames carried compressed by those files), `FirstDifference`/`LastDifference` (in the page);
+  `diff-mrtd-more` (`Count`) for the rest; one `diff-mrtd-range` per run of pages only PAGE.ADDed
+  (`Section`, `Gpa`, `GpaEnd`, `Pages`, `Differs`).
+- `diff-tpm`: children `diff-tpm-blob` per volume (PEIFV, DXEFV): `Volume`, `FvName`,
+  `BlobBaseA/B`, `BlobLengthA/B`, `DigestA/B` (sha256 hex), `Equal`, and when the digests differ
+  `Changed`, `Added`, `Removed`, `Moved`, `FilesDiffer`, children `diff-tpm-blob-file` (`Status`:
+  changed, added, removed, moved (same bytes, other offset); `Name`, `UI`, `OffsetA/B` in the
+  volume, `SizeA/B`), `diff-tpm-blob-more`, or `diff-tpm-blob-page` (`Offset`) when no file
+  differs; `diff-tpm-crtm-version` (`VersionA/B`, `DigestA/B`, `SourceA/B`, `Equal`);
+  `diff-tpm-register` (`Register` PCR0, `Bank` sha256, `ValueA/B` or None, `Equal`).
 """
 from __future__ import annotations
 
