@@ -227,6 +227,12 @@ def bench_print(runs: int) -> list[Timing]:
     return out
 
 
+def bench_review(runs: int) -> list[Timing]:
+    from benchmarks.bench_review import bench_review as run
+
+    return run(runs)
+
+
 def bench_measure(runs: int) -> list[Timing]:
     from benchmarks.bench_measure import bench_measure as run
 
@@ -234,7 +240,8 @@ def bench_measure(runs: int) -> list[Timing]:
 
 
 BENCHES = {"image": bench_image, "print": bench_print, "handover": bench_handover, "paging": bench_paging,
-           "dump": bench_dump, "app": bench_app, "measure": bench_measure}
+           "dump": bench_dump, "app": bench_app, "measure": bench_measure,
+           "review": bench_review}
 
 
 def main() -> int:

@@ -77,6 +77,9 @@ def image_tree(path: Path) -> Node:
     from inspector.image import load_image
 
     img = load_image(path)
+    from inspector.review import review
+
+    img.root.children.insert(0, review(img.root))   # the "Review" node, first under the image
     meta = img.tdx_metadata()
     if meta is not None:
         sections = tdx_sections(meta)

@@ -162,7 +162,10 @@ def measurement_driver_arbitration(ctx: Context) -> list:
         if not a or not b:
             notes.append(f"{tpm.name}+{cc.name}: not both present")
             continue
-        found, note = _arbitration(rule, [a[0], b[0]], "warning", "measurement driver")
+        # A warning where it matters, for a confidential guest (which driver measures into what is
+        # then the attestation's question); elsewhere the entry-point checks below decide: info.
+        severity = "warning" if ctx.profile in ("tdx", "sev") else "info"
+        found, note = _arbitration(rule, [a[0], b[0]], severity, "measurement driver")
         for f in found:
             # SecurityPkg/Tcg/Tcg2Dxe/Tcg2Dxe.c DriverEntry and Tcg2Pei.c PeimEntryMA return
             # EFI_UNSUPPORTED when PcdTpmInstanceGuid is none/TPM 1.2; OvmfPkg/Tcg/TdTcg2Dxe/TdTcg2Dxe.c
