@@ -19,8 +19,9 @@ inspector/diff_measure.py, consume it). Every diff node has field `Change`: `add
 at A's, its only bytes) and carries the A side in fields `OffsetA`, `SpaceA`, `SizeA`.
 
 - `diff` (root): `Change`, `ImageA`, `ImageB`, `SizeA`, `SizeB`; its problems are the images'.
-- `diff-summary`: counts of files `FilesAdded`, `FilesRemoved`, `FilesChanged`, `FilesUnchanged`,
-  `VariablesAdded/Removed/Changed`, `MetadataChanged`; sizes `SizeA/B` (image), `ModulesA/B` (bytes
+- `diff-summary`: counts of files `FilesAdded`, `FilesRemoved`, `FilesChanged`, `FilesUnchanged`
+  (per volume), of modules by GUID over the whole image `ModulesNew`, `ModulesDropped`,
+  `FilesMoved`, and `VariablesAdded/Removed/Changed`, `MetadataChanged`; sizes `SizeA/B` (image), `ModulesA/B` (bytes
   of files outside pad files in every volume, decompressed ones included), `CompressedA/B` and
   `DecompressedA/B` (compressed sections of the flash itself, before and after decompression).
 - `diff-volume`: `Change`, `Name` (FvName GUID, else FileSystemGuid; lowercase), `Label`
@@ -34,8 +35,10 @@ at A's, its only bytes) and carries the A side in fields `OffsetA`, `SpaceA`, `S
   `compression` (same decompressed content, other compressed bytes or algorithm), `depex` (with
   `DepexA`, `DepexB`: both expressions), `ui`, `version`, `raw`, `volume` (a volume inside
   changed: see its own diff-volume), `sections` (sections added or removed), `type`, `attributes`,
-  `header` (FFS header bytes only), `image` (an image that did not decode), `content`. Children:
-  `diff-section`.
+  `header` (FFS header bytes only), `image` (an image that did not decode), `content`. A file
+  `removed` from one volume and `added` to another (TDVF Config-B moves DXE drivers to NCCFV) has
+  `MovedTo`/`MovedFrom` (the other volume's Name) and `MovedChanges` (its Changes, [] if none);
+  `GuidName` when edk2 names the GUID (gPeiAprioriFileNameGuid). Children: `diff-section`.
 - `diff-section`: `Change`, `Name` (section type, or PE section name), `Kind` (`section`,
   `pe-section`, `pe-headers`), `Index`, `SizeA/B`, `Class`, `FirstDifference`.
 - `diff-variable`: `Change`, `Name`, `VendorGuid`, `AttributesA/B`, `SizeA/B`, `Changes`
@@ -43,6 +46,10 @@ at A's, its only bytes) and carries the A side in fields `OffsetA`, `SpaceA`, `S
   or `Hash`, `Owner`) for PK/KEK/db/dbx.
 - `diff-metadata`: `Change`, `Table` (`reset-vector`, `ovmf-table`, `tdx`, `sev`), `Index`,
   `Type`, `Fields` (names that differ) and each as `<name>A`/`<name>B`.
+
+Every node keeps its A-side location in `OffsetA`/`SpaceA` where it has one; a diff node's own
+`space` is the Space object of the decoded image B (or A), so the bytes stay readable while the
+two LoadedImage objects live.
 
 Exit status of the command: 0 equal, 1 different (or an image had problems), 2 usage.
 """
@@ -234,9 +241,10 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
     counts = dict.fromkeys((ADDED, REMOVED, CHANGED, UNCHANGED), 0)
     vol_nodes: list[Node] = []
     var_counts = dict.fromkeys((ADDED, REMOVED, CHANGED), 0)
+    origins: dict[int, Node] = {}     # id(diff-file added or removed) -> its ffs node
     for key in list(by_a) + [k for k in by_b if k not in by_a]:
         a, b = by_a.get(key), by_b.get(key)
-        node = _volume_diff(a, b, counts, all_files)
+        node = _volume_diff(a, b, counts, all_files, origins)
         vol_nodes.append(node)
         # Variables: under the diff-volume of the volume that holds the store.
         stores_a = [s for s in a.node.children if s.kind == "variable-store"] if a else []
@@ -247,7 +255,7 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
                 if v.get("Change") in var_counts:
                     var_counts[v.get("Change")] += 1
             node.children.extend(vars_)
-    moved = _mark_moves(vol_nodes)
+    moved = _mark_moves(vol_nodes, origins)
     meta = diff_nv.metadata_diff(a_root, b_root)
     summary = _summary(a_root, b_root, va, vb, counts, var_counts, len(meta), moved)
     root.children = [summary] + [n for n in vol_nodes if all_files or n.get("Change") != UNCHANGED
@@ -273,7 +281,7 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
     return root
 
 
-def _mark_moves(vol_nodes: list[Node]) -> dict[str, int]:
+def _mark_moves(vol_nodes: list[Node], origins: dict[int, Node]) -> dict[str, int]:
     """A file removed from one volume and added to another (TDVF Config-B moves DXE drivers from
     DXEFV to NCCFV): both entries keep their Change and say where the other one is (`MovedFrom`,
     `MovedTo`). Returns the image-wide counts by GUID: `new` (in B only), `dropped` (in A only),
@@ -292,14 +300,27 @@ def _mark_moves(vol_nodes: list[Node]) -> dict[str, int]:
         for (fa, va), (fb, vb) in zip(gone, added.get(guid, [])):
             fa.add("MovedTo", vb.get("Name"))
             fb.add("MovedFrom", va.get("Name"))
-            fa.title += f" (moved to {vb.get('Label')})"
-            fb.title += f" (moved from {va.get('Label')})"
+            # The two copies compared as if they were in one volume: `MovedChanges` ([] when the
+            # module moved unchanged), with the sections that differ under B's entry.
+            ffs_a, ffs_b = origins.get(id(fa)), origins.get(id(fb))
+            changes: list[str] = []
+            if ffs_a is not None and ffs_b is not None:
+                same = compare_files(ffs_a, ffs_b, vb.get("Name"))
+                if same is not None:
+                    changes = same.get("Changes")
+                    fb.children = same.children
+            fa.add("MovedChanges", changes)
+            fb.add("MovedChanges", changes)
+            how = f", {', '.join(changes)}" if changes else ", unchanged"
+            fa.title += f" (moved to {vb.get('Label')}{how})"
+            fb.title += f" (moved from {va.get('Label')}{how})"
             moved += 1
     return {"new": sum(1 for g in added if g not in removed), "dropped": sum(1 for g in removed if g not in added),
             "moved": moved}
 
 
-def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bool) -> Node:
+def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bool,
+                 origins: dict[int, Node]) -> Node:
     v = b if b is not None else a
     node = Node("diff-volume", "", v.node.space, v.node.offset, v.node.size)
     files: list[Node] = []
@@ -310,6 +331,7 @@ def _volume_diff(a: Volume | None, b: Volume | None, counts: dict, all_files: bo
         xa, xb = fa.get(key), fb.get(key)
         if xa is None or xb is None:
             f = file_node(ADDED if xa is None else REMOVED, xa, xb, v.name)
+            origins[id(f)] = xa if xa is not None else xb
             local[f.get("Change")] += 1
         else:
             f = compare_files(xa, xb, v.name)

@@ -446,6 +446,7 @@ def test_diff_configb_drops_pei_network_and_tpm(tmp_path):
     assert vols["PEIFV"] == "removed" and vols["gEfiNonCcFvGuid"] == "added"
     moved = [f for f in by_change(tree, "added") if "MovedFrom" in f]
     assert len(moved) == 29 and {f["MovedFrom"] for f in moved} == {"7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1"}
+    assert all(f["MovedChanges"] for f in moved)     # another build: every moved driver differs too
     summary = fields(next(n for n in walk(tree) if n["kind"] == "diff-summary"))
     assert (summary["ModulesNew"], summary["ModulesDropped"], summary["FilesMoved"]) == (1, 52, 29)
     # The TDX metadata: Config-B's TempMem section starts a page lower (IntelTdxX64.fdf vs OvmfPkgX64.fdf).
@@ -541,3 +542,21 @@ def test_diff_bookworm_vs_trixie_metadata_tdx_and_sev_added():
     assert tdx == [(None, "added")] + [(i, "added") for i in range(6)]
     assert sev == [(None, "added")] + [(i, "added") for i in range(6)]
     assert ips[0] != ips[1]
+
+
+def test_diff_module_moved_between_volumes(tmp_path):
+    fv_b = uuid.UUID("bbbbbbbb-0000-0000-0000-000000000002")
+    mover, stay = driver(7, "Mover", b"m" * 40), driver(8, "Stay", b"s" * 40)
+    a = write(tmp_path, "a.fd", fv_named(FV_A, [mover, stay]), fv_named(fv_b, [driver(9, "Other", b"o")]))
+    b = write(tmp_path, "b.fd", fv_named(FV_A, [stay]), fv_named(fv_b, [driver(9, "Other", b"o"), mover]))
+    tree = run_json(a, b, check_exit=1)
+    got = sorted((f["Change"], f["Volume"], f.get("MovedTo"), f.get("MovedFrom"), f["MovedChanges"])
+                 for f in files(tree))
+    assert got == [("added", str(fv_b), None, str(FV_A), []), ("removed", str(FV_A), str(fv_b), None, [])]
+    summary = fields(next(n for n in walk(tree) if n["kind"] == "diff-summary"))
+    assert (summary["ModulesNew"], summary["ModulesDropped"], summary["FilesMoved"]) == (0, 0, 1)
+    # Moved and changed: the copies are compared.
+    b2 = write(tmp_path, "b2.fd", fv_named(FV_A, [stay]), fv_named(fv_b, [driver(9, "Other", b"o"),
+                                                                          driver(7, "Mover", b"M" * 40)]))
+    moved = [f["MovedChanges"] for f in files(run_json(a, b2, check_exit=1))]
+    assert moved == [["raw"], ["raw"]]
