@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from inspector.diff_measure import MAX_PAGE_NODES, measurement_diff, mrtd_diff, tpm_diff
+from inspector.diff_measure import MAX_PAGE_NODES, measurement_diff
+from inspector.diff_mrtd import mrtd_diff
+from inspector.diff_tpm import tpm_diff
 from inspector.image import load_image
 from tests.hostile import test_fd_hostile as F
 from tests.hostile.test_mrtd_hostile import BFV, CFV, MR_EXTEND, PAGE_AUG, TEMP_MEM, tdvf_image
