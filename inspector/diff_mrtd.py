@@ -6,7 +6,8 @@ from bisect import bisect_right
 
 from decoders.model import Node
 from inspector.diff_measure import (
-    PAGE, MAX_PAGE_NODES, MAX_NAMES_PER_PAGE, MAX_SCAN_PER_PAGE, CHANGE, _node, _desc_same_space, _fv_label, _inner_volumes, _file_label,
+    PAGE, MAX_PAGE_NODES, MAX_NAMES_PER_PAGE, MAX_SCAN_PER_PAGE, CHANGE, _node, _desc_same_space,
+    _fv_label, _inner_volumes, _file_label,
 )
 
 

@@ -6,7 +6,8 @@ import uuid
 
 from decoders.model import Node
 from inspector.diff_measure import (
-    PAGE, MAX_PAGE_NODES, MAX_FILE_NODES, MAX_FILES_PER_VOLUME, EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_S_CRTM_VERSION, FFS_PAD, _node, _file_label, _guid_text,
+    PAGE, MAX_PAGE_NODES, MAX_FILE_NODES, MAX_FILES_PER_VOLUME, EV_EFI_PLATFORM_FIRMWARE_BLOB,
+    EV_S_CRTM_VERSION, FFS_PAD, _node, _file_label, _guid_text,
 )
 
 
