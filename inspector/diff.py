@@ -87,7 +87,7 @@ def load_pair(path_a, path_b):
     thread and B here (liblzma and the waits for it release the GIL). Returns (img_a, img_b), the
     objects inspector.image.load_image returns. Raises inspector.imagefile.ImageError for a file
     that cannot be read and NotAnImage for one that is not a firmware image."""
-    from inspector.imagefile import EarlyLzma, read_image
+    from inspector.imagefile import read_image
 
     data_a, data_b = read_image(path_a), read_image(path_b)
     for path, data in ((path_a, data_a), (path_b, data_b)):
@@ -95,7 +95,8 @@ def load_pair(path_a, path_b):
     # Each EarlyLzma lowers the switch interval while it inflates and puts back what it found; two
     # overlapping ones can leave it lowered, so it is put back here once both are done.
     interval = sys.getswitchinterval()
-    early_a, early_b = EarlyLzma(data_a), EarlyLzma(data_b)
+    shared = _SharedLzma(data_a, data_b)
+    early_a, early_b = shared.side("a"), shared.side("b")
     from decoders import budget
     from inspector.image import load_image
 
@@ -126,6 +127,66 @@ def load_pair(path_a, path_b):
     if "error" in out:
         raise out["error"]
     return out["a"], img_b
+
+
+class _SharedLzma:
+    """The LZMA sections of both images, inflating early (inspector.imagefile.EarlyLzma), each
+    compressed stream once: a section of B whose compressed bytes are those of a section of A (the
+    same FVMAIN_COMPACT: an image against itself, or against a copy whose VARS or SECFV changed) is
+    handed A's stream, and B starts no inflating of its own unless it has a section A has not.
+    Both decoders only read a stream's bytes (decoders.fd.sections: the x86 BCJ pass writes a new
+    buffer), so one stream can serve both."""
+
+    def __init__(self, data_a: bytes, data_b: bytes):
+        from inspector.imagefile import EarlyLzma, lzma_sections
+
+        self.data_a, self.data_b = data_a, data_b
+        in_a = lzma_sections(data_a)
+        in_b = lzma_sections(data_b)
+        self.same: dict[int, int] = {}      # payload offset in B -> the one in A with the same bytes
+        for pb, eb, sb in in_b:
+            for pa, ea, sa in in_a:
+                if ea - pa == eb - pb and sa == sb and data_a[pa:ea] == data_b[pb:eb]:
+                    self.same[pb] = pa
+                    break
+        self.early_a = EarlyLzma(data_a)
+        self.early_b = EarlyLzma(data_b) if len(self.same) < len(in_b) else None
+        self.taken: dict[int, object] = {}
+        self.lock = threading.Lock()
+
+    def side(self, which: str) -> "_Side":
+        return _Side(self, which)
+
+    def _from_a(self, offset: int):
+        with self.lock:
+            if offset not in self.taken:
+                self.taken[offset] = self.early_a.get.stream(self.data_a, offset)
+            return self.taken[offset]
+
+    def stream(self, which: str, buffer, offset: int):
+        if which == "a":
+            return self._from_a(offset) if buffer is self.data_a else None
+        if buffer is self.data_b and offset in self.same:
+            return self._from_a(self.same[offset])
+        return self.early_b.get.stream(buffer, offset) if self.early_b is not None else None
+
+
+class _Side:
+    """What inspector.image.load_image takes as `early`: `.get(buffer, offset)` (the whole inflated
+    bytes or None) and `.get.stream(buffer, offset)` (the stream, to decode as it lands)."""
+
+    def __init__(self, shared: _SharedLzma, which: str):
+        self.get = self
+        self._shared, self._which = shared, which
+
+    def __call__(self, buffer, offset: int):
+        stream = self.stream(buffer, offset)
+        if stream is None or not stream.need(len(stream.data)):
+            return None
+        return stream.data
+
+    def stream(self, buffer, offset: int):
+        return self._shared.stream(self._which, buffer, offset)
 
 
 # PI 1.8 vol 3, 3.2.1.1 EFI_FIRMWARE_VOLUME_HEADER: Signature "_FVH" at offset 0x28. Every edk2 flash

@@ -560,3 +560,22 @@ def test_diff_module_moved_between_volumes(tmp_path):
                                                                           driver(7, "Mover", b"M" * 40)]))
     moved = [f["MovedChanges"] for f in files(run_json(a, b2, check_exit=1))]
     assert moved == [["raw"], ["raw"]]
+
+
+def test_diff_shares_identical_compressed_streams_by_content(tmp_path):
+    """A section of B whose compressed bytes are one of A's is inflated once, for both; found by
+    its bytes, not its position (B holds A's two streams in the other order, and one more)."""
+    one = ffs_file(guid(21), EFI_FV_FILETYPE_FREEFORM, lzma_section(sections(section(SEC_RAW, b"1" * 5000))))
+    two = ffs_file(guid(22), EFI_FV_FILETYPE_FREEFORM, lzma_section(sections(section(SEC_RAW, b"2" * 5000))))
+    new = ffs_file(guid(23), EFI_FV_FILETYPE_FREEFORM, lzma_section(sections(section(SEC_RAW, b"3" * 5000))))
+    a = write(tmp_path, "a.fd", fv_named(FV_A, [one, two]))
+    b = write(tmp_path, "b.fd", fv_named(FV_A, [two, one, new]))
+    tree = run_json(a, b, "--all", check_exit=1)
+    assert sorted((f["Name"], f["Change"]) for f in files(tree)) == [
+        (str(guid(21)), "unchanged"), (str(guid(22)), "unchanged"), (str(guid(23)), "added")]
+    from inspector.diff import load_pair
+
+    img_a, img_b = load_pair(a, b)
+    for img, want in ((img_a, [b"1" * 5000, b"2" * 5000]), (img_b, [b"2" * 5000, b"1" * 5000, b"3" * 5000])):
+        raws = [n.bytes[4:] for n in img.root.find("section") if n.get("Type") == SEC_RAW]
+        assert raws == want
