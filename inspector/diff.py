@@ -331,7 +331,8 @@ def diff_images(a_root: Node, b_root: Node, *, all_files: bool = False) -> Node:
     root.add("SizeA", a_root.size)
     root.add("SizeB", b_root.size)
     if differ:
-        root.title = (f"{name_a} -> {name_b}: {counts[ADDED]} modules added, {counts[REMOVED]} removed, "
+        moves = f", {moved['moved']} moved" if moved["moved"] else ""
+        root.title = (f"{name_a} -> {name_b}: {moved['new']} modules added, {moved['dropped']} removed{moves}, "
                       f"{counts[CHANGED]} changed; {sum(var_counts.values())} variables, {len(meta)} metadata "
                       f"entries differ")
     else:
