@@ -579,3 +579,27 @@ def test_diff_shares_identical_compressed_streams_by_content(tmp_path):
     for img, want in ((img_a, [b"1" * 5000, b"2" * 5000]), (img_b, [b"2" * 5000, b"1" * 5000, b"3" * 5000])):
         raws = [n.bytes[4:] for n in img.root.find("section") if n.get("Type") == SEC_RAW]
         assert raws == want
+
+
+def test_diff_shorter_build_path_is_debug_only(tmp_path):
+    """Another build tree (a path one byte shorter, as GenFw writes it: SizeOfData = the 16-byte NB10
+    header + the path + NUL, the rest of the section zero) changes only the debug data."""
+    image = firmware("ovmf-debug/OVMF.fd")
+    data = bytearray(image.read_bytes())
+    _, pe_at = _secfv_module(data, "SecMain")
+    path_at = data.find(b"/tmp/lab/src/", pe_at)
+    end = data.index(b"\0", path_at)
+    path = bytes(data[path_at:end])
+    data[path_at:end + 1] = path.replace(b"/tmp/lab/", b"/tmp/la/", 1) + b"\0\0"   # same span, one byte shorter
+    # The debug directory entry (EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, 28 bytes: SizeOfData at +16) whose
+    # PointerToRawData (+24) is the NB10 record 16 bytes before the path.
+    record = path_at - 16
+    entry = next(e for e in range(pe_at, record, 4)
+                 if struct.unpack_from("<I", data, e + 24)[0] == record - pe_at
+                 and struct.unpack_from("<I", data, e + 12)[0] == 2)           # Type CODEVIEW
+    size, = struct.unpack_from("<I", data, entry + 16)
+    struct.pack_into("<I", data, entry + 16, size - 1)
+    copy = tmp_path / "shorter-path.fd"
+    copy.write_bytes(bytes(data))
+    (f,) = files(run_json(image, copy, check_exit=1))
+    assert (f["UiName"], f["Changes"]) == ("SecMain", ["debug-only"])
