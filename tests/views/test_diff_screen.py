@@ -130,6 +130,14 @@ def diff_file(root: Node, ui: str) -> Node:
     return next(n for n in root.walk() if n.kind == "diff-file" and n.get("UiName") == ui)
 
 
+def first_rows(texts) -> dict[str, tuple[str, str, str]]:
+    """Rows by field name, the first of a name (the place's Size before a decoded header's Size)."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for r in texts:
+        out.setdefault(r[0], r)
+    return out
+
+
 def hex_lines(view: DiffHexView) -> list[str]:
     return [view.render_line(y).text for y in range(view.scrollable_content_region.height)]
 
@@ -179,7 +187,7 @@ class TestOneByteChanged:
             table = app.screen.query_one(DiffFieldTable)
             headers = [str(c.label) for c in table.columns.values()]
             assert headers == ["Field", "A: OVMF.fd", "B: OVMF-one-byte.fd"]
-            rows = {r[0]: r for r in table.row_texts()}
+            rows = first_rows(table.row_texts())
             assert rows["Change"][1:] == ("changed", "")
             # SecMain sits at the same place in both files (only a byte inside it changed).
             assert rows["Offset"][1:] == (f"0x{sec_main.offset:x}", f"0x{sec_main.offset:x}")
@@ -268,7 +276,7 @@ class TestRealPair:
             await select(pilot, added)
             assert screen.hex_a.space is None and "not in A" in hex_lines(screen.hex_a)[0]
             assert screen.hex_b.span == (added.offset, added.offset + added.size)
-            rows = {r[0]: r for r in screen.fields.row_texts()}
+            rows = first_rows(screen.fields.row_texts())
             assert rows["Offset"][1:] == ("", f"0x{added.offset:x}")
             await select(pilot, removed)
             assert screen.hex_b.space is None and "not in B" in hex_lines(screen.hex_b)[0]
@@ -277,7 +285,7 @@ class TestRealPair:
                         == removed.get("Name"))
             assert screen.hex_a.space is in_a.space
             assert screen.hex_a.span == (in_a.offset, in_a.offset + in_a.size)
-            rows = {r[0]: r for r in screen.fields.row_texts()}
+            rows = first_rows(screen.fields.row_texts())
             assert rows["Offset"][1:] == (f"0x{in_a.offset:x}", "")
 
     async def test_changed_module_fields_a_then_b(self, real_pair):
@@ -290,7 +298,7 @@ class TestRealPair:
         async with app.run_test(size=SIZE) as pilot:
             screen = app.screen
             await select(pilot, diff_file(root, "PlatformPei"))
-            rows = {r[0]: r for r in screen.fields.row_texts()}
+            rows = first_rows(screen.fields.row_texts())
             assert rows["Size"][1:] == (f"0x{fa.size:x}", f"0x{fb.size:x}")
             assert rows["Offset"][1:] == (f"0x{fa.offset:x}", f"0x{fb.offset:x}")
             # The hex views: each side's own space and bytes.
@@ -304,6 +312,44 @@ class TestRealPair:
             decoded = texts[next(i for i, n in enumerate(names) if DECODED in n) + 1:]
             size_row = next(r for r in decoded if r[0] == "Size")
             assert size_row[1:] == (fa.field("Size").text, fb.field("Size").text)
+
+    async def test_only_the_nodes_bytes_are_compared(self, real_pair):
+        """PlatformPei is 0x6242 bytes in A and 0xd842 in B: A's bytes past its end are not its
+        own and are never marked as differing, though B has other bytes at that position."""
+        root, img_a, img_b = real_pair
+        fa, fb = ffs_by_ui(img_a.root, "PlatformPei"), ffs_by_ui(img_b.root, "PlatformPei")
+        app = app_for(real_pair)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await select(pilot, diff_file(root, "PlatformPei"))
+            end = fa.offset + fa.size
+            row = end // 16
+            levels = screen.hex_a.byte_levels(row)
+            inside, outside = levels[:end % 16], levels[end % 16:]
+            assert outside and all(level == 0 for level in outside)
+            # Inside, a byte is marked differing exactly when B's byte at that position differs.
+            for i, level in enumerate(inside):
+                at = row * 16 + i
+                differs = img_a.root.space.data is not None and \
+                    fa.space.data[at] != fb.space.data[fb.offset + at - fa.offset]
+                assert level == (3 if differs else 1)
+
+    async def test_volume_pairs_a_then_b(self, real_pair):
+        """FVMAIN_COMPACT: its used and free space A | B as diff.py counted them, and its
+        FvLength as each image's volume header has it."""
+        root, img_a, img_b = real_pair
+        volume = next(n for n in root.children if n.kind == "diff-volume" and n.get("Label") == "FVMAIN_COMPACT")
+        assert volume.get("FreeA") != volume.get("FreeB")
+        fv_a = next(n for n in img_a.root.children if n.kind == "fv" and "FVMAIN_COMPACT" in n.title)
+        fv_b = next(n for n in img_b.root.children if n.kind == "fv" and "FVMAIN_COMPACT" in n.title)
+        app = app_for(real_pair)
+        async with app.run_test(size=SIZE) as pilot:
+            await select(pilot, volume)
+            rows = first_rows(app.screen.fields.row_texts())
+            assert rows["Free"][1:] == (f"0x{volume.get('FreeA'):x}", f"0x{volume.get('FreeB'):x}")
+            assert rows["Used"][1:] == (f"0x{volume.get('UsedA'):x}", f"0x{volume.get('UsedB'):x}")
+            assert rows["FvLength"][1:] == (f"0x{fv_a.get('FvLength'):x}", f"0x{fv_b.get('FvLength'):x}")
+            assert rows["Size"][1:] == (f"0x{fv_a.size:x}", f"0x{fv_b.size:x}")
 
     async def test_field_row_marks_its_bytes_on_each_side(self, real_pair):
         root, img_a, img_b = real_pair
@@ -540,8 +586,11 @@ class TestCommandLine:
         root, img_a, img_b = load()
         assert root.kind == "diff" and img_a.root.space.data == a.read_bytes()
 
-    def test_a_second_source_that_is_not_an_image_is_a_usage_error(self, capsys, tmp_path):
+    def test_a_second_source_that_is_not_an_image_is_a_usage_error(self, capsys, tmp_path, monkeypatch):
         from inspector import cli
+
+        started = []
+        monkeypatch.setattr(cli, "start_app", lambda kind, *args: started.append(kind) or 0)
 
         rsdp = tmp_path / "rsdp.bin"
         rsdp.write_bytes(b"RSD PTR " + bytes(28))
@@ -550,6 +599,7 @@ class TestCommandLine:
         assert err.count("\n") == 1 and "rsdp.bin" in err and "not a firmware image" in err
         assert cli.main([str(bookworm("OVMF.fd")), str(tmp_path / "missing.fd")]) == 2
         assert cli.main([str(bookworm("OVMF.fd")), str(tmp_path)]) == 2
+        assert started == []  # the app never started
 
 
 # -- snapshots --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from textual.reactive import reactive
 
-from views.widgets.hex_view import HexView
+from views.widgets.hex_view import BYTES_PER_ROW, HexView
 
 # first_difference compares this many bytes at a time before looking byte by byte.
 CHUNK = 4096
@@ -113,6 +113,15 @@ class DiffHexView(HexView):
             # The field mark stays on top: a marked field reads as one bar.
             level = (level & 4) | DIFF
         return level
+
+    def byte_levels(self, row: int) -> list[int]:
+        """The highlight level of each byte of row `row` as drawn (0 plain, 1 the node, 2 the
+        field, 3 differs; +4 the cursor): what tests read."""
+        data = self.data
+        if data is None:
+            return []
+        start = row * BYTES_PER_ROW
+        return [self._level(start + i) for i in range(min(BYTES_PER_ROW, len(data) - start))]
 
     def differing(self, limit: int = 64) -> list[tuple[int, int]]:
         """The runs [start, end) of this side's offsets that differ (at most `limit`)."""
