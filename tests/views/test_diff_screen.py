@@ -276,6 +276,8 @@ class TestRealPair:
             await select(pilot, added)
             assert screen.hex_a.space is None and "not in A" in hex_lines(screen.hex_a)[0]
             assert screen.hex_b.span == (added.offset, added.offset + added.size)
+            # All of an added file's bytes are new.
+            assert screen.hex_b.differing() == [(added.offset, added.offset + added.size)]
             rows = first_rows(screen.fields.row_texts())
             assert rows["Offset"][1:] == ("", f"0x{added.offset:x}")
             await select(pilot, removed)
@@ -398,6 +400,57 @@ class TestRealPair:
             await pilot.press("n")  # and back round
             await settle(pilot)
             assert screen.current is changes[0]
+
+    async def test_g_goes_to_an_offset_in_the_hex_view_with_focus(self, real_pair):
+        root, img_a, img_b = real_pair
+        fa, fb = ffs_by_ui(img_a.root, "PlatformPei"), ffs_by_ui(img_b.root, "PlatformPei")
+        app = app_for(real_pair)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await select(pilot, diff_file(root, "PlatformPei"))
+            await pilot.press("g")  # nothing focused of the two: B's
+            await settle(pilot)
+            await pilot.press(*f"0x{fb.offset + 0x40:x}", "enter")
+            await settle(pilot)
+            assert screen.hex_b.cursor == fb.offset + 0x40
+            screen.hex_a.focus()
+            await pilot.press("g")
+            await settle(pilot)
+            await pilot.press(*f"0x{fa.offset + 0x40:x}", "enter")
+            await settle(pilot)
+            assert screen.hex_a.cursor == fa.offset + 0x40
+            line = next(s for s in hex_lines(screen.hex_a) if s.startswith(f"{fa.offset + 0x40 & ~15:06x} "))
+            assert bytes(fa.space.data[fa.offset + 0x40 & ~15:][:8]).hex(" ") in line
+
+    async def test_p_shows_the_enclosing_bytes_uncompared(self, real_pair):
+        """PlatformPei lives in PEIFV, decompressed from FVMAIN_COMPACT: `p` shows, in B's view,
+        the compressed section it came from, in the image; nothing there is marked as differing."""
+        root, img_a, img_b = real_pair
+        fb = ffs_by_ui(img_b.root, "PlatformPei")
+        section = fb.space.parent
+        app = app_for(real_pair)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await select(pilot, diff_file(root, "PlatformPei"))
+            await pilot.press("p")
+            await settle(pilot)
+            assert screen.hex_b.space is section.space is img_b.root.space
+            assert screen.hex_b.span == (section.offset, section.offset + section.size)
+            assert screen.hex_b.differing() == []
+            assert all(level in (0, 1) for level in screen.hex_b.byte_levels(section.offset // 16 + 1))
+
+    async def test_x_exports_the_diff_tree(self, real_pair, tmp_path, monkeypatch):
+        import json
+
+        monkeypatch.chdir(tmp_path)
+        app = app_for(real_pair, "bookworm/OVMF.fd", "trixie/OVMF.fd")
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("x")
+            await app.workers.wait_for_complete()
+            await settle(pilot)
+        out = json.loads((tmp_path / "diff-OVMF-OVMF.json").read_text())
+        assert out["kind"] == "diff" and len(out["children"]) == len(real_pair[0].children)
 
     async def test_slash_finds_a_module(self, real_pair):
         root = real_pair[0]

@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, Static
 from decoders.model import Node
 from views.screens.inspect import InspectScreen
 from views.widgets.diff_fields import DiffFieldTable
-from views.widgets.diff_hex import DiffHexView
+from views.widgets.diff_hex import NO_COUNTERPART, DiffHexView
 from views.widgets.diff_sides import Side, Sides
 from views.widgets.diff_tree import MARKERS, DiffIndex, DiffTree, change_of, changes_of
 from views.widgets.node_tree import clean_text
@@ -158,7 +158,11 @@ class DiffScreen(InspectScreen):
         if view.space is not side.space:
             view.space = side.space
         view.span = (side.offset, side.end) if side.size > 0 else None
-        view.against = None if other is None or other.data is None else (other.data, other.offset, other.end)
+        if other is None:
+            view.against = NO_COUNTERPART
+        else:
+            # Bytes of the other side that are not known (a space read through a target): not compared.
+            view.against = None if other.data is None else (other.data, other.offset, other.end)
         base = "" if side.space.base is None else f" @ 0x{side.space.base:x}"
         # The space's name only when it is not the file's own (a decompressed blob's).
         space_name = "" if side.space.name == Path(name).name else f" · {clean_text(side.space.name, 30)}"

@@ -22,6 +22,8 @@ CHUNK = 4096
 DIFF = 3
 
 Against = tuple[object, int, int]  # (the other side's data, start, end) of the compared bytes
+# The other side of a node that has none: empty, so each of this side's bytes differs.
+NO_COUNTERPART: Against = (b"", 0, 0)
 
 
 def first_difference(a, a_start: int, a_end: int, b, b_start: int, b_end: int, start: int = 0) -> int | None:
@@ -68,7 +70,8 @@ class DiffHexView(HexView):
     DiffHexView > .hex-view--diff { background: $error 60%; color: $text; text-style: bold; }
     """
 
-    # None: nothing to compare with, so every byte of the span differs (an added or removed node).
+    # None: not compared (the enclosing bytes `p` shows); NO_COUNTERPART: the node has no other
+    # side (added or removed), so every byte of its span differs.
     against: reactive[Against | None] = reactive(None)
 
     # What to say in place of bytes when this side has no node (an added node has no A side).
@@ -102,7 +105,7 @@ class DiffHexView(HexView):
             return False
         against = self.against
         if against is None:
-            return True
+            return False
         other, start, end = against
         j = start + offset - span[0]
         return j >= end or self.data[offset] != other[j]
@@ -129,7 +132,7 @@ class DiffHexView(HexView):
         if span is None or self.data is None:
             return []
         if self.against is None:
-            return [span] if span[1] > span[0] else []
+            return []
         other, start, end = self.against
         runs = difference_ranges(self.data, span[0], span[1], other, start, end, limit)
         # Positions past this side's end differ only on the other side.
@@ -140,4 +143,4 @@ class DiffHexView(HexView):
         return runs[0][0] if runs else None
 
 
-__all__ = ["DiffHexView", "first_difference", "difference_ranges"]
+__all__ = ["DiffHexView", "NO_COUNTERPART", "first_difference", "difference_ranges"]
