@@ -538,6 +538,23 @@ class TestUnchanged:
             await settle(pilot)
             assert target not in shown_under_parent()
 
+    async def test_search_hit_on_a_hidden_unchanged_node_shows_it(self, real_pair_all):
+        root = real_pair_all[0]
+        target = next(n for n in root.walk() if n.kind == "diff-file" and change_of(n) == "unchanged")
+        app = app_for(real_pair_all)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            assert not screen.index.show_unchanged
+            await pilot.press("slash")
+            await settle(pilot)
+            screen.query_one("#search-input", Input).value = target.get("Name")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert screen.current is target and screen.node_tree.current is target
+            assert screen.index.show_unchanged  # shown, so the hit can be seen in the tree
+            assert "= hidden" not in screen.node_tree.border_subtitle
+
     async def test_n_never_stops_at_an_unchanged_node(self, real_pair_all):
         app = app_for(real_pair_all)
         async with app.run_test(size=SIZE) as pilot:

@@ -70,6 +70,7 @@ class DiffScreen(InspectScreen):
         self._changes: list[Node] | None = None
         self._change_pos: list[int] = []
         self._pos: dict[int, int] = {}
+        self._change_number: dict[int, int] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -139,6 +140,7 @@ class DiffScreen(InspectScreen):
         self.fields.node = node
         self._show_side(self.hex_a, "A", self.name_a, a, b, "added in B")
         self._show_side(self.hex_b, "B", self.name_b, b, a, "removed in B")
+        self._tree_subtitle()
         if cursor is not None and b is not None and b.offset <= cursor < b.end:
             self.hex_b.cursor = cursor
             self.hex_b.scroll_to_offset(cursor)
@@ -199,6 +201,7 @@ class DiffScreen(InspectScreen):
             self._pos = {id(n): i for i, n in enumerate(self.index.order)}
             self._changes = self.index.changes()
             self._change_pos = [self._pos[id(n)] for n in self._changes]
+            self._change_number = {id(n): i for i, n in enumerate(self._changes)}
         return self._changes
 
     def step_change(self, delta: int) -> Node | None:
@@ -217,11 +220,12 @@ class DiffScreen(InspectScreen):
         node = changes[i]
         self.node_tree.reveal(node)
         self.show_node(node)
-        self._tree_subtitle(i)
         return node
 
-    def _tree_subtitle(self, position: int | None = None) -> None:
+    def _tree_subtitle(self) -> None:
+        """Which change is selected (when one is) and whether unchanged nodes are hidden."""
         changes = self.changes()
+        position = None if self.current is None else self._change_number.get(id(self.current))
         hidden = "" if self.index.show_unchanged else " · = hidden"
         where = f"change {position + 1} of {len(changes)}" if position is not None else f"{len(changes)} changes"
         self.node_tree.border_subtitle = where + hidden
@@ -235,9 +239,7 @@ class DiffScreen(InspectScreen):
     def action_toggle_unchanged(self) -> None:
         tree = self.node_tree
         tree.set_show_unchanged(not self.index.show_unchanged)
-        current = self.current
-        position = next((i for i, n in enumerate(self.changes()) if n is current), None)
-        self._tree_subtitle(position)
+        self._tree_subtitle()
 
     # -- export -------------------------------------------------------------------
     def default_export_path(self) -> Path:
