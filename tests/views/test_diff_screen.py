@@ -568,6 +568,25 @@ class TestUnchanged:
 
 
 @pytest.mark.asyncio
+class TestIdentical:
+    async def test_same_image_twice_says_so(self):
+        img_a, img_b = load_pair(bookworm("OVMF.fd"), bookworm("OVMF.fd"))
+        root = diff_images(img_a.root, img_b.root)
+        assert change_of(root) == "unchanged"
+        app = DiffApp("OVMF.fd", "OVMF.fd", loaded=(root, img_a, img_b))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            assert screen.changes() == []
+            assert screen.node_tree.border_subtitle.startswith("0 changes")
+            assert any("no differences" in n.message for n in app._notifications)
+            n = len(app._notifications)
+            await pilot.press("n")
+            await settle(pilot)
+            assert len(app._notifications) == n + 1
+
+
+@pytest.mark.asyncio
 class TestLoading:
     async def test_loader_runs_in_a_worker_then_shows_the_diff(self, one_byte):
         root, img_a, img_b = one_byte[:3]
