@@ -134,7 +134,7 @@ def _section_pair(key, xa: Node, xb: Node, changes: set[str], out: list[Node], d
         return
     changes.add(_SECTION_CHANGE.get(t, "content"))
     first = first_difference_nodes(xa, xb)
-    out.append(_section_node(key, xa, xb, f"bytes differ from +0x{first:x}"))
+    out.append(_section_node(key, xa, xb, f"bytes differ from +0x{first or 0:x}"))
 
 
 def _depex_text(section: Node) -> str | None:
