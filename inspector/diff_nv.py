@@ -206,7 +206,12 @@ def _table_entries(table: Node | None) -> dict[tuple, Node]:
 
 
 def _first(root: Node, kind: str) -> Node | None:
-    return next(root.find(kind), None)
+    """The first `kind` node in the reset-vector table (inspector.image appends the table, with the
+    TDX and SEV metadata under its entries, to the image root): not a walk of the whole image."""
+    table = next((c for c in root.children if c.kind == "ovmf-guid-table"), None)
+    if table is None:
+        return None
+    return table if kind == "ovmf-guid-table" else next(table.find(kind), None)
 
 
 def metadata_diff(a_root: Node, b_root: Node) -> list[Node]:
