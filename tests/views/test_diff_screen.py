@@ -20,7 +20,7 @@ from views.diff_app import DiffApp, pair_names
 from views.screens.diff import DiffScreen
 from views.screens.help import HelpScreen
 from views.widgets.diff_fields import DECODED, DiffFieldTable
-from views.widgets.diff_hex import DIFF, DiffHexView
+from views.widgets.diff_hex import DIFF, DiffHexView, difference_ranges, first_difference
 from views.widgets.diff_tree import MARKERS, DiffTree, change_of
 
 SIZE = (120, 40)
@@ -658,6 +658,38 @@ class TestContractTree:
             await settle(pilot)
             assert not any(n in shown() for n in unchanged)
             assert "= hidden" in tree.border_subtitle
+
+
+class TestComparison:
+    def test_first_difference_and_runs(self):
+        a, b = bytes(range(64)), bytearray(range(64))
+        b[5] ^= 1
+        b[9:12] = b"xyz"
+        assert first_difference(a, 0, 64, b, 0, 64) == 5
+        assert difference_ranges(a, 0, 64, b, 0, 64) == [(5, 6), (9, 12)]
+        # Shifted spans: position i of one against position i of the other.
+        assert first_difference(a, 8, 16, a, 8, 16) is None
+        assert difference_ranges(a, 0, 4, a, 0, 6) == [(4, 6)]  # B's extra bytes differ
+
+    @pytest.mark.asyncio
+    async def test_a_side_running_past_its_bytes_does_not_break_the_view(self, contract_pair):
+        """A hostile diff node whose A side claims more bytes than A's space has."""
+        root, tree_a, tree_b = contract_pair
+        bad = Node("diff-file", "too big", tree_b.space, 0x1FF000, 0x1000)
+        bad.add("Change", "changed")
+        bad.add("OffsetA", 0x1FF800)
+        bad.add("SpaceA", tree_a.space.name)
+        bad.add("SizeA", 0x100000)
+        root.children.append(bad)
+        try:
+            app = app_for(contract_pair)
+            async with app.run_test(size=SIZE) as pilot:
+                await select(pilot, bad)
+                runs_a = app.screen.hex_a.differing()
+                assert runs_a and runs_a[-1][1] <= len(tree_a.space.data)
+                assert hex_lines(app.screen.hex_a) and hex_lines(app.screen.hex_b)
+        finally:
+            root.children.remove(bad)
 
 
 # -- the command line -------------------------------------------------------------------------------

@@ -108,7 +108,8 @@ class DiffHexView(HexView):
             return False
         other, start, end = against
         j = start + offset - span[0]
-        return j >= end or self.data[offset] != other[j]
+        # A side whose stated size runs past its bytes (hostile input) differs where it has none.
+        return j >= min(end, len(other)) or self.data[offset] != other[j]
 
     def _level(self, offset: int) -> int:
         level = super()._level(offset)
@@ -134,6 +135,9 @@ class DiffHexView(HexView):
         if self.against is None:
             return []
         other, start, end = self.against
+        # Spans cut to the bytes there are (a hostile size may run past them).
+        end = max(start, min(end, len(other)))
+        span = (span[0], max(span[0], min(span[1], len(self.data))))
         runs = difference_ranges(self.data, span[0], span[1], other, start, end, limit)
         # Positions past this side's end differ only on the other side.
         return [(span[0] + i, span[0] + min(j, span[1] - span[0])) for i, j in runs if i < span[1] - span[0]]
