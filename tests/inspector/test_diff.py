@@ -603,3 +603,27 @@ def test_diff_shorter_build_path_is_debug_only(tmp_path):
     copy.write_bytes(bytes(data))
     (f,) = files(run_json(image, copy, check_exit=1))
     assert (f["UiName"], f["Changes"]) == ("SecMain", ["debug-only"])
+
+
+KINDS = {"diff", "diff-summary", "diff-volume", "diff-file", "diff-section", "diff-variable", "diff-signature",
+         "diff-metadata"}
+
+
+@pytest.mark.parametrize("pair", ["code", "vars"])
+def test_diff_json_every_node_has_a_documented_kind_and_change(pair):
+    a, b = ((bookworm("OVMF_CODE_4M.fd"), trixie("OVMF_CODE_4M.fd")) if pair == "code"
+            else (trixie("OVMF_VARS_4M.fd"), trixie("OVMF_VARS_4M.ms.fd")))
+    tree = run_json(a, b, "--all", check_exit=1)
+    root = fields(tree)
+    assert (root["ImageA"], root["ImageB"], root["SizeA"], root["SizeB"]) == (str(a), str(b), a.stat().st_size,
+                                                                              b.stat().st_size)
+    for n in walk(tree):
+        assert n["kind"] in KINDS, n["kind"]
+        f = fields(n)
+        assert f["Change"] in ("added", "removed", "changed", "unchanged"), n["title"]
+        if n["kind"] == "diff-file":
+            assert {"Name", "UiName", "Volume", "SizeA", "SizeB", "Type"} <= set(f)
+            assert f["Name"] == f["Name"].lower() and GUID_RE.match(f["Name"].upper())
+            assert ("Changes" in f) == (f["Change"] == "changed")
+        if n["kind"] in ("diff-file", "diff-volume", "diff-variable") and f["Change"] != "added":
+            assert "OffsetA" in f, n["title"]
