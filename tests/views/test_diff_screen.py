@@ -473,7 +473,7 @@ class TestRealPair:
             await settle(pilot)
             assert isinstance(app.screen, HelpScreen)
             text = app.screen.text()
-            for line in ("n\tNext change", "N\tPrevious change", "u\tUnchanged", "/\tSearch", "q\tQuit"):
+            for line in ("n\tNext change", "N\tPrevious change", "u\tShow/hide unchanged", "/\tSearch", "q\tQuit"):
                 assert line in text
             await pilot.press("escape")
             await settle(pilot)

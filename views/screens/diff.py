@@ -58,8 +58,8 @@ def describe_diff(node: Node, a: Side | None, b: Side | None) -> Text:
 class DiffScreen(InspectScreen):
     BINDINGS = [
         Binding("n", "next_change", "Next change", id="diff-next"),
-        Binding("N", "previous_change", "Previous change", id="diff-previous"),
-        Binding("u", "toggle_unchanged", "Unchanged", id="diff-unchanged"),
+        Binding("N", "previous_change", "Previous change", show=False, id="diff-previous"),
+        Binding("u", "toggle_unchanged", "Show/hide unchanged", id="diff-unchanged"),
     ]
 
     def __init__(self, root: Node, name_a: str, name_b: str, sides: Sides, index: DiffIndex | None = None):
