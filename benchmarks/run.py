@@ -227,6 +227,12 @@ def bench_print(runs: int) -> list[Timing]:
     return out
 
 
+def bench_diff(runs: int) -> list[Timing]:
+    from benchmarks.bench_diff import bench_diff as run
+
+    return run(runs)
+
+
 def bench_review(runs: int) -> list[Timing]:
     from benchmarks.bench_review import bench_review as run
 
@@ -241,7 +247,7 @@ def bench_measure(runs: int) -> list[Timing]:
 
 BENCHES = {"image": bench_image, "print": bench_print, "handover": bench_handover, "paging": bench_paging,
            "dump": bench_dump, "app": bench_app, "measure": bench_measure,
-           "review": bench_review}
+           "review": bench_review, "diff": bench_diff}
 
 
 def main() -> int:

@@ -46,6 +46,8 @@ at A's, its only bytes) and carries the A side in fields `OffsetA`, `SpaceA`, `S
   or `Hash`, `Owner`) for PK/KEK/db/dbx.
 - `diff-metadata`: `Change`, `Table` (`reset-vector`, `ovmf-table`, `tdx`, `sev`), `Index`,
   `Type`, `Fields` (names that differ) and each as `<name>A`/`<name>B`.
+- `diff-measurements` (the command appends it last): what the change does to the MRTD pages and
+  the PCR0 firmware blobs; its kinds and fields are in inspector/diff_measure.py.
 
 Every node keeps its A-side location in `OffsetA`/`SpaceA` where it has one; a diff node's own
 `space` is the Space object of the decoded image B (or A), so the bytes stay readable while the
@@ -56,7 +58,6 @@ Exit status of the command: 0 equal, 1 different (or an image had problems), 2 u
 from __future__ import annotations
 
 import contextvars
-import sys
 import threading
 from pathlib import Path
 
@@ -92,9 +93,6 @@ def load_pair(path_a, path_b):
     data_a, data_b = read_image(path_a), read_image(path_b)
     for path, data in ((path_a, data_a), (path_b, data_b)):
         _check_kind(Path(path), data)
-    # Each EarlyLzma lowers the switch interval while it inflates and puts back what it found; two
-    # overlapping ones can leave it lowered, so it is put back here once both are done.
-    interval = sys.getswitchinterval()
     shared = _SharedLzma(data_a, data_b)
     early_a, early_b = shared.side("a"), shared.side("b")
     from decoders import budget
@@ -123,7 +121,6 @@ def load_pair(path_a, path_b):
         img_b = contextvars.Context().run(load, path_b, data_b, early_b)
     finally:
         t.join()
-        sys.setswitchinterval(interval)
     if "error" in out:
         raise out["error"]
     return out["a"], img_b
@@ -527,6 +524,14 @@ def cmd_diff(args) -> int:
     if Path(args.a).name == Path(args.b).name and args.a != args.b:
         root.title = \
             f"{args.a} -> {args.b}:" + root.title.split(":", 1)[1]
+    # What the change does to the measurements: the MRTD pages and the PCR0 firmware blobs
+    # (inspector/diff_measure.py). A measured byte outside every file (the TDVF descriptor, free
+    # space in a measured volume) changes them without changing a module: the images differ then too.
+    from inspector.diff_measure import measurement_diff
+
+    measures = root.append(measurement_diff(img_a, img_b, Path(args.a).name, Path(args.b).name))
+    if measures.get("Change") != UNCHANGED:
+        root.field("Change").value = "changed"
     if args.json:
         complete = write_json(root)
     else:

@@ -167,6 +167,31 @@ class _Get:
         return self._owner.take(buffer, offset)
 
 
+# The interpreter's switch interval is lowered while an early-LZMA thread runs (see SWITCH_INTERVAL)
+# and restored when the last one ends: two images decoded at once (`diff`) each start one, and the
+# second must not take the first's lowered value for the original.
+_SWITCH_LOCK = threading.Lock()
+_switch_users = 0
+_switch_saved: float | None = None
+
+
+def _lower_switch_interval() -> None:
+    global _switch_users, _switch_saved
+    with _SWITCH_LOCK:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_users += 1
+
+
+def _restore_switch_interval() -> None:
+    global _switch_users
+    with _SWITCH_LOCK:
+        _switch_users -= 1
+        if _switch_users == 0 and _switch_saved is not None:
+            sys.setswitchinterval(_switch_saved)
+
+
 class EarlyLzma:
     """Inflates an image's LZMA sections on a thread, one after the other, each in pieces a decoder
     can use as they land (`get.stream`), or whole (`get`)."""
@@ -190,13 +215,12 @@ class EarlyLzma:
                 self._found.notify_all()
         if not streams:
             return
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        _lower_switch_interval()
         try:
             for stream in streams.values():
                 stream.run()
         finally:
-            sys.setswitchinterval(interval)
+            _restore_switch_interval()
             for stream in streams.values():
                 stream.fail()   # whatever did not finish (only after an unexpected error): no waiter hangs
 

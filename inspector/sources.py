@@ -29,6 +29,8 @@ def sniff(data: bytes, path: Path) -> str:
         return "acpi"
     if len(data) >= 48 and data[:2] == b"\x04\x00" and data[4:8] == b"\x81\x00\x00\x00":
         return "tdx-quote"
+    if data[0x28:0x2C] == b"_FVH":
+        return "image"          # a volume at the start (PI vol 3, EFI_FIRMWARE_VOLUME_HEADER.Signature)
     try:
         from inspector.acpisource import is_acpidump
         if is_acpidump(path):

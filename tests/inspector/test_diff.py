@@ -606,7 +606,11 @@ def test_diff_shorter_build_path_is_debug_only(tmp_path):
 
 
 KINDS = {"diff", "diff-summary", "diff-volume", "diff-file", "diff-section", "diff-variable", "diff-signature",
-         "diff-metadata"}
+         "diff-metadata",
+         # what the change does to the measurements (inspector/diff_measure.py), the root's last child
+         "diff-measurements", "diff-mrtd", "diff-mrtd-page", "diff-mrtd-more", "diff-mrtd-range", "diff-tdx-sections",
+         "diff-tdx-section", "diff-tpm", "diff-tpm-blob", "diff-tpm-blob-file", "diff-tpm-blob-more",
+         "diff-tpm-blob-page", "diff-tpm-crtm-version", "diff-tpm-register"}
 
 
 @pytest.mark.parametrize("pair", ["code", "vars"])
@@ -614,6 +618,7 @@ def test_diff_json_every_node_has_a_documented_kind_and_change(pair):
     a, b = ((bookworm("OVMF_CODE_4M.fd"), trixie("OVMF_CODE_4M.fd")) if pair == "code"
             else (trixie("OVMF_VARS_4M.fd"), trixie("OVMF_VARS_4M.ms.fd")))
     tree = run_json(a, b, "--all", check_exit=1)
+    assert tree["children"][-1]["kind"] == "diff-measurements"
     root = fields(tree)
     assert (root["ImageA"], root["ImageB"], root["SizeA"], root["SizeB"]) == (str(a), str(b), a.stat().st_size,
                                                                               b.stat().st_size)

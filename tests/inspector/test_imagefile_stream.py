@@ -106,3 +106,29 @@ def test_a_section_is_handed_over_once_whole_or_streaming():
     assert early.get(data, 24) is None and early.get.stream(data, 24) is None
     assert struct.unpack_from("<Q", data, 24 + 5)[0] == len(plain)
     assert lzma.decompress(data[24:], format=lzma.FORMAT_ALONE) == plain
+
+
+def test_overlapping_early_lzma_threads_restore_the_switch_interval():
+    """Two images inflating at once (`diff`): the interval is the original once both are done,
+    whichever ends first (inspector/imagefile.py lowers it for the first and restores it after the last)."""
+    import sys
+    import threading
+
+    from inspector import imagefile
+
+    before = sys.getswitchinterval()
+    go = threading.Barrier(2)
+
+    def user():
+        imagefile._lower_switch_interval()
+        go.wait(5)
+        assert sys.getswitchinterval() == min(before, imagefile.SWITCH_INTERVAL)
+        go.wait(5)
+        imagefile._restore_switch_interval()
+
+    threads = [threading.Thread(target=user) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sys.getswitchinterval() == before
