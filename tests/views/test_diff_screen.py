@@ -498,6 +498,42 @@ class TestRealPair:
 
 
 @pytest.mark.asyncio
+class TestNodesWithoutBytes:
+    async def test_summary_says_it_has_no_bytes(self, real_pair):
+        root = real_pair[0]
+        summary = next(n for n in root.children if n.kind == "diff-summary")
+        app = app_for(real_pair)
+        async with app.run_test(size=SIZE) as pilot:
+            await select(pilot, summary)
+            for view in (app.screen.hex_a, app.screen.hex_b):
+                assert view.space is None and "no bytes of its own" in hex_lines(view)[0]
+            rows = first_rows(app.screen.fields.row_texts())
+            assert "Offset" not in rows  # no place on either side
+            assert rows["FilesAdded"][1] == f"0x{summary.get('FilesAdded'):x}"
+
+    async def test_measurements_are_one_change_with_digests_a_then_b(self, real_pair):
+        from inspector.diff_measure import measurement_diff
+
+        root, img_a, img_b = real_pair
+        measures = measurement_diff(img_a, img_b, "A", "B")
+        root.children.append(measures)
+        try:
+            app = app_for(real_pair)
+            async with app.run_test(size=SIZE) as pilot:
+                await settle(pilot)
+                changes = app.screen.changes()
+                inside = [n for n in changes if n is measures or n in list(measures.walk())]
+                assert inside == [measures]  # n stops once, not at each MRTD page
+                mrtd = next(n for n in measures.walk() if n.field("MRTD.per-page.A") is not None)
+                await select(pilot, mrtd)
+                rows = first_rows(app.screen.fields.row_texts())
+                assert rows["MRTD.per-page"][1:] == (mrtd.field("MRTD.per-page.A").text,
+                                                     mrtd.field("MRTD.per-page.B").text)
+        finally:
+            root.children.remove(measures)
+
+
+@pytest.mark.asyncio
 class TestUnchanged:
     async def test_u_shows_unchanged_nodes_dimmed_and_hides_them_again(self, real_pair_all):
         root = real_pair_all[0]
@@ -706,6 +742,7 @@ class TestCommandLine:
         assert kind == "diff" and (path_a, path_b) == (a, b)
         root, img_a, img_b = load()
         assert root.kind == "diff" and img_a.root.space.data == a.read_bytes()
+        assert root.children[-1].kind == "diff-measurements"  # as `fwinspect diff` shows it
 
     def test_a_second_source_that_is_not_an_image_is_a_usage_error(self, capsys, tmp_path, monkeypatch):
         from inspector import cli

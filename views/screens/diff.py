@@ -138,8 +138,10 @@ class DiffScreen(InspectScreen):
         a, b = self.sides.a(node), self.sides.b(node)
         self.query_one("#node-info", Static).update(describe_diff(node, a, b), layout=False)
         self.fields.node = node
-        self._show_side(self.hex_a, "A", self.name_a, a, b, "added in B")
-        self._show_side(self.hex_b, "B", self.name_b, b, a, "removed in B")
+        # A node without bytes (the summary, the measurements) compares values, not bytes.
+        no_bytes = "no bytes of its own: it compares values" if node.space is None else None
+        self._show_side(self.hex_a, "A", self.name_a, a, b, no_bytes or "not in A: added in B")
+        self._show_side(self.hex_b, "B", self.name_b, b, a, no_bytes or "not in B: removed in B")
         self._tree_subtitle()
         if cursor is not None and b is not None and b.offset <= cursor < b.end:
             self.hex_b.cursor = cursor
@@ -149,7 +151,7 @@ class DiffScreen(InspectScreen):
                    absent: str) -> None:
         view.mark = view.cursor = None
         if side is None or side.space is None:
-            view.absent = f"not in {label}: {absent}" if side is None else f"{label}'s bytes of this node are not known"
+            view.absent = absent if side is None else f"{label}'s bytes of this node are not known"
             view.span = view.against = None
             if view.space is not None:
                 view.space = None

@@ -113,7 +113,8 @@ def diff_rows(node: Node, sides: Sides | None) -> list[Row]:
             if other is not None:
                 done.add(id(other))
                 fa, fb = (f, other) if name[-1] == "A" else (other, f)
-                rows.append(Row(name[:-1], _cell(fa), _cell(fb)))
+                # `MRTD.per-page.A` / `.B` (inspector/diff_measure.py) read as `MRTD.per-page`.
+                rows.append(Row(name[:-1].rstrip(".") or name, _cell(fa), _cell(fb)))
                 continue
         rows.append(Row(name, _cell(f), None, *own(_field_span(f))))
         if name == "Change" and located:

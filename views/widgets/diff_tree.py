@@ -19,9 +19,9 @@ from views.widgets.node_tree import MAX_LABEL_CHARS, NodeTree, clean_text
 
 ADDED, REMOVED, CHANGED, UNCHANGED = "added", "removed", "changed", "unchanged"
 MARKERS = {ADDED: "+", REMOVED: "-", CHANGED: "~", UNCHANGED: "="}
-# What `n` stops at: a whole module, variable or metadata entry, whatever changed inside it
-# (inspector/diff.py kinds).
-UNIT_KINDS = frozenset({"diff-file", "diff-variable", "diff-metadata"})
+# What `n` stops at: a whole module, variable or metadata entry, whatever changed inside it, and
+# the measurements once, not each MRTD page (inspector/diff.py, inspector/diff_measure.py kinds).
+UNIT_KINDS = frozenset({"diff-file", "diff-variable", "diff-metadata", "diff-measurements"})
 # Details of a unit, or no change of their own: `n` passes them.
 DETAIL_KINDS = frozenset({"diff-section", "diff-signature", "diff-summary"})
 # A node's "what changed" list is cut to this many characters in its label.
