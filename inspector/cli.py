@@ -387,9 +387,15 @@ def cmd_open(args) -> int:
 
         def load_diff():
             from inspector.diff import diff_images, load_pair
+            from inspector.diff_measure import measurement_diff
 
             img_a, img_b = load_pair(path_a, path_b)
-            return diff_images(img_a.root, img_b.root), img_a, img_b
+            root = diff_images(img_a.root, img_b.root)
+            # As `fwinspect diff` shows it: what the change does to the MRTD and PCR0, last.
+            measures = root.append(measurement_diff(img_a, img_b, path_a.name, path_b.name))
+            if measures.get("Change") != "unchanged":
+                root.field("Change").value = "changed"
+            return root, img_a, img_b
 
         return start_app("diff", path_a, path_b, load_diff)
     path = paths[0]
