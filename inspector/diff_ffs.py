@@ -27,17 +27,30 @@ ORDER = ("code", "data", "reloc", "headers", "depex", "volume", "compression", "
 
 # ---- sections ----------------------------------------------------------------------------------
 
-def _keyed_sections(children: list[Node]) -> dict[tuple[int, int], Node]:
-    out: dict[tuple[int, int], Node] = {}
-    seen: dict[int, int] = {}
-    for s in children:
-        if s.kind != "section":
-            continue
-        t = s.get("Type")
-        n = seen.get(t, 0)
-        seen[t] = n + 1
-        out[(t, n)] = s
+def numbered(items, key) -> dict:
+    """{(key(item), n): item} for the n-th item with that key, in order: sections by type and
+    position within their file, files by GUID and copy within their volume."""
+    out: dict = {}
+    seen: dict = {}
+    for item in items:
+        k = key(item)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        out[(k, n)] = item
     return out
+
+
+def _keyed_sections(children: list[Node]) -> dict[tuple[int, int], Node]:
+    return numbered((s for s in children if s.kind == "section"), lambda s: s.get("Type"))
+
+
+def add_sides(node: Node, xa: Node | None, xb: Node | None) -> None:
+    """The sizes of both sides and where A's node is (B's is the diff node's own place)."""
+    node.add("SizeA", xa.size if xa is not None else None)
+    node.add("SizeB", xb.size if xb is not None else None)
+    if xa is not None:
+        node.add("OffsetA", xa.offset)
+        node.add("SpaceA", xa.space.name if xa.space else None)
 
 
 def _blob(section: Node):
@@ -152,11 +165,7 @@ def _section_node(key, xa: Node | None, xb: Node | None, what: str) -> Node:
     node.add("Name", name)
     node.add("Kind", "section")
     node.add("Index", key[1])
-    node.add("SizeA", xa.size if xa is not None else None)
-    node.add("SizeB", xb.size if xb is not None else None)
-    if xa is not None:
-        node.add("OffsetA", xa.offset)
-        node.add("SpaceA", xa.space.name if xa.space else None)
+    add_sides(node, xa, xb)
     return node
 
 
@@ -184,11 +193,7 @@ def file_node(change: str, fa: Node | None, fb: Node | None, volume: str) -> Nod
     named = at.field("Name")
     if named is not None and named.display and " (" in named.display:   # a GUID edk2 names (gPeiAprioriFileNameGuid)
         node.add("GuidName", named.display.split(" (")[0])
-    node.add("SizeA", fa.size if fa is not None else None)
-    node.add("SizeB", fb.size if fb is not None else None)
-    if fa is not None:
-        node.add("OffsetA", fa.offset)
-        node.add("SpaceA", fa.space.name if fa.space else None)
+    add_sides(node, fa, fb)
     return node
 
 

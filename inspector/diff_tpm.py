@@ -175,16 +175,9 @@ def _vol_files(fv: Node) -> list[Node]:
 def _keyed(fv: Node) -> dict:
     """Files by (name GUID, occurrence): a GUID seen twice is matched in order. Pad files have no
     identity (their size follows the layout) and are left out."""
-    out = {}
-    count: dict = {}
-    for f in _vol_files(fv):
-        if f.get("Type") == FFS_PAD:
-            continue
-        g = f.get("Name")
-        k = count.get(g, 0)
-        count[g] = k + 1
-        out[(g, k)] = f
-    return out
+    from inspector.diff_ffs import numbered
+
+    return numbered((f for f in _vol_files(fv) if f.get("Type") != FFS_PAD), lambda f: f.get("Name"))
 
 
 def _file_bytes(f: Node) -> bytes:

@@ -25,6 +25,7 @@ from decoders.measure.tdx import predict_tdx, read_variable_store
 from decoders.model import Severity, Space
 from decoders.mrtd import compute_mrtd
 from decoders.ovmf.metadata import TdxSection
+from tests.decoders.wire import tdvf_sections
 from tests.realdata import bookworm, firmware, fixture, trixie
 
 GiB = 1 << 30
@@ -38,22 +39,6 @@ IMAGE_SECURITY = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
 
 
 # -- independent helpers -----------------------------------------------------------------------
-
-def descriptor_sections(image: bytes) -> list[tuple]:
-    """(DataOffset, RawDataSize, MemoryAddress, MemoryDataSize, Type, Attributes) per TDVF_SECTION,
-    found by walking the OVMF GUIDed table back from the footer (QEMU pc_sysfw_ovmf.c)."""
-    end = len(image)
-    ptr, left, desc = end - 0x32, struct.unpack_from("<H", image, end - 0x32)[0] - 18, None
-    while left >= 18 and desc is None:
-        guid = uuid.UUID(bytes_le=image[ptr - 16:ptr])
-        length = struct.unpack_from("<H", image, ptr - 18)[0]
-        ptr, left = ptr - length, left - length
-        if guid == TDX_OFFSET_GUID:
-            desc = end - struct.unpack_from("<I", image, ptr)[0]
-    assert image[desc:desc + 4] == b"TDVF"
-    count = struct.unpack_from("<I", image, desc + 12)[0]
-    return [struct.unpack_from("<IIQQII", image, desc + 16 + 32 * i) for i in range(count)]
-
 
 def ccel_events(raw: bytes) -> list[tuple[int, int, bytes, bytes]]:
     """(MrIndex, EventType, SHA-384 digest, event data) of a CC event log (TCG PC Client PFP §10.2:
@@ -262,7 +247,7 @@ def test_td_hob_event_hashes_the_built_hob_up_to_its_end_hob(config_b):
 @pytest.mark.parametrize("which", ["config-b", "trixie"])
 def test_cfv_event_hashes_the_cfv_section_bytes(which):
     image = (firmware("inteltdx/OVMF.fd") if which == "config-b" else trixie("OVMF.fd")).read_bytes()
-    cfv = next(s for s in descriptor_sections(image) if s[4] == 1)
+    cfv = next(s for s in tdvf_sections(image) if s[4] == 1)
     pred = predict_tdx(image, which, memory=2 * GiB, orders=())
     ev = pred.rtmr0.events[1]
     assert ev.event_type == 0x8000000A

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -20,51 +19,17 @@ from decoders.model import Space
 from decoders.mrtd import BATCH_BYTES, EXTEND_BYTES, MAX_HASHED_BYTES, RECORD, compute_mrtd, mrtd_node
 from decoders.ovmf import decode_reset_vector_table, find_metadata, tdx_sections
 from decoders.ovmf.metadata import TdxSection
+from tests.decoders import wire
 from tests.realdata import bookworm, trixie
 
 TD_SHIM_PER_PAGE = ("4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057"
                     "fb887fed0744d5631a212967fb231c47")
-TDX_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 
 
 def reference_mrtd(image: bytes, two_pass: bool, rebase: int = 0) -> str:
-    """Straight from the ABI text: find the descriptor via the GUIDed table, then hash records."""
-    end = len(image)
-    ptr, left, desc = end - 0x32, struct.unpack_from("<H", image, end - 0x32)[0] - 18, None
-    while left >= 18 and desc is None:
-        guid = uuid.UUID(bytes_le=image[ptr - 16:ptr])
-        length = struct.unpack_from("<H", image, ptr - 18)[0]
-        ptr, left = ptr - length, left - length
-        if guid == TDX_OFFSET_GUID:
-            desc = end - struct.unpack_from("<I", image, ptr)[0]
-    assert image[desc:desc + 4] == b"TDVF"
-    count = struct.unpack_from("<I", image, desc + 12)[0]
-    h = hashlib.sha384()
-    for i in range(count):
-        off, raw, gpa0, size, _type, attr = struct.unpack_from("<IIQQII", image, desc + 16 + 32 * i)
-        data = b""
-        if raw:
-            data = image[off - rebase:off - rebase + raw]
-        data = data + bytes(size - len(data))
-        adds, extends = [], []
-        for page in range(size // 4096):
-            gpa = gpa0 + page * 4096
-            add = b"MEM.PAGE.ADD" + bytes(4) + gpa.to_bytes(8, "little") + bytes(104)
-            ext = b""
-            for c in range(16):
-                ext += b"MR.EXTEND" + bytes(7) + (gpa + c * 256).to_bytes(8, "little") + bytes(104)
-                ext += data[page * 4096 + c * 256:page * 4096 + c * 256 + 256]
-            if not attr & 2:
-                adds.append(add)
-            if attr & 1:
-                extends.append(ext)
-            if not two_pass:
-                for rec in adds + extends:
-                    h.update(rec)
-                adds, extends = [], []
-        for rec in adds + extends:
-            h.update(rec)
-    return h.hexdigest()
+    """Straight from the ABI text (tests/decoders/wire.py): the descriptor found through the GUIDed
+    table, then the records hashed."""
+    return wire.reference_mrtd(image, "two-pass" if two_pass else "per-page", rebase)
 
 
 def sections_of(data: bytes):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import uuid
 from pathlib import Path
 
@@ -28,57 +27,19 @@ from inspector.diff_measure import MAX_PAGE_NODES, measurement_diff
 from inspector.diff_mrtd import mrtd_diff
 from inspector.diff_tpm import tpm_diff
 from inspector.image import load_image
+from tests.decoders.wire import reference_mrtd, tdvf_sections
 from tests.hostile import test_fd_hostile as F
 from tests.hostile.test_mrtd_hostile import BFV, CFV, MR_EXTEND, PAGE_AUG, TEMP_MEM, tdvf_image
 from tests.realdata import bookworm, trixie, uefiextract_report
 
-FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
-TDX_METADATA_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 DXEFV_NAME = "7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1"     # OvmfPkgX64.fdf [FV.DXEFV] FvNameGuid
 PEIFV_NAME = "6938079B-B503-4E3D-9D24-B28337A25806"     # OvmfPkgX64.fdf [FV.PEIFV] FvNameGuid
 PAGE = 0x1000
 
 
 # -- independent oracles -------------------------------------------------------------------------
-def tdvf_sections(data: bytes) -> list[tuple[int, int, int, int, int, int]]:
-    """(DataOffset, RawDataSize, MemoryAddress, MemoryDataSize, Type, Attributes) of the image's
-    TDVF descriptor, found through the reset-vector GUIDed table."""
-    end = len(data)
-    assert uuid.UUID(bytes_le=data[end - 0x30:end - 0x20]) == FOOTER_GUID
-    table_len, = struct.unpack_from("<H", data, end - 0x32)
-    start = end - 0x20 - table_len
-    pos = end - 0x32
-    while pos > start:
-        guid = uuid.UUID(bytes_le=data[pos - 16:pos])
-        length, = struct.unpack_from("<H", data, pos - 18)
-        if guid == TDX_METADATA_OFFSET_GUID:
-            offset, = struct.unpack_from("<I", data, pos - length)
-            desc = end - offset
-            sig, _length, version, n = struct.unpack_from("<4sIII", data, desc)
-            assert (sig, version) == (b"TDVF", 1)
-            return [struct.unpack_from("<IIQQII", data, desc + 16 + 32 * i) for i in range(n)]
-        pos -= length
-    raise AssertionError("no TDX metadata offset entry")
-
-
 def tdshim_mrtd(data: bytes, order: str = "per-page") -> str:
-    h = hashlib.sha384()
-    for off, raw, gpa, size, _typ, attrs in tdvf_sections(data):
-        section = data[off:off + raw].ljust(size, b"\0") if raw else bytes(size)
-        add = not attrs & PAGE_AUG
-        extend = attrs & MR_EXTEND
-        if order == "two-pass" and add:
-            for p in range(size // PAGE):
-                h.update(b"MEM.PAGE.ADD".ljust(16, b"\0") + struct.pack("<Q", gpa + p * PAGE) + bytes(104))
-        for p in range(size // PAGE):
-            if order == "per-page" and add:
-                h.update(b"MEM.PAGE.ADD".ljust(16, b"\0") + struct.pack("<Q", gpa + p * PAGE) + bytes(104))
-            if extend:
-                for c in range(16):
-                    at = p * PAGE + c * 256
-                    h.update(b"MR.EXTEND".ljust(16, b"\0") + struct.pack("<Q", gpa + at) + bytes(104))
-                    h.update(section[at:at + 256])
-    return h.hexdigest()
+    return reference_mrtd(data, order)
 
 
 def gpa_of(data: bytes, x: int) -> int | None:
