@@ -107,6 +107,18 @@ def test_ms_vars_facts():
     assert all("(deleted)" in v.title for v in vs if not is_live(v))
 
 
+def test_payloads_false_walks_the_same_records_without_decoding_their_data():
+    """decode_nv_body(payloads=False) (what the measurement predictions read): the same records,
+    names, states and data bytes, and no signature lists or load options under them."""
+    data = bookworm("OVMF_VARS_4M.ms.fd").read_bytes()
+    full = variables(decode_nv_body(Space("v", data), FV_HEADER, len(data) - FV_HEADER))
+    light = variables(decode_nv_body(Space("v", data), FV_HEADER, len(data) - FV_HEADER, payloads=False))
+    assert [(v.offset, v.size, v.get("Name"), v.get("State"), v.get("Data")) for v in light] == \
+        [(v.offset, v.size, v.get("Name"), v.get("State"), v.get("Data")) for v in full]
+    assert any(v.children for v in full)
+    assert not any(v.children for v in light)
+
+
 def test_ms_vars_load_options_and_secure_boot_data():
     """OVMF's BDS registers the UiApp and "EFI Internal Shell" boot options (edk2
     MdeModulePkg/Library/UefiBootManagerLib, ShellPkg); SecureBootEnable is one byte."""
