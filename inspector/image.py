@@ -6,7 +6,7 @@ boot's handoffs the image has (inspector.bootphases: its "Boot phases" child).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from decoders import budget
@@ -25,9 +25,22 @@ class LoadedImage:
     root: Node          # kind "image": volumes, the OVMF table, the summary
     table: Node | None  # kind "ovmf-guid-table", when the image has one
     info: Node          # kind "image-info"
+    _mrtds: list | None = field(default=None, repr=False)
 
     def tdx_metadata(self) -> Node | None:
         return next(self.root.find("tdx-metadata"), None)
+
+    def mrtds(self) -> list:
+        """The MRTD in both page orders (decoders.mrtd MrtdResult: per-page, two-pass), computed once
+        per image: the app's tree and the tour's two MRTD chapters all show it. [] without TDX
+        metadata."""
+        if self._mrtds is None:
+            from decoders.mrtd import compute_mrtds
+            from decoders.ovmf.metadata import tdx_sections
+
+            meta = self.tdx_metadata()
+            self._mrtds = compute_mrtds(self.data, tdx_sections(meta)) if meta is not None else []
+        return self._mrtds
 
 
 def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | None = None) -> LoadedImage:

@@ -74,8 +74,7 @@ def hob_tree(data: bytes, name: str, base: int | None, td_profile: str | None = 
 def image_tree(path: Path) -> Node:
     """An image for the app: its tree, plus the MRTD in both page orders under its TDX metadata
     (what a TDX VMM measures; the CLI computes it only when asked, with `fwinspect mrtd`)."""
-    from decoders.mrtd import compute_mrtds, mrtd_node
-    from decoders.ovmf.metadata import tdx_sections
+    from decoders.mrtd import mrtd_node
     from inspector.image import load_image
 
     img = load_image(path)
@@ -84,8 +83,7 @@ def image_tree(path: Path) -> Node:
     img.root.children.insert(0, review(img.root))   # the "Review" node, first under the image
     meta = img.tdx_metadata()
     if meta is not None:
-        sections = tdx_sections(meta)
-        meta.children.extend(mrtd_node(r) for r in compute_mrtds(img.data, sections))
+        meta.children.extend(mrtd_node(r) for r in img.mrtds())
     return img.root
 
 

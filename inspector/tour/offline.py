@@ -284,12 +284,10 @@ def tdx_chapter(image, meta: Node, name: str) -> Chapter:
 # ---- mrtd --------------------------------------------------------------------------------------------
 
 def mrtd_chapter(image, meta: Node, name: str) -> Chapter:
-    from decoders.mrtd import compute_mrtds, mrtd_node
-    from decoders.ovmf.metadata import tdx_sections
+    from decoders.mrtd import mrtd_node
 
     w = Writer("mrtd", "offline", "MRTD: the measurement the TDX module makes of this image", image.root)
-    sections = tdx_sections(meta)
-    nodes = [mrtd_node(r) for r in compute_mrtds(image.data, sections)]
+    nodes = [mrtd_node(r) for r in image.mrtds()]
     per_page, two_pass = nodes
     if per_page.get("MRTD") is None:
         for p in per_page.problems:

@@ -305,13 +305,13 @@ def _feed(h, data, s, op: bytes, gpa: int, src: int | None) -> None:
 def mrtd_pages_chapter(image, meta: Node, name: str) -> Chapter:
     """MRTD told page by page: the first steps of the first measured section with each 128-byte
     record and the hash so far, then per section what it added, then MRTD in both orders."""
-    from decoders.mrtd import compute_mrtds, mrtd_node
+    from decoders.mrtd import mrtd_node
     from decoders.ovmf.metadata import tdx_sections
 
     w = Writer("mrtd-pages", "offline", "MRTD page by page: how the TDX module builds it", image.root)
     sections = tdx_sections(meta)
     nodes = [c for c in meta.children if c.kind == "tdx-section"]
-    per_page, two_pass = (mrtd_node(r) for r in compute_mrtds(image.data, sections))
+    per_page, two_pass = (mrtd_node(r) for r in image.mrtds())
     if per_page.get("MRTD") is None:
         for p in per_page.problems:
             w.unexpected(f"MRTD not computed: {p.message}")
