@@ -17,10 +17,17 @@ import tempfile
 from pathlib import Path
 
 import sample_images
-from benchmarks.common import Timing, bytecode_env, run_side_by_side
+from benchmarks.common import Timing, bytecode_env, compare_pairs
 
 VENV_BIN = Path(sys.executable).parent
-CONFIG_B = Path(__file__).resolve().parents[2] / "shared" / "firmware" / "inteltdx" / "OVMF.fd"
+
+
+def _config_b() -> Path | None:
+    """Our TDVF Config-B build where the tests look for it (../shared/firmware, else `make firmware`'s cache)."""
+    from tests.realdata import FIRMWARE_CACHE, SHARED_FIRMWARE
+
+    return next((base / "inteltdx" / "OVMF.fd" for base in (SHARED_FIRMWARE, FIRMWARE_CACHE)
+                 if (base / "inteltdx" / "OVMF.fd").is_file()), None)
 
 
 def bench_diff(runs: int) -> list[Timing]:
@@ -43,16 +50,12 @@ def bench_diff(runs: int) -> list[Timing]:
         shutil.copyfile(ovmf, copy_ovmf)
         pairs.append(("fwinspect diff --json OVMF.fd itself", [fw, "diff", "--json", str(ovmf), str(ovmf)],
                       "UEFIExtract OVMF.fd deb13 report", [uefiextract, str(copy_ovmf), "report"]))
-        if CONFIG_B.is_file():
-            pairs.append(("fwinspect diff --json Config-A Config-B", [fw, "diff", "--json", str(ovmf), str(CONFIG_B)],
+        config_b = _config_b()
+        if config_b is not None:
+            pairs.append(("fwinspect diff --json Config-A Config-B", [fw, "diff", "--json", str(ovmf), str(config_b)],
                           "UEFIExtract OVMF.fd deb13 report", [uefiextract, str(copy_ovmf), "report"]))
-    out: list[Timing] = []
-    for name_a, argv_a, name_b, argv_b in pairs:
-        ours, theirs = run_side_by_side((f"{name_a} (whole process)", argv_a), (name_b, argv_b), max(runs, 9),
-                                        cwd=str(tmp), env_a=env)
-        theirs.note += (f"; ratio ours/theirs = {ours.median_s / theirs.median_s:.2f} (budget <= 1.0; "
-                        f"ours peak RSS budget 160 MiB)")
-        out += [ours, theirs]
+    out = compare_pairs(pairs, max(runs, 9), cwd=str(tmp), env_a=env,
+                        budget="<= 1.0; ours peak RSS budget 160 MiB")
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 

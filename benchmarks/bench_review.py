@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import sample_images
-from benchmarks.common import Timing, bytecode_env, run_side_by_side
+from benchmarks.common import Timing, bytecode_env, compare_pairs
 
 VENV_BIN = Path(sys.executable).parent
 BUDGET = 1.2
@@ -23,22 +23,18 @@ def bench_review(runs: int) -> list[Timing]:
     if image is None:
         return [Timing("review benchmark: bookworm OVMF.fd missing (install `ovmf`)", float("nan"), [])]
     tmp = Path(tempfile.mkdtemp(prefix="fwbench-review-"))
-    # Both sides the same way: through env(1) with the bytecode cache on (run_side_by_side sets an
+    # Both sides the same way: through env(1) with the bytecode cache on (compare_pairs sets an
     # environment for its first command only).
     cache = bytecode_env(tmp / "pycache")["PYTHONPYCACHEPREFIX"]
     fw = ["env", "-u", "PYTHONDONTWRITEBYTECODE", f"PYTHONPYCACHEPREFIX={cache}", str(VENV_BIN / "fwinspect")]
     img = str(image)
-    out: list[Timing] = []
     pairs = [
         ("fwinspect review OVMF.fd", [*fw, "review", img], "fwinspect fd OVMF.fd --json", [*fw, "fd", img, "--json"]),
         ("fwinspect review OVMF.fd --json --profile tdx", [*fw, "review", img, "--json", "--profile", "tdx"],
          "fwinspect fd OVMF.fd --json", [*fw, "fd", img, "--json"]),
     ]
-    for name_a, argv_a, name_b, argv_b in pairs:
-        ours, theirs = run_side_by_side((f"{name_a} (whole process)", argv_a), (f"{name_b} (whole process)", argv_b),
-                                        max(runs, 15), cwd=str(tmp))
-        ours.note += f"; ratio review/fd = {ours.median_s / theirs.median_s:.2f} (budget <= {BUDGET})"
-        out += [ours, theirs]
+    out = compare_pairs([(a, x, f"{b} (whole process)", y) for a, x, b, y in pairs], max(runs, 15), cwd=str(tmp),
+                        ratio="review/fd", budget=f"<= {BUDGET}")
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 

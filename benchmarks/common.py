@@ -92,6 +92,19 @@ def run_side_by_side(a: tuple[str, list[str]], b: tuple[str, list[str]], runs: i
     return out[0], out[1]
 
 
+def compare_pairs(pairs, runs: int, *, cwd: str | None = None, env_a: dict | None = None,
+                  ratio: str = "ours/theirs", budget: str = "<= 1.0") -> list[Timing]:
+    """run_side_by_side over (name, argv, other name, other argv) pairs; the other side's note gets
+    the ratio of the medians and the budget it is held to."""
+    out: list[Timing] = []
+    for name_a, argv_a, name_b, argv_b in pairs:
+        ours, theirs = run_side_by_side((f"{name_a} (whole process)", argv_a), (name_b, argv_b), runs,
+                                        cwd=cwd, env_a=env_a)
+        theirs.note += f"; ratio {ratio} = {ours.median_s / theirs.median_s:.2f} (budget {budget})"
+        out += [ours, theirs]
+    return out
+
+
 def run_inprocess(label: str, fn, runs: int = 9, warmup: int = 1) -> Timing:
     for _ in range(warmup):
         fn()
