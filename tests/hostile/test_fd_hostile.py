@@ -213,7 +213,9 @@ def check_clean(outcome) -> None:
 
 
 # Every command that decodes a flash image (extract: tests/hostile/test_extract_hostile.py).
-IMAGE_COMMANDS = {"fd": ["fd"], "fd-json": ["fd", "--json"], "mrtd": ["mrtd", "--order", "both"]}
+IMAGE_COMMANDS = {"fd": ["fd"], "fd-json": ["fd", "--json"], "mrtd": ["mrtd", "--order", "both"],
+                  # each class's problems are an image-decode warning of the review (exit 1 too)
+                  "review": ["review"], "review-json-tdx": ["review", "--json", "--profile", "tdx"]}
 
 
 @pytest.fixture(scope="module")
