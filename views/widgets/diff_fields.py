@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from decoders.model import Field, Node
 from views.widgets.diff_sides import Side, Sides, location_a
 from views.widgets.diff_tree import REMOVED, change_of
-from views.widgets.field_table import MAX_ROWS, MAX_VALUE_CHARS, SEVERITY_CLASS
+from views.widgets.field_table import MAX_ROWS, MAX_VALUE_CHARS, SEVERITY_CLASS, table_css
 from views.widgets.node_tree import clean_text
 
 Span = tuple[int, int]
@@ -136,14 +136,7 @@ class DiffFieldTable(DataTable):
     moves over a row."""
 
     COMPONENT_CLASSES = set(SEVERITY_CLASS.values()) | {"diff-fields--a", "diff-fields--b", "diff-fields--same"}
-    DEFAULT_CSS = """
-    DiffFieldTable {
-        scrollbar-size-vertical: 1;
-        scrollbar-size-horizontal: 1;
-    }
-    DiffFieldTable > .field-table--error { color: $text-error; text-style: bold; }
-    DiffFieldTable > .field-table--warning { color: $text-warning; }
-    DiffFieldTable > .field-table--info { color: $text-accent; }
+    DEFAULT_CSS = table_css("DiffFieldTable") + """
     DiffFieldTable > .diff-fields--a { color: $text-error; text-style: bold; }
     DiffFieldTable > .diff-fields--b { color: $text-success; text-style: bold; }
     DiffFieldTable > .diff-fields--same { color: $text-muted; }

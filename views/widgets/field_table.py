@@ -31,6 +31,19 @@ SEVERITY_CLASS = {
 }
 
 
+def table_css(widget: str) -> str:
+    """The field tables' common style: thin scrollbars and the problem rows' colours per severity."""
+    return f"""
+    {widget} {{
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 1;
+    }}
+    {widget} > .field-table--error {{ color: $text-error; text-style: bold; }}
+    {widget} > .field-table--warning {{ color: $text-warning; }}
+    {widget} > .field-table--info {{ color: $text-accent; }}
+    """
+
+
 def hex_or_blank(value: int | None) -> str:
     return "" if value is None else f"0x{value:x}"
 
@@ -39,15 +52,7 @@ class FieldTable(DataTable):
     """Set `node` to show it; posts `FieldTable.FieldSelected` when the user moves over a row."""
 
     COMPONENT_CLASSES = set(SEVERITY_CLASS.values())
-    DEFAULT_CSS = """
-    FieldTable {
-        scrollbar-size-vertical: 1;
-        scrollbar-size-horizontal: 1;
-    }
-    FieldTable > .field-table--error { color: $text-error; text-style: bold; }
-    FieldTable > .field-table--warning { color: $text-warning; }
-    FieldTable > .field-table--info { color: $text-accent; }
-    """
+    DEFAULT_CSS = table_css("FieldTable")
 
     @dataclass
     class FieldSelected(Message):
