@@ -46,6 +46,37 @@ class Mode(StrEnum):
 PHASES = tuple(p for p in Phase if p is not Phase.UNKNOWN)
 
 
+class CpuState(StrEnum):
+    """What a vCPU is doing at a stop. QEMU's `info cpus` marks a halted CPU "(halted)"; an AP that
+    waits for INIT-SIPI-SIPI (Intel SDM vol. 3A 9.4, "wait-for-SIPI") is halted and still at the
+    reset state (CS selector 0xF000, base 0xFFFF0000, RIP 0xFFF0)."""
+
+    RUNNING = "running"
+    HALTED = "halted"
+    WAIT_FOR_SIPI = "wait-for-sipi"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class CpuView:
+    """One vCPU at a stop: the gdbstub thread it is, where it is and what it does."""
+
+    index: int                      # QEMU's cpu-index (0 = the boot CPU)
+    thread: str                     # the gdbstub thread id ("1", "p1.2", ...)
+    mode: Mode | str
+    linear_rip: int
+    phase: Phase | str
+    module: str | None
+    state: CpuState | str
+    registers: dict[str, int]
+    state_source: str = ""          # how `state` was decided ("info cpus", "registers", ...)
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "thread": self.thread, "mode": self.mode, "linear_rip": self.linear_rip,
+                "phase": self.phase, "module": self.module, "state": self.state,
+                "state_source": self.state_source, "registers": self.registers}
+
+
 @dataclass
 class Stop:
     """One stop of the guest, with everything decoded at it."""
@@ -62,6 +93,8 @@ class Stop:
     disassembly: list[tuple[int, str]] = field(default_factory=list)  # (linear address, text) at RIP
     log: str = ""                   # debugcon output up to this stop (its last 64 KiB; in to_json too)
     problems: list[str] = field(default_factory=list)
+    cpus: list[CpuView] = field(default_factory=list)   # every vCPU, by index; empty: not read
+    cpu: int = 0                    # the index of the CPU this stop is about (hit the breakpoint, stepped)
 
     def to_json(self) -> dict:
         return {
@@ -72,6 +105,8 @@ class Stop:
             "tree": self.tree.to_json() if self.tree is not None else None,
             "problems": self.problems,
             "log": self.log,
+            "cpu": self.cpu,
+            "cpus": [c.to_json() for c in self.cpus],
         }
 
 
@@ -98,5 +133,7 @@ class SessionLike(Protocol):
     def remove_breakpoint(self, spec: str) -> None: ...
 
     def console(self, line: str) -> str: ...   # gdb's CLI on the gdb backend; QEMU's monitor on RSP
+
+    def select_cpu(self, index: int) -> Stop: ...   # the current stop, about CPU `index`; `step` steps it
 
     def close(self) -> None: ...
