@@ -594,10 +594,12 @@ COMMANDS: dict[str, tuple[str, object, tuple[str, ...]]] = {
              "inspector.tour.run:add_tour_arguments", ()),
     "review": ("review an image as a platform reviewer would: findings with evidence",
                "inspector.review.cli:add_review_arguments", ("json",)),
+    "find": ("search every space of a source (decompressed volumes too) for bytes, text, a GUID or an integer", "inspector.find_cli:add_find_arguments", ("json",)),
+    "disasm": ("disassemble a PE/TE module of an image at its entry point or an address, offline", "inspector.find_cli:add_disasm_arguments", ("json",)),
     "open": ("open the app on a source (the default command)", _args_open, ()),
 }
 # Commands that decode and exit: they skip the garbage collector and the interpreter's teardown.
-ONE_SHOT = {"fd", "mrtd", "measure", "diff", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate", "review"}
+ONE_SHOT = {"fd", "mrtd", "measure", "diff", "extract", "hob", "eventlog", "log", "acpi", "dump", "pages", "translate", "review", "find", "disasm"}
 
 EPILOG = ("exit status: 0 clean; 1 the input had problems (what was decoded is still printed) or a "
           "comparison failed; 2 usage errors or unreadable input; 3 an internal error")

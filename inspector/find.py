@@ -78,8 +78,8 @@ class Pattern:
 
     def describe(self) -> str:
         """One line: how the input was read and the bytes searched for."""
-        parts = "; ".join(f"{v.name}: {_short(v.text())}" for v in self.variants)
-        return f"{self.how or self.kind}: {parts}"
+        parts = "; ".join(f"{v.name} {_short(v.text())}" for v in self.variants)
+        return f"{self.how or 'given as ' + self.kind + ':'} — {parts}"
 
 
 def _short(text: str, most: int = 96) -> str:
@@ -281,8 +281,11 @@ def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIn
         except Exception as e:  # noqa: BLE001 - a blob that cannot be made again: say which, go on
             result.problems.append(f"{space.name}: bytes not available ({e.__class__.__name__}: {e}); not searched")
             continue
-        if data is None:
-            result.problems.append(f"{space.name}: an address space read through memory; not searched")
+        if data is None or not _is_buffer(data):
+            # A dump's physical memory or a live guest's (decoders.memory.MemoryBytes): read
+            # through a Memory, possibly GiBs with holes; searching it is not done here.
+            result.problems.append(f"{space.name}: memory read through a dump or a live target, not a "
+                                   f"buffer; not searched")
             continue
         result.spaces += 1
         room = limit - len(result.hits)
@@ -297,6 +300,14 @@ def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIn
         if result.truncated:
             break
     return result
+
+
+def _is_buffer(data) -> bool:
+    try:
+        memoryview(data).release()
+    except TypeError:
+        return False
+    return True
 
 
 def _search(data, variant: Variant, most: int) -> list[int]:
