@@ -140,6 +140,8 @@ def run_disasm(args) -> int:
         out.write("\n")
     else:
         out.write(f"; {d.title}\n")
+        for note in d.notes:
+            out.write(f"; {note}\n")
         for line in d.lines:
             if line.symbol and line.symbol_start:
                 out.write(f"{line.symbol}:\n")
