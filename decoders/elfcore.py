@@ -119,6 +119,44 @@ class CpuState:
     def rip(self) -> int | None:
         return self.registers.get("rip")
 
+    @property
+    def mode(self) -> str:
+        """`real`, `prot16`, `prot32`, `long64`, or `unknown` without a QEMU note; see `cpu_mode`."""
+        return cpu_mode(self)
+
+    @property
+    def linear_rip(self) -> int | None:
+        """CS base + RIP outside 64-bit mode (the CS base is ignored there: Intel SDM vol. 3A 3.4.4)."""
+        if self.rip is None:
+            return None
+        cs = self.segments.get("cs")
+        if cs is None or self.mode == "long64":
+            return self.rip
+        return (cs.base + self.rip) & 0xFFFFFFFF
+
+
+# Control-register bits (Intel SDM vol. 3A 2.5) and the CS descriptor flags as QEMU keeps them in
+# SegmentCache.flags, the descriptor's high dword (target/i386/cpu.h DESC_L_MASK, DESC_B_MASK).
+CR0_PE, CR0_PG = 1 << 0, 1 << 31
+DESC_L, DESC_B = 1 << 21, 1 << 22
+MODES = ("real", "prot16", "prot32", "long64", "unknown")
+
+
+def cpu_mode(cpu: CpuState) -> str:
+    """The operating mode from CR0.PE, the CS descriptor's L and D/B bits and CR0.PG (Intel SDM vol. 3A
+    2.2, 5.2.1). QEMUCPUState has no EFER, so LMA is inferred: a CS with L set while paging is on is
+    64-bit code (outside IA-32e mode no OVMF GDT loads an L=1 code segment:
+    UefiCpuPkg/CpuDxe/CpuGdt.c, OvmfPkg/ResetVector/Ia32/PageTables64.asm). Without a QEMU note
+    (no CR0, no CS cache) the mode is "unknown"."""
+    cr0, cs = cpu.cr0, cpu.segments.get("cs")
+    if cr0 is None or cs is None:
+        return "unknown"
+    if not cr0 & CR0_PE:
+        return "real"
+    if cs.flags & DESC_L and cr0 & CR0_PG:
+        return "long64"
+    return "prot32" if cs.flags & DESC_B else "prot16"
+
 
 def _align4(n: int) -> int:
     return (n + 3) & ~3
@@ -159,9 +197,20 @@ def decode_notes(data: bytes, file_offset: int, first_index: int = 0) -> tuple[l
     if not qemu:
         problem(off, "no \"QEMU\" note: CR0-CR4 and segment bases are unknown (not a QEMU dump, or an "
                      "old one)", Severity.WARNING)
-    if prstatus and qemu and len(prstatus) != len(qemu):
-        problem(off, f"{len(prstatus)} NT_PRSTATUS notes but {len(qemu)} QEMU notes: CPUs paired in order",
+    if qemu and not prstatus:
+        problem(qemu[0][0], f"{len(qemu)} QEMU notes but no NT_PRSTATUS note (QEMU writes one per CPU)",
                 Severity.WARNING)
+    if prstatus and qemu and len(prstatus) != len(qemu):
+        # Located at the first note left without a partner: the CPUs from there on have half a state.
+        n = min(len(prstatus), len(qemu))
+        more, kind = (prstatus, "NT_PRSTATUS") if len(prstatus) > len(qemu) else (qemu, "QEMU")
+        lacking = "CR0-CR4 and segment caches" if kind == "NT_PRSTATUS" else "the PRSTATUS registers"
+        problem(more[n][0], f"{len(prstatus)} NT_PRSTATUS notes but {len(qemu)} QEMU notes: CPUs paired in "
+                            f"order; the {kind} note at 0x{more[n][0]:x} (CPU {first_index + n}) and the "
+                            f"{len(more) - n - 1} after it have no partner, so "
+                            f"CPU{'s' if len(more) - n > 1 else ''} {first_index + n}"
+                            f"{'-' + str(first_index + len(more) - 1) if len(more) - n > 1 else ''} lack "
+                            f"{lacking}")
     # dump/dump.c writes every CPU's PRSTATUS, then every CPU's QEMU note, in CPU order.
     cpus = []
     for k in range(max(len(prstatus), len(qemu))):
@@ -220,13 +269,28 @@ def _prstatus(problem, cpu: CpuState, off: int, desc: bytes) -> None:
 
 
 def cpu_node(cpu: CpuState, space: Space | None = None) -> Node:
-    """A "cpu" node: registers, control registers and segment caches, at the note in `space`."""
-    n = Node("cpu", f"CPU {cpu.index}" + (f" RIP 0x{cpu.rip:x}" if cpu.rip is not None else ""),
-             space, cpu.qemu_note_offset or cpu.prstatus_offset or 0, cpu.size or 0)
-    for name, value in cpu.registers.items():
-        n.add(name.upper(), value, display=f"0x{value:016x}")
+    """A "cpu" node: Index, Mode, Rip (and LinearRip when CS has a base), Cr0-Cr4, then the other
+    registers, the segment caches and the notes' own fields, at the note in `space`."""
+    mode = cpu.mode
+    title = f"CPU {cpu.index}: {mode}"
+    if cpu.rip is not None:
+        title += f" RIP 0x{cpu.rip:x}"
+        if cpu.linear_rip != cpu.rip:
+            title += f" (linear 0x{cpu.linear_rip:x})"
+    if cpu.cr3 is not None:
+        title += f" CR3 0x{cpu.cr3:x}"
+    n = Node("cpu", title, space, cpu.qemu_note_offset or cpu.prstatus_offset or 0, cpu.size or 0)
+    n.add("Index", cpu.index)
+    n.add("Mode", mode, display=mode + ("" if cpu.cr0 is not None else " (no QEMU note: no CR0 or CS cache)"))
+    if cpu.rip is not None:
+        n.add("Rip", cpu.rip, display=f"0x{cpu.rip:x}")
+        if cpu.linear_rip != cpu.rip:
+            n.add("LinearRip", cpu.linear_rip, display=f"0x{cpu.linear_rip:x} (CS base + RIP)")
     for i, value in enumerate(cpu.cr):
-        n.add(f"CR{i}", value, display=f"0x{value:x}")
+        n.add(f"Cr{i}", value, display=f"0x{value:x}")
+    for name, value in cpu.registers.items():
+        if name != "rip":
+            n.add(name.upper(), value, display=f"0x{value:016x}")
     if cpu.efer is not None:
         n.add("EFER", cpu.efer)
     if cpu.kernel_gs_base is not None:
@@ -243,5 +307,5 @@ def cpu_node(cpu: CpuState, space: Space | None = None) -> Node:
     return n
 
 
-__all__ = ["CpuState", "SegmentCache", "decode_notes", "cpu_node", "QEMUCPUState", "x86_64_elf_prstatus",
+__all__ = ["CpuState", "SegmentCache", "decode_notes", "cpu_node", "cpu_mode", "QEMUCPUState", "x86_64_elf_prstatus",
            "x86_elf_prstatus", "Elf_Nhdr"]

@@ -113,7 +113,7 @@ def test_elf64_core_gives_memory_and_qemu_cpu_state(tmp_path):
             d.memory.read(0x100000 + 0x1FFE, 4)  # past the last segment
         assert [(s.paddr, s.filesz) for s in d.segments] == [(0, 0x2000), (0x2000, 0x1000), (0x100000, 0x2000)]
         node = d.node()
-        assert node.kind == "dump" and next(node.find("cpu")).get("CR3") == 0x1000
+        assert node.kind == "dump" and next(node.find("cpu")).get("Cr3") == 0x1000
 
 
 def test_elf32_core_reads_i386_prstatus_and_qemu_note(tmp_path):
