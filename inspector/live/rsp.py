@@ -30,9 +30,10 @@ import threading
 import time
 
 from decoders.memory import Unreadable, check_read
-from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, X86_64_REGISTERS, Registers, StopEvent,
-                                   Target, TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
-                                   parse_info_registers)
+from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, MAX_THREADS, X86_64_REGISTERS, CpuRead,
+                                   CpuSet, MonitorRegisters, Registers, StopEvent, Target, TargetDead, TargetError,
+                                   TargetRunning, TargetTimeout, merge_registers, monitor_for,
+                                   parse_info_registers_all, thread_index)
 from inspector.live.rspwire import (  # noqa: F401 - re-exported: the wire helpers' old home
     CONNECT_TIMEOUT,
     DEFAULT_PACKET_SIZE,
@@ -100,6 +101,15 @@ class _Driver:
             self.loop.close()
 
 
+class _Reads:
+    """What one pipelined read of the vCPUs gave (RspTarget._read_threads)."""
+
+    def __init__(self) -> None:
+        self.reads: list[CpuRead] = []
+        self.problems: list[str] = []
+        self.listed: tuple[list[str], list[str]] = ([], [])
+
+
 class RspTarget(Target):
     """Target over a direct RSP connection: the default backend."""
 
@@ -121,6 +131,9 @@ class RspTarget(Target):
         self._resuming = False
         self._want_interrupt = False
         self._closed = False
+        self.stop_thread: str | None = None     # the thread the last stop reply named
+        self._g_thread: str | None = None       # what `Hg` selects in the stub now (None: not known)
+        self._threads: list[str] | None = None  # the last thread listing (the vCPUs), for pipelining
         try:
             self._lt.call(self._connect(timeout), timeout)
         except BaseException:
@@ -161,7 +174,11 @@ class RspTarget(Target):
                                            MAX_PACKET))
         except ValueError:
             raise TargetError(f"qSupported: malformed PacketSize in {reply[:80]!r}") from None
-        await self._request(b"?", timeout)      # the attach stopped the VM; this is its stop reply
+        # The attach stopped the VM; this is its stop reply, naming the current thread.
+        try:
+            self._stopped_at(parse_stop(await self._request(b"?", timeout), "?"))
+        except TargetError:
+            pass        # no usable stop reply (a stub that is not QEMU): threads unknown until the first stop
         self.layout = await self._read_layout(timeout)
 
     async def _request(self, payload: bytes, timeout: float, console: bool = False) -> bytes:
@@ -257,8 +274,7 @@ class RspTarget(Target):
         raise TargetError(f"{what}: {reply.decode('latin-1')}")
 
     # ---- registers
-    async def _registers(self, timeout: float) -> dict[str, int]:
-        reply = await self._request(b"g", timeout)
+    def _parse_g(self, reply: bytes) -> dict[str, int]:
         if reply[:1] == b"E":
             raise TargetError(f"g: {reply.decode('latin-1')}")
         raw = _hex(reply, "g")
@@ -278,15 +294,202 @@ class RspTarget(Target):
         self._check(reply, f"monitor {command}")
         return _hex(out, f"monitor {command}").decode("utf-8", "replace")
 
-    async def _cpu(self, timeout: float) -> Registers:
-        gpr = await self._registers(timeout)
+    # One monitor command gives the segment caches, control registers and HLT flag of every vCPU
+    # (QEMU monitor/hmp-cmds.c, hmp_info_registers: `-a` loops over all CPUs); plain `info registers`
+    # shows the monitor's own current CPU, which is not the gdbstub's.
+    INFO_REGISTERS = "info registers -a"
+
+    def _send_monitor(self, command: str):
+        (req,) = self._proto.send([b"qRcmd," + command.encode().hex().encode()], console=True)
+        return req
+
+    async def _monitor_result(self, req, command: str, deadline: float) -> dict[int | None, MonitorRegisters] | None:
+        """The parsed `info registers -a` of a pipelined qRcmd; None when the stub has no monitor."""
+        reply = await self._wait_fast(req.future, deadline, b"qRcmd")
         try:
-            mon = parse_info_registers(await self._monitor("info registers", timeout))
-        except (TargetDead, TargetTimeout):
-            raise
+            self._check(reply, f"monitor {command}")
+            return parse_info_registers_all(_hex(b"".join(req.console), f"monitor {command}").decode("utf-8", "replace"))
         except TargetError:
-            mon = None      # a stub without QEMU's monitor: selectors only, bases guessed
-        return merge_registers(gpr, mon)
+            return None     # a stub without QEMU's monitor: selectors only, bases guessed
+
+    def _send_focus(self, thread: str | None) -> list:
+        """`Hg` for `thread` unless the stub already has it selected (pipelined with what follows)."""
+        if thread is None or thread == self._g_thread:
+            return []
+        return [(thread, self._proto.send([b"Hg" + thread.encode()])[0])]
+
+    async def _focus_done(self, sent: list, deadline: float) -> None:
+        for thread, req in sent:
+            reply = await self._wait_fast(req.future, deadline, b"Hg")
+            if reply != b"OK":
+                self._g_thread = None
+                raise TargetError(f"thread {thread}: Hg{thread} answered {reply[:20].decode('latin-1')!r} "
+                                  f"(the vCPU is gone?)")
+            self._g_thread = thread
+
+    async def _cpu(self, timeout: float, thread: str | None = None) -> Registers:
+        """The registers of `thread` (default: the focus): `Hg`, `g` and `info registers -a` in one
+        pipelined exchange."""
+        thread = thread or self.focus
+        deadline = asyncio.get_running_loop().time() + timeout
+        sent = self._send_focus(thread)
+        (g,) = self._proto.send([b"g"])
+        mon = self._send_monitor(self.INFO_REGISTERS)
+        await self._focus_done(sent, deadline)
+        gpr = self._parse_g(await self._wait_fast(g.future, deadline, b"g"))
+        sections = await self._monitor_result(mon, self.INFO_REGISTERS, deadline)
+        return merge_registers(gpr, monitor_for(sections, thread_index(thread) if thread else None)
+                               if sections else None)
+
+    # ---- vCPUs
+    async def _list_threads(self, deadline: float) -> tuple[list[str], list[str]]:
+        """The thread ids of qfThreadInfo/qsThreadInfo (gdb manual, "General Query Packets"; QEMU
+        answers one `mID` per packet, then `l`: gdbstub/gdbstub.c, handle_query_threads). The
+        qsThreadInfo packets go out in pipelined batches: past the end QEMU keeps answering `l`."""
+        threads: list[str] = []
+        problems: list[str] = []
+        batch = [b"qfThreadInfo"] + [b"qsThreadInfo"] * 7
+        asked = 0
+        while True:
+            reqs = self._proto.send(batch)
+            asked += len(batch)
+            done = False
+            for req in reqs:
+                reply = await self._wait_fast(req.future, deadline, b"qsThreadInfo")
+                if done:
+                    continue            # answers past the end of the list: drained, FIFO aligned
+                done = self._listing_reply(reply, threads, problems)
+            if done:
+                return threads, problems
+            if asked > MAX_THREADS:
+                problems.append(f"the thread list did not end after {MAX_THREADS} threads: cut there")
+                return threads, problems
+            batch = [b"qsThreadInfo"] * min(64, 2 * len(batch))
+
+    @staticmethod
+    def _listing_reply(reply: bytes, threads: list[str], problems: list[str]) -> bool:
+        """Add the ids of one qfThreadInfo/qsThreadInfo reply to `threads`; True at the end of the list."""
+        if reply[:1] == b"m":
+            for raw in reply[1:].split(b","):
+                tid = raw.decode("latin-1")
+                if thread_index(tid) is None:
+                    problems.append(f"the stub listed a malformed thread id {tid[:20]!r}: left out")
+                elif tid in threads:
+                    problems.append(f"the stub listed thread {tid} twice")
+                elif len(threads) >= MAX_THREADS:
+                    problems.append(f"more than {MAX_THREADS} threads listed: the rest left out")
+                    return True
+                else:
+                    threads.append(tid)
+            return False
+        if reply == b"l":
+            return True
+        if not reply:
+            return True         # qfThreadInfo not supported: no list (one CPU, the stub's default)
+        problems.append(f"qsThreadInfo answered {reply[:20].decode('latin-1')!r}: the thread list ends there")
+        return True
+
+    async def _read_cpus(self, timeout: float) -> CpuSet:
+        deadline = asyncio.get_running_loop().time() + timeout
+        guess = self._threads
+        if guess is None:
+            threads, problems = await self._list_threads(deadline)
+            cpus = await self._read_threads(threads, [], deadline)
+        else:
+            # One exchange: the listing again (the vCPUs of the last stop, plus the `l` that must end
+            # it) and every listed thread's `Hg`+`g`, back to back.
+            cpus = await self._read_threads(guess, [b"qfThreadInfo"] + [b"qsThreadInfo"] * len(guess), deadline)
+            threads, problems = cpus.listed
+            if threads != guess:
+                # vCPUs came or went since the last stop, or the stub lists them differently now:
+                # read what the listing says is there now.
+                threads, problems = await self._list_threads(deadline)
+                cpus = await self._read_threads(threads, [], deadline)
+        self._threads = threads
+        return CpuSet(cpus.reads, self.focus, problems + cpus.problems)
+
+    async def _read_threads(self, threads: list[str], listing: list[bytes], deadline: float) -> "_Reads":
+        """`listing` (re-list packets), then `Hg ID` + `g` for every thread, `Hg` back to the focus
+        and `info registers -a`, all sent before the first reply is read."""
+        out = _Reads()
+        if not threads and not listing:
+            # A stub that names no threads: the one CPU it has.
+            regs = await self._cpu(max(0.0, deadline - asyncio.get_running_loop().time()))
+            out.reads.append(CpuRead(self.focus or "1", 0, regs, None))
+            return out
+        if threads and self.focus not in threads:
+            if self.focus is not None:
+                out.problems.append(f"the stopped thread {self.focus} is not in the thread list: "
+                                    f"showing thread {threads[0]}")
+            self.focus = threads[0]
+        payloads = list(listing)
+        for t in threads:
+            payloads += [b"Hg" + t.encode(), b"g"]
+        if self.focus is not None:
+            payloads.append(b"Hg" + self.focus.encode())
+        reqs = self._proto.send(payloads)
+        mon = self._send_monitor(self.INFO_REGISTERS)
+        replies = [await self._wait_fast(r.future, deadline, p) for r, p in zip(reqs, payloads)]
+        sections = await self._monitor_result(mon, self.INFO_REGISTERS, deadline)
+        listed: list[str] = []
+        list_problems: list[str] = []
+        done = False
+        for reply in replies[:len(listing)]:
+            if not done:
+                done = self._listing_reply(reply, listed, list_problems)
+        if listing and not done:
+            listed.append("")           # the list did not end: differs from any guess
+        out.listed = (listed, list_problems)
+        pos = len(listing)
+        self._g_thread = None
+        for t in threads:
+            hg, g = replies[pos], replies[pos + 1]
+            pos += 2
+            index = thread_index(t)
+            if hg != b"OK":
+                out.reads.append(CpuRead(t, index, None, problem=f"thread {t} (CPU {index}) was listed but Hg{t} "
+                                         f"answered {hg[:20].decode('latin-1')!r}: it vanished before its registers "
+                                         f"were read"))
+                continue
+            self._g_thread = t
+            try:
+                gpr = self._parse_g(g)
+            except TargetError as e:
+                out.reads.append(CpuRead(t, index, None, problem=f"thread {t} (CPU {index}): {e}"))
+                continue
+            mon = monitor_for(sections, index) if sections else None
+            problem = None
+            if sections and mon is None:
+                problem = f"`{self.INFO_REGISTERS}` shows no CPU#{index}: segment bases guessed"
+            out.reads.append(CpuRead(t, index, merge_registers(gpr, mon), mon.halted if mon else None, problem))
+        if self.focus is not None:
+            if replies[pos] == b"OK":
+                self._g_thread = self.focus
+            else:
+                out.problems.append(f"Hg{self.focus} (back to the stopped thread) answered "
+                                    f"{replies[pos][:20].decode('latin-1')!r}")
+        out.reads.sort(key=lambda c: c.index)
+        return out
+
+    def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
+        return self._call(self._read_cpus(timeout), timeout)
+
+    def select_thread(self, thread: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        # No packet now: the next register or virtual-memory read sends `Hg` first (_send_focus).
+        self.focus = thread
+
+    def _stopped_at(self, ev: StopEvent) -> StopEvent:
+        """Note the thread a stop reply names. A debug stop (signal 5: breakpoint, watchpoint, step)
+        makes the stopping vCPU QEMU's `g` and step thread (gdbstub/gdbstub.c, gdb_set_stop_cpu,
+        from cpu_handle_guest_debug); 0x03 names c_cpu and leaves `Hg` where it was. `?` right after
+        attaching answers T05 with c_cpu, which is then also g_cpu (gdbstub/gdbstub.c, gdb_chr_event)."""
+        if ev.thread is None:
+            self._g_thread = None
+            return ev
+        if ev.signal == 5:
+            self._g_thread = ev.thread
+        self.stop_thread = self.focus = ev.thread
+        return ev
 
     def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers:
         return self._call(self._cpu(timeout), timeout)
@@ -306,6 +509,10 @@ class RspTarget(Target):
             return b""
         await self._set_phys(phys, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
+        if not phys:
+            # `m` in virtual mode translates through the `Hg` thread's page tables (QEMU
+            # gdbstub/gdbstub.c, target_memory_rw_debug on g_cpu): make that the focus.
+            await self._focus_done(self._send_focus(self.focus), deadline)
         step = self.max_read
         chunks = collections.deque((a, min(step, address + size - a)) for a in range(address, address + size, step))
         inflight: collections.deque = collections.deque()
@@ -369,21 +576,30 @@ class RspTarget(Target):
     def running(self) -> bool:
         return self._resuming or (self._cont is not None and not self._cont.done())
 
-    async def _step(self, timeout: float) -> StopEvent:
+    async def _step(self, timeout: float, thread: str | None = None) -> StopEvent:
+        """Step `thread` (default: the focus) one instruction. With vCont (gdb manual, "vCont";
+        QEMU gdbstub/gdbstub.c, gdb_handle_vcont) only that vCPU runs; plain `s` steps QEMU's c_cpu,
+        the thread of the last stop, and lets the others run meanwhile."""
+        thread = thread or self.focus
         self.generation += 1
-        return parse_stop(await self._request(b"s", timeout), "s")
+        payload = b"s"
+        if thread is not None and self.features.get("vContSupported") == "+":
+            payload = b"vCont;s:" + thread.encode()
+        return self._stopped_at(parse_stop(await self._request(payload, timeout), "s"))
 
     async def _step_off_breakpoint(self, timeout: float) -> StopEvent | None:
         """z1 → s → Z1 when the CPU sits on one of our breakpoints (a raw `c` there
         re-reports the same stop on QEMU 7.2, measured); else None."""
         if not self._breakpoints:
             return None
-        pc = (await self._cpu(timeout)).pc
+        # The CPU on the breakpoint is the one whose stop was reported, whatever thread is in focus.
+        thread = self.stop_thread or self.focus
+        pc = (await self._cpu(timeout, thread)).pc
         if pc not in self._breakpoints:
             return None
         self._check(await self._request(b"z1,%x,1" % pc, timeout), "z1")
         try:
-            stop = await self._step(timeout)
+            stop = await self._step(timeout, thread)
         finally:
             self._check(await self._request(b"Z1,%x,1" % pc, timeout), "Z1")
         return stop
@@ -404,7 +620,7 @@ class RspTarget(Target):
 
     async def _wait_stop(self, timeout: float) -> StopEvent:
         reply = await self._wait(self._cont, timeout, b"c")
-        return parse_stop(reply, "c")
+        return self._stopped_at(parse_stop(reply, "c"))
 
     def _start(self, timeout: float) -> StopEvent | None:
         """Send `c` (after stepping off a breakpoint); a StopEvent if stepping off already stopped."""
@@ -458,7 +674,7 @@ class RspTarget(Target):
                 exc = self._cont.exception()
                 if exc is not None:
                     raise exc
-                return parse_stop(self._cont.result(), "c")
+                return self._stopped_at(parse_stop(self._cont.result(), "c"))
             if not self._lt.busy or self._lt.owner == threading.get_ident():
                 # Nobody runs the loop: send 0x03 and wait for the stop reply ourselves.
                 async def intr():

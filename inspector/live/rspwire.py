@@ -119,16 +119,23 @@ def _parse_stop(text: str, request: str) -> StopEvent:
     if kind not in "TS" or len(text) < 3:
         raise TargetError(f"{request}: unexpected stop reply {text!r}")
     sig = int(text[1:3], 16)
+    thread = watch = None
     if kind == "T":
+        # gdb manual, "Stop Reply Packets": `Txx n1:r1;n2:r2;...`; QEMU sends `thread:ID;` naming the
+        # vCPU that stopped (gdbstub/gdbstub.c, gdb_vm_state_change), after `watch:ADDR;` for a watchpoint.
         for pair in text[3:].split(";"):
             key, _, value = pair.partition(":")
-            if key in ("watch", "rwatch", "awatch"):
-                return StopEvent("watchpoint", sig, int(value, 16), key, text)
+            if key in ("watch", "rwatch", "awatch") and watch is None:
+                watch = (key, int(value, 16))
+            elif key == "thread" and value and thread is None:
+                thread = value[:40]
+    if watch is not None:
+        return StopEvent("watchpoint", sig, watch[1], watch[0], text, thread)
     if sig == 2:
-        return StopEvent("interrupt", sig, raw=text)
+        return StopEvent("interrupt", sig, raw=text, thread=thread)
     if sig == 5:
-        return StopEvent("step" if request == "s" else "breakpoint", sig, raw=text)
-    return StopEvent("signal", sig, raw=text)
+        return StopEvent("step" if request == "s" else "breakpoint", sig, raw=text, thread=thread)
+    return StopEvent("signal", sig, raw=text, thread=thread)
 
 
 def _hex(reply: bytes, what: str) -> bytes:

@@ -30,6 +30,7 @@ from decoders.errors import DecodeError
 from decoders.memory import Unreadable
 from decoders.model import Node
 from inspector.live.copies import CopyFollower, Followed
+from inspector.live.cpus import BOOT_CPU, cpu_problems, cpu_views, register_dict, step_refusal, stop_note
 from inspector.live.debuglog import DebugLog
 from inspector.live.disasm import disassemble_at
 from inspector.live.handoffs import HandoffContext, decode_handoff
@@ -37,10 +38,9 @@ from inspector.live.measured import MeasureCheck
 from inspector.live.modules import ModuleTracker
 from inspector.live.phases import RESET_VECTOR, BootState, Breakpoint, classify, compute_handoffs, phase_index
 from inspector.live.runctl import Outcome, release, remaining
-from inspector.live.session_api import PHASES, Mode, Phase, Stop
+from inspector.live.session_api import PHASES, CpuView, Mode, Phase, Stop
 from inspector.live.symbols import LoadedModule, SymbolIndex, gdb_script, symbolize
-from inspector.live.target import (DEFAULT_TIMEOUT, SEGMENTS, X86_64_REGISTERS, Registers, StopEvent, Target,
-                                   TargetDead, TargetError, TargetTimeout)
+from inspector.live.target import DEFAULT_TIMEOUT, StopEvent, Target, TargetDead, TargetError, TargetTimeout
 
 # Stops a cont() may swallow (handoffs on the way to DXE, image-load watchpoint hits) before it
 # gives up: a boot to the shell makes ~340 debug-table updates.
@@ -49,7 +49,6 @@ MAX_TRANSPARENT_STOPS = 4096
 MAX_LOG = 64 << 10
 # Handoffs reached by a breakpoint at an address the image gives; the others by following copies.
 STATIC_HANDOFFS = (Phase.SEC, Phase.PEI_CORE)
-INT_REGISTERS = {n for n, bits in X86_64_REGISTERS if bits <= 64}
 
 
 class Session:
@@ -110,15 +109,59 @@ class Session:
         return self._guard(lambda: self._build("reset" if self._stop is None else "interrupt"))
 
     def step(self) -> Stop:
+        """Step the CPU the current stop is about (the one select_cpu chose, else the one that stopped)."""
+        stop = self._stop
+        if stop is not None and not self.dead:
+            refusal = step_refusal(self._view(stop, stop.cpu))
+            if refusal is not None and len(stop.cpus) > 1:
+                return self._with_problem(refusal)
         return self._guard(lambda: self._after(self.target.step(self.call_timeout), "step"))
 
     def cont(self, timeout: float = 60.0) -> Stop:
         """Run until a stop the user asked for: handoffs on the way to DXE and image-load events
         (which arm pending breakpoints) are taken transparently."""
-        return self._guard(lambda: self._cont(time.monotonic() + timeout, timeout))
+        return self._guard(lambda: self._boot_focus() or self._cont(time.monotonic() + timeout, timeout))
 
     def interrupt(self) -> Stop:
         return self._guard(lambda: self._after(self.target.interrupt(self.call_timeout), "interrupt"))
+
+    def select_cpu(self, index: int) -> Stop:
+        """The current stop about CPU `index`: its mode, RIP, registers, module and disassembly;
+        step() steps it from now on."""
+        return self._guard(lambda: self._select_cpu(index))
+
+    def _select_cpu(self, index: int) -> Stop:
+        stop = self.current()
+        if self.dead:
+            return stop
+        view = self._view(stop, index)
+        if view is None:
+            have = ", ".join(str(c.index) for c in stop.cpus) or "none read"
+            return self._with_problem(f"no CPU {index} at this stop (CPUs: {have})")
+        if not view.registers:
+            return self._with_problem(f"CPU {index}: its registers could not be read ({view.state_source})")
+        self.target.select_thread(view.thread, self.call_timeout)
+        mode = Mode.of(view.mode)
+        ip = view.registers.get("rip", 0) & 0xFFFF if mode in (Mode.REAL, Mode.PROT16) else None
+        # A fresh view: the page cache of the other CPU's virtual address space must not answer.
+        self.virt = self.target.virtual_memory()
+        new = dataclasses.replace(stop, cpu=index, mode=mode, linear_rip=view.linear_rip,
+                                  registers=dict(view.registers), module=view.module,
+                                  disassembly=disassemble_at(self.virt, view.linear_rip, mode, ip=ip))
+        self._stop = new
+        return new
+
+    @staticmethod
+    def _view(stop: Stop, index: int) -> CpuView | None:
+        return next((c for c in stop.cpus if c.index == index), None)
+
+    def _boot_focus(self) -> None:
+        """Before running by phase: register reads are about the boot CPU again (the handoff and copy
+        logic follows the BSP), whichever CPU was selected or stopped last."""
+        stop = self._stop
+        view = self._view(stop, BOOT_CPU) if stop is not None else None
+        if view is not None and self.target.focus != view.thread:
+            self.target.select_thread(view.thread, self.call_timeout)
 
     def console(self, line: str) -> str:
         """A command typed in the app's console: gdb's CLI on the gdb backend (which has one),
@@ -129,7 +172,7 @@ class Session:
         return self.target.monitor(line, self.call_timeout)
 
     def next_handoff(self, timeout: float = 60.0) -> Stop:
-        return self._guard(lambda: self._next_handoff(time.monotonic() + timeout))
+        return self._guard(lambda: self._boot_focus() or self._next_handoff(time.monotonic() + timeout))
 
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         if phase not in PHASES:
@@ -142,7 +185,7 @@ class Session:
         for _ in range(len(PHASES) + 1):
             if self.dead or self.boot.at_or_past(Phase(phase)):
                 break
-            stop = self._guard(lambda: self._next_handoff(deadline))
+            stop = self._guard(lambda: self._boot_focus() or self._next_handoff(deadline))
             if stop.handoff is None:
                 break           # not reached (timeout, unexpected stop): the problem says why
         if phase_index(self.reached or "") > phase_index(phase) and stop.handoff != phase:
@@ -203,7 +246,8 @@ class Session:
         self.index += 1
         stop = Stop(self.index, "interrupt", last.phase if last else Phase.UNKNOWN, last.mode if last else Mode.UNKNOWN,
                     last.linear_rip if last else 0, dict(last.registers) if last else {},
-                    module=last.module if last else None, problems=[f"target died: {why}"])
+                    module=last.module if last else None, problems=[f"target died: {why}"],
+                    cpus=list(last.cpus) if last else [], cpu=last.cpu if last else 0)
         self._stop = stop
         return stop
 
@@ -244,7 +288,12 @@ class Session:
         return stop
 
     def _build(self, reason: str) -> Stop:
-        regs = self.target.read_registers(self.call_timeout)
+        # Every vCPU in one exchange; the stop is about the one the target focuses on (the one that
+        # stopped, or was stepped).
+        cpus = self.target.read_cpus(self.call_timeout)
+        focus = cpus.focused()
+        regs = focus.registers if focus is not None and focus.registers is not None \
+            else self.target.read_registers(self.call_timeout)
         mode, pc = Mode.of(regs.mode), regs.pc
         handoff = self.entries.get(pc)
         if handoff == Phase.RESET and mode != Mode.REAL:
@@ -281,12 +330,28 @@ class Session:
                     stop.tree = Node("stop", f"stop at 0x{pc:x}")
                 stop.tree.append(sym)
                 stop.module = sym.title
+        stop.cpu = focus.index if focus is not None else BOOT_CPU
+        stop.cpus = cpu_views(cpus, self.boot, self._name_at)
+        for view in stop.cpus:
+            if view.index == stop.cpu:
+                view.module = stop.module      # the same name (with symbols: function and line) as the stop's
+        stop.problems.extend(cpu_problems(cpus))
+        note = stop_note(stop.reason, stop.cpu, len(stop.cpus))
+        if note is not None:
+            stop.problems.append(note)
         if self.qemu is not None:
             stop.log = self.qemu.debug_log(MAX_LOG)[-MAX_LOG:]
         if self.debug_log is not None:
             self._debug_log_node(stop)
         self._stop, self._generation = stop, self.target.generation
         return stop
+
+    def _name_at(self, pc: int) -> str | None:
+        """With symbols, the "Module+offset" a CPU's RIP is at (as the stop's own module)."""
+        if self.symbols is None:
+            return None
+        sym = symbolize(self.symbols, self.images(), self.phys, pc)
+        return sym.title if sym is not None else None
 
     def _debug_log_node(self, stop: Stop) -> None:
         """The "Debug log" node: the log up to this stop, cross-checked with what the session derived
@@ -383,21 +448,3 @@ class Session:
             stop.problems.append(f"stopped at 0x{stop.linear_rip:x} before {phase} (0x{address:x})")
         return stop
 
-
-def register_dict(regs: Registers) -> dict[str, int]:
-    """Integer registers by name, control registers, and segment selectors/bases/limits/flags."""
-    out = {k: v for k, v in regs.gpr.items() if k in INT_REGISTERS and isinstance(v, int)}
-    out.update(rip=regs.rip, eflags=regs.rflags, cr0=regs.cr0, cr2=regs.cr2, cr3=regs.cr3, cr4=regs.cr4,
-               efer=regs.efer)
-    for name in SEGMENTS:
-        seg = regs.segments.get(name)
-        if seg is None:
-            continue
-        out[name] = seg.selector
-        for attr in ("base", "limit", "flags"):
-            value = getattr(seg, attr)
-            if value is not None:
-                out[f"{name}_{attr}"] = value
-    for name, (base, limit) in regs.tables.items():
-        out[f"{name}_base"], out[f"{name}_limit"] = base, limit
-    return out

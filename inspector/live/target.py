@@ -159,6 +159,51 @@ class StopEvent:
     address: int | None = None      # the watched address for a watchpoint stop
     kind: str | None = None         # watch / rwatch / awatch
     raw: str = ""
+    thread: str | None = None       # the gdbstub thread (vCPU) that stopped: `T05thread:01;` -> "01"
+
+
+# ---- vCPUs: gdbstub threads ---------------------------------------------------------------------
+# More threads than this in a listing is a hostile or broken stub: QEMU's x86 machines cap `-smp` at
+# their max_cpus, a few hundred (`qemu-system-x86_64 -machine help` lists them).
+MAX_THREADS = 1024
+
+
+def thread_index(thread: str) -> int | None:
+    """QEMU's cpu-index of a gdbstub thread id: "01" or "p01.02" (multiprocess), hex. QEMU numbers
+    threads cpu_index + 1 (gdbstub/gdbstub.c, gdb_get_cpu_index) in both forms; None when `thread`
+    is not a positive hex id."""
+    tid = thread[1:].rpartition(".")[2] if thread.startswith("p") else thread
+    if not tid or len(tid) > 16:
+        return None
+    try:
+        value = int(tid, 16)
+    except ValueError:
+        return None
+    return value - 1 if value > 0 else None
+
+
+@dataclass
+class CpuRead:
+    """One vCPU (gdbstub thread) as read at a stop. `registers` is None when it could not be read
+    (`problem` says why: the thread vanished between listing and reading, the stub refused)."""
+
+    thread: str
+    index: int
+    registers: Registers | None
+    halted: bool | None = None      # QEMU's CPUState.halted (`HLT=` of `info registers -a`); None: unknown
+    problem: str | None = None
+
+
+@dataclass
+class CpuSet:
+    """Every vCPU at a stop, by index; `focus` is the thread reads and steps are about."""
+
+    cpus: list[CpuRead]
+    focus: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def focused(self) -> CpuRead | None:
+        return next((c for c in self.cpus if c.thread == self.focus), None)
 
 
 # ---- `info registers` (HMP) -------------------------------------------------------------------
@@ -170,11 +215,18 @@ _TABLE_RE = re.compile(r"^(GDT|IDT)\s*=\s*([0-9a-f]+)\s+([0-9a-f]+)", re.M | re.
 _CR_RE = re.compile(r"\b(CR0|CR2|CR3|CR4|EFER)=([0-9a-f]+)", re.I)
 
 
+# QEMU target/i386/cpu-dump.c x86_cpu_dump_state: "... CPL=0 II=0 A20=1 SMM=0 HLT=1" (CPUState.halted).
+_HLT_RE = re.compile(r"\bHLT=([01])\b")
+# `info registers -a` (QEMU monitor/hmp-cmds.c, hmp_info_registers) heads each CPU "CPU#<cpu_index>".
+_CPU_HEAD_RE = re.compile(r"^CPU#(\d{1,6})[ \t\r]*$", re.M)
+
+
 @dataclass
 class MonitorRegisters:
     segments: dict[str, Segment]
     tables: dict[str, tuple[int, int]]
     control: dict[str, int]
+    halted: bool | None = None      # `HLT=1`; None when the text does not say
 
 
 def parse_info_registers(text: str) -> MonitorRegisters:
@@ -183,7 +235,32 @@ def parse_info_registers(text: str) -> MonitorRegisters:
                 for m in _SEG_RE.finditer(text)}
     tables = {m[1].lower(): (int(m[2], 16), int(m[3], 16)) for m in _TABLE_RE.finditer(text)}
     control = {m[1].lower(): int(m[2], 16) for m in _CR_RE.finditer(text)}
-    return MonitorRegisters(segments, tables, control)
+    hlt = _HLT_RE.search(text)
+    return MonitorRegisters(segments, tables, control, None if hlt is None else hlt[1] == "1")
+
+
+def parse_info_registers_all(text: str) -> dict[int | None, MonitorRegisters]:
+    """`info registers -a`: {cpu_index: registers}. Text without "CPU#N" heads (plain `info registers`,
+    or a monitor without -a) comes back whole under the key None."""
+    heads = list(_CPU_HEAD_RE.finditer(text))
+    if not heads:
+        return {None: parse_info_registers(text)}
+    out: dict[int | None, MonitorRegisters] = {}
+    for i, m in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        out.setdefault(int(m[1]), parse_info_registers(text[m.end():end]))
+    return out
+
+
+def monitor_for(sections: dict[int | None, MonitorRegisters], index: int | None) -> MonitorRegisters | None:
+    """The section of `info registers -a` for CPU `index`; the whole text when it had no heads; for an
+    unknown index the lowest CPU's (the monitor's default CPU is the first one: QEMU monitor/misc.c,
+    mon_get_cpu)."""
+    if None in sections:
+        return sections[None]
+    if index is not None:
+        return sections.get(index)
+    return sections[min(sections)] if sections else None
 
 
 def merge_registers(gpr: dict[str, int], mon: MonitorRegisters | None) -> Registers:
@@ -213,8 +290,22 @@ class Target(ABC):
     # Bumped whenever the guest may have run (resume, step): memory caches compare it.
     generation: int = 0
 
+    # The gdbstub thread (vCPU) register reads, virtual reads and step() are about; None: the stub's
+    # default (a stub that names no threads). Backends set it to the stopping thread at every stop.
+    focus: str | None = None
+
     @abstractmethod
-    def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers: ...
+    def read_registers(self, timeout: float = DEFAULT_TIMEOUT) -> Registers:
+        """The registers of the focus thread."""
+
+    def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
+        """Every vCPU's registers. This default (a target without threads) is one CPU, index 0."""
+        return CpuSet([CpuRead(self.focus or "1", 0, self.read_registers(timeout))], self.focus)
+
+    def select_thread(self, thread: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Make `thread` the focus: read_registers, read_virtual and step are about it from now on
+        (until the next stop names its own thread)."""
+        self.focus = thread
 
     # The fast path (hostmem.HostMemory) when QEMU runs on this host; set by use_host_memory().
     hostmem = None

@@ -353,7 +353,7 @@ def test_rsp_escapes_roundtrip_reserved_bytes():
 
 
 def test_rsp_stop_replies_map_to_reasons():
-    assert rsp.parse_stop(b"T05thread:01;", "c") == StopEvent("breakpoint", 5, raw="T05thread:01;")
+    assert rsp.parse_stop(b"T05thread:01;", "c") == StopEvent("breakpoint", 5, raw="T05thread:01;", thread="01")
     assert rsp.parse_stop(b"T05thread:01;", "s").reason == "step"
     w = rsp.parse_stop(b"T05watch:820028;thread:01;", "c")
     assert (w.reason, w.address, w.kind) == ("watchpoint", 0x820028, "watch")
