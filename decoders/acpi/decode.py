@@ -15,6 +15,7 @@ import construct
 from decoders import budget
 from decoders.acpi import names
 from decoders.acpi import structs as S
+from decoders.acpi.mpwakeup import follow_mp_wakeup
 from decoders.display import flags_text
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
@@ -535,6 +536,9 @@ def _from_rsdp(mem: Memory, rsdp_address: int) -> Node:
         if table is None:
             continue
         root.append(table)
+        if table.title.startswith("APIC"):
+            # ACPI 6.4 §5.2.12.19: the Multiprocessor Wakeup entry points at a mailbox in memory.
+            follow_mp_wakeup(table, mem)
         if table.title.startswith("FACP"):
             for name in ("XDsdt", "Dsdt", "XFirmwareCtrl", "FirmwareCtrl"):
                 v = table.get(name)
