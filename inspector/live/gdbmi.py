@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import shutil
 import subprocess
 import threading
 import time
 
 from decoders.memory import Unreadable, check_read
-from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, X86_64_REGISTERS, Registers, StopEvent,
-                                   Target, TargetDead, TargetError, TargetRunning, TargetTimeout, merge_registers,
-                                   parse_info_registers)
+from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, MAX_THREADS, X86_64_REGISTERS, CpuRead,
+                                   CpuSet, Registers, StopEvent, Target, TargetDead, TargetError, TargetRunning,
+                                   TargetTimeout, merge_registers, monitor_for, parse_info_registers_all,
+                                   thread_index)
 
 GDB = "gdb"
 # After output arrives, pygdbmi waits this long for more before returning (its default is 0.2 s).
@@ -48,6 +50,20 @@ DEAD_MARKERS = ("Remote connection closed", "Remote communication error", "not b
 _INT_REGS = {name for name, bits in X86_64_REGISTERS if bits <= 64}
 _WATCH_FLAG = {"write": "", "read": "-r ", "access": "-a "}
 _WATCH_TYPE = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
+# gdb's name of a remote thread (gdb/remote.c, remote_target::pid_to_str): "Thread PID.TID" with the
+# multiprocess extension (which QEMU offers), else "Thread TID"; decimal.
+_TARGET_ID_RE = re.compile(r"^Thread (?:(\d+)\.)?(\d+)\b")
+# The monitor command whose text gives every vCPU's segment caches and HLT flag (see rsp.py).
+INFO_REGISTERS = "info registers -a"
+
+
+def stub_thread(target_id: str) -> str | None:
+    """The gdbstub's thread id ("p1.2", hex, as in the RSP) for gdb's "Thread 1.2"; None if not one."""
+    m = _TARGET_ID_RE.match(target_id or "")
+    if m is None:
+        return None
+    tid = int(m[2])
+    return f"p{int(m[1]):x}.{tid:x}" if m[1] is not None else f"{tid:02x}"
 
 
 def mi_quote(text: str) -> str:
@@ -81,6 +97,8 @@ class GdbTarget(Target):
         self._reg_numbers: dict[str, int] | None = None
         self._breakpoints: dict[int, str] = {}
         self._watchpoints: dict[tuple[int, int, str], str] = {}
+        self._gdb_ids: dict[str, str] = {}      # stub thread id -> gdb's thread number
+        self._focus_synced = True               # gdb's selected thread is self.focus
         self._reader = threading.Thread(target=self._read_loop, name="fwinspect-gdbmi", daemon=True)
         self._reader.start()
         try:
@@ -95,6 +113,10 @@ class GdbTarget(Target):
                 self._command(f"-target-select remote {where}", timeout)
             except TargetError as e:
                 raise TargetDead(f"cannot connect to {where}: {e}") from None
+            # stepi steps the selected vCPU alone, as the RSP backend's vCont;s:ID does (gdb manual,
+            # "All-Stop Mode": set scheduler-locking step; gdb refuses it before a target is connected).
+            self._command("-gdb-set scheduler-locking step", timeout)
+            self._learn_threads(self._command("-thread-info", timeout)["payload"], [])
         except BaseException:
             self._end_gdb()
             raise
@@ -213,7 +235,8 @@ class GdbTarget(Target):
             except (TypeError, ValueError):
                 continue        # a structured value (flags view) gdb could not print as one number
         try:
-            mon = parse_info_registers(self.monitor("info registers", timeout))
+            sections = parse_info_registers_all(self.monitor(INFO_REGISTERS, timeout))
+            mon = monitor_for(sections, thread_index(self.focus) if self.focus else None)
         except (TargetDead, TargetTimeout):
             raise
         except TargetError:
@@ -223,6 +246,132 @@ class GdbTarget(Target):
     def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         self._stopped()
         return self._console(f"monitor {command}", timeout)
+
+    # ---- vCPUs: gdb's threads (gdb lists the stub's with qfThreadInfo, reads each with Hg + g)
+    def _learn_threads(self, payload: dict, problems: list[str]) -> list[tuple[str, str]]:
+        """(stub thread id, gdb number) of -thread-info's threads; sets the focus to gdb's current one."""
+        out: list[tuple[str, str]] = []
+        ids: dict[str, str] = {}
+        for t in (payload.get("threads") or [])[:MAX_THREADS]:
+            thread = stub_thread(t.get("target-id", ""))
+            if thread is None or thread_index(thread) is None or not str(t.get("id", "")).isdigit():
+                problems.append(f"gdb lists a thread it does not name as a vCPU: {str(t)[:80]}")
+                continue
+            ids[thread] = t["id"]
+            out.append((thread, t["id"]))
+        self._gdb_ids = ids
+        current = payload.get("current-thread-id")
+        self.focus = next((th for th, gid in out if gid == current), self.focus)
+        self._focus_synced = True
+        return out
+
+    def _commands(self, cmds: list[str], timeout: float) -> list[dict | TargetError]:
+        """MI commands written back to back, then their results in order (an error result as a
+        TargetError in its place). Console output of the batch goes to the last command's result."""
+        if self._closed:
+            raise TargetDead("target closed")
+        if self._proc.poll() is not None:
+            raise TargetDead(self._dead or "gdb exited")
+        with self._write_lock:
+            with self._cv:
+                first = self._token + 1
+                self._token += len(cmds)
+                tokens = list(range(first, first + len(cmds)))
+                self._current = tokens[-1]
+            try:
+                self._ctl.write([f"{tok}{cmd}" for tok, cmd in zip(tokens, cmds)], timeout_sec=timeout,
+                                read_response=False)
+            except (OSError, ValueError) as e:
+                raise TargetDead(f"gdb pipe: {e}") from None
+            deadline = time.monotonic() + timeout
+            out: list[dict | TargetError] = []
+            with self._cv:
+                try:
+                    for tok, cmd in zip(tokens, cmds):
+                        while tok not in self._results:
+                            left = deadline - time.monotonic()
+                            if self._dead and self._proc.poll() is not None:
+                                raise TargetDead(self._dead)
+                            if left <= 0:
+                                raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
+                            self._cv.wait(left)
+                        r = self._results.pop(tok)
+                        if r.get("message") == "error":
+                            text = (r.get("payload") or {}).get("msg", "error")
+                            if any(m in text for m in DEAD_MARKERS):
+                                self._dead = text
+                                raise TargetDead(f"gdb: {text}")
+                            out.append(TargetError(f"gdb: {cmd[:60]}: {text}"))
+                        else:
+                            out.append(r)
+                finally:
+                    self._current = None
+                    stream = "".join(self._streams.pop(tokens[-1], []))
+            if isinstance(out[-1], dict):
+                out[-1]["stream"] = stream
+            return out
+
+    def _values(self, result: dict | TargetError, by_number: dict[int, str]) -> dict[str, int]:
+        if isinstance(result, TargetError):
+            raise result
+        gpr: dict[str, int] = {}
+        for item in result["payload"].get("register-values", []):
+            name = by_number.get(int(item["number"]))
+            try:
+                gpr[name] = int(item["value"], 0)
+            except (TypeError, ValueError):
+                continue        # a structured value (flags view) gdb could not print as one number
+        return gpr
+
+    def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
+        """-thread-info, each known thread's registers (`--thread N`) and `monitor info registers -a`
+        written to gdb back to back; a second round when the thread list changed since the last stop."""
+        self._stopped()
+        numbers = self._numbers(timeout)
+        by_number = {i: n for n, i in numbers.items()}
+        regs = " ".join(str(i) for i in sorted(by_number))
+        problems: list[str] = []
+        for _ in range(2):
+            guess = list(self._gdb_ids.items())
+            cmds = ["-thread-info"]
+            cmds += [f"-data-list-register-values --thread {gid} --skip-unavailable x {regs}" for _, gid in guess]
+            cmds.append(f"-interpreter-exec console {mi_quote('monitor ' + INFO_REGISTERS)}")
+            results = self._commands(cmds, timeout)
+            if isinstance(results[0], TargetError):
+                raise results[0]
+            problems = []
+            listed = self._learn_threads(results[0]["payload"], problems)
+            if listed == guess:
+                break
+        else:
+            return CpuSet([CpuRead(self.focus or "1", thread_index(self.focus or "1") or 0,
+                                   self.read_registers(timeout))], self.focus,
+                          problems + ["gdb's thread list changed between two reads: showing the current thread only"])
+        mon = results[-1]
+        sections = None
+        if isinstance(mon, dict):
+            sections = parse_info_registers_all(mon.get("stream", ""))
+        cpus: list[CpuRead] = []
+        for (thread, gid), result in zip(guess, results[1:-1]):
+            index = thread_index(thread)
+            try:
+                gpr = self._values(result, by_number)
+            except TargetError as e:
+                cpus.append(CpuRead(thread, index, None, problem=f"thread {thread} (gdb thread {gid}) was listed "
+                                                                 f"but its registers could not be read: {e}"))
+                continue
+            section = monitor_for(sections, index) if sections else None
+            cpus.append(CpuRead(thread, index, merge_registers(gpr, section), section.halted if section else None))
+        cpus.sort(key=lambda c: c.index)
+        return CpuSet(cpus, self.focus, problems)
+
+    def select_thread(self, thread: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._stopped()
+        gid = self._gdb_ids.get(thread)
+        if gid is None:
+            raise TargetError(f"no thread {thread} in gdb's thread list")
+        self._command(f"-thread-select {gid}", timeout)
+        self.focus = thread
 
     def console(self, line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """A gdb CLI command (`info registers rip`, `x/4i $pc`, `p $cr0`), its console output."""
@@ -300,6 +449,15 @@ class GdbTarget(Target):
         return self._running
 
     def _stop_event(self, payload: dict, stepping: bool) -> StopEvent:
+        ev = self._stop_kind(payload, stepping)
+        # *stopped names gdb's number of the thread that stopped, which gdb then selects.
+        gid = payload.get("thread-id")
+        thread = next((th for th, g in self._gdb_ids.items() if g == gid), None)
+        if thread is not None:
+            ev.thread = self.focus = thread
+        return ev
+
+    def _stop_kind(self, payload: dict, stepping: bool) -> StopEvent:
         reason = payload.get("reason", "")
         if reason == "breakpoint-hit":
             return StopEvent("breakpoint", 5, raw=reason)
