@@ -46,7 +46,8 @@ class BaseApp(App[None]):
                 ("shift+up / shift+down", "Previous / next sibling"),
             ]),
             ("Fields", [("up / down", "Select a field or problem: its bytes are marked in the hex view")]),
-            ("Bytes", [("arrows, pgup/pgdn", "Scroll the hex view"), ("home / end", "Start / end of the space")]),
+            ("Bytes", [("arrows, pgup/pgdn, click", "Move the cursor byte (the view follows it)"),
+                       ("home / end", "Cursor to the start / end of the space")]),
             ("Tree, fields and bytes", self.key_rows(NodeScreen.BINDINGS)),
         ]
 

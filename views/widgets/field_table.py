@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from decoders.model import Node, Severity
+from decoders.model import Field, Node, Problem, Severity
 from views.widgets.node_tree import clean_text
 
 # Values are one line in a cell; longer text (a long device path, a hostile string) is cut.
@@ -49,7 +49,8 @@ def hex_or_blank(value: int | None) -> str:
 
 
 class FieldTable(DataTable):
-    """Set `node` to show it; posts `FieldTable.FieldSelected` when the user moves over a row."""
+    """Set `node` to show it; posts `FieldTable.FieldSelected` when the user moves over a row and
+    `FieldTable.FieldOpened` on enter (the screen shows the whole value)."""
 
     COMPONENT_CLASSES = set(SEVERITY_CLASS.values())
     DEFAULT_CSS = table_css("FieldTable")
@@ -69,11 +70,24 @@ class FieldTable(DataTable):
         def control(self) -> "FieldTable":
             return self.table
 
+    @dataclass
+    class FieldOpened(Message):
+        """Enter on a row: `item` is its Field or Problem."""
+
+        table: "FieldTable"
+        node: Node
+        item: Field | Problem
+
+        @property
+        def control(self) -> "FieldTable":
+            return self.table
+
     node: reactive[Node | None] = reactive(None, always_update=True)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self._rows: list[tuple[str, int | None, int | None]] = []
+        self._items: list[Field | Problem | None] = []
 
     def on_mount(self) -> None:
         # Value last: it is the one column that can be long, and the others stay in view.
@@ -85,6 +99,7 @@ class FieldTable(DataTable):
     def watch_node(self, node: Node | None) -> None:
         self.clear()
         self._rows = []
+        self._items = []
         if node is None:
             return
         rows = []
@@ -92,17 +107,26 @@ class FieldTable(DataTable):
             rows.append((Text(clean_text(f.name, MAX_VALUE_CHARS)), hex_or_blank(f.offset), hex_or_blank(f.size),
                          Text(clean_text(f.text, MAX_VALUE_CHARS))))
             self._rows.append((f.name, f.offset, f.size))
+            self._items.append(f)
         for p in node.problems[:MAX_ROWS]:
             name = SEVERITY_CLASS.get(p.severity)
             style = self.get_component_rich_style(name, partial=True) if name else ""
             rows.append((Text(p.severity.value, style=style), hex_or_blank(p.offset), "",
                          Text(clean_text(p.message, MAX_VALUE_CHARS), style=style)))
             self._rows.append((f"{p.severity.value}: {p.message}", p.offset, None if p.offset is None else 1))
+            self._items.append(p)
         left_out = max(0, len(node.fields) - MAX_ROWS) + max(0, len(node.problems) - MAX_ROWS)
         if left_out:
             rows.append((Text("…", style="dim"), "", "", Text(f"{left_out} more rows not shown", style="dim italic")))
             self._rows.append(("", None, None))
+            self._items.append(None)
         self.add_rows(rows)
+
+    @property
+    def current_item(self) -> Field | Problem | None:
+        """The Field or Problem of the row under the cursor."""
+        row = self.cursor_row
+        return self._items[row] if 0 <= row < len(self._items) else None
 
     def _post_current(self) -> None:
         node = self.node
@@ -121,3 +145,10 @@ class FieldTable(DataTable):
 
     def on_focus(self) -> None:
         self._post_current()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        item = self.current_item
+        if self.node is not None and item is not None:
+            self.post_message(self.FieldOpened(self, self.node, item))

@@ -9,9 +9,14 @@ is shown or highlighted changes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.segment import Segment
+from textual import events
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -46,8 +51,50 @@ class HexView(ScrollView, can_focus=True):
     """Offset, address (when the space has a base), 16 bytes in hex, and ASCII, per row.
 
     Attributes set by the screen: `space`, `span` (the node's bytes), `mark` (the selected
-    field's bytes, highlighted more strongly) and `cursor` (one byte, from "go to").
+    field's bytes, highlighted more strongly) and `cursor` (one byte, from "go to"). The user moves
+    the cursor with the arrows, page keys, home/end and a mouse click; each move posts
+    `CursorMoved`, and enter posts `CursorChosen` (the screen selects the node holding that byte).
     """
+
+    BINDINGS = [
+        Binding("left", "cursor(-1)", "Previous byte", show=False),
+        Binding("right", "cursor(1)", "Next byte", show=False),
+        Binding("up", "cursor(-16)", "Previous row", show=False),
+        Binding("down", "cursor(16)", "Next row", show=False),
+        Binding("pageup", "cursor_page(-1)", "Page up", show=False),
+        Binding("pagedown", "cursor_page(1)", "Page down", show=False),
+        Binding("home", "cursor_to('start')", "Start of the space", show=False),
+        Binding("end", "cursor_to('end')", "End of the space", show=False),
+        Binding("enter", "choose", "Select the node holding the cursor byte", show=False, id="hex-choose"),
+    ]
+
+    @dataclass
+    class CursorMoved(Message):
+        """The cursor is now on byte `offset` of `space` (None: no cursor)."""
+
+        hex_view: "HexView"
+        space: Space | None
+        offset: int | None
+
+        @property
+        def control(self) -> "HexView":
+            return self.hex_view
+
+        def can_replace(self, message: Message) -> bool:
+            # A held arrow key: only where the cursor ends up is looked up and drawn.
+            return isinstance(message, HexView.CursorMoved) and message.hex_view is self.hex_view
+
+    @dataclass
+    class CursorChosen(Message):
+        """Enter on byte `offset` of `space`."""
+
+        hex_view: "HexView"
+        space: Space
+        offset: int
+
+        @property
+        def control(self) -> "HexView":
+            return self.hex_view
 
     COMPONENT_CLASSES = {
         "hex-view--offset",
@@ -127,8 +174,14 @@ class HexView(ScrollView, can_focus=True):
     def watch_mark(self) -> None:
         self._invalidate()
 
-    def watch_cursor(self) -> None:
-        self._invalidate()
+    def watch_cursor(self, old: int | None, new: int | None) -> None:
+        # Only the rows the cursor left and entered change: a move redraws two rows, not the view.
+        for offset in {old, new}:
+            if offset is not None:
+                row = offset // BYTES_PER_ROW
+                self._cache.discard(row)
+                self.refresh_line(row)
+        self.post_message(self.CursorMoved(self, self.space, new))
 
     def _invalidate(self) -> None:
         self._cache.clear()
@@ -149,6 +202,89 @@ class HexView(ScrollView, can_focus=True):
         if only_if_hidden and top <= row < top + max(1, self.scrollable_content_region.height):
             return
         self.scroll_to(y=max(0, row - CONTEXT_ROWS), animate=False, immediate=True)
+
+    def _reveal_row(self, row: int) -> None:
+        """Scroll as little as needed for `row` to be on screen."""
+        top = int(self.scroll_offset.y)
+        height = max(1, self.scrollable_content_region.height)
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False, immediate=True)
+
+    # -- the cursor ---------------------------------------------------------------
+    def _byte_count(self) -> int:
+        data = self.data
+        return 0 if data is None else len(data)
+
+    def _start(self) -> int:
+        """Where the cursor appears on its first move: the node's first byte when it is on
+        screen, else the first byte shown."""
+        top = int(self.scroll_offset.y) * BYTES_PER_ROW
+        height = max(1, self.scrollable_content_region.height) * BYTES_PER_ROW
+        if self.span is not None and top <= self.span[0] < top + height:
+            return self.span[0]
+        return top
+
+    def move_cursor_to(self, offset: int) -> None:
+        size = self._byte_count()
+        if not size:
+            return
+        offset = min(max(0, offset), size - 1)
+        self.cursor = offset
+        self._reveal_row(offset // BYTES_PER_ROW)
+
+    def action_cursor(self, delta: int) -> None:
+        if not self._byte_count():
+            return
+        if self.cursor is None:
+            self.move_cursor_to(self._start())
+        else:
+            self.move_cursor_to(self.cursor + delta)
+
+    def action_cursor_page(self, pages: int) -> None:
+        rows = max(1, self.scrollable_content_region.height)
+        if self.cursor is None:
+            self.action_cursor(0)
+            return
+        self.move_cursor_to(self.cursor + pages * rows * BYTES_PER_ROW)
+
+    def action_cursor_to(self, where: str) -> None:
+        self.move_cursor_to(0 if where == "start" else self._byte_count() - 1)
+
+    def action_choose(self) -> None:
+        if self.cursor is not None and self.space is not None:
+            self.post_message(self.CursorChosen(self, self.space, self.cursor))
+
+    def offset_at(self, x: int, y: int) -> int | None:
+        """The byte under content cell (x, y), in the hex or the ASCII column; None elsewhere."""
+        size = self._byte_count()
+        if not size:
+            return None
+        row = int(self.scroll_offset.y) + y
+        col = int(self.scroll_offset.x) + x
+        prefix = (self._offset_digits + 1 if self._offset_digits else 0) + \
+            (self._address_digits + 1 if self._address_digits else 0) + 1
+        ascii_start = prefix + BYTES_PER_ROW * 3 + 1 + 1
+        if ascii_start <= col < ascii_start + BYTES_PER_ROW:
+            index = col - ascii_start
+        else:
+            rel = col - prefix
+            if rel >= 8 * 3:
+                rel -= 1  # the extra space mid-row
+            if not 0 <= rel < BYTES_PER_ROW * 3 or rel % 3 == 2:
+                return None
+            index = rel // 3
+        offset = row * BYTES_PER_ROW + index
+        return offset if 0 <= offset < size else None
+
+    def on_click(self, event: events.Click) -> None:
+        where = event.get_content_offset(self)
+        if where is None:
+            return
+        offset = self.offset_at(where.x, where.y)
+        if offset is not None:
+            self.cursor = offset
 
     # -- rendering ----------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
