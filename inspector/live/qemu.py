@@ -7,6 +7,7 @@ for the debug console on port 0x402):
         -gdb tcp:127.0.0.1:PORT            (or a unix socket: -chardev socket,... -gdb chardev:gdb0)
         -qmp unix:DIR/qmp.sock,server=on,wait=off
         -debugcon file:DIR/debug.log -global isa-debugcon.iobase=0x402
+        [-smp N]
         -drive if=pflash,...CODE,readonly=on -drive if=pflash,...VARS-copy   (split images)
         -bios IMAGE                                                            (unified images)
         [-chardev socket,id=chrtpm,path=... -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0]
@@ -124,7 +125,8 @@ class QemuProcess:
 
     def __init__(self, image: str | Path, vars: str | Path | None = None, memory: str = "256M",
                  tpm: bool = False, extra_args: list[str] | tuple[str, ...] = (), gdb: str = "tcp",
-                 workdir: str | Path | None = None, qemu: str = QEMU, tpm_readback: bool = True):
+                 workdir: str | Path | None = None, qemu: str = QEMU, tpm_readback: bool = True,
+                 smp: int | None = None):
         self.image = Path(image)
         self.vars = Path(vars) if vars else vars_for(self.image)
         self.memory = memory
@@ -132,6 +134,7 @@ class QemuProcess:
         self.tpm_readback = tpm_readback
         self.tpm_relay = None           # inspector.live.tpmrelay.TpmRelay once started
         self.extra_args = list(extra_args)
+        self.smp = smp                  # vCPUs (QEMU's -smp); None: QEMU's default (1) or what extra_args say
         self.gdb_kind = gdb
         self.qemu = qemu
         self._own_dir = workdir is None
@@ -170,6 +173,8 @@ class QemuProcess:
                 # OVMF's DebugLib writes to I/O port 0x402 (OvmfPkg/OvmfPkg.dec, PcdDebugIoPort;
                 # OvmfPkg/Library/PlatformDebugLibIoPort/DebugIoPortQemu.c).
                 "-debugcon", f"file:{self.debugcon_path}", "-global", "isa-debugcon.iobase=0x402"]
+        if self.smp is not None:
+            args += ["-smp", str(self.smp)]
         if self.vars is not None:
             # Never write the distribution's VARS template: the guest gets a private copy.
             vars_copy = self.dir / self.vars.name

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from decoders.model import Field, Node, Problem, Severity, Space, json_value
-from inspector.live.session_api import SessionLike, Stop
+from inspector.live.session_api import CpuView, SessionLike, Stop
 
 FORMAT = "fwinspect-recording"
 VERSION = 1
@@ -73,6 +73,8 @@ MAX_VALUE_DEPTH = 8
 MAX_VALUE_ITEMS = 65_536
 # Text cut on reading (a hostile file's titles are shown in the UI).
 MAX_TEXT_CHARS = 4096
+# vCPUs kept per stop (QEMU's x86 machines cap -smp at a few hundred; inspector.live.target.MAX_THREADS).
+MAX_CPUS = 1024
 
 
 class RecordingError(ValueError):
@@ -215,6 +217,10 @@ class Recorder:
 
     def console(self, line: str) -> str:
         return self.session.console(line)
+
+    def select_cpu(self, index: int) -> Stop:
+        # The same stop about another CPU: its index is recorded already, so nothing is appended.
+        return self.record(self.session.select_cpu(index))
 
     def close(self) -> None:
         try:
@@ -391,13 +397,40 @@ def _read_stop(c: _Checker, obj: Any, blobs: dict[str, bytes], previous_log: str
         raise c.fail(f"stop.log_prefix: {prefix} is past the previous stop's log ({len(previous_log)} chars)")
     log = previous_log[:prefix] + (c.get(s, "log", str, "stop", optional=True) or "")
     tree = s.get("tree")
+    cpus = _read_cpus(c, s)
+    cpu = c.int(s, "cpu", "stop", optional=True) or 0
     return Stop(
         index=c.int(s, "index", "stop"), reason=c.text(s, "reason", "stop"), phase=c.text(s, "phase", "stop"),
         mode=c.text(s, "mode", "stop"), linear_rip=c.int(s, "linear_rip", "stop"),
         registers=dict(registers), module=c.text(s, "module", "stop", optional=True),
         handoff=c.text(s, "handoff", "stop", optional=True),
         tree=None if tree is None else _read_tree(c, c.dict(tree, "stop.tree"), blobs),
-        disassembly=disassembly, log=log, problems=[p[:MAX_TEXT_CHARS] for p in problems])
+        disassembly=disassembly, log=log, problems=[p[:MAX_TEXT_CHARS] for p in problems], cpus=cpus, cpu=cpu)
+
+
+def _read_cpus(c: _Checker, s: dict) -> list[CpuView]:
+    """stop.cpus: absent in recordings made before vCPUs were read (an empty list then)."""
+    raw = s.get("cpus")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise c.fail(f"stop.cpus: expected a list, found {type(raw).__name__}")
+    if len(raw) > MAX_CPUS:
+        raise c.fail(f"stop.cpus: more than {MAX_CPUS} CPUs")
+    out = []
+    for i, v in enumerate(raw):
+        where = f"stop.cpus[{i}]"
+        v = c.dict(v, where)
+        regs = c.dict(v.get("registers"), f"{where}.registers")
+        for name, value in regs.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise c.fail(f"{where}.registers.{name[:40]}: expected an integer")
+        out.append(CpuView(index=c.int(v, "index", where), thread=c.text(v, "thread", where),
+                           mode=c.text(v, "mode", where), linear_rip=c.int(v, "linear_rip", where),
+                           phase=c.text(v, "phase", where), module=c.text(v, "module", where, optional=True),
+                           state=c.text(v, "state", where), registers=dict(regs),
+                           state_source=c.text(v, "state_source", where, optional=True) or ""))
+    return out
 
 
 def load_recording(path: Path | str) -> list[Stop]:
@@ -524,6 +557,7 @@ class ReplaySession:
         if not self.stops:
             raise RecordingError(path, 0, "the recording holds no stops")
         self.position = 0
+        self._selected: dict[int, Stop] = {}     # position -> that stop about another CPU (select_cpu)
 
     @property
     def live(self) -> bool:
@@ -534,7 +568,7 @@ class ReplaySession:
         return len(self.stops)
 
     def current(self) -> Stop:
-        return self.stops[self.position]
+        return self._selected.get(self.position) or self.stops[self.position]
 
     def _move(self, delta: int) -> Stop:
         self.position = max(0, min(len(self.stops) - 1, self.position + delta))
@@ -573,6 +607,23 @@ class ReplaySession:
 
     def interrupt(self) -> Stop:
         return self.current()
+
+    def select_cpu(self, index: int) -> Stop:
+        """The current recorded stop about CPU `index` (its recorded registers, mode, RIP and module;
+        the disassembly was recorded for the stop's own CPU only, so it is left out for another)."""
+        stop = self.stops[self.position]
+        view = next((c for c in stop.cpus if c.index == index), None)
+        if view is None:
+            have = ", ".join(str(c.index) for c in stop.cpus) or "none recorded"
+            return dataclasses.replace(self.current(),
+                                       problems=[*stop.problems, f"no CPU {index} at this stop (CPUs: {have})"])
+        if index == stop.cpu:
+            self._selected.pop(self.position, None)
+            return stop
+        selected = dataclasses.replace(stop, cpu=index, mode=view.mode, linear_rip=view.linear_rip,
+                                       registers=dict(view.registers), module=view.module, disassembly=[])
+        self._selected[self.position] = selected
+        return selected
 
     def close(self) -> None:
         pass

@@ -1,6 +1,6 @@
 """`fwinspect qemu` and `fwinspect attach`: live sessions from the command line.
 
-    fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
+    fwinspect qemu IMAGE [--vars VARS] [--memory 256M] [--smp N] [--tpm] [--backend rsp|gdb] [--until PHASE] [--json]
                    [--break SPEC]... [--symbols DIR] [--gdb-script FILE] [-- QEMU-ARGS...]
     fwinspect attach HOST:PORT --image IMAGE [--backend rsp|gdb] [--until PHASE] [--json] [--break SPEC]...
 
@@ -49,6 +49,7 @@ def add_qemu_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vars", help="VARS template for a split CODE image (a private copy is used)")
     p.add_argument("--memory", default="256M", help="guest RAM, QEMU's -m (default 256M)")
     p.add_argument("--tpm", action="store_true", help="attach a swtpm TPM 2.0 (tpm-crb)")
+    p.add_argument("--smp", type=_vcpus, metavar="N", help="vCPUs (QEMU's -smp N; `-- -smp N` works too)")
     _common(p)
     # REMAINDER takes everything after IMAGE (argparse cannot mix a `--` tail with options that
     # follow a positional); run_qemu parses our options out of it and keeps what follows `--`.
@@ -57,8 +58,20 @@ def add_qemu_arguments(p: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = {"--tpm", "--json"}
-_OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--backend", "--until", "--timeout", "--record", "--break",
+_OUR_OPTIONS = _FLAGS | {"--vars", "--memory", "--smp", "--backend", "--until", "--timeout", "--record", "--break",
                          "--symbols", "--gdb-script"}
+# QEMU's own bound on -smp for x86 machines is the machine's max_cpus; ours keeps the number sane.
+MAX_SMP = 1024
+
+
+def _vcpus(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of vCPUs") from None
+    if not 1 <= n <= MAX_SMP:
+        raise argparse.ArgumentTypeError(f"{n}: between 1 and {MAX_SMP} vCPUs")
+    return n
 
 
 def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -67,6 +80,7 @@ def split_qemu_args(args: argparse.Namespace) -> argparse.Namespace:
     def options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--vars")
         p.add_argument("--memory")
+        p.add_argument("--smp", type=_vcpus)
         p.add_argument("--tpm", action="store_true")
         _common(p)
     return split_remainder(args, "fwinspect qemu", _OUR_OPTIONS, _FLAGS, options)
@@ -182,7 +196,11 @@ def _run_qemu(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     image = load_image_arg(args.image)
     check_image_phases(image, args.until, qemu=True)
-    qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args)
+    smp = getattr(args, "smp", None)
+    if smp is not None and any(a in ("-smp", "--smp") for a in args.qemu_args):
+        raise UsageError("--smp and `-- -smp` both given: use one")
+    qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args,
+                       smp=smp)
     try:
         qemu.start()
     except QemuError as e:
@@ -319,14 +337,18 @@ def _print(stop: Stop, as_json: bool) -> None:
         write_stop_json(stop)
         return
     from inspector.render import print_tree
-    print(f"stop {stop.index} ({stop.reason}): phase {stop.phase}, {stop.mode}, RIP 0x{stop.linear_rip:x}"
-          + (f" in {stop.module}" if stop.module else ""))
+    print(f"stop {stop.index} ({stop.reason}{f' on CPU {stop.cpu}' if len(stop.cpus) > 1 else ''}): "
+          f"phase {stop.phase}, {stop.mode}, RIP 0x{stop.linear_rip:x}" + (f" in {stop.module}" if stop.module else ""))
     regs = stop.registers
     names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "eflags", "cr0", "cr3", "cr4", "efer",
              "cs", "cs_base"]
     print("  " + "  ".join(f"{n}={regs[n]:#x}" for n in names if n in regs))
     for addr, text in stop.disassembly:
         print(f"  {addr:#x}: {text}")
+    if len(stop.cpus) > 1:
+        for c in stop.cpus:
+            print(f"  CPU {c.index}{'*' if c.index == stop.cpu else ' '} {c.state:<13} {c.mode:<7} RIP 0x{c.linear_rip:x} "
+                  f"{c.phase}{f' in {c.module}' if c.module else ''}")
     for p in stop.problems:
         print(f"  problem: {p}")
     if stop.tree is not None:
