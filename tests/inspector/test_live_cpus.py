@@ -1,0 +1,339 @@
+"""Every vCPU at a stop, offline: a fake gdbstub speaking QEMU's thread packets, and the per-CPU logic.
+
+Replies are built from the specs, not from our code: `g` in the order of QEMU's
+gdbstub/gdb-xml/i386-64bit.xml (rax..r15, rip as 8 bytes, eflags and six selectors as 4, fs_base,
+gs_base, k_gs_base, cr0, cr2, cr3, cr4, cr8, efer as 8, little-endian: gdb manual, "Packets", `g`);
+thread lists as QEMU sends them (`m01`, then `l`: gdbstub/gdbstub.c, handle_query_threads); stop
+replies `T05thread:ID;` (gdb manual, "Stop Reply Packets"); monitor text in the layout of QEMU
+target/i386/cpu-dump.c with `info registers -a`'s "CPU#N" heads and CRLF line ends (as QEMU 7.2
+sends them through qRcmd, measured here).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+import types
+
+import pytest
+
+from inspector.live import rsp
+from inspector.live.cpus import cpu_state, cpu_views, step_refusal, stop_note
+from inspector.live.gdbmi import stub_thread
+from inspector.live.phases import BootState
+from inspector.live.record import Recorder, ReplaySession, load_recording
+from inspector.live.session_api import CpuState, CpuView, Stop
+from inspector.live.target import CpuRead, CpuSet, merge_registers, parse_info_registers_all, thread_index
+
+TIMEOUT = 5.0
+BOOT = BootState(types.SimpleNamespace(ranges=[]))     # no module ranges: classify by mode alone
+
+
+def g_reply(rip: int, cr0: int, cr3: int, cs: int, rax: int = 0, efer: int = 0) -> bytes:
+    gprs = [rax] + [0] * 15 + [rip]
+    raw = struct.pack("<17Q", *gprs) + struct.pack("<7I", 2, cs, 0, 0, 0, 0, 0) + struct.pack("<3Q", 0, 0, 0)
+    raw += struct.pack("<6Q", cr0, 0, cr3, 0, 0, efer)
+    return raw.hex().encode()
+
+
+def monitor_section(index: int, cs: str, hlt: int, cr0: str) -> str:
+    return (f"CPU#{index}\r\nEIP=0000fff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT={hlt}\r\n"
+            f"CS ={cs} DPL=0 CS16 [-RA]\r\nGDT=     00000000 0000ffff\r\nCR0={cr0} CR2=00000000 CR3=00000000 "
+            f"CR4=00000000\r\nEFER=0000000000000000\r\n")
+
+
+# Three vCPUs: the BSP in 32-bit flat mode at the PEI core's entry, AP 1 never started (halted at
+# the reset state), AP 2 parked halted in 32-bit code.
+CPU_G = {
+    "01": g_reply(0x82584A, 0x40000033, 0, 0x10, rax=0x1111),
+    "02": g_reply(0xFFF0, 0x60000010, 0, 0xF000, rax=0x2222),
+    "03": g_reply(0xFEC9D57, 0x33, 0x1F000, 0x10, rax=0x3333),
+}
+MONITOR = ("\r\n" + monitor_section(0, "0010 00000000 ffffffff 00cf9b00", 0, "40000033")
+           + monitor_section(1, "f000 ffff0000 0000ffff 00009b00", 1, "60000010")
+           + monitor_section(2, "0010 00000000 ffffffff 00cf9b00", 1, "00000033"))
+
+
+def frame(payload: bytes) -> bytes:
+    return b"$" + payload + b"#" + b"%02x" % (sum(payload) & 0xFF)
+
+
+class ThreadStub:
+    """QEMU's gdbstub for `threads`: a listing iterator, Hg (E22 for a thread in `vanished`), `g` of the
+    thread Hg selected, qRcmd. With `hold`, nothing is answered until a qRcmd has arrived (a client
+    waiting for a reply before sending the next request would stall: `stalled` records it)."""
+
+    def __init__(self, threads=("01", "02", "03"), vanished=(), vcont=True, stop=b"T05thread:01;"):
+        self.threads = list(threads)
+        self.vanished = set(vanished)
+        self.vcont = vcont
+        self.stop = stop
+        self.g_thread = stop.partition(b"thread:")[2].rstrip(b";").decode() or self.threads[0]   # QEMU: g_cpu = c_cpu
+        self.received: list[bytes] = []
+        self.hold = False
+        self.stalled = False
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(TIMEOUT)
+        self.address = self.server.getsockname()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def answer(self, p: bytes) -> list[bytes]:
+        if p.startswith(b"qSupported"):
+            return [frame(b"PacketSize=1000" + (b";vContSupported+" if self.vcont else b""))]
+        if p == b"?":
+            return [frame(self.stop)]
+        if p == b"qfThreadInfo":
+            self._it = iter(self.threads)
+            return [frame(b"m" + next(self._it).encode())]
+        if p == b"qsThreadInfo":
+            t = next(self._it, None)
+            return [frame(b"l" if t is None else b"m" + t.encode())]
+        if p.startswith(b"Hg"):
+            t = p[2:].decode()
+            if t in self.vanished or t not in self.threads:
+                return [frame(b"E22")]
+            self.g_thread = t
+            return [frame(b"OK")]
+        if p == b"g":
+            return [frame(CPU_G[self.g_thread])]
+        if p.startswith(b"qRcmd,"):
+            text = MONITOR.encode()
+            return [frame(b"O" + text[:200].hex().encode()), frame(b"O" + text[200:].hex().encode()), frame(b"OK")]
+        if p.startswith(b"Qqemu.PhyMemMode"):
+            return [frame(b"OK")]
+        if p.startswith(b"vCont;s:") or p == b"s":
+            return [frame(b"T05thread:" + (p[8:] if p != b"s" else b"01") + b";")]
+        return [frame(b"")]
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        conn.settimeout(0.05)
+        buf = b""
+        held: list[bytes] = []
+        held_since = None
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                except socket.timeout:
+                    pass
+                except OSError:
+                    return
+                while b"#" in buf and len(buf) >= buf.index(b"#") + 3:
+                    start = buf.find(b"$")
+                    if start < 0 or start > buf.index(b"#"):
+                        buf = buf[buf.index(b"#") + 3:]
+                        continue
+                    end = buf.index(b"#")
+                    payload, buf = buf[start + 1:end], buf[end + 3:]
+                    self.received.append(payload)
+                    conn.sendall(b"+")
+                    held.append(payload)
+                    held_since = held_since or time.monotonic()
+                if held and (not self.hold or any(p.startswith(b"qRcmd") for p in held)
+                             or time.monotonic() - held_since > 1.0):
+                    if self.hold and not any(p.startswith(b"qRcmd") for p in held):
+                        self.stalled = True
+                    for p in held:
+                        for raw in self.answer(p):
+                            conn.sendall(raw)
+                    held, held_since = [], None
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def stub_target(request):
+    made = []
+
+    def make(**kw):
+        stub = ThreadStub(**kw)
+        t = rsp.RspTarget(stub.address, timeout=TIMEOUT)
+        made.append((stub, t))
+        return stub, t
+    yield make
+    for stub, t in made:
+        t.close()
+        stub.close()
+
+
+# ---- wire: stop replies, thread ids, monitor text -------------------------------------------------
+
+def test_stop_reply_names_the_thread_that_stopped():
+    assert rsp.parse_stop(b"T05thread:02;", "c").thread == "02"
+    assert rsp.parse_stop(b"T02thread:01;", "c").thread == "01"
+    w = rsp.parse_stop(b"T05watch:820028;thread:p01.03;", "c")
+    assert (w.reason, w.address, w.thread) == ("watchpoint", 0x820028, "p01.03")
+    assert rsp.parse_stop(b"S05", "c").thread is None
+
+
+def test_thread_index_is_qemu_cpu_index():
+    # QEMU numbers threads cpu_index + 1, hex, "pPID.TID" with multiprocess.
+    assert [thread_index(t) for t in ("01", "02", "0a", "p1.2", "p01.10")] == [0, 1, 9, 1, 15]
+    assert [thread_index(t) for t in ("0", "", "zz", "p1.", "p1.0")] == [None] * 5
+
+
+def test_gdb_thread_names_map_to_stub_ids():
+    assert stub_thread("Thread 1.2") == "p1.2"
+    assert stub_thread("Thread 1.16") == "p1.10"     # gdb prints decimal, the stub's ids are hex
+    assert stub_thread("Thread 5") == "05"
+    assert stub_thread("process 7") is None
+
+
+def test_info_registers_all_splits_by_cpu_with_crlf():
+    sections = parse_info_registers_all(MONITOR)
+    assert sorted(sections) == [0, 1, 2]
+    assert sections[1].segments["cs"].base == 0xFFFF0000 and sections[1].halted is True
+    assert sections[0].segments["cs"].flags == 0x00CF9B00 and sections[0].halted is False
+    assert sections[2].control["cr0"] == 0x33
+
+
+# ---- the RSP backend: one pipelined exchange, exact packets -----------------------------------------
+
+def test_read_cpus_reads_every_thread_with_hg_then_g(stub_target):
+    stub, t = stub_target()
+    cpus = t.read_cpus(TIMEOUT)
+    assert [(c.thread, c.index) for c in cpus.cpus] == [("01", 0), ("02", 1), ("03", 2)]
+    assert [c.registers["rax"] for c in cpus.cpus] == [0x1111, 0x2222, 0x3333]
+    assert [c.registers.pc for c in cpus.cpus] == [0x82584A, 0xFFFFFFF0, 0xFEC9D57]
+    assert [c.halted for c in cpus.cpus] == [False, True, True]
+    assert cpus.focus == "01" and not cpus.problems
+    after = stub.received[stub.received.index(b"?") + 1:]
+    assert after[:8] == [b"qfThreadInfo"] + [b"qsThreadInfo"] * 7
+    assert after[8:15] == [b"Hg01", b"g", b"Hg02", b"g", b"Hg03", b"g", b"Hg01"]
+    assert after[15] == b"qRcmd," + b"info registers -a".hex().encode()
+
+
+def test_second_read_is_one_pipelined_exchange(stub_target):
+    stub, t = stub_target()
+    t.read_cpus(TIMEOUT)
+    stub.received.clear()
+    stub.hold = True        # the stub answers nothing before the batch's qRcmd has arrived
+    cpus = t.read_cpus(TIMEOUT)
+    assert not stub.stalled
+    assert stub.received == ([b"qfThreadInfo"] + [b"qsThreadInfo"] * 3
+                             + [b"Hg01", b"g", b"Hg02", b"g", b"Hg03", b"g", b"Hg01",
+                                b"qRcmd," + b"info registers -a".hex().encode()])
+    assert [c.registers["rax"] for c in cpus.cpus] == [0x1111, 0x2222, 0x3333]
+
+
+def test_thread_that_vanishes_is_a_problem_not_an_exception(stub_target):
+    stub, t = stub_target()
+    stub.vanished = {"03"}          # listed, then Hg03 answers E22; `g` would give thread 02's registers
+    cpus = t.read_cpus(TIMEOUT)
+    assert [c.index for c in cpus.cpus] == [0, 1, 2]
+    gone = cpus.cpus[2]
+    assert gone.registers is None and "vanished" in gone.problem and "E22" in gone.problem
+    assert cpus.cpus[1].registers["rax"] == 0x2222
+    views = cpu_views(cpus, BOOT)
+    assert views[2].state == CpuState.UNKNOWN and "vanished" in views[2].state_source
+    # The session goes on: the focus thread still reads.
+    assert t.read_registers(TIMEOUT)["rax"] == 0x1111
+
+
+def test_stop_on_an_ap_focuses_reads_on_it(stub_target):
+    stub, t = stub_target(stop=b"T05thread:03;")
+    assert t.focus == "03"
+    regs = t.read_registers(TIMEOUT)
+    # g of thread 03 with CPU#2's segment cache (not the monitor's default CPU#0)
+    assert regs["rax"] == 0x3333 and regs.cs.flags == 0x00CF9B00 and regs.pc == 0xFEC9D57
+    assert t.read_cpus(TIMEOUT).focused().index == 2
+
+
+def test_step_steps_the_selected_thread_with_vcont(stub_target):
+    stub, t = stub_target()
+    t.select_thread("02")
+    ev = t.step(TIMEOUT)
+    assert stub.received[-1] == b"vCont;s:02"
+    assert ev.reason == "step" and ev.thread == "02" and t.focus == "02"
+
+
+def test_step_without_vcont_is_plain_s(stub_target):
+    stub, t = stub_target(vcont=False)
+    t.step(TIMEOUT)
+    assert stub.received[-1] == b"s"
+
+
+# ---- per-CPU state ---------------------------------------------------------------------------------
+
+def regs_from(index: int, thread: str):
+    gpr = rsp.RspTarget._parse_g(type("L", (), {"layout": rsp.X86_64_REGISTERS})(), bytes(CPU_G[thread]))
+    return merge_registers(gpr, parse_info_registers_all(MONITOR)[index])
+
+
+def test_state_from_hlt_and_reset_state():
+    assert cpu_state(regs_from(0, "01"), False)[0] == CpuState.RUNNING
+    assert cpu_state(regs_from(1, "02"), True)[0] == CpuState.WAIT_FOR_SIPI
+    assert cpu_state(regs_from(2, "03"), True)[0] == CpuState.HALTED
+    # The BSP at reset is at the reset state too, but not halted: running.
+    assert cpu_state(regs_from(1, "02"), False)[0] == CpuState.RUNNING
+    assert cpu_state(regs_from(0, "01"), None)[0] == CpuState.UNKNOWN
+
+
+def test_halted_cpu_is_not_stepped_and_ap_breakpoint_is_named():
+    view = CpuView(1, "02", "real", 0xFFFFFFF0, "reset", None, CpuState.WAIT_FOR_SIPI, {}, "x")
+    assert "CPU 1 is wait-for-sipi" in step_refusal(view)
+    assert step_refusal(CpuView(0, "01", "prot32", 0, "sec", None, CpuState.RUNNING, {})) is None
+    assert stop_note("breakpoint", 2, 4) == "CPU 2 hit this breakpoint, not the boot CPU (CPU 0)"
+    assert stop_note("breakpoint", 0, 4) is None and stop_note("step", 2, 4) is None
+
+
+# ---- record / replay -----------------------------------------------------------------------------
+
+def test_recording_keeps_cpus_and_replay_selects_them(tmp_path):
+    cpus = cpu_views(CpuSet([CpuRead("01", 0, regs_from(0, "01"), False), CpuRead("02", 1, regs_from(1, "02"), True)],
+                            "01"), BOOT)
+    stop = Stop(0, "handoff", "pei-core", "prot32", 0x82584A, {"rip": 0x82584A}, module="PeiCore", cpus=cpus, cpu=0,
+                disassembly=[(0x82584A, "push ebp")])
+
+    class One:
+        live = True
+
+        def current(self):
+            return stop
+
+        def close(self):
+            pass
+    rec = Recorder(One(), tmp_path / "r.jsonl")
+    rec.current()
+    rec.close()
+    line = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[1])["stop"]
+    assert line["cpu"] == 0 and [c["state"] for c in line["cpus"]] == ["running", "wait-for-sipi"]
+    replay = ReplaySession(tmp_path / "r.jsonl")
+    assert [c.to_json() for c in replay.current().cpus] == [c.to_json() for c in cpus]
+    other = replay.select_cpu(1)
+    assert (other.cpu, other.linear_rip, other.mode, other.disassembly) == (1, 0xFFFFFFF0, "real", [])
+    assert replay.current() is other
+    assert replay.select_cpu(0).linear_rip == 0x82584A
+    assert "no CPU 7" in replay.select_cpu(7).problems[-1]
+
+
+def test_old_recording_without_cpus_loads(tmp_path):
+    head = {"format": "fwinspect-recording", "version": 1}
+    stop = {"index": 0, "reason": "reset", "phase": "reset", "mode": "real", "linear_rip": 0xFFFFFFF0,
+            "registers": {"rip": 0xFFF0}, "disassembly": [], "problems": [], "tree": None}
+    p = tmp_path / "old.jsonl"
+    p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
+    (s,) = load_recording(p)
+    assert s.cpus == [] and s.cpu == 0
+
+
+def test_recording_with_a_malformed_cpu_names_the_line(tmp_path):
+    head = {"format": "fwinspect-recording", "version": 1}
+    stop = {"index": 0, "reason": "reset", "phase": "reset", "mode": "real", "linear_rip": 0, "registers": {},
+            "disassembly": [], "problems": [], "tree": None, "cpus": [{"index": "zero"}]}
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
+    with pytest.raises(ValueError, match=r"line 2: stop.cpus\[0\].registers"):
+        load_recording(p)
