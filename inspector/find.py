@@ -25,6 +25,7 @@ once per variant). At most `limit` hits are kept, in tree order of the spaces th
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -35,6 +36,13 @@ DEFAULT_LIMIT = 10_000
 # Longest pattern accepted, in bytes: structures worth searching for are a few hundred bytes; a
 # pattern pasted from a whole file is a mistake, and a regex over it is slow to build.
 MAX_PATTERN = 4096
+
+# Search windows (see _search): a window's worst case is about WINDOW_WORK byte comparisons.
+WINDOW_WORK = 1 << 26
+MIN_WINDOW, MAX_WINDOW = 4096, 4 << 20
+# A search that has taken this long stops where it is and says so (a pattern with wildcards over
+# repetitive bytes); the 4 MiB images and their decompressed volumes take well under a second.
+TIME_LIMIT = 5.0
 
 _GUID_RE = re.compile(r"\{?([0-9a-fA-F]{8})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-"
                       r"([0-9a-fA-F]{12})\}?")
@@ -268,11 +276,14 @@ def index_for(root: Node) -> NodeIndex:
     return idx
 
 
-def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIndex | None = None) -> FindResult:
+def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIndex | None = None,
+         time_limit: float = TIME_LIMIT) -> FindResult:
     """Every hit of `pattern` in every space of the tree under `root` (each space once, in tree
-    order), at most `limit` of them."""
+    order), at most `limit` of them; a search longer than `time_limit` seconds stops where it is,
+    truncated, with a problem saying where."""
     if limit < 1:
         raise PatternError(f"limit must be at least 1, not {limit}")
+    deadline = time.monotonic() + time_limit
     idx = index if index is not None else index_for(root)
     result = FindResult(pattern, limit=limit)
     for space in idx.spaces():
@@ -290,8 +301,18 @@ def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIn
         result.spaces += 1
         room = limit - len(result.hits)
         found: list[tuple[int, int, Variant]] = []
+        stopped: int | None = None
         for order, v in enumerate(pattern.variants):
-            found.extend((at, order, v) for at in _search(data, v, room + 1))
+            starts, cut = _search(data, v, room + 1, deadline)
+            found.extend((at, order, v) for at in starts)
+            if cut is not None:
+                stopped = cut if stopped is None else min(stopped, cut)
+        if stopped is not None:
+            # Only what lies before the earliest cut is complete for every variant.
+            found = [t for t in found if t[0] < stopped]
+            result.truncated = True
+            result.problems.append(f"{space.name}: search stopped at offset 0x{stopped:x} after {time_limit:g} s "
+                                   f"(a long pattern with wildcards over repetitive bytes); hits before it are listed")
         found.sort(key=lambda t: (t[0], t[1]))
         if len(found) > room:
             found = found[:room]
@@ -310,36 +331,46 @@ def _is_buffer(data) -> bool:
     return True
 
 
-def _search(data, variant: Variant, most: int) -> list[int]:
+def _search(data, variant: Variant, most: int, deadline: float) -> tuple[list[int], int | None]:
     """Start offsets of `variant` in `data`, overlapping (each start once, as a bytes.find loop
-    from the last hit + 1 gives them), ascending, at most `most`.
+    from the last hit + 1 gives them), ascending, at most `most`; and the offset the search stopped
+    at when it ran past `deadline` (time.monotonic), else None.
 
     One compiled regex per variant, `.` for each wildcard (DOTALL: any byte), searched again from
     one past each hit: re's search runs in C and skips to its literal prefix, about three times
     faster than bytes.find here, and a Python step is taken per hit only. Leading wildcards are
-    left out of the regex (they would defeat the prefix skip) and put back in the offset."""
+    left out of the regex (they would defeat the prefix skip) and put back in the offset.
+    A literal pattern is matched in linear time, but one with wildcards is tried at each place its
+    prefix matches, up to its whole length: over repetitive bytes (zero-filled blobs) a long
+    pattern costs length x size. So the space is searched in windows of about WINDOW_WORK /
+    length bytes, and the clock is read between windows."""
     n = len(data)
     items = variant.items
     length = len(items)
     if length == 0 or length > n:
-        return []
+        return [], None
     lead = 0
     while lead < length and items[lead] is None:
         lead += 1
     if lead == length:
         # All wildcards: every start position matches.
-        return list(range(0, min(n - length + 1, most)))
+        return list(range(0, min(n - length + 1, most))), None
     search = _compiled(items[lead:])
+    tail = length - lead                  # bytes the regex spans
+    window = max(MIN_WINDOW, min(MAX_WINDOW, WINDOW_WORK // length))
     out: list[int] = []
     pos = lead
-    while len(out) < most:
-        m = search(data, pos)
+    while len(out) < most and pos + tail <= n:
+        m = search(data, pos, min(n, pos + window + tail - 1))
         if m is None:
-            break
+            pos += window
+            if time.monotonic() > deadline and pos + tail <= n:
+                return out, pos - lead
+            continue
         at = m.start()
         out.append(at - lead)
         pos = at + 1
-    return out
+    return out, None
 
 
 def _compiled(items: tuple[int | None, ...]):

@@ -213,6 +213,20 @@ class TestCrafted:
         assert [h.offset for h in find(root, parse_pattern("4d 5a ??")).hits] == [0, 3]
         assert [h.offset for h in find(root, parse_pattern("?? 4d 5a ??")).hits] == [2]
 
+    def test_costly_search_stops_at_its_time_limit_with_a_located_problem(self):
+        data = bytes(4 << 20)
+        root = Node("image", "r", Space("zeros", data), 0, len(data))
+        r = find(root, parse_pattern("hex:" + "00" * 300 + "?? 01"), time_limit=0)
+        assert r.truncated and r.hits == []
+        assert len(r.problems) == 1 and r.problems[0].startswith("zeros: search stopped at offset 0x")
+        # Hits before the cut are kept; without a limit the same search finishes.
+        data2 = b"\x00\x07\x01" + bytes(4 << 20)
+        root2 = Node("image", "r", Space("z", data2), 0, len(data2))
+        r = find(root2, parse_pattern("00 ?? 01"), time_limit=0)
+        assert [h.offset for h in r.hits] == [0] and r.truncated
+        r = find(root2, parse_pattern("00 ?? 01"))
+        assert [h.offset for h in r.hits] == [0] and not r.truncated and r.problems == []
+
     def test_space_read_through_memory_is_a_problem_not_searched(self):
         mem = Space("physical memory", MemoryBytes(BytesMemory(b"MZ" * 8, 0), 0, 16), 0)
         root = Node("dump", "d", None, 0, 0)
