@@ -37,7 +37,15 @@ PALETTE = (
     ("run_to", "Run to phase", "Run until a named boot phase: sec, pei-core, dxe-core… (r)"),
     ("breakpoint", "Breakpoint", "Set a breakpoint: an address, or MODULE[+OFFSET] (b)"),
     ("console", "Console command", "Send a command to gdb or QEMU's monitor; the answer goes to the log (:)"),
+    ("next_cpu", "Next CPU", "Show the next vCPU's registers and disassembly; s steps it (])"),
+    ("previous_cpu", "Previous CPU", "Show the previous vCPU's registers and disassembly; s steps it ([)"),
 )
+# The CPU keys, listed whether or not this stop has CPUs to select (they say why not).
+CPU_KEYS = [
+    ("[ / ]", "Previous / next CPU: its registers and disassembly; s then steps it"),
+    ("0 … 9", "CPU n"),
+    ("enter / click", "In the CPU list: that CPU"),
+]
 
 
 class LiveApp(BaseApp):
@@ -54,9 +62,10 @@ class LiveApp(BaseApp):
     def screen_sections(self) -> list[Section]:
         screen = self.live_screen
         # Every key this kind of session offers, whether or not it can run right now.
-        keys = [b for b in LiveScreen.BINDINGS if screen.offered(b.action) and (b.show or b.key == "ctrl+c")]
+        keys = [b for b in LiveScreen.BINDINGS if screen.offered(b.action) and (b.show or b.key == "ctrl+c")
+                and b.action not in LiveScreen.CPU_ACTIONS]
         title = "Run control" if screen.live else "Replay (run control is read-only)"
-        return [(title, self.key_rows(keys))]
+        return [(title, self.key_rows(keys)), ("CPUs (a guest with more than one)", CPU_KEYS)]
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         screen = self.live_screen

@@ -18,6 +18,14 @@ that raises is shown in the status line and as a notification and the screen sta
 replay (`session.live` False) is read-only: n / p move through the recorded stops and the
 run-control keys are not offered.
 
+Every vCPU: a stop that lists more than one CPU (`Stop.cpus`) shows them in the CPU list under the
+registers. `[` / `]`, a digit, or Enter / a click in the list select a CPU: `session.select_cpu(i)`
+(a worker call like the others, in the run-control group, so it never overlaps one) re-presents the
+stop about that CPU, and the registers, disassembly and status line show it; `s` then steps it (the
+session keeps the selection). A stop a CPU other than CPU 0 is about says so ("CPU 2 hit the
+breakpoint at …"). A session without `select_cpu`, or a stop with one CPU or none listed, answers
+the CPU keys with why they are not available.
+
 Layout CSS is in fwinspect.tcss (`LiveScreen …` rules).
 """
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -39,6 +47,7 @@ from inspector.live.target import TargetDead
 from views.index import TreeIndex
 from views.screens.node_screen import NodeScreen
 from views.screens.prompt import PromptScreen
+from views.widgets.cpu_list import CpuList
 from views.widgets.disassembly import DisassemblyView
 from views.widgets.field_table import FieldTable
 from views.widgets.hex_view import HexView
@@ -48,6 +57,11 @@ from views.widgets.phase_bar import LABELS, PhaseBar
 from views.widgets.registers import RegistersView
 
 RUN_GROUP = "run-control"
+# The worker of a CPU selection (in RUN_GROUP): its stop is the one shown, about another CPU.
+SELECT_WORKER = "select-cpu"
+# CPUs a digit key selects directly; `[` / `]` and the list reach the others.
+DIGIT_CPUS = range(10)
+CPU_KEYS = "left_square_bracket,right_square_bracket," + ",".join(str(n) for n in DIGIT_CPUS)
 INTERRUPT_GROUP = "interrupt"
 # Replay moves (n / p) queued while one is under way; more presses than this are dropped.
 MAX_PENDING_MOVES = 32
@@ -60,6 +74,16 @@ def empty_tree(stop: Stop) -> Node:
 
 
 WAITING = Node("stop", "waiting for the first stop…")
+
+
+def cpu_registers(stop: Stop | None, cpu: int) -> dict[str, int] | None:
+    """CPU `cpu`'s registers at `stop`: the stop's own when it is about that CPU, else its CpuView's
+    (None: the stop did not list that CPU)."""
+    if stop is None:
+        return None
+    if stop.cpu == cpu:
+        return stop.registers
+    return next((c.registers for c in stop.cpus if c.index == cpu), None)
 
 
 def same_place(index: TreeIndex, path: list[tuple[str, str]]) -> Node:
@@ -91,9 +115,16 @@ class LiveScreen(NodeScreen):
         Binding("colon", "console", "Console", id="live-console"),
         Binding("n", "next_stop", "Next stop", id="replay-next"),
         Binding("p", "previous", "Previous stop", id="replay-previous"),
+        # Offered when the stop lists more than one CPU and the session can select one; otherwise
+        # the same keys fall through to `cpu_unavailable`, which says why.
+        Binding("left_square_bracket", "previous_cpu", "Prev CPU", id="live-cpu-previous"),
+        Binding("right_square_bracket", "next_cpu", "Next CPU", id="live-cpu-next"),
+        *(Binding(str(n), f"select_cpu({n})", f"CPU {n}", show=False, id=f"live-cpu-{n}") for n in DIGIT_CPUS),
+        Binding(CPU_KEYS, "cpu_unavailable", "CPU selection", show=False, id="live-cpu-unavailable"),
     ]
     LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint", "console"})
     REPLAY_ACTIONS = frozenset({"next_stop", "previous"})
+    CPU_ACTIONS = frozenset({"previous_cpu", "next_cpu", "select_cpu"})
 
     running: reactive[str | None] = reactive(None, init=False)   # the run-control call under way
     dead: reactive[str | None] = reactive(None, init=False)      # why the target is gone, after TargetDead
@@ -107,6 +138,11 @@ class LiveScreen(NodeScreen):
         self.source_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in title.split(" (")[0])[:60] + "-stop"
         self.live = bool(session.live)
         self.stop: Stop | None = None
+        # The stop shown before this one (not a re-presentation of it): changed registers are
+        # against the same CPU there.
+        self.previous_stop: Stop | None = None
+        # (CPU, reason, linear RIP) of what the stop is about: kept while other CPUs are selected.
+        self.about: tuple[int, str, int] = (0, "", 0)
         self.root: Node | None = None
         self.current: Node | None = None
         self.reached: set[str] = set()
@@ -127,6 +163,9 @@ class LiveScreen(NodeScreen):
             with VerticalScroll(id="disassembly-box"):
                 yield DisassemblyView(id="disassembly")
             yield LogPane(id="log")
+        cpu_list = CpuList(id="cpus")
+        cpu_list.display = False    # shown for a stop with more than one CPU
+        yield cpu_list
         with Horizontal(id="panes"):
             yield NodeTree(TreeIndex(WAITING), id="tree")
             with Vertical(id="details"):
@@ -157,6 +196,10 @@ class LiveScreen(NodeScreen):
         return self.query_one(RegistersView)
 
     @property
+    def cpu_list(self) -> CpuList:
+        return self.query_one(CpuList)
+
+    @property
     def disassembly(self) -> DisassemblyView:
         return self.query_one(DisassemblyView)
 
@@ -184,7 +227,7 @@ class LiveScreen(NodeScreen):
     # -- state --------------------------------------------------------------------
     def watch_running(self, running: str | None) -> None:
         # A replay move or the first current() is quick and runs nothing: no "running" colour.
-        self.status.set_class(self.live and running not in (None, "current"), "running")
+        self.status.set_class(self.live and running not in (None, "current", SELECT_WORKER), "running")
         self.refresh_bindings()
 
     def watch_dead(self, dead: str | None) -> None:
@@ -199,12 +242,26 @@ class LiveScreen(NodeScreen):
             return self.live
         if action in self.REPLAY_ACTIONS:
             return not self.live and (action != "previous" or hasattr(self.session, "previous"))
+        if action in self.CPU_ACTIONS:
+            return self.cpus_selectable()
+        if action == "cpu_unavailable":
+            return not self.cpus_selectable()
         return True
+
+    def cpus_selectable(self) -> bool:
+        """The stop shown lists more than one CPU and the session can select one."""
+        return (self.stop is not None and len(self.stop.cpus) > 1
+                and callable(getattr(self.session, "select_cpu", None)))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """True: the key runs. None: shown greyed, it cannot run now. False: not offered here."""
         if not self.offered(action):
             return False
+        if action in self.CPU_ACTIONS:
+            # A selection asks the target: not while it runs (nor once it is gone).
+            if self.live and self.dead is not None:
+                return None
+            return None if self.running is not None else True
         if action not in self.LIVE_ACTIONS:
             return True
         if self.dead is not None:
@@ -226,6 +283,11 @@ class LiveScreen(NodeScreen):
         # The index walks the whole tree: build it here, not on the UI thread.
         return stop, TreeIndex(stop.tree if stop.tree is not None else empty_tree(stop))
 
+    @work(thread=True, exclusive=True, group=RUN_GROUP, exit_on_error=False, name=SELECT_WORKER)
+    def _select(self, cpu: int) -> tuple[Stop, TreeIndex]:
+        stop = self.session.select_cpu(cpu)
+        return stop, TreeIndex(stop.tree if stop.tree is not None else empty_tree(stop))
+
     @work(thread=True, exclusive=True, group=INTERRUPT_GROUP, exit_on_error=False)
     def _interrupt(self) -> tuple[Stop, TreeIndex]:
         stop = self.session.interrupt()
@@ -239,7 +301,7 @@ class LiveScreen(NodeScreen):
             if worker.group == RUN_GROUP:
                 self.running = None
             stop, index = worker.result
-            await self.show_stop(stop, index)
+            await self.show_stop(stop, index, selected=worker.name == SELECT_WORKER)
         elif event.state == WorkerState.ERROR:
             if worker.group == RUN_GROUP:
                 self.running = None
@@ -260,10 +322,11 @@ class LiveScreen(NodeScreen):
         self.notify(message, title="Target", severity="error", markup=False)
 
     # -- a stop -------------------------------------------------------------------
-    async def show_stop(self, stop: Stop, index: TreeIndex) -> None:
+    async def show_stop(self, stop: Stop, index: TreeIndex, selected: bool = False) -> None:
         """Fill every pane from `stop`; changed registers are those that differ from the stop
-        shown before it."""
-        if self.stop is not None and stop is self.stop:
+        shown before it (for the same CPU). `selected`: `stop` is the stop shown, re-presented
+        about another CPU by `select_cpu`."""
+        if not selected and self.stop is not None and stop is self.stop:
             # A replay at its last (or first) stop, or an interrupt answered with the stop shown.
             self.set_status(self.describe_stop(stop) + self._edge_note())
             return
@@ -272,26 +335,41 @@ class LiveScreen(NodeScreen):
         # One repaint for the whole stop, not one per pane (Textual's App.batch_update; Memray's
         # live TUI, src/memray/reporters/tui.py, updates its panes the same way).
         with self.app.batch_update():
-            await self._apply(stop, index)
+            await self._apply(stop, index, selected)
         self.call_after_refresh(lambda: self.redraw_times.append(time.perf_counter()))
 
-    async def _apply(self, stop: Stop, index: TreeIndex) -> None:
-        before = None if self.stop is None else self.stop.registers
+    async def _apply(self, stop: Stop, index: TreeIndex, selected: bool = False) -> None:
+        if not selected:
+            self.previous_stop = self.stop
+            self.about = (stop.cpu, stop.reason, stop.linear_rip)
+            # The phase bar is the stop's; selecting another CPU does not move the boot.
+            if stop.phase in PHASES:
+                # Everything up to the current phase was passed through on the way.
+                self.reached.update(PHASES[:PHASES.index(stop.phase) + 1])
+            self.phase_bar.show(stop.phase, self.reached)
+        before = cpu_registers(self.previous_stop, stop.cpu)
         self.error = None
         self.stops_shown += 1
-        if stop.phase in PHASES:
-            # Everything up to the current phase was passed through on the way.
-            self.reached.update(PHASES[:PHASES.index(stop.phase) + 1])
-        self.phase_bar.show(stop.phase, self.reached)
+        multi = len(stop.cpus) > 1
         self.registers.show(stop.registers, before, stop.mode, stop.linear_rip)
+        self.query_one("#registers-box").border_title = f"Registers: CPU {stop.cpu}" if multi else "Registers"
         box = self.query_one("#disassembly-box")
-        box.border_title = clean_text(f"Disassembly: {stop.module or 'unknown module'}", 60)
+        where = f"Disassembly (CPU {stop.cpu})" if multi else "Disassembly"
+        box.border_title = clean_text(f"{where}: {stop.module or 'unknown module'}", 60)
         self.disassembly.show(stop.disassembly, stop.linear_rip)
-        self.log_pane.show(stop.log)
+        self.cpu_list.display = multi
+        if multi:
+            self.cpu_list.show(stop.cpus, stop.cpu, self.about[0], self.about[1])
+        if not selected:
+            self.log_pane.show(stop.log)
         await self._show_tree(index)
         # Last: tests and the status line read `self.stop` as "this stop is fully shown".
         self.stop = stop
         self.set_status(self.describe_stop(stop) + self._edge_note())
+        if not selected and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
+            # An application processor stopped the guest: say which one (a notification too,
+            # the status line is overwritten by the next call).
+            self.notify(self._about_text(), title="Breakpoint", markup=False)
 
     def _edge_note(self) -> str:
         if self.live:
@@ -303,8 +381,22 @@ class LiveScreen(NodeScreen):
             return "  (last recorded stop)"
         return "  (first recorded stop)" if position == 0 else ""
 
+    def _about_text(self) -> str:
+        """What the stop is about, by CPU: "CPU 2 hit the breakpoint at 0x…", "step on CPU 1"."""
+        cpu, reason, rip = self.about
+        if reason == "breakpoint":
+            return f"CPU {cpu} hit the breakpoint at 0x{rip:x}"
+        if reason == "watchpoint":
+            return f"CPU {cpu} hit a watchpoint (RIP 0x{rip:x})"
+        return f"{reason} on CPU {cpu}"
+
     def describe_stop(self, stop: Stop) -> str:
-        parts = [f"stop {stop.index}", stop.reason, LABELS.get(stop.phase, stop.phase), stop.mode,
+        what = stop.reason
+        if len(stop.cpus) > 1 or stop.cpu != 0 or self.about[0] != 0:
+            what = clean_text(self._about_text(), 100)
+            if stop.cpu != self.about[0]:
+                what += f" · showing CPU {stop.cpu}"
+        parts = [f"stop {stop.index}", what, LABELS.get(stop.phase, stop.phase), stop.mode,
                  f"RIP 0x{stop.linear_rip:x}"]
         if stop.handoff:
             parts.append(f"handoff {LABELS.get(stop.handoff, stop.handoff)}")
@@ -394,6 +486,58 @@ class LiveScreen(NodeScreen):
         why = f"the target is gone ({self.dead})" if self.dead is not None else "the target is running"
         self.notify(f"{what}: not sent, {why}", severity="warning", markup=False)
         return False
+
+    # -- CPUs -------------------------------------------------------------------------
+    def _cpu_indices(self) -> list[int]:
+        return [] if self.stop is None else [c.index for c in self.stop.cpus]
+
+    def _select_cpu(self, cpu: int) -> None:
+        if not self._allowed("select_cpu") or self.stop is None or cpu == self.stop.cpu:
+            return
+        if cpu not in self._cpu_indices():
+            indices = self._cpu_indices()
+            self.notify(f"no CPU {cpu}: this guest has CPUs {min(indices)}–{max(indices)}",
+                        severity="warning", markup=False)
+            return
+        self._mark_key("select_cpu")
+        self.running = SELECT_WORKER
+        self.set_status(f"selecting CPU {cpu}…")
+        self._select(cpu)
+
+    def _cycle_cpu(self, delta: int) -> None:
+        indices = self._cpu_indices()
+        if self.stop is None or not indices:
+            return
+        at = indices.index(self.stop.cpu) if self.stop.cpu in indices else 0
+        self._select_cpu(indices[(at + delta) % len(indices)])
+
+    def action_next_cpu(self) -> None:
+        self._cycle_cpu(1)
+
+    def action_previous_cpu(self) -> None:
+        self._cycle_cpu(-1)
+
+    def action_select_cpu(self, cpu: int) -> None:
+        self._select_cpu(cpu)
+
+    def action_cpu_unavailable(self) -> None:
+        """A CPU key where there is nothing to select: say why."""
+        if self.stop is None:
+            why = "no stop yet"
+        elif not callable(getattr(self.session, "select_cpu", None)):
+            why = "this session cannot select a CPU"
+        elif not self.stop.cpus:
+            why = "this stop lists no CPUs (an older recording, or a backend that does not read them)"
+        else:
+            why = "the guest has one CPU"
+        self.notify(f"CPU selection is not available: {why}", severity="warning", markup=False)
+
+    @on(CpuList.CpuChosen)
+    def _cpu_chosen(self, event: CpuList.CpuChosen) -> None:
+        if self.offered("select_cpu"):
+            self._select_cpu(event.index)
+        else:
+            self.action_cpu_unavailable()
 
     def action_breakpoint(self) -> None:
         """Set a breakpoint by address or by module (UI name or file GUID) + offset; a module not
