@@ -220,7 +220,7 @@ class TestCrafted:
         assert r.truncated and r.hits == []
         assert len(r.problems) == 1 and r.problems[0].startswith("zeros: search stopped at offset 0x")
         # Hits before the cut are kept; without a limit the same search finishes.
-        data2 = b"\x00\x07\x01" + bytes(4 << 20)
+        data2 = b"\x00\x07\x01" + bytes(16 << 20)   # more than one 4 MiB window
         root2 = Node("image", "r", Space("z", data2), 0, len(data2))
         r = find(root2, parse_pattern("00 ?? 01"), time_limit=0)
         assert [h.offset for h in r.hits] == [0] and r.truncated
