@@ -70,6 +70,7 @@ class ThreadStub:
         self.vanished = set(vanished)
         self.vcont = vcont
         self.stop = stop
+        self.cont_reply = b"T05thread:03;"
         self.g_thread = stop.partition(b"thread:")[2].rstrip(b";").decode() or self.threads[0]   # QEMU: g_cpu = c_cpu
         self.received: list[bytes] = []
         self.hold = False
@@ -104,6 +105,12 @@ class ThreadStub:
             return [frame(b"O" + text[:200].hex().encode()), frame(b"O" + text[200:].hex().encode()), frame(b"OK")]
         if p.startswith(b"Qqemu.PhyMemMode"):
             return [frame(b"OK")]
+        if p == b"c":
+            return [frame(self.cont_reply)]
+        if p[:2] in (b"Z1", b"z1"):
+            return [frame(b"OK")]
+        if p.startswith(b"m"):
+            return [frame(b"E14")]
         if p.startswith(b"vCont;s:") or p == b"s":
             return [frame(b"T05thread:" + (p[8:] if p != b"s" else b"01") + b";")]
         return [frame(b"")]
@@ -263,6 +270,35 @@ def test_step_without_vcont_is_plain_s(stub_target):
     stub, t = stub_target(vcont=False)
     t.step(TIMEOUT)
     assert stub.received[-1] == b"s"
+
+
+# ---- the session over the stub: an AP hits a breakpoint ----------------------------------------------
+
+def test_session_names_the_ap_that_hit_a_breakpoint_and_steps_the_selected_cpu(stub_target):
+    from inspector.image import load_image
+    from inspector.live.session import Session
+    from tests.realdata import bookworm
+
+    stub, t = stub_target()
+    session = Session(t, load_image(bookworm("OVMF_CODE_4M.fd")), call_timeout=TIMEOUT)
+    first = session.current()
+    assert first.cpu == 0 and [c.state for c in first.cpus] == ["running", "wait-for-sipi", "halted"]
+    session.add_breakpoint("0xfec9d57")
+    hit = session.cont(timeout=TIMEOUT)            # the stub answers `c` with T05thread:03;
+    assert hit.reason == "breakpoint" and hit.cpu == 2
+    assert (hit.linear_rip, hit.registers["rax"]) == (0xFEC9D57, 0x3333)
+    assert "CPU 2 hit this breakpoint, not the boot CPU (CPU 0)" in hit.problems
+    ap1 = session.select_cpu(1)
+    assert (ap1.index, ap1.cpu, ap1.linear_rip, ap1.registers["rax"]) == (hit.index, 1, 0xFFFFFFF0, 0x2222)
+    sent = len(stub.received)
+    refused = session.step()                       # CPU 1 waits for its SIPI: not stepped
+    assert "CPU 1 is wait-for-sipi" in refused.problems[-1]
+    assert not any(p.startswith((b"vCont", b"s")) for p in stub.received[sent:])
+    session.select_cpu(0)
+    stepped = session.step()
+    assert b"vCont;s:01" in stub.received
+    assert stepped.reason == "step" and stepped.cpu == 0 and stepped.registers["rax"] == 0x1111
+    assert "no CPU 9" in session.select_cpu(9).problems[-1]
 
 
 # ---- per-CPU state ---------------------------------------------------------------------------------
