@@ -348,22 +348,31 @@ def dump_overview(dump: Dump, *, image=None) -> Node:
     name loaded images by their FFS UI section."""
     root = Node("dump-overview", f"{dump.path.name}")
     root.append(dump.node())
-    locate(dump.memory, dump_ram(dump), _dump_ui_names(dump, image, root), root=root)
+    image = _dump_image(dump, image, root)
+    locate(dump.memory, dump_ram(dump), ui_names(image.root) if image is not None else {}, root=root)
     found = root.get("Found") or []
+    if len(dump.cpus) > 1:
+        # More than the boot CPU: what MpInitLib gave the others (inspector/aps.py), from the CPU notes
+        # and what was just located (loaded images name the module each AP's RIP is in; the MADT
+        # Multiprocessor Wakeup mailbox of a TDX guest).
+        from inspector.aps import dump_aps_node
+
+        root.append(dump_aps_node(dump, root, image))
     root.title = f"{dump.path.name}: " + (", ".join(found) or "no firmware structures found")
     return root
 
 
-def _dump_ui_names(dump: Dump, image, root: Node) -> dict[uuid.UUID, str]:
+def _dump_image(dump: Dump, image, root: Node):
+    """The LoadedImage for naming loaded images: `image`, else the one open_dump mapped; None without."""
     if image is None:
         image = dump.image_path
     if image is None:
-        return {}
+        return None
     if isinstance(image, (str, Path)):
         from inspector.image import ImageError, load_image
         try:
             image = load_image(image)
         except ImageError as e:
             root.warn(None, f"firmware image not decoded, loaded images keep their GUIDs: {e}")
-            return {}
-    return ui_names(image.root)
+            return None
+    return image
