@@ -248,13 +248,26 @@ def _disassemble(code: bytes, address: int, mode: str, count: int) -> list[Line]
     pos = 0
     while len(out) < count and pos < len(code):
         for insn in cs.disasm(code[pos:], address + pos, count - len(out)):
-            out.append(Line(insn.address, bytes(insn.bytes), f"{insn.mnemonic} {insn.op_str}".strip()))
+            raw = bytes(insn.bytes)
+            out.append(Line(insn.address, raw, _SEAM.get(raw) or f"{insn.mnemonic} {insn.op_str}".strip()))
             pos += insn.size
         if len(out) >= count or pos >= len(code):
             break
+        known = _SEAM.get(code[pos:pos + 4])
+        if known is not None:
+            out.append(Line(address + pos, code[pos:pos + 4], known))
+            pos += 4
+            continue
         out.append(Line(address + pos, code[pos:pos + 1], "(bad)"))
         pos += 1
     return out
+
+
+# The TDX instructions (Intel SDM vol. 2, "TDCALL", "SEAMCALL", "SEAMRET", "SEAMOPS": 66 0F 01 CC..CF),
+# which capstone 5 does not know: TDCALL stops it (TDVF's SEC and every TDX guest library use it) and
+# 66 0F 01 CF comes out as ENCLS (which is NP 0F 01 CF).
+_SEAM = {bytes.fromhex("660f01cc"): "tdcall", bytes.fromhex("660f01cd"): "seamret",
+         bytes.fromhex("660f01ce"): "seamops", bytes.fromhex("660f01cf"): "seamcall"}
 
 
 # -- symbols -----------------------------------------------------------------------------------------
