@@ -236,6 +236,10 @@ class TestCpuList:
                                           "RIP 0x7fe9c0a0 · CpuMpPei")
             assert [str(n.message) for n in app._notifications] == ["CPU 3 hit the breakpoint at 0x7fe9c0a0"]
             assert f"rip    {AP_BREAKPOINT:016x}" in screen.registers.text
+            # Changed against CPU 3 at stop 0 (the reset state), not against CPU 0 there (SEC:
+            # RBP 0xfffcc000, RDI 0x5042, which CPU 3 never had).
+            assert screen.registers.changed == {"rip", "eflags", "rsp", "rbx", "cs", "ss", "ds", "es", "fs", "gs",
+                                                "cs_base", "cr0", "cr3", "cr4", "efer"}
             await pilot.press("2")
             await wait_for(pilot, lambda: screen.stop.cpu == 2)
             assert f"rip    {AP_RUNNING_RIP:016x}" in screen.registers.text
