@@ -114,8 +114,9 @@ class FwInspectApp(BaseApp):
         if isinstance(self.screen, LoadingScreen):
             self.pop_screen()
         self.root, self.source_name = root, path
-        self.inspect_screen = InspectScreen(root, path, index=index, node_index=node_index)
-        self.switch_screen(self.inspect_screen)
+        # The same screen shows the new tree (its widgets and focus stay): the screen under it may
+        # be the default one, which Textual cannot switch away from.
+        self.inspect_screen.show_tree(root, path, index, node_index)
         self.name_source(path, kind)
         self.notify(f"{path} ({kind}, {len(index)} nodes)", title="Opened", markup=False)
 

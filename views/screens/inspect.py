@@ -45,6 +45,10 @@ MAX_NAME_CHARS = 80
 IMAGE_KINDS = ("pe", "te")
 IMAGE_SEARCH_DEPTH = 3
 
+# Fields whose GUID names the node itself (PI vol 3: FvName of a volume, Name of an FFS file; a
+# variable's VendorGuid), copied by `y` before any other GUID the node holds.
+IDENTITY_FIELDS = ("FvName", "Name", "VendorGuid")
+
 FIND_HINT = "hex bytes (?? any byte), a GUID, text (ASCII and UTF-16LE); prefixes force a reading: " \
             "hex: text: ascii: utf16: guid: u8: u16: u32: u64:"
 
@@ -93,9 +97,11 @@ def copy_text(item: Field | Problem) -> str:
 def node_handle(node: Node) -> tuple[str, str] | None:
     """(what, text) `y` copies for a node: its GUID when a field holds one, else its address,
     else its offset."""
-    for f in node.fields:
-        if isinstance(f.value, uuid.UUID):
-            return f.name, str(f.value).upper()
+    guids = [f for f in node.fields if isinstance(f.value, uuid.UUID)]
+    # The GUID naming the node (a volume's FvName, a file's Name) before any other it holds.
+    guids.sort(key=lambda f: f.name not in IDENTITY_FIELDS)
+    if guids:
+        return guids[0].name, str(guids[0].value).upper()
     if node.address is not None:
         return "address", f"0x{node.address:x}"
     if node.space is not None:
@@ -182,6 +188,18 @@ class InspectScreen(NodeScreen):
         self.query_one(HexView).border_title = "Bytes"
         self._show_path(None, None)
         self.query_one(NodeTree).focus()
+
+    def show_tree(self, root: Node, source_name: str, index: TreeIndex, node_index=None) -> None:
+        """Show another decoded tree in this screen (`o`): searches and the cursor start again."""
+        self.root, self.source_name, self.index = root, source_name, index
+        self._node_index = node_index if node_index is not None and node_index.root is root else None
+        self._query, self._matches, self._truncated, self._position = None, [], False, -1
+        self._last_search, self.find_result, self.find_pattern, self._hit = "nodes", None, None, -1
+        self.search_bar.status = ""
+        self.query_one("#find-status", Static).set_class(False, "-shown")
+        self.node_tree.show_index(index)
+        self.show_node(root)
+        self._show_path(None, None)
 
     # -- widgets ------------------------------------------------------------------
     @property
@@ -352,7 +370,7 @@ class InspectScreen(NodeScreen):
         where = f"{hit.space.name}, 0x{hit.offset:x}, {hit.variant}"
         inner = f" in {clean_text(hit.path[0].title or hit.path[0].kind, MAX_PATH_TITLE)}" if hit.path else ""
         # The hit first: the line is cut at the pane's edge, and how the pattern was read is known.
-        return f"hit {i + 1} of {total} ({where}){inner} · {self.find_pattern.describe()}"
+        return f"hit {i + 1:,} of {total} ({where}){inner} · {self.find_pattern.describe()}"
 
     def step_hit(self, delta: int):
         """Go to the next (+1) or previous (-1) byte-search hit: the innermost node holding it is
@@ -501,7 +519,9 @@ class InspectScreen(NodeScreen):
     def action_open(self) -> None:
         def done(text: str | None) -> None:
             if text and text.strip():
-                self.app.open_source(str(Path(text.strip()).expanduser()))
+                # Later: the prompt calls this before it is popped, and the loading screen goes on
+                # top of what is open, not under the prompt.
+                self.app.call_later(self.app.open_source, str(Path(text.strip()).expanduser()))
 
         start = str(Path(self.source_name).parent) if os.sep in self.source_name else str(Path.cwd())
         self.app.push_screen(PromptScreen("Open a firmware image, dump, event log, HOB list or ACPI tables",
