@@ -94,6 +94,7 @@ class CpuSession(FakeSession):
         super().__init__(stops, **kw)
         self.lines = lines
         self.selected: int | None = None
+        self.shown: Stop | None = None
         self.stepped: list[int] = []
 
     def _current(self) -> Stop:
@@ -107,9 +108,10 @@ class CpuSession(FakeSession):
         self._call("select_cpu")
         self.selected = index
         about = as_stop(0, "", self._current().cpus, index, self.lines)
-        return dataclasses.replace(self._current(), cpu=index, registers=about.registers, mode=about.mode,
+        self.shown = dataclasses.replace(self._current(), cpu=index, registers=about.registers, mode=about.mode,
                                    linear_rip=about.linear_rip, phase=about.phase, module=about.module,
                                    disassembly=about.disassembly)
+        return self.shown
 
     def cont(self, timeout: float = 60.0) -> Stop:
         self._call("cont")
@@ -122,8 +124,12 @@ class CpuSession(FakeSession):
         self._call("step")
         here = self._current()
         cpu = here.cpu if self.selected is None else self.selected
-        self.stepped.append(cpu)
         me = here.cpus[cpu]
+        if me.state in (CpuState.HALTED, CpuState.WAIT_FOR_SIPI):
+            # As Session.step: the stop shown, with a problem saying why nothing was stepped.
+            shown = self.shown if self.selected is not None else here
+            return dataclasses.replace(shown, problems=[*shown.problems, f"CPU {cpu} is {me.state}: not stepped"])
+        self.stepped.append(cpu)
         rip = next_rip(self.lines, me.linear_rip)
         self.lines.setdefault(rip, [line for line in self.lines[me.linear_rip] if line[0] >= rip])
         moved = dataclasses.replace(me, linear_rip=rip, registers=dict(me.registers, rip=rip))
@@ -257,6 +263,31 @@ class TestCpuList:
                                                   "CpuMpPei", "step")
             assert screen.cpu_list.row_texts[3] == row(" ", 3, "running", "long64", "000000007fe9c0a0", "PEI core",
                                                   "CpuMpPei")
+
+    async def test_a_refused_step_says_why_and_keeps_the_stop(self):
+        """`s` on halted CPU 1: the session answers with the same stop and a problem; the status
+        line and a notification give it, CPU 1's registers stay shown with their marks."""
+        stops, lines = four_cpu_stops()
+        session = CpuSession(stops, lines)
+        app = LiveApp(session, "smp 4")
+        async with app.run_test(size=SIZE) as pilot:
+            await start(pilot, app)
+            screen = app.live_screen
+            await pilot.press("n")
+            await wait_for(pilot, lambda: shown_index(app) == 1)
+            await pilot.press("1")
+            await wait_for(pilot, lambda: screen.stop.cpu == 1)
+            changed = set(screen.registers.changed)
+            assert "rip" in changed
+            app.clear_notifications()
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.stop.problems != [])
+            assert session.stepped == [] and shown_index(app) == 1 and screen.stop.cpu == 1
+            assert screen.status_text == ("CPU 1 is halted: not stepped · stop 1 · CPU 3 hit the breakpoint at "
+                                          "0x7fe9c0a0 · showing CPU 1 · PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei"
+                                          " · 1 problem(s): CPU 1 is halted: not stepped")
+            assert [str(n.message) for n in app._notifications] == ["CPU 1 is halted: not stepped"]
+            assert screen.registers.changed == changed and f"rip    {AP_HLT_RIP:016x}" in screen.registers.text
 
     async def test_enter_and_click_in_the_list_select_that_cpu(self):
         stops, lines = four_cpu_stops()

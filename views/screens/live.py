@@ -339,7 +339,11 @@ class LiveScreen(NodeScreen):
         self.call_after_refresh(lambda: self.redraw_times.append(time.perf_counter()))
 
     async def _apply(self, stop: Stop, index: TreeIndex, selected: bool = False) -> None:
-        if not selected:
+        # Not fresh: the stop shown, about another CPU (a selection), or answered again with a
+        # problem added (a step the session refused: a halted CPU would never finish it).
+        fresh = not selected and (self.stop is None or stop.index != self.stop.index)
+        added = [] if fresh or self.stop is None else [p for p in stop.problems if p not in self.stop.problems]
+        if fresh:
             self.previous_stop = self.stop
             self.about = (stop.cpu, stop.reason, stop.linear_rip)
             # The phase bar is the stop's; selecting another CPU does not move the boot.
@@ -360,13 +364,16 @@ class LiveScreen(NodeScreen):
         self.cpu_list.display = multi
         if multi:
             self.cpu_list.show(stop.cpus, stop.cpu, self.about[0], self.about[1])
-        if not selected:
+        if fresh:
             self.log_pane.show(stop.log)
         await self._show_tree(index)
         # Last: tests and the status line read `self.stop` as "this stop is fully shown".
         self.stop = stop
-        self.set_status(self.describe_stop(stop) + self._edge_note())
-        if not selected and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
+        text = self.describe_stop(stop) + self._edge_note()
+        self.set_status(clean_text(f"{added[-1]} · {text}", 400) if added else text)
+        if added:
+            self.notify(clean_text(added[-1], MAX_ERROR_CHARS), title="Target", severity="warning", markup=False)
+        if fresh and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
             # An application processor stopped the guest: say which one (a notification too,
             # the status line is overwritten by the next call).
             self.notify(self._about_text(), title="Breakpoint", markup=False)
