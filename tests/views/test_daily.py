@@ -127,6 +127,21 @@ class TestHexCursor:
             assert hv.cursor == rows * 16
             assert int(hv.scroll_offset.y) <= rows < int(hv.scroll_offset.y) + rows
 
+    async def test_the_cursor_byte_is_drawn_reversed_in_hex_and_ascii(self, tree, ovmf):
+        app = FwInspectApp(tree, "OVMF.fd")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            hv = app.screen.query_one(HexView)
+            hv.focus()
+            await pilot.press("down", "down", "right")     # byte 0x11
+            await pilot.pause()
+            reversed_ = [seg.text for seg in hv.render_row(1) if seg.style and seg.style.reverse]
+            assert reversed_ == [f"{ovmf[0x11]:02x}", chr(ovmf[0x11])]   # 0x2b, "+" in the ASCII column
+            await pilot.press("up")
+            await pilot.pause()
+            assert not [seg for seg in hv.render_row(1) if seg.style and seg.style.reverse]
+            assert [seg.text for seg in hv.render_row(0) if seg.style and seg.style.reverse] == ["00", "."]
+
     async def test_goto_puts_the_cursor_and_names_the_nodes_innermost_first(self, tree):
         app = FwInspectApp(tree, "OVMF.fd")
         secmain = next(f for f in fv_at(tree, SECFV).children if f.offset == SECMAIN)
