@@ -284,8 +284,7 @@ class TestCpuList:
             await wait_for(pilot, lambda: screen.stop.problems != [])
             assert session.stepped == [] and shown_index(app) == 1 and screen.stop.cpu == 1
             assert screen.status_text == ("CPU 1 is halted: not stepped · stop 1 · CPU 3 hit the breakpoint at "
-                                          "0x7fe9c0a0 · showing CPU 1 · PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei"
-                                          " · 1 problem(s): CPU 1 is halted: not stepped")
+                                          "0x7fe9c0a0 · showing CPU 1 · PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei")
             assert [str(n.message) for n in app._notifications] == ["CPU 1 is halted: not stepped"]
             assert screen.registers.changed == changed and f"rip    {AP_HLT_RIP:016x}" in screen.registers.text
 

@@ -369,8 +369,11 @@ class LiveScreen(NodeScreen):
         await self._show_tree(index)
         # Last: tests and the status line read `self.stop` as "this stop is fully shown".
         self.stop = stop
-        text = self.describe_stop(stop) + self._edge_note()
-        self.set_status(clean_text(f"{added[-1]} · {text}", 400) if added else text)
+        if added:
+            # The new problem first, and not a second time in the stop's problem count.
+            self.set_status(clean_text(f"{added[-1]} · {self.describe_stop(stop, skip=added[-1])}", 400))
+        else:
+            self.set_status(self.describe_stop(stop) + self._edge_note())
         if added:
             self.notify(clean_text(added[-1], MAX_ERROR_CHARS), title="Target", severity="warning", markup=False)
         if fresh and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
@@ -397,7 +400,8 @@ class LiveScreen(NodeScreen):
             return f"CPU {cpu} hit a watchpoint (RIP 0x{rip:x})"
         return f"{reason} on CPU {cpu}"
 
-    def describe_stop(self, stop: Stop) -> str:
+    def describe_stop(self, stop: Stop, skip: str | None = None) -> str:
+        """The status line for `stop`; `skip`: a problem the caller shows itself."""
         what = stop.reason
         if len(stop.cpus) > 1 or stop.cpu != 0 or self.about[0] != 0:
             what = clean_text(self._about_text(), 100)
@@ -409,8 +413,9 @@ class LiveScreen(NodeScreen):
             parts.append(f"handoff {LABELS.get(stop.handoff, stop.handoff)}")
         if stop.module:
             parts.append(stop.module)
-        if stop.problems:
-            parts.append(f"{len(stop.problems)} problem(s): {stop.problems[0]}")
+        problems = [p for p in stop.problems if p != skip]
+        if problems:
+            parts.append(f"{len(problems)} problem(s): {problems[0]}")
         if not self.live:
             position, count = getattr(self.session, "position", None), getattr(self.session, "count", None)
             parts.insert(0, "replay" if position is None else f"replay {position + 1}/{count}")
