@@ -74,6 +74,13 @@ x86_elf_prstatus = Struct(
 )
 PRSTATUS_LAYOUTS = {x86_64_elf_prstatus.sizeof(): ("x86_64", x86_64_elf_prstatus),
                     x86_elf_prstatus.sizeof(): ("i386", x86_elf_prstatus)}
+NHDR_SIZE = Elf_Nhdr.sizeof()
+QEMU_STATE_SIZE = QEMUCPUState.sizeof()
+# A 4096-vCPU dump has 8192 notes: the fixed-size structs are parsed compiled once their length has been
+# checked (plain construct spent about 1 ms a CPU, mostly in sizeof); errors come from the plain ones.
+_NHDR_FAST = Elf_Nhdr.compile()
+_QEMU_FAST = QEMUCPUState.compile()
+_PRSTATUS_FAST = {size: struct.compile() for size, (_name, struct) in PRSTATUS_LAYOUTS.items()}
 
 
 @dataclass
@@ -174,11 +181,11 @@ def decode_notes(data: bytes, file_offset: int, first_index: int = 0) -> tuple[l
     qemu: list[tuple[int, bytes]] = []
     off, pos = file_offset, 0
     for _ in range(MAX_NOTES):
-        if pos + Elf_Nhdr.sizeof() > len(data):
+        if pos + NHDR_SIZE > len(data):
             if pos < len(data) and any(data[pos:]):
                 problem(off + pos, f"{len(data) - pos} bytes after the last note are too short for a note header")
             break
-        h = parse_at(Elf_Nhdr, data, pos)
+        h = _NHDR_FAST.parse(bytes(data[pos:pos + NHDR_SIZE]))
         name_end = pos + 12 + h.n_namesz
         desc = pos + 12 + _align4(h.n_namesz)
         desc_end = desc + h.n_descsz
@@ -226,22 +233,23 @@ def decode_notes(data: bytes, file_offset: int, first_index: int = 0) -> tuple[l
 def _qemu_note(problem, cpu: CpuState, off: int, desc: bytes) -> None:
     cpu.qemu_note_offset = off
     try:
-        st = parse_at(QEMUCPUState, desc, 0, "QEMUCPUState")
+        st = _QEMU_FAST.parse(desc) if len(desc) >= QEMU_STATE_SIZE else parse_at(QEMUCPUState, desc, 0,
+                                                                                  "QEMUCPUState")
     except DecodeError as e:
         problem(off, f"CPU {cpu.index} QEMU note: {e.message} (descriptor is {len(desc)} bytes, "
-                     f"QEMUCPUState v1 needs {QEMUCPUState.sizeof()})")
+                     f"QEMUCPUState v1 needs {QEMU_STATE_SIZE})")
         return
     cpu.version, cpu.size = st.version, st.size
     if st.version != 1:
         problem(off, f"CPU {cpu.index} QEMU note: version {st.version} (this reader knows 1); "
                      "fields read as version 1", Severity.WARNING)
-    if st.size > len(desc) or st.size < QEMUCPUState.sizeof():
+    if st.size > len(desc) or st.size < QEMU_STATE_SIZE:
         problem(off + 4, f"CPU {cpu.index} QEMU note: size field {st.size} disagrees with the "
-                         f"{len(desc)}-byte descriptor (QEMUCPUState v1 is {QEMUCPUState.sizeof()}+)")
+                         f"{len(desc)}-byte descriptor (QEMUCPUState v1 is {QEMU_STATE_SIZE}+)")
     cpu.registers = {n: st[n] for n in GP_NAMES}
     cpu.segments = {n: SegmentCache(st[n].selector, st[n].limit, st[n].flags, st[n].base) for n in SEGMENT_NAMES}
     cpu.cr = list(st.cr)
-    tail = QEMUCPUState.sizeof()
+    tail = QEMU_STATE_SIZE
     if min(st.size, len(desc)) >= tail + 8:
         cpu.kernel_gs_base = parse_at(QEMUCPUState_kernel_gs_base, desc, tail).kernel_gs_base
 
@@ -253,8 +261,8 @@ def _prstatus(problem, cpu: CpuState, off: int, desc: bytes) -> None:
         problem(off, f"CPU {cpu.index} NT_PRSTATUS of {len(desc)} bytes matches neither the x86-64 "
                      f"({x86_64_elf_prstatus.sizeof()}) nor the i386 ({x86_elf_prstatus.sizeof()}) layout")
         return
-    cpu.prstatus_layout, struct = layout
-    st = parse_at(struct, desc, 0, "elf_prstatus")
+    cpu.prstatus_layout, _struct = layout
+    st = _PRSTATUS_FAST[len(desc)].parse(desc)
     cpu.pid = st.pid
     cpu.prstatus = {k: v for k, v in st.regs.items() if not k.startswith("_")}
     if not cpu.registers:

@@ -24,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 from decoders.elfcore import CpuState, cpu_node, decode_notes
 from decoders.memory import Unreadable, check_read
 from decoders.model import Node, Problem, Severity, Space
-from decoders.paging import Mappings, PagingConfig, WalkResult, scan, walk
+from decoders.paging import MAX_LEAVES, MAX_TABLE_VISITS, Mappings, PagingConfig, WalkResult, scan, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
@@ -358,13 +358,22 @@ def cr3_nodes(dump: Dump) -> list[Node]:
 
     out: list[Node] = []
     groups = distinct_cr3s(dump)
+    tables = leaves = 0
     for k, (cr3, cpus) in enumerate(groups):
-        if k == MAX_CR3_WALKS:
+        # All the walks together get about one walk's budget (decoders/paging.py MAX_TABLE_VISITS,
+        # MAX_LEAVES): two distinct OVMF identity maps (1,029 tables, 525,310 leaves each) are walked,
+        # and tables that loop stop the walks after the first.
+        full = tables >= MAX_TABLE_VISITS or leaves >= MAX_LEAVES
+        if k == MAX_CR3_WALKS or full:
             rest = sum(len(c) for _cr3, c in groups[k:])
-            out[-1].warn(None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not walked; the budget "
-                               f"is {MAX_CR3_WALKS} walks (fwinspect pages DUMP --cr3 ADDR walks any of them)")
+            why = (f"the walks so far read {tables:,} tables and {leaves:,} leaves, the budget of all of them"
+                   if full else f"the budget is {MAX_CR3_WALKS} walks")
+            out[-1].warn(None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not walked: {why} "
+                               "(fwinspect pages DUMP --cr3 ADDR walks any of them)")
             break
         result = dump_pages(dump, cpu=cpus[0].index, stream=True)
+        tables += result.tables_read
+        leaves += result.leaf_count
         node = summary_node(result)
         node.kind = "cpu-page-tables"
         node.title = f"CPU{'s' if len(cpus) > 1 else ''} {_cpus_text(cpus)}: {node.title}"
