@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decoders.model import Node
+from decoders.model import Node, Severity
 
 MACHINE_MODES = {0x14C: "prot32", 0x8664: "long64"}     # inspector.live.disasm mode names
 MACHINE_NAMES = {0x14C: "IA32", 0x8664: "X64", 0xAA64: "AARCH64", 0x1C2: "ARMTHUMB_MIXED", 0xEBC: "EBC",
@@ -203,6 +203,9 @@ def disassemble_image(node: Node, address: int | None = None, count: int = DEFAU
                            f"build-time address (PEIFV, rebased to the RAM SEC decompresses it to) or loaded there")
         else:
             d.notes.append("ImageBase 0: relocated to wherever it is loaded at run time; addresses are RVAs")
+    # What the decoder found wrong with the headers (a section table cut short, an entry point outside
+    # the image) is said with the listing: it may be what makes the listing odd.
+    d.problems.extend(f"{img.kind} header: {p.message}" for p in img.problems if p.severity != Severity.INFO)
     d.base = linked
     d.entry = linked + entry_rva - lay.adjust
     name = MACHINE_NAMES.get(machine, f"machine 0x{machine:x}")
