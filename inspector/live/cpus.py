@@ -5,12 +5,13 @@ gdb_get_cpu_index); the Target reads them all in one pipelined exchange (Target.
 module turns those reads into the Stop's `cpus` (session_api.CpuView): mode and linear RIP as for
 the boot CPU, phase and module from the same boot-phase model (phases.classify), and the state:
 
-- running: QEMU's CPUState.halted is 0 (`HLT=0` in `info registers -a`, QEMU
-  target/i386/cpu-dump.c x86_cpu_dump_state);
+- running: QEMU's CPUState.halted is 0, as the gdbstub's qThreadExtraInfo says ("CPU#1 [running]",
+  gdbstub/gdbstub.c handle_query_thread_extra) or else the monitor (`HLT=0`, target/i386/cpu-dump.c
+  x86_cpu_dump_state);
 - wait-for-SIPI: halted and still at the reset state, CS selector 0xF000, base 0xFFFF0000, IP 0xFFF0
   (Intel SDM vol. 3A 9.1.1 table 9-1 and 9.4.4: after INIT an AP waits for a SIPI). QEMU keeps an AP
   that was never started halted at that state (x86_cpu_reset; hw/intc/apic.c, apic_reset_common and
-  apic_sipi), which is what `info registers -a` shows for APs before MpInitLib's first
+  apic_sipi), which is what QEMU's monitor shows for APs before MpInitLib's first
   INIT-SIPI-SIPI (measured here: QEMU 7.2, OVMF 2022.11 at -smp 4, CPU#1-3 at the PEI-core handoff);
 - halted: halted anywhere else, e.g. in MpInitLib's HLT loop between StartupAllAPs calls
   (UefiCpuPkg/Library/MpInitLib/MpLib.c, ApWakeupFunction; PcdCpuApLoopMode 1 = HLT loop);
@@ -29,8 +30,6 @@ RESET_CS_SELECTOR = 0xF000
 RESET_CS_BASE = 0xFFFF0000
 RESET_IP = 0xFFF0
 INT_REGISTERS = {n for n, bits in X86_64_REGISTERS if bits <= 64}
-# Where `state` comes from (CpuView.state_source).
-SOURCE_HLT = "info registers -a: HLT={}"
 BOOT_CPU = 0        # QEMU's BSP is cpu_index 0 (APIC ID 0 on x86 machines)
 
 
@@ -59,23 +58,24 @@ def at_reset_state(regs: Registers) -> bool:
             and regs.mode == Mode.REAL)
 
 
-def cpu_state(regs: Registers | None, halted: bool | None) -> tuple[CpuState, str]:
-    """(state, what it was decided from)."""
+def cpu_state(regs: Registers | None, halted: bool | None, source: str = "") -> tuple[CpuState, str]:
+    """(state, what it was decided from); `source` names where `halted` came from."""
     if regs is None:
         return CpuState.UNKNOWN, "registers not read"
     if halted is None:
-        return CpuState.UNKNOWN, "no HLT flag: the stub has no QEMU monitor"
+        return CpuState.UNKNOWN, "no halted flag: the stub is not QEMU's (no qThreadExtraInfo state, no monitor)"
+    source = source or "halted flag"
     if not halted:
-        return CpuState.RUNNING, SOURCE_HLT.format(0)
+        return CpuState.RUNNING, f"{source}: running"
     if at_reset_state(regs):
-        return CpuState.WAIT_FOR_SIPI, SOURCE_HLT.format(1) + " at the reset state (CS f000 base ffff0000, IP fff0)"
-    return CpuState.HALTED, SOURCE_HLT.format(1)
+        return CpuState.WAIT_FOR_SIPI, f"{source}: halted, at the reset state (CS f000 base ffff0000, IP fff0)"
+    return CpuState.HALTED, f"{source}: halted"
 
 
 def cpu_view(read: CpuRead, boot: BootState, name_at: Callable[[int], str | None] | None = None) -> CpuView:
     """One CpuView; `name_at(pc)` names a module more precisely than the image does (symbols)."""
     regs = read.registers
-    state, source = cpu_state(regs, read.halted)
+    state, source = cpu_state(regs, read.halted, read.halted_source)
     if regs is None:
         return CpuView(read.index, read.thread, Mode.UNKNOWN, 0, Phase.UNKNOWN, None, state, {},
                        state_source=read.problem or source)

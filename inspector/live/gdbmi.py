@@ -27,7 +27,7 @@ from decoders.memory import Unreadable, check_read
 from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, MAX_THREADS, X86_64_REGISTERS, CpuRead,
                                    CpuSet, Registers, StopEvent, Target, TargetDead, TargetError, TargetRunning,
                                    TargetTimeout, merge_registers, monitor_for, parse_info_registers_all,
-                                   thread_index)
+                                   thread_extra_halted, thread_index)
 
 GDB = "gdb"
 # After output arrives, pygdbmi waits this long for more before returning (its default is 0.2 s).
@@ -99,6 +99,9 @@ class GdbTarget(Target):
         self._watchpoints: dict[tuple[int, int, str], str] = {}
         self._gdb_ids: dict[str, str] = {}      # stub thread id -> gdb's thread number
         self._focus_synced = True               # gdb's selected thread is self.focus
+        self._batch: collections.deque[int] = collections.deque()   # tokens of a pipelined batch
+        # thread -> (its register values, the monitor's registers read with them): reused while equal
+        self._mon_cache: dict[str, tuple[dict[str, int], object]] = {}
         self._reader = threading.Thread(target=self._read_loop, name="fwinspect-gdbmi", daemon=True)
         self._reader.start()
         try:
@@ -143,6 +146,10 @@ class GdbTarget(Target):
         kind, msg, token = r.get("type"), r.get("message"), r.get("token")
         if kind == "result" and token is not None:
             self._results[token] = r
+            if self._batch and token == self._batch[0]:
+                # A pipelined batch: the console output that follows belongs to its next command.
+                self._batch.popleft()
+                self._current = self._batch[0] if self._batch else None
             if msg == "running":
                 self._running = True
             if len(self._results) > MAX_STALE_RESULTS:
@@ -234,13 +241,17 @@ class GdbTarget(Target):
                 gpr[name] = int(item["value"], 0)
             except (TypeError, ValueError):
                 continue        # a structured value (flags view) gdb could not print as one number
-        try:
-            sections = parse_info_registers_all(self.monitor(INFO_REGISTERS, timeout))
-            mon = monitor_for(sections, thread_index(self.focus) if self.focus else None)
-        except (TargetDead, TargetTimeout):
-            raise
-        except TargetError:
-            mon = None      # a remote without QEMU's monitor: selectors only, bases guessed
+        index = thread_index(self.focus) if self.focus else None
+        if index is not None:
+            sections = self._cpu_monitor([index], timeout)
+            mon = sections.get(index) if sections else None
+        else:
+            try:
+                mon = monitor_for(parse_info_registers_all(self.monitor("info registers", timeout)), None)
+            except (TargetDead, TargetTimeout):
+                raise
+            except TargetError:
+                mon = None      # a remote without QEMU's monitor: selectors only, bases guessed
         return merge_registers(gpr, mon)
 
     def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -267,17 +278,20 @@ class GdbTarget(Target):
 
     def _commands(self, cmds: list[str], timeout: float) -> list[dict | TargetError]:
         """MI commands written back to back, then their results in order (an error result as a
-        TargetError in its place). Console output of the batch goes to the last command's result."""
+        TargetError in its place), each with the console output gdb wrote for it ("stream")."""
         if self._closed:
             raise TargetDead("target closed")
         if self._proc.poll() is not None:
             raise TargetDead(self._dead or "gdb exited")
+        if not cmds:
+            return []
         with self._write_lock:
             with self._cv:
                 first = self._token + 1
                 self._token += len(cmds)
                 tokens = list(range(first, first + len(cmds)))
-                self._current = tokens[-1]
+                self._batch = collections.deque(tokens)
+                self._current = tokens[0]
             try:
                 self._ctl.write([f"{tok}{cmd}" for tok, cmd in zip(tokens, cmds)], timeout_sec=timeout,
                                 read_response=False)
@@ -303,12 +317,13 @@ class GdbTarget(Target):
                                 raise TargetDead(f"gdb: {text}")
                             out.append(TargetError(f"gdb: {cmd[:60]}: {text}"))
                         else:
+                            r["stream"] = "".join(self._streams.pop(tok, []))
                             out.append(r)
                 finally:
+                    self._batch.clear()
                     self._current = None
-                    stream = "".join(self._streams.pop(tokens[-1], []))
-            if isinstance(out[-1], dict):
-                out[-1]["stream"] = stream
+                    for tok in tokens:
+                        self._streams.pop(tok, None)
             return out
 
     def _values(self, result: dict | TargetError, by_number: dict[int, str]) -> dict[str, int]:
@@ -323,45 +338,105 @@ class GdbTarget(Target):
                 continue        # a structured value (flags view) gdb could not print as one number
         return gpr
 
+    @staticmethod
+    def _console_cmd(line: str) -> str:
+        return f"-interpreter-exec console {mi_quote(line)}"
+
+    def _cpu_monitor(self, indexes: list[int], timeout: float) -> dict | None:
+        """{cpu index: monitor registers} from `monitor cpu N` + `monitor info registers` for each
+        CPU, pipelined (see rsp.py, _send_cpu_monitor); `info registers -a` when the text's CPU#N head
+        is not N; None without a monitor."""
+        cmds = []
+        for idx in indexes:
+            cmds += [self._console_cmd(f"monitor cpu {idx}"), self._console_cmd("monitor info registers")]
+        out: dict = {}
+        mismatch = False
+        for idx, result in zip(indexes, self._commands(cmds, timeout)[1::2]):
+            if isinstance(result, TargetError):
+                return None         # a remote without QEMU's monitor: selectors only, bases guessed
+            sections = parse_info_registers_all(result["stream"])
+            if None in sections:
+                out[idx] = sections[None]
+            elif idx in sections:
+                out[idx] = sections[idx]
+            else:
+                mismatch = True
+        if mismatch:
+            try:
+                return parse_info_registers_all(self._console(f"monitor {INFO_REGISTERS}", timeout))
+            except (TargetDead, TargetTimeout):
+                raise
+            except TargetError:
+                return None
+        return out
+
     def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
-        """-thread-info, each known thread's registers (`--thread N`) and `monitor info registers -a`
-        written to gdb back to back; a second round when the thread list changed since the last stop."""
+        """Each known thread's registers (`--thread N`) and QEMU's halted flag (`maint packet
+        qThreadExtraInfo,ID`), with -thread-list-ids to check the list, written to gdb back to back;
+        then the monitor's segment caches of the CPUs whose registers changed since the last read."""
         self._stopped()
         numbers = self._numbers(timeout)
         by_number = {i: n for n, i in numbers.items()}
         regs = " ".join(str(i) for i in sorted(by_number))
         problems: list[str] = []
-        for _ in range(2):
+        for attempt in range(2):
             guess = list(self._gdb_ids.items())
-            cmds = ["-thread-info"]
-            cmds += [f"-data-list-register-values --thread {gid} --skip-unavailable x {regs}" for _, gid in guess]
-            cmds.append(f"-interpreter-exec console {mi_quote('monitor ' + INFO_REGISTERS)}")
+            cmds = ["-thread-list-ids"]
+            for thread, gid in guess:
+                cmds += [f"-data-list-register-values --thread {gid} --skip-unavailable x {regs}",
+                         self._console_cmd(f"maint packet qThreadExtraInfo,{thread}")]
+            focus_gid = self._gdb_ids.get(self.focus) if self.focus else None
+            if focus_gid is not None:
+                cmds.append(f"-thread-select {focus_gid}")     # --thread N may leave N selected
             results = self._commands(cmds, timeout)
             if isinstance(results[0], TargetError):
                 raise results[0]
-            problems = []
-            listed = self._learn_threads(results[0]["payload"], problems)
-            if listed == guess:
+            listed = (results[0]["payload"].get("thread-ids") or {}).get("thread-id") or []
+            listed = [listed] if isinstance(listed, str) else list(listed)
+            if sorted(listed) == sorted(gid for _, gid in guess):
                 break
+            # gdb's threads changed (or were never learnt): their names come with -thread-info.
+            problems = []
+            self._learn_threads(self._command("-thread-info", timeout)["payload"], problems)
         else:
             return CpuSet([CpuRead(self.focus or "1", thread_index(self.focus or "1") or 0,
                                    self.read_registers(timeout))], self.focus,
                           problems + ["gdb's thread list changed between two reads: showing the current thread only"])
-        mon = results[-1]
-        sections = None
-        if isinstance(mon, dict):
-            sections = parse_info_registers_all(mon.get("stream", ""))
+        read = []
         cpus: list[CpuRead] = []
-        for (thread, gid), result in zip(guess, results[1:-1]):
+        for i, (thread, gid) in enumerate(guess):
             index = thread_index(thread)
+            values, extra = results[1 + 2 * i], results[2 + 2 * i]
             try:
-                gpr = self._values(result, by_number)
+                gpr = self._values(values, by_number)
             except TargetError as e:
                 cpus.append(CpuRead(thread, index, None, problem=f"thread {thread} (gdb thread {gid}) was listed "
                                                                  f"but its registers could not be read: {e}"))
                 continue
-            section = monitor_for(sections, index) if sections else None
-            cpus.append(CpuRead(thread, index, merge_registers(gpr, section), section.halted if section else None))
+            halted = None
+            if isinstance(extra, dict):
+                m = re.search(r'received: "([0-9a-fA-F]*)"', extra["stream"])
+                halted = thread_extra_halted(m[1].encode()) if m else None
+            read.append((thread, index, gpr, halted))
+        changed = [idx for thread, idx, gpr, _ in read if self._mon_cache.get(thread, (None,))[0] != gpr]
+        focus_index = thread_index(self.focus) if self.focus else None
+        changed.sort(key=lambda i: i == focus_index)
+        sections = self._cpu_monitor(changed, timeout) if changed else {}
+        for thread, index, gpr, halted in read:
+            if sections is None:
+                mon = None
+            elif index in sections:
+                mon = sections[index]
+                self._mon_cache[thread] = (gpr, mon)
+            else:
+                mon = self._mon_cache.get(thread, (None, None))[1]
+            source = "maint packet qThreadExtraInfo"
+            if halted is None and mon is not None:
+                halted, source = mon.halted, "info registers HLT="
+            cpus.append(CpuRead(thread, index, merge_registers(gpr, mon), halted,
+                                None if sections is None or mon is not None
+                                else f"the monitor shows no CPU#{index}: segment bases guessed",
+                                source if halted is not None else ""))
         cpus.sort(key=lambda c: c.index)
         return CpuSet(cpus, self.focus, problems)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import re
 import socket
 import threading
 import time
@@ -33,7 +34,7 @@ from decoders.memory import Unreadable, check_read
 from inspector.live.target import (DEFAULT_CONT_TIMEOUT, DEFAULT_TIMEOUT, MAX_THREADS, X86_64_REGISTERS, CpuRead,
                                    CpuSet, MonitorRegisters, Registers, StopEvent, Target, TargetDead, TargetError,
                                    TargetRunning, TargetTimeout, merge_registers, monitor_for,
-                                   parse_info_registers_all, thread_index)
+                                   parse_info_registers_all, thread_extra_halted, thread_index)
 from inspector.live.rspwire import (  # noqa: F401 - re-exported: the wire helpers' old home
     CONNECT_TIMEOUT,
     DEFAULT_PACKET_SIZE,
@@ -101,6 +102,14 @@ class _Driver:
             self.loop.close()
 
 
+# Every CPU's segment caches, control registers and HLT flag in one monitor command (QEMU
+# monitor/hmp-cmds.c, hmp_info_registers with -a): the fallback when `cpu N` does not select a CPU.
+INFO_REGISTERS_ALL = "info registers -a"
+# Where a vCPU's halted flag came from (CpuRead.halted_source).
+EXTRA_SOURCE = "qThreadExtraInfo"
+MONITOR_SOURCE = "info registers HLT="
+
+
 class _Reads:
     """What one pipelined read of the vCPUs gave (RspTarget._read_threads)."""
 
@@ -134,6 +143,8 @@ class RspTarget(Target):
         self.stop_thread: str | None = None     # the thread the last stop reply named
         self._g_thread: str | None = None       # what `Hg` selects in the stub now (None: not known)
         self._threads: list[str] | None = None  # the last thread listing (the vCPUs), for pipelining
+        # thread -> (its `g` reply, the monitor's registers read with it): reused while `g` is the same
+        self._mon_cache: dict[str, tuple[bytes, MonitorRegisters]] = {}
         try:
             self._lt.call(self._connect(timeout), timeout)
         except BaseException:
@@ -294,23 +305,55 @@ class RspTarget(Target):
         self._check(reply, f"monitor {command}")
         return _hex(out, f"monitor {command}").decode("utf-8", "replace")
 
-    # One monitor command gives the segment caches, control registers and HLT flag of every vCPU
-    # (QEMU monitor/hmp-cmds.c, hmp_info_registers: `-a` loops over all CPUs); plain `info registers`
-    # shows the monitor's own current CPU, which is not the gdbstub's.
-    INFO_REGISTERS = "info registers -a"
-
     def _send_monitor(self, command: str):
         (req,) = self._proto.send([b"qRcmd," + command.encode().hex().encode()], console=True)
         return req
 
-    async def _monitor_result(self, req, command: str, deadline: float) -> dict[int | None, MonitorRegisters] | None:
-        """The parsed `info registers -a` of a pipelined qRcmd; None when the stub has no monitor."""
+    async def _monitor_text(self, req, command: str, deadline: float) -> str | None:
+        """The text of a pipelined qRcmd; None when the stub has no monitor."""
         reply = await self._wait_fast(req.future, deadline, b"qRcmd")
         try:
             self._check(reply, f"monitor {command}")
-            return parse_info_registers_all(_hex(b"".join(req.console), f"monitor {command}").decode("utf-8", "replace"))
+            return _hex(b"".join(req.console), f"monitor {command}").decode("utf-8", "replace")
         except TargetError:
             return None     # a stub without QEMU's monitor: selectors only, bases guessed
+
+    def _send_cpu_monitor(self, indexes: list[int | None]) -> list:
+        """`cpu N` then `info registers` for each CPU (QEMU monitor/misc.c hmp_cpu selects the
+        monitor's CPU; monitor/hmp-cmds.c hmp_info_registers prints that one), pipelined. The last
+        one stays selected, so the console's own `info registers` shows it. Per CPU rather than
+        `info registers -a`: QEMU sends monitor text through the stub one line per packet (28 packets
+        a CPU, measured), and only the CPUs that ran since the last stop need it again."""
+        sent = []
+        for idx in indexes:
+            if idx is not None:
+                sent.append((None, f"cpu {idx}", self._send_monitor(f"cpu {idx}")))
+            sent.append((idx, "info registers", self._send_monitor("info registers")))
+        return sent
+
+    async def _cpu_monitor(self, sent: list, deadline: float) -> dict[int | None, MonitorRegisters] | None:
+        """{cpu index: registers} of _send_cpu_monitor's requests; None without a monitor. When the
+        text's "CPU#N" head is not the CPU asked for (a monitor without `cpu N`), every CPU's comes
+        from one `info registers -a` instead."""
+        out: dict[int | None, MonitorRegisters] = {}
+        mismatch = False
+        for idx, command, req in sent:
+            text = await self._monitor_text(req, command, deadline)
+            if text is None:
+                return None
+            if command != "info registers":
+                continue
+            sections = parse_info_registers_all(text)
+            if None in sections or idx is None:
+                out[idx] = monitor_for(sections, idx)
+            elif idx in sections:
+                out[idx] = sections[idx]
+            else:
+                mismatch = True
+        if mismatch:
+            text = await self._monitor_text(self._send_monitor(INFO_REGISTERS_ALL), INFO_REGISTERS_ALL, deadline)
+            return parse_info_registers_all(text) if text is not None else None
+        return out
 
     def _send_focus(self, thread: str | None) -> list:
         """`Hg` for `thread` unless the stub already has it selected (pipelined with what follows)."""
@@ -328,18 +371,18 @@ class RspTarget(Target):
             self._g_thread = thread
 
     async def _cpu(self, timeout: float, thread: str | None = None) -> Registers:
-        """The registers of `thread` (default: the focus): `Hg`, `g` and `info registers -a` in one
-        pipelined exchange."""
+        """The registers of `thread` (default: the focus): `Hg`, `g`, `cpu N` and `info registers`
+        in one pipelined exchange."""
         thread = thread or self.focus
+        index = thread_index(thread) if thread else None
         deadline = asyncio.get_running_loop().time() + timeout
         sent = self._send_focus(thread)
         (g,) = self._proto.send([b"g"])
-        mon = self._send_monitor(self.INFO_REGISTERS)
+        mon = self._send_cpu_monitor([index])
         await self._focus_done(sent, deadline)
         gpr = self._parse_g(await self._wait_fast(g.future, deadline, b"g"))
-        sections = await self._monitor_result(mon, self.INFO_REGISTERS, deadline)
-        return merge_registers(gpr, monitor_for(sections, thread_index(thread) if thread else None)
-                               if sections else None)
+        sections = await self._cpu_monitor(mon, deadline)
+        return merge_registers(gpr, monitor_for(sections, index) if sections else None)
 
     # ---- vCPUs
     async def _list_threads(self, deadline: float) -> tuple[list[str], list[str]]:
@@ -409,8 +452,10 @@ class RspTarget(Target):
         return CpuSet(cpus.reads, self.focus, problems + cpus.problems)
 
     async def _read_threads(self, threads: list[str], listing: list[bytes], deadline: float) -> "_Reads":
-        """`listing` (re-list packets), then `Hg ID` + `g` for every thread, `Hg` back to the focus
-        and `info registers -a`, all sent before the first reply is read."""
+        """`listing` (re-list packets), then `Hg ID`, `g` and `qThreadExtraInfo,ID` for every thread
+        and `Hg` back to the focus, all sent before the first reply is read; then the monitor's
+        segment caches of the CPUs whose registers changed since the last read (one more pipelined
+        exchange; none when no CPU ran)."""
         out = _Reads()
         if not threads and not listing:
             # A stub that names no threads: the one CPU it has.
@@ -424,13 +469,11 @@ class RspTarget(Target):
             self.focus = threads[0]
         payloads = list(listing)
         for t in threads:
-            payloads += [b"Hg" + t.encode(), b"g"]
+            payloads += [b"Hg" + t.encode(), b"g", b"qThreadExtraInfo," + t.encode()]
         if self.focus is not None:
             payloads.append(b"Hg" + self.focus.encode())
         reqs = self._proto.send(payloads)
-        mon = self._send_monitor(self.INFO_REGISTERS)
         replies = [await self._wait_fast(r.future, deadline, p) for r, p in zip(reqs, payloads)]
-        sections = await self._monitor_result(mon, self.INFO_REGISTERS, deadline)
         listed: list[str] = []
         list_problems: list[str] = []
         done = False
@@ -442,9 +485,10 @@ class RspTarget(Target):
         out.listed = (listed, list_problems)
         pos = len(listing)
         self._g_thread = None
+        read: list[tuple[str, int, bytes, bool | None]] = []
         for t in threads:
-            hg, g = replies[pos], replies[pos + 1]
-            pos += 2
+            hg, g, extra = replies[pos:pos + 3]
+            pos += 3
             index = thread_index(t)
             if hg != b"OK":
                 out.reads.append(CpuRead(t, index, None, problem=f"thread {t} (CPU {index}) was listed but Hg{t} "
@@ -452,22 +496,40 @@ class RspTarget(Target):
                                          f"were read"))
                 continue
             self._g_thread = t
-            try:
-                gpr = self._parse_g(g)
-            except TargetError as e:
-                out.reads.append(CpuRead(t, index, None, problem=f"thread {t} (CPU {index}): {e}"))
-                continue
-            mon = monitor_for(sections, index) if sections else None
-            problem = None
-            if sections and mon is None:
-                problem = f"`{self.INFO_REGISTERS}` shows no CPU#{index}: segment bases guessed"
-            out.reads.append(CpuRead(t, index, merge_registers(gpr, mon), mon.halted if mon else None, problem))
+            read.append((t, index, g, thread_extra_halted(extra)))
         if self.focus is not None:
             if replies[pos] == b"OK":
                 self._g_thread = self.focus
             else:
                 out.problems.append(f"Hg{self.focus} (back to the stopped thread) answered "
                                     f"{replies[pos][:20].decode('latin-1')!r}")
+        # The segment caches change only when a CPU executes, and then so does its `g`: a CPU whose
+        # `g` is byte for byte what it was keeps the monitor text read with it.
+        changed = [idx for t, idx, g, _ in read if self._mon_cache.get(t, (None,))[0] != g]
+        focus_index = thread_index(self.focus) if self.focus else None
+        changed.sort(key=lambda i: i == focus_index)        # the focus last: the monitor's CPU after
+        sections = await self._cpu_monitor(self._send_cpu_monitor(changed), deadline) if changed else {}
+        for t, index, g, halted in read:
+            try:
+                gpr = self._parse_g(g)
+            except TargetError as e:
+                out.reads.append(CpuRead(t, index, None, problem=f"thread {t} (CPU {index}): {e}"))
+                continue
+            if sections is None:
+                mon = None
+            elif index in sections:
+                mon = sections[index]
+                self._mon_cache[t] = (g, mon)
+            else:
+                mon = self._mon_cache.get(t, (None, None))[1]
+            problem = None
+            if sections is not None and mon is None:
+                problem = f"the monitor shows no CPU#{index}: segment bases guessed"
+            source = EXTRA_SOURCE
+            if halted is None and mon is not None:
+                halted, source = mon.halted, MONITOR_SOURCE
+            out.reads.append(CpuRead(t, index, merge_registers(gpr, mon), halted, problem,
+                                     source if halted is not None else ""))
         out.reads.sort(key=lambda c: c.index)
         return out
 

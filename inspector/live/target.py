@@ -182,6 +182,20 @@ def thread_index(thread: str) -> int | None:
     return value - 1 if value > 0 else None
 
 
+# qThreadExtraInfo: QEMU answers "CPU#<index> [halted ]" or "CPU#<index> [running]" (hex), from
+# CPUState.halted (gdbstub/gdbstub.c, handle_query_thread_extra).
+_EXTRA_RE = re.compile(rb"\[(halted|running)")
+
+
+def thread_extra_halted(reply: bytes) -> bool | None:
+    """The halted flag of a qThreadExtraInfo reply (hex text); None when it does not say."""
+    try:
+        m = _EXTRA_RE.search(bytes.fromhex(reply.decode("latin-1")))
+    except ValueError:
+        return None
+    return None if m is None else m[1] == b"halted"
+
+
 @dataclass
 class CpuRead:
     """One vCPU (gdbstub thread) as read at a stop. `registers` is None when it could not be read
@@ -190,8 +204,9 @@ class CpuRead:
     thread: str
     index: int
     registers: Registers | None
-    halted: bool | None = None      # QEMU's CPUState.halted (`HLT=` of `info registers -a`); None: unknown
+    halted: bool | None = None      # QEMU's CPUState.halted; None: unknown
     problem: str | None = None
+    halted_source: str = ""         # where `halted` came from: "qThreadExtraInfo", "info registers"
 
 
 @dataclass

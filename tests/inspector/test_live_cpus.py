@@ -51,9 +51,15 @@ CPU_G = {
     "02": g_reply(0xFFF0, 0x60000010, 0, 0xF000, rax=0x2222),
     "03": g_reply(0xFEC9D57, 0x33, 0x1F000, 0x10, rax=0x3333),
 }
-MONITOR = ("\r\n" + monitor_section(0, "0010 00000000 ffffffff 00cf9b00", 0, "40000033")
-           + monitor_section(1, "f000 ffff0000 0000ffff 00009b00", 1, "60000010")
-           + monitor_section(2, "0010 00000000 ffffffff 00cf9b00", 1, "00000033"))
+SECTIONS = [monitor_section(0, "0010 00000000 ffffffff 00cf9b00", 0, "40000033"),
+            monitor_section(1, "f000 ffff0000 0000ffff 00009b00", 1, "60000010"),
+            monitor_section(2, "0010 00000000 ffffffff 00cf9b00", 1, "00000033")]
+MONITOR = "\r\n" + "".join(SECTIONS)
+EXTRA = {"01": "CPU#0 [running]", "02": "CPU#1 [halted ]", "03": "CPU#2 [halted ]"}
+
+
+def qrcmd(text: str) -> bytes:
+    return b"qRcmd," + text.encode().hex().encode()
 
 
 def frame(payload: bytes) -> bytes:
@@ -62,8 +68,9 @@ def frame(payload: bytes) -> bytes:
 
 class ThreadStub:
     """QEMU's gdbstub for `threads`: a listing iterator, Hg (E22 for a thread in `vanished`), `g` of the
-    thread Hg selected, qRcmd. With `hold`, nothing is answered until a qRcmd has arrived (a client
-    waiting for a reply before sending the next request would stall: `stalled` records it)."""
+    thread Hg selected, qThreadExtraInfo, qRcmd with `cpu N`, `info registers` (of the monitor's CPU)
+    and `info registers -a`. With `hold` = N, nothing is answered until N packets have arrived (a
+    client waiting for a reply before sending the next request would stall: `stalled` records it)."""
 
     def __init__(self, threads=("01", "02", "03"), vanished=(), vcont=True, stop=b"T05thread:01;"):
         self.threads = list(threads)
@@ -71,9 +78,11 @@ class ThreadStub:
         self.vcont = vcont
         self.stop = stop
         self.cont_reply = b"T05thread:03;"
+        self.g = dict(CPU_G)
+        self.mon_cpu = 0
         self.g_thread = stop.partition(b"thread:")[2].rstrip(b";").decode() or self.threads[0]   # QEMU: g_cpu = c_cpu
         self.received: list[bytes] = []
-        self.hold = False
+        self.hold = 0
         self.stalled = False
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(TIMEOUT)
@@ -99,9 +108,15 @@ class ThreadStub:
             self.g_thread = t
             return [frame(b"OK")]
         if p == b"g":
-            return [frame(CPU_G[self.g_thread])]
+            return [frame(self.g[self.g_thread])]
+        if p.startswith(b"qThreadExtraInfo,"):
+            return [frame(EXTRA[p[17:].decode()].encode().hex().encode())]
         if p.startswith(b"qRcmd,"):
-            text = MONITOR.encode()
+            command = bytes.fromhex(p[6:].decode()).decode()
+            if command.startswith("cpu "):
+                self.mon_cpu = int(command[4:])
+                return [frame(b"OK")]
+            text = (MONITOR if command == "info registers -a" else "\r\n" + SECTIONS[self.mon_cpu]).encode()
             return [frame(b"O" + text[:200].hex().encode()), frame(b"O" + text[200:].hex().encode()), frame(b"OK")]
         if p.startswith(b"Qqemu.PhyMemMode"):
             return [frame(b"OK")]
@@ -146,9 +161,8 @@ class ThreadStub:
                     conn.sendall(b"+")
                     held.append(payload)
                     held_since = held_since or time.monotonic()
-                if held and (not self.hold or any(p.startswith(b"qRcmd") for p in held)
-                             or time.monotonic() - held_since > 1.0):
-                    if self.hold and not any(p.startswith(b"qRcmd") for p in held):
+                if held and (len(held) >= self.hold or time.monotonic() - held_since > 1.0):
+                    if len(held) < self.hold:
                         self.stalled = True
                     for p in held:
                         for raw in self.answer(p):
@@ -216,23 +230,35 @@ def test_read_cpus_reads_every_thread_with_hg_then_g(stub_target):
     assert [c.registers.pc for c in cpus.cpus] == [0x82584A, 0xFFFFFFF0, 0xFEC9D57]
     assert [c.halted for c in cpus.cpus] == [False, True, True]
     assert cpus.focus == "01" and not cpus.problems
+    assert [c.halted_source for c in cpus.cpus] == ["qThreadExtraInfo"] * 3
     after = stub.received[stub.received.index(b"?") + 1:]
     assert after[:8] == [b"qfThreadInfo"] + [b"qsThreadInfo"] * 7
-    assert after[8:15] == [b"Hg01", b"g", b"Hg02", b"g", b"Hg03", b"g", b"Hg01"]
-    assert after[15] == b"qRcmd," + b"info registers -a".hex().encode()
+    assert after[8:18] == [b"Hg01", b"g", b"qThreadExtraInfo,01", b"Hg02", b"g", b"qThreadExtraInfo,02",
+                           b"Hg03", b"g", b"qThreadExtraInfo,03", b"Hg01"]
+    # Each CPU's segment caches from the monitor, the focus (CPU 0) last: it stays the monitor's CPU.
+    assert after[18:] == [qrcmd("cpu 1"), qrcmd("info registers"), qrcmd("cpu 2"), qrcmd("info registers"),
+                          qrcmd("cpu 0"), qrcmd("info registers")]
 
 
-def test_second_read_is_one_pipelined_exchange(stub_target):
+def test_second_read_is_one_pipelined_exchange_and_rereads_only_cpus_that_ran(stub_target):
     stub, t = stub_target()
     t.read_cpus(TIMEOUT)
     stub.received.clear()
-    stub.hold = True        # the stub answers nothing before the batch's qRcmd has arrived
+    stub.hold = 14          # the stub answers nothing before the whole batch has arrived
     cpus = t.read_cpus(TIMEOUT)
     assert not stub.stalled
     assert stub.received == ([b"qfThreadInfo"] + [b"qsThreadInfo"] * 3
-                             + [b"Hg01", b"g", b"Hg02", b"g", b"Hg03", b"g", b"Hg01",
-                                b"qRcmd," + b"info registers -a".hex().encode()])
+                             + [b"Hg01", b"g", b"qThreadExtraInfo,01", b"Hg02", b"g", b"qThreadExtraInfo,02",
+                                b"Hg03", b"g", b"qThreadExtraInfo,03", b"Hg01"])
     assert [c.registers["rax"] for c in cpus.cpus] == [0x1111, 0x2222, 0x3333]
+    assert [c.registers.cs.base for c in cpus.cpus] == [0, 0xFFFF0000, 0]      # kept from the first read
+    # CPU 2 ran (its `g` changed): only its monitor text is read again.
+    stub.hold = 0
+    stub.g["03"] = g_reply(0xFEC9D59, 0x33, 0x1F000, 0x10, rax=0x3334)
+    stub.received.clear()
+    cpus = t.read_cpus(TIMEOUT)
+    assert stub.received[14:] == [qrcmd("cpu 2"), qrcmd("info registers")]
+    assert cpus.cpus[2].registers["rax"] == 0x3334 and cpus.cpus[2].registers.cs.flags == 0x00CF9B00
 
 
 def test_thread_that_vanishes_is_a_problem_not_an_exception(stub_target):
@@ -373,3 +399,17 @@ def test_recording_with_a_malformed_cpu_names_the_line(tmp_path):
     p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
     with pytest.raises(ValueError, match=r"line 2: stop.cpus\[0\].registers"):
         load_recording(p)
+
+
+def test_monitor_without_cpu_command_falls_back_to_info_registers_all(stub_target):
+    stub, t = stub_target()
+    answer = stub.answer
+
+    def no_cpu_command(p: bytes):
+        if p == qrcmd("cpu 1") or p == qrcmd("cpu 2") or p == qrcmd("cpu 0"):
+            return [frame(b"O" + b"unknown command: 'cpu'\r\n".hex().encode()), frame(b"OK")]
+        return answer(p)
+    stub.answer = no_cpu_command
+    cpus = t.read_cpus(TIMEOUT)
+    assert stub.received[-1] == qrcmd("info registers -a")
+    assert [c.registers.cs.base for c in cpus.cpus] == [0, 0xFFFF0000, 0]
