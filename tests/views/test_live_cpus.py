@@ -23,6 +23,7 @@ import threading
 
 import pytest
 
+from inspector.live.cpus import stop_note
 from inspector.live.session_api import CpuState, CpuView, Mode, Phase, Stop
 from tests.views.live_helpers import SIZE, FakeSession, real_stops, registers, shown_index, wait_for
 from views.live_app import LiveApp
@@ -77,6 +78,8 @@ def four_cpu_stops() -> tuple[list[Stop], dict[int, list]]:
               pei_cpu(2, AP_RUNNING_RIP, "CpuMpPei", CpuState.RUNNING),
               pei_cpu(3, AP_BREAKPOINT, "CpuMpPei", CpuState.RUNNING)]
     stop1 = as_stop(1, "breakpoint", in_pei, 3, lines)
+    # As Session does (inspector/live/cpus.py stop_note); the status line does not repeat it.
+    stop1.problems = [stop_note("breakpoint", 3, 4)]
     return [stop0, stop1], lines
 
 
@@ -281,7 +284,7 @@ class TestCpuList:
             assert "rip" in changed
             app.clear_notifications()
             await pilot.press("s")
-            await wait_for(pilot, lambda: screen.stop.problems != [])
+            await wait_for(pilot, lambda: len(screen.stop.problems) == 2)
             assert session.stepped == [] and shown_index(app) == 1 and screen.stop.cpu == 1
             assert screen.status_text == ("CPU 1 is halted: not stepped · stop 1 · CPU 3 hit the breakpoint at "
                                           "0x7fe9c0a0 · showing CPU 1 · PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei")

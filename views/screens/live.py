@@ -42,6 +42,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from decoders.model import Node
+from inspector.live.cpus import stop_note
 from inspector.live.session_api import PHASES, SessionLike, Stop
 from inspector.live.target import TargetDead
 from views.index import TreeIndex
@@ -413,7 +414,9 @@ class LiveScreen(NodeScreen):
             parts.append(f"handoff {LABELS.get(stop.handoff, stop.handoff)}")
         if stop.module:
             parts.append(stop.module)
-        problems = [p for p in stop.problems if p != skip]
+        # The session's own note that an AP stopped says what `what` already says.
+        said = stop_note(self.about[1], self.about[0], len(stop.cpus))
+        problems = [p for p in stop.problems if p not in (skip, said)]
         if problems:
             parts.append(f"{len(problems)} problem(s): {problems[0]}")
         if not self.live:
