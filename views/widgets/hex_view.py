@@ -123,7 +123,8 @@ class HexView(ScrollView, can_focus=True):
     space: reactive[Space | None] = reactive(None, always_update=True)
     span: reactive[Span | None] = reactive(None)
     mark: reactive[Span | None] = reactive(None)
-    cursor: reactive[int | None] = reactive(None)
+    # No repaint of the whole view on a move: watch_cursor refreshes the two rows that change.
+    cursor: reactive[int | None] = reactive(None, repaint=False)
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
