@@ -10,7 +10,8 @@ overlap in a sane tree, so that walk is one step). A lookup is O(depth x log(chi
 
 Zero-size nodes hold no byte and are left out; nodes without a space too. So is the subtree of a
 summary node (SUMMARY_KINDS): it points at bytes other nodes already hold (the image summary spans
-the whole image, its boot phases point at the entry modules), and would only repeat them.
+the whole image, its boot phases point at the entry modules, review findings at their evidence),
+and would only repeat them.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from collections.abc import Iterator
 
 from decoders.model import Node, Space
 
-# Nodes that describe other nodes rather than bytes of their own (inspector.classify's summary,
-# with inspector.bootphases' handoffs under it).
-SUMMARY_KINDS = frozenset({"image-info"})
+# Nodes that describe other nodes rather than bytes of their own: inspector.classify's summary (with
+# inspector.bootphases' handoffs under it) and inspector.review's findings, whose evidence nodes
+# point at the bytes of the structures they are about.
+SUMMARY_KINDS = frozenset({"image-info", "review"})
 
 
 class _Level:

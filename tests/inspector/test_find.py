@@ -322,7 +322,7 @@ def _independent_spaces(img) -> list:
     """The spaces to search, found without inspector.nodes_at: every distinct Node.space."""
     seen, out = set(), []
     for n in img.root.walk():
-        if n.kind == "image-info":
+        if n.kind in ("image-info", "review"):
             continue
         if n.space is not None and id(n.space) not in seen:
             seen.add(id(n.space))

@@ -27,7 +27,7 @@ def brute_path(root: Node, space: Space, offset: int) -> list[Node]:
     stack = [(root, 0)]
     while stack:
         n, depth = stack.pop()
-        if n.kind == "image-info" and n is not root:
+        if n.kind in ("image-info", "review") and n is not root:
             continue
         if n.space is space and n.size > 0 and n.offset <= offset < n.offset + n.size:
             found.append((n.size, -depth, n))
@@ -64,6 +64,8 @@ def test_zero_size_nodes_and_summaries_are_left_out():
     empty = root.append(Node("ffs", "empty", s, 0x10, 0))
     summary = root.append(Node("image-info", "summary", s, 0, 0x40))
     summary.append(Node("boot-phase", "sec entry", s, 0x10, 4))
+    review = root.append(Node("review", "Review", s, 0, 0))
+    review.append(Node("finding", "a finding", s, 0, 0)).append(Node("evidence", "evidence", s, 0x10, 8))
     f = root.append(Node("ffs", "f", s, 0x10, 8))
     idx = NodeIndex(root)
     assert idx.path(s, 0x10) == [f, root]
@@ -215,3 +217,19 @@ def _is_guid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_app_tree_paths_hold_structures_not_review_evidence_or_summaries():
+    from inspector.sources import load_source
+
+    _, root = load_source(bookworm("OVMF.fd"))     # the app's tree: review findings and summary first
+    assert {c.kind for c in root.children} >= {"review", "image-info"}
+    idx = NodeIndex(root)
+    space = root.space
+    kinds = set()
+    for off in range(0, space.size, 0x1000):
+        path = idx.path(space, off)
+        assert path and path[-1] is root
+        kinds.update(n.kind for n in path)
+    assert not kinds & {"review", "finding", "evidence", "image-info", "boot-phases", "boot-phase"}
+    assert {"fv", "ffs", "section"} <= kinds
