@@ -25,6 +25,7 @@ once per variant). At most `limit` hits are kept, in tree order of the spaces th
 from __future__ import annotations
 
 import re
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -264,16 +265,20 @@ class FindResult:
     problems: list[str] = field(default_factory=list)
 
 
-# One index per decoded tree, reused by every search and hex-cursor lookup on it.
+# One index per decoded tree, reused by every search and hex-cursor lookup on it (the app asks
+# from worker threads: one lock).
 _indexes: "weakref.WeakKeyDictionary[Node, NodeIndex]" = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
 
 
-def index_for(root: Node) -> NodeIndex:
-    """The NodeIndex of `root`, built on first use and kept while the tree lives."""
-    idx = _indexes.get(root)
-    if idx is None:
-        idx = _indexes[root] = NodeIndex(root)
-    return idx
+def index_for(root: Node, refresh: bool = False) -> NodeIndex:
+    """The NodeIndex of `root`, built on first use and kept while the tree lives; `refresh` builds
+    it again (after nodes were added to the tree)."""
+    with _indexes_lock:
+        idx = None if refresh else _indexes.get(root)
+        if idx is None:
+            idx = _indexes[root] = NodeIndex(root)
+        return idx
 
 
 def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIndex | None = None,
