@@ -142,11 +142,11 @@ def test_real_paths_equal_brute_force_at_every_node_edge_and_random_bytes(real):
     assert checked > 300
 
 
-@pytest.fixture(scope="module")
-def debian_report(tmp_path_factory):
+@pytest.fixture(scope="module", params=["OVMF_CODE_4M.fd", "OVMF.fd"])
+def debian_report(request, tmp_path_factory):
     from inspector.image import load_image
 
-    path = bookworm("OVMF_CODE_4M.fd")
+    path = bookworm(request.param)
     return load_image(path), uefiextract_report(path, tmp_path_factory.mktemp("uefiextract"))
 
 
@@ -164,7 +164,8 @@ def test_innermost_node_at_each_reported_base_has_its_offset_and_size(debian_rep
     for r in based:
         inner = idx.path(space, r.base)[0]
         assert (inner.offset, inner.size) == (r.base, r.size), (r.type, r.subtype, r.name)
-        assert zlib.crc32(bytes(space.data[r.base:r.base + r.size])) == r.crc32
+        if r.type != "FTW store":   # UEFIExtract's CRC32 of that row is not of its bytes (offset and size are)
+            assert zlib.crc32(bytes(space.data[r.base:r.base + r.size])) == r.crc32
 
 
 def test_innermost_nodes_inside_the_lzma_section_match_the_report(debian_report):
