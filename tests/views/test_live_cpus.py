@@ -406,9 +406,32 @@ class TestNoSelection:
             assert "[ / ]\tPrevious / next CPU: its registers and disassembly; s then steps it" in text
             assert "0 … 9\tCPU n" in text and "enter / click\tIn the CPU list: that CPU" in text
             assert "[\tPrev CPU" not in text      # listed once, in the CPU section
+            await pilot.press("escape")
+            await pilot.pause()
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert {"Next CPU", "Previous CPU"} <= set(titles)
+
+    async def test_the_palette_has_no_cpu_commands_for_one_cpu(self):
+        reset, sec, _ = real_stops()
+        app = LiveApp(CpuSession([sec], {sec.linear_rip: sec.disassembly}), "one")
+        async with app.run_test(size=SIZE) as pilot:
+            await start(pilot, app, 1)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert "Continue" in titles and not {"Next CPU", "Previous CPU"} & set(titles)
 
 
 class TestSnapshot:
+    def test_four_cpus_at_the_sec_handoff_three_waiting_for_sipi(self, snap_compare):
+        """Stop 0 as it arrives: CPU 0 at the SEC entry (▶, handoff), CPUs 1-3 waiting for SIPI at
+        the reset vector (the theme's warning colour)."""
+
+        async def run_before(pilot) -> None:
+            await start(pilot, pilot.app)
+            await pilot.pause()
+
+        stops, lines = four_cpu_stops()
+        assert snap_compare(LiveApp(CpuSession(stops, lines), "smp 4"), terminal_size=SIZE, run_before=run_before)
+
     def test_four_cpus_an_ap_at_a_breakpoint_and_cpu_1_selected(self, snap_compare):
         """Stop 1 of a 4-CPU guest: CPU 3 hit the breakpoint (its `stop` cell), CPU 1 selected
         (▶, the cursor, its registers and its hlt loop), CPU 1 shown halted."""

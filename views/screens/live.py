@@ -48,7 +48,7 @@ from inspector.live.target import TargetDead
 from views.index import TreeIndex
 from views.screens.node_screen import NodeScreen
 from views.screens.prompt import PromptScreen
-from views.widgets.cpu_list import CpuList
+from views.widgets.cpu_list import CpuList, about_text, cpu_registers, no_selection
 from views.widgets.disassembly import DisassemblyView
 from views.widgets.field_table import FieldTable
 from views.widgets.hex_view import HexView
@@ -75,16 +75,6 @@ def empty_tree(stop: Stop) -> Node:
 
 
 WAITING = Node("stop", "waiting for the first stop…")
-
-
-def cpu_registers(stop: Stop | None, cpu: int) -> dict[str, int] | None:
-    """CPU `cpu`'s registers at `stop`: the stop's own when it is about that CPU, else its CpuView's
-    (None: the stop did not list that CPU)."""
-    if stop is None:
-        return None
-    if stop.cpu == cpu:
-        return stop.registers
-    return next((c.registers for c in stop.cpus if c.index == cpu), None)
 
 
 def same_place(index: TreeIndex, path: list[tuple[str, str]]) -> Node:
@@ -380,7 +370,7 @@ class LiveScreen(NodeScreen):
         if fresh and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
             # An application processor stopped the guest: say which one (a notification too,
             # the status line is overwritten by the next call).
-            self.notify(self._about_text(), title="Breakpoint", markup=False)
+            self.notify(about_text(*self.about), title="Breakpoint", markup=False)
 
     def _edge_note(self) -> str:
         if self.live:
@@ -392,20 +382,11 @@ class LiveScreen(NodeScreen):
             return "  (last recorded stop)"
         return "  (first recorded stop)" if position == 0 else ""
 
-    def _about_text(self) -> str:
-        """What the stop is about, by CPU: "CPU 2 hit the breakpoint at 0x…", "step on CPU 1"."""
-        cpu, reason, rip = self.about
-        if reason == "breakpoint":
-            return f"CPU {cpu} hit the breakpoint at 0x{rip:x}"
-        if reason == "watchpoint":
-            return f"CPU {cpu} hit a watchpoint (RIP 0x{rip:x})"
-        return f"{reason} on CPU {cpu}"
-
     def describe_stop(self, stop: Stop, skip: str | None = None) -> str:
         """The status line for `stop`; `skip`: a problem the caller shows itself."""
         what = stop.reason
         if len(stop.cpus) > 1 or stop.cpu != 0 or self.about[0] != 0:
-            what = clean_text(self._about_text(), 100)
+            what = clean_text(about_text(*self.about), 100)
             if stop.cpu != self.about[0]:
                 what += f" · showing CPU {stop.cpu}"
         parts = [f"stop {stop.index}", what, LABELS.get(stop.phase, stop.phase), stop.mode,
@@ -537,15 +518,8 @@ class LiveScreen(NodeScreen):
 
     def action_cpu_unavailable(self) -> None:
         """A CPU key where there is nothing to select: say why."""
-        if self.stop is None:
-            why = "no stop yet"
-        elif not callable(getattr(self.session, "select_cpu", None)):
-            why = "this session cannot select a CPU"
-        elif not self.stop.cpus:
-            why = "this stop lists no CPUs (an older recording, or a backend that does not read them)"
-        else:
-            why = "the guest has one CPU"
-        self.notify(f"CPU selection is not available: {why}", severity="warning", markup=False)
+        self.notify(f"CPU selection is not available: {no_selection(self.stop, self.session)}",
+                    severity="warning", markup=False)
 
     @on(CpuList.CpuChosen)
     def _cpu_chosen(self, event: CpuList.CpuChosen) -> None:

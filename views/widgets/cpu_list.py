@@ -19,7 +19,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
-from inspector.live.session_api import CpuState, CpuView
+from inspector.live.session_api import CpuState, CpuView, Stop
 from views.widgets.node_tree import clean_text
 from views.widgets.phase_bar import LABELS
 
@@ -41,6 +41,36 @@ def rip_text(cpu: CpuView) -> str:
     """The linear RIP as the registers panel writes it: 16 digits in long mode or above 4 GiB."""
     digits = 16 if cpu.mode == "long64" or cpu.linear_rip > 0xFFFFFFFF else 8
     return f"{cpu.linear_rip:0{digits}x}"
+
+
+def cpu_registers(stop: Stop | None, cpu: int) -> dict[str, int] | None:
+    """CPU `cpu`'s registers at `stop`: the stop's own when it is about that CPU, else its CpuView's
+    (None: the stop did not list that CPU)."""
+    if stop is None:
+        return None
+    if stop.cpu == cpu:
+        return stop.registers
+    return next((c.registers for c in stop.cpus if c.index == cpu), None)
+
+
+def about_text(cpu: int, reason: str, rip: int) -> str:
+    """What a stop is about, by CPU: "CPU 2 hit the breakpoint at 0x…", "step on CPU 1"."""
+    if reason == "breakpoint":
+        return f"CPU {cpu} hit the breakpoint at 0x{rip:x}"
+    if reason == "watchpoint":
+        return f"CPU {cpu} hit a watchpoint (RIP 0x{rip:x})"
+    return f"{reason} on CPU {cpu}"
+
+
+def no_selection(stop: Stop | None, session: object) -> str:
+    """Why no CPU can be selected at `stop` of `session`."""
+    if stop is None:
+        return "no stop yet"
+    if not callable(getattr(session, "select_cpu", None)):
+        return "this session cannot select a CPU"
+    if not stop.cpus:
+        return "this stop lists no CPUs (an older recording, or a backend that does not read them)"
+    return "the guest has one CPU"
 
 
 class CpuList(DataTable):
