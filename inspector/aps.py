@@ -168,8 +168,8 @@ def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
         address, size = int(m.group(1), 16), int(m.group(2), 16)
         if address >= LOW_RAM:
             continue
-        b = out.setdefault(address, WakeupBuffer(address, size, "debug log: GetWakeupBuffer's "
-                                                                f"\"WakeupBufferStart = {m.group(1)}\""))
+        b = out.setdefault(address, WakeupBuffer(address, size, "the debug log's \"WakeupBufferStart\" line "
+                                                                "(MpInitLib GetWakeupBuffer)"))
         b.size = size
     for m in LOG_VECTOR.finditer(log or ""):
         address = int(m.group(1), 16)

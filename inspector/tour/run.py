@@ -153,6 +153,13 @@ def tour_offline_chapters(image, cc=None) -> list[Chapter]:
     from inspector.tour.offline import offline_chapters
 
     chapters = offline_chapters(image) if image is not None else []
+    if image is not None:
+        # "application-processors" (inspector.tour.aps) before the closing "config-a-vs-b"
+        fn = _function("inspector.tour.aps", "aps_offline_chapter")
+        aps = fn(image) if callable(fn) else unavailable(
+            "application-processors", "offline", "The chapter on the application processors", fn)
+        names = [c.chapter for c in chapters]
+        chapters.insert(names.index("config-a-vs-b") if "config-a-vs-b" in names else len(chapters), aps)
     return insert_tdx_chapters(chapters, image, cc)
 
 
@@ -412,6 +419,13 @@ def boot_chapters(stops: list, image, cut: str | None = None) -> tuple[list[Chap
     if mode is not None:
         at = next((i + 1 for i, c in enumerate(out) if c.phase == "reset"), 0)
         out.insert(at, mode)
+    aps_fn = _function("inspector.tour.aps", "aps_boot_chapter")
+    aps = aps_fn(stops, image) if callable(aps_fn) else unavailable(
+        "application-processors-boot", "bds", "The chapter on the application processors at the handoffs", aps_fn)
+    if aps is not None:
+        # after the handoff chapters, before stop_chapters' "end" (which the closing chapter absorbs)
+        at = len(out) - 1 if out and out[-1].chapter == "end" else len(out)
+        out.insert(at, aps)
     last = stops[-1] if stops else None
     reached = last is not None and last.handoff == LAST
     if cut is None and reached:

@@ -317,7 +317,8 @@ def test_cli_offline_with_a_cc_log_and_its_quote(capsys):
                  str(fixture(quote_rel)), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [c["chapter"] for c in out] == ["flash-image", "reset-vector-table", "tdx-metadata", "mrtd", "mrtd-pages",
-                                           "rtmr0", "rtmr1", "rtmr2", "rtmr3", "sev-metadata", "config-a-vs-b"]
+                                           "rtmr0", "rtmr1", "rtmr2", "rtmr3", "sev-metadata",
+                                           "application-processors", "config-a-vs-b"]
     cc, chapters = chapters_of(log_rel, fixture(quote_rel).read_bytes(), fixture(quote_rel).name)
     # The tour app shows the image's tree: the log is put under the image's root (its last child), and
     # the values' paths start there, otherwise the same chapters.
