@@ -24,6 +24,7 @@ import threading
 import pytest
 
 from inspector.live.cpus import stop_note
+from inspector.live.record import Recorder, ReplaySession
 from inspector.live.session_api import CpuState, CpuView, Mode, Phase, Stop
 from tests.views.live_helpers import SIZE, FakeSession, real_stops, registers, shown_index, wait_for
 from views.live_app import LiveApp
@@ -340,6 +341,36 @@ class TestCpuList:
             await wait_for(pilot, lambda: bool(app._notifications))
             assert [str(n.message) for n in app._notifications] == ["no CPU 7: this guest has CPUs 0–3"]
             assert select_calls(session) == []
+
+    async def test_a_recording_replayed_keeps_which_cpu_each_stop_was_about(self, tmp_path):
+        """The two stops recorded (Recorder) and replayed (ReplaySession): CPU 1 selected at stop 1,
+        then p and n back to it: the stop is still CPU 3's breakpoint, though the replay hands back
+        its copy about CPU 1."""
+        stops, lines = four_cpu_stops()
+        recorder = Recorder(CpuSession(stops, lines), tmp_path / "smp4.jsonl")
+        recorder.current(), recorder.next_handoff()
+        recorder.close()
+        session = ReplaySession(tmp_path / "smp4.jsonl")
+        app = LiveApp(session, "replay")
+        async with app.run_test(size=SIZE) as pilot:
+            await start(pilot, app)
+            screen = app.live_screen
+            await pilot.press("n")
+            await wait_for(pilot, lambda: shown_index(app) == 1 and screen.running is None)
+            await pilot.press("1")
+            await wait_for(pilot, lambda: screen.stop.cpu == 1)
+            # A replay has no disassembly for a CPU the stop was not about (record.py select_cpu).
+            assert screen.disassembly.text == "no disassembly at this stop"
+            assert f"rip    {AP_HLT_RIP:016x}" in screen.registers.text
+            await pilot.press("p")
+            await wait_for(pilot, lambda: shown_index(app) == 0 and screen.running is None)
+            await pilot.press("n")
+            await wait_for(pilot, lambda: shown_index(app) == 1 and screen.running is None)
+            assert screen.stop.cpu == 1
+            assert screen.status_text == ("replay 2/2 · stop 1 · CPU 3 hit the breakpoint at 0x7fe9c0a0 · showing CPU 1 · "
+                                          "PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei  (last recorded stop)")
+            assert screen.cpu_list.row_texts[3].endswith(" | breakpoint")
+            assert screen.cpu_list.row_texts[1].startswith("▶ | 1 |")
 
     async def test_replay_selects_cpus_too(self):
         """A replay (read-only run control) still selects CPUs: looking is not running."""

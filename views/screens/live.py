@@ -134,6 +134,9 @@ class LiveScreen(NodeScreen):
         self.previous_stop: Stop | None = None
         # (CPU, reason, linear RIP) of what the stop is about: kept while other CPUs are selected.
         self.about: tuple[int, str, int] = (0, "", 0)
+        # A replay's `about` per stop index, as first shown: ReplaySession hands back a stop it
+        # re-presented about another CPU when the user returns to it (inspector/live/record.py).
+        self._abouts: dict[int, tuple[int, str, int]] = {}
         self.root: Node | None = None
         self.current: Node | None = None
         self.reached: set[str] = set()
@@ -337,6 +340,8 @@ class LiveScreen(NodeScreen):
         if fresh:
             self.previous_stop = self.stop
             self.about = (stop.cpu, stop.reason, stop.linear_rip)
+            if not self.live:
+                self.about = self._abouts.setdefault(stop.index, self.about)
             # The phase bar is the stop's; selecting another CPU does not move the boot.
             if stop.phase in PHASES:
                 # Everything up to the current phase was passed through on the way.
