@@ -118,10 +118,15 @@ class TestHexCursor:
             await pilot.press("end")
             await pilot.pause()
             assert hv.cursor == 0x1FFFFF
-            await pilot.press("home")
+            await pilot.press("home", "left", "up")   # nothing before the first byte
             await pilot.pause()
             assert hv.cursor == 0
             rows = hv.scrollable_content_region.height
+            await pilot.press(*["down"] * rows)        # one row past the last one shown
+            await pilot.pause()
+            assert hv.cursor == rows * 16 and int(hv.scroll_offset.y) == 1
+            await pilot.press("home")
+            await pilot.pause()
             await pilot.press("pagedown")
             await pilot.pause()
             assert hv.cursor == rows * 16
@@ -135,12 +140,16 @@ class TestHexCursor:
             hv.focus()
             await pilot.press("down", "down", "right")     # byte 0x11
             await pilot.pause()
-            reversed_ = [seg.text for seg in hv.render_row(1) if seg.style and seg.style.reverse]
-            assert reversed_ == [f"{ovmf[0x11]:02x}", chr(ovmf[0x11])]   # 0x2b, "+" in the ASCII column
+
+            def reversed_on_screen(y: int) -> list[str]:
+                # What the view draws (through its row cache), not a freshly built row.
+                return [seg.text for seg in hv.render_line(y) if seg.style and seg.style.reverse]
+
+            assert reversed_on_screen(1) == [f"{ovmf[0x11]:02x}", chr(ovmf[0x11])]   # 0x2b, "+" in ASCII
             await pilot.press("up")
             await pilot.pause()
-            assert not [seg for seg in hv.render_row(1) if seg.style and seg.style.reverse]
-            assert [seg.text for seg in hv.render_row(0) if seg.style and seg.style.reverse] == ["00", "."]
+            assert reversed_on_screen(1) == []
+            assert reversed_on_screen(0) == ["00", "."]
 
     async def test_goto_puts_the_cursor_and_names_the_nodes_innermost_first(self, tree):
         app = FwInspectApp(tree, "OVMF.fd")
@@ -611,3 +620,23 @@ class TestOpen:
             title, message, severity = notes(app)[-1]
             assert (title, severity) == ("Open", "error")
             assert message == f"could not open {tmp_path / 'missing.fd'}: No such file or directory"
+
+
+@pytest.mark.asyncio
+class TestKeysListed:
+    async def test_help_and_palette_list_the_daily_keys(self, tree):
+        from views.screens.help import HelpScreen
+
+        app = FwInspectApp(tree, "OVMF.fd")
+        async with app.run_test(size=SIZE) as pilot:
+            titles = {c.title for c in app.get_system_commands(app.screen)}
+            assert {"Find bytes", "Save bytes", "Save decompressed bytes", "Copy", "Disassemble", "Open"} <= titles
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            rows = dict(line.split("\t") for line in app.screen.text().splitlines())
+            assert rows["f"] == "Find bytes"
+            assert rows["w"] == "Save" and rows["W"] == "Save decompressed bytes"
+            assert (rows["y"], rows["d"], rows["o"]) == ("Copy", "Disassemble", "Open")
+            assert rows["enter (bytes)"] == "Select the innermost node holding the cursor byte"
+            assert rows["enter (fields)"] == "The whole value of the field, with its bytes"
