@@ -29,6 +29,10 @@ def static_size(struct: construct.Construct) -> int | None:
         return _SIZES[struct]
     except KeyError:
         pass
+    from decoders.layout import Layout
+
+    if isinstance(struct, Layout):
+        return struct.size
     import construct  # on first use: decoders.layout records never need it
 
     try:

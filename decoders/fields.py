@@ -1,25 +1,27 @@
-"""Parsed construct Structs as located Node fields: the one place that walks a Struct's layout.
+"""Parsed construct Structs and decoders.layout records as located Node fields: the one place that
+walks a record's members.
 
 Every decoder that parses a fixed-size header turns it into fields the same way: one field per
 named member, at its absolute offset in the node's space, with its size and display text. Nested
 Structs give dotted names (`Certificate.dwLength`), or their own names when flattened (a HOB's
-body after its generic header).
+body after its generic header). construct is imported only when a construct Struct comes in: the
+Layout records of the fast paths never load it.
 """
 from __future__ import annotations
 
+import sys
 import uuid
 import weakref
-from typing import Any, Callable
-
-import construct
+from collections.abc import Callable
 
 from decoders import guids
 from decoders.errors import parse_at, static_size
+from decoders.layout import Layout
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
-Display = str | Callable[[Any], str]
-Convert = Callable[[construct.Construct, Any], tuple[Any, str | None]]
+Display = str | Callable[[object], str]
+Convert = Callable[[object, object], tuple[object, str | None]]   # (construct member or None, value)
 
 # (name, offset in the struct, size, the member's construct without its name): per struct, once;
 # weakly keyed by the struct itself, like errors.static_size.
@@ -29,6 +31,8 @@ _LAYOUTS: "weakref.WeakKeyDictionary[construct.Construct, tuple]" = weakref.Weak
 def layout(struct: construct.Construct) -> tuple[tuple[str | None, int, int, construct.Construct], ...]:
     found = _LAYOUTS.get(struct)
     if found is None:
+        import construct
+
         out, pos = [], 0
         for sc in struct.subcons:
             size = static_size(sc)
@@ -38,11 +42,14 @@ def layout(struct: construct.Construct) -> tuple[tuple[str | None, int, int, con
     return found
 
 
-def spec_value(member: construct.Construct, value: Any) -> tuple[Any, str | None]:
+def spec_value(member: construct.Construct, value: object) -> tuple[object, str | None]:
     """(value, display) of a parsed member as every decoder shows it: an EFI_GUID with its name,
     an Enum member as its int with its label (an unknown one in hex)."""
     if isinstance(value, uuid.UUID):
         return value, guids.describe(value)
+    construct = sys.modules.get("construct")      # a construct value exists only once it is loaded
+    if construct is None:
+        return value, None
     if isinstance(value, construct.EnumIntegerString):
         return int(value), str(value)
     if isinstance(member, construct.Enum) and isinstance(value, int):
@@ -50,7 +57,7 @@ def spec_value(member: construct.Construct, value: Any) -> tuple[Any, str | None
     return value, None
 
 
-def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int, *, prefix: str = "",
+def add_fields(node: Node, struct: construct.Construct, parsed: object, offset: int, *, prefix: str = "",
                flatten: bool = False, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                whole: tuple[str, ...] = (), displays: dict[str, Display] | None = None,
                convert: Convert = spec_value) -> int:
@@ -59,6 +66,10 @@ def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int
     `only`, just those names. Nested structs named in `whole` stay one field (a dict, e.g. an
     EFI_TIME). `convert(member, value)` turns a value into (value, display), by default
     `spec_value`; a `displays` entry (text, or a function of the value) wins."""
+    if isinstance(struct, Layout):
+        return _add_layout(node, struct, parsed, offset, prefix, skip, only, displays, convert)
+    import construct
+
     end = offset
     for name, rel, size, inner in layout(struct):
         end = offset + rel + size
@@ -84,8 +95,33 @@ def add_fields(node: Node, struct: construct.Construct, parsed: Any, offset: int
     return end
 
 
+def _add_layout(node: Node, struct: Layout, parsed: object, offset: int, prefix: str, skip: tuple[str, ...],
+                only: tuple[str, ...] | None, displays: dict[str, Display] | None, convert: Convert) -> int:
+    """add_fields for a decoders.layout record: a member with a names table is shown as a construct
+    Enum is (its name, else the value in hex and "(unknown)")."""
+    for name, rel, size, names in struct.members:
+        if name in skip:
+            continue
+        full = prefix + name
+        if only is not None and full not in only:
+            continue
+        value = getattr(parsed, name)
+        if names is not None:
+            label = names.get(value)
+            text = label if label is not None else f"0x{value:x} (unknown)"
+        elif convert is spec_value:
+            value, text = spec_value(None, value)
+        else:
+            value, text = convert(None, value)
+        shown = displays.get(full) if displays else None
+        if shown is not None:
+            text = shown(value) if callable(shown) else shown
+        node.add(full, value, offset + rel, size, text)
+    return offset + struct.size
+
+
 def read_fields(node: Node, memory: Memory, address: int, struct: construct.Construct, label: str,
-                **options) -> Any:
+                **options) -> object:
     """Read a fixed-size `struct` at `address` through `memory` into `node`: the node's space becomes
     the bytes read (named `label@address`, based there) and its fields the struct's members
     (`options` as for add_fields). Returns the parsed struct, or None with a located problem when

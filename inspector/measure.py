@@ -16,8 +16,8 @@ One or more of:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
 from inspector.cli import EXIT_OK, EXIT_PROBLEMS, UsageError, _read_file
 from inspector.options import number
@@ -121,7 +121,7 @@ def run_measure(args) -> int:
     _check_usage(args)
     from decoders.model import Node
 
-    name = Path(args.image).name
+    name = os.path.basename(args.image)
     root = Node("measure", f"measurements of {name}")
     failed = False          # a mode that could not predict (no metadata, unreadable input)
     data = None
@@ -223,7 +223,7 @@ def _tpm(root, args) -> bool:
     img = load_image_arg(args.image)
     vars_root = None
     if args.vars:
-        vars_root = load_vars(_read_file(args.vars, what="VARS"), Path(args.vars).name)
+        vars_root = load_vars(_read_file(args.vars, what="VARS"), os.path.basename(args.vars))
     p = predict_tpm(img.root, vars_root, banks=args.bank, fw_version=args.fw_version)
     log = read_phys = None
     if args.against:
@@ -248,6 +248,8 @@ def load_log(path: str):
     dump` finds it, or a live-session recording: the last stop that holds one), and for a dump a
     reader of its physical memory (address, size) -> bytes, else None."""
     from decoders.eventlog import decode_event_log
+
+    from pathlib import Path
 
     p = Path(path)
     if not p.is_file():

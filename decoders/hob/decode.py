@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import struct as _struct
 
-import construct
-from construct import Struct
-
 from decoders import budget, guids
 from decoders.hob import structs as s
 from decoders.display import enum_name, flag_names
 from decoders.fields import add_fields
 from decoders.hob.guid_payloads import decode_guid_data, size_text
+from decoders.layout import Layout
 from decoders.memory import BytesMemory, Memory, Unreadable
-from decoders.errors import static_size
 from decoders.model import Node, Space
 
 # A real OVMF DXE HOB list has ~100-200 HOBs in ~13 KiB (Debian OVMF at DXE core entry); a PEI list with pool HOBs a few
 # hundred KiB. These caps stop a hostile or corrupt chain long before it costs memory or time.
 MAX_HOBS = 16384
 MAX_HOB_LIST_BYTES = 4 << 20
-HEADER_SIZE = static_size(s.EFI_HOB_GENERIC_HEADER)
+HEADER_SIZE = s.EFI_HOB_GENERIC_HEADER.size
 HOB_ALIGNMENT = 8  # MdeModulePkg/Core/Pei/Hob/Hob.c rounds HobLength up to 8
 
 END_OF_HOB_LIST = 0xFFFF
@@ -32,7 +29,7 @@ HANDOFF, MEMORY_ALLOCATION, RESOURCE_DESCRIPTOR, GUID_EXTENSION = 1, 2, 3, 4
 FV, CPU, MEMORY_POOL, FV2, LOAD_PEIM_UNUSED, UEFI_CAPSULE, FV3, UNUSED = 5, 6, 7, 9, 0xA, 0xB, 0xC, 0xFFFE
 
 # HobType -> (struct name, struct) whose size is the minimum HobLength of that type.
-TYPE_STRUCTS: dict[int, tuple[str, Struct]] = {
+TYPE_STRUCTS: dict[int, tuple[str, Layout]] = {
     HANDOFF: ("EFI_HOB_HANDOFF_INFO_TABLE", s.EFI_HOB_HANDOFF_INFO_TABLE),
     MEMORY_ALLOCATION: ("EFI_HOB_MEMORY_ALLOCATION", s.EFI_HOB_MEMORY_ALLOCATION),
     RESOURCE_DESCRIPTOR: ("EFI_HOB_RESOURCE_DESCRIPTOR", s.EFI_HOB_RESOURCE_DESCRIPTOR),
@@ -152,9 +149,9 @@ def walk(memory: Memory, address: int, limit: int = MAX_HOB_LIST_BYTES, max_hobs
             stop = "HobLength is 0: the list is corrupt here, walk stopped"
         elif hlen < HEADER_SIZE:
             stop = f"HobLength {hlen} is shorter than the 8-byte EFI_HOB_GENERIC_HEADER, walk stopped"
-        elif htype in TYPE_STRUCTS and hlen < static_size(TYPE_STRUCTS[htype][1]):
+        elif htype in TYPE_STRUCTS and hlen < TYPE_STRUCTS[htype][1].size:
             name, st = TYPE_STRUCTS[htype]
-            stop = f"HobLength {hlen} is shorter than {name} ({static_size(st)} bytes), walk stopped"
+            stop = f"HobLength {hlen} is shorter than {name} ({st.size} bytes), walk stopped"
         elif total + hlen > limit:
             stop = f"HOB of {hlen} bytes would take the list past the {limit}-byte limit, walk stopped"
         if stop is not None:
@@ -212,62 +209,46 @@ def _raw_data(node: Node, raw: bytes, start: int) -> None:
         node.add("Data", raw[start:], node.offset + start, len(raw) - start)
 
 
-def _fields(node: Node, struct: Struct, raw: bytes, **kw):
-    parsed = _parser(struct).parse(raw[:static_size(struct)])
-    add_fields(node, struct, parsed, node.offset, flatten=True, skip=("Header",), **kw)
+def _fields(node: Node, struct: Layout, raw: bytes, **kw):
+    """The HOB's members after its generic header (the walk added those) as fields; the walk checked
+    HobLength >= the record's size."""
+    parsed = struct.parse(raw)
+    add_fields(node, struct, parsed, node.offset, skip=s.HEADER_NAMES, **kw)
     return parsed
-
-
-_COMPILED: dict[int, tuple[Struct, object]] = {}
-
-
-def _parser(struct: Struct):
-    """The compiled parser of a HOB struct: the walk checked HobLength >= its size, so it only sees
-    validated input (construct's docs/compilation.rst), and 16,384 resource descriptors parse in a third of the
-    time. The plain struct where construct cannot compile one."""
-    hit = _COMPILED.get(id(struct))
-    if hit is None or hit[0] is not struct:
-        try:
-            compiled = struct.compile()
-        except (construct.ConstructError, NotImplementedError):
-            compiled = struct
-        hit = _COMPILED[id(struct)] = (struct, compiled)
-    return hit[1]
 
 
 def _handoff(node: Node, raw: bytes) -> None:
     p = _fields(node, s.EFI_HOB_HANDOFF_INFO_TABLE, raw)
     if p.Version != 9:
         node.warn(node.offset + 8, f"Version {p.Version}, EFI_HOB_HANDOFF_TABLE_VERSION is 9")
-    node.title = f"HANDOFF (PHIT) v{p.Version} {p.BootMode}"
+    node.title = f"HANDOFF (PHIT) v{p.Version} {s.EFI_BOOT_MODE.get(p.BootMode, p.BootMode)}"
 
 
 def _memory_allocation(node: Node, raw: bytes) -> None:
     name = guids.from_bytes(raw[8:24])
     module = name == s.gEfiHobMemoryAllocModuleGuid
     struct = s.EFI_HOB_MEMORY_ALLOCATION_MODULE if module else s.EFI_HOB_MEMORY_ALLOCATION
-    if module and len(raw) < static_size(struct):
+    if module and len(raw) < struct.size:
         node.problem(node.offset + 2, f"MODULE allocation HOB of {len(raw)} bytes is shorter than "
-                                      f"EFI_HOB_MEMORY_ALLOCATION_MODULE ({static_size(struct)} bytes)")
+                                      f"EFI_HOB_MEMORY_ALLOCATION_MODULE ({struct.size} bytes)")
         struct, module = s.EFI_HOB_MEMORY_ALLOCATION, False
     kind = ALLOCATION_NAMES.get(name)
     p = _fields(node, struct, raw,
                 displays={"Name": lambda g: f"{kind} ({guids.describe(g)})" if kind else guids.describe(g)})
-    a = p.MemoryAllocationHeader if module else p.AllocDescriptor
     label = kind if kind and kind != "generic" else (None if kind else guids.describe(name))
-    parts = ["MEMORY_ALLOCATION"] + ([label] if label else []) + [memory_type_name(int(a.MemoryType)),
-                                                                  range_text(a.MemoryBaseAddress, a.MemoryLength)]
+    parts = ["MEMORY_ALLOCATION"] + ([label] if label else []) + [memory_type_name(p.MemoryType),
+                                                                  range_text(p.MemoryBaseAddress, p.MemoryLength)]
     node.title = " ".join(parts)
     if module:
         node.title += f" entry 0x{p.EntryPoint:x}"
-    if len(raw) > static_size(struct):
-        _raw_data(node, raw, static_size(struct))
+    if len(raw) > struct.size:
+        _raw_data(node, raw, struct.size)
 
 
 def _resource(node: Node, raw: bytes) -> None:
     p = _fields(node, s.EFI_HOB_RESOURCE_DESCRIPTOR, raw,
                 displays={"ResourceAttribute": lambda v: "|".join(attribute_names(v)) or "0"})
-    rtype = resource_type_name(int(p.ResourceType))
+    rtype = resource_type_name(p.ResourceType)
     rng = range_text(p.PhysicalStart, p.ResourceLength)
     node.add("Range", (p.PhysicalStart, p.PhysicalStart + p.ResourceLength), None, None, rng)
     node.title = f"RESOURCE_DESCRIPTOR {rtype} {rng}"
@@ -277,21 +258,22 @@ def _resource(node: Node, raw: bytes) -> None:
 
 def _guid(node: Node, raw: bytes) -> None:
     p = _fields(node, s.EFI_HOB_GUID_TYPE, raw)
-    data = raw[static_size(s.EFI_HOB_GUID_TYPE):]
+    size = s.EFI_HOB_GUID_TYPE.size
+    data = raw[size:]
     label = guids.name(p.Name) or str(p.Name).upper()
     node.title = f"GUID_EXTENSION {label} ({len(data)} bytes)"
-    if not decode_guid_data(node, p.Name, data, node.offset + static_size(s.EFI_HOB_GUID_TYPE)):
-        _raw_data(node, raw, static_size(s.EFI_HOB_GUID_TYPE))
+    if not decode_guid_data(node, p.Name, data, node.offset + size):
+        _raw_data(node, raw, size)
 
 
-def _volume(struct: Struct, label: str):
+def _volume(struct: Layout, label: str):
     def decode(node: Node, raw: bytes) -> None:
         p = _fields(node, struct, raw)
         node.title = f"{label} {range_text(p.BaseAddress, p.Length)}"
-        if "FvName" in p:
+        if hasattr(p, "FvName"):
             node.title += f" {guids.name(p.FvName) or str(p.FvName).upper()}"
-        if len(raw) > static_size(struct):
-            _raw_data(node, raw, static_size(struct))
+        if len(raw) > struct.size:
+            _raw_data(node, raw, struct.size)
     return decode
 
 

@@ -7,15 +7,14 @@ and adds fields with offsets in the HOB's space. Unknown GUIDs stay raw. Names c
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
-
-from construct import Struct
+from collections.abc import Callable
 
 from decoders import guids
 from decoders.display import enum_name
-from decoders.errors import DecodeError, parse_at, static_size
+from decoders.errors import DecodeError, parse_at
 from decoders.fields import add_fields
 from decoders.hob import structs as s
+from decoders.layout import Layout
 from decoders.model import Node, Space
 
 # TPM 2.0 has at most a handful of PCR banks (SHA-1, SHA-256, SHA-384, SHA-512, SM3); a count above
@@ -42,7 +41,7 @@ def _event_type_text(value: int) -> str:
     return _tcg().event_type_name(value) or f"0x{value:x}"
 
 
-def parse_or_problem(node: Node, struct: Struct, data: bytes, rel: int, offset: int, what: str) -> Any:
+def parse_or_problem(node: Node, struct: Layout, data: bytes, rel: int, offset: int, what: str) -> object:
     """Parse `struct` at data[rel:], or add a located problem and return None."""
     try:
         return parse_at(struct, data, rel, what)
@@ -74,11 +73,11 @@ def printable(raw: bytes) -> str | None:
 
 def _memory_type_information(node: Node, data: bytes, offset: int) -> None:
     """MdeModulePkg/Include/Guid/MemoryTypeInformation.h: {Type, NumberOfPages}[] to EfiMaxMemoryType."""
-    entry = static_size(s.EFI_MEMORY_TYPE_INFORMATION)
+    entry = s.EFI_MEMORY_TYPE_INFORMATION.size
     for i in range(min(len(data) // entry, MAX_ARRAY_ENTRIES)):
         rel = i * entry
-        parsed = s.EFI_MEMORY_TYPE_INFORMATION.parse(data[rel:rel + entry])
-        mtype = int(parsed.Type)
+        parsed = s.EFI_MEMORY_TYPE_INFORMATION.parse(data, rel)
+        mtype = parsed.Type
         name = enum_name(s.EFI_MEMORY_TYPE, mtype) or f"0x{mtype:x}"
         child = Node("memory-type-information", f"{name}: {parsed.NumberOfPages} pages", node_space(node),
                      offset + rel, entry)
@@ -93,12 +92,12 @@ def _platform_info(node: Node, data: bytes, offset: int) -> None:
     """OvmfPkg EFI_HOB_PLATFORM_INFO. Its layout changes between edk2 releases and the HOB has no
     version field, so fields are decoded only when the size fits the 2022.11 layout exactly
     (HOB data rounded up to 8); other sizes are shown raw."""
-    size = static_size(s.EFI_HOB_PLATFORM_INFO_202211)
+    size = s.EFI_HOB_PLATFORM_INFO_202211.size
     if not size <= len(data) < size + 8:
         node.note(offset, f"EFI_HOB_PLATFORM_INFO of {len(data)} bytes: layout of this edk2 version "
                           f"not known (2022.11 is {size} bytes), shown raw")
         return
-    parsed = s.EFI_HOB_PLATFORM_INFO_202211.parse(data[:size])
+    parsed = s.EFI_HOB_PLATFORM_INFO_202211.parse(data)
     node.add("Layout", "edk2-stable202211", None, None)
     add_fields(node, s.EFI_HOB_PLATFORM_INFO_202211, parsed, offset, skip=("GuidHeader",))
 
@@ -143,14 +142,14 @@ def _event_body(node: Node, data: bytes, rel: int, offset: int) -> None:
     node.add("Event", event, offset + rel, size, printable(event))
 
 
-def _tcg_event2(node: Node, data: bytes, offset: int, start: Struct = s.TCG_PCR_EVENT2_START) -> None:
+def _tcg_event2(node: Node, data: bytes, offset: int, start: Layout = s.TCG_PCR_EVENT2_START) -> None:
     """TCG_PCR_EVENT2 (gTcgEvent2EntryHobGuid) / CC_EVENT (gCcEventEntryHobGuid): index, EventType,
     TPML_DIGEST_VALUES, EventSize, Event (UefiTcgPlatform.h, CcMeasurement protocol header)."""
     parsed = parse_or_problem(node, start, data, 0, offset, "event header")
     if parsed is None:
         return
     add_fields(node, start, parsed, offset, displays={"EventType": _event_type_text})
-    rel = _digests(node, data, static_size(start), offset, parsed.count)
+    rel = _digests(node, data, start.size, offset, parsed.count)
     if rel is not None:
         _event_body(node, data, rel, offset)
 
@@ -166,10 +165,10 @@ def _tcg_event(node: Node, data: bytes, offset: int) -> None:
         return
     add_fields(node, s.TCG_PCR_EVENT_HDR, parsed, offset, skip=("EventSize",),
                displays={"EventType": _event_type_text, "Digest": lambda v: v.hex()})
-    _event_body(node, data, static_size(s.TCG_PCR_EVENT_HDR) - 4, offset)
+    _event_body(node, data, s.TCG_PCR_EVENT_HDR.size - 4, offset)
 
 
-def _simple(struct: Struct, what: str, display: dict | None = None):
+def _simple(struct: Layout, what: str, display: dict | None = None):
     def decode(node: Node, data: bytes, offset: int) -> None:
         parsed = parse_or_problem(node, struct, data, 0, offset, what)
         if parsed is not None:
@@ -195,10 +194,10 @@ def _acpi_table(node: Node, data: bytes, offset: int) -> None:
 
 def _e820(node: Node, data: bytes, offset: int) -> None:
     """td-shim / TDVF E820 table HOB: packed {Address u64, Length u64, Type u32} entries."""
-    entry = static_size(s.EFI_E820_ENTRY64)
+    entry = s.EFI_E820_ENTRY64.size
     for i in range(min(len(data) // entry, MAX_ARRAY_ENTRIES)):
         rel = i * entry
-        parsed = s.EFI_E820_ENTRY64.parse(data[rel:rel + entry])
+        parsed = s.EFI_E820_ENTRY64.parse(data, rel)
         if parsed.Length == 0 and parsed.Type == 0 and parsed.Address == 0:
             break  # zero entry: end of table / padding
         tname = E820_TYPES.get(parsed.Type, f"0x{parsed.Type:x}")

@@ -17,14 +17,14 @@ from decoders.hob.decode import (CPU, END_OF_HOB_LIST, FV, FV2, FV3, GUID_EXTENS
                                  MAX_HOBS, RESOURCE_DESCRIPTOR, as_memory, attribute_names, hob_type_name, walk)
 from decoders.model import Node, Problem, Severity
 
-A = s.EFI_RESOURCE_ATTRIBUTE.flags
+A = s.RESOURCE_ATTRIBUTE_BITS
 # SecTdxHelper.c ValidateHobList: every defined attribute except ENCRYPTED, SPECIAL_PURPOSE and
 # HOT_PLUGGABLE (edk2-stable202211 .. 202405).
 ALLOWED_ATTRIBUTES_202211 = 0
 for _name in ("PRESENT", "INITIALIZED", "TESTED", "READ_PROTECTED", "WRITE_PROTECTED", "EXECUTION_PROTECTED",
               "PERSISTENT", "SINGLE_BIT_ECC", "MULTIPLE_BIT_ECC", "ECC_RESERVED_1", "ECC_RESERVED_2",
               "UNCACHEABLE", "WRITE_COMBINEABLE", "WRITE_THROUGH_CACHEABLE", "WRITE_BACK_CACHEABLE",
-              "_16_BIT_IO", "_32_BIT_IO", "_64_BIT_IO", "UNCACHED_EXPORTED", "READ_PROTECTABLE",
+              "16_BIT_IO", "32_BIT_IO", "64_BIT_IO", "UNCACHED_EXPORTED", "READ_PROTECTABLE",
               "WRITE_PROTECTABLE", "EXECUTION_PROTECTABLE", "PERSISTABLE", "READ_ONLY_PROTECTED",
               "READ_ONLY_PROTECTABLE", "MORE_RELIABLE"):
     ALLOWED_ATTRIBUTES_202211 |= A[_name]
@@ -34,7 +34,7 @@ ALLOWED_ATTRIBUTES_202408 = ALLOWED_ATTRIBUTES_202211 | A["ENCRYPTED"] | A["SPEC
 PROFILES = {"edk2-stable202211": ALLOWED_ATTRIBUTES_202211, "edk2-stable202408": ALLOWED_ATTRIBUTES_202408}
 
 # ValidateHobList's EFI_BOOT_MODE_LIST: every mode of PiBootMode.h.
-VALID_BOOT_MODES = frozenset(s.EFI_BOOT_MODE.decmapping)
+VALID_BOOT_MODES = frozenset(s.EFI_BOOT_MODE)
 MAX_RESOURCE_TYPE = 7  # EFI_RESOURCE_TYPE_LIST ends with BZ3937_EFI_RESOURCE_MEMORY_UNACCEPTED
 # HobType -> (struct, exact length required?) for the types ValidateHobList accepts.
 ACCEPTED = {

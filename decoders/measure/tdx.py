@@ -47,7 +47,6 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
-from dataclasses import dataclass, field
 
 from decoders.model import Node, Problem, Severity, Space
 from decoders.measure.tdhob_build import build_td_hob
@@ -107,23 +106,23 @@ DEPENDS = [
 ]
 
 
-@dataclass
 class TdxPrediction:
     """The MRTD in each page order, RTMR0 as far as the image, the HOB and the VARS decide it, and
-    the TD HOB QEMU builds."""
+    the TD HOB QEMU builds. A plain class: `measure --tdx` starts without the dataclasses module."""
 
-    name: str
-    memory: int
-    mrtd: list = field(default_factory=list)           # decoders.mrtd.MrtdResult, one per order
-    rtmr0: object = None                                # decoders.measure.model.Prediction
-    td_hob: Node | None = None
-    td_hob_bytes: bytes = b""
-    td_hob_address: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    depends: list[str] = field(default_factory=list)
-    secure_boot_build: bool | None = None               # None: not known, the Secure Boot events undecided
-    sec_measures: bool = True                           # False: a SEC without SHA-384 (edk2 before 2023)
-    metadata: Node | None = None
+    def __init__(self, name: str, memory: int, secure_boot_build: bool | None = None):
+        self.name = name
+        self.memory = memory
+        self.mrtd: list = []                        # decoders.mrtd.MrtdResult, one per order
+        self.rtmr0 = None                           # decoders.measure.model.Prediction
+        self.td_hob: Node | None = None
+        self.td_hob_bytes = b""
+        self.td_hob_address = 0
+        self.problems: list[Problem] = []
+        self.depends: list[str] = []
+        self.secure_boot_build = secure_boot_build  # None: not known, the Secure Boot events undecided
+        self.sec_measures = True                    # False: a SEC without SHA-384 (edk2 before 2023)
+        self.metadata: Node | None = None
 
     def node(self) -> Node:
         """The `tdx-prediction` node: a predicted-register per MRTD order, the RTMR0 events, the

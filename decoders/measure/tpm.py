@@ -17,7 +17,6 @@ the other PCRs depend on, which no image or VARS decides.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from decoders.measure.model import DIGEST_SIZES, PredictedEvent, Prediction, digests, extend
@@ -58,14 +57,16 @@ DEPENDS: tuple[tuple[int, str], ...] = (
 )
 
 
-@dataclass
 class TpmPrediction(Prediction):
     """The PCR0 and PCR7 events in log order, with what they could not decide."""
 
-    depends: list[tuple[int, str]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    version_source: str = ""
-    unpredictable: set[int] = field(default_factory=set)   # PCRs some of whose events are unknown
+    def __init__(self, events: list | None = None, banks: tuple[str, ...] = ("sha256",),
+                 initial: dict[int, bytes] | None = None, depends: list[tuple[int, str]] | None = None):
+        super().__init__(events, banks, initial)
+        self.depends = [] if depends is None else depends
+        self.problems: list[Problem] = []
+        self.version_source = ""
+        self.unpredictable: set[int] = set()       # PCRs some of whose events are unknown
 
     def registers(self) -> dict[str, dict[int, bytes]]:
         """Final values of the PCRs all of whose events are known."""

@@ -5,11 +5,11 @@ has the HOB list. The live boot is tests/live/test_configb_live.py.
 """
 from __future__ import annotations
 
+import struct
 import uuid
 
 import pytest
 
-from decoders.hob.structs import EFI_HOB_FIRMWARE_VOLUME, EFI_HOB_FIRMWARE_VOLUME2, EFI_HOB_GENERIC_HEADER
 from decoders.memory import Unreadable
 from inspector.image import load_image
 from inspector.live import copies
@@ -127,20 +127,23 @@ def test_scan_gives_up_at_the_deadline():
     assert t.read_bytes == 0
 
 
-def _hob(struct_, **fields) -> bytes:
-    size = struct_.sizeof()
-    return struct_.build({"Header": {"HobType": fields.pop("HobType"), "HobLength": size, "Reserved": 0}, **fields})
+def _fv_hob(base: int, length: int) -> bytes:
+    """EFI_HOB_FIRMWARE_VOLUME (PiHob.h): header {HobType 5, HobLength 24, Reserved}, BaseAddress, Length."""
+    return struct.pack("<HHIQQ", 5, 24, 0, base, length)
+
+
+def _fv2_hob(base: int, length: int, fv_name: uuid.UUID, file_name: uuid.UUID) -> bytes:
+    """EFI_HOB_FIRMWARE_VOLUME2 (PiHob.h): type 9, 56 bytes, then FvName and FileName (EFI byte order)."""
+    return struct.pack("<HHIQQ16s16s", 9, 56, 0, base, length, fv_name.bytes_le, file_name.bytes_le)
 
 
 def test_volume_from_the_fv_hobs_is_the_one_holding_its_header():
     """After the DXE core's entry: the FV HOB whose base holds the volume's header (Config-B lists
     SECFV and FVMAIN_COMPACT in flash, then the realigned DXEFV, PeilessStartup.c and FwVol.c)."""
     hob_list, secfv, compact, dxefv = 0x1000000, 0xFFFCC000, 0xFFC84000, 0xEC69000
-    blob = (_hob(EFI_HOB_FIRMWARE_VOLUME, HobType="FV", BaseAddress=secfv, Length=0x34000)
-            + _hob(EFI_HOB_FIRMWARE_VOLUME, HobType="FV", BaseAddress=compact, Length=0x348000)
-            + _hob(EFI_HOB_FIRMWARE_VOLUME2, HobType="FV2", BaseAddress=dxefv, Length=0x700000,
-                   FvName=DXEFV_GUID, FileName=uuid.UUID(int=1))
-            + EFI_HOB_GENERIC_HEADER.build({"HobType": "END_OF_HOB_LIST", "HobLength": 8, "Reserved": 0}))
+    blob = (_fv_hob(secfv, 0x34000) + _fv_hob(compact, 0x348000)
+            + _fv2_hob(dxefv, 0x700000, DXEFV_GUID, uuid.UUID(int=1))
+            + struct.pack("<HHI", 0xFFFF, 8, 0))          # END_OF_HOB_LIST
     t = SparseTarget({hob_list: blob, dxefv: HEADER, 0xF36B00C: HEADER})
 
     class Phys:
