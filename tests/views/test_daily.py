@@ -559,6 +559,23 @@ class TestDisassembly:
             await pilot.pause()
             assert isinstance(app.screen, InspectScreen)
 
+    async def test_symbols_of_a_build_folder_name_the_code(self):
+        from inspector.sources import load_source
+        from tests.realdata import debug_symbols, firmware
+
+        root = load_source(firmware("ovmf-debug/OVMF.fd"))[1]
+        platform_pei = next(f for f in root.find("ffs") if f.get("UI") == "PlatformPei")
+        app = FwInspectApp(root, "OVMF.fd", symbols=str(debug_symbols()))
+        async with app.run_test(size=SIZE) as pilot:
+            await select(pilot, platform_pei)
+            await pilot.press("d")
+            await pilot.pause()
+            code = [ln for ln in app.screen.plain.splitlines() if re.match(r"[→ ] [0-9a-f]{8}  ", ln)]
+            # The entry is edk2's _ModuleEntryPoint (the .debug file of this very build).
+            assert code[0].startswith("→ ") and code[0].endswith("  <_ModuleEntryPoint>")
+            assert re.search(r"  <_ModuleEntryPoint\+0x[0-9a-f]+>$", code[1])
+            assert f"symbols from {debug_symbols() / 'PlatformPei.debug'}" in app.screen.plain.splitlines()
+
     async def test_d_without_an_image_says_so(self, tree):
         app = FwInspectApp(tree, "OVMF.fd")
         async with app.run_test(size=SIZE) as pilot:
