@@ -49,6 +49,9 @@ MP_MODULES = ("CpuMpPei", "CpuDxe")
 LOG_WAKEUP = re.compile(r"WakeupBufferStart = ([0-9A-Fa-f]+), WakeupBufferSize = ([0-9A-Fa-f]+)")
 LOG_VECTOR = re.compile(r"AP Vector: 16-bit = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+), ExchangeInfo = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+)")
 LOG_LOOP_MODE = re.compile(r"AP Loop Mode is (\d+)")
+# The image loader's line before MpInitLib's: PeiCore (MdeModulePkg/Core/Pei/Image/Image.c) and DxeCore
+# (MdeModulePkg/Core/Dxe/Image/Image.c) print "Loading PEIM at ..." / "Loading driver at ... NAME.efi".
+LOG_LOADING = re.compile(r"Loading (?:PEIM|driver) at 0x[0-9A-Fa-f]+ EntryPoint=0x[0-9A-Fa-f]+ (\S+?)\.efi")
 LOG_COUNT = re.compile(r"(?:MpInitLib: Find (\d+) processors in system\.|Detect CPU count: (\d+))")
 # Modules whose RIP ranges are listed at most (a debug image info table of a shell has ~100).
 MAX_RANGES = 4096
@@ -122,6 +125,36 @@ def loaded_image_ranges(tree: Node | None) -> list[Range]:
     return out
 
 
+def log_module_ranges(tree: Node | None, image=None) -> list[Range]:
+    """(ImageBase, end, name, GUID) of the modules a DEBUG build's log says it loaded ("log-module" nodes
+    of decoders/edk2log.py under the stop's "debug-log"). DXE lines carry the size; a PEIM's is the
+    SizeOfImage of the PE in the image's FFS file of that GUID (the log names it: "Loading PEIM <GUID>")."""
+    out: list[Range] = []
+    if tree is None:
+        return out
+    sizes: dict[object, int] = {}
+    if image is not None:
+        for f in image.root.find("ffs"):
+            pe = next((c for c in f.walk() if c.kind == "pe"), None)
+            if pe is not None and pe.get("SizeOfImage"):
+                sizes.setdefault(f.get("Name"), pe.get("SizeOfImage"))
+    import uuid
+
+    for m in tree.walk():
+        if m.kind != "log-module" or m.get("ImageBase") is None or not m.get("Name"):
+            continue
+        guid = m.get("FileName")
+        try:
+            guid = uuid.UUID(str(guid)) if guid is not None else None
+        except ValueError:
+            guid = None
+        size = m.get("ImageSize") or sizes.get(guid)
+        if size and len(out) < MAX_RANGES:
+            out.append((m.get("ImageBase"), m.get("ImageBase") + size, m.get("Name"), guid))
+    # The latest load of an address wins (a PEIM shadowed, then its pages reused by DXE): newest first.
+    return out[::-1]
+
+
 def image_ranges(image) -> list[Range]:
     """The XIP modules' static ranges of a LoadedImage (inspector.live.phases.compute_handoffs)."""
     if image is None:
@@ -151,6 +184,7 @@ class WakeupBuffer:
     source: str                  # how it was found
     exchange_info: int | None = None
     cpus: list[int] = field(default_factory=list)
+    module: str | None = None    # the module that logged it (the last "Loading ... .efi" before)
 
 
 def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
@@ -164,6 +198,7 @@ def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
             b = out.setdefault(c.cs_base, WakeupBuffer(c.cs_base, None, f"CS base of AP {c.index} in real mode "
                                                                         f"(SIPI vector 0x{c.cs_base >> 12:02x})"))
             b.cpus.append(c.index)
+    loads = [(m.start(), m.group(1)) for m in LOG_LOADING.finditer(log or "")]
     for m in LOG_WAKEUP.finditer(log or ""):
         address, size = int(m.group(1), 16), int(m.group(2), 16)
         if address >= LOW_RAM:
@@ -171,6 +206,7 @@ def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
         b = out.setdefault(address, WakeupBuffer(address, size, "the debug log's \"WakeupBufferStart\" line "
                                                                 "(MpInitLib GetWakeupBuffer)"))
         b.size = size
+        b.module = next((name for at, name in reversed(loads) if at < m.start()), b.module)
     for m in LOG_VECTOR.finditer(log or ""):
         address = int(m.group(1), 16)
         if address in out:
@@ -311,7 +347,7 @@ def aps_node(cpus: list[CpuFacts], *, tree: Node | None = None, memory: Memory |
              log: str = "", source: str = "") -> Node:
     """The "aps" node: one "ap" per application processor, the wake-up buffers found, the MADT
     Multiprocessor Wakeup entries of `tree`, and the image's MpInitLib modules."""
-    ranges = loaded_image_ranges(tree) + image_ranges(image)
+    ranges = loaded_image_ranges(tree) + log_module_ranges(tree, image) + image_ranges(image)
     bsp = next((c for c in cpus if c.index == BOOT_CPU), None)
     aps = [c for c in cpus if c.index != BOOT_CPU]
     root = Node("aps", f"What the application processors were given: {len(cpus)} CPU{'s' if len(cpus) != 1 else ''}, "
@@ -337,6 +373,8 @@ def aps_node(cpus: list[CpuFacts], *, tree: Node | None = None, memory: Memory |
             n.add("ExchangeInfo", b.exchange_info, display=f"0x{b.exchange_info:x} (MP_CPU_EXCHANGE_INFO)")
         if b.cpus:
             n.add("RunningFromIt", b.cpus, display=", ".join(f"AP {i}" for i in b.cpus))
+        if b.module:
+            n.add("Module", b.module, display=f"{b.module} (the module the log loaded last before the line)")
         n.add("Source", b.source)
     if not any(c.kind == "ap-wakeup-buffer" for c in root.children) and aps:
         root.note(None, "no wake-up buffer seen: MpInitLib restores the low-RAM page after each wake-up "

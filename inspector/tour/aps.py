@@ -79,13 +79,13 @@ def aps_offline_chapter(image) -> Chapter:
 
 
 # ---- from the stops --------------------------------------------------------------------------------------
-def _aps_of(stop) -> Node:
+def _aps_of(stop, image=None) -> Node:
     """The stop's "aps" node, appended to its tree (once) so the values' paths reach it."""
     if stop.tree is not None:
         have = next((c for c in stop.tree.children if c.kind == "aps"), None)
         if have is not None:
             return have
-    node = stop_aps_node(stop)
+    node = stop_aps_node(stop, image)
     if stop.tree is not None:
         stop.tree.append(node)
     return node
@@ -128,13 +128,13 @@ def aps_boot_chapter(stops: list, image: Any = None) -> Chapter | None:
     last = told[-1]
     w = Writer(BOOT_CHAPTER, str(last.phase), "Application processors: where each AP was at each handoff",
                root=last.tree, stop=last.index)
-    first = _aps_of(told[0])
+    first = _aps_of(told[0], image)
     w.say("This guest has {cpus} vCPUs: the boot CPU and {aps} application processors.",
           w.field("cpus", first, "CpuCount"), w.field("aps", first, "ApCount"))
     seen_sipi = False
     woken_in: set[str] = set()
     for k, stop in enumerate(told):
-        node = _aps_of(stop)
+        node = _aps_of(stop, image)
         aps = [c for c in node.children if c.kind == "ap"]
         parts, values = [], []
         for g, ((state, module, rip), members) in enumerate(_groups(aps)):
@@ -154,7 +154,7 @@ def aps_boot_chapter(stops: list, image: Any = None) -> Chapter | None:
                  else f"At the last stop ({{s{k}_index}}, {stop.phase})")
         values.append(w.value(f"s{k}_index", stop.index, node, text=str(stop.index)))
         w.say(where + ": " + "; ".join(parts) + ".", *values)
-    last_node = _aps_of(last)
+    last_node = _aps_of(last, image)
     last_states = {c.get("State") for c in last_node.children if c.kind == "ap"}
     if seen_sipi and woken_in:
         w.say("So between those stops MpInitLib woke the APs: an INIT-SIPI-SIPI with a reset vector in a page "
@@ -163,19 +163,21 @@ def aps_boot_chapter(stops: list, image: Any = None) -> Chapter | None:
     if last_states == {"wait-for-sipi"} and last.phase in ("dxe-core", "bds"):
         w.unexpected(f"at {last.phase} every AP still waits for a SIPI: no MpInitLib woke them (one CPU's "
                      "MpInitLibUp ran, as in a TDX guest, or CpuMpPei/CpuDxe did not run).")
-    for b in (c for c in last_node.children if c.kind == "ap-wakeup-buffer"):
-        values = [w.field("buf", b, "Address"), w.field("vector", b, "SipiVector")]
-        text = "MpInitLib's wake-up buffer, the page the SIPI named, was at {buf} (vector {vector})"
+    for j, b in enumerate(c for c in last_node.children if c.kind == "ap-wakeup-buffer"):
+        values = [w.field(f"buf{j}", b, "Address"), w.field(f"vector{j}", b, "SipiVector")]
+        text = ("{mod%d}'s MpInitLib put" % j if b.get("Module") else "MpInitLib put") + \
+            " its wake-up buffer, the page the SIPI names, at {buf%d} (vector {vector%d})" % (j, j)
+        if b.get("Module"):
+            values.append(w.value(f"mod{j}", b.get("Module"), b, text=b.get("Module")))
         if b.get("Size") is not None:
-            values.append(w.field("buf_size", b, "Size"))
-            text += ", {buf_size} bytes of start-up code and exchange data"
-        w.say(text + "; " + b.get("Source").replace("{", "{{").replace("}", "}}") + ".", *values)
-        break
+            values.append(w.field(f"buf_size{j}", b, "Size"))
+            text += ", {buf_size%d} bytes of start-up code and exchange data" % j
+        w.say(text + "; from " + b.get("Source").replace("{", "{{").replace("}", "}}") + ".", *values)
     if not any(c.kind == "ap-wakeup-buffer" for c in last_node.children):
         w.say("MpInitLib restores the low-RAM page it borrowed after each wake-up (MpLib.c FreeResetVector), so "
               "the wake-up buffer shows only while an AP runs in real mode, or in a DEBUG build's log "
               "(\"WakeupBufferStart\").")
-    mp = next((c for s in reversed(told) for c in _aps_of(s).children if c.kind == "mp-wakeup"), None)
+    mp = next((c for s in reversed(told) for c in _aps_of(s, image).children if c.kind == "mp-wakeup"), None)
     if mp is not None:
         values = [w.field("mailbox", mp, "MailBoxAddress")]
         text = "The ACPI MADT's Multiprocessor Wakeup entry gives the OS the APs' mailbox at {mailbox}"

@@ -93,9 +93,9 @@ def test_a_real_mode_ap_outside_the_reset_state_names_the_wakeup_buffer(tmp_path
 def test_wakeup_buffers_and_loop_mode_from_mpinitlib_debug_lines():
     cpus = [facts for facts in facts_from_stop(hand_stop())]
     node = aps_node(cpus, log=REAL_LOG)
-    bufs = [(c.get("Address"), c.get("Size"), c.get("ExchangeInfo")) for c in node.children
+    bufs = [(c.get("Address"), c.get("Size"), c.get("ExchangeInfo"), c.get("Module")) for c in node.children
             if c.kind == "ap-wakeup-buffer"]
-    assert bufs == [(0x9F000, 0x1000, 0x9F039), (0x87000, 0xDD, 0x87039)]
+    assert bufs == [(0x9F000, 0x1000, 0x9F039, "CpuMpPei"), (0x87000, 0xDD, 0x87039, "CpuDxe")]
     assert node.get("ApLoopMode") == 1 and node.get("LogCpuCount") == 2
     assert not [p for p in node.problems if p.severity != "info"]
     wrong = aps_node(cpus + cpus[1:], log=REAL_LOG)        # 3 CPUs against the log's 2
@@ -158,3 +158,29 @@ def test_the_reset_state_needs_ip_fff0_too():
                                                                        "cs_base": 0xFFFF0000})])
     ap = next(c for c in stop_aps_node(moved).children if c.kind == "ap")
     assert ap.get("State") == "unknown" and ap.get("LinearRip") == 0xFFFFFFF3
+
+
+def test_a_peim_the_debug_log_loaded_names_an_aps_rip_with_the_images_size_of_image():
+    """A DEBUG build's log gives a PEIM's base and file GUID but no size ("Loading PEIM at ..."); the size
+    is the SizeOfImage of that file's PE in the image (our DEBUG OvmfPkgX64 build)."""
+    from decoders.edk2log import decode_log
+    from inspector.image import load_image
+    from tests.realdata import firmware
+
+    image = load_image(firmware("ovmf-debug/OVMF.fd"))
+    pe = next(c for f in image.root.find("ffs") if f.get("UI") == "CpuMpPei"
+              and str(f.get("Name")).upper() == "EDADEB9D-DDBA-48BD-9D22-C1C169C8C5C6"
+              for c in f.walk() if c.kind == "pe")
+    size = pe.get("SizeOfImage")
+    log = decode_log(b"Loading PEIM EDADEB9D-DDBA-48BD-9D22-C1C169C8C5C6\n"
+                     b"Loading PEIM at 0x0000FEBE000 EntryPoint=0x0000FEC4225 CpuMpPei.efi\n", "dbg.log")
+    tree = Node("stop-tree", "t")
+    tree.append(log)
+    inside, past = 0xFEBE000 + size - 1, 0xFEBE000 + size
+    stop = Stop(4, "handoff", "dxe-core", "long64", 0x1000, {}, handoff="dxe-core", tree=tree, cpus=[
+        CpuView(0, "1", "long64", 0xF000000, "dxe-core", "DxeCore", "running", {"rip": 0xF000000}),
+        CpuView(1, "2", "long64", inside, "dxe-core", None, "halted", {"rip": inside}),
+        CpuView(2, "3", "long64", past, "dxe-core", None, "halted", {"rip": past})])
+    aps = [c for c in stop_aps_node(stop, image).children if c.kind == "ap"]
+    assert [(a.get("Index"), a.get("Module")) for a in aps] == [(1, "CpuMpPei"), (2, None)]
+    assert str(aps[0].get("ModuleFile")).upper() == "EDADEB9D-DDBA-48BD-9D22-C1C169C8C5C6"

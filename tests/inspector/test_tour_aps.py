@@ -86,12 +86,12 @@ def test_boot_chapter_follows_the_aps_from_wait_for_sipi_to_the_hlt_loop():
     assert "At the dxe-core handoff (stop 4): APs 1, 2, 3 halted at 0xfec9f91 in CpuMpPei." in c.text
     assert "At the bds handoff (stop 5): APs 1, 2, 3 halted at 0xecc0f91 in CpuDxe." in c.text
     assert "MpInitLib woke the APs" in c.text
-    assert "wake-up buffer, the page the SIPI named, was at 0x87000 (vector 0x87), 0xdd bytes" in c.text
+    assert "MpInitLib put its wake-up buffer, the page the SIPI names, at 0x87000 (vector 0x87), 0xdd bytes" in c.text
     numbers_are_values(c)
     # the values point into the stop's tree: the "aps" node was appended to it
     aps = [n for n in stops[-1].tree.children if n.kind == "aps"]
     assert len(aps) == 1
-    v = next(v for v in c.values if v.name == "buf")
+    v = next(v for v in c.values if v.name == "buf0")
     assert v.kind == "ap-wakeup-buffer" and v.path == (0, [i for i, n in enumerate(aps[0].children)
                                                            if n.kind == "ap-wakeup-buffer"][0])
 

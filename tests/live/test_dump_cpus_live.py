@@ -1,7 +1,10 @@
 """Every vCPU of a real dump: Debian bookworm's OVMF.fd booted with -smp 2 under QEMU (q35, TCG) to the
 UEFI shell, stopped over QMP, `info registers -a` taken, then `dump-guest-memory`. QEMU's monitor is
 the oracle for each CPU's RIP, CR0, CR3, CR4 and CS; the image's own loaded-image table names the
-module the AP sits in. One boot for the module; QEMU is killed by PID when the fixture ends."""
+module the AP sits in. One boot for the dump; QEMU is killed by PID when the fixture ends.
+
+And the tour's application-processor chapter on a real -smp 4 boot of our DEBUG OVMF to BDS: what it
+tells against the recorded stops and the firmware's own debug log (the modules it loaded where)."""
 from __future__ import annotations
 
 import json
@@ -98,3 +101,46 @@ def test_cli_dump_json_has_a_cpu_node_per_vcpu(smp_guest):
     assert [(f["Index"], f["Mode"], f["Rip"], f["Cr0"], f["Cr3"], f["Cr4"]) for f in fields] == [
         (i, "long64", t["rip"], t["cr0"], t["cr3"], t["cr4"]) for i, t in enumerate(theirs)]
     assert any(n["kind"] == "aps" for n in tree["children"])
+
+
+@pytest.fixture(scope="module")
+def smp4_tour(tmp_path_factory):
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    from tests.realdata import firmware
+
+    image = firmware("ovmf-debug/OVMF.fd")
+    rec = tmp_path_factory.mktemp("smp4tour") / "tour.rec"
+    r = subprocess.run([sys.executable, "-m", "inspector.cli", "tour", str(image), "--json", "--record", str(rec),
+                        "--timeout", "300", "--", "-smp", "4"], capture_output=True, text=True, timeout=400, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from inspector.live.record import iter_recording
+
+    return json.loads(r.stdout), list(iter_recording(rec))
+
+
+def test_tour_tells_each_ap_at_each_handoff_as_the_stops_and_the_debug_log_say(smp4_tour):
+    import re as _re
+
+    chapters, stops = smp4_tour
+    names = [c["chapter"] for c in chapters]
+    assert "application-processors" in names and names[-1] == "application-processors-boot"
+    c = chapters[-1]
+    assert "This guest has 4 vCPUs: the boot CPU and 3 application processors." in c["text"]
+    by_handoff = {s.handoff: s for s in stops if s.handoff}
+    # reset: the APs wait for a SIPI at the reset state, as the recorded registers say
+    for ap in by_handoff["reset"].cpus[1:]:
+        assert (ap.registers["cs"], ap.registers["cs_base"], ap.registers["rip"], ap.state) == \
+            (0xF000, 0xFFFF0000, 0xFFF0, "wait-for-sipi")
+    assert "At the reset handoff (stop 0): APs 1, 2, 3 waiting for INIT-SIPI-SIPI" in c["text"]
+    # bds: halted in CpuDxe, where the firmware's log says it loaded CpuDxe
+    bds = by_handoff["bds"]
+    loaded = _re.search(r"Loading driver at 0x([0-9A-F]+) EntryPoint=0x[0-9A-F]+ CpuDxe\.efi", bds.log)
+    base = int(loaded.group(1), 16)
+    size = next(m.get("ImageSize") for m in bds.tree.walk() if m.kind == "log-module" and m.get("Name") == "CpuDxe")
+    rips = {ap.linear_rip for ap in bds.cpus[1:]}
+    assert all(base <= rip < base + size for rip in rips) and {ap.state for ap in bds.cpus[1:]} == {"halted"}
+    assert f"At the bds handoff (stop {bds.index}): APs 1, 2, 3 halted at 0x{rips.pop():x} in CpuDxe." in c["text"]
+    # the wake-up buffers are the ones MpInitLib logged, each after its module's load line
+    logged = [int(a, 16) for a in _re.findall(r"WakeupBufferStart = ([0-9A-F]+),", bds.log)]
+    told = [v["value"] for v in c["values"] if v["name"].startswith("buf") and not v["name"].startswith("buf_")]
+    assert told == list(dict.fromkeys(logged)) and len(told) == 2 and all(t < 0x100000 for t in told)
