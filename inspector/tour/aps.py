@@ -139,10 +139,11 @@ def aps_boot_chapter(stops: list, image: Any = None) -> Chapter | None:
         parts, values = [], []
         for g, ((state, module, rip), members) in enumerate(_groups(aps)):
             a = members[0]
+            va = w.value(f"s{k}_{g}_aps", [m.get("Index") for m in members], a, text=_names(members))
             vs = w.value(f"s{k}_{g}_state", state, a, text=STATE_WORDS.get(state, state))
             vr = w.value(f"s{k}_{g}_rip", rip, a, text=_hx(rip))
-            values += [vs, vr]
-            text = f"{_names(members)} {{s{k}_{g}_state}} at {{s{k}_{g}_rip}}"
+            values += [va, vs, vr]
+            text = f"{{s{k}_{g}_aps}} {{s{k}_{g}_state}} at {{s{k}_{g}_rip}}"
             if module:
                 values.append(w.field(f"s{k}_{g}_module", a, "Module"))
                 text += f" in {{s{k}_{g}_module}}"
