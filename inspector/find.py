@@ -21,6 +21,10 @@ A hit names its space, offset, length, the variant that matched (`hex`, `ascii`,
 (inspector.nodes_at). Hits overlap as a plain `bytes.find` loop gives them (each start position
 once per variant). At most `limit` hits are kept, in tree order of the spaces then by offset;
 `truncated` says there were more.
+
+A dump's physical memory (a MemoryBytes window over inspector.dump.DumpMemory) is searched region
+by region, read in chunks; memory with no list of what is readable (a live target, a virtual
+address space through the page tables) is not searched, and FindResult.problems says so.
 """
 from __future__ import annotations
 
@@ -297,18 +301,24 @@ def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIn
         except Exception as e:  # noqa: BLE001 - a blob that cannot be made again: say which, go on
             result.problems.append(f"{space.name}: bytes not available ({e.__class__.__name__}: {e}); not searched")
             continue
-        if data is None or not _is_buffer(data):
-            # A dump's physical memory or a live guest's (decoders.memory.MemoryBytes): read
-            # through a Memory, possibly GiBs with holes; searching it is not done here.
-            result.problems.append(f"{space.name}: memory read through a dump or a live target, not a "
-                                   f"buffer; not searched")
+        if data is None:
+            continue            # a space with no bytes of its own (a dump file's, whose memory is another space)
+        runs = None if _is_buffer(data) else _memory_runs(data)
+        if runs is None and not _is_buffer(data):
+            # A live guest's memory or a virtual address space (decoders.memory.MemoryBytes over a
+            # target or the page tables): no list of what is readable; searching it is not done here.
+            result.problems.append(f"{space.name}: memory read through a live target or page tables, "
+                                   f"not a buffer; not searched")
             continue
         result.spaces += 1
         room = limit - len(result.hits)
         found: list[tuple[int, int, Variant]] = []
         stopped: int | None = None
         for order, v in enumerate(pattern.variants):
-            starts, cut = _search(data, v, room + 1, deadline)
+            if runs is not None:
+                starts, cut = _search_runs(data, runs, v, room + 1, deadline)
+            else:
+                starts, cut = _search(data, v, room + 1, deadline)
             found.extend((at, order, v) for at in starts)
             if cut is not None:
                 stopped = cut if stopped is None else min(stopped, cut)
@@ -326,6 +336,57 @@ def find(root: Node, pattern: Pattern, limit: int = DEFAULT_LIMIT, index: NodeIn
         if result.truncated:
             break
     return result
+
+
+# A dump's physical memory is read this many bytes at a time (pread of the mapped file).
+MEMORY_CHUNK = 4 << 20
+
+
+def _memory_runs(data) -> list[tuple[int, int]] | None:
+    """The readable [start, end) offsets of a MemoryBytes window over a Memory that lists its
+    regions (inspector.dump.DumpMemory: a dump's PT_LOAD segments and the flash image behind them),
+    adjacent regions merged; None for a Memory that does not (a live target)."""
+    memory = getattr(data, "memory", None)
+    regions = getattr(memory, "regions", None)
+    start, size = getattr(data, "start", None), getattr(data, "size", None)
+    if not callable(regions) or not isinstance(start, int) or not isinstance(size, int):
+        return None
+    spans = sorted((max(a, start), min(a + n, start + size)) for a, n, _label in regions())
+    runs: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if lo >= hi:
+            continue
+        if runs and lo <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], hi))
+        else:
+            runs.append((lo, hi))
+    return [(lo - start, hi - start) for lo, hi in runs]
+
+
+def _search_runs(data, runs: list[tuple[int, int]], variant: Variant, most: int,
+                 deadline: float) -> tuple[list[int], int | None]:
+    """_search over the readable runs of a memory window, read MEMORY_CHUNK bytes at a time (plus
+    the pattern's length - 1, so a hit across two chunks is found once, in the first)."""
+    out: list[int] = []
+    extra = variant.length - 1
+    for lo, hi in runs:
+        pos = lo
+        while pos < hi and len(out) < most:
+            end = min(hi, pos + MEMORY_CHUNK + extra)
+            buf = data[pos:end]
+            if len(buf) != end - pos:        # a hole the region list did not show: skip this chunk
+                pos += MEMORY_CHUNK
+                continue
+            # A hit found here starts before pos + MEMORY_CHUNK (it ends by pos + CHUNK + length - 1),
+            # where the next chunk begins: none is found twice.
+            starts, cut = _search(buf, variant, most - len(out), deadline)
+            out.extend(pos + at for at in starts)
+            if cut is not None:
+                return out, pos + cut
+            pos += MEMORY_CHUNK
+            if time.monotonic() > deadline and pos < hi:
+                return out, pos
+    return out, None
 
 
 def _is_buffer(data) -> bool:

@@ -235,6 +235,35 @@ class TestCrafted:
         assert r.hits == [] and r.spaces == 0
         assert len(r.problems) == 1 and "physical memory" in r.problems[0]
 
+    def test_dump_physical_memory_is_searched_by_region_across_chunks(self, tmp_path, monkeypatch):
+        import inspector.find as find_module
+        from inspector.sources import load_source
+        from tests.inspector.test_dump import build_elf, note, prstatus64
+
+        monkeypatch.setattr(find_module, "MEMORY_CHUNK", 0x1000)       # many chunks in a small dump
+        seg1 = bytearray(0x3000)
+        seg1[0x100:0x106] = b"needle"
+        seg1[0xFFE:0x1004] = b"needle"                                 # across a chunk boundary
+        seg1[-3:] = b"nee"                                             # across two adjacent PT_LOADs
+        seg2 = bytearray(0x1000)
+        seg2[:3] = b"dle"
+        core = build_elf([(0x100000, bytes(seg1)), (0x103000, bytes(seg2)), (0x200000, b"xxneedlexx")],
+                         note(b"CORE", 1, prstatus64()))
+        (tmp_path / "core.elf").write_bytes(core)
+        _, root = load_source(tmp_path / "core.elf")
+        r = find(root, parse_pattern("ascii:needle"))
+        assert [(h.space.name, h.address) for h in r.hits] == [
+            ("physical memory", 0x100100), ("physical memory", 0x100FFE), ("physical memory", 0x102FFD),
+            ("physical memory", 0x200002)]
+        assert r.spaces == 1 and r.problems == [] and not r.truncated
+        assert r.hits[0].node.kind == "memory"
+
+    def test_space_without_bytes_is_skipped_quietly(self):
+        root = Node("dump", "d", Space("core.elf", None), 0, 0)
+        root.append(Node("x", "x", Space("s", b"MZ"), 0, 2))
+        r = find(root, parse_pattern("ascii:MZ"))
+        assert r.spaces == 1 and r.problems == [] and len(r.hits) == 1
+
     def test_each_space_searched_once(self):
         s = Space("s", b"xMZx")
         root = Node("image", "r", s, 0, 4)
