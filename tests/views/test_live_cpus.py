@@ -19,6 +19,8 @@ from the screen.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -26,6 +28,7 @@ import pytest
 from inspector.live.cpus import stop_note
 from inspector.live.record import Recorder, ReplaySession
 from inspector.live.session_api import CpuState, CpuView, Mode, Phase, Stop
+from tests.realdata import ROOT, bookworm, tool
 from tests.views.live_helpers import SIZE, FakeSession, real_stops, registers, shown_index, wait_for
 from views.live_app import LiveApp
 from views.screens.help import HelpScreen
@@ -449,6 +452,63 @@ class TestNoSelection:
             await start(pilot, app, 1)
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Continue" in titles and not {"Next CPU", "Previous CPU"} & set(titles)
+
+
+@pytest.fixture(scope="module")
+def recorded_smp4(tmp_path_factory):
+    """Debian 12's OVMF.fd booted by QEMU 7.2 (TCG) with 4 vCPUs from reset to the DXE core entry,
+    recorded by the command users run (as conftest.py's recorded_boot, with --smp 4)."""
+    image = bookworm("OVMF.fd")
+    tool("qemu-system-x86_64", "qemu-system-x86")
+    path = tmp_path_factory.mktemp("smp4") / "smp4.jsonl"
+    done = subprocess.run([sys.executable, "-m", "inspector.cli", "qemu", str(image), "--smp", "4", "--until",
+                           "dxe-core", "--record", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        pytest.fail(f"recording the -smp 4 boot failed ({done.returncode}): {done.stderr[-2000:]}")
+    return path
+
+
+@pytest.mark.live
+@pytest.mark.asyncio
+async def test_a_real_smp4_boot_replayed_lists_every_cpu_and_selects_an_ap(recorded_smp4):
+    """The screen over a real 4-vCPU boot: at the PEI core entry no AP has been started (MpInitLib
+    runs in CpuMpPei, later), so CPUs 1-3 wait for SIPI at the reset vector; at the DXE core entry
+    CpuMpPei has started and parked them, none waits for SIPI. Selecting CPU 3 there shows the
+    registers recorded for it (backend tests check those against QEMU's `info registers -a`)."""
+    session = ReplaySession(recorded_smp4)
+    recorded = list(session.stops)
+    pei = next(i for i, stop in enumerate(recorded) if stop.handoff == "pei-core")
+    app = LiveApp(session, "replay smp4")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.live_screen
+        await wait_for(pilot, lambda: screen.stop is not None)
+        while session.position < pei:
+            at = session.position
+            await pilot.press("n")
+            # `stop` is set last, once the stop is fully shown (the replay's position moves before).
+            await wait_for(pilot, lambda: screen.stop is recorded[at + 1] and screen.running is None)
+        rows = screen.cpu_list.row_texts
+        assert [r.split(" | ")[1:3] for r in rows] == [["0", "running"]] + [[str(i), "wait-for-SIPI"] for i in (1, 2, 3)]
+        assert all(" | real | fffffff0 | reset | " in r for r in rows[1:])
+        assert rows[0].startswith("▶ | 0 | running | ") and rows[0].endswith(" | handoff")
+        while session.position < session.count - 1:
+            at = session.position
+            await pilot.press("n")
+            # `stop` is set last, once the stop is fully shown (the replay's position moves before).
+            await wait_for(pilot, lambda: screen.stop is recorded[at + 1] and screen.running is None)
+        dxe = recorded[-1]
+        assert dxe.handoff == "dxe-core" and screen.phase_bar.current == "dxe-core"
+        rows = screen.cpu_list.row_texts
+        assert len(rows) == 4 and not any("wait-for-SIPI" in r for r in rows[1:])
+        assert rows[0].split(" | ")[1:7] == ["0", "running", "long64", f"{dxe.linear_rip:016x}", "DXE core", "DxeCore"]
+        await pilot.press("3")
+        await wait_for(pilot, lambda: screen.stop.cpu == 3)
+        ap = dxe.cpus[3]
+        digits = 16 if ap.mode == "long64" else 8
+        assert f"rip    {ap.registers['rip']:0{digits}x}" in screen.registers.text
+        assert f"cr3    {ap.registers['cr3']:0{digits}x}" in screen.registers.text
+        assert str(screen.query_one("#registers-box").border_title) == "Registers: CPU 3"
+        assert screen.status_text.startswith("replay 5/5 · stop 4 · handoff on CPU 0 · showing CPU 3 · ")
 
 
 class TestSnapshot:
