@@ -85,11 +85,32 @@ def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node
     root = _node("diff-measurements", f"Measurements: {name_a} vs {name_b}", "unchanged")
     root.add("ImageA", name_a)
     root.add("ImageB", name_b)
-    from inspector.diff_mrtd import mrtd_diff
-    from inspector.diff_tpm import tpm_diff
+    import contextvars
+    import threading
 
-    mrtd = root.append(mrtd_diff(img_a, img_b, name_a, name_b))
-    tpm = root.append(tpm_diff(img_a, img_b, name_a, name_b))
+    from inspector.diff_mrtd import mrtd_diff
+    from inspector.diff_tpm import predictions, tpm_diff
+
+    # The TPM blobs' digests are hashed on a thread while the MRTDs are computed here: both are
+    # mostly SHA work, during which hashlib releases the GIL. The thread runs in a copy of this
+    # context, so under the same budget.
+    out: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            out["preds"] = predictions(img_a, img_b)
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="diff-tpm", daemon=True)
+    t.start()
+    try:
+        mrtd = root.append(mrtd_diff(img_a, img_b, name_a, name_b))
+    finally:
+        t.join()
+    if "error" in out:
+        raise out["error"]
+    tpm = root.append(tpm_diff(img_a, img_b, name_a, name_b, out["preds"]))
     _link_compressed(mrtd, tpm)
     if any(c.get("Change") != "unchanged" for c in root.children):
         root.field("Change").value = "changed"

@@ -18,16 +18,23 @@ def _pcr0_problem(message: str) -> bool:
     return "PCR7" not in message and "VARS" not in message and "varstore" not in message
 
 
-def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node:
+def predictions(img_a, img_b) -> list:
+    """The sha256 PCR0/PCR7 predictions of A and B that tpm_diff compares."""
+    from decoders.measure.tpm import predict_tpm
+
+    return [predict_tpm(img.root, banks=("sha256",)) for img in (img_a, img_b)]
+
+
+def tpm_diff(img_a, img_b, name_a: str = "A", name_b: str = "B", preds: list | None = None) -> Node:
     """The `diff-tpm` node: PCR0's firmware-blob events (PEIFV, DXEFV) of A and B, their files
-    that differ, and PCR0 (sha256) when predictable."""
-    from decoders.measure.tpm import PEIFV_WRITES, predict_tpm
+    that differ, and PCR0 (sha256) when predictable. `preds`: predictions(img_a, img_b), when the
+    caller made them already."""
+    from decoders.measure.tpm import PEIFV_WRITES
 
     node = _node("diff-tpm", "TPM PCR0 firmware blobs", "unchanged")
-    preds = []
-    for img, label in ((img_a, name_a), (img_b, name_b)):
-        pred = predict_tpm(img.root, banks=("sha256",))
-        preds.append(pred)
+    if preds is None:
+        preds = predictions(img_a, img_b)
+    for pred, label in zip(preds, (name_a, name_b)):
         for p in pred.problems:
             if p.message != PEIFV_WRITES and _pcr0_problem(p.message):
                 # Not a problem of the diff: what a prediction from this image cannot decide (the
