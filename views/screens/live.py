@@ -58,12 +58,12 @@ from views.widgets.phase_bar import LABELS, PhaseBar
 from views.widgets.registers import RegistersView
 
 RUN_GROUP = "run-control"
+INTERRUPT_GROUP = "interrupt"
 # The worker of a CPU selection (in RUN_GROUP): its stop is the one shown, about another CPU.
 SELECT_WORKER = "select-cpu"
 # CPUs a digit key selects directly; `[` / `]` and the list reach the others.
 DIGIT_CPUS = range(10)
-CPU_KEYS = "left_square_bracket,right_square_bracket," + ",".join(str(n) for n in DIGIT_CPUS)
-INTERRUPT_GROUP = "interrupt"
+CPU_KEY_NAMES = "left_square_bracket,right_square_bracket," + ",".join(str(n) for n in DIGIT_CPUS)
 # Replay moves (n / p) queued while one is under way; more presses than this are dropped.
 MAX_PENDING_MOVES = 32
 # Error text shown in the status line is cut here (a backend can put a whole reply in it).
@@ -111,7 +111,7 @@ class LiveScreen(NodeScreen):
         Binding("left_square_bracket", "previous_cpu", "Prev CPU", id="live-cpu-previous"),
         Binding("right_square_bracket", "next_cpu", "Next CPU", id="live-cpu-next"),
         *(Binding(str(n), f"select_cpu({n})", f"CPU {n}", show=False, id=f"live-cpu-{n}") for n in DIGIT_CPUS),
-        Binding(CPU_KEYS, "cpu_unavailable", "CPU selection", show=False, id="live-cpu-unavailable"),
+        Binding(CPU_KEY_NAMES, "cpu_unavailable", "CPU selection", show=False, id="live-cpu-unavailable"),
     ]
     LIVE_ACTIONS = frozenset({"cont", "step", "next", "interrupt", "run_to", "breakpoint", "console"})
     REPLAY_ACTIONS = frozenset({"next_stop", "previous"})
@@ -368,14 +368,13 @@ class LiveScreen(NodeScreen):
         if added:
             # The new problem first, and not a second time in the stop's problem count.
             self.set_status(clean_text(f"{added[-1]} · {self.describe_stop(stop, skip=added[-1])}", 400))
+            self.notify(clean_text(added[-1], MAX_ERROR_CHARS), title="Target", severity="warning", markup=False)
         else:
             self.set_status(self.describe_stop(stop) + self._edge_note())
-        if added:
-            self.notify(clean_text(added[-1], MAX_ERROR_CHARS), title="Target", severity="warning", markup=False)
         if fresh and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
             # An application processor stopped the guest: say which one (a notification too,
             # the status line is overwritten by the next call).
-            self.notify(about_text(*self.about), title="Breakpoint", markup=False)
+            self.notify(about_text(*self.about), title=stop.reason.capitalize(), markup=False)
 
     def _edge_note(self) -> str:
         if self.live:
