@@ -245,9 +245,24 @@ def bench_measure(runs: int) -> list[Timing]:
     return run(runs)
 
 
+def bench_find(runs: int) -> list[Timing]:
+    from benchmarks.bench_find import bench_inprocess, bench_process, images
+
+    out: list[Timing] = []
+    for path in images([]):
+        out += bench_inprocess(path, runs) + bench_process(path, runs)
+    return out
+
+
+def bench_hex_cursor(runs: int) -> list[Timing]:
+    from benchmarks.bench_hex_cursor import bench as run
+
+    return run(runs)
+
+
 BENCHES = {"image": bench_image, "print": bench_print, "handover": bench_handover, "paging": bench_paging,
            "dump": bench_dump, "app": bench_app, "measure": bench_measure,
-           "review": bench_review, "diff": bench_diff}
+           "review": bench_review, "diff": bench_diff, "find": bench_find, "hex-cursor": bench_hex_cursor}
 
 
 def main() -> int:
