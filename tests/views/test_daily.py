@@ -653,7 +653,7 @@ class TestKeysListed:
             assert isinstance(app.screen, HelpScreen)
             rows = dict(line.split("\t") for line in app.screen.text().splitlines())
             assert rows["f"] == "Find bytes"
-            assert rows["w"] == "Save" and rows["W"] == "Save decompressed bytes"
+            assert rows["w"] == "Save bytes" and rows["W"] == "Save decompressed bytes"
             assert (rows["y"], rows["d"], rows["o"]) == ("Copy", "Disassemble", "Open")
             assert rows["enter (bytes)"] == "Select the innermost node holding the cursor byte"
             assert rows["enter (fields)"] == "The whole value of the field, with its bytes"

@@ -140,13 +140,13 @@ class InspectScreen(NodeScreen):
 
     BINDINGS = [
         Binding("slash", "search", "Search", id="search"),
-        Binding("f", "find_bytes", "Find bytes", id="find-bytes"),
+        Binding("f", "find_bytes", "Find bytes", show=False, id="find-bytes"),
         Binding("n", "next_match", "Next match", show=False, id="next-match"),
         Binding("N", "previous_match", "Previous match", show=False, id="previous-match"),
         Binding("p", "parent_space", "Bytes of the enclosing space", show=False, id="parent-space"),
-        Binding("w", "save", "Save", tooltip="Save the node's bytes as stored", id="save"),
+        Binding("w", "save", "Save bytes", show=False, id="save"),
         Binding("W", "save_decompressed", "Save decompressed bytes", show=False, id="save-decompressed"),
-        Binding("y", "copy", "Copy", id="copy"),
+        Binding("y", "copy", "Copy", show=False, id="copy"),
         Binding("d", "disassemble", "Disassemble", show=False, id="disassemble"),
         Binding("o", "open", "Open", show=False, id="open"),
     ]
@@ -196,7 +196,8 @@ class InspectScreen(NodeScreen):
         self._query, self._matches, self._truncated, self._position = None, [], False, -1
         self._last_search, self.find_result, self.find_pattern, self._hit = "nodes", None, None, -1
         self.search_bar.status = ""
-        self.query_one("#find-status", Static).set_class(False, "-shown")
+        for status in self.query("#find-status"):
+            status.set_class(False, "-shown")
         self.node_tree.show_index(index)
         self.show_node(root)
         self._show_path(None, None)
@@ -212,8 +213,9 @@ class InspectScreen(NodeScreen):
 
     @property
     def node_index(self):
-        """Byte -> nodes (inspector.nodes_at), built on first use unless the loader built it."""
-        if self._node_index is None:
+        """Byte -> nodes (inspector.nodes_at) of the tree shown, built on first use unless the
+        loader built it (again when the root changes, as the tour's chapters do)."""
+        if self._node_index is None or self._node_index.root is not self.root:
             from inspector.nodes_at import NodeIndex
 
             self._node_index = NodeIndex(self.root)
@@ -235,7 +237,10 @@ class InspectScreen(NodeScreen):
         self._show_path(event.space, event.offset)
 
     def _show_path(self, space: Space | None, offset: int | None) -> None:
-        line = self.query_one("#hex-path", Static)
+        found = self.query("#hex-path")
+        if not found:
+            return  # a screen built on this one without the path line (the tour's)
+        line = found.first(Static)
         if space is None or offset is None:
             self.path_nodes = []
             line.update(Text("Bytes: arrows or a click move the cursor; the nodes holding its byte show here",
@@ -310,7 +315,11 @@ class InspectScreen(NodeScreen):
 
     # -- byte search (f) ----------------------------------------------------------------
     def _status(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#find-status", Static)
+        found = self.query("#find-status")
+        if not found:  # a screen built on this one without the status line (the tour's)
+            self.notify(text, title="Find bytes", severity="error" if error else "information", markup=False)
+            return
+        status = found.first(Static)
         status.set_class(True, "-shown")
         status.set_class(error, "-error")
         status.update(text)
@@ -318,7 +327,8 @@ class InspectScreen(NodeScreen):
     @property
     def find_status(self) -> str:
         """The byte search's status line as shown (for tests)."""
-        return str(self.query_one("#find-status", Static).render())
+        found = self.query("#find-status")
+        return str(found.first(Static).render()) if found else ""
 
     def action_find_bytes(self) -> None:
         def done(text: str | None) -> None:
@@ -517,6 +527,10 @@ class InspectScreen(NodeScreen):
 
     # -- open (o) -----------------------------------------------------------------------
     def action_open(self) -> None:
+        if not hasattr(self.app, "open_source"):
+            self.notify("this app shows one source: quit and run fwinspect on another", severity="warning")
+            return
+
         def done(text: str | None) -> None:
             if text and text.strip():
                 # Later: the prompt calls this before it is popped, and the loading screen goes on
