@@ -47,7 +47,8 @@ MP_MODULES = ("CpuMpPei", "CpuDxe")
 # MpInitLib's DEBUG lines: PeiMpLib.c/DxeMpLib.c GetWakeupBuffer and MpLib.c AllocateResetVector,
 # MpInitLibInitialize, CollectProcessorCount.
 LOG_WAKEUP = re.compile(r"WakeupBufferStart = ([0-9A-Fa-f]+), WakeupBufferSize = ([0-9A-Fa-f]+)")
-LOG_VECTOR = re.compile(r"AP Vector: 16-bit = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+), ExchangeInfo = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+)")
+LOG_VECTOR = re.compile(r"AP Vector: 16-bit = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+), "
+                        r"ExchangeInfo = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+)")
 LOG_LOOP_MODE = re.compile(r"AP Loop Mode is (\d+)")
 # The image loader's line before MpInitLib's: PeiCore (MdeModulePkg/Core/Pei/Image/Image.c) and DxeCore
 # (MdeModulePkg/Core/Dxe/Image/Image.c) print "Loading PEIM at ..." / "Loading driver at ... NAME.efi".
@@ -96,16 +97,24 @@ def facts_from_dump(dump, cpu_nodes: Iterable[Node] = ()) -> list[CpuFacts]:
     return out
 
 
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def facts_from_stop(stop) -> list[CpuFacts]:
-    """CpuFacts of every vCPU of a live or replayed Stop (session_api.Stop.cpus)."""
+    """CpuFacts of every vCPU of a live or replayed Stop (session_api.Stop.cpus). A replayed recording is
+    input like any other: values that are not integers read as unknown, a CPU without an index is left out."""
     out = []
-    for v in stop.cpus:
-        r = v.registers or {}
+    for v in stop.cpus or ():
+        if _int(getattr(v, "index", None)) is None:
+            continue
+        r = v.registers if isinstance(v.registers, dict) else {}
         state = str(v.state)
         halted = {"halted": True, "wait-for-sipi": True, "running": False}.get(state)
-        out.append(CpuFacts(v.index, str(v.mode), r.get("rip"), v.linear_rip, r.get("cr0"), r.get("cr3"),
-                            r.get("cr4"), r.get("eflags"), r.get("cs"), r.get("cs_base"), v.module, halted, state,
-                            v.state_source))
+        module = v.module if isinstance(v.module, str) else None
+        out.append(CpuFacts(v.index, str(v.mode), _int(r.get("rip")), _int(v.linear_rip), _int(r.get("cr0")),
+                            _int(r.get("cr3")), _int(r.get("cr4")), _int(r.get("eflags")), _int(r.get("cs")),
+                            _int(r.get("cs_base")), module, halted, state, str(v.state_source or "")))
     return out
 
 

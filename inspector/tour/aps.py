@@ -73,7 +73,8 @@ def aps_offline_chapter(image) -> Chapter:
     tdx = next((f for f in image.root.find("ffs") if f.get("UI") == "TdxDxe"), None)
     if tdx is not None:
         w.say("That mailbox entry is added to the MADT by {tdxdxe} {tdx_guid} (OvmfPkg/TdxDxe).",
-              w.field("tdxdxe", tdx, "UI"), w.value("tdx_guid", tdx.get("Name"), tdx, text=str(tdx.get("Name")).upper()))
+              w.field("tdxdxe", tdx, "UI"),
+              w.value("tdx_guid", tdx.get("Name"), tdx, text=str(tdx.get("Name")).upper()))
     w.try_this("/ CpuMpPei", "/ CpuDxe")
     return w.done(f"fwinspect fd {image.path.name}")
 

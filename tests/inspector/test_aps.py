@@ -184,3 +184,19 @@ def test_a_peim_the_debug_log_loaded_names_an_aps_rip_with_the_images_size_of_im
     aps = [c for c in stop_aps_node(stop, image).children if c.kind == "ap"]
     assert [(a.get("Index"), a.get("Module")) for a in aps] == [(1, "CpuMpPei"), (2, None)]
     assert str(aps[0].get("ModuleFile")).upper() == "EDADEB9D-DDBA-48BD-9D22-C1C169C8C5C6"
+
+
+def test_a_replayed_stop_with_garbage_registers_reads_as_unknown():
+    """A recording is input: registers that are not integers, a CPU without an index."""
+    bad = Stop(2, "handoff", "bds", "long64", 0x1000, {}, handoff="bds", cpus=[
+        CpuView(0, "1", "long64", 0x1000, "bds", None, "running", {"rip": 0x1000}),
+        CpuView(1, "2", "long64", "x", "bds", ["no"], "halted", {"rip": "0xzz", "cs": None, "cr3": -5}),
+        CpuView(None, "3", "real", 0, "reset", None, "unknown", "not a dict")])
+    node = stop_aps_node(bad)
+    aps = [c for c in node.children if c.kind == "ap"]
+    assert [(a.get("Index"), a.get("Rip"), a.get("Module"), a.get("State")) for a in aps] == [(1, None, None, "halted")]
+    from inspector.tour.aps import aps_boot_chapter
+
+    bad.cpus.append(CpuView(2, "3", "long64", 0x2000, "bds", None, "halted", {"rip": 0x2000}))
+    c = aps_boot_chapter([bad])
+    assert "AP 1 halted at ?" in c.text and "AP 2 halted at 0x2000" in c.text

@@ -75,7 +75,8 @@ def smp4_stops() -> list[Stop]:
             stop(3, "pei-core", "pei-core", [bsp(0x820000, "PeiCore")] + sipi),
             stop(4, "dxe-core", "dxe-core", [bsp(0xF000000, "DxeCore")] +
                  [cpu(i, "halted", "CpuMpPei", 0xFEC9F91) for i in (1, 2, 3)]),
-            stop(5, "bds", "bds", [bsp(0xF100000, "BdsDxe")] + [cpu(i, "halted", "CpuDxe", 0xECC0F91) for i in (1, 2, 3)],
+            stop(5, "bds", "bds",
+                 [bsp(0xF100000, "BdsDxe")] + [cpu(i, "halted", "CpuDxe", 0xECC0F91) for i in (1, 2, 3)],
                  log="WakeupBufferStart = 87000, WakeupBufferSize = DD\nAP Vector: 16-bit = 87000/39, "
                      "ExchangeInfo = 87039/A4\n")]
 
