@@ -152,9 +152,9 @@ MODES = ("real", "prot16", "prot32", "long64", "unknown")
 def cpu_mode(cpu: CpuState) -> str:
     """The operating mode from CR0.PE, the CS descriptor's L and D/B bits and CR0.PG (Intel SDM vol. 3A
     2.2, 5.2.1). QEMUCPUState has no EFER, so LMA is inferred: a CS with L set while paging is on is
-    64-bit code (outside IA-32e mode no OVMF GDT loads an L=1 code segment:
-    UefiCpuPkg/CpuDxe/CpuGdt.c, OvmfPkg/ResetVector/Ia32/PageTables64.asm). Without a QEMU note
-    (no CR0, no CS cache) the mode is "unknown"."""
+    64-bit code (OVMF loads its L=1 code selector only after setting EFER.LME and CR0.PG:
+    OvmfPkg/ResetVector/Ia32/Flat32ToFlat64.asm; compatibility mode, L=0 under LMA, reads as prot32).
+    Without a QEMU note (no CR0, no CS cache) the mode is "unknown"."""
     cr0, cs = cpu.cr0, cpu.segments.get("cs")
     if cr0 is None or cs is None:
         return "unknown"
