@@ -32,8 +32,8 @@ MAX_NOTE_SEGMENT_BYTES = 16 << 20
 MAX_PROBLEMS = 200
 OVERLAP_LOOKBACK = 8
 # Page-table walks made for a dump's node: one per distinct CR3 (~0.2 s for OVMF's 1 TiB identity map,
-# measured on a real dump here). OVMF's CPUs share one CR3 (MpInitLib gives the APs the BSP's: Cr3 in
-# UefiCpuPkg/Library/MpInitLib/MpLib.h MP_CPU_EXCHANGE_INFO); more than this many is not firmware.
+# measured on a real dump here). OVMF's CPUs share one CR3 (MpInitLib hands the APs the BSP's:
+# UefiCpuPkg/Library/MpInitLib/MpLib.c FillExchangeInfoData, ExchangeInfo->Cr3); more is not firmware.
 MAX_CR3_WALKS = 8
 # Pages of the mapped file that a read touches count in the process RSS until unmapped; a scan of a
 # 1 GiB dump through slices would leave RSS at 1 GiB. Large reads use pread (the page cache is not
