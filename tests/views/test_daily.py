@@ -657,3 +657,26 @@ class TestKeysListed:
             assert (rows["y"], rows["d"], rows["o"]) == ("Copy", "Disassemble", "Open")
             assert rows["enter (bytes)"] == "Select the innermost node holding the cursor byte"
             assert rows["enter (fields)"] == "The whole value of the field, with its bytes"
+
+
+@pytest.mark.asyncio
+class TestSlashBytes:
+    async def test_slash_with_a_pattern_prefix_searches_bytes_and_enter_steps(self, tree):
+        app = FwInspectApp(tree, "OVMF.fd")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            await pilot.press("slash", *"ascii:_FVH", "enter")
+            await done(pilot)
+            assert screen.find_status.startswith("hit 1 of 7 (OVMF.fd, 0x28, ascii) in FV at 0x0")
+            assert str(screen.search_bar.query_one("#search-status").render()) == "1 of 7"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.find_status.startswith("hit 2 of 7 (OVMF.fd, 0x20028, ascii)")
+            assert str(screen.search_bar.query_one("#search-status").render()) == "2 of 7"
+            assert screen.current is fv_at(tree, 0x20000)
+            # Without a prefix, the same bar searches nodes as before.
+            screen.search_bar.input.value = "Pad file"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.current.title.startswith("Pad file")

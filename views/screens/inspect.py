@@ -49,6 +49,9 @@ IMAGE_SEARCH_DEPTH = 3
 # variable's VendorGuid), copied by `y` before any other GUID the node holds.
 IDENTITY_FIELDS = ("FvName", "Name", "VendorGuid")
 
+# `/` queries with these prefixes (inspector.find's pattern syntax) search bytes, not nodes.
+BYTE_PREFIXES = ("hex:", "text:", "ascii:", "utf16:", "guid:", "u8:", "u16:", "u32:", "u64:")
+
 FIND_HINT = "hex bytes (?? any byte), a GUID, text (ASCII and UTF-16LE); prefixes force a reading: " \
             "hex: text: ascii: utf16: guid: u8: u16: u32: u64:"
 
@@ -273,9 +276,18 @@ class InspectScreen(NodeScreen):
         self.node_tree.focus()
 
     def find(self, query: str) -> Node | None:
-        """Jump to the next node matching `query` (a new query starts at its first match)."""
-        self._last_search = "nodes"
+        """Jump to the next node matching `query` (a new query starts at its first match). A query
+        with a byte-pattern prefix (`hex:`, `text:`, `guid:`, `u32:` …) is a byte search instead:
+        enter again steps to its next hit."""
         q = query.strip()
+        if q.lower().startswith(BYTE_PREFIXES):
+            if self.find_result is not None and getattr(self.find_pattern, "source", None) == q:
+                self._last_search = "bytes"
+                self.step_hit(+1)
+            else:
+                self.find_bytes(q)
+            return self.current
+        self._last_search = "nodes"
         if q != self._query:
             result = self.index.search(q)
             self._query, self._matches, self._truncated = q, result.matches, result.truncated
@@ -400,6 +412,8 @@ class InspectScreen(NodeScreen):
             hex_view.scroll_to_offset(hit.offset)
         self.hex_view.mark = (hit.offset, hit.offset + max(1, hit.length))
         self._status(self.hit_status())
+        # The search bar's own "n of m", when the search came from it.
+        self.search_bar.status = f"{self._hit + 1} of {len(result.hits)}{'+' if result.truncated else ''}"
         return hit
 
     # -- fields: whole value (enter) and copy (y) ---------------------------------------

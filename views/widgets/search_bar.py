@@ -1,7 +1,9 @@
 """SearchBar: the `/` input docked under the panes; enter asks for the next match.
 
 It stays open while the user presses enter to walk through the matches, and shows the screen's
-"n of m" status. The search itself runs in the screen (views.index.TreeIndex.search).
+"n of m" status. The search itself runs in the screen: nodes by title, kind, GUID or offset
+(views.index.TreeIndex.search), or bytes when the query has a pattern prefix (`hex:`, `text:`,
+`guid:`, `u32:` …; inspector.find).
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ class SearchBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("Find")
-        yield Input(placeholder="title, kind, GUID, or 0x offset/address", id="search-input")
+        yield Input(placeholder="title, kind, GUID, 0x offset/address; hex:/text:/guid:/u32: for bytes",
+                    id="search-input")
         yield Label("", id="search-status")
 
     @property
