@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import re
 import socket
 import threading
@@ -105,9 +106,24 @@ class _Driver:
 # Every CPU's segment caches, control registers and HLT flag in one monitor command (QEMU
 # monitor/hmp-cmds.c, hmp_info_registers with -a): the fallback when `cpu N` does not select a CPU.
 INFO_REGISTERS_ALL = "info registers -a"
+# Problems noted about one thread listing (malformed ids); more are not worth a line each.
+MAX_LISTING_PROBLEMS = 8
 # Where a vCPU's halted flag came from (CpuRead.halted_source).
 EXTRA_SOURCE = "qThreadExtraInfo"
 MONITOR_SOURCE = "info registers HLT="
+
+
+@functools.lru_cache(maxsize=8)
+def _int_slots(layout: tuple[tuple[str, int], ...]) -> list[tuple[str, int, int]]:
+    """(name, start, end) in a `g` reply of the registers of at most 64 bits, for a layout in `g`
+    order: computed once a layout, as every vCPU's `g` is parsed at every stop."""
+    slots, pos = [], 0
+    for name, bits in layout:
+        n = bits // 8
+        if bits <= 64:
+            slots.append((name, pos, pos + n))
+        pos += n
+    return slots
 
 
 class _Reads:
@@ -290,14 +306,10 @@ class RspTarget(Target):
             raise TargetError(f"g: {reply.decode('latin-1')}")
         raw = _hex(reply, "g")
         gpr: dict[str, int] = {}
-        pos = 0
-        for name, bits in self.layout:
-            n = bits // 8
-            if pos + n > len(raw):
-                break
-            if bits <= 64:
-                gpr[name] = int.from_bytes(raw[pos:pos + n], "little")
-            pos += n
+        for name, start, end in _int_slots(tuple(self.layout)):
+            if end > len(raw):
+                break           # a short `g` (registers the stub does not have): the ones it sent
+            gpr[name] = int.from_bytes(raw[start:end], "little")
         return gpr
 
     async def _monitor(self, command: str, timeout: float) -> str:
@@ -413,12 +425,16 @@ class RspTarget(Target):
     def _listing_reply(reply: bytes, threads: list[str], problems: list[str]) -> bool:
         """Add the ids of one qfThreadInfo/qsThreadInfo reply to `threads`; True at the end of the list."""
         if reply[:1] == b"m":
-            for raw in reply[1:].split(b","):
+            for raw in reply[1:].split(b",")[:MAX_THREADS + 1]:
                 tid = raw.decode("latin-1")
                 if thread_index(tid) is None:
-                    problems.append(f"the stub listed a malformed thread id {tid[:20]!r}: left out")
+                    if len(problems) < MAX_LISTING_PROBLEMS:
+                        problems.append(f"the stub listed a malformed thread id {tid[:20]!r}: left out")
                 elif tid in threads:
-                    problems.append(f"the stub listed thread {tid} twice")
+                    # A list that comes round again has ended (a stub that answers qsThreadInfo
+                    # with the same thread forever would otherwise keep us asking).
+                    problems.append(f"the stub listed thread {tid} twice: the list ends there")
+                    return True
                 elif len(threads) >= MAX_THREADS:
                     problems.append(f"more than {MAX_THREADS} threads listed: the rest left out")
                     return True

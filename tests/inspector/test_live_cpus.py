@@ -413,3 +413,20 @@ def test_monitor_without_cpu_command_falls_back_to_info_registers_all(stub_targe
     cpus = t.read_cpus(TIMEOUT)
     assert stub.received[-1] == qrcmd("info registers -a")
     assert [c.registers.cs.base for c in cpus.cpus] == [0, 0xFFFF0000, 0]
+
+
+def test_hostile_thread_listing_is_bounded_with_problems(stub_target):
+    stub, t = stub_target()
+    answer = stub.answer
+
+    def hostile(p: bytes):
+        if p == b"qfThreadInfo":
+            return [frame(b"m01,zz," + b",".join(b"q%d" % i for i in range(50)))]
+        if p == b"qsThreadInfo":
+            return [frame(b"m02")]           # forever: never `l`
+        return answer(p)
+    stub.answer = hostile
+    cpus = t.read_cpus(TIMEOUT)
+    assert [c.thread for c in cpus.cpus] == ["01", "02"]
+    assert "malformed thread id 'zz'" in cpus.problems[0]
+    assert len(cpus.problems) <= 10 and "listed thread 02 twice: the list ends there" in cpus.problems[-1]
