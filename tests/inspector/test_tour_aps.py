@@ -119,3 +119,12 @@ def test_boot_chapters_place_it_after_the_handoffs():
     names = [c.chapter for c in chapters]
     assert "application-processors-boot" in names
     assert names.index("application-processors-boot") > names.index("bds")
+
+
+def test_an_image_without_mpinitlib_modules_says_so():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    bare = SimpleNamespace(root=Node("image", "no volumes"), path=Path("bare.fd"))
+    c = aps_offline_chapter(bare)
+    assert c.unexpected == ["this image has no CpuMpPei or CpuDxe file: nothing here starts the APs."]
