@@ -24,6 +24,7 @@ import sys
 import threading
 
 import pytest
+from textual.color import Color
 
 from inspector.live.cpus import stop_note
 from inspector.live.record import Recorder, ReplaySession
@@ -374,6 +375,27 @@ class TestCpuList:
                                           "PEI core · long64 · RIP 0x7fe9c1b4 · CpuMpPei  (last recorded stop)")
             assert screen.cpu_list.row_texts[3].endswith(" | breakpoint")
             assert screen.cpu_list.row_texts[1].startswith("▶ | 1 |")
+
+    async def test_wait_for_sipi_takes_the_themes_warning_colour(self):
+        """The state cell of a CPU waiting for SIPI is in the theme's warning text colour, and in
+        the new theme's after a theme change; the cursor stays on the CPU shown."""
+        stops, lines = four_cpu_stops()
+        app = LiveApp(CpuSession(stops, lines), "smp 4")
+        async with app.run_test(size=SIZE) as pilot:
+            await start(pilot, app)
+            cpu_list = app.live_screen.cpu_list
+
+            def state_colour(row: int):
+                return cpu_list.get_row_at(row)[2].style.color.triplet
+
+            def warning():
+                return Color.parse(app.theme_variables["text-warning"]).rich_color.triplet
+
+            dark = warning()
+            assert state_colour(1) == state_colour(3) == dark
+            app.theme = "textual-light"
+            await pilot.pause()
+            assert warning() != dark and state_colour(1) == warning() and cpu_list.cursor_row == 0
 
     async def test_replay_selects_cpus_too(self):
         """A replay (read-only run control) still selects CPUs: looking is not running."""

@@ -150,9 +150,15 @@ class CpuList(DataTable):
 
     def notify_style_update(self) -> None:
         # A theme change: the state colours are the theme's, so write the rows again, the cursor
-        # where it was. Focus and hover come here too and change no colour: nothing to redo.
+        # where it was. The component classes get the new theme after this call (measured: here
+        # they still hold the old colours), so look once the styles are all updated. Focus and
+        # hover come here too and change no colour: nothing to redo then.
         super().notify_style_update()
-        if self.cpus and self.is_mounted and self._state_styles() != self._styles:
+        if self.cpus and self.is_mounted:
+            self.call_after_refresh(self._restyle)
+
+    def _restyle(self) -> None:
+        if self.cpus and self._state_styles() != self._styles:
             row = self.cursor_row
             self._fill()
             self.move_cursor(row=row, animate=False)
