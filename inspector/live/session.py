@@ -19,6 +19,10 @@ up every stop also shows the DXE tables, and with a SymbolIndex the function and
 "bds" is the BdsDxe driver's entry point (BdsDxeEntry, which installs the BDS arch protocol); the
 BDS phase proper starts when DxeCore calls gBds->Entry once dispatch is done.
 
+Every stop reads every vCPU (Target.read_cpus, one pipelined exchange) into Stop.cpus (cpus.py);
+the stop is about the CPU that stopped (an AP that hit a breakpoint is named in the problems),
+select_cpu re-presents it about another, and step() steps the selected CPU only.
+
 Every target call has a timeout; TargetDead and TargetTimeout become Stop problems, never hangs.
 """
 from __future__ import annotations
@@ -120,7 +124,7 @@ class Session:
     def cont(self, timeout: float = 60.0) -> Stop:
         """Run until a stop the user asked for: handoffs on the way to DXE and image-load events
         (which arm pending breakpoints) are taken transparently."""
-        return self._guard(lambda: self._boot_focus() or self._cont(time.monotonic() + timeout, timeout))
+        return self._guard(lambda: self._on_boot_cpu(lambda: self._cont(time.monotonic() + timeout, timeout)))
 
     def interrupt(self) -> Stop:
         return self._guard(lambda: self._after(self.target.interrupt(self.call_timeout), "interrupt"))
@@ -155,13 +159,14 @@ class Session:
     def _view(stop: Stop, index: int) -> CpuView | None:
         return next((c for c in stop.cpus if c.index == index), None)
 
-    def _boot_focus(self) -> None:
-        """Before running by phase: register reads are about the boot CPU again (the handoff and copy
-        logic follows the BSP), whichever CPU was selected or stopped last."""
+    def _on_boot_cpu(self, run):
+        """run() with register reads about the boot CPU again (the handoff and copy logic follows
+        the BSP), whichever CPU was selected or stopped last."""
         stop = self._stop
         view = self._view(stop, BOOT_CPU) if stop is not None else None
         if view is not None and self.target.focus != view.thread:
             self.target.select_thread(view.thread, self.call_timeout)
+        return run()
 
     def console(self, line: str) -> str:
         """A command typed in the app's console: gdb's CLI on the gdb backend (which has one),
@@ -172,7 +177,7 @@ class Session:
         return self.target.monitor(line, self.call_timeout)
 
     def next_handoff(self, timeout: float = 60.0) -> Stop:
-        return self._guard(lambda: self._boot_focus() or self._next_handoff(time.monotonic() + timeout))
+        return self._guard(lambda: self._on_boot_cpu(lambda: self._next_handoff(time.monotonic() + timeout)))
 
     def run_to(self, phase: str, timeout: float = 120.0) -> Stop:
         if phase not in PHASES:
@@ -185,7 +190,7 @@ class Session:
         for _ in range(len(PHASES) + 1):
             if self.dead or self.boot.at_or_past(Phase(phase)):
                 break
-            stop = self._guard(lambda: self._boot_focus() or self._next_handoff(deadline))
+            stop = self._guard(lambda: self._on_boot_cpu(lambda: self._next_handoff(deadline)))
             if stop.handoff is None:
                 break           # not reached (timeout, unexpected stop): the problem says why
         if phase_index(self.reached or "") > phase_index(phase) and stop.handoff != phase:

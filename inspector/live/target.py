@@ -315,7 +315,8 @@ class Target(ABC):
 
     def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
         """Every vCPU's registers. This default (a target without threads) is one CPU, index 0."""
-        return CpuSet([CpuRead(self.focus or "1", 0, self.read_registers(timeout))], self.focus)
+        thread = self.focus or "1"
+        return CpuSet([CpuRead(thread, 0, self.read_registers(timeout))], thread)
 
     def select_thread(self, thread: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Make `thread` the focus: read_registers, read_virtual and step are about it from now on
