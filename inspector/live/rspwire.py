@@ -122,7 +122,7 @@ def _parse_stop(text: str, request: str) -> StopEvent:
     thread = watch = None
     if kind == "T":
         # gdb manual, "Stop Reply Packets": `Txx n1:r1;n2:r2;...`; QEMU sends `thread:ID;` naming the
-        # vCPU that stopped (gdbstub/gdbstub.c, gdb_vm_state_change), after `watch:ADDR;` for a watchpoint.
+        # vCPU that stopped, then `watch:ADDR;` for a watchpoint (gdbstub/gdbstub.c, gdb_vm_state_change).
         for pair in text[3:].split(";"):
             key, _, value = pair.partition(":")
             if key in ("watch", "rwatch", "awatch") and watch is None:

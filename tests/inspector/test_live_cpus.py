@@ -194,8 +194,10 @@ def stub_target(request):
 def test_stop_reply_names_the_thread_that_stopped():
     assert rsp.parse_stop(b"T05thread:02;", "c").thread == "02"
     assert rsp.parse_stop(b"T02thread:01;", "c").thread == "01"
-    w = rsp.parse_stop(b"T05watch:820028;thread:p01.03;", "c")
+    w = rsp.parse_stop(b"T05thread:p01.03;watch:820028;", "c")      # QEMU's order
     assert (w.reason, w.address, w.thread) == ("watchpoint", 0x820028, "p01.03")
+    w = rsp.parse_stop(b"T05awatch:1000;thread:02;", "c")
+    assert (w.kind, w.address, w.thread) == ("awatch", 0x1000, "02")
     assert rsp.parse_stop(b"S05", "c").thread is None
 
 
