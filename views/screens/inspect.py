@@ -38,6 +38,7 @@ MAX_HITS = 10_000
 # Nodes named on the path line: a sane tree is under 15 deep; the line is cut at the pane's edge.
 MAX_PATH_NODES = 16
 MAX_PATH_TITLE = 48
+MAX_PATH_CHARS = 400
 # A default file name is built from the node's title, cut to this many characters.
 MAX_NAME_CHARS = 80
 # Image kinds `d` disassembles, and how far below the selected node it looks for one (a file ->
@@ -124,6 +125,8 @@ def path_text(space: Space, offset: int, nodes: list[Node]) -> Text:
         text.append(" ‹ " if i else "  ")
         text.append(clean_text(n.title or n.kind, MAX_PATH_TITLE))
         text.append(f" [{n.kind} 0x{n.offset:x}..0x{n.offset + n.size:x}]", style="dim")
+    # One line, cut at the pane's edge: what is past any terminal's width need not be laid out.
+    text.truncate(MAX_PATH_CHARS, overflow="ellipsis")
     return text
 
 
