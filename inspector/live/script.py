@@ -194,11 +194,11 @@ def _run_qemu(args: argparse.Namespace) -> int:
         split_qemu_args(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    image = load_image_arg(args.image)
-    check_image_phases(image, args.until, qemu=True)
     smp = getattr(args, "smp", None)
     if smp is not None and any(a in ("-smp", "--smp") for a in args.qemu_args):
         raise UsageError("--smp and `-- -smp` both given: use one")
+    image = load_image_arg(args.image)
+    check_image_phases(image, args.until, qemu=True)
     qemu = QemuProcess(args.image, vars=args.vars, memory=args.memory, tpm=args.tpm, extra_args=args.qemu_args,
                        smp=smp)
     try:

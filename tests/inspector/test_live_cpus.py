@@ -432,3 +432,29 @@ def test_hostile_thread_listing_is_bounded_with_problems(stub_target):
     assert [c.thread for c in cpus.cpus] == ["01", "02"]
     assert "malformed thread id 'zz'" in cpus.problems[0]
     assert len(cpus.problems) <= 10 and "listed thread 02 twice: the list ends there" in cpus.problems[-1]
+
+
+# ---- fwinspect qemu --smp N ---------------------------------------------------------------------------
+
+def test_smp_option_reaches_qemus_command_line(tmp_path, capsys):
+    import argparse
+
+    from inspector.live.qemu import QemuProcess
+    from inspector.live.script import add_live_arguments, run_qemu, split_qemu_args
+
+    p = argparse.ArgumentParser()
+    add_live_arguments(p.add_subparsers())
+    a = split_qemu_args(p.parse_args(["qemu", "x.fd", "--smp", "4", "--until", "sec"]))
+    assert (a.smp, a.until, a.qemu_args) == (4, "sec", [])
+    a = split_qemu_args(p.parse_args(["qemu", "x.fd", "--until", "sec", "--smp", "2", "--", "-m", "512M"]))
+    assert (a.smp, a.qemu_args) == (2, ["-m", "512M"])
+    image = tmp_path / "x.fd"
+    image.write_bytes(b"\xff" * 4096)
+    argv = QemuProcess(image, smp=3, workdir=tmp_path).argv()
+    assert argv[argv.index("-smp") + 1] == "3"
+    assert "-smp" not in QemuProcess(image, workdir=tmp_path).argv()
+    # Out of range, or given twice: usage errors (exit 2) before any QEMU starts.
+    assert run_qemu(p.parse_args(["qemu", "x.fd", "--smp", "0"])) == 2
+    assert "between 1 and" in capsys.readouterr().err
+    assert run_qemu(p.parse_args(["qemu", str(image), "--smp", "2", "--", "-smp", "4"])) == 2
+    assert "--smp and `-- -smp` both given" in capsys.readouterr().err
