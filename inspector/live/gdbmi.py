@@ -82,7 +82,8 @@ def fast_registers_record(line: str) -> dict | None:
         return None
     items = _REGISTER_ITEM.findall(m[2])
     # `{number="N",value="V"}` is 20 characters besides N and V; items are separated by commas.
-    if m[2].count("{") != len(items) or len(m[2]) != sum(len(n) + len(v) + 20 for n, v in items) + max(0, len(items) - 1):
+    size = sum(len(n) + len(v) + 20 for n, v in items) + max(0, len(items) - 1)
+    if m[2].count("{") != len(items) or len(m[2]) != size:
         return None
     return {"type": "result", "message": "done", "token": int(m[1]),
             "payload": {"register-values": [{"number": n, "value": v} for n, v in items]}}

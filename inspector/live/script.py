@@ -347,8 +347,9 @@ def _print(stop: Stop, as_json: bool) -> None:
         print(f"  {addr:#x}: {text}")
     if len(stop.cpus) > 1:
         for c in stop.cpus:
-            print(f"  CPU {c.index}{'*' if c.index == stop.cpu else ' '} {c.state:<13} {c.mode:<7} RIP 0x{c.linear_rip:x} "
-                  f"{c.phase}{f' in {c.module}' if c.module else ''}")
+            mark = "*" if c.index == stop.cpu else " "
+            print(f"  CPU {c.index}{mark} {c.state:<13} {c.mode:<7} RIP 0x{c.linear_rip:x} {c.phase}"
+                  + (f" in {c.module}" if c.module else ""))
     for p in stop.problems:
         print(f"  problem: {p}")
     if stop.tree is not None:
