@@ -15,7 +15,6 @@ This module imports only the standard library: importing it must cost next to no
 """
 from __future__ import annotations
 
-import lzma
 import os
 import stat
 import struct
@@ -111,6 +110,8 @@ class LzmaStream:
         self._cond = threading.Condition()
 
     def run(self) -> None:
+        import lzma         # here: the commands that read no LZMA section (`mrtd`, `measure`) skip it
+
         declared = len(self.data)
         d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
         src = memoryview(self._source)[self._payload:self._end]
