@@ -88,9 +88,10 @@ def image_tree(path: Path) -> Node:
 
 
 def dump_tree(path: Path) -> Node:
-    """A memory dump for the app: what was found in it, and its page tables as merged ranges."""
-    from decoders.paging import page_tables_node
-    from inspector.dump import dump_pages, open_dump
+    """A memory dump for the app: what was found in it, and for each distinct CR3 of its CPUs (the
+    ones with paging on, inspector.dump.distinct_cr3s) the page tables as merged ranges and the
+    virtual memory they map, titled with the CPUs that use them."""
+    from inspector.dump import open_dump
     from inspector.locate import dump_overview
 
     from decoders.memory import MemoryBytes
@@ -98,17 +99,7 @@ def dump_tree(path: Path) -> Node:
 
     dump = open_dump(path)  # stays open: the physical-memory space below reads through it
     root = dump_overview(dump)
-    if dump.cpus and dump.cpus[0].cr3:
-        result = dump_pages(dump)
-        pages = root.append(page_tables_node(result))
-        # Drill down: PML5/PML4 -> PDPT -> PD -> PT, each table with its bytes and entries.
-        from decoders.paging import table_tree_node
-        from decoders.paging_translate import virtual_memory_node
-
-        pages.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
-        # Both canonical halves through CR3 (0..2^47 and 0xFFFF800000000000.., or 0..2^56 and
-        # 0xFF00000000000000.. with LA57), read row by row; `g` goes to any canonical address.
-        root.append(virtual_memory_node(dump.memory, result.cr3, result.config, owner=dump))
+    _dump_address_spaces(dump, root)
     top = max((s.paddr + s.memsz for s in dump.segments), default=0)
     if top:
         space = Space("physical memory", MemoryBytes(dump.memory, 0, top, owner=dump), 0)
@@ -117,6 +108,44 @@ def dump_tree(path: Path) -> Node:
         phys.add("Segments", len(dump.segments))
         phys.note(None, "holes between the dump's segments show blank")
     return root
+
+
+def _dump_address_spaces(dump, root: Node) -> None:
+    """Per distinct CR3: its page tables (merged ranges, the table tree first) and its virtual memory,
+    within the budget of the dump node's walks (inspector.dump.cr3_nodes): at most MAX_CR3_WALKS CR3s,
+    and about one walk's tables and leaves for all of them together."""
+    from decoders.paging import MAX_LEAVES, MAX_TABLE_VISITS, page_tables_node, table_tree_node
+    from decoders.paging_translate import virtual_memory_node
+    from inspector.dump import MAX_CR3_WALKS, distinct_cr3s, dump_pages
+
+    groups = distinct_cr3s(dump)
+    tables = leaves = 0
+    last: Node | None = None
+    for k, (_cr3, cpus) in enumerate(groups):
+        full = tables >= MAX_TABLE_VISITS or leaves >= MAX_LEAVES
+        if k == MAX_CR3_WALKS or full:
+            rest = sum(len(c) for _c, c in groups[k:])
+            why = (f"the walks so far read {tables:,} tables and {leaves:,} leaves, the budget of all of them"
+                   if full else f"the budget is {MAX_CR3_WALKS} walks")
+            last.warn(None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not shown: {why} "
+                            "(fwinspect pages DUMP --cpu N walks any CPU's)")
+            break
+        # scan(): the leaves are not held, the merged ranges are (or streamed again when too many)
+        result = dump_pages(dump, cpu=cpus[0].index, stream=True)
+        tables += result.tables_read
+        leaves += result.leaf_count
+        who = f"CPU{'s' if len(cpus) > 1 else ''} {', '.join(str(c.index) for c in cpus)}"
+        pages = root.append(page_tables_node(result))
+        pages.title = f"{who}: {pages.title}"
+        pages.add("Cpus", [c.index for c in cpus], display=who)
+        # Drill down: PML5/PML4 -> PDPT -> PD -> PT, each table with its bytes and entries.
+        pages.children.insert(0, table_tree_node(dump.memory, result.cr3, result.config))
+        # Both canonical halves through CR3 (0..2^47 and 0xFFFF800000000000.., or 0..2^56 and
+        # 0xFF00000000000000.. with LA57), read row by row; `g` goes to any canonical address.
+        virt = root.append(virtual_memory_node(dump.memory, result.cr3, result.config, owner=dump))
+        virt.title = f"{who}: {virt.title}"
+        virt.add("Cpus", [c.index for c in cpus], display=who)
+        last = pages
 
 
 def load_source(path: str | Path) -> tuple[str, Node]:
