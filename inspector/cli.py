@@ -297,13 +297,21 @@ def cmd_pages(args) -> int:
     from decoders.model import Node
     from decoders.paging import MAX_LISTED, MAX_LISTED_JSON
     from decoders.paging_nodes import mapping_json_texts, mapping_titles, range_node, summary_node, table_tree_node
-    from inspector.dump import dump_pages
+    from inspector.dump import CR4_PKE, dump_pages
     from inspector.render import has_problems
 
     with _open_dump(args) as dump:
+        cpu = next((c for c in dump.cpus if c.index == args.cpu), None) if args.cpu is not None else \
+            (dump.cpus[0] if dump.cpus else None)
+        if cpu is None and args.cpu is not None:
+            raise UsageError(f"--cpu {args.cpu}: the dump has no CPU {args.cpu} ("
+                             + (f"its CPUs: {', '.join(str(c.index) for c in dump.cpus)})" if dump.cpus
+                                else "it has no CPU notes)"))
+        cfg = _paging_config(args)
+        cfg.pke = bool(cpu and cpu.cr4 and cpu.cr4 & CR4_PKE)   # dump_pages takes PKE from CR4 only without a config
         # No leaf is held: a first walk counts, a second streams them while the dump is open
         # (OVMF's identity map alone is 524,288 leaves).
-        result = dump_pages(dump, args.cr3, args.la57, config=_paging_config(args), stream=True)
+        result = dump_pages(dump, args.cr3, args.la57, config=cfg, stream=True, cpu=args.cpu)
         each = args.leaves or (args.json and not args.merged)
         limit = MAX_LISTED_JSON if args.json else MAX_LISTED
         root = summary_node(result, listed="leaves" if each else "ranges", limit=limit)
@@ -323,15 +331,23 @@ def cmd_pages(args) -> int:
 def cmd_translate(args) -> int:
     from decoders.paging import translate
     from decoders.paging_translate import non_canonical
-    from inspector.dump import CR4_LA57
+    from inspector.dump import CR4_LA57, CR4_PKE
 
     with _open_dump(args) as dump:
-        cpu = dump.cpus[0] if dump.cpus else None
+        cpu = next((c for c in dump.cpus if c.index == args.cpu), None) if args.cpu is not None else \
+            (dump.cpus[0] if dump.cpus else None)
+        if cpu is None and args.cpu is not None:
+            raise UsageError(f"--cpu {args.cpu}: the dump has no CPU {args.cpu} ("
+                             + (f"its CPUs: {', '.join(str(c.index) for c in dump.cpus)})" if dump.cpus
+                                else "it has no CPU notes)"))
         cr3 = args.cr3 if args.cr3 is not None else (cpu.cr3 if cpu else None)
         if cr3 is None:
-            raise UsageError("the dump has no CPU note with CR3: give --cr3")
+            raise UsageError(f"CPU {args.cpu} has no CR3 (no QEMU CPU note): give --cr3" if args.cpu is not None
+                             else "the dump has no CPU note with CR3: give --cr3")
         cfg = _paging_config(args)
-        cfg.la57 = args.la57 if args.la57 is not None else bool(cpu and cpu.cr4 and cpu.cr4 & CR4_LA57)
+        cr4 = cpu.cr4 if cpu and cpu.cr4 else 0
+        cfg.la57 = args.la57 if args.la57 is not None else bool(cr4 & CR4_LA57)
+        cfg.pke = bool(cr4 & CR4_PKE)
         pa, steps = translate(dump.memory, cr3, args.va, cfg)
     for line in steps:
         print(line)
@@ -514,7 +530,9 @@ def _dump_args(p) -> None:
 
 
 def _paging_args(p) -> None:
-    p.add_argument("--cr3", type=address, default=None, help="default: the first CPU's CR3 from the dump")
+    p.add_argument("--cpu", type=int, default=None, metavar="N",
+                   help="walk with CPU N's CR3 and CR4 (LA57, PKE) from the dump (default: the first CPU)")
+    p.add_argument("--cr3", type=address, default=None, help="default: the CPU's CR3 from the dump (wins over --cpu's)")
     p.add_argument("--la57", dest="la57", action="store_true", default=None, help="5-level paging")
     p.add_argument("--no-la57", dest="la57", action="store_false", help="4-level paging")
     p.add_argument("--maxphyaddr", type=maxphyaddr, default=52, help="physical address width, 36-52 (default 52)")
