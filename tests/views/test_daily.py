@@ -680,3 +680,19 @@ class TestSlashBytes:
             await pilot.press("enter")
             await pilot.pause()
             assert screen.current.title.startswith("Pad file")
+
+
+@pytest.mark.asyncio
+class TestFieldTableWidths:
+    async def test_fields_drawn_before_the_columns_are_measured_are_redrawn(self, tree):
+        """A node's rows drawn in the last node's column widths (DataTable measures new rows on
+        idle) are drawn again once measured: the offsets are whole, not cut to "0x1cc0"."""
+        secmain = next(f for f in fv_at(tree, SECFV).children if f.offset == SECMAIN)
+        app = FwInspectApp(tree, "OVMF.fd")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            table = app.screen.query_one(FieldTable)
+            table.node = secmain
+            assert "0x1cc078" not in table.render_line(1).text   # drawn in the root's widths
+            await pilot.pause()
+            assert table.render_line(1).text.split()[:2] == ["Name", "0x1cc078"]

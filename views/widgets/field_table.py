@@ -122,6 +122,15 @@ class FieldTable(DataTable):
             self._items.append(None)
         self.add_rows(rows)
 
+    def _update_dimensions(self, new_rows) -> None:
+        super()._update_dimensions(new_rows)
+        # Textual's DataTable measures new rows' columns here, on its idle event, but keeps the
+        # cells it drew before at the old widths (its render caches are not keyed by width): a node
+        # shown just before a frame kept the last node's column widths, cut, until the next key
+        # in the table. Redraw with the widths just measured.
+        self._clear_caches()
+        self.refresh()
+
     @property
     def current_item(self) -> Field | Problem | None:
         """The Field or Problem of the row under the cursor."""
