@@ -28,7 +28,18 @@ The lines recognised, with the edk2 (2025.02) file and function whose DEBUG form
   (OvmfPkg/Library/PlatformInitLib/MemDetect.c, PlatformGetLowMemoryCB and PlatformAddHobCB):
   the top of RAM below 4 GiB and the resource descriptor HOBs PlatformPei builds;
 - `Reserved variable store memory: 0x%p; size: %dkb` (PlatformInitLib/Platform.c);
-- `Install PPI: %g` (MdeModulePkg/Core/Pei/Ppi/Ppi.c, InternalPeiInstallPpi).
+- `Install PPI: %g` (MdeModulePkg/Core/Pei/Ppi/Ppi.c, InternalPeiInstallPpi);
+- MpInitLib's, printed by CpuMpPei and again by CpuDxe (UefiCpuPkg/Library/MpInitLib/MpLib.c unless
+  said): `%a: ProcessorIndex=%u CpuCount=%u` (MpInitLibInitialize, one per MP hand-off HOB),
+  `AP Loop Mode is %d` (MpInitLibInitialize: PcdCpuApLoopMode, 1 HLT, 2 MWAIT, 3 run loop),
+  `AP Vector: non-16-bit = %p/%x` (MpInitLibInitialize: the code above 1 MiB the APs switch to),
+  `WakeupBufferStart = %x, WakeupBufferSize = %x` (PeiMpLib.c and DxeMpLib.c, GetWakeupBuffer: the
+  page below 1 MiB the SIPI points at; DxeMpLib.c prints (UINTN)-1 when AllocatePages failed),
+  `AP Vector: 16-bit = %p/%x, ExchangeInfo = %p/%x` (AllocateResetVector: that buffer, the 16-bit
+  code's size, MP_CPU_EXCHANGE_INFO and its size), `APIC MODE is %d` and `MpInitLib: Find %d processors
+  in system.` (CollectProcessorCount), and `Detect CPU count: %d` (UefiCpuPkg/CpuDxe/CpuMp.c,
+  InitializeMpSupport). %p and %x print hex digits without 0x (MdePkg/Library/BasePrintLib), at most
+  16 for a UINTN: a longer value is a malformed line.
 
 Every other line is counted, not kept. The input is untrusted: a line with bytes outside printable
 ASCII (NUL, garbage), a line longer than MAX_LINE_BYTES, a recognised line that does not match its
@@ -62,6 +73,9 @@ MAX_MODULES = 4096
 MAX_NOTES = 256
 
 HEX = r"0x([0-9A-Fa-f]+)"
+# %p / %x of a UINTN without the 0x (PrintLib), and %d / %u of a UINT32 (at most 10 digits)
+XDIGITS = r"([0-9A-Fa-f]{1,16})"
+UDIGITS = r"(\d{1,10})"
 GUID = r"([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"
 NAME = r"(?: (\S+))?"
 
@@ -103,6 +117,21 @@ FORMATS: list[tuple[str, str, re.Pattern, tuple[str, ...]]] = [
     ("Reserved variable store memory: ", "variable-store",
      re.compile(rf"Reserved variable store memory: {HEX}; size: (\d+)kb"), ("Base", "SizeKB")),
     ("Install PPI: ", "ppi-install", re.compile(rf"Install PPI: {GUID}"), ("Guid",)),
+    ("MpInitLibInitialize: ProcessorIndex=", "mp-hand-off",
+     re.compile(rf"MpInitLibInitialize: ProcessorIndex={UDIGITS} CpuCount={UDIGITS}"), ("ProcessorIndex", "CpuCount")),
+    ("AP Loop Mode is ", "mp-loop-mode", re.compile(rf"AP Loop Mode is {UDIGITS}"), ("ApLoopMode",)),
+    ("AP Vector: non-16-bit = ", "mp-vector-high", re.compile(rf"AP Vector: non-16-bit = {XDIGITS}/{XDIGITS}"),
+     ("WakeupBufferHigh", "Size")),
+    ("WakeupBufferStart = ", "mp-wakeup-buffer",
+     re.compile(rf"WakeupBufferStart = {XDIGITS}, WakeupBufferSize = {XDIGITS}"),
+     ("WakeupBufferStart", "WakeupBufferSize")),
+    ("AP Vector: 16-bit = ", "mp-vector",
+     re.compile(rf"AP Vector: 16-bit = {XDIGITS}/{XDIGITS}, ExchangeInfo = {XDIGITS}/{XDIGITS}"),
+     ("WakeupBuffer", "ModeTransitionOffset", "ExchangeInfo", "ExchangeInfoSize")),
+    ("APIC MODE is ", "mp-apic-mode", re.compile(rf"APIC MODE is {UDIGITS}"), ("ApicMode",)),
+    ("MpInitLib: Find ", "mp-processors", re.compile(rf"MpInitLib: Find {UDIGITS} processors in system\."),
+     ("CpuCount",)),
+    ("Detect CPU count: ", "cpu-count", re.compile(rf"Detect CPU count: {UDIGITS}"), ("CpuCount",)),
 ]
 _PREFIXES = tuple(p for p, *_ in FORMATS)
 # The formats a line may be, by its first character (most lines start with none of these prefixes).
@@ -111,7 +140,8 @@ for _f in FORMATS:
     _BY_FIRST.setdefault(_f[0][0], []).append(_f)
 # Formats whose prefix is common text: a line that starts so but does not match is just another line.
 _LOOSE = {"fv", "image-range"}
-_DECIMAL = {"Index", "PhysMemAddressWidth", "PeiMemoryCapKB", "SizeKB"}
+_DECIMAL = {"Index", "PhysMemAddressWidth", "PeiMemoryCapKB", "SizeKB", "ProcessorIndex", "CpuCount", "ApLoopMode",
+            "ApicMode"}
 _TEXT = {"Name", "Status"}
 _GUIDS = {"FileName", "Guid"}
 _PRINTABLE = re.compile(rb"[^\x20-\x7e\t]")
@@ -125,11 +155,18 @@ LABELS = {
     "stack-hob": "stack HOB", "fv": "firmware volume", "publish-pei-memory": "PEI memory published",
     "low-memory": "low memory top", "high-memory": "high memory", "reserved-memory": "reserved memory",
     "variable-store": "variable store", "ppi-install": "PPI installed",
+    "mp-hand-off": "MP hand-off", "mp-loop-mode": "AP loop mode", "mp-vector-high": "AP code above 1 MiB",
+    "mp-wakeup-buffer": "AP wake-up buffer", "mp-vector": "AP reset vector", "mp-apic-mode": "APIC mode",
+    "mp-processors": "MpInitLib CPU count", "cpu-count": "CpuDxe CPU count",
 }
+# MpInitLib's kinds (inspector/aps.py reads them)
+MP_KINDS = ("mp-hand-off", "mp-loop-mode", "mp-vector-high", "mp-wakeup-buffer", "mp-vector", "mp-apic-mode",
+            "mp-processors", "cpu-count")
+AP_LOOP_MODES = {1: "HLT loop", 2: "MWAIT loop", 3: "run loop"}   # UefiCpuPkg.dec PcdCpuApLoopMode
 MODULE_LOADS = ("peim-load", "driver-load")
 # Kinds that change no parser state: past MAX_EVENTS they are only counted.
 _STATELESS = {"memory-allocation", "fv-hob", "hob-list", "stack-hob", "fv", "publish-pei-memory", "low-memory",
-              "high-memory", "reserved-memory", "variable-store", "ppi-install"}
+              "high-memory", "reserved-memory", "variable-store", "ppi-install", *MP_KINDS}
 
 
 @dataclass
@@ -389,6 +426,19 @@ def event_title(ev: Event) -> str:
         return f"image at 0x{v['ImageBase']:x}, 0x{v['ImageSize']:x} bytes"
     if k == "hob-list":
         return f"DXE HOB list at 0x{v['HobList']:x}"
+    if k == "mp-wakeup-buffer":
+        return f"AP wake-up buffer at 0x{v['WakeupBufferStart']:x}, 0x{v['WakeupBufferSize']:x} bytes (SIPI page)"
+    if k == "mp-vector":
+        return (f"AP reset vector at 0x{v['WakeupBuffer']:x} (0x{v['ModeTransitionOffset']:x} bytes of 16-bit "
+                f"code), MP_CPU_EXCHANGE_INFO at 0x{v['ExchangeInfo']:x}")
+    if k == "mp-vector-high":
+        return f"AP code above 1 MiB at 0x{v['WakeupBufferHigh']:x}, 0x{v['Size']:x} bytes"
+    if k == "mp-loop-mode":
+        return f"AP loop mode {v['ApLoopMode']} ({AP_LOOP_MODES.get(v['ApLoopMode'], 'unknown')})"
+    if k in ("mp-processors", "cpu-count"):
+        return f"{v['CpuCount']} CPUs ({'MpInitLib' if k == 'mp-processors' else 'CpuDxe'})"
+    if k == "mp-hand-off":
+        return f"MP hand-off HOB: CPUs {v['ProcessorIndex']}.. ({v['CpuCount']} of them)"
     return f"{LABELS[k]}: {ev.text.strip()}"
 
 
@@ -460,6 +510,15 @@ def modules_node(p: LogParser, space: Space | None) -> Node:
     return node
 
 
+def parse_log(data: bytes | bytearray | memoryview | str) -> LogParser:
+    """The parser after a whole log (text is encoded as UTF-8: a character outside ASCII makes its line
+    garbage, as the bytes would)."""
+    p = LogParser()
+    p.feed(data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data))
+    p.finish()
+    return p
+
+
 def decode_log(data: bytes | bytearray | memoryview, name: str = "debug log") -> Node:
     """An edk2 DEBUG log, whole: a root `edk2-log` with the modules it names and one node per
     event (located by byte offset in the log, its line number a field), the bad lines as problems."""
@@ -482,5 +541,5 @@ def decode_log(data: bytes | bytearray | memoryview, name: str = "debug log") ->
         return root
 
 
-__all__ = ["Event", "LogParser", "Module", "decode_log", "event_node", "event_title", "modules_node",
+__all__ = ["Event", "LogParser", "Module", "decode_log", "parse_log", "MP_KINDS", "AP_LOOP_MODES", "event_node", "event_title", "modules_node",
            "summary_fields", "attach_notes", "MAX_LINE_BYTES", "MAX_EVENTS"]

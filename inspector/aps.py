@@ -26,10 +26,10 @@ HLT instruction; live stops carry QEMU's HLT flag (inspector/live/cpus.py).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from decoders.edk2log import AP_LOOP_MODES
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
 
@@ -44,16 +44,8 @@ BOOT_CPU = 0
 # The modules that carry MpInitLib in OVMF (OvmfPkg/OvmfPkgX64.dsc: UefiCpuPkg/CpuMpPei, UefiCpuPkg/CpuDxe,
 # each also built with MpInitLibUp under UP_CPU_PEI_GUID / UP_CPU_DXE_GUID).
 MP_MODULES = ("CpuMpPei", "CpuDxe")
-# MpInitLib's DEBUG lines: PeiMpLib.c/DxeMpLib.c GetWakeupBuffer and MpLib.c AllocateResetVector,
-# MpInitLibInitialize, CollectProcessorCount.
-LOG_WAKEUP = re.compile(r"WakeupBufferStart = ([0-9A-Fa-f]+), WakeupBufferSize = ([0-9A-Fa-f]+)")
-LOG_VECTOR = re.compile(r"AP Vector: 16-bit = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+), "
-                        r"ExchangeInfo = ([0-9A-Fa-f]+)/([0-9A-Fa-f]+)")
-LOG_LOOP_MODE = re.compile(r"AP Loop Mode is (\d+)")
-# The image loader's line before MpInitLib's: PeiCore (MdeModulePkg/Core/Pei/Image/Image.c) and DxeCore
-# (MdeModulePkg/Core/Dxe/Image/Image.c) print "Loading PEIM at ..." / "Loading driver at ... NAME.efi".
-LOG_LOADING = re.compile(r"Loading (?:PEIM|driver) at 0x[0-9A-Fa-f]+ EntryPoint=0x[0-9A-Fa-f]+ (\S+?)\.efi")
-LOG_COUNT = re.compile(r"(?:MpInitLib: Find (\d+) processors in system\.|Detect CPU count: (\d+))")
+# MpInitLib's DEBUG lines (GetWakeupBuffer's "WakeupBufferStart", AllocateResetVector's "AP Vector: 16-bit",
+# "AP Loop Mode", the CPU counts) are events of decoders/edk2log.py, the one parser of the debug log.
 # Modules whose RIP ranges are listed at most (a debug image info table of a shell has ~100).
 MAX_RANGES = 4096
 
@@ -196,9 +188,17 @@ class WakeupBuffer:
     module: str | None = None    # the module that logged it (the last "Loading ... .efi" before)
 
 
-def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
+def _parsed(log):
+    """The debug log as decoders/edk2log.py parses it (text, bytes or a LogParser already fed)."""
+    from decoders.edk2log import LogParser, parse_log
+
+    return log if isinstance(log, LogParser) else parse_log(log or b"")
+
+
+def wakeup_buffers(cpus: list[CpuFacts], log="") -> list[WakeupBuffer]:
     """The low-RAM buffers MpInitLib used: each AP in real mode outside the reset state runs from one
-    (CS base = the SIPI page), and each "WakeupBufferStart" line of the debug log names one."""
+    (CS base = the SIPI page), and each "WakeupBufferStart" line of the debug log names one (`log`: its
+    text, or a decoders.edk2log.LogParser that read it)."""
     out: dict[int, WakeupBuffer] = {}
     for c in cpus:
         if c.index == BOOT_CPU or c.mode != "real" or c.at_reset_state or c.cs_base is None:
@@ -207,19 +207,19 @@ def wakeup_buffers(cpus: list[CpuFacts], log: str = "") -> list[WakeupBuffer]:
             b = out.setdefault(c.cs_base, WakeupBuffer(c.cs_base, None, f"CS base of AP {c.index} in real mode "
                                                                         f"(SIPI vector 0x{c.cs_base >> 12:02x})"))
             b.cpus.append(c.index)
-    loads = [(m.start(), m.group(1)) for m in LOG_LOADING.finditer(log or "")]
-    for m in LOG_WAKEUP.finditer(log or ""):
-        address, size = int(m.group(1), 16), int(m.group(2), 16)
-        if address >= LOW_RAM:
+    parsed = _parsed(log)
+    loads = [(m.offset, m.name) for m in parsed.modules if m.name]
+    for ev in parsed.of_kind("mp-wakeup-buffer"):
+        address, size = ev.get("WakeupBufferStart"), ev.get("WakeupBufferSize")
+        if address >= LOW_RAM:          # DxeMpLib.c logs (UINTN)-1 when no page below 0x88000 was free
             continue
         b = out.setdefault(address, WakeupBuffer(address, size, "the debug log's \"WakeupBufferStart\" line "
                                                                 "(MpInitLib GetWakeupBuffer)"))
         b.size = size
-        b.module = next((name for at, name in reversed(loads) if at < m.start()), b.module)
-    for m in LOG_VECTOR.finditer(log or ""):
-        address = int(m.group(1), 16)
-        if address in out:
-            out[address].exchange_info = int(m.group(3), 16)
+        b.module = next((name for at, name in reversed(loads) if at < ev.offset), b.module)
+    for ev in parsed.of_kind("mp-vector"):
+        if ev.get("WakeupBuffer") in out:
+            out[ev.get("WakeupBuffer")].exchange_info = ev.get("ExchangeInfo")
     return list(out.values())
 
 
@@ -342,13 +342,17 @@ def mp_module_nodes(image) -> list[Node]:
     return out
 
 
-def log_facts(log: str) -> dict[str, int]:
-    """What MpInitLib's DEBUG lines say: the AP loop mode and the CPU count (the last of each)."""
+def log_facts(log) -> dict[str, int]:
+    """What MpInitLib's DEBUG lines say: the AP loop mode and the CPU count (the last of each; the count
+    from MpInitLib's "Find %d processors" or CpuDxe's "Detect CPU count", whichever came last)."""
+    parsed = _parsed(log)
     out: dict[str, int] = {}
-    for m in LOG_LOOP_MODE.finditer(log or ""):
-        out["ApLoopMode"] = int(m.group(1))
-    for m in LOG_COUNT.finditer(log or ""):
-        out["CpuCount"] = int(m.group(1) or m.group(2))
+    mode = parsed.last("mp-loop-mode")
+    if mode is not None:
+        out["ApLoopMode"] = mode.get("ApLoopMode")
+    counts = [e for e in parsed.events if e.kind in ("mp-processors", "cpu-count")]
+    if counts:
+        out["CpuCount"] = counts[-1].get("CpuCount")
     return out
 
 
@@ -372,7 +376,8 @@ def aps_node(cpus: list[CpuFacts], *, tree: Node | None = None, memory: Memory |
         n = root.append(ap_node(c, bsp, ranges, memory))
         states[n.get("State")] = states.get(n.get("State"), 0) + 1
     root.add("States", states, display=", ".join(f"{k}: {v}" for k, v in states.items()) or "no APs")
-    for b in wakeup_buffers(cpus, log):
+    parsed = _parsed(log)       # once, for the wake-up buffers and the facts below
+    for b in wakeup_buffers(cpus, parsed):
         n = root.append(Node("ap-wakeup-buffer", f"MpInitLib wake-up buffer at 0x{b.address:x} ({b.source})"))
         n.add("Address", b.address, display=f"0x{b.address:x}")
         n.add("SipiVector", b.address >> 12, display=f"0x{b.address >> 12:02x}")
@@ -393,10 +398,10 @@ def aps_node(cpus: list[CpuFacts], *, tree: Node | None = None, memory: Memory |
         root.append(n)
     for n in mp_module_nodes(image):
         root.append(n)
-    facts = log_facts(log)
+    facts = log_facts(parsed)
     if "ApLoopMode" in facts:
         root.add("ApLoopMode", facts["ApLoopMode"], display=f"{facts['ApLoopMode']} "
-                 f"({ {1: 'HLT loop', 2: 'MWAIT loop', 3: 'run loop'}.get(facts['ApLoopMode'], '?')}, debug log)")
+                 f"({AP_LOOP_MODES.get(facts['ApLoopMode'], '?')}, debug log)")
     if "CpuCount" in facts:
         root.add("LogCpuCount", facts["CpuCount"], display=f"{facts['CpuCount']} (MpInitLib's count, debug log)")
         if facts["CpuCount"] != len(cpus) and cpus:
