@@ -282,8 +282,7 @@ def load_symbols(folder: str | Path):
 
 
 def _symbolize(d: Disassembly, img: Node, lay: _Layout, symbols, module: str | None, guid) -> None:
-    from decoders.memory import BytesMemory
-    from inspector.live.symbols import PE_HEADER_BYTES, SymbolIndex, code_mismatch, pe_info
+    from inspector.live.symbols import SymbolIndex
 
     index = symbols if isinstance(symbols, SymbolIndex) else load_symbols(symbols)
     if module is None:
@@ -292,30 +291,23 @@ def _symbolize(d: Disassembly, img: Node, lay: _Layout, symbols, module: str | N
     if lay.te:
         d.problems.append(f"symbols: {module} is a TE image; .debug files are matched to PE images only")
         return
-    raw = img.bytes
-    pe = pe_info(BytesMemory(raw + bytes(PE_HEADER_BYTES)), 0)
-    if pe is None:
+    r = index.matching_pe(module, guid, img.bytes)
+    if r.pe is None:
         d.problems.append(f"symbols: {module} has no PE .text section")
         return
-    text = raw[pe.text_raw:pe.text_raw + pe.text_size]
-    tried = []
-    for f in index.candidates(module, guid, pe.machine):
-        syms = index._symbols(f)
-        why = code_mismatch(syms, text, pe.image_base + pe.text_rva, pe)
-        if why is not None:
-            tried.append(f"{f.path}: {why}")
-            continue
-        d.notes.append(f"symbols from {f.path}")
-        for line in d.lines:
-            rva = line.address - d.base + lay.adjust
-            found = syms.function_at(rva - pe.text_rva + syms.text.addr)
-            if found is not None:
-                fn, off = found
-                line.function, line.symbol = fn, fn + (f"+0x{off:x}" if off else "")
-                line.symbol_start = off == 0
+    if r.symbols is None:
+        d.problems.append(f"symbols: no .debug file for {module} (machine 0x{r.pe.machine:x}) in {index.root}"
+                          + (f": {'; '.join(r.problems)}" if r.problems else ""))
         return
-    d.problems.append(f"symbols: no .debug file for {module} (machine 0x{pe.machine:x}) in {index.root}"
-                      + (f": {'; '.join(tried)}" if tried else ""))
+    syms, pe = r.symbols, r.pe
+    d.notes.append(f"symbols from {syms.path}")
+    for line in d.lines:
+        rva = line.address - d.base + lay.adjust
+        found = syms.function_at(rva - pe.text_rva + syms.text.addr)
+        if found is not None:
+            fn, off = found
+            line.function, line.symbol = fn, fn + (f"+0x{off:x}" if off else "")
+            line.symbol_start = off == 0
 
 
 def _pdb_name(img: Node) -> str | None:

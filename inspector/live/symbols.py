@@ -228,19 +228,36 @@ class SymbolIndex:
         cands = self.candidates(name, guid, pe.machine)
         if not cands:
             return Resolved(None, pe, [f"no {name}.debug for PE Machine 0x{pe.machine:x} in {self.root}"], [])
-        problems = []
         try:
             loaded = mem.read(base + pe.text_rva, min(pe.text_size, MAX_VERIFY_BYTES))
         except Unreadable as e:
             return Resolved(None, pe, [f"{name}'s .text unreadable at 0x{base + pe.text_rva:x}: {e}"], [])
-        for f in cands:
+        return self._first_match(name, guid, pe, loaded, base + pe.text_rva)
+
+    def _first_match(self, name: str, guid: uuid.UUID | None, pe: PeInfo, code: bytes, text_va: int) -> Resolved:
+        """The first candidate file whose .text is `code` (the image's .text at linear `text_va`); the
+        files tried before it are notes, or, when none matches, each one's mismatch is a problem."""
+        tried = []
+        for f in self.candidates(name, guid, pe.machine):
             syms = self._symbols(f)
-            why = code_mismatch(syms, loaded, base + pe.text_rva, pe)
+            why = code_mismatch(syms, code, text_va, pe)
             if why is None:
-                notes = [p for p in problems]
-                return Resolved(syms, pe, [], notes)
-            problems.append(f"{f.path}: {why}")
-        return Resolved(None, pe, problems, [])
+                return Resolved(syms, pe, [], tried)
+            tried.append(f"{f.path}: {why}")
+        return Resolved(None, pe, tried, [])
+
+    def matching_pe(self, name: str, guid: uuid.UUID | None, pe_file: bytes) -> Resolved:
+        """The symbols of module `name` for its PE file `pe_file` (as stored in the firmware volume,
+        linked at its ImageBase): Resolved.symbols is the first .debug file of the PE's machine (the
+        ones naming FILE_GUID `guid` first) that holds this very code (code_mismatch), with the files
+        tried before it in notes; None when none does, each file's mismatch then a problem (no problem
+        when there is no file for `name` at all). Resolved.pe is None when the file has no PE .text."""
+        from decoders.memory import BytesMemory
+        pe = pe_info(BytesMemory(bytes(pe_file) + bytes(PE_HEADER_BYTES)), 0)   # a small PE: header read whole
+        if pe is None:
+            return Resolved(None, None, [], [])
+        text = bytes(pe_file[pe.text_raw:pe.text_raw + min(pe.text_size, MAX_VERIFY_BYTES)])
+        return self._first_match(name, guid, pe, text, pe.image_base + pe.text_rva)
 
     def forget(self, base: int) -> None:
         """Drop what was decided about the image at `base` (a new image was loaded there)."""
@@ -251,21 +268,14 @@ class SymbolIndex:
         """(RVA list, .debug path, problems) of `function` in module `name` whose PE file (as in the
         firmware volume, linked at its ImageBase) is `pe_file`: the .debug file must hold that very
         code; RVA = ELF address - ELF .text sh_addr + PE .text VirtualAddress."""
-        from decoders.memory import BytesMemory
-        pe = pe_info(BytesMemory(bytes(pe_file) + bytes(PE_HEADER_BYTES)), 0)   # a small PE: header read whole
-        if pe is None:
+        r = self.matching_pe(name, guid, pe_file)
+        if r.pe is None:
             return [], None, [f"{name}: no PE .text section in the image"]
-        text = pe_file[pe.text_raw:pe.text_raw + min(pe.text_size, MAX_VERIFY_BYTES)]
-        problems = []
-        for f in self.candidates(name, guid, pe.machine):
-            syms = self._symbols(f)
-            why = code_mismatch(syms, text, pe.image_base + pe.text_rva, pe)
-            if why is not None:
-                problems.append(f"{f.path}: {why}")
-                continue
-            rvas = [a - syms.text.addr + pe.text_rva for a in syms.addresses_of(function)]
-            return rvas, f.path, problems
-        return [], None, problems or [f"no {name}.debug for PE Machine 0x{pe.machine:x} in {self.root}"]
+        if r.symbols is None:
+            return [], None, r.problems or [f"no {name}.debug for PE Machine 0x{r.pe.machine:x} in {self.root}"]
+        syms = r.symbols
+        rvas = [a - syms.text.addr + r.pe.text_rva for a in syms.addresses_of(function)]
+        return rvas, syms.path, r.notes
 
     # ---- names ------------------------------------------------------------------------------------
     def modules_with(self, function: str) -> list[str]:
