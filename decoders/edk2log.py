@@ -541,5 +541,5 @@ def decode_log(data: bytes | bytearray | memoryview, name: str = "debug log") ->
         return root
 
 
-__all__ = ["Event", "LogParser", "Module", "decode_log", "parse_log", "MP_KINDS", "AP_LOOP_MODES", "event_node", "event_title", "modules_node",
-           "summary_fields", "attach_notes", "MAX_LINE_BYTES", "MAX_EVENTS"]
+__all__ = ["Event", "LogParser", "Module", "decode_log", "parse_log", "MP_KINDS", "AP_LOOP_MODES", "event_node",
+           "event_title", "modules_node", "summary_fields", "attach_notes", "MAX_LINE_BYTES", "MAX_EVENTS"]

@@ -2,7 +2,7 @@
 
 Mode: from the image's Machine (PE/COFF spec 3.3.1: IMAGE_FILE_MACHINE_I386 0x14c -> 32-bit
 protected mode, IMAGE_FILE_MACHINE_AMD64 0x8664 -> 64-bit); any other machine is a problem, not a
-guess. The capstone engines are inspector.live.disasm's.
+guess. The decoding (capstone, and the TDX instructions capstone lacks) is inspector.live.disasm's.
 
 Addresses are where the image runs:
 - in place from flash: an image in the flash space (mapped so that its last byte sits at 4 GiB - 1)
@@ -241,36 +241,13 @@ def _first_problem(img: Node) -> str:
 
 
 def _disassemble(code: bytes, address: int, mode: str, count: int) -> list[Line]:
-    """Up to `count` lines; a byte capstone cannot decode is one `(bad)` line (as objdump shows it)
-    and decoding goes on after it. `code` holds at most count * MAX_INSN bytes, so capstone stops
-    short only at a bad byte or at the end of the section."""
-    from inspector.live.disasm import engine
+    """Up to `count` lines (inspector.live.disasm.instructions: capstone, and the TDX instructions it
+    lacks named by their bytes); a byte nothing decodes is one `(bad)` line (as objdump shows it) and
+    decoding goes on after it. `code` holds at most count * MAX_INSN bytes, so the listing stops short
+    only at the end of the section."""
+    from inspector.live.disasm import instructions
 
-    cs = engine(mode)
-    out: list[Line] = []
-    pos = 0
-    while len(out) < count and pos < len(code):
-        for insn in cs.disasm(code[pos:], address + pos, count - len(out)):
-            raw = bytes(insn.bytes)
-            out.append(Line(insn.address, raw, _SEAM.get(raw) or f"{insn.mnemonic} {insn.op_str}".strip()))
-            pos += insn.size
-        if len(out) >= count or pos >= len(code):
-            break
-        known = _SEAM.get(code[pos:pos + 4])
-        if known is not None:
-            out.append(Line(address + pos, code[pos:pos + 4], known))
-            pos += 4
-            continue
-        out.append(Line(address + pos, code[pos:pos + 1], "(bad)"))
-        pos += 1
-    return out
-
-
-# The TDX instructions (Intel SDM vol. 2, "TDCALL", "SEAMCALL", "SEAMRET", "SEAMOPS": 66 0F 01 CC..CF),
-# which capstone 5 does not know: TDCALL stops it (TDVF's SEC and every TDX guest library use it) and
-# 66 0F 01 CF comes out as ENCLS (which is NP 0F 01 CF).
-_SEAM = {bytes.fromhex("660f01cc"): "tdcall", bytes.fromhex("660f01cd"): "seamret",
-         bytes.fromhex("660f01ce"): "seamops", bytes.fromhex("660f01cf"): "seamcall"}
+    return [Line(at, raw, text or "(bad)") for at, raw, text in instructions(code, address, mode, count)]
 
 
 # -- symbols -----------------------------------------------------------------------------------------
