@@ -95,10 +95,26 @@ def cpu_problems(cpus: CpuSet) -> list[str]:
     return [*cpus.problems, *(f"CPU {c.index}: {c.problem}" for c in cpus.cpus if c.problem)]
 
 
+def is_cpu_index(value) -> bool:
+    """Whether `value` is a CPU index: an int >= 0 (not a bool, not the text of a number: "0" != 0)."""
+    return type(value) is int and value >= 0
+
+
+def about_cpu(cpus: CpuSet, thread: str | None) -> CpuRead | None:
+    """The CPU a stop is about: the one whose thread the stop reply named, else the target's focus
+    (a stop reply without a thread, or naming one the listing does not have)."""
+    if thread is not None:
+        named = next((c for c in cpus.cpus if c.thread == thread), None)
+        if named is not None:
+            return named
+    return cpus.focused()
+
+
 def stop_note(reason: str, cpu: int, count: int) -> str | None:
     """A Stop problem naming the CPU when an application processor, not the boot CPU, stopped on a
-    breakpoint, handoff or watchpoint."""
-    if count > 1 and cpu != BOOT_CPU and reason in ("breakpoint", "handoff", "watchpoint"):
+    breakpoint, handoff or watchpoint. Only an int index names one: anything else (the text "0", a
+    None) is no CPU at all, and "CPU 0 hit this breakpoint, not the boot CPU (CPU 0)" is no note."""
+    if count > 1 and is_cpu_index(cpu) and cpu != BOOT_CPU and reason in ("breakpoint", "handoff", "watchpoint"):
         return f"CPU {cpu} hit this {reason}, not the boot CPU (CPU {BOOT_CPU})"
     return None
 

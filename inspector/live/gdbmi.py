@@ -478,6 +478,10 @@ class GdbTarget(Target):
             listed = self._learn_threads(info, problems)
             self.focus = focus or self.focus        # the stop's thread, not whatever --thread left selected
             if listed == guess:
+                if focus_gid is None and guess and self.focus in self._gdb_ids:
+                    # No focus before the batch (a stop gdb named by a number it had not listed): gdb's
+                    # current thread is, once more, selected after the --thread reads.
+                    self._command(f"-thread-select {self._gdb_ids[self.focus]}", timeout)
                 break
         else:
             return CpuSet([CpuRead(self.focus or "1", thread_index(self.focus or "1") or 0,
@@ -608,6 +612,10 @@ class GdbTarget(Target):
         thread = next((th for th, g in self._gdb_ids.items() if g == gid), None)
         if thread is not None:
             ev.thread = self.focus = thread
+        elif gid is not None:
+            # A thread gdb numbered after our last -thread-info: the focus of the stop before would
+            # be a stale answer; read_cpus takes gdb's current thread (the one that stopped) instead.
+            self.focus = None
         return ev
 
     def _stop_kind(self, payload: dict, stepping: bool) -> StopEvent:

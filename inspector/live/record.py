@@ -615,13 +615,13 @@ class ReplaySession:
         view = next((c for c in stop.cpus if c.index == index), None)
         if view is None:
             have = ", ".join(str(c.index) for c in stop.cpus) or "none recorded"
-            return dataclasses.replace(self.current(),
-                                       problems=[*stop.problems, f"no CPU {index} at this stop (CPUs: {have})"])
+            shown = self.current()
+            return shown.copy(problems=[*shown.problems, f"no CPU {index} at this stop (CPUs: {have})"])
         if index == stop.cpu:
             self._selected.pop(self.position, None)
             return stop
-        selected = dataclasses.replace(stop, cpu=index, mode=view.mode, linear_rip=view.linear_rip,
-                                       registers=dict(view.registers), module=view.module, disassembly=[])
+        selected = stop.copy(cpu=index, mode=view.mode, linear_rip=view.linear_rip, registers=dict(view.registers),
+                             module=view.module, disassembly=[])
         self._selected[self.position] = selected
         return selected
 

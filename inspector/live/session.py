@@ -27,14 +27,14 @@ Every target call has a timeout; TargetDead and TargetTimeout become Stop proble
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from decoders.errors import DecodeError
 from decoders.memory import Unreadable
 from decoders.model import Node
 from inspector.live.copies import CopyFollower, Followed
-from inspector.live.cpus import BOOT_CPU, cpu_problems, cpu_views, register_dict, step_refusal, stop_note
+from inspector.live.cpus import (BOOT_CPU, about_cpu, cpu_problems, cpu_views, is_cpu_index, register_dict,
+                                 step_refusal, stop_note)
 from inspector.live.debuglog import DebugLog
 from inspector.live.disasm import disassemble_at
 from inspector.live.handoffs import HandoffContext, decode_handoff
@@ -149,9 +149,8 @@ class Session:
         ip = view.registers.get("rip", 0) & 0xFFFF if mode in (Mode.REAL, Mode.PROT16) else None
         # A fresh view: the page cache of the other CPU's virtual address space must not answer.
         self.virt = self.target.virtual_memory()
-        new = dataclasses.replace(stop, cpu=index, mode=mode, linear_rip=view.linear_rip,
-                                  registers=dict(view.registers), module=view.module,
-                                  disassembly=disassemble_at(self.virt, view.linear_rip, mode, ip=ip))
+        new = stop.copy(cpu=index, mode=mode, linear_rip=view.linear_rip, registers=dict(view.registers),
+                        module=view.module, disassembly=disassemble_at(self.virt, view.linear_rip, mode, ip=ip))
         self._stop = new
         return new
 
@@ -194,7 +193,7 @@ class Session:
             if stop.handoff is None:
                 break           # not reached (timeout, unexpected stop): the problem says why
         if phase_index(self.reached or "") > phase_index(phase) and stop.handoff != phase:
-            stop = dataclasses.replace(stop, problems=[*stop.problems, f"already past {phase} (at {self.reached})"])
+            stop = stop.copy(problems=[*stop.problems, f"already past {phase} (at {self.reached})"])
         return stop
 
     def add_breakpoint(self, spec: str) -> Breakpoint:
@@ -244,7 +243,7 @@ class Session:
     def _with_problem(self, problem: str) -> Stop:
         """The current stop with one more problem (a copy: the cached Stop stays as it was)."""
         stop = self.current()
-        return dataclasses.replace(stop, problems=[*stop.problems, problem])
+        return stop.copy(problems=[*stop.problems, problem])
 
     def _dead_stop(self, why: str) -> Stop:
         last = self._stop
@@ -252,18 +251,18 @@ class Session:
         stop = Stop(self.index, "interrupt", last.phase if last else Phase.UNKNOWN, last.mode if last else Mode.UNKNOWN,
                     last.linear_rip if last else 0, dict(last.registers) if last else {},
                     module=last.module if last else None, problems=[f"target died: {why}"],
-                    cpus=list(last.cpus) if last else [], cpu=last.cpu if last else 0)
+                    cpus=[c.copy() for c in last.cpus] if last else [], cpu=last.cpu if last else 0)
         self._stop = stop
         return stop
 
     def _timed_out(self, why: str) -> Stop:
         try:
-            self.target.interrupt(self.call_timeout)
+            ev = self.target.interrupt(self.call_timeout)
         except TargetDead:
             raise
         except TargetError as e:
             return self._problem_stop(f"{why}; interrupt failed: {e}")
-        stop = self._build("interrupt")
+        stop = self._build("interrupt", ev.thread)
         stop.problems.append(why)
         return stop
 
@@ -276,7 +275,7 @@ class Session:
         if ev.reason == "exited":
             self.dead = f"the guest exited ({ev.raw})"
             return self._dead_stop(self.dead)
-        return self._build(reason or ev.reason)
+        return self._build(reason or ev.reason, ev.thread)
 
     def _from(self, outcome: Outcome) -> Stop:
         """The Stop for a run a part (copies, modules) ended without reaching its goal."""
@@ -292,11 +291,16 @@ class Session:
             stop.problems.append(outcome.problem)
         return stop
 
-    def _build(self, reason: str) -> Stop:
-        # Every vCPU in one exchange; the stop is about the one the target focuses on (the one that
-        # stopped, or was stepped).
+    def _build(self, reason: str, thread: str | None = None) -> Stop:
+        # Every vCPU in one exchange. The stop is about the CPU the stub's stop reply named
+        # (`thread`: the vCPU that hit the breakpoint or was stepped, gdb manual "Stop Reply
+        # Packets"; QEMU gdbstub/gdbstub.c gdb_vm_state_change names gdbserver_state.c_cpu), else
+        # the one the target focuses on; never a focus left over from an earlier stop or selection.
         cpus = self.target.read_cpus(self.call_timeout)
-        focus = cpus.focused()
+        focus = about_cpu(cpus, thread)
+        if focus is not None and focus.thread != self.target.focus and focus.registers is not None:
+            # Virtual reads (the disassembly) and step() follow the CPU the stop is about.
+            self.target.select_thread(focus.thread, self.call_timeout)
         regs = focus.registers if focus is not None and focus.registers is not None \
             else self.target.read_registers(self.call_timeout)
         mode, pc = Mode.of(regs.mode), regs.pc
@@ -335,7 +339,7 @@ class Session:
                     stop.tree = Node("stop", f"stop at 0x{pc:x}")
                 stop.tree.append(sym)
                 stop.module = sym.title
-        stop.cpu = focus.index if focus is not None else BOOT_CPU
+        stop.cpu = focus.index if focus is not None and is_cpu_index(focus.index) else BOOT_CPU
         stop.cpus = cpu_views(cpus, self.boot, self._name_at)
         for view in stop.cpus:
             if view.index == stop.cpu:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -71,6 +72,11 @@ class CpuView:
     registers: dict[str, int]
     state_source: str = ""          # how `state` was decided ("info cpus", "registers", ...)
 
+    def copy(self, **changes) -> "CpuView":
+        """A copy (with `changes`) that shares no dict with this one."""
+        changes.setdefault("registers", dict(self.registers))
+        return dataclasses.replace(self, **changes)
+
     def to_json(self) -> dict:
         return {"index": self.index, "thread": self.thread, "mode": self.mode, "linear_rip": self.linear_rip,
                 "phase": self.phase, "module": self.module, "state": self.state,
@@ -95,6 +101,16 @@ class Stop:
     problems: list[str] = field(default_factory=list)
     cpus: list[CpuView] = field(default_factory=list)   # every vCPU, by index; empty: not read
     cpu: int = 0                    # the index of the CPU this stop is about (hit the breakpoint, stepped)
+
+    def copy(self, **changes) -> "Stop":
+        """This stop with `changes` (dataclasses.replace) sharing no list or dict with it: a problem
+        added to the copy, or a CPU view changed in it, leaves this stop as it was. The tree is shared
+        (decoded once, read-only)."""
+        for name in ("problems", "disassembly"):
+            changes.setdefault(name, list(getattr(self, name)))
+        changes.setdefault("registers", dict(self.registers))
+        changes.setdefault("cpus", [c.copy() for c in self.cpus])
+        return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:
         return {

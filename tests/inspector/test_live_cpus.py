@@ -329,6 +329,70 @@ def test_session_names_the_ap_that_hit_a_breakpoint_and_steps_the_selected_cpu(s
     assert "no CPU 9" in session.select_cpu(9).problems[-1]
 
 
+def _session(stub_target, **kw):
+    from inspector.image import load_image
+    from inspector.live.session import Session
+    from tests.realdata import bookworm
+
+    stub, t = stub_target(**kw)
+    return stub, t, Session(t, load_image(bookworm("OVMF_CODE_4M.fd")), call_timeout=TIMEOUT)
+
+
+def test_the_stop_is_about_the_cpu_the_stop_reply_names_not_a_focus_left_over(stub_target):
+    # The reset-vector walk: CPU 0 hits a breakpoint while the target's focus is still another CPU
+    # (one selected before, or a backend that could not map the stop's thread and kept its old focus).
+    stub, t, session = _session(stub_target)
+    session.current()
+    session.add_breakpoint("0x82584a")
+    stub.cont_reply = b"T05thread:01;"
+    cont = t.cont
+
+    def cont_leaving_the_focus(timeout):
+        ev = cont(timeout)
+        t.focus = "03"          # what a lagging focus looks like to the Session
+        return ev
+    t.cont = cont_leaving_the_focus
+    hit = session.cont(timeout=TIMEOUT)
+    assert (hit.reason, hit.cpu, hit.linear_rip, hit.registers["rax"]) == ("handoff", 0, 0x82584A, 0x1111)
+    assert not [p for p in hit.problems if "hit this" in p]
+    assert t.focus == "01"      # virtual reads and step() follow the CPU the stop is about
+
+
+def test_stop_note_names_only_an_int_cpu():
+    # The text "0" (or None, or False) is no CPU: no "CPU 0 hit this breakpoint, not the boot CPU (CPU 0)".
+    assert [stop_note("breakpoint", c, 4) for c in ("0", None, False, "2", -1)] == [None] * 5
+    assert stop_note("handoff", 3, 4) == "CPU 3 hit this handoff, not the boot CPU (CPU 0)"
+    assert stop_note("breakpoint", 3, 1) is None
+
+
+def test_copies_of_a_stop_share_no_list_with_it(stub_target):
+    stub, t, session = _session(stub_target)
+    session.add_breakpoint("0xfec9d57")
+    hit = session.cont(timeout=TIMEOUT)            # CPU 2 hit it: the stop carries the note
+    problems, rax = list(hit.problems), hit.cpus[0].registers["rax"]
+    ap1 = session.select_cpu(1)
+    refused = session.step()                       # CPU 1 waits for a SIPI: the stop again, one problem more
+    for copy in (ap1, refused):
+        assert copy.problems is not hit.problems and copy.cpus is not hit.cpus
+        assert all(a is not b and a.registers is not b.registers for a, b in zip(copy.cpus, hit.cpus))
+    ap1.problems.append("added to the copy")
+    ap1.cpus[0].registers["rax"] = 0
+    ap1.cpus.pop()
+    assert (hit.problems, hit.cpus[0].registers["rax"], len(hit.cpus)) == (problems, rax, 3)
+    assert "added to the copy" not in refused.problems and len(refused.cpus) == 3
+
+
+def test_gdb_stop_on_a_thread_gdb_had_not_listed_drops_the_old_focus():
+    from inspector.live.gdbmi import GdbTarget
+
+    t = object.__new__(GdbTarget)
+    t._gdb_ids, t._watchpoints, t.focus = {"01": "1", "02": "2", "03": "3"}, {}, "03"
+    ev = t._stop_event({"reason": "breakpoint-hit", "thread-id": "7"}, False)
+    assert ev.thread is None and t.focus is None        # not CPU 2's thread from the stop before
+    ev = t._stop_event({"reason": "breakpoint-hit", "thread-id": "2"}, False)
+    assert ev.thread == "02" and t.focus == "02"
+
+
 # ---- per-CPU state ---------------------------------------------------------------------------------
 
 def regs_from(index: int, thread: str):
