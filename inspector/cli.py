@@ -430,7 +430,8 @@ def cmd_open(args) -> int:
 
     # The app shows its first frame at once and decodes in a worker (views.app loader): any
     # source fwinspect knows (image, event log, HOB list, ACPI, quote) is recognised by content.
-    return start_app("open", path.name, lambda: load_source(path)[1])
+    # The path as given: the header shows it under the file's name, and `o` starts in its folder.
+    return start_app("open", str(path), lambda: load_source(path)[1])
 
 
 def start_app(kind: str, *args) -> int | None:
