@@ -431,7 +431,7 @@ def cmd_open(args) -> int:
     # The app shows its first frame at once and decodes in a worker (views.app loader): any
     # source fwinspect knows (image, event log, HOB list, ACPI, quote) is recognised by content.
     # The path as given: the header shows it under the file's name, and `o` starts in its folder.
-    return start_app("open", str(path), lambda: load_source(path)[1])
+    return start_app("open", str(path), lambda: load_source(path)[1], args.symbols)
 
 
 def start_app(kind: str, *args) -> int | None:
@@ -445,8 +445,8 @@ def start_app(kind: str, *args) -> int | None:
     if kind == "open":
         from views.app import run_app
 
-        name, loader = args
-        run_app(None, name, loader=loader)
+        name, loader, symbols = args
+        run_app(None, name, loader=loader, symbols=symbols)
         return EXIT_OK
     if kind == "tour":
         # The tour screen (views/tour_app.py), when this fwinspect has it; None: print the chapters.
@@ -573,6 +573,8 @@ def _args_open(p) -> None:
     p.add_argument("source")
     p.add_argument("other", nargs="?", metavar="B",
                    help="a second firmware image: show what changed from SOURCE to it (the diff screen)")
+    p.add_argument("--symbols", metavar="DIR",
+                   help="an edk2 build folder (or a folder of .debug files): name functions in the disassembly (d)")
     p.set_defaults(func=cmd_open)
 
 

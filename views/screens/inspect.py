@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, Static
 
 from decoders.model import Field, Node, Problem, Space
 from views.index import TreeIndex, parse_number
-from views.screens.detail import DetailScreen, raw_text
+from views.screens.detail import raw_text
 from views.screens.disasm import DisasmScreen
 from views.screens.node_screen import NodeScreen
 from views.screens.prompt import PromptScreen
@@ -419,11 +419,7 @@ class InspectScreen(NodeScreen):
         self.search_bar.status = f"{self._hit + 1} of {len(result.hits)}{'+' if result.truncated else ''}"
         return hit
 
-    # -- fields: whole value (enter) and copy (y) ---------------------------------------
-    @on(FieldTable.FieldOpened)
-    def _field_opened(self, event: FieldTable.FieldOpened) -> None:
-        self.app.push_screen(DetailScreen(event.node, event.item))
-
+    # -- fields: copy (y); enter on a field is NodeScreen's ---------------------------------
     def action_copy(self) -> str | None:
         """Copy the selected field's value (the fields pane focused), the cursor byte's address
         (the bytes pane focused), else the node's GUID or address, to the terminal's clipboard."""

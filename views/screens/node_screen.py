@@ -118,6 +118,13 @@ class NodeScreen(Screen):
         if parent.space.data is not None:
             hex_view.scroll_to_offset(parent.offset)
 
+    @on(FieldTable.FieldOpened)
+    def _field_opened(self, event: FieldTable.FieldOpened) -> None:
+        """Enter on a field, in every screen with a fields pane: its whole value and bytes."""
+        from views.screens.detail import DetailScreen
+
+        self.app.push_screen(DetailScreen(event.node, event.item))
+
     @on(FieldTable.FieldSelected)
     def _field_selected(self, event: FieldTable.FieldSelected) -> None:
         hex_view = self.hex_view
