@@ -5,7 +5,8 @@ Two QEMUs (TCG, paused) boot the same image, one with 1 vCPU and one with 4, eac
 to the PEI-core and then the DXE-core handoff. At each, two kinds of stop, N times each, the two
 guests alternating so that machine load hits both alike:
 - re-read: the target's generation is bumped so Session.current() builds the stop again (every
-  vCPU's registers, disassembly, the handoff's decode) although no CPU ran;
+  vCPU's registers, disassembly, the handoff's decode) although no CPU ran; the gdb backend knows
+  from gdb's *running records that no thread ran and keeps what it read of each (RSP reads them all);
 - step: Session.step() of the boot CPU, a new stop where the boot CPU ran and the APs did not.
 Reported: the medians and their ratio. Budget (the "Every vCPU" issue): a stop with 4 vCPUs costs
 <= 1.3x a stop with one. Nothing here asserts.

@@ -183,6 +183,10 @@ class GdbTarget(Target):
         self._batch: collections.deque[int] = collections.deque()   # tokens of a pipelined batch
         # thread -> (its register values, the monitor's registers read with them): reused while equal
         self._mon_cache: dict[str, tuple[dict[str, int], object]] = {}
+        # gdb thread number -> the CpuRead of the last read_cpus, kept while that thread has not run
+        # since (gdb's *running notifications name the threads it resumes), and its problems.
+        self._known: dict[str, CpuRead] = {}
+        self._known_problems: list[str] = []
         self._reader = threading.Thread(target=self._read_loop, name="fwinspect-gdbmi", daemon=True)
         self._reader.start()
         try:
@@ -238,6 +242,7 @@ class GdbTarget(Target):
                     del self._results[t]
         elif kind == "notify" and msg == "running":
             self._running = True
+            self._ran((r.get("payload") or {}).get("thread-id"))
         elif kind == "notify" and msg == "stopped":
             self._running = False
             self._stops.append(r.get("payload") or {})
@@ -249,6 +254,16 @@ class GdbTarget(Target):
             payload = r.get("payload")
             if isinstance(payload, str):
                 self._streams.setdefault(self._current, []).append(payload)
+
+    def _ran(self, gid: str | None) -> None:
+        """Forget what was read of the threads gdb resumes: `*running,thread-id="1"` after a stepi
+        under scheduler-locking (only that vCPU ran: QEMU resumes the threads `vCont;s:ID` names,
+        gdbstub/gdbstub.c gdb_handle_vcont), "all" after a continue (gdb manual, "GDB/MI Async
+        Records"). Called with self._cv held, or before the guest runs."""
+        if gid is None or gid == "all":
+            self._known.clear()
+        else:
+            self._known.pop(str(gid), None)
 
     def _die(self, why: str) -> None:
         with self._cv:
@@ -337,7 +352,12 @@ class GdbTarget(Target):
 
     def monitor(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         self._stopped()
+        self._forget()      # `system_reset`, `cpu-add`...: no CPU's read is known to hold after it
         return self._console(f"monitor {command}", timeout)
+
+    def _forget(self) -> None:
+        with self._cv:
+            self._known.clear()
 
     # ---- vCPUs: gdb's threads (gdb lists the stub's with qfThreadInfo, reads each with Hg + g)
     def _learn_threads(self, payload: dict, problems: list[str]) -> list[tuple[str, str]]:
@@ -452,12 +472,70 @@ class GdbTarget(Target):
         return out
 
     def read_cpus(self, timeout: float = DEFAULT_TIMEOUT) -> CpuSet:
+        """Every vCPU: the threads that ran since the last read are read again (_read_ran: after a
+        stepi only the stepped one, a stop re-read with nothing run reads nothing); the others keep
+        what was read of them, registers and halted flag, which only their own running can change
+        (QEMU changes a vCPU's CPUState in that vCPU's thread: accel/tcg/cpu-exec.c cpu_exec, with
+        INIT and SIPI taken there too, target/i386/tcg/sysemu/seg_helper.c). After a continue,
+        or a command typed in the console, every thread is read (_read_all)."""
+        self._stopped()
+        with self._cv:
+            known = dict(self._known)
+        if known and self._gdb_ids and any(gid in known for gid in self._gdb_ids.values()):
+            result = self._read_ran(known, timeout)
+            if result is not None:
+                return result
+        return self._read_all(timeout)
+
+    def _read_ran(self, known: dict[str, CpuRead], timeout: float) -> CpuSet | None:
+        """The threads not in `known` read with `--thread N` (and the monitor's text of those whose
+        registers changed, which also gives their HLT flag), the others as they were; None when
+        that does not go cleanly (a thread gone, no monitor): then everything is read again."""
+        ran = [(thread, gid) for thread, gid in self._gdb_ids.items() if gid not in known]
+        cpus = [known[gid] for thread, gid in self._gdb_ids.items() if gid in known]
+        if ran:
+            by_number = {i: n for n, i in self._numbers(timeout).items()}
+            regs = " ".join(str(i) for i in sorted(by_number))
+            cmds = [f"-data-list-register-values --thread {gid} --skip-unavailable x {regs}" for _, gid in ran]
+            focus_gid = self._gdb_ids.get(self.focus) if self.focus else None
+            if focus_gid is not None:
+                cmds.append(f"-thread-select {focus_gid}")     # --thread N may leave N selected
+            results = self._commands(cmds, timeout)
+            read = []
+            for (thread, gid), values in zip(ran, results):
+                try:
+                    read.append((thread, gid, thread_index(thread), self._values(values, by_number)))
+                except TargetError:
+                    return None
+            changed = [idx for thread, _, idx, gpr in read if self._mon_cache.get(thread, (None,))[0] != gpr]
+            focus_index = thread_index(self.focus) if self.focus else None
+            changed.sort(key=lambda i: i == focus_index)
+            sections = self._cpu_monitor(changed, timeout) if changed else {}
+            if sections is None or any(i not in sections for i in changed):
+                return None
+            fresh = {}
+            for thread, gid, index, gpr in read:
+                if index in sections:
+                    mon = sections[index]
+                    self._mon_cache[thread] = (gpr, mon)
+                else:
+                    mon = self._mon_cache[thread][1]      # registers as they were: so is the rest
+                if mon is None or mon.halted is None:
+                    return None
+                fresh[gid] = CpuRead(thread, index, merge_registers(gpr, mon), mon.halted, None,
+                                     "info registers HLT=")
+            with self._cv:
+                self._known.update(fresh)
+            cpus += fresh.values()
+        cpus.sort(key=lambda c: c.index)
+        return CpuSet(cpus, self.focus, list(self._known_problems))
+
+    def _read_all(self, timeout: float) -> CpuSet:
         """-thread-info (the threads and QEMU's halted flag, which gdb asks with qThreadExtraInfo
         once a stop) and each known thread's registers (`--thread N`), written to gdb back to back;
         then the monitor's segment caches of the CPUs whose registers changed since the last read.
         Not `maint packet qThreadExtraInfo`: gdb drops its register caches after any `maint packet`
         (measured here, gdb 13: a re-read of 4 vCPUs went from 4 to 14 ms)."""
-        self._stopped()
         numbers = self._numbers(timeout)
         by_number = {i: n for n, i in numbers.items()}
         regs = " ".join(str(i) for i in sorted(by_number))
@@ -520,6 +598,13 @@ class GdbTarget(Target):
                                 else f"the monitor shows no CPU#{index}: segment bases guessed",
                                 source if halted is not None else ""))
         cpus.sort(key=lambda c: c.index)
+        ids = dict((thread, gid) for thread, gid in guess)
+        with self._cv:
+            # Kept for _read_ran: reads with both a halted flag and the monitor's segment caches.
+            self._known = {ids[c.thread]: c for c in cpus
+                           if c.registers is not None and c.halted is not None and c.problem is None
+                           and sections is not None}
+            self._known_problems = list(problems)
         return CpuSet(cpus, self.focus, problems)
 
     def select_thread(self, thread: str, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -533,6 +618,7 @@ class GdbTarget(Target):
     def console(self, line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """A gdb CLI command (`info registers rip`, `x/4i $pc`, `p $cr0`), its console output."""
         self._stopped()
+        self._forget()      # `set $rax = 1`, `monitor system_reset`: any CPU may differ after it
         return self._console(line, timeout)
 
     # ---- memory

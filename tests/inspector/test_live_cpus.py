@@ -10,6 +10,7 @@ sends them through qRcmd, measured here).
 """
 from __future__ import annotations
 
+import collections
 import json
 import socket
 import struct
@@ -391,6 +392,106 @@ def test_gdb_stop_on_a_thread_gdb_had_not_listed_drops_the_old_focus():
     assert ev.thread is None and t.focus is None        # not CPU 2's thread from the stop before
     ev = t._stop_event({"reason": "breakpoint-hit", "thread-id": "2"}, False)
     assert ev.thread == "02" and t.focus == "02"
+
+
+class FakeGdb:
+    """The MI answers gdb 13 gives for QEMU's threads (gdb manual, "GDB/MI Thread Commands" and "GDB/MI
+    Data Manipulation"): -thread-info with qThreadExtraInfo's text as `details`, register values by
+    number, `monitor` output as console stream text in cpu-dump.c's layout. Records every command."""
+
+    NUMBERS = {"rax": 0, "rip": 16, "eflags": 17, "cs": 18, "cr0": 24, "cr3": 26}
+
+    def __init__(self):
+        self.sent: list[str] = []
+        self.rax = {"1": 0x1111, "2": 0x2222, "3": 0x3333}
+        self.mon_cpu = 0
+
+    def commands(self, cmds, timeout):
+        self.sent += cmds
+        return [self.answer(c) for c in cmds]
+
+    def answer(self, cmd: str) -> dict:
+        if cmd == "-thread-info":
+            return {"payload": {"current-thread-id": "1", "threads": [
+                {"id": gid, "target-id": f"Thread 1.{gid}", "details": EXTRA["%02x" % int(gid)]} for gid in "123"]},
+                "stream": ""}
+        if cmd.startswith("-data-list-register-values --thread "):
+            gid = cmd.split()[2]
+            g = bytes.fromhex(CPU_G["%02x" % int(gid)].decode())
+            rip, cs = struct.unpack_from("<Q", g, 128)[0], struct.unpack_from("<I", g, 140)[0]
+            values = {"rax": self.rax[gid], "rip": rip, "eflags": 2, "cs": cs,
+                      "cr0": struct.unpack_from("<Q", g, 176)[0], "cr3": struct.unpack_from("<Q", g, 192)[0]}
+            return {"payload": {"register-values": [{"number": str(self.NUMBERS[n]), "value": hex(v)}
+                                                    for n, v in values.items()]}, "stream": ""}
+        if "monitor cpu " in cmd:
+            self.mon_cpu = int(cmd.split("monitor cpu ")[1].rstrip('"'))
+            return {"payload": {}, "stream": ""}
+        if "monitor info registers" in cmd:
+            return {"payload": {}, "stream": "\r\n" + SECTIONS[self.mon_cpu]}
+        return {"payload": {}, "stream": ""}
+
+
+def fake_gdb_target():
+    from inspector.live.gdbmi import GdbTarget
+
+    fake = FakeGdb()
+    t = object.__new__(GdbTarget)
+    t._cv, t._running, t._dead, t._closed = threading.Condition(), False, None, False
+    t._reg_numbers, t._gdb_ids, t._mon_cache, t._known, t._known_problems = dict(FakeGdb.NUMBERS), {}, {}, {}, []
+    t._stops, t._stop_count, t.focus = collections.deque(), 0, "01"
+    t._commands = fake.commands
+    t._learn_threads(fake.answer("-thread-info")["payload"], [])
+    return fake, t
+
+
+def running(t, gid: str) -> None:
+    t._record({"type": "notify", "message": "running", "payload": {"thread-id": gid}})
+    t._record({"type": "notify", "message": "stopped", "payload": {"thread-id": "1"}})
+
+
+def test_gdb_reads_again_only_the_threads_gdb_resumed():
+    fake, t = fake_gdb_target()
+    first = t.read_cpus(TIMEOUT)
+    assert [(c.index, c.registers["rax"], c.halted) for c in first.cpus] == [(0, 0x1111, False), (1, 0x2222, True),
+                                                                            (2, 0x3333, True)]
+    assert fake.sent[0] == "-thread-info" and len([c for c in fake.sent if "--thread" in c]) == 3
+    # A stop re-read with nothing run: nothing asked, the same reads.
+    fake.sent.clear()
+    assert [c.registers["rax"] for c in t.read_cpus(TIMEOUT).cpus] == [0x1111, 0x2222, 0x3333]
+    assert fake.sent == []
+    # A stepi under scheduler-locking: gdb says `*running,thread-id="1"`; thread 1 alone is read again,
+    # with its monitor text (segment caches and HLT=); the APs are as they were.
+    running(t, "1")
+    fake.rax["1"] = 0x1112
+    fake.rax["3"] = 0x9999          # not resumed: cannot have changed, so not asked
+    cpus = t.read_cpus(TIMEOUT)
+    assert [c.registers["rax"] for c in cpus.cpus] == [0x1112, 0x2222, 0x3333]
+    assert [c.halted for c in cpus.cpus] == [False, True, True] and cpus.focus == "p1.1"
+    assert cpus.cpus[0].halted_source == "info registers HLT=" and cpus.cpus[0].registers.cs.flags == 0x00CF9B00
+    assert [c for c in fake.sent if not c.startswith("-interpreter-exec")] == [
+        f"-data-list-register-values --thread 1 --skip-unavailable x {' '.join(map(str, sorted(FakeGdb.NUMBERS.values())))}",
+        "-thread-select 1"]
+    assert [c for c in fake.sent if c.startswith("-interpreter-exec")] == [
+        '-interpreter-exec console "monitor cpu 0"', '-interpreter-exec console "monitor info registers"']
+    # A continue resumes every thread: all of them read again, from -thread-info on.
+    running(t, "all")
+    fake.sent.clear()
+    assert [c.registers["rax"] for c in t.read_cpus(TIMEOUT).cpus] == [0x1112, 0x2222, 0x9999]
+    assert fake.sent[0] == "-thread-info"
+
+
+def test_gdb_command_typed_in_the_console_makes_every_thread_read_again():
+    fake, t = fake_gdb_target()
+    t._console = lambda line, timeout: ""
+    t.read_cpus(TIMEOUT)
+    t.console("set $rax = 5")           # gdb writes the register: no *running, yet thread 1 differs
+    fake.rax["1"] = 5
+    fake.sent.clear()
+    assert t.read_cpus(TIMEOUT).cpus[0].registers["rax"] == 5 and fake.sent[0] == "-thread-info"
+    fake.sent.clear()
+    t.monitor("system_reset")
+    t.read_cpus(TIMEOUT)
+    assert fake.sent[0] == "-thread-info"
 
 
 # ---- per-CPU state ---------------------------------------------------------------------------------
