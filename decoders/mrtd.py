@@ -147,9 +147,12 @@ def compute_mrtd(image: bytes | bytearray | memoryview, sections: list[TdxSectio
 
 
 def compute_mrtds(image: bytes | bytearray | memoryview, sections: list[TdxSection],
-                  orders=ORDERS) -> list[MrtdResult]:
+                  orders=ORDERS, new_hash=None) -> list[MrtdResult]:
     """MRTD in each of `orders`, one result per order. The records are built once and fed to one
-    SHA-384 per order: the orders differ only in where each page's PAGE.ADD record goes."""
+    SHA-384 per order: the orders differ only in where each page's PAGE.ADD record goes.
+    `new_hash(order)` makes the object an order's records are fed to (`update`, `digest`, and
+    `close` if it has one; default hashlib.sha384()): the engine passes one that hashes on another
+    thread (inspector.hashing), which a decoder does not start itself."""
     for order in orders:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
@@ -160,11 +163,7 @@ def compute_mrtds(image: bytes | bytearray | memoryview, sections: list[TdxSecti
         for out in outs[1:]:
             out.problems = list(outs[0].problems)
         return outs
-    hashers = {order: hashlib.sha384() for order in orders}
-    if len(hashers) > 1:
-        # The other orders hash on other threads, side by side with the first on a second core.
-        first = orders[0]
-        hashers = {o: h if o == first else _Feeder(h) for o, h in hashers.items()}
+    hashers = {order: hashlib.sha384() if new_hash is None else new_hash(order) for order in orders}
     try:
         for s in sections:
             added, extended = _counts(s)
@@ -178,41 +177,10 @@ def compute_mrtds(image: bytes | bytearray | memoryview, sections: list[TdxSecti
             out.digest = hashers[out.order].digest()
     finally:
         for h in hashers.values():
-            if isinstance(h, _Feeder):
-                h.close()
+            close = getattr(h, "close", None)
+            if close is not None:
+                close()
     return outs
-
-
-class _Feeder:
-    """A SHA-384 fed on its own thread: hashlib releases the GIL while it hashes 2 KiB or more, so
-    the two MRTD orders hash in parallel on two cores. At most `depth` buffers wait (each at most
-    BATCH_BYTES and a page's records); the caller never changes a buffer after passing it."""
-
-    def __init__(self, hasher, depth: int = 4):
-        import threading
-        from _queue import SimpleQueue      # queue.SimpleQueue itself, without queue's heapq import
-
-        self._hasher, self._queue, self._slots = hasher, SimpleQueue(), threading.Semaphore(depth)
-        self._thread = threading.Thread(target=self._run, name="mrtd-sha384", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (buf := self._queue.get()) is not None:
-            self._hasher.update(buf)
-            self._slots.release()
-
-    def update(self, buf) -> None:
-        self._slots.acquire()
-        self._queue.put(buf)
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def digest(self) -> bytes:
-        self.close()
-        return self._hasher.digest()
 
 
 def _hash_section(hashers: dict, image, s: TdxSection, add: bool, extend: bool) -> None:

@@ -154,7 +154,9 @@ def cmd_mrtd(args) -> int:
         print(f"{args.image}: no TDX metadata (not a TDVF image); no MRTD to compute", file=sys.stderr)
         return EXIT_PROBLEMS
     orders = ["per-page", "two-pass"] if args.order == "both" else [args.order]
-    results = compute_mrtds(data, tdx_sections(meta), orders)
+    from inspector.hashing import side_by_side
+
+    results = compute_mrtds(data, tdx_sections(meta), orders, side_by_side(orders))
     if args.json:
         root = Node("mrtd-report", f"MRTD of {name}")
         root.children = [mrtd_node(r) for r in results]

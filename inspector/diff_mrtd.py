@@ -31,7 +31,9 @@ class _Side:
             # inputs give the other image's values without hashing again.
             self.results = other.results
         else:
-            self.results = compute_mrtds(self.data, self.sections, ORDERS)
+            from inspector.hashing import side_by_side
+
+            self.results = compute_mrtds(self.data, self.sections, ORDERS, side_by_side(ORDERS))
         self._files = None
 
     @property

@@ -35,11 +35,13 @@ class LoadedImage:
         per image: the app's tree and the tour's two MRTD chapters all show it. [] without TDX
         metadata."""
         if self._mrtds is None:
-            from decoders.mrtd import compute_mrtds
+            from decoders.mrtd import ORDERS, compute_mrtds
             from decoders.ovmf.metadata import tdx_sections
+            from inspector.hashing import side_by_side
 
             meta = self.tdx_metadata()
-            self._mrtds = compute_mrtds(self.data, tdx_sections(meta)) if meta is not None else []
+            self._mrtds = (compute_mrtds(self.data, tdx_sections(meta), ORDERS, side_by_side(ORDERS))
+                           if meta is not None else [])
         return self._mrtds
 
 

@@ -187,7 +187,9 @@ def _tdx(root, data: bytes, name: str, args) -> bool:
         kwargs["secure_boot_build"] = detect_secure_boot_build(data, name)
     elif args.secure_boot_build is not None:
         kwargs["secure_boot_build"] = args.secure_boot_build == "yes"
-    p = predict_tdx(data, name, **kwargs)
+    from inspector.hashing import side_by_side
+
+    p = predict_tdx(data, name, new_hash=side_by_side(("per-page", "two-pass")), **kwargs)
     if not p.mrtd:
         return _refuse(root, "tdx-prediction", f"{args.image}: no TDX metadata (not a TDVF image); "
                        "nothing to predict for --tdx")

@@ -222,14 +222,16 @@ def sec_measures(image: bytes) -> bool:
 
 
 def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: bytes | None = None,
-                orders=("per-page", "two-pass"), secure_boot_build: bool | None = None) -> TdxPrediction:
+                orders=("per-page", "two-pass"), secure_boot_build: bool | None = None,
+                new_hash=None) -> TdxPrediction:
     """MRTD, RTMR0 and TD HOB of the TDVF image `image` on a q35 QEMU with `memory` bytes of RAM.
 
     `vars_data` stands for the image's CFV (the unified image rebuilt as that VARS + the image's
     CODE: a TD has no separate flash); it must have the CFV's size. `secure_boot_build` says whether
     the image was built with SECURE_BOOT_ENABLE (detect_secure_boot_build can tell, slowly); None
     leaves the Secure Boot policy events out of the prediction and names them in `depends`. Only the
-    GUIDed table, the TDVF descriptor, the CFV and its variable store are read."""
+    GUIDed table, the TDVF descriptor, the CFV and its variable store are read. `new_hash`: as for
+    decoders.mrtd.compute_mrtds."""
     from decoders.measure.model import Prediction
     from decoders.mrtd import compute_mrtds, image_tdx_metadata
     from decoders.ovmf.metadata import tdx_sections
@@ -244,7 +246,7 @@ def predict_tdx(image: bytes, name: str, *, memory: int = 2 << 30, vars_data: by
     out.metadata = meta
     out.problems.extend(p for _, p in meta.all_problems() if p.severity == Severity.ERROR)
     sections = tdx_sections(meta)
-    for result in compute_mrtds(image, sections, orders):
+    for result in compute_mrtds(image, sections, orders, new_hash):
         out.mrtd.append(result)
         out.problems.extend(p for p in result.problems if p not in out.problems)
 
