@@ -75,6 +75,10 @@ MAX_VALUE_ITEMS = 65_536
 MAX_TEXT_CHARS = 4096
 # vCPUs kept per stop (QEMU's x86 machines cap -smp at a few hundred; inspector.live.target.MAX_THREADS).
 MAX_CPUS = 1024
+# Disassembly lines read per CPU of a stop (the session records a few: session.CPU_DISASSEMBLY_LINES).
+MAX_CPU_DISASSEMBLY_LINES = 64
+# Wrappers around the Session (a Recorder, the tour's TourRecorder) looked through for its settings.
+MAX_WRAPPERS = 4
 
 
 class RecordingError(ValueError):
@@ -159,6 +163,14 @@ class Recorder:
         self.count = 0
         self._file = self.path.open("w", encoding="utf-8")
         self._write({"format": FORMAT, "version": VERSION})
+        # Each stop's CPUs with their code at RIP, so a replay shows it for any CPU selected.
+        inner = session
+        for _ in range(MAX_WRAPPERS + 1):
+            if inner is None or hasattr(inner, "record_cpu_disassembly"):
+                break
+            inner = getattr(inner, "session", None)
+        if inner is not None and hasattr(inner, "record_cpu_disassembly"):
+            inner.record_cpu_disassembly = True
 
     @property
     def live(self) -> bool:
@@ -429,8 +441,25 @@ def _read_cpus(c: _Checker, s: dict) -> list[CpuView]:
                            mode=c.text(v, "mode", where), linear_rip=c.int(v, "linear_rip", where),
                            phase=c.text(v, "phase", where), module=c.text(v, "module", where, optional=True),
                            state=c.text(v, "state", where), registers=dict(regs),
-                           state_source=c.text(v, "state_source", where, optional=True) or ""))
+                           state_source=c.text(v, "state_source", where, optional=True) or "",
+                           disassembly=_read_lines(c, v, where)))
     return out
+
+
+def _read_lines(c: _Checker, obj: dict, where: str) -> list[tuple[int, str]]:
+    """A CPU's recorded disassembly: absent in recordings made before it was kept (empty then);
+    lines past MAX_CPU_DISASSEMBLY_LINES are not read."""
+    raw = obj.get("disassembly")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise c.fail(f"{where}.disassembly: expected a list, found {type(raw).__name__}")
+    lines = []
+    for i, line in enumerate(raw[:MAX_CPU_DISASSEMBLY_LINES]):
+        w = f"{where}.disassembly[{i}]"
+        line = c.dict(line, w)
+        lines.append((c.int(line, "address", w), c.text(line, "text", w)))
+    return lines
 
 
 def load_recording(path: Path | str) -> list[Stop]:
@@ -609,8 +638,8 @@ class ReplaySession:
         return self.current()
 
     def select_cpu(self, index: int) -> Stop:
-        """The current recorded stop about CPU `index` (its recorded registers, mode, RIP and module;
-        the disassembly was recorded for the stop's own CPU only, so it is left out for another)."""
+        """The current recorded stop about CPU `index`: its recorded registers, mode, RIP, module and
+        disassembly (recordings from before CPUs' disassembly was kept have none for another CPU)."""
         stop = self.stops[self.position]
         view = next((c for c in stop.cpus if c.index == index), None)
         if view is None:
@@ -621,7 +650,7 @@ class ReplaySession:
             self._selected.pop(self.position, None)
             return stop
         selected = stop.copy(cpu=index, mode=view.mode, linear_rip=view.linear_rip, registers=dict(view.registers),
-                             module=view.module, disassembly=[])
+                             module=view.module, disassembly=list(view.disassembly))
         self._selected[self.position] = selected
         return selected
 

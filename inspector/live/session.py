@@ -53,6 +53,12 @@ MAX_TRANSPARENT_STOPS = 4096
 MAX_LOG = 64 << 10
 # Handoffs reached by a breakpoint at an address the image gives; the others by following copies.
 STATIC_HANDOFFS = (Phase.SEC, Phase.PEI_CORE)
+# A recorded stop's disassembly of each CPU it is not about: this many instructions a CPU, for at most
+# this many CPUs a stop (~40 bytes of JSON a line: at most ~10 KiB a stop, whatever -smp says).
+CPU_DISASSEMBLY_LINES = 4
+MAX_DISASSEMBLED_CPUS = 64
+# CR0.PG (Intel SDM vol. 3A, 2.5): without paging a linear address is the physical one.
+CR0_PG = 1 << 31
 
 
 class Session:
@@ -82,6 +88,9 @@ class Session:
         # Predicted PCR0/PCR7 beside the TCG log of a stop (predicted once, from the image and VARS).
         self.measured = MeasureCheck.for_session(image, qemu, read_phys=self.phys.read)
         self.index = -1
+        # Disassemble every CPU at its RIP at each stop (CpuView.disassembly): set by a Recorder, so a
+        # replay shows each CPU's code; off otherwise (a read per CPU a live stop does not need).
+        self.record_cpu_disassembly = False
         self.dead: str | None = None
         self._stop: Stop | None = None
         self._generation: int | None = None
@@ -344,6 +353,8 @@ class Session:
         for view in stop.cpus:
             if view.index == stop.cpu:
                 view.module = stop.module      # the same name (with symbols: function and line) as the stop's
+        if self.record_cpu_disassembly and len(stop.cpus) > 1:
+            self._disassemble_cpus(stop)
         stop.problems.extend(cpu_problems(cpus))
         note = stop_note(stop.reason, stop.cpu, len(stop.cpus))
         if note is not None:
@@ -354,6 +365,48 @@ class Session:
             self._debug_log_node(stop)
         self._stop, self._generation = stop, self.target.generation
         return stop
+
+    def _disassemble_cpus(self, stop: Stop) -> None:
+        """CpuView.disassembly of the CPUs `stop` is not about (CPU_DISASSEMBLY_LINES each, for
+        MAX_DISASSEMBLED_CPUS at most): CPUs at the same place (mode, linear RIP and, with paging,
+        CR3) share one read, the stop's own disassembly included; without paging (CR0.PG = 0) the
+        linear address is read as a physical one, with paging through the CPU's own thread (its page
+        tables), the focus restored after. A CPU that cannot be read keeps an empty list."""
+        def place(view: CpuView) -> tuple:
+            paging = view.registers.get("cr0", 0) & CR0_PG
+            return Mode.of(view.mode), view.linear_rip, view.registers.get("cr3") if paging else None
+
+        about = self._view(stop, stop.cpu)
+        done: dict[tuple, list[tuple[int, str]]] = {}
+        if about is not None and about.registers:
+            done[place(about)] = stop.disassembly[:CPU_DISASSEMBLY_LINES]
+        focus = self.target.focus
+        shown = 0
+        try:
+            for view in stop.cpus:
+                if view.index == stop.cpu or not view.registers:
+                    continue
+                if shown >= MAX_DISASSEMBLED_CPUS:
+                    break
+                shown += 1
+                key = place(view)
+                if key not in done:
+                    mode, linear, cr3 = key
+                    ip = view.registers.get("rip", 0) & 0xFFFF if mode in (Mode.REAL, Mode.PROT16) else None
+                    memory = self.phys
+                    if cr3 is not None:
+                        try:
+                            self.target.select_thread(view.thread, self.call_timeout)
+                        except TargetDead:
+                            raise
+                        except TargetError:
+                            continue
+                        memory = self.target.virtual_memory()
+                    done[key] = disassemble_at(memory, linear, mode, CPU_DISASSEMBLY_LINES, ip=ip)
+                view.disassembly = list(done[key])
+        finally:
+            if focus is not None and self.target.focus != focus:
+                self.target.select_thread(focus, self.call_timeout)
 
     def _name_at(self, pc: int) -> str | None:
         """With symbols, the "Module+offset" a CPU's RIP is at (as the stop's own module)."""

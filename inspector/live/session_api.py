@@ -71,16 +71,22 @@ class CpuView:
     state: CpuState | str
     registers: dict[str, int]
     state_source: str = ""          # how `state` was decided ("info cpus", "registers", ...)
+    # (linear address, text) at this CPU's RIP: filled for the CPUs a stop is not about when the
+    # session records (Session.record_cpu_disassembly), so a replay shows each CPU's code; the stop's
+    # own CPU's is Stop.disassembly.
+    disassembly: list[tuple[int, str]] = field(default_factory=list)
 
     def copy(self, **changes) -> "CpuView":
         """A copy (with `changes`) that shares no dict with this one."""
         changes.setdefault("registers", dict(self.registers))
+        changes.setdefault("disassembly", list(self.disassembly))
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:
         return {"index": self.index, "thread": self.thread, "mode": self.mode, "linear_rip": self.linear_rip,
                 "phase": self.phase, "module": self.module, "state": self.state,
-                "state_source": self.state_source, "registers": self.registers}
+                "state_source": self.state_source, "registers": self.registers,
+                "disassembly": [{"address": a, "text": t} for a, t in self.disassembly]}
 
 
 @dataclass

@@ -85,6 +85,7 @@ class ThreadStub:
         self.received: list[bytes] = []
         self.hold = 0
         self.stalled = False
+        self.memory: dict[int, int] | None = None      # address -> byte for `m` (else E14); 0x90 (nop) elsewhere
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(TIMEOUT)
         self.address = self.server.getsockname()
@@ -126,7 +127,10 @@ class ThreadStub:
         if p[:2] in (b"Z1", b"z1"):
             return [frame(b"OK")]
         if p.startswith(b"m"):
-            return [frame(b"E14")]
+            if self.memory is None:
+                return [frame(b"E14")]
+            addr, size = (int(x, 16) for x in p[1:].split(b","))
+            return [frame(bytes(self.memory.get(a, 0x90) for a in range(addr, addr + size)).hex().encode())]
         if p.startswith(b"vCont;s:") or p == b"s":
             return [frame(b"T05thread:" + (p[8:] if p != b"s" else b"01") + b";")]
         return [frame(b"")]
@@ -548,6 +552,52 @@ def test_recording_keeps_cpus_and_replay_selects_them(tmp_path):
     assert "no CPU 7" in replay.select_cpu(7).problems[-1]
 
 
+def test_recording_keeps_each_cpus_disassembly_and_replay_shows_it(stub_target, tmp_path):
+    stub, t, session = _session(stub_target)
+    # CPU 1 waits for its SIPI at the reset vector (real mode, no paging: read physically); CPU 2 runs
+    # 32-bit code with paging on (CR0.PG): read through its own thread (Hg03, then `m`).
+    stub.g["03"] = g_reply(0xFEC9D57, 0x80000033, 0x1F000, 0x10, rax=0x3333)
+    # One-byte instructions (Intel SDM vol. 2): 90 nop, F4 hlt, FA cli, FB sti, FC cld; nop elsewhere.
+    stub.memory = {0xFFFFFFF0: 0xFA, 0xFFFFFFF1: 0xFC, 0xFFFFFFF2: 0xF4,
+                   0xFEC9D57: 0xF4, 0xFEC9D58: 0xFB, 0xFEC9D59: 0xF4}
+    rec = Recorder(session, tmp_path / "r.jsonl")
+    assert session.record_cpu_disassembly
+    stop = rec.current()
+    assert stop.cpu == 0 and t.focus == "01"        # the focus is back on the stop's CPU
+    assert b"Hg03" in stub.received
+    rec.close()
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()[1:]]
+    (line,) = [x["stop"] for x in lines if "stop" in x]
+    assert [[(d["address"], d["text"]) for d in c["disassembly"]] for c in line["cpus"]] == [
+        [],                                                                   # the stop's own: Stop.disassembly
+        [(0xFFFFFFF0, "cli"), (0xFFFFFFF1, "cld"), (0xFFFFFFF2, "hlt"), (0xFFFFFFF3, "nop")],
+        [(0xFEC9D57, "hlt"), (0xFEC9D58, "sti"), (0xFEC9D59, "hlt"), (0xFEC9D5A, "nop")]]
+    replay = ReplaySession(tmp_path / "r.jsonl")
+    assert replay.select_cpu(1).disassembly == [(0xFFFFFFF0, "cli"), (0xFFFFFFF1, "cld"), (0xFFFFFFF2, "hlt"),
+                                                (0xFFFFFFF3, "nop")]
+    assert replay.select_cpu(2).disassembly[:2] == [(0xFEC9D57, "hlt"), (0xFEC9D58, "sti")]
+    assert replay.select_cpu(0).disassembly == stop.disassembly
+
+
+def test_a_live_session_not_recording_reads_no_other_cpus_code(stub_target):
+    stub, t, session = _session(stub_target)
+    stub.memory = {}
+    stop = session.current()
+    assert not session.record_cpu_disassembly and [c.disassembly for c in stop.cpus] == [[], [], []]
+
+
+def test_recording_with_more_disassembly_lines_than_read_is_cut(tmp_path):
+    head = {"format": "fwinspect-recording", "version": 1}
+    cpu = {"index": 1, "thread": "02", "mode": "real", "linear_rip": 0xFFFFFFF0, "phase": "reset", "state": "halted",
+           "registers": {}, "disassembly": [{"address": i, "text": "nop"} for i in range(1000)]}
+    stop = {"index": 0, "reason": "reset", "phase": "reset", "mode": "real", "linear_rip": 0xFFFFFFF0,
+            "registers": {"rip": 0xFFF0}, "disassembly": [], "problems": [], "tree": None, "cpus": [cpu]}
+    p = tmp_path / "many.jsonl"
+    p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
+    (s,) = load_recording(p)
+    assert len(s.cpus[0].disassembly) == 64 and s.cpus[0].disassembly[63] == (63, "nop")
+
+
 def test_old_recording_without_cpus_loads(tmp_path):
     head = {"format": "fwinspect-recording", "version": 1}
     stop = {"index": 0, "reason": "reset", "phase": "reset", "mode": "real", "linear_rip": 0xFFFFFFF0,
@@ -556,6 +606,12 @@ def test_old_recording_without_cpus_loads(tmp_path):
     p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
     (s,) = load_recording(p)
     assert s.cpus == [] and s.cpu == 0
+    # A recording with CPUs but from before their disassembly was kept: loads, none to show.
+    stop["cpus"] = [{"index": 1, "thread": "02", "mode": "real", "linear_rip": 0xFFFFFFF0, "phase": "reset",
+                     "state": "wait-for-sipi", "registers": {"rip": 0xFFF0}}]
+    p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
+    (s,) = load_recording(p)
+    assert s.cpus[0].disassembly == [] and ReplaySession(p).select_cpu(1).disassembly == []
 
 
 def test_recording_with_a_malformed_cpu_names_the_line(tmp_path):
