@@ -411,13 +411,15 @@ def _read_stop(c: _Checker, obj: Any, blobs: dict[str, bytes], previous_log: str
     tree = s.get("tree")
     cpus = _read_cpus(c, s)
     cpu = c.int(s, "cpu", "stop", optional=True) or 0
+    about = c.int(s, "about", "stop", optional=True)      # absent before Stop.about: the stop's own CPU
     return Stop(
         index=c.int(s, "index", "stop"), reason=c.text(s, "reason", "stop"), phase=c.text(s, "phase", "stop"),
         mode=c.text(s, "mode", "stop"), linear_rip=c.int(s, "linear_rip", "stop"),
         registers=dict(registers), module=c.text(s, "module", "stop", optional=True),
         handoff=c.text(s, "handoff", "stop", optional=True),
         tree=None if tree is None else _read_tree(c, c.dict(tree, "stop.tree"), blobs),
-        disassembly=disassembly, log=log, problems=[p[:MAX_TEXT_CHARS] for p in problems], cpus=cpus, cpu=cpu)
+        disassembly=disassembly, log=log, problems=[p[:MAX_TEXT_CHARS] for p in problems], cpus=cpus, cpu=cpu,
+        about=about)
 
 
 def _read_cpus(c: _Checker, s: dict) -> list[CpuView]:
@@ -597,6 +599,9 @@ class ReplaySession:
         return len(self.stops)
 
     def current(self) -> Stop:
+        """The stop at this position as last presented, as a live Session's current(): after
+        select_cpu(i) the copy shown for CPU i (Stop.cpu == i), whose Stop.about still names the CPU
+        that stopped; the recorded stop itself is `stops[position]`."""
         return self._selected.get(self.position) or self.stops[self.position]
 
     def _move(self, delta: int) -> Stop:

@@ -260,7 +260,8 @@ class Session:
         stop = Stop(self.index, "interrupt", last.phase if last else Phase.UNKNOWN, last.mode if last else Mode.UNKNOWN,
                     last.linear_rip if last else 0, dict(last.registers) if last else {},
                     module=last.module if last else None, problems=[f"target died: {why}"],
-                    cpus=[c.copy() for c in last.cpus] if last else [], cpu=last.cpu if last else 0)
+                    cpus=[c.copy() for c in last.cpus] if last else [], cpu=last.cpu if last else 0,
+                    about=last.about if last else None)
         self._stop = stop
         return stop
 
@@ -348,7 +349,7 @@ class Session:
                     stop.tree = Node("stop", f"stop at 0x{pc:x}")
                 stop.tree.append(sym)
                 stop.module = sym.title
-        stop.cpu = focus.index if focus is not None and is_cpu_index(focus.index) else BOOT_CPU
+        stop.cpu = stop.about = focus.index if focus is not None and is_cpu_index(focus.index) else BOOT_CPU
         stop.cpus = cpu_views(cpus, self.boot, self._name_at)
         for view in stop.cpus:
             if view.index == stop.cpu:

@@ -106,7 +106,14 @@ class Stop:
     log: str = ""                   # debugcon output up to this stop (its last 64 KiB; in to_json too)
     problems: list[str] = field(default_factory=list)
     cpus: list[CpuView] = field(default_factory=list)   # every vCPU, by index; empty: not read
-    cpu: int = 0                    # the index of the CPU this stop is about (hit the breakpoint, stepped)
+    cpu: int = 0                    # the CPU shown: registers, mode, RIP and disassembly are its (select_cpu)
+    # The CPU that stopped (hit the breakpoint, was stepped): `cpu` until select_cpu re-presents the
+    # stop about another CPU, which keeps this; None at construction means `cpu`.
+    about: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.about is None:
+            self.about = self.cpu
 
     def copy(self, **changes) -> "Stop":
         """This stop with `changes` (dataclasses.replace) sharing no list or dict with it: a problem
@@ -128,6 +135,7 @@ class Stop:
             "problems": self.problems,
             "log": self.log,
             "cpu": self.cpu,
+            "about": self.about,
             "cpus": [c.to_json() for c in self.cpus],
         }
 
@@ -138,7 +146,7 @@ class SessionLike(Protocol):
     @property
     def live(self) -> bool: ...          # False for a replay: run control is prev/next only
 
-    def current(self) -> Stop: ...
+    def current(self) -> Stop: ...     # the stop as last presented: after select_cpu(i), Stop.cpu is i, Stop.about the CPU that stopped
 
     def next_handoff(self, timeout: float = 60.0) -> Stop: ...
 
@@ -156,6 +164,6 @@ class SessionLike(Protocol):
 
     def console(self, line: str) -> str: ...   # gdb's CLI on the gdb backend; QEMU's monitor on RSP
 
-    def select_cpu(self, index: int) -> Stop: ...   # the current stop, about CPU `index`; `step` steps it
+    def select_cpu(self, index: int) -> Stop: ...   # the current stop shown for CPU `index` (Stop.cpu; Stop.about kept); `step` steps it
 
     def close(self) -> None: ...

@@ -598,6 +598,35 @@ def test_recording_with_more_disassembly_lines_than_read_is_cut(tmp_path):
     assert len(s.cpus[0].disassembly) == 64 and s.cpus[0].disassembly[63] == (63, "nop")
 
 
+def test_current_after_select_cpu_shows_the_selected_cpu_and_keeps_the_one_that_stopped(stub_target, tmp_path):
+    stub, t, session = _session(stub_target)
+    session.add_breakpoint("0xfec9d57")
+    rec = Recorder(session, tmp_path / "r.jsonl")
+    hit = rec.cont(timeout=TIMEOUT)                # CPU 2 hit the breakpoint
+    assert (hit.cpu, hit.about) == (2, 2)
+    rec.select_cpu(1)
+    live = session.current()
+    assert (live.index, live.cpu, live.about, live.linear_rip) == (hit.index, 1, 2, 0xFFFFFFF0)
+    assert live.to_json()["about"] == 2 and live.reason == "breakpoint"
+    rec.close()
+    replay = ReplaySession(tmp_path / "r.jsonl")
+    (recorded,) = replay.stops
+    assert (recorded.cpu, recorded.about) == (2, 2)
+    replay.select_cpu(1)
+    shown = replay.current()
+    assert (shown.index, shown.cpu, shown.about, shown.linear_rip) == (hit.index, 1, 2, 0xFFFFFFF0)
+    assert replay.stops[0] is recorded and (recorded.cpu, recorded.about) == (2, 2)
+    back = replay.select_cpu(2)
+    assert back is recorded and replay.current() is recorded
+    # A stop first recorded as shown for another CPU keeps, replayed, the CPU that stopped.
+    stub, t, session = _session(stub_target)
+    rec = Recorder(session, tmp_path / "selected.jsonl")
+    rec.select_cpu(2)
+    rec.close()
+    (recorded,) = ReplaySession(tmp_path / "selected.jsonl").stops
+    assert (recorded.cpu, recorded.about, recorded.linear_rip) == (2, 0, 0xFEC9D57)
+
+
 def test_old_recording_without_cpus_loads(tmp_path):
     head = {"format": "fwinspect-recording", "version": 1}
     stop = {"index": 0, "reason": "reset", "phase": "reset", "mode": "real", "linear_rip": 0xFFFFFFF0,
@@ -605,7 +634,7 @@ def test_old_recording_without_cpus_loads(tmp_path):
     p = tmp_path / "old.jsonl"
     p.write_text(json.dumps(head) + "\n" + json.dumps({"stop": stop}) + "\n")
     (s,) = load_recording(p)
-    assert s.cpus == [] and s.cpu == 0
+    assert s.cpus == [] and s.cpu == 0 and s.about == 0
     # A recording with CPUs but from before their disassembly was kept: loads, none to show.
     stop["cpus"] = [{"index": 1, "thread": "02", "mode": "real", "linear_rip": 0xFFFFFFF0, "phase": "reset",
                      "state": "wait-for-sipi", "registers": {"rip": 0xFFF0}}]
