@@ -717,6 +717,12 @@ class GdbTarget(Target):
             return StopEvent("watchpoint", 5, raw=reason)
         if reason == "end-stepping-range" or (stepping and not reason):
             return StopEvent("step", 5, raw=reason)
+        if reason == "signal-received" and payload.get("signal-name") == "SIGTRAP":
+            # QEMU reports every debug stop as SIGTRAP (gdbstub/gdbstub.c gdb_vm_state_change,
+            # RUN_STATE_DEBUG), as the RSP backend reads it; gdb calls it a breakpoint only when the PC it
+            # computes is one of its breakpoints, which in real mode it is not: gdb's PC is IP, the
+            # hardware breakpoint the linear CS.base + IP (measured: gdb 13, the reset vector's switches).
+            return StopEvent("step" if stepping else "breakpoint", 5, raw="SIGTRAP")
         if reason == "signal-received":
             name = payload.get("signal-name", "")
             return StopEvent("interrupt" if name in ("SIGINT", "0") else "signal", 2 if name == "SIGINT" else None,

@@ -387,6 +387,18 @@ def test_copies_of_a_stop_share_no_list_with_it(stub_target):
     assert "added to the copy" not in refused.problems and len(refused.cpus) == 3
 
 
+def test_gdb_sigtrap_it_did_not_match_to_a_breakpoint_is_a_breakpoint_as_on_rsp():
+    from inspector.live.gdbmi import GdbTarget
+
+    t = object.__new__(GdbTarget)
+    t._watchpoints = {}
+    trap = {"reason": "signal-received", "signal-name": "SIGTRAP", "thread-id": "1"}
+    assert (t._stop_kind(trap, False).reason, t._stop_kind(trap, True).reason) == ("breakpoint", "step")
+    assert rsp.parse_stop(b"T05thread:01;", "c").reason == "breakpoint"
+    assert t._stop_kind({"reason": "signal-received", "signal-name": "SIGINT"}, False).reason == "interrupt"
+    assert t._stop_kind({"reason": "signal-received", "signal-name": "SIGSEGV"}, False).reason == "signal"
+
+
 def test_gdb_stop_on_a_thread_gdb_had_not_listed_drops_the_old_focus():
     from inspector.live.gdbmi import GdbTarget
 
