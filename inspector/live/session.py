@@ -20,8 +20,9 @@ up every stop also shows the DXE tables, and with a SymbolIndex the function and
 BDS phase proper starts when DxeCore calls gBds->Entry once dispatch is done.
 
 Every stop reads every vCPU (Target.read_cpus, one pipelined exchange) into Stop.cpus (cpus.py);
-the stop is about the CPU that stopped (an AP that hit a breakpoint is named in the problems),
-select_cpu re-presents it about another, and step() steps the selected CPU only.
+the stop is about the CPU its stop reply names (Stop.about; an AP that hit a breakpoint is named in
+the problems), select_cpu re-presents it for another (Stop.cpu, as current() returns it from then
+on), and step() steps the selected CPU only. While recording, each CPU's code at its RIP is kept too.
 
 Every target call has a timeout; TargetDead and TargetTimeout become Stop problems, never hangs.
 """
