@@ -394,9 +394,9 @@ class TestCpuList:
             dark = warning()
             assert state_colour(1) == state_colour(3) == dark
             app.theme = "textual-light"
-            assert warning() != dark
-            # The list repaints on the theme's change message: wait for it (one pause is not always
-            # enough on a loaded machine).
+            # The theme's variables and then the list change on messages: wait for both (one pause
+            # was not always enough on a loaded machine).
+            await wait_for(pilot, lambda: warning() != dark)
             await wait_for(pilot, lambda: state_colour(1) == warning())
             assert state_colour(3) == warning() and cpu_list.cursor_row == 0
 
