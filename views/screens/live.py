@@ -134,9 +134,6 @@ class LiveScreen(NodeScreen):
         self.previous_stop: Stop | None = None
         # (CPU, reason, linear RIP) of what the stop is about: kept while other CPUs are selected.
         self.about: tuple[int, str, int] = (0, "", 0)
-        # A replay's `about` per stop index, as first shown: ReplaySession hands back a stop it
-        # re-presented about another CPU when the user returns to it (inspector/live/record.py).
-        self._abouts: dict[int, tuple[int, str, int]] = {}
         self.root: Node | None = None
         self.current: Node | None = None
         self.reached: set[str] = set()
@@ -339,9 +336,10 @@ class LiveScreen(NodeScreen):
         added = [] if fresh or self.stop is None else [p for p in stop.problems if p not in self.stop.problems]
         if fresh:
             self.previous_stop = self.stop
-            self.about = (stop.cpu, stop.reason, stop.linear_rip)
-            if not self.live:
-                self.about = self._abouts.setdefault(stop.index, self.about)
+            # Stop.about is the CPU that stopped (hit the breakpoint, was stepped); Stop.cpu the one
+            # shown, another after a selection (a replay hands that copy back on a return to it).
+            self.about = (stop.about, stop.reason, stop.linear_rip if stop.cpu == stop.about
+                          else next((c.linear_rip for c in stop.cpus if c.index == stop.about), stop.linear_rip))
             # The phase bar is the stop's; selecting another CPU does not move the boot.
             if stop.phase in PHASES:
                 # Everything up to the current phase was passed through on the way.
@@ -371,7 +369,7 @@ class LiveScreen(NodeScreen):
             self.notify(clean_text(added[-1], MAX_ERROR_CHARS), title="Target", severity="warning", markup=False)
         else:
             self.set_status(self.describe_stop(stop) + self._edge_note())
-        if fresh and stop.cpu != 0 and stop.reason in ("breakpoint", "watchpoint"):
+        if fresh and stop.about != 0 and stop.reason in ("breakpoint", "watchpoint"):
             # An application processor stopped the guest: say which one (a notification too,
             # the status line is overwritten by the next call).
             self.notify(about_text(*self.about), title=stop.reason.capitalize(), markup=False)
