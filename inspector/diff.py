@@ -105,7 +105,7 @@ def load_pair(path_a, path_b):
 
     def load(path, data, early):
         with budget.scope(limits):
-            return load_image(path, data, early)
+            return load_image(path, data, early, summary=False)
 
     out: dict[str, object] = {}
 

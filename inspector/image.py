@@ -24,7 +24,7 @@ class LoadedImage:
     data: bytes
     root: Node          # kind "image": volumes, the OVMF table, the summary
     table: Node | None  # kind "ovmf-guid-table", when the image has one
-    info: Node          # kind "image-info"
+    info: Node | None   # kind "image-info"; None when loaded with summary=False (the diff)
     _mrtds: list | None = field(default=None, repr=False)
 
     def tdx_metadata(self) -> Node | None:
@@ -45,9 +45,12 @@ class LoadedImage:
         return self._mrtds
 
 
-def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | None = None) -> LoadedImage:
+def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | None = None, *,
+               summary: bool = True) -> LoadedImage:
     """Decode the image at `path` (or `data`, read from it already; `early` inflating its LZMA
-    sections on a thread since: see inspector.imagefile)."""
+    sections on a thread since: see inspector.imagefile). `summary`: add the "Image summary" node
+    (inspector.classify, the boot phases) first in the tree; the diff, which compares volumes, files
+    and metadata, does without it (LoadedImage.info is then None)."""
     p = Path(path)
     if data is None:
         data = read_image(p)
@@ -56,6 +59,8 @@ def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | N
         table = decode_reset_vector_table(root.space)
         if table is not None:
             root.append(table)
+        if not summary:
+            return LoadedImage(p, data, root, table, None)
         info = classify(root, len(data))
         # From the tree just decoded (one walk, nothing decoded again): which handoffs this image
         # has and where each entry is known; PEI-less images (TDVF Config-B) say so here.
