@@ -416,12 +416,13 @@ def cmd_open(args) -> int:
 
         def load_diff():
             from inspector.diff import diff_images, load_pair
-            from inspector.diff_measure import measurement_diff
+            from inspector.diff_measure import measurement_diff_started
 
             img_a, img_b = load_pair(path_a, path_b)
+            measured = measurement_diff_started(img_a, img_b, path_a.name, path_b.name)
             root = diff_images(img_a.root, img_b.root)
             # As `fwinspect diff` shows it: what the change does to the MRTD and PCR0, last.
-            measures = root.append(measurement_diff(img_a, img_b, path_a.name, path_b.name))
+            measures = root.append(measured())
             if measures.get("Change") != "unchanged":
                 root.field("Change").value = "changed"
             return root, img_a, img_b

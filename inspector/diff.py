@@ -514,22 +514,24 @@ def cmd_diff(args) -> int:
     from inspector.imagefile import ImageError
     from inspector.render import has_problems, print_tree, write_json
 
+    from inspector.diff_measure import measurement_diff_started
+
     try:
         img_a, img_b = load_pair(args.a, args.b)
     except (ImageError, NotAnImage) as e:
         raise UsageError(str(e)) from None
+    # What the change does to the measurements (the MRTD pages and the PCR0 firmware blobs,
+    # inspector/diff_measure.py), hashed while the trees are compared. A measured byte outside every
+    # file (the TDVF descriptor, free space in a measured volume) changes them without changing a
+    # module: the images differ then too.
+    measured = measurement_diff_started(img_a, img_b, Path(args.a).name, Path(args.b).name)
     root = diff_images(img_a.root, img_b.root, all_files=args.all)
     # The paths as given: two builds' files often share a name (OVMF.fd -> OVMF.fd).
     root.field("ImageA").value, root.field("ImageB").value = str(args.a), str(args.b)
     if Path(args.a).name == Path(args.b).name and args.a != args.b:
         root.title = \
             f"{args.a} -> {args.b}:" + root.title.split(":", 1)[1]
-    # What the change does to the measurements: the MRTD pages and the PCR0 firmware blobs
-    # (inspector/diff_measure.py). A measured byte outside every file (the TDVF descriptor, free
-    # space in a measured volume) changes them without changing a module: the images differ then too.
-    from inspector.diff_measure import measurement_diff
-
-    measures = root.append(measurement_diff(img_a, img_b, Path(args.a).name, Path(args.b).name))
+    measures = root.append(measured())
     if measures.get("Change") != UNCHANGED:
         root.field("Change").value = "changed"
     if args.json:

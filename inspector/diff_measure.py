@@ -120,6 +120,33 @@ def measurement_diff(img_a, img_b, name_a: str = "A", name_b: str = "B") -> Node
     return root
 
 
+def measurement_diff_started(img_a, img_b, name_a: str = "A", name_b: str = "B"):
+    """measurement_diff started now on a thread (in a copy of this context: under the same budget),
+    so its hashing runs while the caller diffs the trees (both only read the images' trees). Returns
+    the function that waits for it and gives its node, raising what it raised."""
+    import contextvars
+    import threading
+
+    out: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            out["node"] = measurement_diff(img_a, img_b, name_a, name_b)
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="diff-measure", daemon=True)
+    t.start()
+
+    def result() -> Node:
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["node"]
+
+    return result
+
+
 def _link_compressed(mrtd: Node, tpm: Node) -> None:
     """Differing MRTD pages that hold a compressed file (FVMAIN_COMPACT's LZMA section) say no more
     than "these compressed bytes changed"; when the volumes it carries are PCR0 blobs that differ,
