@@ -415,7 +415,7 @@ def _free_space(space: Space, pos: int, end: int, erase: int) -> Node:
     n = end - pos
     node = Node("free-space", f"Free space, 0x{n:x} bytes", space, pos, n)
     space.need(end)
-    if _count(data, erase, pos, end) != n:
+    if not _erased(data, erase, pos, end):
         # Only now look for where: a regex search with bounds copies nothing.
         if isinstance(data, memoryview):
             first = _NON_ERASE[erase].search(bytes(data[pos:end]))
@@ -428,10 +428,24 @@ def _free_space(space: Space, pos: int, end: int, erase: int) -> Node:
     return node
 
 
-def _count(data, byte: int, start: int, end: int) -> int:
-    if isinstance(data, memoryview):
-        return bytes(data[start:end]).count(byte)
-    return data.count(byte, start, end)
+# The erased-byte blocks _erased compares with, one per erase value, made on first use.
+_ERASED_BLOCK = 1 << 18
+_ERASED: dict[int, bytes] = {}
+
+
+def _erased(data, byte: int, start: int, end: int) -> bool:
+    """Whether data[start:end] is all `byte`. Block by block against a block of that byte (a memcmp):
+    a volume's free space is megabytes, which bytes.count scans five times slower."""
+    block = _ERASED.get(byte)
+    if block is None:
+        block = _ERASED[byte] = bytes([byte]) * _ERASED_BLOCK
+    view = isinstance(data, memoryview)       # memoryview == compares item by item: copy to bytes
+    for at in range(start, end, _ERASED_BLOCK):
+        stop = min(at + _ERASED_BLOCK, end)
+        piece = bytes(data[at:stop]) if view else data[at:stop]
+        if piece != (block if stop - at == _ERASED_BLOCK else block[:stop - at]):
+            return False
+    return True
 
 
 def _state_text(raw: int, erase: int) -> tuple[int, str]:
@@ -502,7 +516,7 @@ def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ff
         if ext is not None and data_off <= ext.offset < file_end:
             node.title = "Pad file (holds the volume extended header)"
             node.append(ext)
-        elif _count(data, erase, data_off, file_end) != file_end - data_off:
+        elif not _erased(data, erase, data_off, file_end):
             node.note(data_off, "pad file body is not erased")
     elif name == VTF_GUID:
         node.title = f"Volume Top File ({str(name).upper()}) ({tname})"

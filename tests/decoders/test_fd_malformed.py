@@ -204,6 +204,20 @@ def test_dirty_free_space_is_reported_at_the_dirty_byte():
     assert [p.offset for p in free.problems] == [0xE00]
 
 
+@pytest.mark.parametrize("buffer", [bytes, memoryview])
+@pytest.mark.parametrize("dirty", [0x48 + 0x1000, 0x41000 + 0x123, 0x9FFFF])
+def test_dirty_byte_deep_in_a_large_free_space_is_found(buffer, dirty):
+    """Free space of megabytes (a real DXEFV's) is checked to its last byte: a data byte past the
+    first blocks of it, or the very last byte of the volume, is reported where it is."""
+    blob = bytearray(fv([GOOD_FILE], length=0xA0000))
+    blob[dirty] = 0x5A
+    node = decode_fv(Space("big", buffer(bytes(blob))), 0)
+    (free,) = [c for c in node.children if c.kind == "free-space"]
+    assert [p.offset for p in free.problems] == [dirty]
+    clean = decode_fv(Space("big", buffer(bytes(fv([GOOD_FILE], length=0xA0000)))), 0)
+    assert [p for c in clean.children if c.kind == "free-space" for p in c.problems] == []
+
+
 def test_volume_in_a_memoryview_space():
     """decode_fv works on any buffer, e.g. a memoryview over a dump."""
     blob = bytearray(fv([GOOD_FILE]))
