@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from typing import Callable
 
 from decoders import guids
@@ -40,25 +39,23 @@ MAX_TOTAL_DECOMPRESSED = 128 << 20
 MAX_STRING_CHARS = 1024
 
 
-@dataclass
 class Context:
     """What one decode run (one image, or one decode_fv call) shares: the budget, the cache of
-    decompressed blobs, the work done so far and the volumes being decoded."""
+    decompressed blobs, the work done so far and the volumes being decoded. A plain class: the
+    dataclasses module (with the inspect module it imports) is ~10 ms of every image decode."""
 
-    budget: Budget = field(default_factory=current)
-    cache: BlobCache | None = None
-    decompressed: int = 0
-    files: int = 0
-    sections: int = 0
-    volumes: set = field(default_factory=set)   # (id(space), offset) of volumes decoded so far
-    # The caller's LZMA-stage bytes for a section, inflated ahead of time: (buffer, payload offset)
-    # -> bytes or None (decode_image's `predecoded`); its `stream(buffer, payload offset)`, when it
-    # has one, gives the same bytes while they inflate (blobs.Filling) or None.
-    predecoded: Callable[[object, int], bytes | None] | None = None
-
-    def __post_init__(self):
-        if self.cache is None:
-            self.cache = BlobCache(self.budget.limits.held_bytes)
+    def __init__(self, budget: Budget | None = None, cache: BlobCache | None = None,
+                 predecoded: Callable[[object, int], bytes | None] | None = None):
+        self.budget = current() if budget is None else budget
+        self.cache = BlobCache(self.budget.limits.held_bytes) if cache is None else cache
+        self.decompressed = 0
+        self.files = 0
+        self.sections = 0
+        self.volumes: set = set()       # (id(space), offset) of volumes decoded so far
+        # The caller's LZMA-stage bytes for a section, inflated ahead of time: (buffer, payload
+        # offset) -> bytes or None (decode_image's `predecoded`); its `stream(buffer, payload
+        # offset)`, when it has one, gives the same bytes while they inflate (blobs.Filling) or None.
+        self.predecoded = predecoded
 
     def take_node(self, owner: Node, offset: int, left: int, noun: str) -> bool:
         """One more node; False (with the located 'not shown' problem) once the budget is spent."""

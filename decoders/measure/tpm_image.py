@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
 
 from decoders.model import Node, Space
 
@@ -60,36 +59,33 @@ MAX_VERSION_CHARS = 256
 _UTF16 = re.compile(rb"(?:[\x20-\x7e]\x00){%d,%d}\x00\x00" % (MIN_VERSION_CHARS, MAX_VERSION_CHARS))
 
 
-@dataclass
+# Plain classes, not dataclasses: `diff` and `measure` start without the dataclasses module.
 class Volume:
     """One measured firmware volume: its node in the decoded image and its RAM base."""
-    name: str
-    node: Node
-    length: int
-    base: int | None
-    base_rule: str
+
+    def __init__(self, name: str, node: Node, length: int, base: int | None, base_rule: str):
+        self.name, self.node, self.length, self.base, self.base_rule = name, node, length, base, base_rule
 
 
-@dataclass
 class Version:
-    text: str
-    source: str                 # "found in the image at …" / "given" / "not found: empty string assumed"
-    space: Space | None = None
-    offset: int = 0
-    size: int = 0
+    """The S-CRTM version string and where it came from ("found in the image at …" / "given" /
+    "not found: empty string assumed")."""
+
+    def __init__(self, text: str, source: str, space: Space | None = None, offset: int = 0, size: int = 0):
+        self.text, self.source, self.space, self.offset, self.size = text, source, space, offset, size
 
 
-@dataclass
 class ImageFacts:
-    peifv: Volume | None = None
-    dxefv: Volume | None = None
-    version: Version | None = None
-    tcg2pei: bool = False
-    tcg2dxe: bool = False
-    secure_boot: bool | None = False     # None: unknown (no DXEFV to look in)
-    secure_boot_rule: str = ""
-    nv_store: Node | None = None        # the image's own variable store (a unified OVMF.fd)
-    problems: list[tuple[str, str]] = field(default_factory=list)   # (severity, message)
+    def __init__(self):
+        self.peifv: Volume | None = None
+        self.dxefv: Volume | None = None
+        self.version: Version | None = None
+        self.tcg2pei = False
+        self.tcg2dxe = False
+        self.secure_boot: bool | None = False   # None: unknown (no DXEFV to look in)
+        self.secure_boot_rule = ""
+        self.nv_store: Node | None = None       # the image's own variable store (a unified OVMF.fd)
+        self.problems: list[tuple[str, str]] = []   # (severity, message)
 
 
 def _fv_name(fv: Node):

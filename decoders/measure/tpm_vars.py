@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
 
 from decoders.model import Node, Severity, Space
 
@@ -42,14 +41,20 @@ POLICY = (("SecureBoot", GLOBAL), ("PK", GLOBAL), ("KEK", GLOBAL), ("db", IMAGE_
 DBT = ("dbt", IMAGE_SECURITY)
 
 
-@dataclass
 class Found:
-    """The record edk2 would read for one name, or why it cannot be said."""
-    name: str
-    vendor: uuid.UUID
-    data: bytes | None            # None: absent
-    node: Node | None = None      # the variable node (its Data field locates the bytes)
-    unknown: str | None = None    # set when the store is damaged and the variable was not seen
+    """The record edk2 would read for one name, or why it cannot be said. (A plain class: `diff`
+    and `measure` start without the dataclasses module.)"""
+
+    def __init__(self, name: str, vendor: uuid.UUID, data: bytes | None, node: Node | None = None,
+                 unknown: str | None = None):
+        self.name = name
+        self.vendor = vendor
+        self.data = data            # None: absent
+        self.node = node            # the variable node (its Data field locates the bytes)
+        self.unknown = unknown      # set when the store is damaged and the variable was not seen
+
+    def __repr__(self) -> str:
+        return f"Found({self.name!r}, {self.vendor}, {self.data!r}, unknown={self.unknown!r})"
 
 
 def variable_data(name: str, vendor: uuid.UUID, data: bytes | None) -> bytes:
