@@ -303,12 +303,7 @@ def cmd_pages(args) -> int:
     from inspector.render import has_problems
 
     with _open_dump(args) as dump:
-        cpu = next((c for c in dump.cpus if c.index == args.cpu), None) if args.cpu is not None else \
-            (dump.cpus[0] if dump.cpus else None)
-        if cpu is None and args.cpu is not None:
-            raise UsageError(f"--cpu {args.cpu}: the dump has no CPU {args.cpu} ("
-                             + (f"its CPUs: {', '.join(str(c.index) for c in dump.cpus)})" if dump.cpus
-                                else "it has no CPU notes)"))
+        cpu = _dump_cpu(dump, args.cpu)
         cfg = _paging_config(args)
         cfg.pke = bool(cpu and cpu.cr4 and cpu.cr4 & CR4_PKE)   # dump_pages takes PKE from CR4 only without a config
         # No leaf is held: a first walk counts, a second streams them while the dump is open
@@ -330,18 +325,26 @@ def cmd_pages(args) -> int:
     return EXIT_PROBLEMS if has_problems(root) else code
 
 
+def _dump_cpu(dump, index: int | None):
+    """CPU `index` of the dump (--cpu), else its first CPU (None when it has no CPU notes); a CPU
+    the dump does not have is a usage error naming the ones it has."""
+    if index is None:
+        return dump.cpus[0] if dump.cpus else None
+    cpu = next((c for c in dump.cpus if c.index == index), None)
+    if cpu is None:
+        raise UsageError(f"--cpu {index}: the dump has no CPU {index} ("
+                         + (f"its CPUs: {', '.join(str(c.index) for c in dump.cpus)})" if dump.cpus
+                            else "it has no CPU notes)"))
+    return cpu
+
+
 def cmd_translate(args) -> int:
     from decoders.paging import translate
     from decoders.paging_translate import non_canonical
     from inspector.dump import CR4_LA57, CR4_PKE
 
     with _open_dump(args) as dump:
-        cpu = next((c for c in dump.cpus if c.index == args.cpu), None) if args.cpu is not None else \
-            (dump.cpus[0] if dump.cpus else None)
-        if cpu is None and args.cpu is not None:
-            raise UsageError(f"--cpu {args.cpu}: the dump has no CPU {args.cpu} ("
-                             + (f"its CPUs: {', '.join(str(c.index) for c in dump.cpus)})" if dump.cpus
-                                else "it has no CPU notes)"))
+        cpu = _dump_cpu(dump, args.cpu)
         cr3 = args.cr3 if args.cr3 is not None else (cpu.cr3 if cpu else None)
         if cr3 is None:
             raise UsageError(f"CPU {args.cpu} has no CR3 (no QEMU CPU note): give --cr3" if args.cpu is not None

@@ -288,14 +288,7 @@ class GdbTarget(Target):
             deadline = time.monotonic() + timeout
             with self._cv:
                 try:
-                    while token not in self._results:
-                        left = deadline - time.monotonic()
-                        if self._dead and self._proc.poll() is not None:
-                            raise TargetDead(self._dead)
-                        if left <= 0:
-                            raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
-                        self._cv.wait(left)
-                    r = self._results.pop(token)
+                    r = self._await(token, cmd, deadline, timeout)
                 finally:
                     self._current = None
                     stream = "".join(self._streams.pop(token, []))
@@ -307,6 +300,17 @@ class GdbTarget(Target):
             raise TargetError(f"gdb: {cmd[:60]}: {text}")
         r["stream"] = stream
         return r
+
+    def _await(self, token: int, cmd: str, deadline: float, timeout: float) -> dict:
+        """The result record of `token` (the caller holds self._cv), waiting until `deadline`."""
+        while token not in self._results:
+            left = deadline - time.monotonic()
+            if self._dead and self._proc.poll() is not None:
+                raise TargetDead(self._dead)
+            if left <= 0:
+                raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
+            self._cv.wait(left)
+        return self._results.pop(token)
 
     def _console(self, line: str, timeout: float) -> str:
         return self._command(f"-interpreter-exec console {mi_quote(line)}", timeout)["stream"]
@@ -403,14 +407,7 @@ class GdbTarget(Target):
             with self._cv:
                 try:
                     for tok, cmd in zip(tokens, cmds):
-                        while tok not in self._results:
-                            left = deadline - time.monotonic()
-                            if self._dead and self._proc.poll() is not None:
-                                raise TargetDead(self._dead)
-                            if left <= 0:
-                                raise TargetTimeout(f"gdb: {cmd[:60]}: no result within {timeout} s")
-                            self._cv.wait(left)
-                        r = self._results.pop(tok)
+                        r = self._await(tok, cmd, deadline, timeout)
                         if r.get("message") == "error":
                             text = (r.get("payload") or {}).get("msg", "error")
                             if any(m in text for m in DEAD_MARKERS):
