@@ -12,30 +12,10 @@ import sys
 from pathlib import Path
 
 from inspector.cli import EXIT_OK, EXIT_PROBLEMS, UsageError, load_image_arg
+from inspector.options import address, ranged
 
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _address(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an address: {text!r} (decimal or 0x hex)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not an address: {text!r}")
-    return value
+# A hit or instruction count: at least one.
+count = ranged(1, 1 << 31, "a count")
 
 
 # -- find ------------------------------------------------------------------------------------------
@@ -45,7 +25,7 @@ def add_find_arguments(p) -> None:
     p.add_argument("source", help="a firmware image (or any file the app opens: event log, HOB list, ACPI)")
     p.add_argument("pattern", help="hex bytes with ?? wildcards (4d5a??00, hex:4d 5a), text:NAME (ASCII "
                                    "and UTF-16LE), ascii:/utf16:, a GUID (both byte orders), u16:/u32:/u64:N")
-    p.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, metavar="N",
+    p.add_argument("--limit", type=count, default=DEFAULT_LIMIT, metavar="N",
                    help=f"stop after N hits (default {DEFAULT_LIMIT:,})")
     p.set_defaults(func=run_find)
 
@@ -108,9 +88,9 @@ def run_find(args) -> int:
 def add_disasm_arguments(p) -> None:
     p.add_argument("image", help="a firmware image (OVMF.fd, OVMF_CODE*.fd, a TDVF image)")
     p.add_argument("module", help="the module: its UI name (PlatformPei) or file GUID")
-    p.add_argument("--at", type=_address, default=None, metavar="ADDR",
+    p.add_argument("--at", type=address, default=None, metavar="ADDR",
                    help="start here (an address where the image runs, default its entry point)")
-    p.add_argument("--count", type=_positive, default=32, metavar="N", help="instructions (default 32)")
+    p.add_argument("--count", type=count, default=32, metavar="N", help="instructions (default 32)")
     p.add_argument("--symbols", metavar="DIR", help="an edk2 Build folder (or a folder of .debug files): "
                                                   "name the functions")
     p.set_defaults(func=run_disasm)
