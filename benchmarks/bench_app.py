@@ -7,13 +7,12 @@ frame <= 1 s, a key to redraw <= 50 ms (README, "Budgets"); a tour chapter switc
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
 
 import sample_images
-from benchmarks.common import Timing, machine
+from benchmarks.common import Timing, bench_main
 from decoders.model import Node, Space
 
 SIZE = (120, 40)
@@ -148,14 +147,5 @@ def bench(runs: int) -> list[Timing]:
     ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
-    print(machine())
-    for t in bench(args.runs):
-        print(t.row())
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(bench, __doc__)

@@ -12,13 +12,12 @@ path line redrawn <= 30 ms.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
 
 import sample_images
-from benchmarks.common import Timing, machine
+from benchmarks.common import Timing, bench_main
 
 SIZE = (120, 40)
 KEYS = 40  # arrow presses per run: right and down alternately
@@ -92,14 +91,5 @@ def bench(runs: int) -> list[Timing]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
-    print(machine())
-    for t in bench(args.runs):
-        print(t.row())
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(bench, __doc__)

@@ -126,3 +126,15 @@ def machine() -> str:
     except OSError:
         pass
     return f"{platform.node()} {os.cpu_count()} cores {cpu}, Python {platform.python_version()}"
+
+
+def bench_main(bench, doc: str, runs: int = 5) -> None:
+    """`python -m benchmarks.bench_X [--runs N]`: the machine, then bench(runs)'s rows."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=runs)
+    args = ap.parse_args()
+    print(machine())
+    for t in bench(args.runs):
+        print(t.row())
