@@ -7,6 +7,7 @@ inspector → decoders, never back: the engine modules (sources, nodes_at) are i
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,6 +23,19 @@ from views.screens.help import Section
 from views.screens.inspect import InspectScreen
 from views.screens.loading import LoadingScreen
 from views.widgets.search_bar import SearchBar
+
+# The inspector's palette commands: (action on the inspect screen, title, help).
+PALETTE = (
+    ("search", "Search nodes", "Find nodes by title, kind, GUID, or 0x offset/address (/)"),
+    ("next_match", "Next match", "Jump to the next search match (n)"),
+    ("previous_match", "Previous match", "Jump to the previous search match (N)"),
+    ("find_bytes", "Find bytes", "Find hex bytes, text, a GUID or a number in every space (f)"),
+    ("save", "Save bytes", "Write the selected node's bytes as stored to a file (w)"),
+    ("save_decompressed", "Save decompressed bytes", "Write what the selected section decompresses to (W)"),
+    ("copy", "Copy", "Copy the field's value, or the node's GUID or address (y)"),
+    ("disassemble", "Disassemble", "Disassemble the selected PE/TE image from its entry point (d)"),
+    ("open", "Open", "Open another firmware image, dump or log (o)"),
+)
 
 
 Opener = Callable[[str], tuple[str, Node]]  # path -> (kind, root), as inspector.sources.load_source
@@ -164,22 +178,8 @@ class FwInspectApp(BaseApp):
         inspect = self.inspect_screen
         if inspect is None:  # still decoding
             return
-        yield SystemCommand("Search nodes", "Find nodes by title, kind, GUID, or 0x offset/address (/)",
-                            inspect.action_search)
-        yield SystemCommand("Next match", "Jump to the next search match (n)", inspect.action_next_match)
-        yield SystemCommand("Previous match", "Jump to the previous search match (N)",
-                            inspect.action_previous_match)
-        yield SystemCommand("Find bytes", "Find hex bytes, text, a GUID or a number in every space (f)",
-                            inspect.action_find_bytes)
-        yield SystemCommand("Save bytes", "Write the selected node's bytes as stored to a file (w)",
-                            inspect.action_save)
-        yield SystemCommand("Save decompressed bytes", "Write what the selected section decompresses to (W)",
-                            inspect.action_save_decompressed)
-        yield SystemCommand("Copy", "Copy the field's value, or the node's GUID or address (y)",
-                            inspect.action_copy)
-        yield SystemCommand("Disassemble", "Disassemble the selected PE/TE image from its entry point (d)",
-                            inspect.action_disassemble)
-        yield SystemCommand("Open", "Open another firmware image, dump or log (o)", inspect.action_open)
+        for action, title, help_text in PALETTE:
+            yield SystemCommand(title, help_text, partial(self.run_action, action, inspect))
 
 
 def run_app(root: Node | None, source_name: str, loader: Callable[[], Node] | None = None, *,
