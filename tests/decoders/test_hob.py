@@ -606,3 +606,26 @@ def test_hob_live_ovmf_tpm_event_hobs_digest_their_data(ovmf_tpm_ram):
             assert hashlib.new(alg, measured).digest() == digest, (hob.title, alg)
             checked.add(alg)
     assert {"sha1", "sha256", "sha384", "sha512"} <= checked
+
+
+def test_hob_enum_fields_show_the_spec_name_or_the_value_as_unknown():
+    """HobType, BootMode, MemoryType and ResourceType show PiHob.h's / UefiMultiPhase.h's names; a
+    value no name covers is kept and shown in hex as unknown, never dropped or guessed."""
+    zero = bytes(16)
+    # EFI_HOB_HANDOFF_INFO_TABLE (PI vol. 3, 5.3): header, Version, BootMode, five addresses.
+    phit = struct.pack("<HHIIIQQQQQ", 1, 56, 0, 9, 0x99, 0, 0, 0, 0, 0)
+    # EFI_HOB_MEMORY_ALLOCATION: header, Name, MemoryBaseAddress, MemoryLength, MemoryType, Reserved[4].
+    known = struct.pack("<HHI16sQQI4x", 2, 48, 0, zero, 0x1000, 0x1000, 4)
+    unknown = struct.pack("<HHI16sQQI4x", 2, 48, 0, zero, 0x2000, 0x1000, 0x7777)
+    # EFI_HOB_RESOURCE_DESCRIPTOR: header, Owner, ResourceType, ResourceAttribute, start, length.
+    resource = struct.pack("<HHI16sIIQQ", 3, 48, 0, zero, 0x42, 7, 0, 0x1000)
+    root = decode_hob_list(phit + known + unknown + resource + struct.pack("<HHI", 0xFFFF, 8, 0))
+    hobs = root.children
+    shown = [(f.value, f.display) for f in (hobs[0].field("HobType"), hobs[0].field("BootMode"),
+                                            hobs[1].field("MemoryType"), hobs[2].field("MemoryType"),
+                                            hobs[3].field("ResourceType"))]
+    assert shown == [(1, "HANDOFF"), (0x99, "0x99 (unknown)"), (4, "EfiBootServicesData"),
+                     (0x7777, "0x7777 (unknown)"), (0x42, "0x42 (unknown)")]
+    assert hobs[0].title == "HANDOFF (PHIT) v9 153"
+    assert hobs[1].title.startswith("MEMORY_ALLOCATION EfiBootServicesData 0x1000-0x1fff")
+    assert hobs[2].title.startswith("MEMORY_ALLOCATION 0x7777 0x2000-0x2fff")
