@@ -24,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 from decoders.elfcore import CpuState, cpu_node, decode_notes
 from decoders.memory import Unreadable, check_read
 from decoders.model import Node, Problem, Severity, Space
-from decoders.paging import MAX_LEAVES, MAX_TABLE_VISITS, Mappings, PagingConfig, WalkResult, scan, walk
+from decoders.paging import Mappings, PagingConfig, WalkResult, scan, walk
 
 # QEMU writes one PT_LOAD per RAM block (5 for a 256 MiB q35 guest); more than this is not a dump.
 MAX_SEGMENTS = 4096
@@ -351,29 +351,41 @@ def _cpus_text(cpus: list[CpuState]) -> str:
     return ", ".join(str(c.index) for c in cpus)
 
 
+def cr3_walks(dump: Dump):
+    """(the CPUs using one CR3, its streamed walk) for each distinct CR3, within one budget for all:
+    at most MAX_CR3_WALKS of them, and about one walk's tables and leaves together (decoders/paging.py
+    MAX_TABLE_VISITS, MAX_LEAVES: two distinct OVMF identity maps, 1,029 tables and 525,310 leaves
+    each, are walked; tables that loop stop the walks after the first). When the budget stops it, the
+    last item is (None, text): "N more distinct CR3 values (M CPUs) not {}: why", to format with
+    the caller's verb."""
+    from decoders import paging      # its limits as they are now (a test lowers them)
+
+    groups = distinct_cr3s(dump)
+    tables = leaves = 0
+    for k, (_cr3, cpus) in enumerate(groups):
+        full = tables >= paging.MAX_TABLE_VISITS or leaves >= paging.MAX_LEAVES
+        if k == MAX_CR3_WALKS or full:
+            rest = sum(len(c) for _cr3, c in groups[k:])
+            why = (f"the walks so far read {tables:,} tables and {leaves:,} leaves, the budget of all of them"
+                   if full else f"the budget is {MAX_CR3_WALKS} walks")
+            yield None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not {{}}: {why}"
+            return
+        result = dump_pages(dump, cpu=cpus[0].index, stream=True)
+        tables += result.tables_read
+        leaves += result.leaf_count
+        yield cpus, result
+
+
 def cr3_nodes(dump: Dump) -> list[Node]:
     """One "cpu-page-tables" summary per distinct CR3 (the walk's counts and problems, no leaves; at most
     MAX_CR3_WALKS of them), with the CPUs that use it; CPUs with paging off are named in a note."""
     from decoders.paging_nodes import summary_node
 
     out: list[Node] = []
-    groups = distinct_cr3s(dump)
-    tables = leaves = 0
-    for k, (cr3, cpus) in enumerate(groups):
-        # All the walks together get about one walk's budget (decoders/paging.py MAX_TABLE_VISITS,
-        # MAX_LEAVES): two distinct OVMF identity maps (1,029 tables, 525,310 leaves each) are walked,
-        # and tables that loop stop the walks after the first.
-        full = tables >= MAX_TABLE_VISITS or leaves >= MAX_LEAVES
-        if k == MAX_CR3_WALKS or full:
-            rest = sum(len(c) for _cr3, c in groups[k:])
-            why = (f"the walks so far read {tables:,} tables and {leaves:,} leaves, the budget of all of them"
-                   if full else f"the budget is {MAX_CR3_WALKS} walks")
-            out[-1].warn(None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not walked: {why} "
-                               "(fwinspect pages DUMP --cr3 ADDR walks any of them)")
+    for cpus, result in cr3_walks(dump):
+        if cpus is None:
+            out[-1].warn(None, result.format("walked") + " (fwinspect pages DUMP --cr3 ADDR walks any of them)")
             break
-        result = dump_pages(dump, cpu=cpus[0].index, stream=True)
-        tables += result.tables_read
-        leaves += result.leaf_count
         node = summary_node(result)
         node.kind = "cpu-page-tables"
         node.title = f"CPU{'s' if len(cpus) > 1 else ''} {_cpus_text(cpus)}: {node.title}"

@@ -112,28 +112,19 @@ def dump_tree(path: Path) -> Node:
 
 def _dump_address_spaces(dump, root: Node) -> None:
     """Per distinct CR3: its page tables (merged ranges, the table tree first) and its virtual memory,
-    within the budget of the dump node's walks (inspector.dump.cr3_nodes): at most MAX_CR3_WALKS CR3s,
+    within the budget of inspector.dump.cr3_walks (the dump node walks the same): at most MAX_CR3_WALKS CR3s,
     and about one walk's tables and leaves for all of them together."""
-    from decoders.paging import MAX_LEAVES, MAX_TABLE_VISITS, page_tables_node, table_tree_node
+    from decoders.paging import page_tables_node, table_tree_node
     from decoders.paging_translate import virtual_memory_node
-    from inspector.dump import MAX_CR3_WALKS, distinct_cr3s, dump_pages
+    from inspector.dump import cr3_walks
 
-    groups = distinct_cr3s(dump)
-    tables = leaves = 0
     last: Node | None = None
-    for k, (_cr3, cpus) in enumerate(groups):
-        full = tables >= MAX_TABLE_VISITS or leaves >= MAX_LEAVES
-        if k == MAX_CR3_WALKS or full:
-            rest = sum(len(c) for _c, c in groups[k:])
-            why = (f"the walks so far read {tables:,} tables and {leaves:,} leaves, the budget of all of them"
-                   if full else f"the budget is {MAX_CR3_WALKS} walks")
-            last.warn(None, f"{len(groups) - k} more distinct CR3 values ({rest} CPUs) not shown: {why} "
-                            "(fwinspect pages DUMP --cpu N walks any CPU's)")
+    # Streamed walks (scan()): the leaves are not held, the merged ranges are (or streamed again
+    # when too many).
+    for cpus, result in cr3_walks(dump):
+        if cpus is None:
+            last.warn(None, result.format("shown") + " (fwinspect pages DUMP --cpu N walks any CPU's)")
             break
-        # scan(): the leaves are not held, the merged ranges are (or streamed again when too many)
-        result = dump_pages(dump, cpu=cpus[0].index, stream=True)
-        tables += result.tables_read
-        leaves += result.leaf_count
         who = f"CPU{'s' if len(cpus) > 1 else ''} {', '.join(str(c.index) for c in cpus)}"
         pages = root.append(page_tables_node(result))
         pages.title = f"{who}: {pages.title}"
