@@ -58,7 +58,7 @@ def parse_at(struct: construct.Construct, data: bytes | bytearray | memoryview, 
     if isinstance(struct, Layout):
         if offset + struct.size > len(data):
             raise DecodeError(offset, f"{name}: needs {struct.size} bytes, {len(data) - offset} left")
-        return struct.parse(data, offset)
+        return struct.parse(data, offset, name)
     import construct
 
     size = static_size(struct)

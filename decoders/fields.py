@@ -67,7 +67,7 @@ def add_fields(node: Node, struct: construct.Construct, parsed: object, offset: 
     EFI_TIME). `convert(member, value)` turns a value into (value, display), by default
     `spec_value`; a `displays` entry (text, or a function of the value) wins."""
     if isinstance(struct, Layout):
-        return _add_layout(node, struct, parsed, offset, prefix, skip, only, displays, convert)
+        return struct.add_fields(node, parsed, offset, prefix=prefix, skip=skip, only=only, displays=displays)
     import construct
 
     end = offset
@@ -93,31 +93,6 @@ def add_fields(node: Node, struct: construct.Construct, parsed: object, offset: 
             value = [dict(v) if isinstance(v, dict) else v for v in value]
         node.add(full, value, offset + rel, size, text)
     return end
-
-
-def _add_layout(node: Node, struct: Layout, parsed: object, offset: int, prefix: str, skip: tuple[str, ...],
-                only: tuple[str, ...] | None, displays: dict[str, Display] | None, convert: Convert) -> int:
-    """add_fields for a decoders.layout record: a member with a names table is shown as a construct
-    Enum is (its name, else the value in hex and "(unknown)")."""
-    for name, rel, size, names in struct.members:
-        if name in skip:
-            continue
-        full = prefix + name
-        if only is not None and full not in only:
-            continue
-        value = getattr(parsed, name)
-        if names is not None:
-            label = names.get(value)
-            text = label if label is not None else f"0x{value:x} (unknown)"
-        elif convert is spec_value:
-            value, text = spec_value(None, value)
-        else:
-            value, text = convert(None, value)
-        shown = displays.get(full) if displays else None
-        if shown is not None:
-            text = shown(value) if callable(shown) else shown
-        node.add(full, value, offset + rel, size, text)
-    return offset + struct.size
 
 
 def read_fields(node: Node, memory: Memory, address: int, struct: construct.Construct, label: str,
