@@ -14,7 +14,6 @@ from typing import Callable
 from decoders import budget, guids
 from decoders.display import flags_text
 from decoders.fd import structs as S
-from decoders.fixed import Fixed
 from decoders.fd.sections import Context, align, decode_sections, ui_name
 from decoders.model import Node, Space
 
@@ -37,14 +36,6 @@ NVDATA_GUID = guids.gEfiSystemNvDataFvGuid
 VTF_GUID = guids.gEfiFirmwareVolumeTopFileGuid
 PAD_NAME = uuid.UUID(bytes=b"\xff" * 16)
 
-# The fixed headers, each read with one struct.unpack_from (decoders.fixed: the format comes from
-# the construct declarations in structs.py).
-FV_HEADER = Fixed(S.EFI_FIRMWARE_VOLUME_HEADER)
-FV_EXT_HEADER = Fixed(S.EFI_FIRMWARE_VOLUME_EXT_HEADER)
-FFS_HEADER = Fixed(S.EFI_FFS_FILE_HEADER)
-
-_FVB2_FLAGS = {v: k for k, v in S.EFI_FVB2_ATTRIBUTES.flags.items()}
-_FFS_ATTR_FLAGS = {v: k for k, v in S.EFI_FFS_FILE_ATTRIBUTES.flags.items()}
 # File types whose body is a section stream (PI vol 3 2.1.4.1); RAW, pad, OEM and debug
 # types hold bytes with no structure the spec defines.
 _SECTIONED_TYPES = frozenset(range(0x02, 0x10))
@@ -182,11 +173,11 @@ def decode_fv(space: Space, offset: int, depth: int = 0, *, end: int | None = No
     ctx.volumes.add(key)
     # The header, block map and checksummed span end within HeaderLength (UINT16) of the start.
     space.need(min(limit, offset + 0x10000))
-    h = FV_HEADER.parse(data, offset)
-    FV_HEADER.add_fields(node, h, offset)
+    h = S.EFI_FIRMWARE_VOLUME_HEADER.read(data, offset)
+    S.EFI_FIRMWARE_VOLUME_HEADER.add_fields(node, h, offset)
     attrs = h["Attributes"]
     a_log2 = (attrs & S.EFI_FVB2_ALIGNMENT) >> S.EFI_FVB2_ALIGNMENT_SHIFT
-    node.field("Attributes").display = flags_text(attrs & ~S.EFI_FVB2_ALIGNMENT, _FVB2_FLAGS) + \
+    node.field("Attributes").display = flags_text(attrs & ~S.EFI_FVB2_ALIGNMENT, S.EFI_FVB2_ATTRIBUTES) + \
         f", alignment 2^{a_log2} = 0x{1 << a_log2:x}"
     node.field("Signature").display = repr(h["Signature"])[1:]
     erase = 0xFF if attrs & S.EFI_FVB2_ERASE_POLARITY else 0x00
@@ -293,9 +284,9 @@ def _ext_header(node: Node, space: Space, offset: int, ext_off: int, hl: int, fv
         node.problem(offset + 0x34, f"ExtHeaderOffset 0x{ext_off:x} is outside the volume body")
         return None
     space.need(at + S.FV_EXT_HEADER_SIZE)
-    eh = FV_EXT_HEADER.parse(data, at)
+    eh = S.EFI_FIRMWARE_VOLUME_EXT_HEADER.read(data, at)
     ext = Node("fv-ext-header", "Volume extended header", space, at, S.FV_EXT_HEADER_SIZE)
-    FV_EXT_HEADER.add_fields(ext, eh, at)
+    S.EFI_FIRMWARE_VOLUME_EXT_HEADER.add_fields(ext, eh, at)
     ext.title = f"Volume extended header, FvName {guids.describe(ext.get('FvName'))}"
     size = eh["ExtHeaderSize"]
     if size < S.FV_EXT_HEADER_SIZE or at + size > fv_end:
@@ -456,7 +447,7 @@ def _state_text(raw: int, erase: int) -> tuple[int, str]:
 
 def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ffs3: bool,
           ext: Node | None, depth: int, ctx: Context) -> tuple[Node, bool]:
-    h = FFS_HEADER.parse(data, pos)
+    h = S.EFI_FFS_FILE_HEADER.read(data, pos)
     name = h["Name"]
     ftype, attrs, state = h["Type"], h["Attributes"], h["State"]
     header_check, file_check = h["IntegrityCheck.Header"], h["IntegrityCheck.File"]
@@ -468,8 +459,8 @@ def _file(space: Space, data, fv_off: int, pos: int, fv_end: int, erase: int, ff
     node.add("Type", ftype, pos + 0x12, 1, tname)
     align_log2 = (S.FFS_ALIGNMENT2_LOG2 if attrs & S.FFS_ATTRIB_DATA_ALIGNMENT_2 else S.FFS_ALIGNMENT_LOG2)[
         (attrs & S.FFS_ATTRIB_DATA_ALIGNMENT) >> 3]
-    node.add("Attributes", attrs, pos + 0x13, 1,
-             flags_text(attrs & ~S.FFS_ATTRIB_DATA_ALIGNMENT, _FFS_ATTR_FLAGS) + f", data alignment 0x{1 << align_log2:x}")
+    shown = flags_text(attrs & ~S.FFS_ATTRIB_DATA_ALIGNMENT, S.EFI_FFS_FILE_ATTRIBUTES)
+    node.add("Attributes", attrs, pos + 0x13, 1, f"{shown}, data alignment 0x{1 << align_log2:x}")
     node.add("Size", h["Size"], pos + 0x14, 3)
     bits, stext = _state_text(state, erase)
     node.add("State", state, pos + 0x17, 1, stext)

@@ -16,9 +16,8 @@ from typing import Callable
 from decoders import guids
 from decoders.budget import Budget, current
 from decoders.display import flags_text
-from decoders.errors import DecodeError, parse_at
-from decoders.fields import add_fields
-from decoders.fixed import Fixed
+from decoders.errors import DecodeError
+from decoders.layout import Layout
 from decoders.fd import structs as S
 from decoders.fd.blobs import BlobCache, BlobSpace, StreamBroken
 from decoders.fd.compression import (X86_WORKING_COPIES, CompressionError, bcj_x86_decode, brotli_decompress,
@@ -66,13 +65,6 @@ class Context:
 
 
 SECTION_NAME = S.EFI_SECTION_TYPE
-# The common header and the type-specific tails, each read with one struct.unpack_from
-# (decoders.fixed: the format comes from the construct declarations in structs.py).
-SECTION_HEADER = Fixed(S.EFI_COMMON_SECTION_HEADER)
-COMPRESSION_TAIL = Fixed(S.EFI_COMPRESSION_SECTION_TAIL)
-GUID_DEFINED_TAIL = Fixed(S.EFI_GUID_DEFINED_SECTION_TAIL)
-VERSION_TAIL = Fixed(S.EFI_VERSION_SECTION_TAIL)
-FREEFORM_TAIL = Fixed(S.EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL)
 # Short labels for decompressed spaces' names ("image/lzma@0x20090").
 _GUIDED = {
     uuid.UUID("ee4e5898-3914-4259-9d6e-dc7bd79403cf"): ("lzma", "LZMA", lzma_decompress),
@@ -85,7 +77,6 @@ TIANO_GUID = uuid.UUID("a31280ad-481e-41b6-95e8-127f4c984779")
 CRC32_GUID = uuid.UUID("fc1bcdb0-7d31-49aa-936a-a4600d9dd083")
 SIGNED_GUID = uuid.UUID("0f9d89e8-9259-4f76-a5af-0c89e34023df")
 
-_GUIDED_FLAGS = {v: k for k, v in S.EFI_GUIDED_SECTION_ATTRIBUTES.flags.items()}
 _DEPEX_PHASE = {0x13: "dxe", 0x1B: "pei", 0x1C: "mm"}
 _LEAF_TITLES = {0x03: "Disposable", 0x16: "Compatibility16", 0x19: "Raw"}
 
@@ -169,7 +160,7 @@ def _count_sections(data, pos: int, end: int, most: int) -> int:
 def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Context) -> tuple[Node, bool]:
     """One section; the flag is False when its size is unusable and the walk must stop."""
     space.need(min(end, pos + S.SECTION_HEADER2_SIZE))
-    h = SECTION_HEADER.parse(data, pos)
+    h = S.EFI_COMMON_SECTION_HEADER.read(data, pos)
     size, typ = h["Size"], h["Type"]
     tname = SECTION_NAME.get(typ, f"unknown 0x{typ:02x}")
     node = Node("section", f"{tname} section", space, pos, 0)
@@ -208,12 +199,12 @@ def _decode_section(space: Space, data, pos: int, end: int, depth: int, ctx: Con
 
 # -- handlers: (node, space, data, section offset, body offset, section end, depth, ctx) ------
 
-def _tail(node: Node, tail: Fixed, data, body: int, sec_end: int, size: int):
+def _tail(node: Node, tail: Layout, data, body: int, sec_end: int, size: int):
     if sec_end - body < size:
         node.problem(body, f"section too small for its {size}-byte type-specific header")
         return None
     try:
-        parsed = tail.parse(data, body)
+        parsed = tail.read(data, body)
     except DecodeError as e:
         node.problem(e.offset, e.message)
         return None
@@ -222,7 +213,7 @@ def _tail(node: Node, tail: Fixed, data, body: int, sec_end: int, size: int):
 
 
 def _compression(node, space, data, pos, body, sec_end, depth, ctx):
-    t = _tail(node, COMPRESSION_TAIL, data, body, sec_end, S.COMPRESSION_TAIL_SIZE)
+    t = _tail(node, S.EFI_COMPRESSION_SECTION_TAIL, data, body, sec_end, S.COMPRESSION_TAIL_SIZE)
     if t is None:
         return
     ctype = t["CompressionType"]
@@ -240,12 +231,12 @@ def _compression(node, space, data, pos, body, sec_end, depth, ctx):
 
 
 def _guid_defined(node, space, data, pos, body, sec_end, depth, ctx):
-    t = _tail(node, GUID_DEFINED_TAIL, data, body, sec_end, S.GUID_DEFINED_TAIL_SIZE)
+    t = _tail(node, S.EFI_GUID_DEFINED_SECTION_TAIL, data, body, sec_end, S.GUID_DEFINED_TAIL_SIZE)
     if t is None:
         return
     guid = t["SectionDefinitionGuid"]
     attrs, data_offset = t["Attributes"], t["DataOffset"]
-    node.fields[-1].display = flags_text(attrs, _GUIDED_FLAGS)
+    node.fields[-1].display = flags_text(attrs, S.EFI_GUIDED_SECTION_ATTRIBUTES)
     min_off = body + S.GUID_DEFINED_TAIL_SIZE - pos
     if data_offset < min_off or data_offset > sec_end - pos:
         node.problem(body + 0x10, f"DataOffset 0x{data_offset:x} outside 0x{min_off:x}..0x{sec_end - pos:x}")
@@ -290,14 +281,15 @@ def _signed(node, data, cert_at, payload, sec_end, space):
     if payload - cert_at < S.WIN_CERTIFICATE_SIZE:
         node.problem(cert_at, "FirmwareContentsSigned section has no room for its WIN_CERTIFICATE")
         return
-    cert = parse_at(S.WIN_CERTIFICATE, data, cert_at)
-    add_fields(node, S.WIN_CERTIFICATE, cert, cert_at, prefix="Certificate.")
-    node.fields[-1].display = S.WIN_CERT_TYPE.get(cert.wCertificateType)
-    if cert.wCertificateType == S.WIN_CERT_TYPE_EFI_GUID and payload - cert_at >= S.WIN_CERTIFICATE_SIZE + 16:
+    cert = S.WIN_CERTIFICATE.read(data, cert_at)
+    S.WIN_CERTIFICATE.add_fields(node, cert, cert_at, prefix="Certificate.")
+    cert_type, length = cert["wCertificateType"], cert["dwLength"]
+    node.fields[-1].display = S.WIN_CERT_TYPE.get(cert_type)
+    if cert_type == S.WIN_CERT_TYPE_EFI_GUID and payload - cert_at >= S.WIN_CERTIFICATE_SIZE + 16:
         g = guids.from_bytes(data[cert_at + 8:cert_at + 24])
         node.add("Certificate.CertType", g, cert_at + 8, 16, guids.describe(g))
-    if cert.dwLength > payload - cert_at:
-        node.problem(cert_at, f"WIN_CERTIFICATE dwLength 0x{cert.dwLength:x} runs past DataOffset")
+    if length > payload - cert_at:
+        node.problem(cert_at, f"WIN_CERTIFICATE dwLength 0x{length:x} runs past DataOffset")
     node.append(Node("data", "signed contents (not decoded)", space, payload, sec_end - payload))
 
 
@@ -440,7 +432,7 @@ def _depex(node, space, data, pos, body, sec_end, depth, ctx):
 
 
 def _version(node, space, data, pos, body, sec_end, depth, ctx):
-    if _tail(node, VERSION_TAIL, data, body, sec_end, 2) is None:
+    if _tail(node, S.EFI_VERSION_SECTION_TAIL, data, body, sec_end, 2) is None:
         return
     text = ucs2(data, body + 2, sec_end)
     node.add("VersionString", text, body + 2, sec_end - body - 2, repr(text))
@@ -464,7 +456,7 @@ def _fv_image(node, space, data, pos, body, sec_end, depth, ctx):
 
 
 def _freeform(node, space, data, pos, body, sec_end, depth, ctx):
-    if _tail(node, FREEFORM_TAIL, data, body, sec_end, 16) is not None:
+    if _tail(node, S.EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL, data, body, sec_end, 16) is not None:
         node.title = f"FREEFORM_SUBTYPE_GUID section {node.fields[-1].display}"
 
 

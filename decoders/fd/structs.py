@@ -1,19 +1,19 @@
 """Wire layouts of the flash device: firmware volumes, FFS files and sections.
 
-Construct declarations only: decode.py and sections.py read them into Nodes. Names follow
-the PI specification 1.8 volume 3 and edk2's C headers:
+Declarations only (decoders.layout records and the spec's name tables): decode.py and
+sections.py read them into Nodes. Names follow the PI specification 1.8 volume 3 and edk2's C
+headers:
   MdePkg/Include/Pi/PiFirmwareVolume.h   (EFI_FIRMWARE_VOLUME_HEADER, ext header)
   MdePkg/Include/Pi/PiFirmwareFile.h     (EFI_FFS_FILE_HEADER{,2}, EFI_*_SECTION{,2})
   MdePkg/Include/Guid/WinCertificate.h   (WIN_CERTIFICATE, WIN_CERTIFICATE_UEFI_GUID)
   MdeModulePkg/Library/DxeCrc32GuidedSectionExtractLib (CRC32_SECTION_HEADER)
   MdeModulePkg/Library/BrotliCustomDecompressLib/BrotliDecompressLibInternal.h
-All little-endian; GUIDs parse to uuid.UUID through decoders.guids.EFI_GUID.
+All little-endian; GUIDs ("G") read as uuid.UUID. construct is not used here: `fd` and `diff`
+decode an image without it.
 """
 from __future__ import annotations
 
-from construct import Bytes, FlagsEnum, Int8ul, Int16ul, Int24ul, Int32ul, Int64ul, Struct
-
-from decoders.guids import EFI_GUID as GUID
+from decoders.layout import Layout
 
 # --- Firmware volume (PiFirmwareVolume.h) ----------------------------------------------
 
@@ -22,68 +22,71 @@ FV_SIGNATURE_OFFSET = 0x28
 EFI_FVH_REVISION = 0x02
 
 # EFI_FVB_ATTRIBUTES_2 (PiFirmwareVolume.h); EFI_FVB2_ALIGNMENT is a 5-bit field handled apart.
-EFI_FVB2_ATTRIBUTES = FlagsEnum(
-    Int32ul,
-    READ_DISABLED_CAP=0x00000001,
-    READ_ENABLED_CAP=0x00000002,
-    READ_STATUS=0x00000004,
-    WRITE_DISABLED_CAP=0x00000008,
-    WRITE_ENABLED_CAP=0x00000010,
-    WRITE_STATUS=0x00000020,
-    LOCK_CAP=0x00000040,
-    LOCK_STATUS=0x00000080,
-    STICKY_WRITE=0x00000200,
-    MEMORY_MAPPED=0x00000400,
-    ERASE_POLARITY=0x00000800,
-    READ_LOCK_CAP=0x00001000,
-    READ_LOCK_STATUS=0x00002000,
-    WRITE_LOCK_CAP=0x00004000,
-    WRITE_LOCK_STATUS=0x00008000,
-    WEAK_ALIGNMENT=0x80000000,
-)
+EFI_FVB2_ATTRIBUTES = {
+    0x00000001: "READ_DISABLED_CAP",
+    0x00000002: "READ_ENABLED_CAP",
+    0x00000004: "READ_STATUS",
+    0x00000008: "WRITE_DISABLED_CAP",
+    0x00000010: "WRITE_ENABLED_CAP",
+    0x00000020: "WRITE_STATUS",
+    0x00000040: "LOCK_CAP",
+    0x00000080: "LOCK_STATUS",
+    0x00000200: "STICKY_WRITE",
+    0x00000400: "MEMORY_MAPPED",
+    0x00000800: "ERASE_POLARITY",
+    0x00001000: "READ_LOCK_CAP",
+    0x00002000: "READ_LOCK_STATUS",
+    0x00004000: "WRITE_LOCK_CAP",
+    0x00008000: "WRITE_LOCK_STATUS",
+    0x80000000: "WEAK_ALIGNMENT",
+}
 EFI_FVB2_ERASE_POLARITY = 0x00000800
 EFI_FVB2_ALIGNMENT = 0x001F0000
 EFI_FVB2_ALIGNMENT_SHIFT = 16
 
 # The fixed part of EFI_FIRMWARE_VOLUME_HEADER (0x38 bytes); BlockMap[] follows.
-EFI_FIRMWARE_VOLUME_HEADER = Struct(
-    "ZeroVector" / Bytes(16),
-    "FileSystemGuid" / GUID,
-    "FvLength" / Int64ul,
-    "Signature" / Bytes(4),
-    "Attributes" / Int32ul,
-    "HeaderLength" / Int16ul,
-    "Checksum" / Int16ul,
-    "ExtHeaderOffset" / Int16ul,
-    "Reserved" / Int8ul,
-    "Revision" / Int8ul,
+EFI_FIRMWARE_VOLUME_HEADER = Layout(
+    "EFI_FIRMWARE_VOLUME_HEADER",
+    ("ZeroVector", "16s"),
+    ("FileSystemGuid", "G"),
+    ("FvLength", "Q"),
+    ("Signature", "4s"),
+    ("Attributes", "I"),
+    ("HeaderLength", "H"),
+    ("Checksum", "H"),
+    ("ExtHeaderOffset", "H"),
+    ("Reserved", "B"),
+    ("Revision", "B"),
 )
 FV_HEADER_SIZE = 0x38
 
-EFI_FV_BLOCK_MAP_ENTRY = Struct(
-    "NumBlocks" / Int32ul,
-    "Length" / Int32ul,
+EFI_FV_BLOCK_MAP_ENTRY = Layout(
+    "EFI_FV_BLOCK_MAP_ENTRY",
+    ("NumBlocks", "I"),
+    ("Length", "I"),
 )
 BLOCK_MAP_ENTRY_SIZE = 8
 
-EFI_FIRMWARE_VOLUME_EXT_HEADER = Struct(
-    "FvName" / GUID,
-    "ExtHeaderSize" / Int32ul,
+EFI_FIRMWARE_VOLUME_EXT_HEADER = Layout(
+    "EFI_FIRMWARE_VOLUME_EXT_HEADER",
+    ("FvName", "G"),
+    ("ExtHeaderSize", "I"),
 )
 FV_EXT_HEADER_SIZE = 0x14
 
 EFI_FV_EXT_TYPE = {1: "OEM_TYPE", 2: "GUID_TYPE", 3: "USED_SIZE_TYPE"}
-EFI_FIRMWARE_VOLUME_EXT_ENTRY = Struct(
-    "ExtEntrySize" / Int16ul,
-    "ExtEntryType" / Int16ul,
+EFI_FIRMWARE_VOLUME_EXT_ENTRY = Layout(
+    "EFI_FIRMWARE_VOLUME_EXT_ENTRY",
+    ("ExtEntrySize", "H"),
+    ("ExtEntryType", "H"),
 )
 FV_EXT_ENTRY_SIZE = 4
 # EFI_FIRMWARE_VOLUME_EXT_ENTRY_OEM_TYPE: Hdr, UINT32 TypeMask, EFI_GUID Types[]
-EXT_ENTRY_OEM_TYPE_TAIL = Struct("TypeMask" / Int32ul)
+EXT_ENTRY_OEM_TYPE_TAIL = Layout("EXT_ENTRY_OEM_TYPE_TAIL", ("TypeMask", "I"))
 # EFI_FIRMWARE_VOLUME_EXT_ENTRY_GUID_TYPE: Hdr, EFI_GUID FormatType, UINT8 Data[]
-EXT_ENTRY_GUID_TYPE_TAIL = Struct("FormatType" / GUID)
+EXT_ENTRY_GUID_TYPE_TAIL = Layout("EXT_ENTRY_GUID_TYPE_TAIL", ("FormatType", "G"))
 # EFI_FIRMWARE_VOLUME_EXT_ENTRY_USED_SIZE_TYPE: Hdr, UINT32 UsedSize
-EXT_ENTRY_USED_SIZE_TYPE_TAIL = Struct("UsedSize" / Int32ul)
+EXT_ENTRY_USED_SIZE_TYPE_TAIL = Layout("EXT_ENTRY_USED_SIZE_TYPE_TAIL", ("UsedSize", "I"))
 
 # --- FFS files (PiFirmwareFile.h) ------------------------------------------------------
 
@@ -132,32 +135,36 @@ EFI_FILE_DATA_VALID = 0x04
 EFI_FILE_DELETED = 0x10
 EFI_FILE_HEADER_INVALID = 0x20
 
-EFI_FFS_FILE_ATTRIBUTES = FlagsEnum(
-    Int8ul,
-    LARGE_FILE=FFS_ATTRIB_LARGE_FILE,
-    DATA_ALIGNMENT_2=FFS_ATTRIB_DATA_ALIGNMENT_2,
-    FIXED=FFS_ATTRIB_FIXED,
-    CHECKSUM=FFS_ATTRIB_CHECKSUM,
-)
+EFI_FFS_FILE_ATTRIBUTES = {
+    FFS_ATTRIB_LARGE_FILE: "LARGE_FILE",
+    FFS_ATTRIB_DATA_ALIGNMENT_2: "DATA_ALIGNMENT_2",
+    FFS_ATTRIB_FIXED: "FIXED",
+    FFS_ATTRIB_CHECKSUM: "CHECKSUM",
+}
 
-EFI_FFS_FILE_HEADER = Struct(
-    "Name" / GUID,
-    "IntegrityCheck" / Struct("Header" / Int8ul, "File" / Int8ul),
-    "Type" / Int8ul,
-    "Attributes" / Int8ul,
-    "Size" / Int24ul,
-    "State" / Int8ul,
+# IntegrityCheck is the EFI_FFS_INTEGRITY_CHECK union; its Checksum struct's two bytes are its members.
+EFI_FFS_FILE_HEADER = Layout(
+    "EFI_FFS_FILE_HEADER",
+    ("Name", "G"),
+    ("IntegrityCheck.Header", "B"),
+    ("IntegrityCheck.File", "B"),
+    ("Type", "B"),
+    ("Attributes", "B"),
+    ("Size", "U24"),
+    ("State", "B"),
 )
 FFS_HEADER_SIZE = 0x18
 
-EFI_FFS_FILE_HEADER2 = Struct(
-    "Name" / GUID,
-    "IntegrityCheck" / Struct("Header" / Int8ul, "File" / Int8ul),
-    "Type" / Int8ul,
-    "Attributes" / Int8ul,
-    "Size" / Int24ul,
-    "State" / Int8ul,
-    "ExtendedSize" / Int64ul,
+EFI_FFS_FILE_HEADER2 = Layout(
+    "EFI_FFS_FILE_HEADER2",
+    ("Name", "G"),
+    ("IntegrityCheck.Header", "B"),
+    ("IntegrityCheck.File", "B"),
+    ("Type", "B"),
+    ("Attributes", "B"),
+    ("Size", "U24"),
+    ("State", "B"),
+    ("ExtendedSize", "Q"),
 )
 FFS_HEADER2_SIZE = 0x20
 
@@ -181,80 +188,87 @@ EFI_SECTION_TYPE = {
     0x1C: "MM_DEPEX",
 }
 
-EFI_COMMON_SECTION_HEADER = Struct(
-    "Size" / Int24ul,
-    "Type" / Int8ul,
+EFI_COMMON_SECTION_HEADER = Layout(
+    "EFI_COMMON_SECTION_HEADER",
+    ("Size", "U24"),
+    ("Type", "B"),
 )
 SECTION_HEADER_SIZE = 4
-EFI_COMMON_SECTION_HEADER2 = Struct(
-    "Size" / Int24ul,
-    "Type" / Int8ul,
-    "ExtendedSize" / Int32ul,
+EFI_COMMON_SECTION_HEADER2 = Layout(
+    "EFI_COMMON_SECTION_HEADER2",
+    ("Size", "U24"),
+    ("Type", "B"),
+    ("ExtendedSize", "I"),
 )
 SECTION_HEADER2_SIZE = 8
 SECTION_SIZE_USE_EXTENDED = 0xFFFFFF
 
 # The type-specific tails after the common header.
-EFI_COMPRESSION_SECTION_TAIL = Struct(
-    "UncompressedLength" / Int32ul,
-    "CompressionType" / Int8ul,
+EFI_COMPRESSION_SECTION_TAIL = Layout(
+    "EFI_COMPRESSION_SECTION_TAIL",
+    ("UncompressedLength", "I"),
+    ("CompressionType", "B"),
 )
 COMPRESSION_TAIL_SIZE = 5
 EFI_COMPRESSION_TYPE = {0: "EFI_NOT_COMPRESSED", 1: "EFI_STANDARD_COMPRESSION"}
 
-EFI_GUID_DEFINED_SECTION_TAIL = Struct(
-    "SectionDefinitionGuid" / GUID,
-    "DataOffset" / Int16ul,
-    "Attributes" / Int16ul,
+EFI_GUID_DEFINED_SECTION_TAIL = Layout(
+    "EFI_GUID_DEFINED_SECTION_TAIL",
+    ("SectionDefinitionGuid", "G"),
+    ("DataOffset", "H"),
+    ("Attributes", "H"),
 )
 GUID_DEFINED_TAIL_SIZE = 0x14
 EFI_GUIDED_SECTION_PROCESSING_REQUIRED = 0x01
 EFI_GUIDED_SECTION_AUTH_STATUS_VALID = 0x02
-EFI_GUIDED_SECTION_ATTRIBUTES = FlagsEnum(
-    Int16ul,
-    PROCESSING_REQUIRED=EFI_GUIDED_SECTION_PROCESSING_REQUIRED,
-    AUTH_STATUS_VALID=EFI_GUIDED_SECTION_AUTH_STATUS_VALID,
-)
+EFI_GUIDED_SECTION_ATTRIBUTES = {
+    EFI_GUIDED_SECTION_PROCESSING_REQUIRED: "PROCESSING_REQUIRED",
+    EFI_GUIDED_SECTION_AUTH_STATUS_VALID: "AUTH_STATUS_VALID",
+}
 
-EFI_VERSION_SECTION_TAIL = Struct("BuildNumber" / Int16ul)
-EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL = Struct("SubTypeGuid" / GUID)
+EFI_VERSION_SECTION_TAIL = Layout("EFI_VERSION_SECTION_TAIL", ("BuildNumber", "H"))
+EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL = Layout("EFI_FREEFORM_SUBTYPE_GUID_SECTION_TAIL", ("SubTypeGuid", "G"))
 
 # CRC32_SECTION_HEADER = EFI_GUID_DEFINED_SECTION + UINT32 CRC32Checksum
-CRC32_SECTION_TAIL = Struct("CRC32Checksum" / Int32ul)
+CRC32_SECTION_TAIL = Layout("CRC32_SECTION_TAIL", ("CRC32Checksum", "I"))
 
 # WIN_CERTIFICATE and WIN_CERTIFICATE_UEFI_GUID (WinCertificate.h), the header of
 # gEfiFirmwareContentsSignedGuid sections.
-WIN_CERTIFICATE = Struct(
-    "dwLength" / Int32ul,
-    "wRevision" / Int16ul,
-    "wCertificateType" / Int16ul,
+WIN_CERTIFICATE = Layout(
+    "WIN_CERTIFICATE",
+    ("dwLength", "I"),
+    ("wRevision", "H"),
+    ("wCertificateType", "H"),
 )
 WIN_CERTIFICATE_SIZE = 8
 WIN_CERT_TYPE = {0x0002: "WIN_CERT_TYPE_PKCS_SIGNED_DATA", 0x0EF0: "WIN_CERT_TYPE_EFI_PKCS115",
                  0x0EF1: "WIN_CERT_TYPE_EFI_GUID"}
 WIN_CERT_TYPE_EFI_GUID = 0x0EF1
-WIN_CERTIFICATE_UEFI_GUID_TAIL = Struct("CertType" / GUID)
+WIN_CERTIFICATE_UEFI_GUID_TAIL = Layout("WIN_CERTIFICATE_UEFI_GUID_TAIL", ("CertType", "G"))
 
 # --- Compressed payload headers --------------------------------------------------------
 
 # LzmaDecompress.c: LZMA_HEADER_SIZE = LZMA_PROPS_SIZE (5) + 8, i.e. the ".lzma alone" header.
-LZMA_HEADER = Struct(
-    "Properties" / Bytes(5),
-    "DecodedSize" / Int64ul,
+LZMA_HEADER = Layout(
+    "LZMA_HEADER",
+    ("Properties", "5s"),
+    ("DecodedSize", "Q"),
 )
 LZMA_HEADER_SIZE = 13
 
 # BrotliDecompressLibInternal.h: BROTLI_INFO_SIZE 8 (decoded size), BROTLI_DECODE_MAX 8
 # (scratch size), BROTLI_SCRATCH_MAX 16: the stream starts at 0x10.
-BROTLI_HEADER = Struct(
-    "DecodedSize" / Int64ul,
-    "ScratchSize" / Int64ul,
+BROTLI_HEADER = Layout(
+    "BROTLI_HEADER",
+    ("DecodedSize", "Q"),
+    ("ScratchSize", "Q"),
 )
 BROTLI_HEADER_SIZE = 0x10
 
 # EFI/Tiano compressed stream header (BaseUefiDecompressLib: UefiDecompressGetInfo).
-EFI_COMPRESSED_HEADER = Struct(
-    "CompSize" / Int32ul,
-    "OrigSize" / Int32ul,
+EFI_COMPRESSED_HEADER = Layout(
+    "EFI_COMPRESSED_HEADER",
+    ("CompSize", "I"),
+    ("OrigSize", "I"),
 )
 EFI_COMPRESSED_HEADER_SIZE = 8

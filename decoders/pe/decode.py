@@ -14,7 +14,7 @@ import uuid
 
 from decoders.display import enum_name, enum_text, flags_text
 from decoders.errors import DecodeError
-from decoders.fixed import Fixed
+from decoders.layout import Layout
 from decoders.model import Node, Space
 from decoders.pe import structs as S
 
@@ -26,25 +26,18 @@ MAX_DEBUG_ENTRIES = 16
 # CodeView PDB/DLL paths written by GenFw are build-tree paths (well under 1 KiB); bounded so a
 # missing NUL cannot make us scan a whole image.
 MAX_PDB_PATH = 1024
-# The headers, read with one struct.unpack_from each (decoders.fixed derives the format from the
-# construct declarations in structs.py): an OVMF image holds about 130 images and 550 section headers.
-DOS_HEADER = Fixed(S.EFI_IMAGE_DOS_HEADER, "EFI_IMAGE_DOS_HEADER")
-FILE_HEADER = Fixed(S.EFI_IMAGE_FILE_HEADER, "EFI_IMAGE_FILE_HEADER")
-OPTIONAL_HEADER32 = Fixed(S.EFI_IMAGE_OPTIONAL_HEADER32, "EFI_IMAGE_OPTIONAL_HEADER32")
-OPTIONAL_HEADER64 = Fixed(S.EFI_IMAGE_OPTIONAL_HEADER64, "EFI_IMAGE_OPTIONAL_HEADER64")
-SECTION_HEADER = Fixed(S.EFI_IMAGE_SECTION_HEADER, "EFI_IMAGE_SECTION_HEADER")
-TE_HEADER = Fixed(S.EFI_TE_IMAGE_HEADER, "EFI_TE_IMAGE_HEADER")
-DEBUG_ENTRY = Fixed(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, "EFI_IMAGE_DEBUG_DIRECTORY_ENTRY")
+# The headers are decoders.layout records (structs.py), each read with one struct.unpack_from: an
+# OVMF image holds about 130 images and 550 section headers.
 CODEVIEW = {
-    S.CODEVIEW_SIGNATURE_NB10: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY"),
-    S.CODEVIEW_SIGNATURE_RSDS: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY"),
-    S.CODEVIEW_SIGNATURE_MTOC: Fixed(S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY, "EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY"),
+    S.CODEVIEW_SIGNATURE_NB10: S.EFI_IMAGE_DEBUG_CODEVIEW_NB10_ENTRY,
+    S.CODEVIEW_SIGNATURE_RSDS: S.EFI_IMAGE_DEBUG_CODEVIEW_RSDS_ENTRY,
+    S.CODEVIEW_SIGNATURE_MTOC: S.EFI_IMAGE_DEBUG_CODEVIEW_MTOC_ENTRY,
 }
-TE_HEADER_SIZE = TE_HEADER.size  # 40
-DOS_HEADER_SIZE = DOS_HEADER.size  # 64
-FILE_HEADER_SIZE = FILE_HEADER.size  # 20
-DEBUG_ENTRY_SIZE = DEBUG_ENTRY.size  # 28
-_DIRECTORY = struct.Struct(Fixed(S.EFI_IMAGE_DATA_DIRECTORY).format)  # EFI_IMAGE_DATA_DIRECTORY
+TE_HEADER_SIZE = S.EFI_TE_IMAGE_HEADER.size  # 40
+DOS_HEADER_SIZE = S.EFI_IMAGE_DOS_HEADER.size  # 64
+FILE_HEADER_SIZE = S.EFI_IMAGE_FILE_HEADER.size  # 20
+DEBUG_ENTRY_SIZE = S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY.size  # 28
+_DIRECTORY = struct.Struct(S.EFI_IMAGE_DATA_DIRECTORY.format)
 
 # Short words for the title, by Subsystem (PeImage.h EFI_IMAGE_SUBSYSTEM_*).
 _ROLE = {
@@ -94,10 +87,10 @@ class _Image:
         # (VirtualAddress, VirtualSize, SizeOfRawData, PointerToRawData) of each section
         self.sections: list[tuple[int, int, int, int]] = []
 
-    def parse(self, header: Fixed, rel: int) -> dict[str, Any]:
+    def read(self, header: Layout, rel: int) -> dict[str, Any]:
         """Read `header` at image-relative `rel`; a DecodeError carries the absolute offset."""
         try:
-            return header.parse(self.data, rel)
+            return header.read(self.data, rel)
         except DecodeError as e:
             raise DecodeError(self.base + rel, e.message, e.path) from None
 
@@ -142,15 +135,15 @@ def _decode_sections(img: _Image, table_rel: int, count: int, what: str) -> None
         count = fits
     for i in range(count):
         rel = table_rel + i * S.EFI_IMAGE_SIZEOF_SECTION_HEADER
-        h = img.parse(SECTION_HEADER, rel)
+        h = img.read(S.EFI_IMAGE_SECTION_HEADER, rel)
         name = h["Name"].split(b"\0", 1)[0].decode("ascii", "replace")
         va, vsize, raw_size, raw_ptr = h["VirtualAddress"], h["VirtualSize"], h["SizeOfRawData"], h["PointerToRawData"]
         img.sections.append((va, vsize, raw_size, raw_ptr))
         raw_rel = raw_ptr - img.adjust
         sec = Node("pe-section", f"{name or '(no name)'}  VA 0x{va:x}  size 0x{vsize:x}",
                    node.space, img.base + max(0, min(raw_rel, len(img.data))), 0)
-        SECTION_HEADER.add_fields(sec, h, img.base + rel,
-                                  displays={"Characteristics": section_characteristics_text(h["Characteristics"])})
+        S.EFI_IMAGE_SECTION_HEADER.add_fields(
+            sec, h, img.base + rel, displays={"Characteristics": section_characteristics_text(h["Characteristics"])})
         sec.fields[0].value = name
         sec.fields[0].display = name
         if raw_size:
@@ -191,7 +184,7 @@ def _decode_codeview(img: _Image, entry: Node, rel: int, size: int) -> str | Non
     cv = Node("pe-codeview", f"CodeView {sig.decode()}", img.node.space, at, size)
     entry.append(cv)
     try:
-        parsed = img.parse(header, rel)
+        parsed = img.read(header, rel)
     except DecodeError as e:
         cv.problem(e.offset, str(e))
         return None
@@ -230,14 +223,15 @@ def _decode_debug_directory(img: _Image, rva: int, size: int, dir_field_offset: 
     for i in range(count):
         erel = rel + i * DEBUG_ENTRY_SIZE
         try:
-            d = img.parse(DEBUG_ENTRY, erel)
+            d = img.read(S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY, erel)
         except DecodeError as e:
             ddir.problem(e.offset, str(e))
             break
         dtype = d["Type"]
         entry = ddir.append(Node("pe-debug-entry", f"{enum_name(S.DEBUG_TYPE, dtype) or dtype} debug data",
                                  node.space, img.base + erel, DEBUG_ENTRY_SIZE))
-        DEBUG_ENTRY.add_fields(entry, d, img.base + erel, displays={"Type": enum_text(S.DEBUG_TYPE, dtype)})
+        S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY.add_fields(entry, d, img.base + erel,
+                                                     displays={"Type": enum_text(S.DEBUG_TYPE, dtype)})
         if dtype != S.EFI_IMAGE_DEBUG_TYPE_CODEVIEW:
             continue
         # BasePeCoff.c: the record is found by its RVA, or by FileOffset when RVA is 0.
@@ -309,10 +303,10 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     if len(data) < DOS_HEADER_SIZE:
         node.problem(base, f"truncated: EFI_IMAGE_DOS_HEADER needs {DOS_HEADER_SIZE} bytes, image has {len(data)}")
         return
-    dos = img.parse(DOS_HEADER, 0)
+    dos = img.read(S.EFI_IMAGE_DOS_HEADER, 0)
     e_magic = dos["e_magic"]
     magic = "MZ" if e_magic == S.EFI_IMAGE_DOS_SIGNATURE else f"0x{e_magic:04x}"
-    DOS_HEADER.add_fields(node, dos, base, displays={"e_magic": magic}, only=("e_magic", "e_lfanew"))
+    S.EFI_IMAGE_DOS_HEADER.add_fields(node, dos, base, displays={"e_magic": magic}, only=("e_magic", "e_lfanew"))
     if e_magic != S.EFI_IMAGE_DOS_SIGNATURE:
         node.problem(base, f"e_magic is 0x{e_magic:04x}, expected 0x5a4d ('MZ')")
         return
@@ -327,9 +321,9 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         node.problem(base + lfanew, f"PE signature is 0x{sig:08x}, expected 0x00004550 ('PE\\0\\0')")
         return
     fh_rel = lfanew + 4
-    fh = img.parse(FILE_HEADER, fh_rel)
+    fh = img.read(S.EFI_IMAGE_FILE_HEADER, fh_rel)
     fmachine, opt_size = fh["Machine"], fh["SizeOfOptionalHeader"]
-    FILE_HEADER.add_fields(node, fh, base + fh_rel, displays={
+    S.EFI_IMAGE_FILE_HEADER.add_fields(node, fh, base + fh_rel, displays={
         "Machine": enum_text(S.MACHINE, fmachine),
         "Characteristics": _file_characteristics_text(fh["Characteristics"]),
     })
@@ -343,9 +337,9 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
         return
     magic = int.from_bytes(data[oh_rel:oh_rel + 2], "little")
     if magic == S.EFI_IMAGE_NT_OPTIONAL_HDR32_MAGIC:
-        ohs, kind = OPTIONAL_HEADER32, "PE32"
+        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER32, "PE32"
     elif magic == S.EFI_IMAGE_NT_OPTIONAL_HDR64_MAGIC:
-        ohs, kind = OPTIONAL_HEADER64, "PE32+"
+        ohs, kind = S.EFI_IMAGE_OPTIONAL_HEADER64, "PE32+"
     else:
         node.problem(base + oh_rel, f"optional header Magic 0x{magic:x}, expected 0x10b (PE32) or 0x20b (PE32+)")
         return
@@ -353,7 +347,7 @@ def _decode_pe(img: _Image, load_address: int | None) -> None:
     if opt_size < fixed:
         node.problem(base + fh_rel + 16, f"SizeOfOptionalHeader 0x{opt_size:x} is smaller than the "
                                          f"{fixed}-byte {kind} optional header")
-    oh = img.parse(ohs, oh_rel)
+    oh = img.read(ohs, oh_rel)
     image_base, entry_rva, subsystem = oh["ImageBase"], oh["AddressOfEntryPoint"], oh["Subsystem"]
     headers_size, image_size = oh["SizeOfHeaders"], oh["SizeOfImage"]
     ohs.add_fields(node, oh, base + oh_rel, displays={
@@ -412,10 +406,10 @@ def _decode_te(img: _Image, load_address: int | None) -> None:
     if len(data) < TE_HEADER_SIZE:
         node.problem(base, f"truncated: EFI_TE_IMAGE_HEADER needs {TE_HEADER_SIZE} bytes, image has {len(data)}")
         return
-    te = img.parse(TE_HEADER, 0)
+    te = img.read(S.EFI_TE_IMAGE_HEADER, 0)
     signature, tmachine, subsystem = te["Signature"], te["Machine"], te["Subsystem"]
     image_base, entry_rva, stripped = te["ImageBase"], te["AddressOfEntryPoint"], te["StrippedSize"]
-    TE_HEADER.add_fields(node, te, base, displays={
+    S.EFI_TE_IMAGE_HEADER.add_fields(node, te, base, displays={
         "Signature": "VZ" if signature == S.EFI_TE_IMAGE_HEADER_SIGNATURE else f"0x{signature:04x}",
         "Machine": enum_text(S.MACHINE, tmachine),
         "Subsystem": enum_text(S.SUBSYSTEM, subsystem),

@@ -13,7 +13,6 @@ import pytest
 
 from decoders.model import Node, Space
 from decoders.pe import decode_pe, decode_te
-from decoders.pe import structs as S
 from decoders.pe.decode import MAX_PDB_PATH, MAX_SECTIONS
 from tests.realdata import bookworm, tool, trixie
 
@@ -251,48 +250,52 @@ FILE_ALIGN = 0x200
 
 def build_pe(*, machine=0x8664, pe32_plus=True, image_base=0x400000, entry=0x1010, nsections=None,
              lfanew=0x80, debug: bytes | None = None, debug_rva=None, codeview=None) -> bytes:
-    """A minimal PE built with the structs' .build(): headers, one .text section at RVA 0x1000 and,
-    when `codeview` is given, a CODEVIEW debug entry and its record in that section."""
+    """A minimal PE packed field by field from the PE/COFF specification's layouts (not from the
+    decoder's declarations): headers, one .text section at RVA 0x1000 and, when `codeview` is
+    given, a CODEVIEW debug entry and its record in that section."""
     text = bytearray(b"\xc3" * 0x100)  # ret
     dbg_dir = (0, 0)
     if codeview is not None:
         cv_rva = 0x1000 + 0x80
-        entry_bytes = S.EFI_IMAGE_DEBUG_DIRECTORY_ENTRY.build(dict(
-            Characteristics=0, TimeDateStamp=0, MajorVersion=0, MinorVersion=0, Type=2,
-            SizeOfData=len(codeview), RVA=cv_rva, FileOffset=FILE_ALIGN + 0x80))
+        # "Debug Directory": Characteristics, TimeDateStamp, MajorVersion, MinorVersion, Type,
+        # SizeOfData, AddressOfRawData, PointerToRawData (28 bytes).
+        entry_bytes = struct.pack("<IIHHIIII", 0, 0, 0, 0, 2, len(codeview), cv_rva, FILE_ALIGN + 0x80)
         text[0x40:0x40 + len(entry_bytes)] = entry_bytes
         text[0x80:0x80 + len(codeview)] = codeview
         dbg_dir = (debug_rva if debug_rva is not None else 0x1040, len(entry_bytes))
-    ohs = S.EFI_IMAGE_OPTIONAL_HEADER64 if pe32_plus else S.EFI_IMAGE_OPTIONAL_HEADER32
-    sooh = ohs.sizeof() + 16 * 8
-    opt = dict(Magic=0x20B if pe32_plus else 0x10B, MajorLinkerVersion=0, MinorLinkerVersion=0,
-               SizeOfCode=len(text), SizeOfInitializedData=0, SizeOfUninitializedData=0,
-               AddressOfEntryPoint=entry, BaseOfCode=0x1000, ImageBase=image_base, SectionAlignment=0x1000,
-               FileAlignment=FILE_ALIGN, MajorOperatingSystemVersion=0, MinorOperatingSystemVersion=0,
-               MajorImageVersion=0, MinorImageVersion=0, MajorSubsystemVersion=0, MinorSubsystemVersion=0,
-               Win32VersionValue=0, SizeOfImage=0x2000, SizeOfHeaders=FILE_ALIGN, CheckSum=0, Subsystem=10,
-               DllCharacteristics=0x0100, SizeOfStackReserve=0, SizeOfStackCommit=0, SizeOfHeapReserve=0,
-               SizeOfHeapCommit=0, LoaderFlags=0, NumberOfRvaAndSizes=16)
+    # "Optional Header": standard fields (PE32 has BaseOfData, a 4-byte ImageBase and 4-byte stack
+    # and heap sizes; PE32+ 8-byte ones), then the Windows-specific fields up to NumberOfRvaAndSizes:
+    # 96 bytes for PE32, 112 for PE32+, then 16 data directories of 8 bytes.
+    word = "Q" if pe32_plus else "I"
+    standard = struct.pack("<HBBIIIII", 0x20B if pe32_plus else 0x10B, 0, 0, len(text), 0, 0, entry, 0x1000)
     if not pe32_plus:
-        opt["BaseOfData"] = 0
+        standard += struct.pack("<I", 0)  # BaseOfData
+    windows = struct.pack(f"<{word}IIHHHHHHIIIIHH{word}{word}{word}{word}II",
+                          image_base, 0x1000, FILE_ALIGN,   # ImageBase, SectionAlignment, FileAlignment
+                          0, 0, 0, 0, 0, 0,                 # OS, image and subsystem versions
+                          0, 0x2000, FILE_ALIGN, 0,         # Win32VersionValue, SizeOfImage, SizeOfHeaders, CheckSum
+                          10, 0x0100,                       # Subsystem EFI_APPLICATION, DllCharacteristics NX_COMPAT
+                          0, 0, 0, 0,                       # stack and heap reserve and commit
+                          0, 16)                            # LoaderFlags, NumberOfRvaAndSizes
+    optional = standard + windows
+    assert len(optional) == (112 if pe32_plus else 96)
+    sooh = len(optional) + 16 * 8
     dirs = [(0, 0)] * 16
     dirs[6] = dbg_dir
-    head = bytearray(S.EFI_IMAGE_DOS_HEADER.build(dict(
-        e_magic=0x5A4D, e_cblp=0, e_cp=0, e_crlc=0, e_cparhdr=0, e_minalloc=0, e_maxalloc=0, e_ss=0, e_sp=0,
-        e_csum=0, e_ip=0, e_cs=0, e_lfarlc=0, e_ovno=0, e_res=[0] * 4, e_oemid=0, e_oeminfo=0, e_res2=[0] * 10,
-        e_lfanew=lfanew)))
+    # MS-DOS stub header: e_magic "MZ" at 0, e_lfanew at 0x3C (64 bytes).
+    head = bytearray(struct.pack("<H58xI", 0x5A4D, lfanew))
     head += b"\0" * (0x80 - len(head))
     head += struct.pack("<I", 0x00004550)
-    head += S.EFI_IMAGE_FILE_HEADER.build(dict(
-        Machine=machine, NumberOfSections=1 if nsections is None else nsections, TimeDateStamp=0,
-        PointerToSymbolTable=0, NumberOfSymbols=0, SizeOfOptionalHeader=sooh, Characteristics=0x22))
-    head += ohs.build(opt)
+    # "COFF File Header": Machine, NumberOfSections, TimeDateStamp, PointerToSymbolTable,
+    # NumberOfSymbols, SizeOfOptionalHeader, Characteristics (20 bytes).
+    head += struct.pack("<HHIIIHH", machine, 1 if nsections is None else nsections, 0, 0, 0, sooh, 0x22)
+    head += optional
     for rva, size in dirs:
-        head += S.EFI_IMAGE_DATA_DIRECTORY.build(dict(VirtualAddress=rva, Size=size))
-    head += S.EFI_IMAGE_SECTION_HEADER.build(dict(
-        Name=b".text\0\0\0", VirtualSize=len(text), VirtualAddress=0x1000, SizeOfRawData=len(text),
-        PointerToRawData=FILE_ALIGN, PointerToRelocations=0, PointerToLinenumbers=0, NumberOfRelocations=0,
-        NumberOfLinenumbers=0, Characteristics=0x60000020))
+        head += struct.pack("<II", rva, size)  # "Optional Header Data Directories": VirtualAddress, Size
+    # "Section Table": Name[8], VirtualSize, VirtualAddress, SizeOfRawData, PointerToRawData,
+    # PointerToRelocations, PointerToLinenumbers, NumberOfRelocations, NumberOfLinenumbers,
+    # Characteristics (40 bytes).
+    head += struct.pack("<8sIIIIIIHHI", b".text", len(text), 0x1000, len(text), FILE_ALIGN, 0, 0, 0, 0, 0x60000020)
     head += b"\0" * (FILE_ALIGN - len(head))
     return bytes(head + text)
 
@@ -445,10 +448,11 @@ def pe_to_te(pe: bytes) -> bytes:
     reloc = struct.unpack_from("<II", pe, dd + 5 * 8)
     debug = struct.unpack_from("<II", pe, dd + 6 * 8)
     stripped = oh + sooh
-    te = S.EFI_TE_IMAGE_HEADER.build(dict(
-        Signature=0x5A56, Machine=machine, NumberOfSections=nsec, Subsystem=subsystem, StrippedSize=stripped,
-        AddressOfEntryPoint=entry, BaseOfCode=base_of_code, ImageBase=image_base,
-        DataDirectory=[dict(VirtualAddress=reloc[0], Size=reloc[1]), dict(VirtualAddress=debug[0], Size=debug[1])]))
+    # EFI_TE_IMAGE_HEADER (PI vol 1; PeImage.h): Signature, Machine, NumberOfSections (UINT8),
+    # Subsystem (UINT8), StrippedSize, AddressOfEntryPoint, BaseOfCode, ImageBase (UINT64),
+    # DataDirectory[2] = {BASERELOC, DEBUG} (40 bytes).
+    te = struct.pack("<HHBBHIIQIIII", 0x5A56, machine, nsec, subsystem, stripped, entry, base_of_code, image_base,
+                     *reloc, *debug)
     return te + pe[stripped:]
 
 
