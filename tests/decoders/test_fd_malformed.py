@@ -1,4 +1,4 @@
-"""decoders.fd on bad input: hand-built volumes (made with the structs' .build()) and
+"""decoders.fd on bad input: hand-built volumes (packed with struct from the PI spec) and
 hypothesis mutations of Debian's real OVMF.fd. Always a Node tree with located problems, never
 an exception, a hang or an unbounded allocation."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ ERASE1 = 0x0004FEFF   # OVMF's FV attributes: ERASE_POLARITY and friends, alignm
 # -- builders ---------------------------------------------------------------------------------
 
 # Layouts packed from PI spec 1.8 vol 3 (MdePkg/Include/Pi/PiFirmwareFile.h, PiFirmwareVolume.h),
-# not from the decoder's own construct structs.
+# not from the decoder's own declarations.
 FFS_ATTRIB_LARGE_FILE, FFS_ATTRIB_CHECKSUM, FFS_FIXED_CHECKSUM = 0x01, 0x40, 0xAA
 
 
