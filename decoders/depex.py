@@ -8,27 +8,23 @@ none of the three, MM (PiSmmCore/Dependency.c) knows BEFORE/AFTER but not SOR.
 """
 from __future__ import annotations
 
-from construct import Enum, Int8ul
-
 from decoders import guids
-from decoders.display import enum_name
 from decoders.model import Node, Space
 
 # PiDependency.h EFI_DEP_*
-EFI_DEP_OPCODE = Enum(
-    Int8ul,
-    BEFORE=0x00,
-    AFTER=0x01,
-    PUSH=0x02,
-    AND=0x03,
-    OR=0x04,
-    NOT=0x05,
-    TRUE=0x06,
-    FALSE=0x07,
-    END=0x08,
-    SOR=0x09,
-)
-GUID_SIZE = guids.EFI_GUID.sizeof()
+EFI_DEP_OPCODE = {
+    0x00: "BEFORE",
+    0x01: "AFTER",
+    0x02: "PUSH",
+    0x03: "AND",
+    0x04: "OR",
+    0x05: "NOT",
+    0x06: "TRUE",
+    0x07: "FALSE",
+    0x08: "END",
+    0x09: "SOR",
+}
+GUID_SIZE = 16  # sizeof (EFI_GUID), MdePkg/Include/Uefi/UefiBaseType.h
 
 _GUID_OPS = {0x00, 0x01, 0x02}
 _BINARY = {0x03: "AND", 0x04: "OR"}
@@ -98,7 +94,7 @@ def decode_depex(space: Space, offset: int, size: int, phase: str) -> Node:
             break
         count += 1
         op = data[pos]
-        name = enum_name(EFI_DEP_OPCODE, op)
+        name = EFI_DEP_OPCODE.get(op)
         if name is None:
             node.problem(at, f"unknown DEPEX opcode 0x{op:02x} (expected 0x00..0x09); cannot read further")
             break

@@ -16,38 +16,38 @@ import hashlib
 import uuid
 import warnings
 
-from construct import Int8ul, Int16sl, Int16ul, Int32ul, Struct
-
 from decoders import guids
 from decoders.errors import DecodeError, parse_at
-from decoders.guids import EFI_GUID
+from decoders.layout import Layout
 from decoders.model import Node, Space
 
 # -- wire structs ----------------------------------------------------------------------------
 
 # UEFI 2.10 §8.3, EFI_TIME (16 bytes). Also the TimeStamp of AUTHENTICATED_VARIABLE_HEADER.
-EFI_TIME = Struct(
-    "Year" / Int16ul,
-    "Month" / Int8ul,
-    "Day" / Int8ul,
-    "Hour" / Int8ul,
-    "Minute" / Int8ul,
-    "Second" / Int8ul,
-    "Pad1" / Int8ul,
-    "Nanosecond" / Int32ul,
-    "TimeZone" / Int16sl,
-    "Daylight" / Int8ul,
-    "Pad2" / Int8ul,
+EFI_TIME = Layout(
+    "EFI_TIME",
+    ("Year", "H"),
+    ("Month", "B"),
+    ("Day", "B"),
+    ("Hour", "B"),
+    ("Minute", "B"),
+    ("Second", "B"),
+    ("Pad1", "B"),
+    ("Nanosecond", "I"),
+    ("TimeZone", "h"),
+    ("Daylight", "B"),
+    ("Pad2", "B"),
 )
 
 # ImageAuthentication.h, #pragma pack(1): 28 bytes, then SignatureHeader, then the signatures.
-EFI_SIGNATURE_LIST = Struct(
-    "SignatureType" / EFI_GUID,
-    "SignatureListSize" / Int32ul,
-    "SignatureHeaderSize" / Int32ul,
-    "SignatureSize" / Int32ul,
+EFI_SIGNATURE_LIST = Layout(
+    "EFI_SIGNATURE_LIST",
+    ("SignatureType", "G"),
+    ("SignatureListSize", "I"),
+    ("SignatureHeaderSize", "I"),
+    ("SignatureSize", "I"),
 )
-SIGNATURE_LIST_HEADER_SIZE = EFI_SIGNATURE_LIST.sizeof()
+SIGNATURE_LIST_HEADER_SIZE = EFI_SIGNATURE_LIST.size
 SIGNATURE_OWNER_SIZE = 16  # EFI_SIGNATURE_DATA.SignatureOwner
 
 # Data bytes after SignatureOwner for fixed-size types (the header comments in
@@ -75,19 +75,16 @@ def _x509_module():
     return x509
 
 
-def efi_time_text(t) -> str:
-    """EFI_TIME as an ISO-like date; all-zero (unset) shows as "0000-00-00 00:00:00"."""
-    text = f"{t.Year:04d}-{t.Month:02d}-{t.Day:02d} {t.Hour:02d}:{t.Minute:02d}:{t.Second:02d}"
-    if t.Nanosecond:
-        text += f".{t.Nanosecond:09d}"
-    if t.TimeZone != 0x7FF and t.TimeZone != 0:  # 0x7FF = EFI_UNSPECIFIED_TIMEZONE
-        text += f" UTC{-t.TimeZone:+d}min"
+def efi_time_text(t: dict) -> str:
+    """EFI_TIME (as EFI_TIME.read gives it) as an ISO-like date; all-zero (unset) shows as
+    "0000-00-00 00:00:00"."""
+    text = f"{t['Year']:04d}-{t['Month']:02d}-{t['Day']:02d} {t['Hour']:02d}:{t['Minute']:02d}:{t['Second']:02d}"
+    if t["Nanosecond"]:
+        text += f".{t['Nanosecond']:09d}"
+    zone = t["TimeZone"]
+    if zone != 0x7FF and zone != 0:  # 0x7FF = EFI_UNSPECIFIED_TIMEZONE
+        text += f" UTC{-zone:+d}min"
     return text
-
-
-def plain(container) -> dict:
-    """A parsed construct Container as a plain dict (without construct's `_io`), for field values."""
-    return {k: v for k, v in container.items() if not k.startswith("_")}
 
 
 def name_text(name) -> str:
@@ -206,9 +203,9 @@ def _decode_signature(space: Space, sig_type: uuid.UUID, pos: int, size: int, in
     elif sig_type in X509_HASH_SIZES:
         n = X509_HASH_SIZES[sig_type]
         node.add("ToBeSignedHash", raw[:n], start, n, raw[:n].hex())
-        if length >= n + EFI_TIME.sizeof():
-            t = EFI_TIME.parse(raw[n:n + EFI_TIME.sizeof()])
-            node.add("TimeOfRevocation", plain(t), start + n, EFI_TIME.sizeof(), efi_time_text(t))
+        if length >= n + EFI_TIME.size:
+            t = EFI_TIME.read(raw, n)
+            node.add("TimeOfRevocation", t, start + n, EFI_TIME.size, efi_time_text(t))
         node.title = f"TBS hash {raw[:8].hex()}…"
     else:
         node.add("SignatureData", raw, start, length)

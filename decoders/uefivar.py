@@ -18,13 +18,12 @@ from __future__ import annotations
 import struct
 import uuid
 
-from construct import Int16ul, Int32ul, Struct
-
 from decoders import guids
 from decoders.devicepath import decode_device_path_list
 from decoders.display import flags_text
 from decoders.efisig import decode_signature_lists
-from decoders.errors import parse_at, static_size
+from decoders.errors import parse_at
+from decoders.layout import Layout
 from decoders.model import Node, Space
 
 GLOBAL = guids.gEfiGlobalVariableGuid
@@ -32,11 +31,12 @@ GLOBAL = guids.gEfiGlobalVariableGuid
 # UefiSpec.h EFI_LOAD_OPTION (#pragma pack(1)): the fixed part; then CHAR16 Description[] (NUL
 # terminated), EFI_DEVICE_PATH_PROTOCOL FilePathList[] (FilePathListLength bytes) and
 # UINT8 OptionalData[] (the rest of the variable).
-EFI_LOAD_OPTION = Struct(
-    "Attributes" / Int32ul,
-    "FilePathListLength" / Int16ul,
+EFI_LOAD_OPTION = Layout(
+    "EFI_LOAD_OPTION",
+    ("Attributes", "I"),
+    ("FilePathListLength", "H"),
 )
-LOAD_OPTION_FIXED = static_size(EFI_LOAD_OPTION)  # 6
+LOAD_OPTION_FIXED = EFI_LOAD_OPTION.size  # 6
 
 # UEFI 2.10 §3.1.3 "Related Definitions"; values 0x200-0x1F00 of the category are reserved.
 LOAD_OPTION_ATTRIBUTES = {

@@ -16,14 +16,14 @@ from decoders import guids
 from decoders.display import flag_names
 from decoders.efisig import efi_time_text
 from decoders.errors import DecodeError, parse_at
-from decoders.fields import add_fields
 from decoders.model import Node, Space
 from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
                                      EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
                                      HEADER_ALIGNMENT, VAR_ADDED, VAR_DELETED, VAR_HEADER_VALID_ONLY,
                                      VAR_IN_DELETED_TRANSITION, VARIABLE_ATTRIBUTES, VARIABLE_DATA,
                                      VARIABLE_HEADER, VARIABLE_STORE_FORMATTED, VARIABLE_STORE_HEADER,
-                                     VARIABLE_STORE_HEALTHY)
+                                     VARIABLE_STORE_HEALTHY, WORKING_BLOCK_STATE_BITS, WRITE_HEADER_FLAG_BITS,
+                                     WRITE_RECORD_FLAG_BITS)
 from decoders.uefivar import decode_variable_data
 
 # -- bounds ----------------------------------------------------------------------------------
@@ -94,9 +94,9 @@ def _decode_store(space: Space, offset: int, end: int, payloads: bool = True) ->
     sig = hdr.Signature
     formatted = " VARIABLE_STORE_FORMATTED" if hdr.Format == VARIABLE_STORE_FORMATTED else ""
     healthy = " VARIABLE_STORE_HEALTHY" if hdr.State == VARIABLE_STORE_HEALTHY else ""
-    add_fields(node, VARIABLE_STORE_HEADER, hdr, offset,
-               displays={"Format": f"0x{hdr.Format:02x}{formatted}", "State": f"0x{hdr.State:02x}{healthy}"})
-    header_size = VARIABLE_STORE_HEADER.sizeof()
+    VARIABLE_STORE_HEADER.add_fields(node, hdr, offset, displays={"Format": f"0x{hdr.Format:02x}{formatted}",
+                                                                  "State": f"0x{hdr.State:02x}{healthy}"})
+    header_size = VARIABLE_STORE_HEADER.size
     # VariableParsing.c GetVariableStoreStatus: all-0xFF header = EfiRaw (never formatted).
     if bytes(data[offset:offset + header_size]) == b"\xff" * header_size:
         node.warn(offset, "variable store is raw (erased, never formatted)")
@@ -134,7 +134,7 @@ def _walk_variables(store: Node, pos: int, var_end: int, auth: bool, payloads: b
     """VariableParsing.c: IsValidVariableHeader / GetNextVariablePtr until StartId != 0x55AA."""
     space, data = store.space, store.space.data
     header = AUTHENTICATED_VARIABLE_HEADER if auth else VARIABLE_HEADER
-    hsize = header.sizeof()
+    hsize = header.size
     count = 0
     while pos + 2 <= var_end:
         if struct.unpack_from("<H", data, pos)[0] != VARIABLE_DATA:
@@ -187,7 +187,7 @@ def _attributes_text(attrs: int) -> tuple[str, str]:
 def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool,
                      payloads: bool = True) -> tuple[Node, int | None]:
     data = space.data
-    hsize = header.sizeof()
+    hsize = header.size
     h = parse_at(header, data, pos, "AUTHENTICATED_VARIABLE_HEADER" if auth else "VARIABLE_HEADER")
     node = Node("variable", "variable", space, pos, hsize)
     short, full, live = _state_text(h.State)
@@ -197,7 +197,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool,
                 "State": f"0x{h.State:02x} {full} ({'live' if live else 'not live'})"}
     if auth:
         displays["TimeStamp"] = efi_time_text(h.TimeStamp)
-    add_fields(node, header, h, pos, whole=("TimeStamp",), displays=displays)
+    header.add_fields(node, h, pos, displays=displays)
     name_size, data_size = h.NameSize, h.DataSize
     # VariableParsing.c NameSizeOfVariable/DataSizeOfVariable: an all-ones State, NameSize, DataSize
     # or Attributes means the write was interrupted; edk2 then takes both sizes as 0.
@@ -306,6 +306,14 @@ def working_block_crc(header: bytes) -> int:
     return zlib.crc32(bytes(h)) & 0xFFFFFFFF
 
 
+def _bit_fields(byte: int, names: tuple[str, ...]) -> dict[str, int]:
+    """The one-bit fields `names` of an FTW bit-field byte, from bit 0, and the bits above them as
+    "Reserved" (SystemNvDataGuid.h)."""
+    bits = {name: byte >> bit & 1 for bit, name in enumerate(names)}
+    bits["Reserved"] = byte >> len(names)
+    return bits
+
+
 def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
     data = space.data
     node = Node("ftw-working-block", "FTW working block", space, pos, end - pos)
@@ -315,19 +323,18 @@ def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
     except DecodeError as e:
         node.problem(pos, f"truncated working block header: {e.message}")
         return node, end
-    hsize = EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.sizeof()
+    hsize = EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.size
     sig = h.Signature
     crc = working_block_crc(bytes(data[pos:pos + hsize]))
-    bits = h.StateBits
+    bits = _bit_fields(h.StateBits, WORKING_BLOCK_STATE_BITS)
+    valid, invalid, reserved = bits["WorkingBlockValid"], bits["WorkingBlockInvalid"], bits["Reserved"]
     node.add("Signature", sig, pos, 16, guids.describe(sig))
     node.add("Crc", h.Crc, pos + 16, 4, f"0x{h.Crc:08x} ({'valid' if crc == h.Crc else f'computed 0x{crc:08x}'})")
     # FTW_VALID_STATE is 0 and FTW_INVALID_STATE 1: bits are cleared to take effect.
-    node.add("WorkingBlockValid", int(bits.WorkingBlockValid), pos + 20, 1,
-             f"{int(bits.WorkingBlockValid)} ({'FTW_VALID_STATE' if not bits.WorkingBlockValid else 'not set'})")
-    node.add("WorkingBlockInvalid", int(bits.WorkingBlockInvalid), pos + 20, 1,
-             f"{int(bits.WorkingBlockInvalid)} "
-             f"({'not set' if bits.WorkingBlockInvalid else 'FTW_VALID_STATE: invalidated'})")
-    node.add("Reserved", bits.Reserved, pos + 20, 1)
+    node.add("WorkingBlockValid", valid, pos + 20, 1, f"{valid} ({'FTW_VALID_STATE' if not valid else 'not set'})")
+    node.add("WorkingBlockInvalid", invalid, pos + 20, 1,
+             f"{invalid} ({'not set' if invalid else 'FTW_VALID_STATE: invalidated'})")
+    node.add("Reserved", reserved, pos + 20, 1)
     node.add("Reserved3", bytes(h.Reserved3), pos + 21, 3)
     node.add("WriteQueueSize", h.WriteQueueSize, pos + 24, 8)
     if sig == guids.gEfiSystemNvDataFvGuid:
@@ -335,11 +342,11 @@ def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
                        "and reinitialises this work space")
     if crc != h.Crc:
         node.problem(pos + 16, f"Crc 0x{h.Crc:08x} does not match the header (computed 0x{crc:08x})")
-    healthy = not bits.WorkingBlockValid and bits.WorkingBlockInvalid
+    healthy = not valid and invalid
     if not healthy:
         node.warn(pos + 20, "working block is not in the valid state (WorkingBlockValid=0, WorkingBlockInvalid=1); "
                             "edk2 will recover it from the spare")
-    if bits.Reserved != 0x3F or bytes(h.Reserved3) != b"\xff\xff\xff":
+    if reserved != 0x3F or bytes(h.Reserved3) != b"\xff\xff\xff":
         node.warn(pos + 20, "reserved bits are not 0xFF: edk2's IsValidWorkSpace compares the whole header")
     area_end = pos + hsize + h.WriteQueueSize
     if area_end > end:
@@ -359,25 +366,25 @@ def _walk_write_queue(block: Node, pos: int, end: int) -> None:
     FTW_VALID_STATE (0); each is followed by NumberOfWrites records of
     sizeof(EFI_FAULT_TOLERANT_WRITE_RECORD) + PrivateDataSize bytes."""
     space, data = block.space, block.space.data
-    wsize = EFI_FAULT_TOLERANT_WRITE_HEADER.sizeof()
-    rsize = EFI_FAULT_TOLERANT_WRITE_RECORD.sizeof()
+    wsize = EFI_FAULT_TOLERANT_WRITE_HEADER.size
+    rsize = EFI_FAULT_TOLERANT_WRITE_RECORD.size
     records = 0
     for _ in range(MAX_FTW_WRITES):
         if pos + wsize > end:
             break
         h = parse_at(EFI_FAULT_TOLERANT_WRITE_HEADER, data, pos, "EFI_FAULT_TOLERANT_WRITE_HEADER")
-        if h.Flags.HeaderAllocated:  # still erased: the free part of the queue starts here
+        flags = _bit_fields(h.Flags, WRITE_HEADER_FLAG_BITS)
+        if flags["HeaderAllocated"]:  # still erased: the free part of the queue starts here
             break
         caller = h.CallerId
         w = Node("ftw-write", "FTW write", space, pos, wsize)
         block.append(w)
-        w.add("HeaderAllocated", int(h.Flags.HeaderAllocated), pos, 1)
-        w.add("WritesAllocated", int(h.Flags.WritesAllocated), pos, 1)
-        w.add("Complete", int(h.Flags.Complete), pos, 1)
+        for name in WRITE_HEADER_FLAG_BITS:
+            w.add(name, flags[name], pos, 1)
         w.add("CallerId", caller, pos + 4, 16, guids.describe(caller))
         w.add("NumberOfWrites", h.NumberOfWrites, pos + 24, 8)
         w.add("PrivateDataSize", h.PrivateDataSize, pos + 32, 8)
-        state = "complete" if not h.Flags.Complete else "in progress"
+        state = "complete" if not flags["Complete"] else "in progress"
         w.title = f"FTW write by {guids.name(caller) or str(caller).upper()}, {h.NumberOfWrites} record(s), {state}"
         pos += wsize
         one = rsize + h.PrivateDataSize
@@ -403,15 +410,15 @@ def _walk_write_queue(block: Node, pos: int, end: int) -> None:
 def _decode_write_record(space: Space, pos: int, size: int, private: int, index: int) -> Node:
     r = parse_at(EFI_FAULT_TOLERANT_WRITE_RECORD, space.data, pos, "EFI_FAULT_TOLERANT_WRITE_RECORD")
     node = Node("ftw-write-record", f"FTW write record #{index}", space, pos, size)
-    node.add("BootBlockUpdate", int(r.Flags.BootBlockUpdate), pos, 1)
-    node.add("SpareComplete", int(r.Flags.SpareComplete), pos, 1)
-    node.add("DestinationComplete", int(r.Flags.DestinationComplete), pos, 1)
+    flags = _bit_fields(r.Flags, WRITE_RECORD_FLAG_BITS)
+    for name in WRITE_RECORD_FLAG_BITS:
+        node.add(name, flags[name], pos, 1)
     node.add("Lba", r.Lba, pos + 8, 8)
     node.add("Offset", r.Offset, pos + 16, 8)
     node.add("Length", r.Length, pos + 24, 8)
     node.add("RelativeOffset", r.RelativeOffset, pos + 32, 8)
     if private:
-        start = pos + EFI_FAULT_TOLERANT_WRITE_RECORD.sizeof()
+        start = pos + EFI_FAULT_TOLERANT_WRITE_RECORD.size
         node.add("PrivateData", bytes(space.data[start:start + private]), start, private)
     node.title = f"FTW write record #{index}: LBA 0x{r.Lba:x} +0x{r.Offset:x}, 0x{r.Length:x} bytes"
     return node

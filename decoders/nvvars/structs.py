@@ -8,87 +8,84 @@ Sources (edk2):
   queue structs use natural (x64) alignment: a 1-byte bit field, then the GUID at 4, UINT64s at
   8-byte boundaries (40 bytes each).
 - `MdePkg/Include/Uefi/UefiMultiPhase.h`: EFI_VARIABLE_* attribute bits.
+
+Declarations only, as decoders.layout records: construct is not imported here, so `fd` and
+`diff` decode a variable store without it.
 """
 from __future__ import annotations
 
-from construct import (BitsInteger, BitStruct, Bytes, Flag, Int8ul, Int16ul, Int32ul,
-                       Int64sl, Int64ul, Padding, Struct)
-
 from decoders.efisig import EFI_TIME
-from decoders.guids import EFI_GUID
+from decoders.layout import Layout
 
-VARIABLE_STORE_HEADER = Struct(
-    "Signature" / EFI_GUID,
-    "Size" / Int32ul,       # whole store incl. this header, excl. the FV header
-    "Format" / Int8ul,      # VARIABLE_STORE_FORMATTED 0x5A
-    "State" / Int8ul,       # VARIABLE_STORE_HEALTHY 0xFE
-    "Reserved" / Int16ul,
-    "Reserved1" / Int32ul,
+VARIABLE_STORE_HEADER = Layout(
+    "VARIABLE_STORE_HEADER",
+    ("Signature", "G"),
+    ("Size", "I"),          # whole store incl. this header, excl. the FV header
+    ("Format", "B"),        # VARIABLE_STORE_FORMATTED 0x5A
+    ("State", "B"),         # VARIABLE_STORE_HEALTHY 0xFE
+    ("Reserved", "H"),
+    ("Reserved1", "I"),
 )
 
-VARIABLE_HEADER = Struct(
-    "StartId" / Int16ul,    # VARIABLE_DATA 0x55AA
-    "State" / Int8ul,
-    "Reserved" / Int8ul,
-    "Attributes" / Int32ul,
-    "NameSize" / Int32ul,
-    "DataSize" / Int32ul,
-    "VendorGuid" / EFI_GUID,
+VARIABLE_HEADER = Layout(
+    "VARIABLE_HEADER",
+    ("StartId", "H"),       # VARIABLE_DATA 0x55AA
+    ("State", "B"),
+    ("Reserved", "B"),
+    ("Attributes", "I"),
+    ("NameSize", "I"),
+    ("DataSize", "I"),
+    ("VendorGuid", "G"),
 )
 
-AUTHENTICATED_VARIABLE_HEADER = Struct(
-    "StartId" / Int16ul,
-    "State" / Int8ul,
-    "Reserved" / Int8ul,
-    "Attributes" / Int32ul,
-    "MonotonicCount" / Int64ul,
-    "TimeStamp" / EFI_TIME,
-    "PubKeyIndex" / Int32ul,
-    "NameSize" / Int32ul,
-    "DataSize" / Int32ul,
-    "VendorGuid" / EFI_GUID,
+AUTHENTICATED_VARIABLE_HEADER = Layout(
+    "AUTHENTICATED_VARIABLE_HEADER",
+    ("StartId", "H"),
+    ("State", "B"),
+    ("Reserved", "B"),
+    ("Attributes", "I"),
+    ("MonotonicCount", "Q"),
+    ("TimeStamp", EFI_TIME),
+    ("PubKeyIndex", "I"),
+    ("NameSize", "I"),
+    ("DataSize", "I"),
+    ("VendorGuid", "G"),
 )
 
-# C bit fields are allocated from bit 0 upward, and BitStruct reads the most significant bit
-# first, so the fields below are listed from bit 7 down to bit 0.
-EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER = Struct(
-    "Signature" / EFI_GUID,
-    "Crc" / Int32ul,
-    "StateBits" / BitStruct(
-        "Reserved" / BitsInteger(6),
-        "WorkingBlockInvalid" / Flag,
-        "WorkingBlockValid" / Flag,
-    ),
-    "Reserved3" / Bytes(3),
-    "WriteQueueSize" / Int64ul,
+# The UINT8 bit fields at the start of the FTW structs are read as one byte ("B"); C allocates bit
+# fields from bit 0 upward, so the names below are listed from bit 0. The bits above them are the
+# Reserved bit field (6 bits in the working block header, 5 in the write header and record).
+WORKING_BLOCK_STATE_BITS = ("WorkingBlockValid", "WorkingBlockInvalid")
+WRITE_HEADER_FLAG_BITS = ("HeaderAllocated", "WritesAllocated", "Complete")
+WRITE_RECORD_FLAG_BITS = ("BootBlockUpdate", "SpareComplete", "DestinationComplete")
+
+EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER = Layout(
+    "EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER",
+    ("Signature", "G"),
+    ("Crc", "I"),
+    ("StateBits", "B"),     # WORKING_BLOCK_STATE_BITS, then Reserved : 6
+    ("Reserved3", "3s"),
+    ("WriteQueueSize", "Q"),
 )
 
-EFI_FAULT_TOLERANT_WRITE_HEADER = Struct(
-    "Flags" / BitStruct(
-        "Reserved" / BitsInteger(5),
-        "Complete" / Flag,
-        "WritesAllocated" / Flag,
-        "HeaderAllocated" / Flag,
-    ),
-    Padding(3) * "natural alignment of EFI_GUID (no #pragma pack in SystemNvDataGuid.h)",
-    "CallerId" / EFI_GUID,
-    Padding(4) * "natural alignment of UINT64",
-    "NumberOfWrites" / Int64ul,
-    "PrivateDataSize" / Int64ul,
+EFI_FAULT_TOLERANT_WRITE_HEADER = Layout(
+    "EFI_FAULT_TOLERANT_WRITE_HEADER",
+    ("Flags", "B"),         # WRITE_HEADER_FLAG_BITS, then Reserved : 5
+    (None, "3x"),           # natural alignment of EFI_GUID (no #pragma pack in SystemNvDataGuid.h)
+    ("CallerId", "G"),
+    (None, "4x"),           # natural alignment of UINT64
+    ("NumberOfWrites", "Q"),
+    ("PrivateDataSize", "Q"),
 )
 
-EFI_FAULT_TOLERANT_WRITE_RECORD = Struct(
-    "Flags" / BitStruct(
-        "Reserved" / BitsInteger(5),
-        "DestinationComplete" / Flag,
-        "SpareComplete" / Flag,
-        "BootBlockUpdate" / Flag,
-    ),
-    Padding(7) * "natural alignment of EFI_LBA",
-    "Lba" / Int64ul,
-    "Offset" / Int64ul,
-    "Length" / Int64ul,
-    "RelativeOffset" / Int64sl,
+EFI_FAULT_TOLERANT_WRITE_RECORD = Layout(
+    "EFI_FAULT_TOLERANT_WRITE_RECORD",
+    ("Flags", "B"),         # WRITE_RECORD_FLAG_BITS, then Reserved : 5
+    (None, "7x"),           # natural alignment of EFI_LBA
+    ("Lba", "Q"),
+    ("Offset", "Q"),
+    ("Length", "Q"),
+    ("RelativeOffset", "q"),
     # then UINT8 PrivateData[PrivateDataSize]
 )
 

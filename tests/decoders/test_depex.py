@@ -144,6 +144,18 @@ def test_pei_and_expression_reads_as_infix():
     assert not node.problems
 
 
+def test_every_opcode_named_as_in_pidependency_h():
+    """EFI_DEP_BEFORE 0x00 ... EFI_DEP_SOR 0x09 (PiDependency.h): each opcode's field has its name."""
+    g = G["gEfiCpuArchProtocolGuid"].bytes_le
+    assert [f.name for f in run(b"\x00" + g + b"\x08").fields[1:]] == ["BEFORE", "END"]
+    assert [f.name for f in run(b"\x01" + g + b"\x08").fields[1:]] == ["AFTER", "END"]
+    node = run(b"\x09" + push("gEfiCpuArchProtocolGuid") + b"\x06\x03\x07\x04\x05\x08")
+    assert [f.name for f in node.fields[1:]] == ["SOR", "PUSH", "TRUE", "AND", "FALSE", "OR", "NOT", "END"]
+    assert [f.value for f in node.fields[1:]] == [0x09, G["gEfiCpuArchProtocolGuid"], 0x06, 0x03, 0x07, 0x04,
+                                                  0x05, 0x08]
+    assert not node.problems
+
+
 def test_not_or_and_precedence():
     data = (push("gEfiCpuArchProtocolGuid") + push("gEfiTimerArchProtocolGuid") + b"\x04\x05"
             + b"\x06\x03\x08")

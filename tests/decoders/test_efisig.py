@@ -142,6 +142,31 @@ def test_sha256_list_and_two_lists():
     assert not any(l.problems for l in lists)
 
 
+def test_signature_list_header_fields():
+    """The 28-byte EFI_SIGNATURE_LIST header with a SignatureHeader: each member at its offset."""
+    (lst,) = decode(sig_list(SHA256, [bytes(32)], header=b"\xaa\xbb"))
+    assert [(f.name, f.value, f.offset, f.size) for f in lst.fields] == [
+        ("SignatureType", SHA256, 0, 16), ("SignatureListSize", 78, 16, 4), ("SignatureHeaderSize", 2, 20, 4),
+        ("SignatureSize", 48, 24, 4), ("SignatureHeader", b"\xaa\xbb", 28, 2)]
+    assert [s.offset for s in lst.children] == [30] and not lst.problems
+
+
+def test_x509_sha256_time_of_revocation():
+    """EFI_CERT_X509_SHA256 (ImageAuthentication.h): ToBeSignedHash[32], then the EFI_TIME
+    TimeOfRevocation (UEFI 2.10 §8.3: Year, Month, Day, Hour, Minute, Second, Pad1, Nanosecond,
+    TimeZone, Daylight, Pad2)."""
+    x509_sha256 = uuid.UUID("3bd2a492-96c0-4079-b420-fcf98ef103ed")
+    when = {"Year": 2021, "Month": 6, "Day": 7, "Hour": 8, "Minute": 9, "Second": 10, "Pad1": 0,
+            "Nanosecond": 0, "TimeZone": 0x7FF, "Daylight": 0, "Pad2": 0}
+    tbs = hashlib.sha256(b"tbs").digest()
+    (lst,) = decode(sig_list(x509_sha256, [tbs + struct.pack("<HBBBBBBIhBB", *when.values())]))
+    (sig,) = lst.children
+    assert sig.get("ToBeSignedHash") == tbs
+    f = sig.field("TimeOfRevocation")
+    assert (f.value, f.offset, f.size, f.display) == (when, 28 + 16 + 32, 16, "2021-06-07 08:09:10")
+    assert list(f.value) == list(when) and not lst.problems
+
+
 def test_signature_size_zero_is_a_problem():
     lists = decode(sig_list(SHA256, [bytes(32)], sig_size=0))
     assert lists[0].problems and lists[0].problems[0].offset == 24 and not lists[0].children

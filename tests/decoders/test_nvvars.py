@@ -198,6 +198,43 @@ def test_plain_store_uses_variable_header():
     assert vs[0].get("VendorGuid") == GLOBAL and vs[0].offset == 28
 
 
+# EFI_TIME (UEFI 2.10 §8.3) of the crafted headers below, member by member in declaration order.
+TIME = {"Year": 2025, "Month": 12, "Day": 31, "Hour": 23, "Minute": 58, "Second": 59, "Pad1": 0xA1,
+        "Nanosecond": 123456789, "TimeZone": -60, "Daylight": 1, "Pad2": 0xA2}
+
+
+def test_authenticated_header_fields_at_their_offsets():
+    """Every AUTHENTICATED_VARIABLE_HEADER member (VariableFormat.h, #pragma pack(1)) holds a
+    distinct value, so each field shows the value at its own offset: TimeStamp is one field, the
+    EFI_TIME as a dict, shown as a date."""
+    vendor = uuid.UUID("01234567-89ab-cdef-0123-456789abcdef")
+    name, data = "Ab\0".encode("utf-16-le"), b"xyz"
+    hdr = struct.pack("<HBBIQ", 0x55AA, 0x3F, 0x5C, 0x27, 0x1122334455667788)
+    hdr += struct.pack("<HBBBBBBIhBB", *TIME.values())
+    hdr += struct.pack("<III", 0x0BADF00D, len(name), len(data)) + efi_guid(vendor)
+    (var,) = variables(decode_blob(store_blob(hdr + name + data + b"\xff")))
+    assert [(f.name, f.value, f.offset - 28, f.size) for f in var.fields[:10]] == [
+        ("StartId", 0x55AA, 0, 2), ("State", 0x3F, 2, 1), ("Reserved", 0x5C, 3, 1), ("Attributes", 0x27, 4, 4),
+        ("MonotonicCount", 0x1122334455667788, 8, 8), ("TimeStamp", TIME, 16, 16),
+        ("PubKeyIndex", 0x0BADF00D, 32, 4), ("NameSize", 6, 36, 4), ("DataSize", 3, 40, 4),
+        ("VendorGuid", vendor, 44, 16)]
+    assert list(var.get("TimeStamp")) == list(TIME)
+    assert var.field("TimeStamp").display == "2025-12-31 23:58:59.123456789 UTC+60min"
+    assert (var.get("Name"), var.get("Data")) == ("Ab", b"xyz")
+
+
+def test_plain_header_fields_at_their_offsets():
+    """VARIABLE_HEADER (VariableFormat.h, #pragma pack(1)) with a distinct value in every member."""
+    vendor = uuid.UUID("01234567-89ab-cdef-0123-456789abcdef")
+    name, data = "Ab\0".encode("utf-16-le"), b"xyz"
+    hdr = struct.pack("<HBBIII", 0x55AA, 0x3F, 0x5C, 0x27, len(name), len(data)) + efi_guid(vendor)
+    (var,) = variables(decode_blob(store_blob(hdr + name + data + b"\xff", sig=PLAIN_SIG)))
+    assert [(f.name, f.value, f.offset - 28, f.size) for f in var.fields[:7]] == [
+        ("StartId", 0x55AA, 0, 2), ("State", 0x3F, 2, 1), ("Reserved", 0x5C, 3, 1), ("Attributes", 0x27, 4, 4),
+        ("NameSize", 6, 8, 4), ("DataSize", 3, 12, 4), ("VendorGuid", vendor, 16, 16)]
+    assert (var.get("Name"), var.get("Data")) == ("Ab", b"xyz")
+
+
 def test_store_size_past_end_is_a_problem():
     nodes = decode_blob(store_blob(auth_var("Timeout", b"\x01\x00"), size=0x100000))
     store = nodes[0]
@@ -292,6 +329,29 @@ def test_ftw_write_queue_records():
     assert (r3.offset, r3.size, r3.get("Lba"), r3.get("Length")) == (q + 166, 40, 7, 0x1000)
     assert r3.field("PrivateData") is None
     assert nodes[-1].kind == "ftw-spare"
+
+
+def test_ftw_bit_fields_each_bit_alone():
+    """SystemNvDataGuid.h declares the FTW state and flag bits as UINT8 bit fields, which C allocates
+    from bit 0: each bit set alone shows under its own name, and the bits above them as Reserved."""
+    def block_of(state: int, header_flags: int, record_flags: int) -> Node:
+        queue = ftw_write_header(uuid.UUID(int=1), 1, 0, flags=header_flags)
+        queue += ftw_write_record(1, 2, 3, 4, b"", flags=record_flags)
+        blob = bytearray(store_blob(b"", total=0x100) + working_block(queue))
+        blob[0x100 + 20] = state  # outside the Crc (working_block_crc takes the state byte as 0xFF)
+        return next(n for n in decode_blob(bytes(blob)) if n.kind == "ftw-working-block")
+
+    for state, expected in [(0x01, (1, 0, 0)), (0x02, (0, 1, 0)), (0x04, (0, 0, 1)), (0x80, (0, 0, 0x20))]:
+        block = block_of(state, 0, 0)
+        assert (block.get("WorkingBlockValid"), block.get("WorkingBlockInvalid"), block.get("Reserved")) == expected
+    assert not block_of(0xFE, 0x01, 0).children  # HeaderAllocated not FTW_VALID_STATE: the queue is free
+    for flags, expected in [(0x02, (0, 1, 0)), (0x04, (0, 0, 1)), (0x80, (0, 0, 0))]:
+        (write,) = block_of(0xFE, flags, 0).children
+        assert (write.get("HeaderAllocated"), write.get("WritesAllocated"), write.get("Complete")) == expected
+    for flags, expected in [(0x01, (1, 0, 0)), (0x02, (0, 1, 0)), (0x04, (0, 0, 1)), (0x80, (0, 0, 0))]:
+        (record,) = block_of(0xFE, 0, flags).children[0].children
+        assert (record.get("BootBlockUpdate"), record.get("SpareComplete"),
+                record.get("DestinationComplete")) == expected
 
 
 def test_ftw_bad_crc_and_oversized_queue():
