@@ -33,6 +33,8 @@ import struct
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from decoders.model import Field
+
 # How a member's raw unpacked values become its value.
 _INT, _BYTES, _GUID, _U24, _CONST, _LIST, _RECORD, _RECORDS = range(8)
 
@@ -87,6 +89,8 @@ class Layout:
         self._plan = tuple(plan)
         # True when every named member is one raw value used as is: read is dict(zip(names, raw)).
         self._plain = all(kind in (_INT, _BYTES) and count == 1 for _, kind, count, _ in plan)
+        self._fixups = tuple(reversed([(i, kind, count, extra, m[0]) for m, (i, kind, count, extra)
+                                       in zip(fields, plan) if kind not in (_INT, _BYTES)]))
         self._field_plans: dict[tuple, tuple] = {}
 
     def sizeof(self) -> int:
@@ -99,30 +103,28 @@ class Layout:
         raw = self._unpack(data, offset)
         if self._plain:
             return list(raw)
-        out = []
-        for (mname, *_), (i, kind, count, extra) in zip(self.members, self._plan):
-            if kind == _INT or kind == _BYTES:
-                out.append(raw[i])
-            elif kind == _GUID:
+        out = list(raw)
+        # Last first, so that merging a run of raw values into one keeps the earlier indices.
+        for i, kind, count, extra, mname in self._fixups:
+            if kind == _GUID:
                 import uuid
 
-                out.append(uuid.UUID(bytes_le=raw[i]))
+                out[i] = uuid.UUID(bytes_le=out[i])
             elif kind == _U24:
-                out.append(raw[i] | raw[i + 1] << 16)
+                out[i:i + 2] = [out[i] | out[i + 1] << 16]
             elif kind == _CONST:
-                if raw[i] != extra:
+                if out[i] != extra:
                     from decoders.errors import DecodeError
 
                     raise DecodeError(offset, f"{what or self.name}: ConstError", f"(parsing) -> {mname}")
-                out.append(raw[i])
             elif kind == _LIST:
-                out.append(list(raw[i:i + count]))
+                out[i:i + count] = [out[i:i + count]]
             elif kind == _RECORD:
-                out.append(dict(zip(extra.names, extra._from_raw(raw[i:i + count]))))
+                out[i:i + count] = [dict(zip(extra.names, extra._from_raw(raw[i:i + count])))]
             else:
                 n, inner, one = extra
-                out.append([dict(zip(inner.names, inner._from_raw(raw[j:j + one])))
-                            for j in range(i, i + count, one)])
+                out[i:i + count] = [[dict(zip(inner.names, inner._from_raw(raw[j:j + one])))
+                                     for j in range(i, i + count, one)]]
         return out
 
     def _from_raw(self, raw: tuple) -> list:
@@ -187,34 +189,40 @@ class Layout:
             plan = self._field_plan(prefix, skip, only)
             if key is not None:
                 self._field_plans[key] = plan
-        from decoders.guids import describe
-        from decoders.model import Field
-
-        get = values.get if isinstance(values, dict) else values.__dict__.get
+        entries, special, at = plan
+        get = values.__getitem__ if isinstance(values, dict) else values.__dict__.__getitem__
         fields = node.fields
-        for mname, full, rel, size, names, guid in plan:
-            value = get(mname)
-            text = None
-            if names is not None:
-                label = names.get(value)
-                text = label if label is not None else f"0x{value:x} (unknown)"
-            elif guid:
-                text = describe(value)
-            if displays:
-                shown = displays.get(full)
-                if shown is not None:
-                    text = shown(value) if callable(shown) else shown
-            fields.append(Field(full, value, offset + rel, size, text))
+        start = len(fields)
+        fields.extend([Field(full, get(mname), offset + rel, size) for mname, full, rel, size in entries])
+        for i, names in special:
+            f = fields[start + i]
+            if names is None:        # a GUID: its name, when it has one
+                from decoders.guids import describe
+
+                f.display = describe(f.value)
+            else:
+                label = names.get(f.value)
+                f.display = label if label is not None else f"0x{f.value:x} (unknown)"
+        if displays:
+            for full, shown in displays.items():
+                i = at.get(full)
+                if i is not None and shown is not None:
+                    f = fields[start + i]
+                    f.display = shown(f.value) if callable(shown) else shown
         return offset + self.size
 
     def _field_plan(self, prefix: str, skip: tuple[str, ...], only) -> tuple:
-        plan = []
+        """(entries (name, shown name, offset, size), (index, names table or None for a GUID) of the
+        entries shown by a table, {shown name: index}) for one choice of prefix, skip and only."""
+        entries, special = [], []
         for (mname, rel, size, names), (_, kind, _, _) in zip(self.members, self._plan):
             full = prefix + mname
             if mname in skip or (only is not None and full not in only):
                 continue
-            plan.append((mname, full, rel, size, names, kind == _GUID))
-        return tuple(plan)
+            if names is not None or kind == _GUID:
+                special.append((len(entries), names))
+            entries.append((mname, full, rel, size))
+        return tuple(entries), tuple(special), {e[1]: i for i, e in enumerate(entries)}
 
     def __repr__(self) -> str:
         return f"Layout({self.name}, {self.size} bytes)"
