@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 from types import SimpleNamespace
-from typing import Any, Callable
+from collections.abc import Callable
 
 from decoders.model import Field
 
@@ -133,7 +133,7 @@ class Layout:
             return list(raw)
         return self.values(self._struct.pack(*raw))
 
-    def read(self, data, offset: int = 0, what: str | None = None) -> dict[str, Any]:
+    def read(self, data, offset: int = 0, what: str | None = None) -> dict[str, object]:
         """{member name: value} of the record at data[offset:], or a DecodeError located at
         `offset` when it does not fit or holds a wrong constant (`what` names it, else the
         record's name)."""
@@ -174,7 +174,7 @@ class Layout:
     # -- fields -----------------------------------------------------------------------------------
     def add_fields(self, node, values, offset: int, *, prefix: str = "", skip: tuple[str, ...] = (),
                    only: tuple[str, ...] | None = None,
-                   displays: dict[str, str | Callable[[Any], str]] | None = None) -> int:
+                   displays: dict[str, str | Callable[[object], str]] | None = None) -> int:
         """Add the members (`values` from read, or parse) to `node` as fields at absolute `offset`:
         one per named member with its offset, size and display (a GUID's name, an enum member's
         name); `skip` leaves members out, `only` keeps just those (names with `prefix`), and a

@@ -58,8 +58,8 @@ Exit status of the command: 0 equal, 1 different (or an image had problems), 2 u
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
-from pathlib import Path
 
 from decoders.model import Node, Severity
 
@@ -92,7 +92,7 @@ def load_pair(path_a, path_b):
 
     data_a, data_b = read_image(path_a), read_image(path_b)
     for path, data in ((path_a, data_a), (path_b, data_b)):
-        _check_kind(Path(path), data)
+        _check_kind(path, data)
     shared = _SharedLzma(data_a, data_b)
     early_a, early_b = shared.side("a"), shared.side("b")
     from decoders import budget
@@ -192,12 +192,14 @@ class _Side:
 FV_SIGNATURE_OFFSET = 0x28
 
 
-def _check_kind(path: Path, data: bytes) -> None:
+def _check_kind(path, data: bytes) -> None:
     if data[FV_SIGNATURE_OFFSET:FV_SIGNATURE_OFFSET + 4] == b"_FVH":
         return
     from inspector.sources import sniff
 
-    kind = sniff(data, path)
+    from pathlib import Path
+
+    kind = sniff(data, Path(path))
     if kind != "image":
         what = {"eventlog": "a TCG/CC event log", "hob": "a HOB list", "acpi": "ACPI tables", "dump": "a memory dump",
                 "tdx-quote": "a TDX quote"}.get(kind, kind)
@@ -524,11 +526,11 @@ def cmd_diff(args) -> int:
     # inspector/diff_measure.py), hashed while the trees are compared. A measured byte outside every
     # file (the TDVF descriptor, free space in a measured volume) changes them without changing a
     # module: the images differ then too.
-    measured = measurement_diff_started(img_a, img_b, Path(args.a).name, Path(args.b).name)
+    measured = measurement_diff_started(img_a, img_b, os.path.basename(args.a), os.path.basename(args.b))
     root = diff_images(img_a.root, img_b.root, all_files=args.all)
     # The paths as given: two builds' files often share a name (OVMF.fd -> OVMF.fd).
     root.field("ImageA").value, root.field("ImageB").value = str(args.a), str(args.b)
-    if Path(args.a).name == Path(args.b).name and args.a != args.b:
+    if os.path.basename(args.a) == os.path.basename(args.b) and args.a != args.b:
         root.title = \
             f"{args.a} -> {args.b}:" + root.title.split(":", 1)[1]
     measures = root.append(measured())

@@ -6,7 +6,7 @@ boot's handoffs the image has (inspector.bootphases: its "Boot phases" child).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from decoders import budget
 from decoders.fd import decode_image
@@ -19,15 +19,22 @@ from inspector.imagefile import EarlyLzma, ImageError, read_image  # noqa: F401 
 
 class LoadedImage:
     """A decoded image file. A plain class: the dataclasses module (with the inspect module it
-    imports) is ~10 ms of every process that loads an image."""
+    imports) is ~10 ms of every process that loads an image; `path` a pathlib.Path made when asked
+    for (pathlib with the urllib.parse it imports is ~5 ms more)."""
 
-    def __init__(self, path: Path, data: bytes, root: Node, table: Node | None, info: Node | None):
-        self.path = path
+    def __init__(self, path: str | os.PathLike, data: bytes, root: Node, table: Node | None, info: Node | None):
+        self._path = path
         self.data = data
         self.root = root        # kind "image": volumes, the OVMF table, the summary
         self.table = table      # kind "ovmf-guid-table", when the image has one
         self.info = info        # kind "image-info"; None when loaded with summary=False (the diff)
         self._mrtds: list | None = None
+
+    @property
+    def path(self):
+        from pathlib import Path
+
+        return Path(self._path)
 
     def __repr__(self) -> str:
         return f"LoadedImage({self.path!r}, {len(self.data)} bytes)"
@@ -50,25 +57,24 @@ class LoadedImage:
         return self._mrtds
 
 
-def load_image(path: str | Path, data: bytes | None = None, early: EarlyLzma | None = None, *,
+def load_image(path: str | os.PathLike, data: bytes | None = None, early: EarlyLzma | None = None, *,
                summary: bool = True) -> LoadedImage:
     """Decode the image at `path` (or `data`, read from it already; `early` inflating its LZMA
     sections on a thread since: see inspector.imagefile). `summary`: add the "Image summary" node
     (inspector.classify, the boot phases) first in the tree; the diff, which compares volumes, files
     and metadata, does without it (LoadedImage.info is then None)."""
-    p = Path(path)
     if data is None:
-        data = read_image(p)
+        data = read_image(path)
     with budget.scope():    # one budget for the flash layout, the reset-vector table and the summary
-        root = decode_image(data, name=p.name, predecoded=early.get if early else None)
+        root = decode_image(data, name=os.path.basename(os.fspath(path)), predecoded=early.get if early else None)
         table = decode_reset_vector_table(root.space)
         if table is not None:
             root.append(table)
         if not summary:
-            return LoadedImage(p, data, root, table, None)
+            return LoadedImage(path, data, root, table, None)
         info = classify(root, len(data))
         # From the tree just decoded (one walk, nothing decoded again): which handoffs this image
         # has and where each entry is known; PEI-less images (TDVF Config-B) say so here.
         info.append(boot_phases_node(scan(root, len(data))))
     root.children.insert(0, info)
-    return LoadedImage(p, data, root, table, info)
+    return LoadedImage(path, data, root, table, info)

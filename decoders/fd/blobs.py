@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Protocol
+from collections.abc import Callable
 
 from decoders.model import Node, Space
 
 Recreate = Callable[[memoryview, int], "bytes | bytearray"]
 
 
-class Filling(Protocol):
-    """A blob a caller is inflating while it is decoded (inspector.imagefile.LzmaStream): `data`
-    has the size the stream's header declares and fills front to back; `need(end)` blocks until
-    data[:end] is final and is False once the stream turned out bad. Only `need(len(data))` says
-    the whole stream was good."""
+class Filling:
+    """What a blob a caller is inflating while it is decoded offers (inspector.imagefile.LzmaStream
+    has it; nothing subclasses this: a plain class, because the typing module's Protocol costs every
+    process ~5 ms to import): `data` has the size the stream's header declares and fills front to
+    back; `need(end)` blocks until data[:end] is final and is False once the stream turned out bad.
+    Only `need(len(data))` says the whole stream was good."""
 
     data: bytearray
 
-    def need(self, end: int) -> bool: ...
+    def need(self, end: int) -> bool:
+        raise NotImplementedError
 
 
 class StreamBroken(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from decoders import guids
 from decoders.budget import Budget, current

@@ -16,8 +16,8 @@ the other PCRs depend on, which no image or VARS decides.
 """
 from __future__ import annotations
 
+import os
 import struct
-from pathlib import Path
 
 from decoders.measure.model import DIGEST_SIZES, PredictedEvent, Prediction, digests, extend
 from decoders.model import Node, Problem, Severity, Space
@@ -98,7 +98,7 @@ class TpmPrediction(Prediction):
         return root
 
 
-def load_vars(source: str | Path | bytes | bytearray, name: str | None = None) -> Node:
+def load_vars(source: str | os.PathLike | bytes | bytearray, name: str | None = None) -> Node:
     """Read a VARS file (path or bytes) into the Node tree predict_tpm reads: its variable store
     (decoders.measure.tpm_vars.read_vars; a full decode with decoders.fd works as well)."""
     from decoders.measure.tpm_vars import read_vars
@@ -106,12 +106,13 @@ def load_vars(source: str | Path | bytes | bytearray, name: str | None = None) -
     if isinstance(source, (bytes, bytearray)):
         data, label = bytes(source), name or "VARS"
     else:
-        p = Path(source)
-        if p.stat().st_size > MAX_VARS_FILE:
-            root = Node("vars-file", f"{p.name}: larger than {MAX_VARS_FILE:,} bytes, not read")
-            root.problem(None, f"{p.name} is larger than {MAX_VARS_FILE:,} bytes: not a VARS file")
+        base = os.path.basename(os.fspath(source))
+        if os.stat(source).st_size > MAX_VARS_FILE:
+            root = Node("vars-file", f"{base}: larger than {MAX_VARS_FILE:,} bytes, not read")
+            root.problem(None, f"{base} is larger than {MAX_VARS_FILE:,} bytes: not a VARS file")
             return root
-        data, label = p.read_bytes(), name or p.name
+        with open(source, "rb") as f:
+            data, label = f.read(), name or base
     return read_vars(data, label)
 
 

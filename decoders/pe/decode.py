@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Any
 
 import uuid
 
@@ -87,7 +86,7 @@ class _Image:
         # (VirtualAddress, VirtualSize, SizeOfRawData, PointerToRawData) of each section
         self.sections: list[tuple[int, int, int, int]] = []
 
-    def read(self, header: Layout, rel: int) -> dict[str, Any]:
+    def read(self, header: Layout, rel: int) -> dict[str, object]:
         """Read `header` at image-relative `rel`; a DecodeError carries the absolute offset."""
         try:
             return header.read(self.data, rel)
