@@ -143,8 +143,7 @@ EFI_FFS_FILE_ATTRIBUTES = {
 }
 
 # IntegrityCheck is the EFI_FFS_INTEGRITY_CHECK union; its Checksum struct's two bytes are its members.
-EFI_FFS_FILE_HEADER = Layout(
-    "EFI_FFS_FILE_HEADER",
+_FFS_FILE_HEADER_MEMBERS = (
     ("Name", "G"),
     ("IntegrityCheck.Header", "B"),
     ("IntegrityCheck.File", "B"),
@@ -153,19 +152,11 @@ EFI_FFS_FILE_HEADER = Layout(
     ("Size", "U24"),
     ("State", "B"),
 )
+EFI_FFS_FILE_HEADER = Layout("EFI_FFS_FILE_HEADER", *_FFS_FILE_HEADER_MEMBERS)
 FFS_HEADER_SIZE = 0x18
 
-EFI_FFS_FILE_HEADER2 = Layout(
-    "EFI_FFS_FILE_HEADER2",
-    ("Name", "G"),
-    ("IntegrityCheck.Header", "B"),
-    ("IntegrityCheck.File", "B"),
-    ("Type", "B"),
-    ("Attributes", "B"),
-    ("Size", "U24"),
-    ("State", "B"),
-    ("ExtendedSize", "Q"),
-)
+# EFI_FFS_FILE_HEADER2: the same, then UINT64 ExtendedSize (FFS_ATTRIB_LARGE_FILE, Size 0).
+EFI_FFS_FILE_HEADER2 = Layout("EFI_FFS_FILE_HEADER2", *_FFS_FILE_HEADER_MEMBERS, ("ExtendedSize", "Q"))
 FFS_HEADER2_SIZE = 0x20
 
 # --- Sections (PiFirmwareFile.h) -------------------------------------------------------
