@@ -36,6 +36,8 @@ BFV, CFV, TD_HOB, TEMP_MEM, PERM_MEM, PAYLOAD, PAYLOAD_PARAM, TD_INFO, TD_PARAMS
 QEMU_TYPES = {BFV, CFV, TD_HOB, TEMP_MEM}
 # td-shim validate_sections: at most one of each of these.
 AT_MOST_ONE = {TD_HOB, PAYLOAD, PAYLOAD_PARAM, TD_INFO, TD_PARAMS}
+# A descriptor's 4-byte signature shown as text (b'TDVF' -> 'TDVF').
+_SIGNATURE_SHOWN = {"Signature": lambda sig: repr(bytes(sig))[1:]}
 
 
 class TdxSection:
@@ -124,10 +126,7 @@ def decode_tdx_metadata(space: Space, offset: int) -> Node:
     except DecodeError as e:
         node.problem(e.offset, e.message)
         return node
-    node.add("Signature", d.Signature, offset, 4, repr(bytes(d.Signature))[1:])
-    node.add("Length", d.Length, offset + 4, 4)
-    node.add("Version", d.Version, offset + 8, 4)
-    node.add("NumberOfSectionEntry", d.NumberOfSectionEntry, offset + 12, 4)
+    S.TDVF_DESCRIPTOR.add_fields(node, d, offset, displays=_SIGNATURE_SHOWN)
     if d.Signature != S.TDVF_SIGNATURE:
         node.problem(offset, f"signature {bytes(d.Signature)!r}, expected b'TDVF'")
         return node
@@ -317,10 +316,7 @@ def _decode_cc(space: Space, offset: int, signature: bytes, kind: str, what: str
         node.size = 0
         node.problem(offset, e.message)
         return node
-    node.add("Signature", d.Signature, offset, 4, repr(bytes(d.Signature))[1:])
-    node.add("Length", d.Length, offset + 4, 4)
-    node.add("Version", d.Version, offset + 8, 4)
-    node.add("NumSections", d.NumSections, offset + 12, 4)
+    S.CC_DESCRIPTOR.add_fields(node, d, offset, displays=_SIGNATURE_SHOWN)
     if d.Signature != signature:
         node.problem(offset, f"signature {bytes(d.Signature)!r}, expected {signature!r}")
         return node
