@@ -16,7 +16,6 @@ the other PCRs depend on, which no image or VARS decides.
 """
 from __future__ import annotations
 
-import os
 import struct
 
 from decoders.measure.model import DIGEST_SIZES, PredictedEvent, Prediction, digests, extend
@@ -98,22 +97,17 @@ class TpmPrediction(Prediction):
         return root
 
 
-def load_vars(source: str | os.PathLike | bytes | bytearray, name: str | None = None) -> Node:
-    """Read a VARS file (path or bytes) into the Node tree predict_tpm reads: its variable store
-    (decoders.measure.tpm_vars.read_vars; a full decode with decoders.fd works as well)."""
+def load_vars(data: bytes | bytearray, name: str = "VARS") -> Node:
+    """A VARS file's bytes into the Node tree predict_tpm reads: its variable store
+    (decoders.measure.tpm_vars.read_vars; a full decode with decoders.fd works as well). Bytes past
+    MAX_VARS_FILE are not a VARS file: a node with that problem."""
     from decoders.measure.tpm_vars import read_vars
 
-    if isinstance(source, (bytes, bytearray)):
-        data, label = bytes(source), name or "VARS"
-    else:
-        base = os.path.basename(os.fspath(source))
-        if os.stat(source).st_size > MAX_VARS_FILE:
-            root = Node("vars-file", f"{base}: larger than {MAX_VARS_FILE:,} bytes, not read")
-            root.problem(None, f"{base} is larger than {MAX_VARS_FILE:,} bytes: not a VARS file")
-            return root
-        with open(source, "rb") as f:
-            data, label = f.read(), name or base
-    return read_vars(data, label)
+    if len(data) > MAX_VARS_FILE:
+        root = Node("vars-file", f"{name}: larger than {MAX_VARS_FILE:,} bytes, not read")
+        root.problem(None, f"{name} is larger than {MAX_VARS_FILE:,} bytes: not a VARS file")
+        return root
+    return read_vars(bytes(data), name)
 
 
 def _problem(problems: list[Problem], severity: str, message: str) -> None:

@@ -36,9 +36,12 @@ Predictor = Callable[[Node, Path | None, tuple[str, ...]], Prediction]
 def predict_with_tpm(image_root: Node, vars_path: Path | None, banks: tuple[str, ...],
                      peifv_ram: bytes | None = None) -> Prediction:
     """predict_tpm on the session's image, with the VARS file when there is one."""
-    from decoders.measure.tpm import load_vars, predict_tpm
+    from decoders.measure.tpm import MAX_VARS_FILE, load_vars, predict_tpm
 
-    vars_root = load_vars(vars_path) if vars_path is not None else None
+    vars_root = None
+    if vars_path is not None:
+        with open(vars_path, "rb") as f:      # one byte past the limit says it is too large
+            vars_root = load_vars(f.read(MAX_VARS_FILE + 1), Path(vars_path).name)
     return predict_tpm(image_root, vars_root, banks=banks, peifv_ram=peifv_ram)
 
 

@@ -393,7 +393,7 @@ def tpm_prediction(image, vars_path=None):
     tpm = pytest.importorskip("decoders.measure.tpm")
     from inspector.cli import load_image_arg
 
-    vars_root = tpm.load_vars(str(vars_path)) if vars_path is not None else None
+    vars_root = tpm.load_vars(vars_path.read_bytes(), vars_path.name) if vars_path is not None else None
     return tpm.predict_tpm(load_image_arg(str(image)).root, vars_root, banks=("sha1", "sha256"))
 
 

@@ -47,7 +47,7 @@ def _image(path: Path):
 @functools.lru_cache(maxsize=None)
 def _vars(path: Path):
     from decoders.measure.tpm import load_vars
-    return load_vars(path)
+    return load_vars(path.read_bytes(), path.name)
 
 
 def _predict(image: Path, vars_: Path | None = None, **kw):
@@ -344,7 +344,7 @@ def test_light_vars_reader_agrees_with_the_full_decoder(release, name):
     def rows(root):
         return [(v.get("Name"), v.get("VendorGuid"), v.get("State"), bytes(v.get("Data")), v.field("Data").offset)
                 for v in next(root.find("variable-store")).children if v.kind == "variable"]
-    light, full = load_vars(path), decode_image(data, name=path.name)
+    light, full = load_vars(data, path.name), decode_image(data, name=path.name)
     assert rows(light) == rows(full)
     assert rows(light) or ".ms." not in name and "snakeoil" not in name
     img = _image(bookworm("OVMF_CODE_4M.fd"))
@@ -418,3 +418,11 @@ def test_version_candidates_are_aligned_utf16_strings_of_three_or_more_character
     assert find_version(_module(two), None, facts).text == "" and facts.problems
     # a UTF-16 text longer than 256 characters is no version, and neither is its tail
     assert find_version(_module(b"\x90\x90" + u("x" * 300)), None, ImageFacts()).text == ""
+
+
+def test_vars_larger_than_any_vars_file_is_a_problem_not_read():
+    from decoders.measure.tpm import MAX_VARS_FILE, load_vars
+    root = load_vars(bytearray(MAX_VARS_FILE + 1), "huge.fd")
+    assert root.kind == "vars-file" and root.children == []
+    assert [p.message for p in root.problems] == [f"huge.fd is larger than {MAX_VARS_FILE:,} bytes: not a VARS file"]
+    assert load_vars(bytes(0x1000), "small.fd").problems != root.problems
