@@ -232,7 +232,7 @@ def _decode_x509(node: Node, der: bytes, start: int) -> None:
             node.problem(start, f"X.509 certificate does not parse: {e}")
             node.title = "X.509 (unparsable)"
             return
-    for w in {str(w.message) for w in caught}:
+    for w in dict.fromkeys(str(w.message) for w in caught):    # each once, in the order raised
         node.warn(start, f"X.509: {w}")
     node.add("Subject", subject, start, len(der))
     node.add("Issuer", issuer, start, len(der))

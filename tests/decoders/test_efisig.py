@@ -217,3 +217,25 @@ def test_mutated_certificates_give_problems_not_exceptions():
         sig = lists[0].children[0]
         assert sig.get("Subject") is not None or sig.problems
         sig.to_json()
+
+
+def test_x509_warnings_come_in_the_order_cryptography_raised_them_whatever_the_hash_seed():
+    """The SUPERMICRO CA in tpm2-tools' event-postcode.bin draws two cryptography warnings (a
+    non-positive serial, then a 3-byte attribute); collected through a set, their order followed
+    the process's string hash seed, so the same log printed differently run to run."""
+    import sys
+
+    from tests.realdata import ROOT, fixture
+
+    log = fixture("eventlog/tpm2-tools/event-postcode.bin")
+    code = ("import sys; from decoders.eventlog import decode_event_log; "
+            "root = decode_event_log(open(sys.argv[1], 'rb').read()); "
+            "print([p.message for n in root.walk() for p in n.problems if p.offset == 0x1912])")
+    seen = set()
+    for seed in range(8):
+        out = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, check=True,
+                             env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"}, cwd=str(ROOT))
+        seen.add(out.stdout)
+    assert len(seen) == 1
+    warnings = eval(seen.pop())
+    assert [w.split(":")[1].strip()[:24] for w in warnings] == ["Parsed a serial number w", "Attribute's length must "]
