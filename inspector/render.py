@@ -43,6 +43,18 @@ _TEE, _ELL, _BAR, _GAP = "├── ", "└── ", "│   ", "    "
 # SGR codes (ECMA-48 8.3.117), used only on a terminal and never with NO_COLOR set (no-color.org).
 _STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 _SEVERITY_STYLE = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+# Text from the input (an event's string, a UI name, a certificate subject) reaches the terminal in
+# titles, fields and problems: its control characters (C0 but tab and newline, DEL, C1: ECMA-48
+# escapes and controls), the Unicode line separators and the bidirectional overrides and isolates
+# (Unicode UAX #9, which can make a line read in another order) are shown as U+FFFD, as the app's
+# tree shows them. Newlines split a text into lines first.
+_UNSAFE = {c: "\ufffd" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0),
+                                  0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def _lines(text: str) -> list[str]:
+    """`text` as terminal-safe lines."""
+    return text.translate(_UNSAFE).split("\n")
 
 
 def has_problems(root: Node, include_info: bool = False) -> bool:
@@ -303,13 +315,16 @@ def _label_lines(node: Node, fields: bool, color: bool) -> list[str]:
         where += f" addr 0x{address:x}"
     if node.space is not None and node.space.parent is not None:
         where += f" in {node.space.name}"
-    lines = (_style(node.title, "bold" if node.children else "", color) + _style(where + "]", "dim", color)
-             ).split("\n")
+    title = _lines(node.title)
+    lines = [_style(t, "bold" if node.children else "", color) for t in title]
+    lines[-1] += _style(_lines(where + "]")[0], "dim", color)
     for p in node.problems:
-        lines.extend(_style(line, _SEVERITY_STYLE[p.severity], color) for line in str(p).split("\n"))
+        lines.extend(_style(line, _SEVERITY_STYLE[p.severity], color) for line in _lines(str(p)))
     if fields or node.kind in SUMMARY_KINDS:
         for f in node.fields:
-            lines.extend((_style(f"  {f.name} = ", "green", color) + f.text).split("\n"))
+            text = _lines(f.text)
+            lines.append(_style(f"  {_lines(f.name)[0]} = ", "green", color) + text[0])
+            lines.extend(text[1:])
     return lines
 
 
@@ -361,7 +376,7 @@ def problem_lines(root: Node) -> Iterator[str]:
             continue
         space = node.space.name if node.space else "-"
         offset = p.offset if p.offset is not None else node.offset
-        yield f"{p.severity.value} {space} 0x{offset:x} {node.kind} '{node.title}': {p.message}"
+        yield " ".join(_lines(f"{p.severity.value} {space} 0x{offset:x} {node.kind} '{node.title}': {p.message}"))
 
 
 def print_problems(root: Node, out: IO[str] | None = None) -> None:
