@@ -86,6 +86,8 @@ class Layout:
         self.size = self._struct.size
         self.members = tuple(fields)
         self.names = tuple(m[0] for m in fields)
+        # The nested record of each member declared as one (its value is a dict of that record's).
+        self.nested = {m[0]: extra for m, (_, kind, _, extra) in zip(fields, plan) if kind == _RECORD}
         self._plan = tuple(plan)
         # True when every named member is one raw value used as is: read is dict(zip(names, raw)).
         self._plain = all(kind in (_INT, _BYTES) and count == 1 for _, kind, count, _ in plan)
