@@ -10,13 +10,12 @@ import contextlib
 import contextvars
 from typing import Callable, Iterator
 
-import construct
-
 from decoders import budget
 from decoders.acpi import names
 from decoders.acpi import structs as S
 from decoders.acpi.mpwakeup import follow_mp_wakeup
 from decoders.display import flags_text
+from decoders.layout import Layout
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
@@ -85,35 +84,36 @@ def _ascii(raw: bytes) -> str:
     return bytes(raw).decode("ascii", errors="replace").rstrip("\x00")
 
 
-def _gas_text(g) -> str:
-    space = names.ADDRESS_SPACES.get(g.AddressSpaceId, f"space 0x{g.AddressSpaceId:x}")
-    return (f"{space} 0x{g.Address:x} (width {g.RegisterBitWidth}, offset {g.RegisterBitOffset}, "
-            f"access {names.ACCESS_SIZES.get(g.AccessSize, g.AccessSize)})")
+def _gas_text(g: dict) -> str:
+    space = names.ADDRESS_SPACES.get(g["AddressSpaceId"], f"space 0x{g['AddressSpaceId']:x}")
+    return (f"{space} 0x{g['Address']:x} (width {g['RegisterBitWidth']}, offset {g['RegisterBitOffset']}, "
+            f"access {names.ACCESS_SIZES.get(g['AccessSize'], g['AccessSize'])})")
 
 
-def add_struct_fields(node: Node, struct: construct.Struct, data, offset: int, end: int,
+def add_struct_fields(node: Node, struct: Layout, data, offset: int, end: int,
                       display: dict[str, Callable] | None = None) -> int:
-    """Add the fields of `struct` at data[offset:], one by one, stopping at `end` (a table's Length).
+    """Add the fields of `struct` at data[offset:] that end at or before `end` (a table's Length).
 
     Fields past `end` are left out (an older revision of the table), which is how one declaration
     serves every revision. Returns the offset after the last field added."""
     display = display or {}
-    for sub in struct.subcons:
-        size = sub.sizeof()
-        if offset + size > end:
-            break
-        raw = bytes(data[offset:offset + size])
-        value = sub.parse(raw)
-        if isinstance(value, construct.Container):  # a Generic Address Structure
-            node.add(sub.name, {k: v for k, v in value.items() if not k.startswith("_")}, offset, size,
-                     _gas_text(value))
+    fit = [m for m in struct.members if offset + m[1] + m[2] <= end]
+    if not fit:
+        return offset
+    # The record is unpacked in one call; bytes past `end` are read as zeros, and their members
+    # are not added.
+    raw = bytes(data[offset:min(end, offset + struct.size)])
+    values = struct.values(raw.ljust(struct.size, b"\0"))
+    for (name, rel, size, _), value in zip(fit, values):
+        if name in struct.nested:  # a Generic Address Structure
+            node.add(name, value, offset + rel, size, _gas_text(value))
         else:
-            if isinstance(value, bytes) and sub.name.startswith(("Signature", "Oem", "Creator")):
+            if isinstance(value, bytes) and name.startswith(("Signature", "Oem", "Creator")):
                 value = _ascii(value)
-            fmt = display.get(sub.name)
-            node.add(sub.name, value, offset, size, fmt(value) if fmt else None)
-        offset += size
-    return offset
+            fmt = display.get(name)
+            node.add(name, value, offset + rel, size, fmt(value) if fmt else None)
+    _, rel, size, _ = fit[-1]
+    return offset + rel + size
 
 
 def checksum_ok(data, offset: int, length: int) -> bool:
@@ -275,8 +275,9 @@ def _subtables(node: Node, data, start: int, end: int, table: dict, other: dict,
             typ, length = int.from_bytes(data[o:o + 2], "little"), int.from_bytes(data[o + 2:o + 4], "little")
         else:
             typ, length = data[o], data[o + 1]
-        name, struct = table.get(typ, (other.get(typ, f"{'OEM' if typ >= 0x80 and not wide else 'Reserved'} "
-                                                      f"type 0x{typ:x}"), None))
+        struct = table.get(typ)
+        name = struct.name if struct is not None else \
+            other.get(typ, f"{'OEM' if typ >= 0x80 and not wide else 'Reserved'} type 0x{typ:x}")
         sub = node.append(Node(f"acpi-{label}", f"{name}", node.space, o, max(length, header_size)))
         sub.add("Type", typ, o, 2 if wide else 1, name)
         sub.add("Length", length, o + (2 if wide else 1), 2 if wide else 1)

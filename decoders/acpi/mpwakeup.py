@@ -11,8 +11,7 @@ problem on the entry.
 """
 from __future__ import annotations
 
-from construct import Bytes, Int16ul, Int32ul, Int64ul, Struct
-
+from decoders.layout import Layout
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Severity, Space
 
@@ -20,13 +19,14 @@ MP_WAKEUP_TYPE = 0x10
 MAILBOX_SIZE = 0x1000
 
 # ACPI 6.4 Table 5.44: 16 bytes of header, 2032 for the OS, 2048 for the firmware.
-MULTIPROCESSOR_WAKEUP_MAILBOX = Struct(
-    "Command" / Int16ul,
-    "Reserved" / Int16ul,
-    "ApicId" / Int32ul,
-    "WakeupVector" / Int64ul,
-    "ReservedForOs" / Bytes(2032),
-    "ReservedForFirmware" / Bytes(2048),
+MULTIPROCESSOR_WAKEUP_MAILBOX = Layout(
+    "MULTIPROCESSOR_WAKEUP_MAILBOX",
+    ("Command", "H"),
+    ("Reserved", "H"),
+    ("ApicId", "I"),
+    ("WakeupVector", "Q"),
+    ("ReservedForOs", "2032s"),
+    ("ReservedForFirmware", "2048s"),
 )
 # ACPI 6.4 Table 5.44 Command: 0 Noop, 1 Wakeup; 6.6 adds 2 Test (edk2 Acpi66.h
 # EFI_ACPI_6_6_MULTIPROCESSOR_WAKEUP_MAILBOX_COMMAND_TEST; Linux arch/x86/kernel/acpi/madt_wakeup.c

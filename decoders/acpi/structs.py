@@ -1,192 +1,190 @@
 """ACPI wire layouts (ACPI 6.5; edk2 MdePkg/Include/IndustryStandard/Acpi65.h, Tpm2Acpi.h,
 TcpaAcpi.h? (TCG ACPI spec 1.3), DmaRemappingReportingTable.h, SerialPortConsoleRedirectionTable.h;
-acpica include/actbl*.h). Names follow Acpi65.h. Bodies are declared as flat Structs of fixed-size
-fields so a table shorter than its latest revision decodes field by field up to its Length."""
-from construct import Bytes, Int8ul, Int16ul, Int32ul, Int64ul, PaddedString, Struct
+acpica include/actbl*.h). Names follow Acpi65.h. Bodies are declared as flat records of fixed-size
+fields so a table shorter than its latest revision decodes field by field up to its Length.
 
-RSDP = Struct(
-    "Signature" / Bytes(8),
-    "Checksum" / Int8ul,
-    "OemId" / Bytes(6),
-    "Revision" / Int8ul,
-    "RsdtAddress" / Int32ul,
-    "Length" / Int32ul,          # ACPI 2.0+ only, from here on
-    "XsdtAddress" / Int64ul,
-    "ExtendedChecksum" / Int8ul,
-    "Reserved" / Bytes(3),
+Declarations only, as decoders.layout records: construct is not imported here, so `acpi` decodes
+tables without it. A subtable's record is named as the structure is shown."""
+from decoders.layout import Layout
+
+RSDP = Layout("RSDP",
+    ("Signature", "8s"),
+    ("Checksum", "B"),
+    ("OemId", "6s"),
+    ("Revision", "B"),
+    ("RsdtAddress", "I"),
+    ("Length", "I"),          # ACPI 2.0+ only, from here on
+    ("XsdtAddress", "Q"),
+    ("ExtendedChecksum", "B"),
+    ("Reserved", "3s"),
 )
 RSDP_V1_SIZE = 20
 RSDP_V2_SIZE = 36
 
-HEADER = Struct(
-    "Signature" / Bytes(4),
-    "Length" / Int32ul,
-    "Revision" / Int8ul,
-    "Checksum" / Int8ul,
-    "OemId" / Bytes(6),
-    "OemTableId" / Bytes(8),
-    "OemRevision" / Int32ul,
-    "CreatorId" / Bytes(4),
-    "CreatorRevision" / Int32ul,
+HEADER = Layout("HEADER",
+    ("Signature", "4s"),
+    ("Length", "I"),
+    ("Revision", "B"),
+    ("Checksum", "B"),
+    ("OemId", "6s"),
+    ("OemTableId", "8s"),
+    ("OemRevision", "I"),
+    ("CreatorId", "4s"),
+    ("CreatorRevision", "I"),
 )
 HEADER_SIZE = 36
 
 # Generic Address Structure (ACPI 6.5 §5.2.3.2): 12 bytes, shown as one field.
-GAS = Struct(
-    "AddressSpaceId" / Int8ul,
-    "RegisterBitWidth" / Int8ul,
-    "RegisterBitOffset" / Int8ul,
-    "AccessSize" / Int8ul,
-    "Address" / Int64ul,
+GAS = Layout("GAS",
+    ("AddressSpaceId", "B"),
+    ("RegisterBitWidth", "B"),
+    ("RegisterBitOffset", "B"),
+    ("AccessSize", "B"),
+    ("Address", "Q"),
 )
 
-FADT = Struct(
-    "FirmwareCtrl" / Int32ul, "Dsdt" / Int32ul, "Reserved0" / Int8ul, "PreferredPmProfile" / Int8ul,
-    "SciInt" / Int16ul, "SmiCmd" / Int32ul, "AcpiEnable" / Int8ul, "AcpiDisable" / Int8ul,
-    "S4BiosReq" / Int8ul, "PstateCnt" / Int8ul, "Pm1aEvtBlk" / Int32ul, "Pm1bEvtBlk" / Int32ul,
-    "Pm1aCntBlk" / Int32ul, "Pm1bCntBlk" / Int32ul, "Pm2CntBlk" / Int32ul, "PmTmrBlk" / Int32ul,
-    "Gpe0Blk" / Int32ul, "Gpe1Blk" / Int32ul, "Pm1EvtLen" / Int8ul, "Pm1CntLen" / Int8ul,
-    "Pm2CntLen" / Int8ul, "PmTmrLen" / Int8ul, "Gpe0BlkLen" / Int8ul, "Gpe1BlkLen" / Int8ul,
-    "Gpe1Base" / Int8ul, "CstCnt" / Int8ul, "PLvl2Lat" / Int16ul, "PLvl3Lat" / Int16ul,
-    "FlushSize" / Int16ul, "FlushStride" / Int16ul, "DutyOffset" / Int8ul, "DutyWidth" / Int8ul,
-    "DayAlrm" / Int8ul, "MonAlrm" / Int8ul, "Century" / Int8ul, "IaPcBootArch" / Int16ul,
-    "Reserved1" / Int8ul, "Flags" / Int32ul, "ResetReg" / GAS, "ResetValue" / Int8ul,
-    "ArmBootArch" / Int16ul, "MinorVersion" / Int8ul, "XFirmwareCtrl" / Int64ul, "XDsdt" / Int64ul,
-    "XPm1aEvtBlk" / GAS, "XPm1bEvtBlk" / GAS, "XPm1aCntBlk" / GAS, "XPm1bCntBlk" / GAS,
-    "XPm2CntBlk" / GAS, "XPmTmrBlk" / GAS, "XGpe0Blk" / GAS, "XGpe1Blk" / GAS,
-    "SleepControlReg" / GAS, "SleepStatusReg" / GAS, "HypervisorVendorIdentity" / Int64ul,
+FADT = Layout("FADT",
+    ("FirmwareCtrl", "I"), ("Dsdt", "I"), ("Reserved0", "B"), ("PreferredPmProfile", "B"),
+    ("SciInt", "H"), ("SmiCmd", "I"), ("AcpiEnable", "B"), ("AcpiDisable", "B"),
+    ("S4BiosReq", "B"), ("PstateCnt", "B"), ("Pm1aEvtBlk", "I"), ("Pm1bEvtBlk", "I"),
+    ("Pm1aCntBlk", "I"), ("Pm1bCntBlk", "I"), ("Pm2CntBlk", "I"), ("PmTmrBlk", "I"),
+    ("Gpe0Blk", "I"), ("Gpe1Blk", "I"), ("Pm1EvtLen", "B"), ("Pm1CntLen", "B"),
+    ("Pm2CntLen", "B"), ("PmTmrLen", "B"), ("Gpe0BlkLen", "B"), ("Gpe1BlkLen", "B"),
+    ("Gpe1Base", "B"), ("CstCnt", "B"), ("PLvl2Lat", "H"), ("PLvl3Lat", "H"),
+    ("FlushSize", "H"), ("FlushStride", "H"), ("DutyOffset", "B"), ("DutyWidth", "B"),
+    ("DayAlrm", "B"), ("MonAlrm", "B"), ("Century", "B"), ("IaPcBootArch", "H"),
+    ("Reserved1", "B"), ("Flags", "I"), ("ResetReg", GAS), ("ResetValue", "B"),
+    ("ArmBootArch", "H"), ("MinorVersion", "B"), ("XFirmwareCtrl", "Q"), ("XDsdt", "Q"),
+    ("XPm1aEvtBlk", GAS), ("XPm1bEvtBlk", GAS), ("XPm1aCntBlk", GAS), ("XPm1bCntBlk", GAS),
+    ("XPm2CntBlk", GAS), ("XPmTmrBlk", GAS), ("XGpe0Blk", GAS), ("XGpe1Blk", GAS),
+    ("SleepControlReg", GAS), ("SleepStatusReg", GAS), ("HypervisorVendorIdentity", "Q"),
 )
 
-FACS = Struct(
-    "Signature" / Bytes(4), "Length" / Int32ul, "HardwareSignature" / Int32ul,
-    "FirmwareWakingVector" / Int32ul, "GlobalLock" / Int32ul, "Flags" / Int32ul,
-    "XFirmwareWakingVector" / Int64ul, "Version" / Int8ul, "Reserved0" / Bytes(3),
-    "OspmFlags" / Int32ul, "Reserved1" / Bytes(24),
+FACS = Layout("FACS",
+    ("Signature", "4s"), ("Length", "I"), ("HardwareSignature", "I"),
+    ("FirmwareWakingVector", "I"), ("GlobalLock", "I"), ("Flags", "I"),
+    ("XFirmwareWakingVector", "Q"), ("Version", "B"), ("Reserved0", "3s"),
+    ("OspmFlags", "I"), ("Reserved1", "24s"),
 )
 
-MADT = Struct("LocalApicAddress" / Int32ul, "Flags" / Int32ul)
-SUBTABLE_HEADER = Struct("Type" / Int8ul, "Length" / Int8ul)
+MADT = Layout("MADT", ("LocalApicAddress", "I"), ("Flags", "I"))
+SUBTABLE_HEADER = Layout("SUBTABLE_HEADER", ("Type", "B"), ("Length", "B"))
 
 # MADT interrupt controller structures, after {Type, Length} (ACPI 6.5 §5.2.12; 6.6 for MP wakeup v1).
 MADT_SUBTABLES = {
-    0x00: ("Processor Local APIC", Struct("AcpiProcessorUid" / Int8ul, "ApicId" / Int8ul, "Flags" / Int32ul)),
-    0x01: ("I/O APIC", Struct("IoApicId" / Int8ul, "Reserved" / Int8ul, "IoApicAddress" / Int32ul,
-                              "GlobalSystemInterruptBase" / Int32ul)),
-    0x02: ("Interrupt Source Override", Struct("Bus" / Int8ul, "Source" / Int8ul,
-                                               "GlobalSystemInterrupt" / Int32ul, "Flags" / Int16ul)),
-    0x03: ("NMI Source", Struct("Flags" / Int16ul, "GlobalSystemInterrupt" / Int32ul)),
-    0x04: ("Local APIC NMI", Struct("AcpiProcessorUid" / Int8ul, "Flags" / Int16ul, "LocalApicLint" / Int8ul)),
-    0x05: ("Local APIC Address Override", Struct("Reserved" / Int16ul, "LocalApicAddress" / Int64ul)),
-    0x06: ("I/O SAPIC", Struct("IoApicId" / Int8ul, "Reserved" / Int8ul, "GlobalSystemInterruptBase" / Int32ul,
-                               "IoSapicAddress" / Int64ul)),
-    0x07: ("Local SAPIC", Struct("AcpiProcessorId" / Int8ul, "LocalSapicId" / Int8ul, "LocalSapicEid" / Int8ul,
-                                 "Reserved" / Bytes(3), "Flags" / Int32ul, "ACPIProcessorUIDValue" / Int32ul)),
-    0x08: ("Platform Interrupt Sources", Struct("Flags" / Int16ul, "InterruptType" / Int8ul, "ProcessorId" / Int8ul,
-                                                "ProcessorEid" / Int8ul, "IoSapicVector" / Int8ul,
-                                                "GlobalSystemInterrupt" / Int32ul,
-                                                "PlatformInterruptSourceFlags" / Int32ul)),
-    0x09: ("Processor Local x2APIC", Struct("Reserved" / Int16ul, "X2ApicId" / Int32ul, "Flags" / Int32ul,
-                                            "AcpiProcessorUid" / Int32ul)),
-    0x0A: ("Local x2APIC NMI", Struct("Flags" / Int16ul, "AcpiProcessorUid" / Int32ul,
-                                      "LocalX2ApicLint" / Int8ul, "Reserved" / Bytes(3))),
-    0x0B: ("GIC CPU Interface (GICC)", Struct(
-        "Reserved" / Int16ul, "CPUInterfaceNumber" / Int32ul, "AcpiProcessorUid" / Int32ul, "Flags" / Int32ul,
-        "ParkingProtocolVersion" / Int32ul, "PerformanceInterruptGsiv" / Int32ul, "ParkedAddress" / Int64ul,
-        "PhysicalBaseAddress" / Int64ul, "GICV" / Int64ul, "GICH" / Int64ul,
-        "VGICMaintenanceInterrupt" / Int32ul, "GICRBaseAddress" / Int64ul, "MPIDR" / Int64ul,
-        "ProcessorPowerEfficiencyClass" / Int8ul, "Reserved2" / Int8ul, "SpeOverflowInterrupt" / Int16ul,
-        "TrbeInterrupt" / Int16ul)),
-    0x0C: ("GIC Distributor (GICD)", Struct("Reserved1" / Int16ul, "GicId" / Int32ul, "PhysicalBaseAddress" / Int64ul,
-                                            "SystemVectorBase" / Int32ul, "GicVersion" / Int8ul,
-                                            "Reserved2" / Bytes(3))),
-    0x0D: ("GIC MSI Frame", Struct("Reserved1" / Int16ul, "GicMsiFrameId" / Int32ul,
-                                   "PhysicalBaseAddress" / Int64ul, "Flags" / Int32ul, "SPICount" / Int16ul,
-                                   "SPIBase" / Int16ul)),
-    0x0E: ("GIC Redistributor (GICR)", Struct("Reserved" / Int16ul, "DiscoveryRangeBaseAddress" / Int64ul,
-                                              "DiscoveryRangeLength" / Int32ul)),
-    0x0F: ("GIC Interrupt Translation Service (ITS)", Struct("Reserved" / Int16ul, "GicItsId" / Int32ul,
-                                                             "PhysicalBaseAddress" / Int64ul,
-                                                             "Reserved2" / Int32ul)),
+    0x00: Layout("Processor Local APIC", ("AcpiProcessorUid", "B"), ("ApicId", "B"), ("Flags", "I")),
+    0x01: Layout("I/O APIC", ("IoApicId", "B"), ("Reserved", "B"), ("IoApicAddress", "I"),
+                 ("GlobalSystemInterruptBase", "I")),
+    0x02: Layout("Interrupt Source Override", ("Bus", "B"), ("Source", "B"), ("GlobalSystemInterrupt", "I"),
+                 ("Flags", "H")),
+    0x03: Layout("NMI Source", ("Flags", "H"), ("GlobalSystemInterrupt", "I")),
+    0x04: Layout("Local APIC NMI", ("AcpiProcessorUid", "B"), ("Flags", "H"), ("LocalApicLint", "B")),
+    0x05: Layout("Local APIC Address Override", ("Reserved", "H"), ("LocalApicAddress", "Q")),
+    0x06: Layout("I/O SAPIC", ("IoApicId", "B"), ("Reserved", "B"), ("GlobalSystemInterruptBase", "I"),
+                 ("IoSapicAddress", "Q")),
+    0x07: Layout("Local SAPIC", ("AcpiProcessorId", "B"), ("LocalSapicId", "B"), ("LocalSapicEid", "B"),
+                 ("Reserved", "3s"), ("Flags", "I"), ("ACPIProcessorUIDValue", "I")),
+    0x08: Layout("Platform Interrupt Sources", ("Flags", "H"), ("InterruptType", "B"), ("ProcessorId", "B"),
+                 ("ProcessorEid", "B"), ("IoSapicVector", "B"), ("GlobalSystemInterrupt", "I"),
+                 ("PlatformInterruptSourceFlags", "I")),
+    0x09: Layout("Processor Local x2APIC", ("Reserved", "H"), ("X2ApicId", "I"), ("Flags", "I"),
+                 ("AcpiProcessorUid", "I")),
+    0x0A: Layout("Local x2APIC NMI", ("Flags", "H"), ("AcpiProcessorUid", "I"), ("LocalX2ApicLint", "B"),
+                 ("Reserved", "3s")),
+    0x0B: Layout(
+        "GIC CPU Interface (GICC)",
+        ("Reserved", "H"), ("CPUInterfaceNumber", "I"), ("AcpiProcessorUid", "I"), ("Flags", "I"),
+        ("ParkingProtocolVersion", "I"), ("PerformanceInterruptGsiv", "I"), ("ParkedAddress", "Q"),
+        ("PhysicalBaseAddress", "Q"), ("GICV", "Q"), ("GICH", "Q"),
+        ("VGICMaintenanceInterrupt", "I"), ("GICRBaseAddress", "Q"), ("MPIDR", "Q"),
+        ("ProcessorPowerEfficiencyClass", "B"), ("Reserved2", "B"), ("SpeOverflowInterrupt", "H"),
+        ("TrbeInterrupt", "H")),
+    0x0C: Layout("GIC Distributor (GICD)", ("Reserved1", "H"), ("GicId", "I"), ("PhysicalBaseAddress", "Q"),
+                 ("SystemVectorBase", "I"), ("GicVersion", "B"), ("Reserved2", "3s")),
+    0x0D: Layout("GIC MSI Frame", ("Reserved1", "H"), ("GicMsiFrameId", "I"), ("PhysicalBaseAddress", "Q"),
+                 ("Flags", "I"), ("SPICount", "H"), ("SPIBase", "H")),
+    0x0E: Layout("GIC Redistributor (GICR)", ("Reserved", "H"), ("DiscoveryRangeBaseAddress", "Q"),
+                 ("DiscoveryRangeLength", "I")),
+    0x0F: Layout("GIC Interrupt Translation Service (ITS)", ("Reserved", "H"), ("GicItsId", "I"),
+                 ("PhysicalBaseAddress", "Q"), ("Reserved2", "I")),
     # 16 bytes in ACPI 6.4/6.5 (MailBoxVersion 0), 24 with ResetVector in 6.6 (MailBoxVersion 1):
     # edk2 OvmfPkg/TdxDxe/TdxAcpiTable.c appends the 6.6 form since 406f42cb74.
-    0x10: ("Multiprocessor Wakeup", Struct("MailBoxVersion" / Int16ul, "Reserved" / Int32ul,
-                                           "MailBoxAddress" / Int64ul, "ResetVector" / Int64ul)),
+    0x10: Layout("Multiprocessor Wakeup", ("MailBoxVersion", "H"), ("Reserved", "I"), ("MailBoxAddress", "Q"),
+                 ("ResetVector", "Q")),
 }
 MADT_OTHER_NAMES = {0x11: "Core PIC (LoongArch)", 0x12: "Legacy I/O PIC (LoongArch)",
                     0x13: "HyperTransport PIC (LoongArch)", 0x14: "Extend I/O PIC (LoongArch)",
                     0x15: "MSI PIC (LoongArch)", 0x16: "Bridge I/O PIC (LoongArch)",
                     0x17: "Low Pin Count PIC (LoongArch)"}
 
-MCFG = Struct("Reserved" / Int64ul)
-MCFG_ENTRY = Struct("BaseAddress" / Int64ul, "PciSegmentGroupNumber" / Int16ul, "StartBusNumber" / Int8ul,
-                    "EndBusNumber" / Int8ul, "Reserved" / Int32ul)
+MCFG = Layout("MCFG", ("Reserved", "Q"))
+MCFG_ENTRY = Layout("MCFG_ENTRY", ("BaseAddress", "Q"), ("PciSegmentGroupNumber", "H"), ("StartBusNumber", "B"),
+                    ("EndBusNumber", "B"), ("Reserved", "I"))
 
-HPET = Struct("EventTimerBlockId" / Int32ul, "BaseAddressLower32Bit" / GAS, "HpetNumber" / Int8ul,
-              "MainCounterMinimumClockTickInPeriodicMode" / Int16ul, "PageProtectionAndOemAttribute" / Int8ul)
+HPET = Layout("HPET", ("EventTimerBlockId", "I"), ("BaseAddressLower32Bit", GAS), ("HpetNumber", "B"),
+              ("MainCounterMinimumClockTickInPeriodicMode", "H"), ("PageProtectionAndOemAttribute", "B"))
 
 # TCG ACPI Specification 1.3 §8.3 / edk2 Tpm2Acpi.h: LAML/LASA follow the start-method parameters
 # (12 bytes at revision 4, 16 at revision 5) and are optional (edk2 drops them when zero).
 # Revision 3 has a u32 Flags where revision 4+ has PlatformClass u16 + Reserved u16.
-TPM2_REV3 = Struct("Flags" / Int32ul, "AddressOfControlArea" / Int64ul, "StartMethod" / Int32ul)
-TPM2 = Struct("PlatformClass" / Int16ul, "Reserved" / Int16ul, "AddressOfControlArea" / Int64ul,
-              "StartMethod" / Int32ul)
+TPM2_REV3 = Layout("TPM2_REV3", ("Flags", "I"), ("AddressOfControlArea", "Q"), ("StartMethod", "I"))
+TPM2 = Layout("TPM2", ("PlatformClass", "H"), ("Reserved", "H"), ("AddressOfControlArea", "Q"),
+              ("StartMethod", "I"))
 # TCG ACPI spec §7.1.2 client TCPA table (TPM 1.2).
-TCPA_CLIENT = Struct("PlatformClass" / Int16ul, "Laml" / Int32ul, "Lasa" / Int64ul)
+TCPA_CLIENT = Layout("TCPA_CLIENT", ("PlatformClass", "H"), ("Laml", "I"), ("Lasa", "Q"))
 # ACPI 6.5 §5.2.34 CC Event Log ACPI Table; TDEL: acpica actbl2.h ACPI_TABLE_TDEL.
-CCEL = Struct("CcType" / Int8ul, "CcSubType" / Int8ul, "Reserved" / Int16ul, "Laml" / Int64ul, "Lasa" / Int64ul)
-TDEL = Struct("Reserved" / Int32ul, "Laml" / Int64ul, "Lasa" / Int64ul)
-BGRT = Struct("Version" / Int16ul, "Status" / Int8ul, "ImageType" / Int8ul, "ImageAddress" / Int64ul,
-              "ImageOffsetX" / Int32ul, "ImageOffsetY" / Int32ul)
-WAET = Struct("EmulatedDeviceFlags" / Int32ul)
+CCEL = Layout("CCEL", ("CcType", "B"), ("CcSubType", "B"), ("Reserved", "H"), ("Laml", "Q"), ("Lasa", "Q"))
+TDEL = Layout("TDEL", ("Reserved", "I"), ("Laml", "Q"), ("Lasa", "Q"))
+BGRT = Layout("BGRT", ("Version", "H"), ("Status", "B"), ("ImageType", "B"), ("ImageAddress", "Q"),
+              ("ImageOffsetX", "I"), ("ImageOffsetY", "I"))
+WAET = Layout("WAET", ("EmulatedDeviceFlags", "I"))
 
-SRAT = Struct("Reserved1" / Int32ul, "Reserved2" / Int64ul)
+SRAT = Layout("SRAT", ("Reserved1", "I"), ("Reserved2", "Q"))
 SRAT_SUBTABLES = {
-    0: ("Processor Local APIC/SAPIC Affinity", Struct(
-        "ProximityDomain7To0" / Int8ul, "ApicId" / Int8ul, "Flags" / Int32ul, "LocalSapicEid" / Int8ul,
-        "ProximityDomain31To8" / Bytes(3), "ClockDomain" / Int32ul)),
-    1: ("Memory Affinity", Struct(
-        "ProximityDomain" / Int32ul, "Reserved1" / Int16ul, "AddressBaseLow" / Int32ul,
-        "AddressBaseHigh" / Int32ul, "LengthLow" / Int32ul, "LengthHigh" / Int32ul, "Reserved2" / Int32ul,
-        "Flags" / Int32ul, "Reserved3" / Int64ul)),
-    2: ("Processor Local x2APIC Affinity", Struct(
-        "Reserved1" / Int16ul, "ProximityDomain" / Int32ul, "X2ApicId" / Int32ul, "Flags" / Int32ul,
-        "ClockDomain" / Int32ul, "Reserved2" / Int32ul)),
-    3: ("GICC Affinity", Struct("ProximityDomain" / Int32ul, "AcpiProcessorUid" / Int32ul, "Flags" / Int32ul,
-                                "ClockDomain" / Int32ul)),
-    4: ("GIC ITS Affinity", Struct("ProximityDomain" / Int32ul, "Reserved" / Int16ul, "ItsId" / Int32ul)),
-    5: ("Generic Initiator Affinity", Struct("Reserved1" / Int8ul, "DeviceHandleType" / Int8ul,
-                                             "ProximityDomain" / Int32ul, "DeviceHandle" / Bytes(16),
-                                             "Flags" / Int32ul, "Reserved2" / Int32ul)),
+    0: Layout("Processor Local APIC/SAPIC Affinity",
+              ("ProximityDomain7To0", "B"), ("ApicId", "B"), ("Flags", "I"), ("LocalSapicEid", "B"),
+              ("ProximityDomain31To8", "3s"), ("ClockDomain", "I")),
+    1: Layout("Memory Affinity",
+              ("ProximityDomain", "I"), ("Reserved1", "H"), ("AddressBaseLow", "I"),
+              ("AddressBaseHigh", "I"), ("LengthLow", "I"), ("LengthHigh", "I"), ("Reserved2", "I"),
+              ("Flags", "I"), ("Reserved3", "Q")),
+    2: Layout("Processor Local x2APIC Affinity",
+              ("Reserved1", "H"), ("ProximityDomain", "I"), ("X2ApicId", "I"), ("Flags", "I"),
+              ("ClockDomain", "I"), ("Reserved2", "I")),
+    3: Layout("GICC Affinity", ("ProximityDomain", "I"), ("AcpiProcessorUid", "I"), ("Flags", "I"),
+              ("ClockDomain", "I")),
+    4: Layout("GIC ITS Affinity", ("ProximityDomain", "I"), ("Reserved", "H"), ("ItsId", "I")),
+    5: Layout("Generic Initiator Affinity", ("Reserved1", "B"), ("DeviceHandleType", "B"),
+              ("ProximityDomain", "I"), ("DeviceHandle", "16s"), ("Flags", "I"), ("Reserved2", "I")),
 }
 
-SLIT = Struct("NumberOfSystemLocalities" / Int64ul)
+SLIT = Layout("SLIT", ("NumberOfSystemLocalities", "Q"))
 
 # Intel VT-d spec §8 / edk2 DmaRemappingReportingTable.h.
-DMAR = Struct("HostAddressWidth" / Int8ul, "Flags" / Int8ul, "Reserved" / Bytes(10))
-DMAR_HEADER = Struct("Type" / Int16ul, "Length" / Int16ul)
+DMAR = Layout("DMAR", ("HostAddressWidth", "B"), ("Flags", "B"), ("Reserved", "10s"))
+DMAR_HEADER = Layout("DMAR_HEADER", ("Type", "H"), ("Length", "H"))
 DMAR_SUBTABLES = {
-    0: ("DRHD", Struct("Flags" / Int8ul, "Size" / Int8ul, "SegmentNumber" / Int16ul,
-                       "RegisterBaseAddress" / Int64ul)),
-    1: ("RMRR", Struct("Reserved" / Int16ul, "SegmentNumber" / Int16ul,
-                       "ReservedMemoryRegionBaseAddress" / Int64ul, "ReservedMemoryRegionLimitAddress" / Int64ul)),
-    2: ("ATSR", Struct("Flags" / Int8ul, "Reserved" / Int8ul, "SegmentNumber" / Int16ul)),
-    3: ("RHSA", Struct("Reserved" / Int32ul, "RegisterBaseAddress" / Int64ul, "ProximityDomain" / Int32ul)),
-    4: ("ANDD", Struct("Reserved" / Bytes(3), "AcpiDeviceNumber" / Int8ul)),
-    5: ("SATC", Struct("Flags" / Int8ul, "Reserved" / Int8ul, "SegmentNumber" / Int16ul)),
-    6: ("SIDP", Struct("Reserved" / Int16ul, "SegmentNumber" / Int16ul)),
+    0: Layout("DRHD", ("Flags", "B"), ("Size", "B"), ("SegmentNumber", "H"), ("RegisterBaseAddress", "Q")),
+    1: Layout("RMRR", ("Reserved", "H"), ("SegmentNumber", "H"),
+              ("ReservedMemoryRegionBaseAddress", "Q"), ("ReservedMemoryRegionLimitAddress", "Q")),
+    2: Layout("ATSR", ("Flags", "B"), ("Reserved", "B"), ("SegmentNumber", "H")),
+    3: Layout("RHSA", ("Reserved", "I"), ("RegisterBaseAddress", "Q"), ("ProximityDomain", "I")),
+    4: Layout("ANDD", ("Reserved", "3s"), ("AcpiDeviceNumber", "B")),
+    5: Layout("SATC", ("Flags", "B"), ("Reserved", "B"), ("SegmentNumber", "H")),
+    6: Layout("SIDP", ("Reserved", "H"), ("SegmentNumber", "H")),
 }
-DMAR_DEVICE_SCOPE = Struct("Type" / Int8ul, "Length" / Int8ul, "Flags" / Int8ul, "Reserved" / Int8ul,
-                           "EnumerationId" / Int8ul, "StartBusNumber" / Int8ul)
+DMAR_DEVICE_SCOPE = Layout("DMAR_DEVICE_SCOPE", ("Type", "B"), ("Length", "B"), ("Flags", "B"),
+                           ("Reserved", "B"), ("EnumerationId", "B"), ("StartBusNumber", "B"))
 
 # Microsoft SPCR spec rev 4 / edk2 SerialPortConsoleRedirectionTable.h.
-SPCR = Struct(
-    "InterfaceType" / Int8ul, "Reserved1" / Bytes(3), "BaseAddress" / GAS, "InterruptType" / Int8ul,
-    "Irq" / Int8ul, "GlobalSystemInterrupt" / Int32ul, "BaudRate" / Int8ul, "Parity" / Int8ul,
-    "StopBits" / Int8ul, "FlowControl" / Int8ul, "TerminalType" / Int8ul, "Language" / Int8ul,
-    "PciDeviceId" / Int16ul, "PciVendorId" / Int16ul, "PciBusNumber" / Int8ul, "PciDeviceNumber" / Int8ul,
-    "PciFunctionNumber" / Int8ul, "PciFlags" / Int32ul, "PciSegment" / Int8ul,
-    "UartClockFrequency" / Int32ul, "PreciseBaudRate" / Int32ul, "NamespaceStringLength" / Int16ul,
-    "NamespaceStringOffset" / Int16ul,
+SPCR = Layout("SPCR",
+    ("InterfaceType", "B"), ("Reserved1", "3s"), ("BaseAddress", GAS), ("InterruptType", "B"),
+    ("Irq", "B"), ("GlobalSystemInterrupt", "I"), ("BaudRate", "B"), ("Parity", "B"),
+    ("StopBits", "B"), ("FlowControl", "B"), ("TerminalType", "B"), ("Language", "B"),
+    ("PciDeviceId", "H"), ("PciVendorId", "H"), ("PciBusNumber", "B"), ("PciDeviceNumber", "B"),
+    ("PciFunctionNumber", "B"), ("PciFlags", "I"), ("PciSegment", "B"),
+    ("UartClockFrequency", "I"), ("PreciseBaudRate", "I"), ("NamespaceStringLength", "H"),
+    ("NamespaceStringOffset", "H"),
 )
 
-__all__ = [n for n in dir() if n.isupper()] + ["PaddedString"]
+__all__ = [n for n in dir() if n.isupper()]
