@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from construct import Array, Int16ul, Int32ul, Int64ul, Padding, Struct
-
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
+from decoders.layout import Layout
 from decoders.model import Node, Problem, Severity, Space
 
 # Two notes per CPU and QEMU's largest machine has 4096 vCPUs (x86 max_cpus); more is a lie.
@@ -27,60 +26,59 @@ NT_PRSTATUS = 1
 QEMU_NOTE_TYPE = 0
 
 # ELF gABI "Note Section": namesz, descsz, type, then name and desc, each padded to 4 bytes.
-Elf_Nhdr = Struct("n_namesz" / Int32ul, "n_descsz" / Int32ul, "n_type" / Int32ul)
+Elf_Nhdr = Layout("Elf_Nhdr", ("n_namesz", "I"), ("n_descsz", "I"), ("n_type", "I"))
 
 # target/i386/arch_dump.c (QEMUCPUSTATE_VERSION 1)
-QEMUCPUSegment = Struct("selector" / Int32ul, "limit" / Int32ul, "flags" / Int32ul, "pad" / Int32ul,
-                        "base" / Int64ul)
+QEMUCPUSegment = Layout("QEMUCPUSegment", ("selector", "I"), ("limit", "I"), ("flags", "I"), ("pad", "I"),
+                        ("base", "Q"))
 SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt", "idt")
 GP_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
-QEMUCPUState = Struct(
-    "version" / Int32ul,
-    "size" / Int32ul,
-    *[n / Int64ul for n in GP_NAMES],
-    *[n / QEMUCPUSegment for n in SEGMENT_NAMES],
-    "cr" / Array(5, Int64ul),
+QEMUCPUState = Layout(
+    "QEMUCPUState",
+    ("version", "I"),
+    ("size", "I"),
+    *[(n, "Q") for n in GP_NAMES],
+    *[(n, QEMUCPUSegment) for n in SEGMENT_NAMES],
+    ("cr", "5Q"),
 )
 # QEMU 7.x appends `uint64_t kernel_gs_base` (for win-dmp) without bumping the version: the
 # 7.2 dumps here have size 440 = 432 + 8. Read it when `size` says it is there.
-QEMUCPUState_kernel_gs_base = Struct("kernel_gs_base" / Int64ul)
+QEMUCPUState_kernel_gs_base = Layout("QEMUCPUState_kernel_gs_base", ("kernel_gs_base", "Q"))
 
 # arch_dump.c x86_64_user_regs_struct inside x86_64_elf_prstatus {pad1[32], pid, pad2[76], regs, pad3[8]}
 X64_REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
                  "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base",
                  "ds", "es", "fs", "gs")
-x86_64_elf_prstatus = Struct(
-    Padding(32),
-    "pid" / Int32ul,
-    Padding(76),
-    "regs" / Struct(*[n / Int64ul for n in X64_REG_NAMES]),
-    Padding(8),
+x86_64_elf_prstatus = Layout(
+    "x86_64_elf_prstatus",
+    (None, "32x"),
+    ("pid", "I"),
+    (None, "76x"),
+    ("regs", Layout("x86_64_user_regs_struct", *[(n, "Q") for n in X64_REG_NAMES])),
+    (None, "8x"),
 )
 # arch_dump.c x86_user_regs_struct inside x86_elf_prstatus {pad1[24], pid, pad2[44], regs, pad3[4]}
-x86_elf_prstatus = Struct(
-    Padding(24),
-    "pid" / Int32ul,
-    Padding(44),
-    "regs" / Struct(
-        "ebx" / Int32ul, "ecx" / Int32ul, "edx" / Int32ul, "esi" / Int32ul, "edi" / Int32ul,
-        "ebp" / Int32ul, "eax" / Int32ul,
-        "ds" / Int16ul, Padding(2), "es" / Int16ul, Padding(2), "fs" / Int16ul, Padding(2),
-        "gs" / Int16ul, Padding(2),
-        "orig_eax" / Int32ul, "eip" / Int32ul, "cs" / Int16ul, Padding(2),
-        "eflags" / Int32ul, "esp" / Int32ul, "ss" / Int16ul, Padding(2),
-    ),
-    Padding(4),
+x86_elf_prstatus = Layout(
+    "x86_elf_prstatus",
+    (None, "24x"),
+    ("pid", "I"),
+    (None, "44x"),
+    ("regs", Layout(
+        "x86_user_regs_struct",
+        ("ebx", "I"), ("ecx", "I"), ("edx", "I"), ("esi", "I"), ("edi", "I"),
+        ("ebp", "I"), ("eax", "I"),
+        ("ds", "H"), (None, "2x"), ("es", "H"), (None, "2x"), ("fs", "H"), (None, "2x"),
+        ("gs", "H"), (None, "2x"),
+        ("orig_eax", "I"), ("eip", "I"), ("cs", "H"), (None, "2x"),
+        ("eflags", "I"), ("esp", "I"), ("ss", "H"), (None, "2x"),
+    )),
+    (None, "4x"),
 )
-PRSTATUS_LAYOUTS = {x86_64_elf_prstatus.sizeof(): ("x86_64", x86_64_elf_prstatus),
-                    x86_elf_prstatus.sizeof(): ("i386", x86_elf_prstatus)}
-NHDR_SIZE = Elf_Nhdr.sizeof()
-QEMU_STATE_SIZE = QEMUCPUState.sizeof()
-# A 4096-vCPU dump has 8192 notes: the fixed-size structs are parsed compiled once their length has been
-# checked (plain construct spent about 1 ms a CPU, mostly in sizeof); errors come from the plain ones.
-_NHDR_FAST = Elf_Nhdr.compile()
-_QEMU_FAST = QEMUCPUState.compile()
-_PRSTATUS_FAST = {size: struct.compile() for size, (_name, struct) in PRSTATUS_LAYOUTS.items()}
+PRSTATUS_LAYOUTS = {x86_64_elf_prstatus.size: ("x86_64", x86_64_elf_prstatus),
+                    x86_elf_prstatus.size: ("i386", x86_elf_prstatus)}
+NHDR_SIZE = Elf_Nhdr.size
+QEMU_STATE_SIZE = QEMUCPUState.size
 
 
 @dataclass
@@ -185,7 +183,7 @@ def decode_notes(data: bytes, file_offset: int, first_index: int = 0) -> tuple[l
             if pos < len(data) and any(data[pos:]):
                 problem(off + pos, f"{len(data) - pos} bytes after the last note are too short for a note header")
             break
-        h = _NHDR_FAST.parse(bytes(data[pos:pos + NHDR_SIZE]))
+        h = Elf_Nhdr.parse(data, pos)
         name_end = pos + 12 + h.n_namesz
         desc = pos + 12 + _align4(h.n_namesz)
         desc_end = desc + h.n_descsz
@@ -233,25 +231,25 @@ def decode_notes(data: bytes, file_offset: int, first_index: int = 0) -> tuple[l
 def _qemu_note(problem, cpu: CpuState, off: int, desc: bytes) -> None:
     cpu.qemu_note_offset = off
     try:
-        st = _QEMU_FAST.parse(desc) if len(desc) >= QEMU_STATE_SIZE else parse_at(QEMUCPUState, desc, 0,
-                                                                                  "QEMUCPUState")
+        st = QEMUCPUState.read(desc, 0, "QEMUCPUState")
     except DecodeError as e:
         problem(off, f"CPU {cpu.index} QEMU note: {e.message} (descriptor is {len(desc)} bytes, "
                      f"QEMUCPUState v1 needs {QEMU_STATE_SIZE})")
         return
-    cpu.version, cpu.size = st.version, st.size
-    if st.version != 1:
-        problem(off, f"CPU {cpu.index} QEMU note: version {st.version} (this reader knows 1); "
+    cpu.version, cpu.size = st["version"], st["size"]
+    if cpu.version != 1:
+        problem(off, f"CPU {cpu.index} QEMU note: version {cpu.version} (this reader knows 1); "
                      "fields read as version 1", Severity.WARNING)
-    if st.size > len(desc) or st.size < QEMU_STATE_SIZE:
-        problem(off + 4, f"CPU {cpu.index} QEMU note: size field {st.size} disagrees with the "
+    if cpu.size > len(desc) or cpu.size < QEMU_STATE_SIZE:
+        problem(off + 4, f"CPU {cpu.index} QEMU note: size field {cpu.size} disagrees with the "
                          f"{len(desc)}-byte descriptor (QEMUCPUState v1 is {QEMU_STATE_SIZE}+)")
     cpu.registers = {n: st[n] for n in GP_NAMES}
-    cpu.segments = {n: SegmentCache(st[n].selector, st[n].limit, st[n].flags, st[n].base) for n in SEGMENT_NAMES}
-    cpu.cr = list(st.cr)
+    cpu.segments = {n: SegmentCache(st[n]["selector"], st[n]["limit"], st[n]["flags"], st[n]["base"])
+                    for n in SEGMENT_NAMES}
+    cpu.cr = st["cr"]
     tail = QEMU_STATE_SIZE
-    if min(st.size, len(desc)) >= tail + 8:
-        cpu.kernel_gs_base = parse_at(QEMUCPUState_kernel_gs_base, desc, tail).kernel_gs_base
+    if min(cpu.size, len(desc)) >= tail + 8:
+        cpu.kernel_gs_base = QEMUCPUState_kernel_gs_base.read(desc, tail)["kernel_gs_base"]
 
 
 def _prstatus(problem, cpu: CpuState, off: int, desc: bytes) -> None:
@@ -259,12 +257,12 @@ def _prstatus(problem, cpu: CpuState, off: int, desc: bytes) -> None:
     layout = PRSTATUS_LAYOUTS.get(len(desc))
     if layout is None:
         problem(off, f"CPU {cpu.index} NT_PRSTATUS of {len(desc)} bytes matches neither the x86-64 "
-                     f"({x86_64_elf_prstatus.sizeof()}) nor the i386 ({x86_elf_prstatus.sizeof()}) layout")
+                     f"({x86_64_elf_prstatus.size}) nor the i386 ({x86_elf_prstatus.size}) layout")
         return
-    cpu.prstatus_layout, _struct = layout
-    st = _PRSTATUS_FAST[len(desc)].parse(desc)
-    cpu.pid = st.pid
-    cpu.prstatus = {k: v for k, v in st.regs.items() if not k.startswith("_")}
+    cpu.prstatus_layout, record = layout
+    st = record.read(desc)
+    cpu.pid = st["pid"]
+    cpu.prstatus = st["regs"]
     if not cpu.registers:
         # No QEMU note: the general registers come from PRSTATUS, named as in QEMUCPUState.
         r = cpu.prstatus

@@ -46,7 +46,7 @@ def decode_sec_pei_handoff(mem: Memory, address: int, width: int) -> Node:
         node.warn(0, f"DataSize {p.DataSize}, sizeof(EFI_SEC_PEI_HAND_OFF) is {st.sizeof()} with "
                      f"{width * 8}-bit pointers")
     for base, size, what in RANGES[1:]:
-        if p[base] + p[size] > 1 << (width * 8):
+        if getattr(p, base) + getattr(p, size) > 1 << (width * 8):
             node.problem(0, f"{what} {base} + {size} wraps past the address space")
     node.title = (f"EFI_SEC_PEI_HAND_OFF: BFV 0x{p.BootFirmwareVolumeBase:x} +0x{p.BootFirmwareVolumeSize:x}, "
                   f"temp RAM 0x{p.TemporaryRamBase:x} +0x{p.TemporaryRamSize:x}, "

@@ -131,14 +131,15 @@ def decode_system_table(mem: Memory, address: int) -> Node:
     st = read_fields(node, mem, address, st_struct, "EFI_SYSTEM_TABLE")
     if st is None:
         return node
+    hdr = parse_at(S.EFI_TABLE_HEADER, node.space.data, 0)   # the Hdr.* fields, from the bytes they show
     node.add("PointerSize", width, display="X64 (8)" if width == 8 else "IA32 (4)")
-    if st.Hdr.Signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
-        node.problem(0, f"Hdr.Signature {st.Hdr.Signature!r} is not 'IBI SYST'")
-    node.field("Hdr.Revision").display = f"0x{st.Hdr.Revision:x} (UEFI {revision_text(st.Hdr.Revision)})"
+    if hdr.Signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
+        node.problem(0, f"Hdr.Signature {hdr.Signature!r} is not 'IBI SYST'")
+    node.field("Hdr.Revision").display = f"0x{hdr.Revision:x} (UEFI {revision_text(hdr.Revision)})"
     crc = crc32_with_zeroed(node.space.data, 16)
-    node.field("Hdr.CRC32").display = f"0x{st.Hdr.CRC32:08x} ({'valid' if crc == st.Hdr.CRC32 else 'bad'})"
-    if crc != st.Hdr.CRC32:
-        node.problem(16, f"Hdr.CRC32 0x{st.Hdr.CRC32:08x} does not match the computed 0x{crc:08x}")
+    node.field("Hdr.CRC32").display = f"0x{hdr.CRC32:08x} ({'valid' if crc == hdr.CRC32 else 'bad'})"
+    if crc != hdr.CRC32:
+        node.problem(16, f"Hdr.CRC32 0x{hdr.CRC32:08x} does not match the computed 0x{crc:08x}")
     vendor, why = read_ucs2(mem, st.FirmwareVendor) if st.FirmwareVendor else (None, "FirmwareVendor is NULL")
     f = node.field("FirmwareVendor")
     f.display = f"0x{st.FirmwareVendor:x} \"{vendor}\"" if vendor is not None else f"0x{st.FirmwareVendor:x}"
@@ -146,7 +147,7 @@ def decode_system_table(mem: Memory, address: int) -> Node:
         node.warn(f.offset, why)
     node.add("FirmwareVendorString", vendor)
     node.field("FirmwareRevision").display = f"0x{st.FirmwareRevision:x}"
-    node.title = (f"EFI_SYSTEM_TABLE at 0x{address:x}: UEFI {revision_text(st.Hdr.Revision)}, "
+    node.title = (f"EFI_SYSTEM_TABLE at 0x{address:x}: UEFI {revision_text(hdr.Revision)}, "
                   f"{vendor or '?'}, {st.NumberOfTableEntries} configuration tables")
     _config_tables(node, mem, st.ConfigurationTable, st.NumberOfTableEntries, width)
     return node
@@ -254,7 +255,7 @@ def decode_loaded_image(mem: Memory, address: int, width: int = 8) -> Node:
     if li is None:
         return node
     for name in ("ImageCodeType", "ImageDataType"):
-        v = li[name]
+        v = getattr(li, name)
         node.field(name).display = enum_name(EFI_MEMORY_TYPE, v) or f"0x{v:x}"
     node.field("ImageBase").display = f"0x{li.ImageBase:x}"
     node.field("ImageSize").display = f"0x{li.ImageSize:x}"

@@ -2,7 +2,7 @@
 CPU's mode, RIP and control registers, one page-table walk per distinct CR3, and located problems for
 notes that disagree in count or are cut short. The cores are built here with struct.pack from the
 layouts in QEMU target/i386/arch_dump.c (x86_64_elf_prstatus, QEMUCPUState) and the ELF gABI note
-format, not with the project's construct structs."""
+format, not with the project's declarations in decoders/elfcore.py."""
 from __future__ import annotations
 
 import json
