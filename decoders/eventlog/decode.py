@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from decoders import budget
-from decoders.errors import DecodeError, parse_at, static_size
+from decoders.errors import DecodeError, parse_at
 from decoders.eventlog import structs as S
 from decoders.eventlog.events import decode_event_data
 from decoders.model import Node, Space
@@ -36,10 +36,6 @@ MAX_EVENTS = 20_000
 NODES_PER_EVENT = 2
 MAX_DIGESTS = 16
 MAX_SPEC_ID_ALGORITHMS = 16
-
-# The per-event header is parsed with the compiled struct: the loop checks that its 12 bytes are
-# there first, so the compiled parser only ever sees validated input (construct's docs/compilation.rst: a compiled struct is not for untrusted data).
-_EVENT2_HDR = S.TCG_PCR_EVENT2_HDR.compile()
 
 SPEC_ID_03 = b"Spec ID Event03\0"
 SPEC_ID_02 = b"Spec ID Event02\0"
@@ -79,7 +75,7 @@ def _decode(data: bytes, kind: str, space_name: str) -> Node:
     space = Space(space_name, bytes(data))
     buf = space.data
     root = Node("event-log", "event log", space, 0, len(buf))
-    if len(buf) < static_size(S.TCG_PCR_EVENT_HDR):
+    if len(buf) < S.TCG_PCR_EVENT_HDR.size:
         root.problem(0, f"log is {len(buf)} bytes, shorter than the 32-byte TCG_PCR_EVENT header")
         root.add("Format", "unknown")
         root.title = "event log (empty or truncated)"
@@ -134,10 +130,7 @@ def _sha1_event(space: Space, off: int, index: int) -> tuple[Node, int | None]:
     buf = space.data
     hdr = parse_at(S.TCG_PCR_EVENT_HDR, buf, off)
     ev = Node("event", "", space, off, 32)
-    ev.add("PCRIndex", hdr.PCRIndex, off, 4)
-    ev.add("EventType", hdr.EventType, off + 4, 4, _type_display(hdr.EventType))
-    ev.add("Digest", bytes(hdr.Digest), off + 8, 20)
-    ev.add("EventSize", hdr.EventSize, off + 28, 4)
+    S.TCG_PCR_EVENT_HDR.add_fields(ev, hdr, off, displays={"EventType": _type_display})
     ev.title = f"#{index} PCR{hdr.PCRIndex} {_type_display(hdr.EventType)}"
     data_off = off + 32
     if hdr.EventSize > len(buf) - data_off:
@@ -194,6 +187,13 @@ def _take_event(root: Node, off: int, end: int, decoded: int) -> bool:
 
 # -- the Spec ID header ------------------------------------------------------------------------
 
+_SPEC_ID_DISPLAYS = {
+    "signature": lambda v: v.rstrip(b"\0").decode("ascii", "replace"),
+    "platformClass": {0: "client", 1: "server"}.get,
+    "uintnSize": {1: "UINT32", 2: "UINT64"}.get,
+}
+
+
 def _decode_header_event(root: Node, space: Space, spec_id: SpecId) -> Node:
     buf = space.data
     ev, nxt = _sha1_event(space, 0, 0)
@@ -208,21 +208,13 @@ def _decode_header_event(root: Node, space: Space, spec_id: SpecId) -> Node:
         data.problem(e.offset, f"Spec ID event: {e.message}")
         ev.size = max(ev.size, 32)
         return ev
-    o = 32
-    data.add("signature", bytes(sid.signature), o, 16, sid.signature.rstrip(b"\0").decode("ascii", "replace"))
-    data.add("platformClass", sid.platformClass, o + 16, 4,
-             {0: "client", 1: "server"}.get(sid.platformClass))
-    data.add("specVersionMinor", sid.specVersionMinor, o + 20, 1)
-    data.add("specVersionMajor", sid.specVersionMajor, o + 21, 1)
-    data.add("specErrata", sid.specErrata, o + 22, 1)
-    data.add("uintnSize", sid.uintnSize, o + 23, 1, {1: "UINT32", 2: "UINT64"}.get(sid.uintnSize))
-    data.add("numberOfAlgorithms", sid.numberOfAlgorithms, o + 24, 4)
-    p = o + 28
+    p = S.TCG_EfiSpecIdEventStruct.add_fields(data, sid, 32, displays=_SPEC_ID_DISPLAYS)
     count = sid.numberOfAlgorithms
+    count_at = data.field("numberOfAlgorithms").offset
     if count == 0:
-        data.problem(o + 24, "numberOfAlgorithms is 0; a crypto-agile log needs at least one")
+        data.problem(count_at, "numberOfAlgorithms is 0; a crypto-agile log needs at least one")
     if count > MAX_SPEC_ID_ALGORITHMS:
-        data.problem(o + 24, f"numberOfAlgorithms {count} exceeds {MAX_SPEC_ID_ALGORITHMS}; list not decoded")
+        data.problem(count_at, f"numberOfAlgorithms {count} exceeds {MAX_SPEC_ID_ALGORITHMS}; list not decoded")
         count = 0
     for i in range(count):
         if p + 4 > end:
@@ -296,7 +288,7 @@ def _agile_event(root: Node, space: Space, off: int, spec_id: SpecId, cc: bool,
     if len(buf) - off < 12:
         root.problem(off, f"{len(buf) - off} trailing bytes, too short for a TCG_PCR_EVENT2 header (12 bytes)")
         return None
-    hdr = _EVENT2_HDR.parse(bytes(buf[off:off + 12]))
+    hdr = S.TCG_PCR_EVENT2_HDR.parse(buf, off)
     ev = Node("event", "", space, off, 12)
     events.append(ev)
     if cc:

@@ -11,9 +11,8 @@ import struct
 
 from decoders import guids
 from decoders.devicepath import decode_device_path
-from decoders.errors import DecodeError, parse_at, static_size
+from decoders.errors import DecodeError, parse_at
 from decoders.eventlog import structs as S
-from decoders.fields import add_fields
 from decoders.model import Node, Space
 from decoders.uefivar import decode_variable_data
 
@@ -122,7 +121,7 @@ def _fw_blob(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None
         _string(node, raw, off, pcr, etype)
         return
     b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 0, "UEFI_PLATFORM_FIRMWARE_BLOB")
-    add_fields(node, S.UEFI_PLATFORM_FIRMWARE_BLOB, b, off, displays=_BLOB_HEX)
+    S.UEFI_PLATFORM_FIRMWARE_BLOB.add_fields(node, b, off, displays=_BLOB_HEX)
     node.title = f"blob 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
     if len(raw) != 16:
         node.warn(off + 16, f"{len(raw) - 16} bytes follow UEFI_PLATFORM_FIRMWARE_BLOB")
@@ -138,7 +137,7 @@ def _fw_blob2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     node.add("BlobDescriptionSize", n, off, 1)
     node.add("BlobDescription", desc.rstrip(b"\0").decode("ascii", errors="replace"), off + 1, n)
     b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 1 + n)
-    add_fields(node, S.UEFI_PLATFORM_FIRMWARE_BLOB, b, off + 1 + n, displays=_BLOB_HEX)
+    S.UEFI_PLATFORM_FIRMWARE_BLOB.add_fields(node, b, off + 1 + n, displays=_BLOB_HEX)
     node.title = f"{node.get('BlobDescription')}: 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
 
 
@@ -181,8 +180,8 @@ def _handoff2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
 
 def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_IMAGE_LOAD_EVENT_HDR, raw, 0, "UEFI_IMAGE_LOAD_EVENT")
-    add_fields(node, S.UEFI_IMAGE_LOAD_EVENT_HDR, h, off,
-               displays={"ImageLocationInMemory": _hex, "ImageLinkTimeAddress": _hex})
+    S.UEFI_IMAGE_LOAD_EVENT_HDR.add_fields(node, h, off,
+                                           displays={"ImageLocationInMemory": _hex, "ImageLinkTimeAddress": _hex})
     avail = len(raw) - 32
     n = h.LengthOfDevicePath
     if n > avail:
@@ -198,9 +197,9 @@ def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> N
 
 def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     h = parse_at(S.UEFI_PARTITION_TABLE_HEADER, raw, 0, "UEFI_PARTITION_TABLE_HEADER")
-    hs = static_size(S.UEFI_PARTITION_TABLE_HEADER)
+    hs = S.UEFI_PARTITION_TABLE_HEADER.size
     hdr = Node("gpt-header", "UEFI_PARTITION_TABLE_HEADER", node.space, off, hs)
-    add_fields(hdr, S.UEFI_PARTITION_TABLE_HEADER, h, off)
+    S.UEFI_PARTITION_TABLE_HEADER.add_fields(hdr, h, off)
     if h.Signature != b"EFI PART":
         hdr.warn(off, f"Signature {h.Signature!r}, expected b'EFI PART'")
     node.append(hdr)
@@ -220,7 +219,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
         e = parse_at(S.UEFI_PARTITION_ENTRY, raw, p)
         name = e.PartitionName.decode("utf-16-le", errors="replace").split("\0")[0]
         part = Node("gpt-partition", f"partition {i}: {name}", node.space, off + p, esize)
-        add_fields(part, S.UEFI_PARTITION_ENTRY, e, off + p, displays={"PartitionName": name})
+        S.UEFI_PARTITION_ENTRY.add_fields(part, e, off + p, displays={"PartitionName": name})
         part.field("PartitionName").value = name
         node.append(part)
         p += esize
@@ -339,7 +338,7 @@ def _variable(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     h = parse_at(S.UEFI_VARIABLE_DATA_HDR, raw, 0, "UEFI_VARIABLE_DATA")
     g = h.VariableName
     node.kind = "uefi-variable-data"
-    add_fields(node, S.UEFI_VARIABLE_DATA_HDR, h, off)
+    S.UEFI_VARIABLE_DATA_HDR.add_fields(node, h, off)
     p = 32
     nlen = h.UnicodeNameLength * 2
     if p + nlen > len(raw):

@@ -10,16 +10,17 @@ from decoders.errors import DecodeError, parse_at
 from decoders.eventlog import structs as S
 from decoders.model import Node, Space
 
-HEADER_SIZE = 48
-BODY_SIZE = 584
+HEADER_SIZE = S.TDX_QUOTE_HEADER_V4.size  # 48
+BODY_SIZE = S.TD_QUOTE_BODY_V4.size  # 584
 TEE_TYPE_TDX = 0x81
 TEE_TYPE_SGX = 0x00
 ATT_KEY_TYPES = {2: "ECDSA-256-with-P-256", 3: "ECDSA-384-with-P-384"}
 
-_BODY_FIELDS = [("TEE_TCB_SVN", 16), ("MRSEAM", 48), ("MRSIGNERSEAM", 48), ("SEAMATTRIBUTES", 8),
-                ("TDATTRIBUTES", 8), ("XFAM", 8), ("MRTD", 48), ("MRCONFIGID", 48), ("MROWNER", 48),
-                ("MROWNERCONFIG", 48), ("RTMR0", 48), ("RTMR1", 48), ("RTMR2", 48), ("RTMR3", 48),
-                ("REPORTDATA", 64)]
+_HEADER_DISPLAYS = {"AttestationKeyType": ATT_KEY_TYPES.get,
+                    "TeeType": {TEE_TYPE_TDX: "TDX", TEE_TYPE_SGX: "SGX"}.get}
+# Every body member is a byte string (measurement registers, attributes), shown in hex.
+_BODY_DISPLAYS = {name: bytes.hex for name in S.TD_QUOTE_BODY_V4.names}
+_RTMRS = ("RTMR0", "RTMR1", "RTMR2", "RTMR3")
 
 
 def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
@@ -33,13 +34,7 @@ def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
         root.problem(e.offset, e.message)
         return root
     hdr = Node("tdx-quote-header", "quote header", space, 0, HEADER_SIZE)
-    hdr.add("Version", h.Version, 0, 2)
-    hdr.add("AttestationKeyType", h.AttestationKeyType, 2, 2, ATT_KEY_TYPES.get(h.AttestationKeyType))
-    hdr.add("TeeType", h.TeeType, 4, 4, {TEE_TYPE_TDX: "TDX", TEE_TYPE_SGX: "SGX"}.get(h.TeeType))
-    hdr.add("QeSvn", h.QeSvn, 8, 2)
-    hdr.add("PceSvn", h.PceSvn, 10, 2)
-    hdr.add("QeVendorId", bytes(h.QeVendorId), 12, 16)
-    hdr.add("UserData", bytes(h.UserData), 28, 20)
+    S.TDX_QUOTE_HEADER_V4.add_fields(hdr, h, 0, displays=_HEADER_DISPLAYS)
     root.append(hdr)
     if h.Version != 4:
         hdr.problem(0, f"quote Version {h.Version}; this decoder knows version 4 (TD quote body v1.0)")
@@ -51,14 +46,7 @@ def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
         root.problem(e.offset, e.message)
         return root
     body = Node("td-quote-body", "TD quote body", space, HEADER_SIZE, BODY_SIZE)
-    o = HEADER_SIZE
-    values = dict(b)
-    for i in range(4):
-        values[f"RTMR{i}"] = b.RTMR[i]
-    for name, size in _BODY_FIELDS:
-        v = bytes(values[name])
-        body.add(name, v, o, size, v.hex())
-        o += size
+    S.TD_QUOTE_BODY_V4.add_fields(body, b, HEADER_SIZE, displays=_BODY_DISPLAYS)
     root.append(body)
     p = HEADER_SIZE + BODY_SIZE
     if p + 4 <= len(buf):
@@ -72,14 +60,14 @@ def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
         root.append(sig)
     else:
         root.warn(p, "quote ends before SignatureDataLength")
-    root.title = f"TDX quote v{h.Version}: MRTD {bytes(b.MRTD).hex()[:16]}…"
+    root.title = f"TDX quote v{h.Version}: MRTD {b.MRTD.hex()[:16]}…"
     return root
 
 
 def quote_rtmrs(data: bytes) -> list[bytes]:
     """RTMR0-3 from a TDX quote v4 (raises DecodeError when the body is not there)."""
-    b = parse_at(S.TD_QUOTE_BODY_V4, data, HEADER_SIZE, "TD quote body")
-    return [bytes(r) for r in b.RTMR]
+    b = S.TD_QUOTE_BODY_V4.read(data, HEADER_SIZE, "TD quote body")
+    return [b[name] for name in _RTMRS]
 
 
 def quote_expected(data: bytes) -> dict[str, bytes]:
@@ -102,4 +90,4 @@ def quote_expectation(data: bytes, space_name: str = "quote") -> tuple[Node, dic
               f"(0x{HEADER_SIZE + BODY_SIZE:x})"
         root.problem(len(data) if body is None and not foreign else 0, f"RTMR0-3 not compared: {why}")
         return root, {}
-    return root, {f"RTMR{i}": body.get(f"RTMR{i}") for i in range(4)}
+    return root, {name: body.get(name) for name in _RTMRS}
