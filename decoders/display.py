@@ -1,47 +1,29 @@
 """Display text for decoded values, written one way everywhere: enum names and flag lists.
 
-A table is the one the spec declares, as the structs module has it: a construct `Enum` or
-`FlagsEnum`, a mapping (value -> name; for flags, bit mask -> name), or for flags a sequence of
-names indexed by bit number (ACPI lists flag bits in order). Values no name covers are shown in
-hex, never dropped: construct's Enum parses an unknown value to a plain int, and a view must still
-show it.
+A table is the one the spec declares, as the structs module has it: a mapping (value -> name; for
+flags, bit mask -> name), or for flags a sequence of names indexed by bit number (ACPI lists flag
+bits in order). Values no name covers are shown in hex, never dropped.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 
-# construct.Enum | construct.FlagsEnum | Mapping | Sequence (a name for annotations only: this module
-# does not import construct, which the fast metadata-only commands never load).
-Table = object
+Table = Mapping | Sequence
 
 
-def _construct():
-    """construct, when something loaded it; a table can be one of its Enums only then."""
-    return sys.modules.get("construct")
-
-
-def enum_name(table: Table, value: int) -> str | None:
-    """The name of `value` in an Enum or value -> name mapping, or None."""
-    construct = _construct()
-    if construct is not None and isinstance(table, construct.Enum):
-        name = table.decmapping.get(int(value))
-    else:
-        name = table.get(int(value))
+def enum_name(table: Mapping, value: int) -> str | None:
+    """The name of `value` in a value -> name mapping, or None."""
+    name = table.get(int(value))
     return None if name is None else str(name)
 
 
-def enum_text(table: Table, value: int) -> str:
+def enum_text(table: Mapping, value: int) -> str:
     """`NAME (0x1c)`, or `unknown (0x1c)`."""
     name = enum_name(table, value)
     return f"{name} (0x{value:x})" if name else f"unknown (0x{value:x})"
 
 
 def _bits(table: Table) -> list[tuple[int, str]]:
-    construct = _construct()
-    if construct is not None and isinstance(table, construct.FlagsEnum):
-        # construct needs identifiers: PiHob.h's EFI_RESOURCE_ATTRIBUTE_16_BIT_IO is `_16_BIT_IO` there
-        return [(bit, name.lstrip("_")) for name, bit in table.flags.items()]
     if isinstance(table, Mapping):
         return list(table.items())
     return [(1 << i, name) for i, name in enumerate(table)]

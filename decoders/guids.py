@@ -3,8 +3,7 @@
 On the wire an EFI_GUID is { UINT32 Data1; UINT16 Data2; UINT16 Data3; UINT8 Data4[8]; } (UEFI 2.10
 Appendix A, "EFI GUID Format"; edk2 MdePkg/Include/Uefi/UefiBaseType.h), every field little-endian
 on x86: the first three fields are byte-swapped against the string form, which is
-`uuid.UUID(bytes_le=...)`. `EFI_GUID` below is the one construct adapter for that; `from_bytes`
-the same for raw bytes.
+`uuid.UUID(bytes_le=...)`: `from_bytes` below, and the "G" member of decoders.layout records.
 Names come from the edk2 package declarations ([Guids], [Protocols], [Ppis] of MdePkg.dec,
 MdeModulePkg.dec, UefiCpuPkg.dec, OvmfPkg.dec, SecurityPkg.dec, ...), kept verbatim in the data
 file `guid_names.txt` beside this module (generated from the .dec text of edk2 2022.11 and
@@ -101,33 +100,6 @@ def lookup(text: str) -> uuid.UUID | None:
         if n.lower() == low:
             return g
     return None
-
-
-def _construct_adapter():
-    from construct import Adapter, Bytes
-
-    class GuidAdapter(Adapter):
-        """EFI_GUID: its 16 wire bytes <-> uuid.UUID (representation only)."""
-
-        def _decode(self, obj, context, path):
-            return from_bytes(obj)
-
-        def _encode(self, obj, context, path):
-            if isinstance(obj, (bytes, bytearray)) and len(obj) == 16:  # already the wire form
-                return bytes(obj)
-            return (obj if isinstance(obj, uuid.UUID) else uuid.UUID(str(obj))).bytes_le
-
-    return GuidAdapter, GuidAdapter(Bytes(16))
-
-
-def __getattr__(name: str):
-    """EFI_GUID (and its class GuidAdapter) are made on first use: construct takes ~15 ms to import,
-    and the commands that read only the OVMF metadata (decoders.layout) never need it."""
-    if name in ("EFI_GUID", "GuidAdapter"):
-        global EFI_GUID, GuidAdapter
-        GuidAdapter, EFI_GUID = _construct_adapter()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- GUIDs that decoders dispatch on, by their edk2 names (the names above give their text) -------

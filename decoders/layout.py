@@ -1,12 +1,12 @@
 """Fixed-size little-endian records declared as (name, code) members and read with one
-`struct.unpack_from`: the declarations of every header the firmware, PE, HOB and NV-store decoders
-read.
+`struct.unpack_from`: the declarations of every fixed-size structure the decoders read (flash
+volumes, FFS files and sections, PE/TE headers, HOBs, the NV store, ACPI tables, event-log records,
+EFI tables, ELF core notes).
 
 A record is a handful of integers, byte strings and GUIDs at fixed offsets, so the `struct` module
-reads it in one C call (about thirty times faster than a per-member parser on a PE optional
-header, which an OVMF image has about 130 of), and nothing heavier than `struct` and `uuid` has to
-be imported for it (construct, which the variable-size declarations elsewhere use, costs 40-60 ms
-of a process's start).
+reads it in one C call (about thirty times faster than a per-member parser such as construct on a
+PE optional header, which an OVMF image has about 130 of), and nothing heavier than `struct` and
+`uuid` is imported for it (construct alone cost 40-60 ms of every process's start).
 
 A member is `(name, code)` or `(name, code, names)`:
 - a `struct` module code: "B", "H", "I", "Q" (and signed "b", "h", "i", "q") give an int, "8s"
@@ -23,9 +23,9 @@ Members of a nested C struct that should show as their own fields are declared f
 names at their offsets ("IntegrityCheck.Header").
 
 `read` gives {name: value} and `parse` the same as attributes; both raise a DecodeError located at
-the record for input that is short or holds a wrong constant. `add_fields` adds the values to a
-Node as located fields. `sizeof` and `build` have construct's shapes, so the tests and
-decoders.errors treat a Layout like a construct Struct.
+the record for input that is short or holds a wrong constant (decoders.errors.parse_at checks the
+bounds first). `add_fields` adds the values to a Node as located fields; `build` packs values back
+(for generators).
 """
 from __future__ import annotations
 

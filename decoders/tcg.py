@@ -1,6 +1,6 @@
 """TCG numbers the event logs and the measurement predictions share: hash algorithm ids and
-event types, without construct (decoders/eventlog/structs.py has the wire structures and
-re-exports these; the SNP/TDX predictions name event types without loading it).
+event types (decoders/eventlog/structs.py has the wire records and re-exports these; the SNP/TDX
+predictions name event types without loading the event-log decoder).
 
 Sources: TCG PC Client Platform Firmware Profile (PFP) spec 1.05 §10.4.1; edk2
 MdePkg/Include/IndustryStandard/UefiTcgPlatform.h and Tpm20.h.

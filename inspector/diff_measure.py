@@ -43,7 +43,6 @@ removed, changed or unchanged; GUIDs are lowercase text):
 from __future__ import annotations
 
 import uuid
-from bisect import bisect_right
 
 from decoders.model import Node
 

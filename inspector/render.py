@@ -145,7 +145,7 @@ def _json(value) -> str:
         return "null"
     if t is bool:
         return "true" if value else "false"
-    if isinstance(value, str):   # a subclass (construct's EnumIntegerString): json.dumps writes the text
+    if isinstance(value, str):   # a subclass of str: json.dumps writes the text
         return _encode_str(value)
     if (t is list or t is tuple) and all(type(v) is int for v in value):
         return "[" + ",".join(map(int.__repr__, value)) + "]"

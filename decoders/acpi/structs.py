@@ -3,8 +3,8 @@ TcpaAcpi.h? (TCG ACPI spec 1.3), DmaRemappingReportingTable.h, SerialPortConsole
 acpica include/actbl*.h). Names follow Acpi65.h. Bodies are declared as flat records of fixed-size
 fields so a table shorter than its latest revision decodes field by field up to its Length.
 
-Declarations only, as decoders.layout records: construct is not imported here, so `acpi` decodes
-tables without it. A subtable's record is named as the structure is shown."""
+Declarations only, as decoders.layout records. A subtable's record is named as the structure is
+shown."""
 from decoders.layout import Layout
 
 RSDP = Layout("RSDP",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from decoders import guids
 from decoders.efi.structs import EFI_PEI_PPI_DESCRIPTOR, EFI_SEC_PEI_HAND_OFF
 from decoders.errors import parse_at
-from decoders.fields import add_fields, read_fields
+from decoders.fields import read_fields
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
 
@@ -71,8 +71,8 @@ def decode_ppi_list(mem: Memory, address: int, width: int, max_ppis: int = MAX_P
         d.space, d.size = Space(f"EFI_PEI_PPI_DESCRIPTOR@0x{at:x}", raw, at), size
         p = parse_at(st, raw, 0)
         flags = [n for bit, n in FLAG_NAMES if p.Flags & bit]
-        add_fields(node=d, struct=st, parsed=p, offset=0,
-                   displays={"Flags": f"0x{p.Flags:x} ({'|'.join(flags) or 'none'})", "Guid": _hex, "Ppi": _hex})
+        st.add_fields(d, p, 0,
+                      displays={"Flags": f"0x{p.Flags:x} ({'|'.join(flags) or 'none'})", "Guid": _hex, "Ppi": _hex})
         try:
             guid = guids.from_bytes(mem.read(p.Guid, 16))
             d.add("GuidValue", guid, None, None, guids.describe(guid))

@@ -4,7 +4,6 @@ decoders.layout records (UEFI 2.10 §4; PI 1.8 vol. 1 §6.3; edk2 MdePkg headers
 Pointer-sized fields (UINTN, VOID *, handles) take the firmware's word size: `_ptr` is "Q" for
 X64 DXE and "I" for IA32 DXE, chosen from EFI_TABLE_HEADER.HeaderSize (120 vs 72). C padding
 before 8-byte members is spelled out as padding members so offsets match the headers.
-construct is not used here: `dump` and the live session read these tables without it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from decoders.devicepath import decode_device_path, walk as dp_walk
 from decoders.display import enum_name
 from decoders.efi import structs as S
 from decoders.errors import parse_at
-from decoders.fields import add_fields, read_fields
+from decoders.fields import read_fields
 from decoders.hob.structs import EFI_MEMORY_TYPE  # MdePkg/Include/Uefi/UefiMultiPhase.h
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
@@ -124,7 +124,7 @@ def decode_system_table(mem: Memory, address: int) -> Node:
     width = {S.EFI_SYSTEM_TABLE(8).sizeof(): 8, S.EFI_SYSTEM_TABLE(4).sizeof(): 4}.get(hdr.HeaderSize)
     if width is None:
         node.space, node.size = _space("EFI_SYSTEM_TABLE", address, head), len(head)
-        add_fields(node, S.EFI_TABLE_HEADER, hdr, 0, prefix="Hdr.")
+        S.EFI_TABLE_HEADER.add_fields(node, hdr, 0, prefix="Hdr.")
         node.problem(12, f"HeaderSize {hdr.HeaderSize} is neither 120 (X64) nor 72 (IA32): not a system table")
         return node
     st_struct = S.EFI_SYSTEM_TABLE(width)

@@ -3,14 +3,13 @@
 Sources: TCG PC Client Platform Firmware Profile (PFP) spec 1.05 §10 ("Event Logging");
 edk2 MdePkg/Include/IndustryStandard/UefiTcgPlatform.h, Tpm20.h; MdePkg/Include/Protocol/CcMeasurement.h;
 tpm2-tools lib/efi_event.h. Names are the spec's so they can be grepped against the documents.
-All little-endian; GUIDs ("G") read as uuid.UUID. construct is not used here: `eventlog` decodes a
-log without it.
+All little-endian; GUIDs ("G") read as uuid.UUID.
 """
 from __future__ import annotations
 
 from decoders.layout import Layout
 
-from decoders.tcg import (  # noqa: F401 - the numbers live there (no construct), re-exported here
+from decoders.tcg import (  # noqa: F401 - the numbers live there, re-exported here
     TPM_ALG_SHA1, TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_ALG_SM3_256, ALGORITHMS,
     EV_PREBOOT_CERT, EV_POST_CODE, EV_UNUSED, EV_NO_ACTION, EV_SEPARATOR, EV_ACTION, EV_EVENT_TAG,
     EV_S_CRTM_CONTENTS, EV_S_CRTM_VERSION, EV_CPU_MICROCODE, EV_PLATFORM_CONFIG_FLAGS,

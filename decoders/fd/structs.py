@@ -8,8 +8,7 @@ headers:
   MdePkg/Include/Guid/WinCertificate.h   (WIN_CERTIFICATE, WIN_CERTIFICATE_UEFI_GUID)
   MdeModulePkg/Library/DxeCrc32GuidedSectionExtractLib (CRC32_SECTION_HEADER)
   MdeModulePkg/Library/BrotliCustomDecompressLib/BrotliDecompressLibInternal.h
-All little-endian; GUIDs ("G") read as uuid.UUID. construct is not used here: `fd` and `diff`
-decode an image without it.
+All little-endian; GUIDs ("G") read as uuid.UUID.
 """
 from __future__ import annotations
 

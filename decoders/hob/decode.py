@@ -11,7 +11,6 @@ import struct as _struct
 from decoders import budget, guids
 from decoders.hob import structs as s
 from decoders.display import enum_name, flag_names
-from decoders.fields import add_fields
 from decoders.hob.guid_payloads import decode_guid_data, size_text
 from decoders.layout import Layout
 from decoders.memory import BytesMemory, Memory, Unreadable
@@ -213,7 +212,7 @@ def _fields(node: Node, struct: Layout, raw: bytes, **kw):
     """The HOB's members after its generic header (the walk added those) as fields; the walk checked
     HobLength >= the record's size."""
     parsed = struct.parse(raw)
-    add_fields(node, struct, parsed, node.offset, skip=s.HEADER_NAMES, **kw)
+    struct.add_fields(node, parsed, node.offset, skip=s.HEADER_NAMES, **kw)
     return parsed
 
 

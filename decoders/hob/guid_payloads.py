@@ -12,10 +12,10 @@ from collections.abc import Callable
 from decoders import guids
 from decoders.display import enum_name
 from decoders.errors import DecodeError, parse_at
-from decoders.fields import add_fields
 from decoders.hob import structs as s
 from decoders.layout import Layout
 from decoders.model import Node, Space
+from decoders.tcg import ALGORITHMS, event_type_name
 
 # TPM 2.0 has at most a handful of PCR banks (SHA-1, SHA-256, SHA-384, SHA-512, SM3); a count above
 # this is a lie that would otherwise drive a long loop over garbage.
@@ -30,15 +30,8 @@ E820_TYPES = {1: "RAM", 2: "RESERVED", 3: "ACPI", 4: "NVS", 5: "UNUSABLE", 6: "D
 
 # ---- shared helpers (decode.py uses them too) --------------------------------------------------
 
-def _tcg():
-    """The event-log structs module, imported on the first TCG event HOB: importing the event-log
-    package costs ~50 ms that a HOB list without measurements should not pay."""
-    from decoders.eventlog import structs
-    return structs
-
-
 def _event_type_text(value: int) -> str:
-    return _tcg().event_type_name(value) or f"0x{value:x}"
+    return event_type_name(value) or f"0x{value:x}"
 
 
 def parse_or_problem(node: Node, struct: Layout, data: bytes, rel: int, offset: int, what: str) -> object:
@@ -81,7 +74,7 @@ def _memory_type_information(node: Node, data: bytes, offset: int) -> None:
         name = enum_name(s.EFI_MEMORY_TYPE, mtype) or f"0x{mtype:x}"
         child = Node("memory-type-information", f"{name}: {parsed.NumberOfPages} pages", node_space(node),
                      offset + rel, entry)
-        add_fields(child, s.EFI_MEMORY_TYPE_INFORMATION, parsed, offset + rel)
+        s.EFI_MEMORY_TYPE_INFORMATION.add_fields(child, parsed, offset + rel)
         node.append(child)
         if mtype == 16:  # EfiMaxMemoryType ends the array; the rest is padding
             return
@@ -99,7 +92,7 @@ def _platform_info(node: Node, data: bytes, offset: int) -> None:
         return
     parsed = s.EFI_HOB_PLATFORM_INFO_202211.parse(data)
     node.add("Layout", "edk2-stable202211", None, None)
-    add_fields(node, s.EFI_HOB_PLATFORM_INFO_202211, parsed, offset, skip=("GuidHeader",))
+    s.EFI_HOB_PLATFORM_INFO_202211.add_fields(node, parsed, offset, skip=("GuidHeader",))
 
 
 def _digests(node: Node, data: bytes, rel: int, offset: int, count: int) -> int | None:
@@ -112,10 +105,10 @@ def _digests(node: Node, data: bytes, rel: int, offset: int, count: int) -> int 
             node.problem(offset + rel, "TPMT_HA: hashAlg past the end of the HOB")
             return None
         alg = int.from_bytes(data[rel:rel + 2], "little")
-        if alg not in _tcg().ALGORITHMS:
+        if alg not in ALGORITHMS:
             node.problem(offset + rel, f"TPMT_HA: unknown hashAlg 0x{alg:04x}, digest size unknown")
             return None
-        name, dsize = _tcg().ALGORITHMS[alg]
+        name, dsize = ALGORITHMS[alg]
         if rel + 2 + dsize > len(data):
             node.problem(offset + rel, f"TPMT_HA {name}: digest past the end of the HOB")
             return None
@@ -148,7 +141,7 @@ def _tcg_event2(node: Node, data: bytes, offset: int, start: Layout = s.TCG_PCR_
     parsed = parse_or_problem(node, start, data, 0, offset, "event header")
     if parsed is None:
         return
-    add_fields(node, start, parsed, offset, displays={"EventType": _event_type_text})
+    start.add_fields(node, parsed, offset, displays={"EventType": _event_type_text})
     rel = _digests(node, data, start.size, offset, parsed.count)
     if rel is not None:
         _event_body(node, data, rel, offset)
@@ -163,7 +156,7 @@ def _tcg_event(node: Node, data: bytes, offset: int) -> None:
     parsed = parse_or_problem(node, s.TCG_PCR_EVENT_HDR, data, 0, offset, "TCG_PCR_EVENT_HDR")
     if parsed is None:
         return
-    add_fields(node, s.TCG_PCR_EVENT_HDR, parsed, offset, skip=("EventSize",),
+    s.TCG_PCR_EVENT_HDR.add_fields(node, parsed, offset, skip=("EventSize",),
                displays={"EventType": _event_type_text, "Digest": lambda v: v.hex()})
     _event_body(node, data, s.TCG_PCR_EVENT_HDR.size - 4, offset)
 
@@ -172,7 +165,7 @@ def _simple(struct: Layout, what: str, display: dict | None = None):
     def decode(node: Node, data: bytes, offset: int) -> None:
         parsed = parse_or_problem(node, struct, data, 0, offset, what)
         if parsed is not None:
-            add_fields(node, struct, parsed, offset, displays=display)
+            struct.add_fields(node, parsed, offset, displays=display)
     return decode
 
 
@@ -204,7 +197,7 @@ def _e820(node: Node, data: bytes, offset: int) -> None:
         end = parsed.Address + max(parsed.Length, 1) - 1
         child = Node("e820-entry", f"{tname} 0x{parsed.Address:x}-0x{end:x} ({size_text(parsed.Length)})",
                      node_space(node), offset + rel, entry)
-        add_fields(child, s.EFI_E820_ENTRY64, parsed, offset + rel,
+        s.EFI_E820_ENTRY64.add_fields(child, parsed, offset + rel,
                    displays={"Type": lambda v: E820_TYPES.get(v, f"0x{v:x}")})
         node.append(child)
 
@@ -213,7 +206,7 @@ def _pcd_database(node: Node, data: bytes, offset: int) -> None:
     parsed = parse_or_problem(node, s.PCD_DATABASE_INIT_START, data, 0, offset, "PCD database header")
     if parsed is None:
         return
-    add_fields(node, s.PCD_DATABASE_INIT_START, parsed, offset)
+    s.PCD_DATABASE_INIT_START.add_fields(node, parsed, offset)
     if parsed.Length > len(data):
         node.problem(offset + 20, f"PCD database Length {parsed.Length} is past the end of the HOB "
                                   f"({len(data)} bytes)")

@@ -4,7 +4,6 @@ Declarations only (decoders.layout records and the spec's name tables); decode.p
 builds Nodes. All fields little-endian, offsets from the start of the HOB. The records are flat:
 a HOB's EFI_HOB_GENERIC_HEADER members (HobType, HobLength, Reserved) come first in each, and a
 nested header (the allocation descriptor) is spelled out in place, at the same offsets.
-construct is not used here: `hob`, `measure --tdx` and the live HOB views decode without it.
 """
 from __future__ import annotations
 

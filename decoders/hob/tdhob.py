@@ -11,7 +11,7 @@ import hashlib
 
 from decoders import budget
 
-from decoders.errors import DecodeError, static_size
+from decoders.errors import DecodeError
 from decoders.hob import structs as s
 from decoders.hob.decode import (CPU, END_OF_HOB_LIST, FV, FV2, FV3, GUID_EXTENSION, HANDOFF, MAX_HOB_LIST_BYTES,
                                  MAX_HOBS, RESOURCE_DESCRIPTOR, as_memory, attribute_names, hob_type_name, walk)
@@ -109,7 +109,7 @@ def _lint(hob_list: Node, allowed: int, profile: str, td_hob_size: int | None, f
                            "HANDOFF, RESOURCE_DESCRIPTOR, GUID_EXTENSION, FV, FV2, FV3 and CPU")
             continue
         struct, exact = ACCEPTED[htype]
-        size = static_size(struct)
+        size = struct.size
         if (hlen != size) if exact else (hlen < size):
             want = f"exactly {size}" if exact else f"at least {size}"
             flag(hob, off + 2, f"{name}: HobLength {hlen}, must be {want} {WHERE}")

@@ -24,7 +24,7 @@ launch of an image without SEV metadata (sev_snp_launch_finish: "Failed to locat
 header").
 
 Only the GUIDed table and the descriptor are read, with `struct`: this module is on the path of a
-one-shot command timed against sev-snp-measure, and the Node decoders of decoders.ovmf (construct,
+one-shot command timed against sev-snp-measure, and the Node decoders of decoders.ovmf (with
 the GUID name table) cost more to import than that whole run. `SnpPrediction.metadata` decodes the
 descriptor with them when asked.
 """

@@ -9,8 +9,7 @@ Sources (edk2):
   8-byte boundaries (40 bytes each).
 - `MdePkg/Include/Uefi/UefiMultiPhase.h`: EFI_VARIABLE_* attribute bits.
 
-Declarations only, as decoders.layout records: construct is not imported here, so `fd` and
-`diff` decode a variable store without it.
+Declarations only, as decoders.layout records.
 """
 from __future__ import annotations
 

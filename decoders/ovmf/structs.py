@@ -1,7 +1,6 @@
 """Wire layouts of OVMF's reset-vector GUIDed table and the confidential-computing descriptors
-it points to (layouts only; decoding lives in resetvector.py and metadata.py). They are decoders.layout
-records, not construct Structs: `mrtd` and `measure --snp/--tdx` read nothing else and start faster
-without construct.
+it points to (layouts only, as decoders.layout records; decoding lives in resetvector.py and
+metadata.py).
 
 Sources:
 - edk2 `OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.nasm.inc` (the table, "VTF\\0", the reset vector);

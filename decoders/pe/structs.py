@@ -3,7 +3,7 @@
 Sources: Microsoft PE/COFF specification ("PE Format"), and edk2
 MdePkg/Include/IndustryStandard/PeImage.h (edk2-stable202211), whose struct and field names are
 used verbatim. Declarations only (decoders.layout records and the spec's name tables); decode.py
-reads them and builds Nodes. construct is not used here: `fd` and `diff` decode images without it.
+reads them and builds Nodes.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """EFI_GUID byte order, end to end: a GUID written field by field as the C struct lays it out
 (UEFI 2.10 Appendix A, edk2 MdePkg/Include/Uefi/UefiBaseType.h: UINT32 Data1, UINT16 Data2,
-UINT16 Data3 little-endian, then UINT8 Data4[8]) decodes to the GUID of its text form, through the
-shared adapter and through a HOB list packed with `struct` from MdePkg/Include/Pi/PiHob.h."""
+UINT16 Data3 little-endian, then UINT8 Data4[8]) decodes to the GUID of its text form, through
+guids.from_bytes, a decoders.layout "G" member and a HOB list packed with `struct` from MdePkg/Include/Pi/PiHob.h."""
 from __future__ import annotations
 
 import struct
@@ -19,11 +19,14 @@ def test_wire_bytes_are_data1_data2_data3_little_endian():
     assert WIRE.hex() == "78563412bc9af0de0123456789abcdef"
 
 
-def test_shared_adapter_reads_and_writes_the_c_layout():
-    assert guids.EFI_GUID.parse(WIRE) == uuid.UUID(TEXT)
-    assert guids.EFI_GUID.build(uuid.UUID(TEXT)) == WIRE
+def test_from_bytes_and_layout_guids_read_and_write_the_c_layout():
+    from decoders.layout import Layout
+
+    record = Layout("R", ("Guid", "G"))
     assert guids.from_bytes(WIRE) == uuid.UUID(TEXT)
-    assert guids.EFI_GUID.sizeof() == 16
+    assert record.read(WIRE)["Guid"] == uuid.UUID(TEXT)
+    assert record.build({"Guid": uuid.UUID(TEXT)}) == WIRE
+    assert record.size == 16
 
 
 def hob(hob_type: int, body: bytes) -> bytes:

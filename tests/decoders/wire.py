@@ -1,4 +1,4 @@
-"""Wire forms the decoder tests pack by hand, independent of the project's construct structs."""
+"""Wire forms the decoder tests pack by hand with struct, independent of the project's declarations."""
 from __future__ import annotations
 
 import hashlib
