@@ -1,11 +1,24 @@
-"""TCG numbers the event logs and the measurement predictions share: hash algorithm ids and
-event types (decoders/eventlog/structs.py has the wire records and re-exports these; the SNP/TDX
-predictions name event types without loading the event-log decoder).
+"""TCG numbers the event logs and the measurement predictions share: hash algorithm ids, event
+types, and the SHA-1 event header the event log and the TCG event HOBs both hold
+(decoders/eventlog/structs.py has the other wire records and re-exports these; the SNP/TDX
+predictions and the HOB decoder use them without loading the event-log decoder).
 
 Sources: TCG PC Client Platform Firmware Profile (PFP) spec 1.05 §10.4.1; edk2
 MdePkg/Include/IndustryStandard/UefiTcgPlatform.h and Tpm20.h.
 """
 from __future__ import annotations
+
+from decoders.layout import Layout
+
+# TCG_PCR_EVENT (UefiTcgPlatform.h TCG_PCR_EVENT_HDR, PFP 1.05 §10.2.1): the SHA-1 (TPM 1.2) event,
+# the first event of every crypto-agile log, and the payload of gTcgEventEntryHobGuid HOBs.
+TCG_PCR_EVENT_HDR = Layout(
+    "TCG_PCR_EVENT_HDR",
+    ("PCRIndex", "I"),
+    ("EventType", "I"),
+    ("Digest", "20s"),
+    ("EventSize", "I"),
+)
 
 # -- algorithm ids (edk2 MdePkg/Include/IndustryStandard/Tpm20.h, TPM_ALG_*) ---------------------
 TPM_ALG_SHA1 = 0x0004

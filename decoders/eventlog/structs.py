@@ -21,16 +21,10 @@ from decoders.tcg import (  # noqa: F401 - the numbers live there, re-exported h
     EV_EFI_HANDOFF_TABLES2, EV_EFI_VARIABLE_BOOT2, EV_EFI_HCRTM_EVENT, EV_EFI_VARIABLE_AUTHORITY,
     EV_EFI_SPDM_FIRMWARE_BLOB, EV_EFI_SPDM_FIRMWARE_CONFIG, EV_EFI_SPDM_DEVICE_POLICY,
     EV_EFI_SPDM_DEVICE_AUTHORITY, EVENT_TYPE_NAMES, alg_name, alg_id_from_name, event_type_name,
+    TCG_PCR_EVENT_HDR,
 )
 
-# -- TCG_PCR_EVENT: the SHA-1 (TPM 1.2) event, also the first event of every crypto-agile log ---
-TCG_PCR_EVENT_HDR = Layout(
-    "TCG_PCR_EVENT_HDR",
-    ("PCRIndex", "I"),
-    ("EventType", "I"),
-    ("Digest", "20s"),
-    ("EventSize", "I"),
-)
+# -- TCG_PCR_EVENT: the SHA-1 (TPM 1.2) event header is decoders.tcg.TCG_PCR_EVENT_HDR (above) ---
 
 # TCG_EfiSpecIDEventStruct (PFP §10.4.5.1 "Specification ID Version Event"), fixed part
 TCG_EfiSpecIdEventStruct = Layout(

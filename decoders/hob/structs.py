@@ -11,6 +11,7 @@ import uuid
 
 from decoders.guids import gEfiHobMemoryAllocBspStoreGuid, gEfiHobMemoryAllocModuleGuid, gEfiHobMemoryAllocStackGuid  # noqa: F401
 from decoders.layout import Layout
+from decoders.tcg import TCG_PCR_EVENT_HDR  # noqa: F401 - gTcgEventEntryHobGuid payloads (guid_payloads)
 
 # PiHob.h: HobType of EFI_HOB_GENERIC_HEADER.
 EFI_HOB_TYPE = {
@@ -247,14 +248,7 @@ EFI_HOB_PLATFORM_INFO_202211 = Layout(
     ("S3AcpiReservedMemorySize", "I"),
 )
 
-# MdePkg/Include/IndustryStandard/UefiTcgPlatform.h TCG_PCR_EVENT_HDR (TPM 1.2, SHA-1 digest).
-TCG_PCR_EVENT_HDR = Layout(
-    "TCG_PCR_EVENT_HDR",
-    ("PCRIndex", "I"),
-    ("EventType", "I"),
-    ("Digest", "20s"),
-    ("EventSize", "I"),
-)
+# TCG_PCR_EVENT_HDR (TPM 1.2, SHA-1 digest): decoders.tcg's, the event log's own.
 
 # TCG_PCR_EVENT2 / CC_EVENT start; TPML_DIGEST_VALUES (count, then TPMT_HA{hashAlg, digest}) follows
 # and has variable size, so decode walks it with the TPMI_ALG_HASH sizes below.
