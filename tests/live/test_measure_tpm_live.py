@@ -133,7 +133,7 @@ def prediction(boot, cache, peifv_ram: bytes | None = None):
         from inspector.cli import load_image_arg
 
         image_root = load_image_arg(str(boot["code"])).root
-        vars_root = load_vars(boot["vars"]) if boot["vars"] else None
+        vars_root = load_vars(boot["vars"].read_bytes(), boot["vars"].name) if boot["vars"] else None
         extra = {"peifv_ram": peifv_ram} if peifv_ram is not None else {}
         cache[key] = predict_tpm(image_root, vars_root, banks=BANKS, **extra)
     return cache[key]
