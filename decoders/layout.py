@@ -30,8 +30,8 @@ bounds first). `add_fields` adds the values to a Node as located fields; `build`
 from __future__ import annotations
 
 import struct
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from decoders.model import Field
 
@@ -40,6 +40,8 @@ _INT, _BYTES, _GUID, _U24, _CONST, _LIST, _RECORD, _RECORDS = range(8)
 
 
 class Layout:
+    """One record: `Layout(name, *members)`, each member as the module docstring says."""
+
     def __init__(self, name: str, *members: tuple):
         self.name = name
         fmt, offset = ["<"], 0
