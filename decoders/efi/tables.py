@@ -131,15 +131,16 @@ def decode_system_table(mem: Memory, address: int) -> Node:
     st = read_fields(node, mem, address, st_struct, "EFI_SYSTEM_TABLE")
     if st is None:
         return node
-    hdr = parse_at(S.EFI_TABLE_HEADER, node.space.data, 0)   # the Hdr.* fields, from the bytes they show
+    members = vars(st)                  # Hdr.* as read with the rest (the bytes the fields show)
+    signature, revision, stored_crc = members["Hdr.Signature"], members["Hdr.Revision"], members["Hdr.CRC32"]
     node.add("PointerSize", width, display="X64 (8)" if width == 8 else "IA32 (4)")
-    if hdr.Signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
-        node.problem(0, f"Hdr.Signature {hdr.Signature!r} is not 'IBI SYST'")
-    node.field("Hdr.Revision").display = f"0x{hdr.Revision:x} (UEFI {revision_text(hdr.Revision)})"
+    if signature != S.EFI_SYSTEM_TABLE_SIGNATURE:
+        node.problem(0, f"Hdr.Signature {signature!r} is not 'IBI SYST'")
+    node.field("Hdr.Revision").display = f"0x{revision:x} (UEFI {revision_text(revision)})"
     crc = crc32_with_zeroed(node.space.data, 16)
-    node.field("Hdr.CRC32").display = f"0x{hdr.CRC32:08x} ({'valid' if crc == hdr.CRC32 else 'bad'})"
-    if crc != hdr.CRC32:
-        node.problem(16, f"Hdr.CRC32 0x{hdr.CRC32:08x} does not match the computed 0x{crc:08x}")
+    node.field("Hdr.CRC32").display = f"0x{stored_crc:08x} ({'valid' if crc == stored_crc else 'bad'})"
+    if crc != stored_crc:
+        node.problem(16, f"Hdr.CRC32 0x{stored_crc:08x} does not match the computed 0x{crc:08x}")
     vendor, why = read_ucs2(mem, st.FirmwareVendor) if st.FirmwareVendor else (None, "FirmwareVendor is NULL")
     f = node.field("FirmwareVendor")
     f.display = f"0x{st.FirmwareVendor:x} \"{vendor}\"" if vendor is not None else f"0x{st.FirmwareVendor:x}"
@@ -147,7 +148,7 @@ def decode_system_table(mem: Memory, address: int) -> Node:
         node.warn(f.offset, why)
     node.add("FirmwareVendorString", vendor)
     node.field("FirmwareRevision").display = f"0x{st.FirmwareRevision:x}"
-    node.title = (f"EFI_SYSTEM_TABLE at 0x{address:x}: UEFI {revision_text(hdr.Revision)}, "
+    node.title = (f"EFI_SYSTEM_TABLE at 0x{address:x}: UEFI {revision_text(revision)}, "
                   f"{vendor or '?'}, {st.NumberOfTableEntries} configuration tables")
     _config_tables(node, mem, st.ConfigurationTable, st.NumberOfTableEntries, width)
     return node
