@@ -17,7 +17,7 @@ import uuid
 import warnings
 
 from decoders import guids
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.layout import Layout
 from decoders.model import Node, Space
 
@@ -119,7 +119,7 @@ def decode_signature_lists(space: Space, offset: int, size: int) -> list[Node]:
         node = Node("signature-list", "EFI_SIGNATURE_LIST", space, pos, end - pos)
         lists.append(node)
         try:
-            hdr = parse_at(EFI_SIGNATURE_LIST, data, pos, "EFI_SIGNATURE_LIST")
+            hdr = EFI_SIGNATURE_LIST.parse(data, pos, "EFI_SIGNATURE_LIST")
         except DecodeError as e:
             node.problem(pos, f"truncated EFI_SIGNATURE_LIST: {e.message} (needs {SIGNATURE_LIST_HEADER_SIZE} "
                               f"bytes, {end - pos} left)")

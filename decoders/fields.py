@@ -2,7 +2,6 @@
 read, its fields the record's members (the record itself adds them: decoders.layout)."""
 from __future__ import annotations
 
-from decoders.errors import parse_at
 from decoders.layout import Layout
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
@@ -19,6 +18,6 @@ def read_fields(node: Node, memory: Memory, address: int, struct: Layout, label:
         node.problem(None, f"{label} at 0x{address:x} not readable: {e}")
         return None
     node.space, node.offset, node.size = Space(f"{label}@0x{address:x}", raw, address), 0, len(raw)
-    parsed = parse_at(struct, raw, 0, label)
+    parsed = struct.parse(raw, 0, label)
     struct.add_fields(node, parsed, 0, **options)
     return parsed

@@ -23,8 +23,7 @@ Members of a nested C struct that should show as their own fields are declared f
 names at their offsets ("IntegrityCheck.Header").
 
 `read` gives {name: value} and `parse` the same as attributes; both raise a DecodeError located at
-the record for input that is short or holds a wrong constant (decoders.errors.parse_at checks the
-bounds first). `add_fields` adds the values to a Node as located fields; `build` packs values back
+the record for an offset outside the data, input that is short, or a wrong constant. `add_fields` adds the values to a Node as located fields; `build` packs values back
 (for generators).
 """
 from __future__ import annotations
@@ -141,18 +140,24 @@ class Layout:
         """{member name: value} of the record at data[offset:], or a DecodeError located at
         `offset` when it does not fit or holds a wrong constant (`what` names it, else the
         record's name)."""
-        if offset < 0 or offset > len(data):
-            raise _error(offset, f"{what or self.name}: offset past the end of a {len(data)}-byte buffer")
-        if len(data) - offset < self.size:
-            raise _error(offset, f"{what or self.name}: needs {self.size} bytes, {len(data) - offset} left")
+        self._check(data, offset, what)
         if self._plain:
             return dict(zip(self.names, self._unpack(data, offset)))
         return dict(zip(self.names, self.values(data, offset, what)))
 
     def parse(self, data, offset: int = 0, what: str | None = None) -> SimpleNamespace:
-        """The record at `offset` with its members as attributes (struct.error when fewer than
-        `size` bytes are left, a DecodeError for a wrong constant)."""
+        """The record at `offset` with its members as attributes, or a DecodeError as `read` raises
+        it."""
+        self._check(data, offset, what)
         return SimpleNamespace(**dict(zip(self.names, self.values(data, offset, what))))
+
+    def _check(self, data, offset: int, what: str | None) -> None:
+        """A DecodeError located at `offset` unless the record fits in `data` there (`what` names
+        it in the message, else the record's name)."""
+        if offset < 0 or offset > len(data):
+            raise _error(offset, f"{what or self.name}: offset past the end of a {len(data)}-byte buffer")
+        if len(data) - offset < self.size:
+            raise _error(offset, f"{what or self.name}: needs {self.size} bytes, {len(data) - offset} left")
 
     def build(self, values: dict) -> bytes:
         """The record's bytes from {name: value} (padding zero); for tests and generators."""

@@ -22,7 +22,6 @@ from decoders import guids
 from decoders.devicepath import decode_device_path_list
 from decoders.display import flags_text
 from decoders.efisig import decode_signature_lists
-from decoders.errors import parse_at
 from decoders.layout import Layout
 from decoders.model import Node, Space
 
@@ -166,7 +165,7 @@ def decode_load_option(space: Space, start: int, size: int) -> Node:
     if size < LOAD_OPTION_FIXED:
         node.problem(start, f"EFI_LOAD_OPTION needs {LOAD_OPTION_FIXED} bytes, the data has {size}")
         return node
-    h = parse_at(EFI_LOAD_OPTION, data, start, "EFI_LOAD_OPTION")
+    h = EFI_LOAD_OPTION.parse(data, start, "EFI_LOAD_OPTION")
     node.add("Attributes", h.Attributes, start, 4, load_option_attributes_text(h.Attributes))
     node.add("FilePathListLength", h.FilePathListLength, start + 4, 2)
     # Description: CHAR16s up to and including the first NUL CHAR16.

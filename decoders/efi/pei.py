@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from decoders import guids
 from decoders.efi.structs import EFI_PEI_PPI_DESCRIPTOR, EFI_SEC_PEI_HAND_OFF
-from decoders.errors import parse_at
 from decoders.fields import read_fields
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node, Space
@@ -69,7 +68,7 @@ def decode_ppi_list(mem: Memory, address: int, width: int, max_ppis: int = MAX_P
             root.problem(None, f"descriptor {i} at 0x{at:x} not readable: {e}")
             break
         d.space, d.size = Space(f"EFI_PEI_PPI_DESCRIPTOR@0x{at:x}", raw, at), size
-        p = parse_at(st, raw, 0)
+        p = st.parse(raw, 0)
         flags = [n for bit, n in FLAG_NAMES if p.Flags & bit]
         st.add_fields(d, p, 0,
                       displays={"Flags": f"0x{p.Flags:x} ({'|'.join(flags) or 'none'})", "Guid": _hex, "Ppi": _hex})

@@ -15,7 +15,6 @@ from decoders import guids
 from decoders.devicepath import decode_device_path, walk as dp_walk
 from decoders.display import enum_name
 from decoders.efi import structs as S
-from decoders.errors import parse_at
 from decoders.fields import read_fields
 from decoders.hob.structs import EFI_MEMORY_TYPE  # MdePkg/Include/Uefi/UefiMultiPhase.h
 from decoders.memory import Memory, Unreadable
@@ -120,7 +119,7 @@ def decode_system_table(mem: Memory, address: int) -> Node:
     except Unreadable as e:
         node.problem(None, f"EfiSystemTableBase 0x{address:x} is not readable: {e}")
         return node
-    hdr = parse_at(S.EFI_TABLE_HEADER, head, 0)
+    hdr = S.EFI_TABLE_HEADER.parse(head, 0)
     width = {S.EFI_SYSTEM_TABLE(8).sizeof(): 8, S.EFI_SYSTEM_TABLE(4).sizeof(): 4}.get(hdr.HeaderSize)
     if width is None:
         node.space, node.size = _space("EFI_SYSTEM_TABLE", address, head), len(head)
@@ -172,7 +171,7 @@ def _config_tables(parent: Node, mem: Memory, address: int, count: int, width: i
     space = _space("EFI_CONFIGURATION_TABLE", address, raw)
     for i in range(n):
         off = i * entry.sizeof()
-        e = parse_at(entry, raw, off)
+        e = entry.parse(raw, off)
         g = e.VendorGuid
         c = Node("efi-config-table", f"{guids.describe(g)} -> 0x{e.VendorTable:x}", space, off, entry.sizeof())
         c.add("VendorGuid", g, off, 16, guids.describe(g))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from decoders import budget
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.eventlog import structs as S
 from decoders.eventlog.events import decode_event_data
 from decoders.model import Node, Space
@@ -81,7 +81,7 @@ def _decode(data: bytes, kind: str, space_name: str) -> Node:
         root.title = "event log (empty or truncated)"
         return root
 
-    hdr = parse_at(S.TCG_PCR_EVENT_HDR, buf, 0)
+    hdr = S.TCG_PCR_EVENT_HDR.parse(buf, 0)
     spec_id = None
     if hdr.EventType == S.EV_NO_ACTION and len(buf) >= 32 + 16 and buf[32:48] in (SPEC_ID_03, SPEC_ID_02):
         spec_id = SpecId(bytes(buf[32:48]), pcr_index=hdr.PCRIndex)
@@ -128,7 +128,7 @@ def _decode(data: bytes, kind: str, space_name: str) -> Node:
 def _sha1_event(space: Space, off: int, index: int) -> tuple[Node, int | None]:
     """One TCG_PCR_EVENT at `off`; returns the node and the next offset (None: stop)."""
     buf = space.data
-    hdr = parse_at(S.TCG_PCR_EVENT_HDR, buf, off)
+    hdr = S.TCG_PCR_EVENT_HDR.parse(buf, off)
     ev = Node("event", "", space, off, 32)
     S.TCG_PCR_EVENT_HDR.add_fields(ev, hdr, off, displays={"EventType": _type_display})
     ev.title = f"#{index} PCR{hdr.PCRIndex} {_type_display(hdr.EventType)}"
@@ -203,7 +203,7 @@ def _decode_header_event(root: Node, space: Space, spec_id: SpecId) -> Node:
     ev.append(data)
     end = 32 + min(ev.get("EventSize", 0), len(buf) - 32)
     try:
-        sid = parse_at(S.TCG_EfiSpecIdEventStruct, buf[:end], 32)
+        sid = S.TCG_EfiSpecIdEventStruct.parse(buf[:end], 32)
     except DecodeError as e:
         data.problem(e.offset, f"Spec ID event: {e.message}")
         ev.size = max(ev.size, 32)
@@ -220,7 +220,7 @@ def _decode_header_event(root: Node, space: Space, spec_id: SpecId) -> Node:
         if p + 4 > end:
             data.problem(p, f"algorithm {i} of {sid.numberOfAlgorithms} runs past the Spec ID event")
             break
-        a = parse_at(S.TCG_EfiSpecIdEventAlgorithmSize, buf, p)
+        a = S.TCG_EfiSpecIdEventAlgorithmSize.parse(buf, p)
         spec_id.algorithms[a.algorithmId] = a.digestSize
         data.add(f"digestSizes[{i}]", {"algorithmId": a.algorithmId, "digestSize": a.digestSize}, p, 4,
                  f"{S.alg_name(a.algorithmId)}, {a.digestSize} bytes")

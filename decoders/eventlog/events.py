@@ -11,7 +11,7 @@ import struct
 
 from decoders import guids
 from decoders.devicepath import decode_device_path
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.eventlog import structs as S
 from decoders.model import Node, Space
 from decoders.uefivar import decode_variable_data
@@ -120,7 +120,7 @@ def _fw_blob(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None
         # Some firmware (Intel Boot Guard) logs a description string here instead of a blob
         _string(node, raw, off, pcr, etype)
         return
-    b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 0, "UEFI_PLATFORM_FIRMWARE_BLOB")
+    b = S.UEFI_PLATFORM_FIRMWARE_BLOB.parse(raw, 0, "UEFI_PLATFORM_FIRMWARE_BLOB")
     S.UEFI_PLATFORM_FIRMWARE_BLOB.add_fields(node, b, off, displays=_BLOB_HEX)
     node.title = f"blob 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
     if len(raw) != 16:
@@ -136,7 +136,7 @@ def _fw_blob2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
     desc = raw[1:1 + n]
     node.add("BlobDescriptionSize", n, off, 1)
     node.add("BlobDescription", desc.rstrip(b"\0").decode("ascii", errors="replace"), off + 1, n)
-    b = parse_at(S.UEFI_PLATFORM_FIRMWARE_BLOB, raw, 1 + n)
+    b = S.UEFI_PLATFORM_FIRMWARE_BLOB.parse(raw, 1 + n)
     S.UEFI_PLATFORM_FIRMWARE_BLOB.add_fields(node, b, off + 1 + n, displays=_BLOB_HEX)
     node.title = f"{node.get('BlobDescription')}: 0x{b.BlobBase:x} + 0x{b.BlobLength:x}"
 
@@ -158,7 +158,7 @@ def _handoff(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0, desc: b
         node.add("TableDescriptionSize", n, off, 1)
         node.add("TableDescription", raw[1:1 + n].rstrip(b"\0").decode("ascii", errors="replace"), off + 1, n)
         p = 1 + n
-    hdr = parse_at(S.UEFI_HANDOFF_TABLE_POINTERS_HDR, raw, p, "UEFI_HANDOFF_TABLE_POINTERS")
+    hdr = S.UEFI_HANDOFF_TABLE_POINTERS_HDR.parse(raw, p, "UEFI_HANDOFF_TABLE_POINTERS")
     node.add("NumberOfTables", hdr.NumberOfTables, off + p, 8)
     p += 8
     count = hdr.NumberOfTables
@@ -166,7 +166,7 @@ def _handoff(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0, desc: b
         node.problem(off + p - 8, f"NumberOfTables {count} needs {24 * count} bytes, {len(raw) - p} left")
         count = min(count, (len(raw) - p) // 24, MAX_HANDOFF_TABLES)
     for i in range(count):
-        t = parse_at(S.EFI_CONFIGURATION_TABLE, raw, p)
+        t = S.EFI_CONFIGURATION_TABLE.parse(raw, p)
         g = t.VendorGuid
         node.add(f"TableEntry[{i}].VendorGuid", g, off + p, 16, guids.describe(g))
         node.add(f"TableEntry[{i}].VendorTable", t.VendorTable, off + p + 16, 8, f"0x{t.VendorTable:x}")
@@ -179,7 +179,7 @@ def _handoff2(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> Non
 
 
 def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
-    h = parse_at(S.UEFI_IMAGE_LOAD_EVENT_HDR, raw, 0, "UEFI_IMAGE_LOAD_EVENT")
+    h = S.UEFI_IMAGE_LOAD_EVENT_HDR.parse(raw, 0, "UEFI_IMAGE_LOAD_EVENT")
     S.UEFI_IMAGE_LOAD_EVENT_HDR.add_fields(node, h, off,
                                            displays={"ImageLocationInMemory": _hex, "ImageLinkTimeAddress": _hex})
     avail = len(raw) - 32
@@ -196,7 +196,7 @@ def _image_load(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> N
 
 
 def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
-    h = parse_at(S.UEFI_PARTITION_TABLE_HEADER, raw, 0, "UEFI_PARTITION_TABLE_HEADER")
+    h = S.UEFI_PARTITION_TABLE_HEADER.parse(raw, 0, "UEFI_PARTITION_TABLE_HEADER")
     hs = S.UEFI_PARTITION_TABLE_HEADER.size
     hdr = Node("gpt-header", "UEFI_PARTITION_TABLE_HEADER", node.space, off, hs)
     S.UEFI_PARTITION_TABLE_HEADER.add_fields(hdr, h, off)
@@ -216,7 +216,7 @@ def _gpt(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
                                   f"{len(raw) - p} bytes left")
         count = min(count, MAX_GPT_PARTITIONS, (len(raw) - p) // esize)
     for i in range(count):
-        e = parse_at(S.UEFI_PARTITION_ENTRY, raw, p)
+        e = S.UEFI_PARTITION_ENTRY.parse(raw, p)
         name = e.PartitionName.decode("utf-16-le", errors="replace").split("\0")[0]
         part = Node("gpt-partition", f"partition {i}: {name}", node.space, off + p, esize)
         S.UEFI_PARTITION_ENTRY.add_fields(part, e, off + p, displays={"PartitionName": name})
@@ -241,7 +241,7 @@ def _tagged(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
     while p < len(raw) and i < MAX_TAGGED_EVENTS:
         if p + 8 > len(raw):
             raise _Bad(off + p, f"TCG_PCClientTaggedEvent header needs 8 bytes, {len(raw) - p} left")
-        t = parse_at(S.TCG_PCClientTaggedEvent_HDR, raw, p)
+        t = S.TCG_PCClientTaggedEvent_HDR.parse(raw, p)
         if p + 8 + t.taggedEventDataSize > len(raw):
             raise _Bad(off + p + 4, f"taggedEventDataSize {t.taggedEventDataSize} runs past the event")
         data = raw[p + 8:p + 8 + t.taggedEventDataSize]
@@ -335,7 +335,7 @@ def _sp800_155(node: Node, raw: bytes, off: int) -> None:
 
 
 def _variable(node: Node, raw: bytes, off: int, pcr: int, etype: int = 0) -> None:
-    h = parse_at(S.UEFI_VARIABLE_DATA_HDR, raw, 0, "UEFI_VARIABLE_DATA")
+    h = S.UEFI_VARIABLE_DATA_HDR.parse(raw, 0, "UEFI_VARIABLE_DATA")
     g = h.VariableName
     node.kind = "uefi-variable-data"
     S.UEFI_VARIABLE_DATA_HDR.add_fields(node, h, off)

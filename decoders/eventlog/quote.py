@@ -6,7 +6,7 @@ certification data) is shown raw with its length.
 """
 from __future__ import annotations
 
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.eventlog import structs as S
 from decoders.model import Node, Space
 
@@ -29,7 +29,7 @@ def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
     buf = space.data
     root = Node("tdx-quote", "TDX quote", space, 0, len(buf))
     try:
-        h = parse_at(S.TDX_QUOTE_HEADER_V4, buf, 0, "TDX quote header")
+        h = S.TDX_QUOTE_HEADER_V4.parse(buf, 0, "TDX quote header")
     except DecodeError as e:
         root.problem(e.offset, e.message)
         return root
@@ -41,7 +41,7 @@ def decode_tdx_quote(data: bytes, space_name: str = "quote") -> Node:
     if h.TeeType != TEE_TYPE_TDX:
         hdr.problem(4, f"TeeType 0x{h.TeeType:x} is not TDX (0x81)")
     try:
-        b = parse_at(S.TD_QUOTE_BODY_V4, buf, HEADER_SIZE, "TD quote body")
+        b = S.TD_QUOTE_BODY_V4.parse(buf, HEADER_SIZE, "TD quote body")
     except DecodeError as e:
         root.problem(e.offset, e.message)
         return root

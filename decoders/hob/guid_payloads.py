@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from decoders import guids
 from decoders.display import enum_name
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.hob import structs as s
 from decoders.layout import Layout
 from decoders.model import Node, Space
@@ -37,7 +37,7 @@ def _event_type_text(value: int) -> str:
 def parse_or_problem(node: Node, struct: Layout, data: bytes, rel: int, offset: int, what: str) -> object:
     """Parse `struct` at data[rel:], or add a located problem and return None."""
     try:
-        return parse_at(struct, data, rel, what)
+        return struct.parse(data, rel, what)
     except DecodeError as e:
         node.problem(offset + rel, f"{what}: {e.message}")
         return None

@@ -15,7 +15,7 @@ import zlib
 from decoders import guids
 from decoders.display import flag_names
 from decoders.efisig import efi_time_text
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.model import Node, Space
 from decoders.nvvars.structs import (AUTHENTICATED_VARIABLE_HEADER, EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER,
                                      EFI_FAULT_TOLERANT_WRITE_HEADER, EFI_FAULT_TOLERANT_WRITE_RECORD,
@@ -87,7 +87,7 @@ def _decode_store(space: Space, offset: int, end: int, payloads: bool = True) ->
     data = space.data
     node = Node("variable-store", "Variable store", space, offset, max(end - offset, 0))
     try:
-        hdr = parse_at(VARIABLE_STORE_HEADER, data, offset, "VARIABLE_STORE_HEADER")
+        hdr = VARIABLE_STORE_HEADER.parse(data, offset, "VARIABLE_STORE_HEADER")
     except DecodeError as e:
         node.problem(offset, f"truncated VARIABLE_STORE_HEADER: {e.message}")
         return node, end
@@ -188,7 +188,7 @@ def _decode_variable(space: Space, pos: int, var_end: int, header, auth: bool,
                      payloads: bool = True) -> tuple[Node, int | None]:
     data = space.data
     hsize = header.size
-    h = parse_at(header, data, pos, "AUTHENTICATED_VARIABLE_HEADER" if auth else "VARIABLE_HEADER")
+    h = header.parse(data, pos, "AUTHENTICATED_VARIABLE_HEADER" if auth else "VARIABLE_HEADER")
     node = Node("variable", "variable", space, pos, hsize)
     short, full, live = _state_text(h.State)
     attr_short, attr_long = _attributes_text(h.Attributes)
@@ -318,7 +318,7 @@ def _decode_working_block(space: Space, pos: int, end: int) -> tuple[Node, int]:
     data = space.data
     node = Node("ftw-working-block", "FTW working block", space, pos, end - pos)
     try:
-        h = parse_at(EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER, data[:end], pos,
+        h = EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER.parse(data[:end], pos,
                      "EFI_FAULT_TOLERANT_WORKING_BLOCK_HEADER")
     except DecodeError as e:
         node.problem(pos, f"truncated working block header: {e.message}")
@@ -372,7 +372,7 @@ def _walk_write_queue(block: Node, pos: int, end: int) -> None:
     for _ in range(MAX_FTW_WRITES):
         if pos + wsize > end:
             break
-        h = parse_at(EFI_FAULT_TOLERANT_WRITE_HEADER, data, pos, "EFI_FAULT_TOLERANT_WRITE_HEADER")
+        h = EFI_FAULT_TOLERANT_WRITE_HEADER.parse(data, pos, "EFI_FAULT_TOLERANT_WRITE_HEADER")
         flags = _bit_fields(h.Flags, WRITE_HEADER_FLAG_BITS)
         if flags["HeaderAllocated"]:  # still erased: the free part of the queue starts here
             break
@@ -408,7 +408,7 @@ def _walk_write_queue(block: Node, pos: int, end: int) -> None:
 
 
 def _decode_write_record(space: Space, pos: int, size: int, private: int, index: int) -> Node:
-    r = parse_at(EFI_FAULT_TOLERANT_WRITE_RECORD, space.data, pos, "EFI_FAULT_TOLERANT_WRITE_RECORD")
+    r = EFI_FAULT_TOLERANT_WRITE_RECORD.parse(space.data, pos, "EFI_FAULT_TOLERANT_WRITE_RECORD")
     node = Node("ftw-write-record", f"FTW write record #{index}", space, pos, size)
     flags = _bit_fields(r.Flags, WRITE_RECORD_FLAG_BITS)
     for name in WRITE_RECORD_FLAG_BITS:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decoders import guids
 from decoders.display import flag_names
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 
@@ -122,7 +122,7 @@ def decode_tdx_metadata(space: Space, offset: int) -> Node:
     else:
         node.warn(offset, "no room for the TdxMetadataGuid before the descriptor")
     try:
-        d = parse_at(S.TDVF_DESCRIPTOR, data, offset, "TDVF_DESCRIPTOR")
+        d = S.TDVF_DESCRIPTOR.parse(data, offset, "TDVF_DESCRIPTOR")
     except DecodeError as e:
         node.problem(e.offset, e.message)
         return node
@@ -154,7 +154,7 @@ def decode_tdx_metadata(space: Space, offset: int) -> Node:
     raw = []
     for i in range(count):
         at = offset + S.TDVF_DESCRIPTOR_SIZE + S.TDVF_SECTION_SIZE * i
-        raw.append((at, parse_at(S.TDVF_SECTION, data, at, "TDVF_SECTION")))
+        raw.append((at, S.TDVF_SECTION.parse(data, at, "TDVF_SECTION")))
     rebase = _code_only_rebase([s for _, s in raw], size)
     if rebase:
         node.add("ImageLayout", "code-only", display=f"code-only (offsets rebased by -0x{rebase:x})")
@@ -311,7 +311,7 @@ def _decode_cc(space: Space, offset: int, signature: bytes, kind: str, what: str
     size = len(data)
     node = Node(kind, what, space, offset, S.CC_DESCRIPTOR_SIZE)
     try:
-        d = parse_at(S.CC_DESCRIPTOR, data, offset, f"{what} descriptor")
+        d = S.CC_DESCRIPTOR.parse(data, offset, f"{what} descriptor")
     except DecodeError as e:
         node.size = 0
         node.problem(offset, e.message)
@@ -336,7 +336,7 @@ def _decode_cc(space: Space, offset: int, signature: bytes, kind: str, what: str
     spans = []
     for i in range(count):
         at = offset + S.CC_DESCRIPTOR_SIZE + S.CC_SECTION_SIZE * i
-        s = parse_at(section_struct, data, at, f"{what} section")
+        s = section_struct.parse(data, at, f"{what} section")
         typ = int(s.Type)
         tname = names.get(typ)
         child = Node(section_kind, f"{tname or f'type 0x{typ:x}'} {_range_text(s.Base, s.Size)}",

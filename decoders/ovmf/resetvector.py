@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 
 from decoders import guids
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.model import Node, Space
 from decoders.ovmf import structs as S
 from decoders.ovmf.metadata import decode_igvm_metadata, decode_sev_metadata, decode_tdx_metadata
@@ -41,7 +41,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
         return None
     end = len(data)
     footer_at = end - S.TABLE_FOOTER_AT
-    footer = parse_at(S.OVMF_TABLE_FOOTER, data, footer_at, "OVMF table footer")
+    footer = S.OVMF_TABLE_FOOTER.parse(data, footer_at, "OVMF table footer")
     if footer.FooterGuid != guids.OvmfTableFooterGuid:
         return _legacy_tdshim(space)
 
@@ -72,7 +72,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
             node.problem(pos - left, f"{left} bytes left in the table, too few for an entry (18)")
             break
         tail_at = pos - S.GUIDED_ENTRY_TAIL_SIZE
-        tail = parse_at(S.GUIDED_ENTRY_TAIL, data, tail_at, "GUIDed table entry")
+        tail = S.GUIDED_ENTRY_TAIL.parse(data, tail_at, "GUIDed table entry")
         if tail.Length < S.GUIDED_ENTRY_TAIL_SIZE:
             # QEMU pc_system_ovmf_table_find: "wouldn't want to spin in the zero case".
             node.problem(tail_at, f"entry Length {tail.Length} < 18 (would not advance); stopped")
@@ -100,7 +100,7 @@ def decode_reset_vector_table(space: Space) -> Node | None:
 
 def _add_vtf_top(node: Node, data, end: int) -> None:
     top_at = end - S.VTF_TOP_AT
-    top = parse_at(S.VTF_TOP, data, top_at, "VTF top")
+    top = S.VTF_TOP.parse(data, top_at, "VTF top")
     ap = bytes(top.ApEntryPoint)
     if not any(ap):
         ap_text = "zeros"
@@ -172,7 +172,7 @@ def _decode_entry(space: Space, at: int, length: int, guid, end: int) -> Node:
             return None
         if dsize > struct_.sizeof():
             node.note(at + struct_.sizeof(), f"{dsize - struct_.sizeof()} more data bytes than {what} defines")
-        return parse_at(struct_, data, at, what)
+        return struct_.parse(data, at, what)
 
     if guid == guids.SevEsResetBlockGuid:
         v = need(S.SEV_ES_RESET_BLOCK, "SEV-ES reset block")
@@ -225,7 +225,7 @@ def _legacy_tdshim(space: Space) -> Node | None:
     end = len(data)
     at = end - S.TDSHIM_METADATA_PTR_AT
     try:
-        ptr = parse_at(S.TDSHIM_METADATA_PTR, data, at, "td-shim metadata pointer").TdvfMetadataOffset
+        ptr = S.TDSHIM_METADATA_PTR.parse(data, at, "td-shim metadata pointer").TdvfMetadataOffset
     except DecodeError:
         return None
     if ptr < 16 or ptr + S.TDVF_DESCRIPTOR_SIZE > end or bytes(data[ptr:ptr + 4]) != S.TDVF_SIGNATURE:

@@ -28,7 +28,6 @@ from typing import Callable
 
 from decoders.efi.structs import EFI_DEBUG_IMAGE_INFO_TABLE_HEADER, EFI_DEBUG_IMAGE_INFO_UPDATE_IN_PROGRESS
 from decoders.efi.tables import GUID_DEBUG_IMAGE_INFO, decode_debug_image_entry
-from decoders.errors import parse_at
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
 from inspector.locate import config_table_addresses, locate, system_table, ui_names
@@ -232,7 +231,7 @@ class ModuleTracker:
             if span is not None and not span[0] <= pc < span[1]:
                 return
         raw = self.target.read_physical(self.debug_header, DEBUG_HEADER.sizeof(), self.call_timeout)
-        h = parse_at(DEBUG_HEADER, raw, 0)
+        h = DEBUG_HEADER.parse(raw, 0)
         size, table = h.TableSize, h.EfiDebugImageInfoTable
         if h.UpdateStatus & EFI_DEBUG_IMAGE_INFO_UPDATE_IN_PROGRESS or size == self._debug_size or not table:
             return

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from decoders.errors import DecodeError, parse_at
+from decoders.errors import DecodeError
 from decoders.memory import Memory, Unreadable
 from decoders.model import Node
 from decoders.pe import structs as PE
@@ -374,12 +374,12 @@ def pe_info(mem: Memory, image_base: int) -> PeInfo | None:
         except Unreadable:
             return None
     try:
-        dos = parse_at(PE.EFI_IMAGE_DOS_HEADER, raw, 0)
+        dos = PE.EFI_IMAGE_DOS_HEADER.parse(raw, 0)
         if dos.e_magic != PE.EFI_IMAGE_DOS_SIGNATURE or dos.e_lfanew + 24 > len(raw):
             return None
         if int.from_bytes(raw[dos.e_lfanew:dos.e_lfanew + 4], "little") != PE.EFI_IMAGE_NT_SIGNATURE:
             return None
-        fh = parse_at(PE.EFI_IMAGE_FILE_HEADER, raw, dos.e_lfanew + 4)
+        fh = PE.EFI_IMAGE_FILE_HEADER.parse(raw, dos.e_lfanew + 4)
         opt = dos.e_lfanew + 24
         magic = int.from_bytes(raw[opt:opt + 2], "little")
         # ImageBase: PE32+ (0x20b) 8 bytes at +24, PE32 (0x10b) 4 bytes at +28 (PE/COFF spec 3.4.2).
@@ -393,7 +393,7 @@ def pe_info(mem: Memory, image_base: int) -> PeInfo | None:
         for _ in range(min(fh.NumberOfSections, MAX_SECTIONS)):
             if at + PE.EFI_IMAGE_SIZEOF_SECTION_HEADER > len(raw):
                 return None
-            sh = parse_at(PE.EFI_IMAGE_SECTION_HEADER, raw, at)
+            sh = PE.EFI_IMAGE_SECTION_HEADER.parse(raw, at)
             if sh.Name.rstrip(b"\0") == b".text":
                 return PeInfo(fh.Machine, sh.VirtualAddress, sh.VirtualSize or sh.SizeOfRawData, linked,
                               sh.PointerToRawData)

@@ -279,6 +279,17 @@ def test_short_input_and_offset_past_the_end_are_located_errors(layout):
         assert e.value.message == f"{layout.name}: offset past the end of a {len(data)}-byte buffer"
 
 
+@pytest.mark.parametrize("layout", [F.EFI_FFS_FILE_HEADER, P.EFI_IMAGE_OPTIONAL_HEADER64], ids=lambda layout: layout.name)
+def test_parse_raises_the_same_located_errors_as_read(layout):
+    data = bytes(layout.size + 3)
+    for offset, what in ((4, None), (5, "the header"), (layout.size + 4, None), (-1, None)):
+        with pytest.raises(DecodeError) as want:
+            layout.read(data, offset, what)
+        with pytest.raises(DecodeError) as got:
+            layout.parse(data, offset, what)
+        assert (got.value.offset, str(got.value)) == (want.value.offset, str(want.value))
+
+
 def test_add_fields_tuples_guid_display_prefix_skip_only_displays():
     fv = uuid.UUID("7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1")
     raw = fv.bytes_le + struct.pack("<I", 0x48)
